@@ -1,0 +1,108 @@
+/* The per-unit container file (formats/container.md is the normative spec).
+ *
+ * A container holds the tensors of one execution unit (the embeddings, one
+ * decoder layer, the final norm or the LM head). Layout:
+ *
+ *   [fixed header 64 B][tensor table n*128 B][name bytes][zero padding]
+ *   [tensor data, each tensor starting at a multiple of 4096][zero padding]
+ *
+ * The file size is a multiple of 4096 so every tensor can be read with
+ * O_DIRECT using aligned lengths. All integers are little-endian. */
+#ifndef AIRLLM_CONTAINER_H
+#define AIRLLM_CONTAINER_H
+
+#include <stdint.h>
+#include <stddef.h>
+
+#include "airllm_dtype.h"
+#include "airllm_err.h"
+
+#define AIRLLM_CT_MAGIC "AIRLLMCT" /* 8 bytes, no NUL in the file */
+#define AIRLLM_CT_VERSION_MAJOR 1
+#define AIRLLM_CT_VERSION_MINOR 0
+#define AIRLLM_CT_ALIGN 4096u
+#define AIRLLM_CT_FIXED_SIZE 64u
+#define AIRLLM_CT_ENTRY_SIZE 128u
+#define AIRLLM_CT_MAX_NAME 1024u
+#define AIRLLM_CT_MAX_TENSORS 1000000u
+
+typedef enum {
+    AIRLLM_UNIT_EMBED = 0,
+    AIRLLM_UNIT_LAYER = 1,
+    AIRLLM_UNIT_NORM = 2,
+    AIRLLM_UNIT_LM_HEAD = 3,
+    AIRLLM_UNIT_KIND_COUNT
+} airllm_unit_kind;
+
+/* Tensor encodings. Codes 2..4 are reserved for the block-quantized
+ * encodings (nf4, fp4, int8) of format version 1.1; a 1.0 reader refuses them
+ * by name. */
+typedef enum {
+    AIRLLM_ENC_RAW = 0,  /* bytes exactly as in the source */
+    AIRLLM_ENC_ZSTD = 1, /* lossless: see airllm_codec.h */
+    AIRLLM_ENC_NF4 = 2,
+    AIRLLM_ENC_FP4 = 3,
+    AIRLLM_ENC_INT8 = 4,
+    AIRLLM_ENC_COUNT
+} airllm_encoding;
+
+typedef struct {
+    char *name; /* owned, NUL-terminated */
+    airllm_dtype dtype;
+    unsigned ndim;
+    uint64_t shape[AIRLLM_MAX_DIMS];
+    airllm_encoding encoding;
+    uint32_t enc_param[4]; /* zstd: [0] byte-group width (0,2,4), [1] chunk bytes */
+    uint64_t offset;       /* absolute file offset, multiple of 4096 */
+    uint64_t stored_len;   /* bytes in the file */
+    uint64_t raw_len;      /* decoded bytes = shape x dtype size */
+} airllm_ct_tensor;
+
+typedef struct {
+    uint16_t version_major, version_minor;
+    airllm_unit_kind unit_kind;
+    int32_t layer_index; /* decoder layer number, -1 for other units */
+    uint64_t header_bytes; /* fixed + table + names, before padding */
+    uint64_t data_start;   /* multiple of 4096 */
+    uint64_t file_size;    /* multiple of 4096 */
+    uint32_t n_tensors;
+    airllm_ct_tensor *tensors; /* in file order, ascending offset */
+} airllm_ct_header;
+
+const char *airllm_unit_kind_name(airllm_unit_kind k); /* "embed", "layer", ... */
+int airllm_unit_kind_from_name(const char *s, airllm_unit_kind *out);
+const char *airllm_encoding_name(airllm_encoding e);    /* "raw", "zstd", ... */
+
+/* Fills header_bytes, data_start, each tensor's offset (in table order,
+ * each aligned to 4096) and file_size, from the names and stored_len of the
+ * tensors already in h. Also sets the version. Returns -1 on overflow. */
+int airllm_ct_layout(airllm_ct_header *h, airllm_err *err);
+
+/* Serializes the header region [0, data_start) into a newly malloc'ed buffer
+ * of data_start bytes (zero padded). h must have been laid out. */
+int airllm_ct_encode(const airllm_ct_header *h, uint8_t **out, size_t *out_len,
+                     airllm_err *err);
+
+/* Parses and validates a container header. buf holds the first len bytes of
+ * the file (at least header_bytes of them; the whole file is fine);
+ * file_size is the real size of the file. Checks magic, version, counts
+ * bounded by bytes present, names (length, UTF-8, unique), dtype, encoding,
+ * shape x dtype == raw_len without overflow, raw stored_len == raw_len,
+ * alignment, ascending non-overlapping in-range offsets, file_size equal to
+ * the aligned end of the last tensor. Messages do not name the file. */
+int airllm_ct_parse(const uint8_t *buf, size_t len, uint64_t file_size,
+                    airllm_ct_header *out, airllm_err *err);
+
+/* Reads the header of a container file; messages name the file. */
+int airllm_ct_read_file(const char *path, airllm_ct_header *out, airllm_err *err);
+
+void airllm_ct_free(airllm_ct_header *h);
+
+long airllm_ct_find(const airllm_ct_header *h, const char *name);
+
+static inline uint64_t airllm_align_up(uint64_t x, uint64_t a)
+{
+    return (x + (a - 1)) / a * a;
+}
+
+#endif

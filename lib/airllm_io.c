@@ -1,0 +1,166 @@
+#include "airllm_io.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static airllm_step_hook step_hook;
+
+void airllm_set_step_hook(airllm_step_hook hook) { step_hook = hook; }
+
+void airllm_step(const char *what)
+{
+    if (step_hook)
+        step_hook(what);
+}
+
+int airllm_pread_full(int fd, void *buf, size_t n, uint64_t off, const char *path,
+                      airllm_err *err)
+{
+    uint8_t *p = buf;
+    while (n > 0) {
+        ssize_t r = pread(fd, p, n, (off_t)off);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            return airllm_errf(err, "%s: read error at offset %llu: %s", path,
+                               (unsigned long long)off, strerror(errno));
+        }
+        if (r == 0)
+            return airllm_errf(err, "%s: truncated: expected %zu more bytes at offset %llu",
+                               path, n, (unsigned long long)off);
+        p += r;
+        n -= (size_t)r;
+        off += (uint64_t)r;
+    }
+    return 0;
+}
+
+int airllm_write_full(int fd, const void *buf, size_t n, const char *path, airllm_err *err)
+{
+    const uint8_t *p = buf;
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return airllm_errf(err, "%s: write error: %s", path, strerror(errno));
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+int airllm_read_small_file(const char *path, size_t max_bytes, char **out, size_t *len,
+                           airllm_err *err)
+{
+    *out = NULL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return airllm_errf(err, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        close(fd);
+        return airllm_errf(err, "%s: cannot stat: %s", path, strerror(errno));
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return airllm_errf(err, "%s: not a regular file", path);
+    }
+    if ((uint64_t)st.st_size > max_bytes) {
+        close(fd);
+        return airllm_errf(err, "%s: too large (%lld bytes, limit %zu)", path,
+                           (long long)st.st_size, max_bytes);
+    }
+    size_t n = (size_t)st.st_size;
+    char *buf = malloc(n + 1);
+    if (!buf) {
+        close(fd);
+        return airllm_errf(err, "%s: out of memory", path);
+    }
+    int rc = airllm_pread_full(fd, buf, n, 0, path, err);
+    close(fd);
+    if (rc) {
+        free(buf);
+        return rc;
+    }
+    buf[n] = '\0';
+    *out = buf;
+    if (len)
+        *len = n;
+    return 0;
+}
+
+int airllm_fsync_path(const char *path, airllm_err *err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return airllm_errf(err, "%s: cannot open for fsync: %s", path, strerror(errno));
+    int rc = 0;
+    if (fsync(fd) != 0)
+        rc = airllm_errf(err, "%s: fsync failed: %s", path, strerror(errno));
+    close(fd);
+    return rc;
+}
+
+int airllm_path_join(char *buf, size_t cap, const char *dir, const char *name,
+                     airllm_err *err)
+{
+    int n = snprintf(buf, cap, "%s/%s", dir, name);
+    if (n < 0 || (size_t)n >= cap)
+        return airllm_errf(err, "path too long: %s/%s", dir, name);
+    return 0;
+}
+
+int airllm_write_file_atomic(const char *dir, const char *name, const void *data,
+                             size_t n, airllm_err *err)
+{
+    char tmp[4096], final[4096];
+    char tmpname[1024];
+    snprintf(tmpname, sizeof tmpname, ".%s.tmp", name);
+    if (airllm_path_join(tmp, sizeof tmp, dir, tmpname, err) ||
+        airllm_path_join(final, sizeof final, dir, name, err))
+        return -1;
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return airllm_errf(err, "%s: cannot create: %s", tmp, strerror(errno));
+    if (airllm_write_full(fd, data, n, tmp, err)) {
+        close(fd);
+        unlink(tmp);
+        return -1;
+    }
+    if (fsync(fd) != 0) {
+        int e = errno;
+        close(fd);
+        unlink(tmp);
+        return airllm_errf(err, "%s: fsync failed: %s", tmp, strerror(e));
+    }
+    if (close(fd) != 0) {
+        int e = errno;
+        unlink(tmp);
+        return airllm_errf(err, "%s: close failed: %s", tmp, strerror(e));
+    }
+    if (rename(tmp, final) != 0) {
+        int e = errno;
+        unlink(tmp);
+        return airllm_errf(err, "%s: cannot rename to %s: %s", tmp, final, strerror(e));
+    }
+    if (airllm_fsync_path(dir, err))
+        return -1;
+    airllm_step(final);
+    return 0;
+}
+
+int airllm_file_size(const char *path, uint64_t *size, airllm_err *err)
+{
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return airllm_errf(err, "%s: %s", path, strerror(errno));
+    *size = (uint64_t)st.st_size;
+    return 0;
+}

@@ -1,0 +1,40 @@
+/* File I/O helpers: full reads and writes that name the file on error,
+ * atomic small-file writes, directory fsync, and the fault-injection hook
+ * that tests use to stop a tool at every durable step. */
+#ifndef AIRLLM_IO_H
+#define AIRLLM_IO_H
+
+#include <stdint.h>
+#include <stddef.h>
+
+#include "airllm_err.h"
+
+/* pread until n bytes are read; a short file is an error ("truncated"). */
+int airllm_pread_full(int fd, void *buf, size_t n, uint64_t off, const char *path,
+                      airllm_err *err);
+/* write until all n bytes are written (EINTR and short writes retried). */
+int airllm_write_full(int fd, const void *buf, size_t n, const char *path,
+                      airllm_err *err);
+/* Reads a whole small file (config, index, manifest) into a NUL-terminated
+ * malloc'ed buffer; refuses files over max_bytes. */
+int airllm_read_small_file(const char *path, size_t max_bytes, char **out, size_t *len,
+                           airllm_err *err);
+/* Writes data to dir/name atomically: dir/.name.tmp, fsync, rename, fsync(dir). */
+int airllm_write_file_atomic(const char *dir, const char *name, const void *data,
+                             size_t n, airllm_err *err);
+int airllm_fsync_path(const char *path, airllm_err *err); /* file or directory */
+/* Size of a file, -1 with err if it cannot be stat'ed. */
+int airllm_file_size(const char *path, uint64_t *size, airllm_err *err);
+/* Joins dir and name into buf (cap bytes); error if it does not fit. */
+int airllm_path_join(char *buf, size_t cap, const char *dir, const char *name,
+                     airllm_err *err);
+
+/* Fault injection. Tools may install a hook; library code calls
+ * airllm_step(what) right after each durable step (a file fsynced, renamed or
+ * deleted, a journal line written). Tests use it to kill the process at step
+ * N and check that nothing is lost. With no hook it does nothing. */
+typedef void (*airllm_step_hook)(const char *what);
+void airllm_set_step_hook(airllm_step_hook hook);
+void airllm_step(const char *what);
+
+#endif

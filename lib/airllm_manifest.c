@@ -1,0 +1,587 @@
+#include "airllm_manifest.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "airllm_io.h"
+#include "airllm_safetensors.h"
+
+int airllm_safe_filename(const char *name)
+{
+    if (!name || !*name || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+        return 0;
+    if (strlen(name) > 255)
+        return 0;
+    for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+        if (*p == '/' || *p < 0x20 || *p == 0x7f)
+            return 0;
+    return 1;
+}
+
+void airllm_manifest_free(airllm_manifest *m)
+{
+    if (!m)
+        return;
+    free(m->tool_name);
+    free(m->tool_version);
+    free(m->options_json);
+    free(m->model.architecture);
+    free(m->model.model_type);
+    free(m->model.family);
+    for (size_t i = 0; i < m->n_units; i++) {
+        free(m->units[i].name);
+        free(m->units[i].file);
+        free(m->units[i].tied_to);
+    }
+    free(m->units);
+    for (size_t i = 0; i < m->n_tensors; i++) {
+        free(m->tensors[i].name);
+        free(m->tensors[i].source);
+    }
+    free(m->tensors);
+    for (size_t i = 0; i < m->n_sources; i++)
+        free(m->sources[i].file);
+    free(m->sources);
+    for (size_t i = 0; i < m->n_files; i++)
+        free(m->files[i].file);
+    free(m->files);
+    memset(m, 0, sizeof *m);
+}
+
+/* ---- parsing helpers: each names the JSON path that is wrong ---- */
+
+static const cJSON *req(const cJSON *obj, const char *key, const char *where, airllm_err *err)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!v)
+        airllm_errf(err, "%s: missing \"%s\"", where, key);
+    return v;
+}
+
+static int get_str(const cJSON *obj, const char *key, const char *where, char **out,
+                   airllm_err *err)
+{
+    const cJSON *v = req(obj, key, where, err);
+    if (!v)
+        return -1;
+    if (!cJSON_IsString(v))
+        return airllm_errf(err, "%s: \"%s\" must be a string", where, key);
+    *out = strdup(v->valuestring);
+    if (!*out)
+        return airllm_errf(err, "out of memory");
+    return 0;
+}
+
+/* JSON numbers are doubles: integers are exact up to 2^53, which bounds every
+ * size and count we record. */
+static int as_u64(const cJSON *v, uint64_t *out)
+{
+    if (!cJSON_IsNumber(v))
+        return -1;
+    double d = v->valuedouble;
+    if (!(d >= 0) || d > 9007199254740992.0 || floor(d) != d)
+        return -1;
+    *out = (uint64_t)d;
+    return 0;
+}
+
+static int get_u64(const cJSON *obj, const char *key, const char *where, uint64_t *out,
+                   airllm_err *err)
+{
+    const cJSON *v = req(obj, key, where, err);
+    if (!v)
+        return -1;
+    if (as_u64(v, out))
+        return airllm_errf(err, "%s: \"%s\" must be a non-negative integer", where, key);
+    return 0;
+}
+
+static int get_i64_opt(const cJSON *obj, const char *key, const char *where, int64_t *out,
+                       airllm_err *err)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    *out = -1;
+    if (!v || cJSON_IsNull(v))
+        return 0;
+    uint64_t u;
+    if (as_u64(v, &u))
+        return airllm_errf(err, "%s: \"%s\" must be a non-negative integer", where, key);
+    *out = (int64_t)u;
+    return 0;
+}
+
+static int get_sha(const cJSON *obj, const char *where, char out[AIRLLM_SHA256_HEX],
+                   airllm_err *err)
+{
+    const cJSON *v = req(obj, "sha256", where, err);
+    if (!v)
+        return -1;
+    if (!cJSON_IsString(v) || !airllm_sha256_hex_valid(v->valuestring))
+        return airllm_errf(err, "%s: \"sha256\" must be 64 lower-case hex digits", where);
+    memcpy(out, v->valuestring, AIRLLM_SHA256_HEX);
+    return 0;
+}
+
+static int get_array(const cJSON *obj, const char *key, const char *where, const cJSON **out,
+                     size_t *n, airllm_err *err)
+{
+    const cJSON *v = req(obj, key, where, err);
+    if (!v)
+        return -1;
+    if (!cJSON_IsArray(v))
+        return airllm_errf(err, "%s: \"%s\" must be an array", where, key);
+    *out = v;
+    *n = (size_t)cJSON_GetArraySize(v);
+    return 0;
+}
+
+static int parse_file_list(const cJSON *root, const char *key, airllm_mf_file **out,
+                           size_t *n_out, airllm_err *err)
+{
+    const cJSON *arr;
+    size_t n;
+    if (get_array(root, key, "manifest", &arr, &n, err))
+        return -1;
+    *out = calloc(n ? n : 1, sizeof **out);
+    if (!*out)
+        return airllm_errf(err, "out of memory");
+    *n_out = n;
+    size_t i = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, arr)
+    {
+        char where[64];
+        snprintf(where, sizeof where, "%s[%zu]", key, i);
+        airllm_mf_file *f = &(*out)[i++];
+        if (!cJSON_IsObject(it))
+            return airllm_errf(err, "%s: must be an object", where);
+        if (get_str(it, "file", where, &f->file, err) || get_u64(it, "size", where, &f->size, err) ||
+            get_sha(it, where, f->sha256, err))
+            return -1;
+        if (!airllm_safe_filename(f->file))
+            return airllm_errf(err, "%s: unsafe file name \"%s\"", where, f->file);
+        for (size_t j = 0; j + 1 < i; j++)
+            if (strcmp((*out)[j].file, f->file) == 0)
+                return airllm_errf(err, "%s: duplicate file \"%s\"", where, f->file);
+    }
+    return 0;
+}
+
+static int parse_units(const cJSON *root, airllm_manifest *m, airllm_err *err)
+{
+    const cJSON *arr;
+    size_t n;
+    if (get_array(root, "units", "manifest", &arr, &n, err))
+        return -1;
+    m->units = calloc(n ? n : 1, sizeof *m->units);
+    if (!m->units)
+        return airllm_errf(err, "out of memory");
+    m->n_units = n;
+    size_t i = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, arr)
+    {
+        char where[64];
+        snprintf(where, sizeof where, "units[%zu]", i);
+        airllm_mf_unit *u = &m->units[i++];
+        u->layer = -1;
+        char *kind = NULL;
+        if (!cJSON_IsObject(it))
+            return airllm_errf(err, "%s: must be an object", where);
+        if (get_str(it, "name", where, &u->name, err) || get_str(it, "kind", where, &kind, err))
+            return -1;
+        int bad_kind = airllm_unit_kind_from_name(kind, &u->kind);
+        free(kind);
+        if (bad_kind)
+            return airllm_errf(err, "%s: unknown unit kind", where);
+        if (u->kind == AIRLLM_UNIT_LAYER) {
+            uint64_t layer;
+            if (get_u64(it, "layer", where, &layer, err))
+                return -1;
+            if (layer > 1000000)
+                return airllm_errf(err, "%s: layer %llu out of range", where,
+                                   (unsigned long long)layer);
+            u->layer = (int32_t)layer;
+        }
+        const cJSON *tied = cJSON_GetObjectItemCaseSensitive(it, "tied_to");
+        if (tied) {
+            if (u->kind != AIRLLM_UNIT_LM_HEAD || !cJSON_IsString(tied) || !*tied->valuestring)
+                return airllm_errf(err, "%s: \"tied_to\" is only for the lm_head unit and must "
+                                        "name a tensor", where);
+            if (cJSON_GetObjectItemCaseSensitive(it, "file"))
+                return airllm_errf(err, "%s: a tied unit has no file", where);
+            u->tied_to = strdup(tied->valuestring);
+            if (!u->tied_to)
+                return airllm_errf(err, "out of memory");
+        } else {
+            if (get_str(it, "file", where, &u->file, err) ||
+                get_u64(it, "size", where, &u->size, err) || get_sha(it, where, u->sha256, err))
+                return -1;
+            if (!airllm_safe_filename(u->file))
+                return airllm_errf(err, "%s: unsafe file name \"%s\"", where, u->file);
+        }
+        for (size_t j = 0; j + 1 < i; j++) {
+            if (strcmp(m->units[j].name, u->name) == 0)
+                return airllm_errf(err, "%s: duplicate unit \"%s\"", where, u->name);
+            if (u->file && m->units[j].file && strcmp(m->units[j].file, u->file) == 0)
+                return airllm_errf(err, "%s: file \"%s\" used twice", where, u->file);
+        }
+    }
+    return 0;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static int parse_tensors(const cJSON *root, airllm_manifest *m, airllm_err *err)
+{
+    const cJSON *arr;
+    size_t n;
+    if (get_array(root, "tensors", "manifest", &arr, &n, err))
+        return -1;
+    m->tensors = calloc(n ? n : 1, sizeof *m->tensors);
+    if (!m->tensors)
+        return airllm_errf(err, "out of memory");
+    m->n_tensors = n;
+    size_t i = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, arr)
+    {
+        char where[64];
+        snprintf(where, sizeof where, "tensors[%zu]", i);
+        airllm_mf_tensor *t = &m->tensors[i++];
+        char *dtype = NULL, *unit = NULL, *enc = NULL;
+        if (!cJSON_IsObject(it))
+            return airllm_errf(err, "%s: must be an object", where);
+        if (get_str(it, "name", where, &t->name, err))
+            return -1;
+        int rc = get_str(it, "dtype", where, &dtype, err);
+        if (!rc && airllm_dtype_from_name(dtype, &t->dtype))
+            rc = airllm_errf(err, "%s (%s): unknown dtype \"%s\"", where, t->name, dtype);
+        free(dtype);
+        if (rc)
+            return -1;
+        const cJSON *shape = req(it, "shape", where, err);
+        if (!shape)
+            return -1;
+        if (!cJSON_IsArray(shape) || cJSON_GetArraySize(shape) > AIRLLM_MAX_DIMS)
+            return airllm_errf(err, "%s (%s): \"shape\" must be an array of at most %d integers",
+                               where, t->name, AIRLLM_MAX_DIMS);
+        const cJSON *d;
+        cJSON_ArrayForEach(d, shape)
+        {
+            if (as_u64(d, &t->shape[t->ndim]))
+                return airllm_errf(err, "%s (%s): bad dimension in \"shape\"", where, t->name);
+            t->ndim++;
+        }
+        uint64_t nbytes;
+        if (airllm_shape_nbytes(t->dtype, t->shape, t->ndim, NULL, &nbytes))
+            return airllm_errf(err, "%s (%s): shape size overflows", where, t->name);
+        if (get_u64(it, "bytes", where, &t->raw_len, err) ||
+            get_u64(it, "stored_bytes", where, &t->stored_len, err))
+            return -1;
+        if (t->raw_len != nbytes)
+            return airllm_errf(err, "%s (%s): \"bytes\" %llu does not match shape x dtype (%llu)",
+                               where, t->name, (unsigned long long)t->raw_len,
+                               (unsigned long long)nbytes);
+        if (get_str(it, "encoding", where, &enc, err))
+            return -1;
+        rc = -1;
+        for (int e = 0; e < AIRLLM_ENC_COUNT; e++)
+            if (strcmp(enc, airllm_encoding_name((airllm_encoding)e)) == 0) {
+                t->encoding = (airllm_encoding)e;
+                rc = 0;
+            }
+        if (rc)
+            airllm_errf(err, "%s (%s): unknown encoding \"%s\"", where, t->name, enc);
+        free(enc);
+        if (rc)
+            return -1;
+        if (get_str(it, "unit", where, &unit, err))
+            return -1;
+        rc = -1;
+        for (size_t u = 0; u < m->n_units; u++)
+            if (strcmp(m->units[u].name, unit) == 0 && m->units[u].file) {
+                t->unit = u;
+                rc = 0;
+            }
+        if (rc)
+            airllm_errf(err, "%s (%s): unit \"%s\" is not a unit with a file", where, t->name,
+                        unit);
+        free(unit);
+        if (rc)
+            return -1;
+        if (get_str(it, "source", where, &t->source, err))
+            return -1;
+        int found = 0;
+        for (size_t s = 0; s < m->n_sources; s++)
+            found |= strcmp(m->sources[s].file, t->source) == 0;
+        if (!found)
+            return airllm_errf(err, "%s (%s): source \"%s\" is not in \"sources\"", where,
+                               t->name, t->source);
+    }
+    /* Names must be unique across the model. Sorting a copy keeps this
+     * O(n log n) for models with tens of thousands of tensors. */
+    const char **names = malloc((n ? n : 1) * sizeof *names);
+    if (!names)
+        return airllm_errf(err, "out of memory");
+    for (size_t k = 0; k < n; k++)
+        names[k] = m->tensors[k].name;
+    qsort(names, n, sizeof *names, cmp_str);
+    int rc = 0;
+    for (size_t k = 1; k < n && !rc; k++)
+        if (strcmp(names[k - 1], names[k]) == 0)
+            rc = airllm_errf(err, "tensors: duplicate tensor \"%s\"", names[k]);
+    free(names);
+    return rc;
+}
+
+
+static int parse_model(const cJSON *root, airllm_mf_model *mo, airllm_err *err)
+{
+    const cJSON *model = req(root, "model", "manifest", err);
+    if (!model)
+        return -1;
+    if (!cJSON_IsObject(model))
+        return airllm_errf(err, "manifest: \"model\" must be an object");
+    if (get_str(model, "architecture", "model", &mo->architecture, err) ||
+        get_str(model, "model_type", "model", &mo->model_type, err) ||
+        get_str(model, "family", "model", &mo->family, err) ||
+        get_i64_opt(model, "num_layers", "model", &mo->num_layers, err) ||
+        get_i64_opt(model, "hidden_size", "model", &mo->hidden_size, err) ||
+        get_i64_opt(model, "vocab_size", "model", &mo->vocab_size, err))
+        return -1;
+    const cJSON *tie = req(model, "tie_word_embeddings", "model", err);
+    if (!tie)
+        return -1;
+    if (!cJSON_IsBool(tie))
+        return airllm_errf(err, "model: \"tie_word_embeddings\" must be true or false");
+    mo->tie_word_embeddings = cJSON_IsTrue(tie);
+    return 0;
+}
+
+int airllm_manifest_parse(const char *json, size_t len, airllm_manifest *m, airllm_err *err)
+{
+    memset(m, 0, sizeof *m);
+    if (airllm_utf8_check((const uint8_t *)json, len))
+        return airllm_errf(err, "not valid UTF-8");
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(json, len, &end, 0);
+    if (!root)
+        return airllm_errf(err, "not valid JSON (near byte %zu)",
+                           end ? (size_t)(end - json) : (size_t)0);
+    int rc = -1;
+    for (const char *p = end; p && p < json + len; p++)
+        if (*p != ' ' && *p != '\n' && *p != '\r' && *p != '\t') {
+            airllm_errf(err, "trailing data after the JSON object");
+            goto out;
+        }
+    if (!cJSON_IsObject(root)) {
+        airllm_errf(err, "not a JSON object");
+        goto out;
+    }
+    char *format = NULL, *version = NULL;
+    if (get_str(root, "format", "manifest", &format, err))
+        goto out;
+    int bad = strcmp(format, AIRLLM_MANIFEST_FORMAT) != 0;
+    free(format);
+    if (bad) {
+        airllm_errf(err, "manifest: \"format\" is not \"%s\"", AIRLLM_MANIFEST_FORMAT);
+        goto out;
+    }
+    if (get_str(root, "format_version", "manifest", &version, err))
+        goto out;
+    int consumed = 0;
+    bad = sscanf(version, "%u.%u%n", &m->version_major, &m->version_minor, &consumed) != 2 ||
+          version[consumed] != '\0';
+    free(version);
+    if (bad) {
+        airllm_errf(err, "manifest: \"format_version\" must look like \"1.0\"");
+        goto out;
+    }
+    if (m->version_major != AIRLLM_CT_VERSION_MAJOR) {
+        airllm_errf(err, "manifest: format version %u.%u is not supported (this reader "
+                         "reads %d.x)", m->version_major, m->version_minor,
+                    AIRLLM_CT_VERSION_MAJOR);
+        goto out;
+    }
+    const cJSON *complete = req(root, "complete", "manifest", err);
+    if (!complete)
+        goto out;
+    if (!cJSON_IsBool(complete)) {
+        airllm_errf(err, "manifest: \"complete\" must be true or false");
+        goto out;
+    }
+    m->complete = cJSON_IsTrue(complete);
+    const cJSON *tool = req(root, "tool", "manifest", err);
+    if (!tool)
+        goto out;
+    if (!cJSON_IsObject(tool)) {
+        airllm_errf(err, "manifest: \"tool\" must be an object");
+        goto out;
+    }
+    if (get_str(tool, "name", "tool", &m->tool_name, err) ||
+        get_str(tool, "version", "tool", &m->tool_version, err))
+        goto out;
+    const cJSON *opts = req(tool, "options", "tool", err);
+    if (!opts)
+        goto out;
+    if (!cJSON_IsObject(opts)) {
+        airllm_errf(err, "tool: \"options\" must be an object");
+        goto out;
+    }
+    m->options_json = cJSON_PrintUnformatted(opts);
+    if (!m->options_json) {
+        airllm_errf(err, "out of memory");
+        goto out;
+    }
+    if (parse_model(root, &m->model, err) || parse_units(root, m, err) ||
+        parse_file_list(root, "sources", &m->sources, &m->n_sources, err) ||
+        parse_file_list(root, "files", &m->files, &m->n_files, err) ||
+        parse_tensors(root, m, err))
+        goto out;
+    for (size_t i = 0; i < m->n_files; i++)
+        for (size_t u = 0; u < m->n_units; u++)
+            if (m->units[u].file && strcmp(m->units[u].file, m->files[i].file) == 0) {
+                airllm_errf(err, "files: \"%s\" is also a unit file", m->files[i].file);
+                goto out;
+            }
+    rc = 0;
+out:
+    cJSON_Delete(root);
+    if (rc)
+        airllm_manifest_free(m);
+    return rc;
+}
+
+int airllm_manifest_load(const char *dir, airllm_manifest *m, airllm_err *err)
+{
+    char path[4096];
+    char *buf;
+    size_t len;
+    memset(m, 0, sizeof *m);
+    if (airllm_path_join(path, sizeof path, dir, AIRLLM_MANIFEST_NAME, err) ||
+        airllm_read_small_file(path, AIRLLM_MANIFEST_MAX_BYTES, &buf, &len, err))
+        return -1;
+    int rc = airllm_manifest_parse(buf, len, m, err);
+    free(buf);
+    if (rc)
+        return airllm_err_prefix(err, "%s", path);
+    return 0;
+}
+
+/* ---- writing ---- */
+
+static cJSON *file_entry(const char *file, uint64_t size, const char *sha)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "file", file);
+    cJSON_AddNumberToObject(o, "size", (double)size);
+    cJSON_AddStringToObject(o, "sha256", sha);
+    return o;
+}
+
+static void add_opt_int(cJSON *o, const char *key, int64_t v)
+{
+    if (v < 0)
+        cJSON_AddNullToObject(o, key);
+    else
+        cJSON_AddNumberToObject(o, key, (double)v);
+}
+
+int airllm_manifest_to_json(const airllm_manifest *m, char **out, airllm_err *err)
+{
+    *out = NULL;
+    cJSON *root = cJSON_CreateObject();
+    char version[32];
+    snprintf(version, sizeof version, "%u.%u", m->version_major, m->version_minor);
+    cJSON_AddStringToObject(root, "format", AIRLLM_MANIFEST_FORMAT);
+    cJSON_AddStringToObject(root, "format_version", version);
+    cJSON_AddBoolToObject(root, "complete", m->complete);
+
+    cJSON *tool = cJSON_AddObjectToObject(root, "tool");
+    cJSON_AddStringToObject(tool, "name", m->tool_name);
+    cJSON_AddStringToObject(tool, "version", m->tool_version);
+    cJSON *opts = cJSON_Parse(m->options_json ? m->options_json : "{}");
+    if (!opts || !cJSON_IsObject(opts)) {
+        cJSON_Delete(opts);
+        cJSON_Delete(root);
+        return airllm_errf(err, "manifest options are not a JSON object");
+    }
+    cJSON_AddItemToObject(tool, "options", opts);
+
+    cJSON *model = cJSON_AddObjectToObject(root, "model");
+    cJSON_AddStringToObject(model, "architecture", m->model.architecture);
+    cJSON_AddStringToObject(model, "model_type", m->model.model_type);
+    cJSON_AddStringToObject(model, "family", m->model.family);
+    add_opt_int(model, "num_layers", m->model.num_layers);
+    add_opt_int(model, "hidden_size", m->model.hidden_size);
+    add_opt_int(model, "vocab_size", m->model.vocab_size);
+    cJSON_AddBoolToObject(model, "tie_word_embeddings", m->model.tie_word_embeddings);
+
+    cJSON *units = cJSON_AddArrayToObject(root, "units");
+    for (size_t i = 0; i < m->n_units; i++) {
+        const airllm_mf_unit *u = &m->units[i];
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "name", u->name);
+        cJSON_AddStringToObject(o, "kind", airllm_unit_kind_name(u->kind));
+        if (u->kind == AIRLLM_UNIT_LAYER)
+            cJSON_AddNumberToObject(o, "layer", u->layer);
+        if (u->file) {
+            cJSON_AddStringToObject(o, "file", u->file);
+            cJSON_AddNumberToObject(o, "size", (double)u->size);
+            cJSON_AddStringToObject(o, "sha256", u->sha256);
+        } else {
+            cJSON_AddStringToObject(o, "tied_to", u->tied_to);
+        }
+        cJSON_AddItemToArray(units, o);
+    }
+
+    cJSON *tensors = cJSON_AddArrayToObject(root, "tensors");
+    for (size_t i = 0; i < m->n_tensors; i++) {
+        const airllm_mf_tensor *t = &m->tensors[i];
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "name", t->name);
+        cJSON_AddStringToObject(o, "dtype", airllm_dtype_name(t->dtype));
+        cJSON *shape = cJSON_AddArrayToObject(o, "shape");
+        for (unsigned d = 0; d < t->ndim; d++)
+            cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)t->shape[d]));
+        cJSON_AddNumberToObject(o, "bytes", (double)t->raw_len);
+        cJSON_AddStringToObject(o, "unit", m->units[t->unit].name);
+        cJSON_AddStringToObject(o, "encoding", airllm_encoding_name(t->encoding));
+        cJSON_AddNumberToObject(o, "stored_bytes", (double)t->stored_len);
+        cJSON_AddStringToObject(o, "source", t->source);
+        cJSON_AddItemToArray(tensors, o);
+    }
+
+    cJSON *sources = cJSON_AddArrayToObject(root, "sources");
+    for (size_t i = 0; i < m->n_sources; i++)
+        cJSON_AddItemToArray(sources, file_entry(m->sources[i].file, m->sources[i].size,
+                                                 m->sources[i].sha256));
+    cJSON *files = cJSON_AddArrayToObject(root, "files");
+    for (size_t i = 0; i < m->n_files; i++)
+        cJSON_AddItemToArray(files, file_entry(m->files[i].file, m->files[i].size,
+                                               m->files[i].sha256));
+
+    char *text = cJSON_Print(root);
+    cJSON_Delete(root);
+    if (!text)
+        return airllm_errf(err, "out of memory while writing the manifest");
+    /* Append a final newline, as text files conventionally end with one. */
+    size_t n = strlen(text);
+    char *withnl = realloc(text, n + 2);
+    if (!withnl) {
+        free(text);
+        return airllm_errf(err, "out of memory while writing the manifest");
+    }
+    withnl[n] = '\n';
+    withnl[n + 1] = '\0';
+    *out = withnl;
+    return 0;
+}

@@ -1,0 +1,84 @@
+/* manifest.json: the table of contents of a converted directory
+ * (formats/manifest.schema.json is the normative schema). It is written last
+ * and atomically; a directory without it is incomplete. */
+#ifndef AIRLLM_MANIFEST_H
+#define AIRLLM_MANIFEST_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stddef.h>
+
+#include "airllm_container.h"
+#include "airllm_dtype.h"
+#include "airllm_err.h"
+#include "airllm_hash.h"
+
+#define AIRLLM_MANIFEST_NAME "manifest.json"
+#define AIRLLM_MANIFEST_FORMAT "airllm"
+#define AIRLLM_MANIFEST_MAX_BYTES (256u << 20)
+
+typedef struct {
+    char *file; /* plain file name inside the directory (no '/') */
+    uint64_t size;
+    char sha256[AIRLLM_SHA256_HEX];
+} airllm_mf_file;
+
+typedef struct {
+    char *name; /* "embed", "layer.0", "norm", "lm_head" */
+    airllm_unit_kind kind;
+    int32_t layer;  /* -1 unless kind == layer */
+    char *file;     /* NULL for a tied LM head, which has no file of its own */
+    uint64_t size;
+    char sha256[AIRLLM_SHA256_HEX];
+    char *tied_to;  /* tensor reused by a tied LM head, else NULL */
+} airllm_mf_unit;
+
+typedef struct {
+    char *name;
+    airllm_dtype dtype;
+    unsigned ndim;
+    uint64_t shape[AIRLLM_MAX_DIMS];
+    size_t unit;    /* index into units */
+    airllm_encoding encoding;
+    uint64_t raw_len;    /* decoded bytes */
+    uint64_t stored_len; /* bytes in the unit file */
+    char *source;   /* source file it came from */
+} airllm_mf_tensor;
+
+typedef struct {
+    char *architecture, *model_type, *family;
+    int64_t num_layers, hidden_size, vocab_size; /* -1 when not known */
+    bool tie_word_embeddings;
+} airllm_mf_model;
+
+typedef struct {
+    unsigned version_major, version_minor;
+    bool complete;
+    char *tool_name, *tool_version;
+    char *options_json; /* the tool's options, a JSON object as text */
+    airllm_mf_model model;
+    airllm_mf_unit *units;
+    size_t n_units;
+    airllm_mf_tensor *tensors;
+    size_t n_tensors;
+    airllm_mf_file *sources; /* the checkpoint files read */
+    size_t n_sources;
+    airllm_mf_file *files;   /* config/tokenizer files copied verbatim */
+    size_t n_files;
+} airllm_manifest;
+
+/* Parses and validates manifest JSON from a buffer (schema, version, digests,
+ * file names, unit references, uniqueness). */
+int airllm_manifest_parse(const char *json, size_t len, airllm_manifest *m, airllm_err *err);
+/* Reads DIR/manifest.json; messages name the file. */
+int airllm_manifest_load(const char *dir, airllm_manifest *m, airllm_err *err);
+/* Serializes with a fixed key order and formatting, so the same manifest
+ * always gives the same bytes. */
+int airllm_manifest_to_json(const airllm_manifest *m, char **out, airllm_err *err);
+void airllm_manifest_free(airllm_manifest *m);
+
+/* 1 if name is a safe plain file name: non-empty, no '/', not "." or "..",
+ * no control characters. */
+int airllm_safe_filename(const char *name);
+
+#endif

@@ -1,0 +1,173 @@
+/* Unit tests for the manifest: a round trip through JSON is exact and
+ * deterministic, and malformed manifests are refused with a useful message. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "airllm_manifest.h"
+
+static int passed, failed;
+
+#define CHECK(cond, ...)                                                                   \
+    do {                                                                                   \
+        if (cond) {                                                                        \
+            passed++;                                                                      \
+        } else {                                                                           \
+            failed++;                                                                      \
+            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                    \
+            printf(__VA_ARGS__);                                                           \
+            printf("\n");                                                                  \
+        }                                                                                  \
+    } while (0)
+
+static const char *SHA = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+static void build(airllm_manifest *m, airllm_mf_unit *units, airllm_mf_tensor *tensors,
+                  airllm_mf_file *sources, airllm_mf_file *files)
+{
+    memset(m, 0, sizeof *m);
+    m->version_major = 1;
+    m->complete = true;
+    m->tool_name = "airllm-split";
+    m->tool_version = "0.1.0";
+    m->options_json = "{\"compress\":\"none\"}";
+    m->model.architecture = "LlamaForCausalLM";
+    m->model.model_type = "llama";
+    m->model.family = "llama";
+    m->model.num_layers = 1;
+    m->model.hidden_size = 4;
+    m->model.vocab_size = -1;
+    m->model.tie_word_embeddings = true;
+    units[0] = (airllm_mf_unit){"embed", AIRLLM_UNIT_EMBED, -1, "embed.airc", 8192, {0}, NULL};
+    units[1] = (airllm_mf_unit){"layer.0", AIRLLM_UNIT_LAYER, 0, "layer.00000.airc", 8192, {0},
+                                NULL};
+    units[2] = (airllm_mf_unit){"lm_head", AIRLLM_UNIT_LM_HEAD, -1, NULL, 0, {0},
+                                "model.embed_tokens.weight"};
+    memcpy(units[0].sha256, SHA, 65);
+    memcpy(units[1].sha256, SHA, 65);
+    tensors[0] = (airllm_mf_tensor){"model.embed_tokens.weight", AIRLLM_DTYPE_F32, 2, {8, 4}, 0,
+                                    AIRLLM_ENC_RAW, 128, 128, "model.safetensors"};
+    tensors[1] = (airllm_mf_tensor){"model.layers.0.w", AIRLLM_DTYPE_BF16, 1, {4}, 1,
+                                    AIRLLM_ENC_ZSTD, 8, 7, "model.safetensors"};
+    sources[0] = (airllm_mf_file){"model.safetensors", 300, {0}};
+    memcpy(sources[0].sha256, SHA, 65);
+    files[0] = (airllm_mf_file){"config.json", 10, {0}};
+    memcpy(files[0].sha256, SHA, 65);
+    m->units = units;
+    m->n_units = 3;
+    m->tensors = tensors;
+    m->n_tensors = 2;
+    m->sources = sources;
+    m->n_sources = 1;
+    m->files = files;
+    m->n_files = 1;
+}
+
+static char *good_json(void)
+{
+    airllm_manifest m;
+    airllm_mf_unit u[3];
+    airllm_mf_tensor t[2];
+    airllm_mf_file s[1], f[1];
+    build(&m, u, t, s, f);
+    char *json = NULL;
+    airllm_err err;
+    if (airllm_manifest_to_json(&m, &json, &err))
+        printf("to_json: %s\n", err.msg);
+    return json;
+}
+
+/* Replaces the first occurrence of from with to in a copy of s. */
+static char *replace(const char *s, const char *from, const char *to)
+{
+    const char *p = strstr(s, from);
+    if (!p)
+        return NULL;
+    size_t n = strlen(s) - strlen(from) + strlen(to);
+    char *out = malloc(n + 1);
+    size_t head = (size_t)(p - s);
+    memcpy(out, s, head);
+    strcpy(out + head, to);
+    strcat(out, p + strlen(from));
+    return out;
+}
+
+int main(void)
+{
+    char *json = good_json();
+    CHECK(json != NULL, "serialize");
+    airllm_manifest m;
+    airllm_err err;
+    int rc = airllm_manifest_parse(json, strlen(json), &m, &err);
+    CHECK(rc == 0, "parse of our own output: %s", rc ? err.msg : "");
+    if (rc == 0) {
+        CHECK(m.n_units == 3 && m.n_tensors == 2 && m.n_sources == 1 && m.n_files == 1,
+              "counts");
+        CHECK(m.units[2].file == NULL && strcmp(m.units[2].tied_to, "model.embed_tokens.weight")
+              == 0, "tied unit");
+        CHECK(m.tensors[1].unit == 1 && m.tensors[1].encoding == AIRLLM_ENC_ZSTD &&
+              m.tensors[1].stored_len == 7, "tensor fields");
+        CHECK(m.model.vocab_size == -1 && m.model.num_layers == 1, "model fields");
+        char *again;
+        CHECK(airllm_manifest_to_json(&m, &again, &err) == 0 && strcmp(again, json) == 0,
+              "re-serialization is byte-identical");
+        free(again);
+        airllm_manifest_free(&m);
+    }
+
+    static const struct {
+        const char *from, *to, *expect;
+    } bad[] = {
+        {"\"format\":\t\"airllm\"", "\"format\":\t\"other\"", "format"},
+        {"\"format_version\":\t\"1.0\"", "\"format_version\":\t\"2.0\"", "not supported"},
+        {"\"format_version\":\t\"1.0\"", "\"format_version\":\t\"1\"", "format_version"},
+        {"\"complete\":\ttrue", "\"complete\":\t1", "complete"},
+        {"\"kind\":\t\"embed\"", "\"kind\":\t\"blob\"", "unit kind"},
+        {"\"file\":\t\"embed.airc\"", "\"file\":\t\"../embed.airc\"", "unsafe"},
+        {"\"file\":\t\"layer.00000.airc\"", "\"file\":\t\"embed.airc\"", "used twice"},
+        {"\"dtype\":\t\"BF16\"", "\"dtype\":\t\"Q7\"", "unknown dtype"},
+        {"\"bytes\":\t8,", "\"bytes\":\t9,", "does not match"},
+        {"\"unit\":\t\"layer.0\"", "\"unit\":\t\"lm_head\"", "not a unit with a file"},
+        {"\"unit\":\t\"layer.0\"", "\"unit\":\t\"nope\"", "not a unit"},
+        {"\"encoding\":\t\"zstd\"", "\"encoding\":\t\"lzma\"", "unknown encoding"},
+        {"\"name\":\t\"model.layers.0.w\"", "\"name\":\t\"model.embed_tokens.weight\"",
+         "duplicate tensor"},
+        {"\"name\":\t\"layer.0\"", "\"name\":\t\"embed\"", "duplicate unit"},
+        {"\"size\":\t300", "\"size\":\t-1", "non-negative"},
+        {"\"size\":\t300", "\"size\":\t1.5", "non-negative"},
+        {"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+         "0123456789ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef", "sha256"},
+        {"\"source\":\t\"model.safetensors\"", "\"source\":\t\"x.safetensors\"", "not in"},
+        {"\"tied_to\":\t\"model.embed_tokens.weight\"", "\"tied_to\":\t5", "tied_to"},
+        {"\"shape\":\t[4]", "\"shape\":\t[4, -2]", "shape"},
+        {"\"shape\":\t[4]", "\"shape\":\t[1,1,1,1,1,1,1,1,4]", "shape"},
+        {"\"layer\":\t0", "\"layer\":\t\"0\"", "layer"},
+        {"\"tie_word_embeddings\":\ttrue", "\"tie_word_embeddings\":\t\"yes\"", "tie_word"},
+        {"\"options\":\t{", "\"options\":\t[{", "options"},
+        {"\"file\":\t\"config.json\"", "\"file\":\t\"layer.00000.airc\"", "also a unit file"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char *b = replace(json, bad[i].from, bad[i].to);
+        if (!b) {
+            CHECK(0, "case %zu: pattern '%s' not found", i, bad[i].from);
+            continue;
+        }
+        rc = airllm_manifest_parse(b, strlen(b), &m, &err);
+        CHECK(rc != 0 && strstr(err.msg, bad[i].expect), "case %zu (%s): rc=%d msg=%s", i,
+              bad[i].to, rc, rc ? err.msg : "(accepted)");
+        if (rc == 0)
+            airllm_manifest_free(&m);
+        free(b);
+    }
+    static const char *garbage[] = {"", "[]", "null", "{", "{\"format\":\t\"airllm\"}",
+                                    "{} x", "\xff\xfe{}"};
+    for (size_t i = 0; i < sizeof garbage / sizeof garbage[0]; i++) {
+        rc = airllm_manifest_parse(garbage[i], strlen(garbage[i]), &m, &err);
+        CHECK(rc != 0, "garbage %zu accepted", i);
+        if (rc == 0)
+            airllm_manifest_free(&m);
+    }
+    free(json);
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed != 0;
+}

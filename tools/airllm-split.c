@@ -1,0 +1,1415 @@
+/* airllm-split: converts a Hugging Face safetensors checkpoint into the
+ * per-unit container directory described in formats/.
+ *
+ * How it streams: sources are read once, sequentially, in file order, and
+ * hashed as they are read. Each tensor's bytes go straight to the unit file it
+ * belongs to; a unit's file is written append-only in the same order (its
+ * tensors are ordered by (source, offset), the order they are read), so the
+ * unit's SHA-256 is also computed during the write. Raw units need only the
+ * read buffer; zstd units hold their compressed bytes until the unit is done
+ * (at most one unit), because the header, written first, records their
+ * lengths.
+ *
+ * Crash safety: every file is written under a temporary name, fsynced and
+ * renamed. A journal in OUT_DIR/.airllm-split/ records each completed unit
+ * and source with its digest; a rerun keeps units whose file still matches
+ * and redoes the rest. manifest.json is written last. With
+ * --delete-original, a shard is removed only after every unit holding any
+ * of its tensors is durable and re-read against its digest. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "airllm_checkpoint.h"
+#include "airllm_codec.h"
+#include "airllm_container.h"
+#include "airllm_hash.h"
+#include "airllm_io.h"
+#include "airllm_manifest.h"
+#include "cli.h"
+
+#define STATE_DIR ".airllm-split"
+#define PLAN_NAME "plan"
+#define JOURNAL_NAME "journal"
+#define READ_CHUNK AIRLLM_ZSTD_CHUNK_DEFAULT
+
+/* Files copied verbatim next to the units when the checkpoint has them. */
+static const char *const aux_files[] = {
+    "config.json",      "generation_config.json",  "tokenizer.json",
+    "tokenizer_config.json", "tokenizer.model",    "special_tokens_map.json",
+    "added_tokens.json", "vocab.json",             "merges.txt",
+};
+#define N_AUX (sizeof aux_files / sizeof aux_files[0])
+
+typedef struct {
+    const char *hf_dir, *out_dir;
+    bool zstd;
+    int level;
+    unsigned jobs;
+    bool delete_original, dry_run, force, json;
+} split_opts;
+
+typedef struct {
+    bool done;
+    uint64_t size;
+    char sha[AIRLLM_SHA256_HEX];
+} done_rec;
+
+typedef struct {
+    size_t unit;
+    int fd;
+    char tmp[4096], final[4096];
+    airllm_sha256 *hash;
+    airllm_ct_header hdr; /* entries in the unit's tensor order */
+    size_t next;          /* next tensor (index within the unit) */
+    uint64_t pos;         /* bytes written so far */
+    uint64_t tensor_fill; /* bytes of the current tensor received */
+    /* zstd: the unit's stored bytes, tensor after tensor */
+    uint8_t *z;
+    size_t zlen, zcap;
+    uint64_t *zoff;
+} unit_writer;
+
+typedef struct {
+    split_opts o;
+    airllm_ckpt ck;
+    char state_dir[4096];
+    int journal_fd;
+    done_rec *unit_done, *src_done;
+    bool *src_deleted, *unit_reverified;
+    uint64_t *stored_len;      /* per plan tensor */
+    airllm_encoding *encoding; /* per plan tensor */
+    unit_writer **writers;     /* per unit, while open */
+    uint8_t *buf;              /* READ_CHUNK * jobs */
+    size_t buf_size;
+    uint8_t **zdst, **zscratch; /* per job */
+    uint64_t bytes_read, bytes_written, units_kept;
+    cli_progress prog;
+} split_ctx;
+
+/* ------------------------------------------------------------------ */
+/* journal                                                            */
+
+static int journal_append(split_ctx *s, const char *line, airllm_err *err)
+{
+    if (airllm_write_full(s->journal_fd, line, strlen(line), "journal", err))
+        return airllm_err_prefix(err, "%s", s->state_dir);
+    if (fdatasync(s->journal_fd) != 0)
+        return airllm_errf(err, "%s/%s: fsync failed: %s", s->state_dir, JOURNAL_NAME,
+                           strerror(errno));
+    airllm_step("journal");
+    return 0;
+}
+
+static long find_unit_by_file(const airllm_ckpt *c, const char *file)
+{
+    for (size_t u = 0; u < c->n_units; u++)
+        if (strcmp(c->units[u].file, file) == 0)
+            return (long)u;
+    return -1;
+}
+
+static long find_source(const airllm_ckpt *c, const char *file)
+{
+    for (size_t i = 0; i < c->n_sources; i++)
+        if (strcmp(c->sources[i].file, file) == 0)
+            return (long)i;
+    return -1;
+}
+
+/* Reads the journal. A torn last line (a crash mid-append) is ignored. */
+static int journal_load(split_ctx *s, airllm_err *err)
+{
+    char path[4096];
+    char *text;
+    size_t len;
+    if (airllm_path_join(path, sizeof path, s->state_dir, JOURNAL_NAME, err))
+        return -1;
+    if (access(path, F_OK) != 0)
+        return 0;
+    if (airllm_read_small_file(path, 64u << 20, &text, &len, err))
+        return -1;
+    char *line = text;
+    for (char *nl; (nl = memchr(line, '\n', len - (size_t)(line - text))) != NULL;
+         line = nl + 1) {
+        *nl = '\0';
+        char kind[16], file[1024], sha[80];
+        unsigned long long size;
+        if (sscanf(line, "%15s %1023s %llu %79s", kind, file, &size, sha) == 4 &&
+            airllm_sha256_hex_valid(sha)) {
+            done_rec *r = NULL;
+            long i;
+            if (strcmp(kind, "unit") == 0 && (i = find_unit_by_file(&s->ck, file)) >= 0)
+                r = &s->unit_done[i];
+            else if (strcmp(kind, "source") == 0 && (i = find_source(&s->ck, file)) >= 0)
+                r = &s->src_done[i];
+            if (r) {
+                r->done = true;
+                r->size = size;
+                memcpy(r->sha, sha, AIRLLM_SHA256_HEX);
+            }
+        } else if (sscanf(line, "%15s %1023s", kind, file) == 2 &&
+                   strcmp(kind, "deleted") == 0) {
+            long i = find_source(&s->ck, file);
+            if (i >= 0)
+                s->src_deleted[i] = true;
+        }
+    }
+    free(text);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* plan fingerprint: identifies "the same input with the same options"  */
+
+static void fingerprint(const split_ctx *s, char out[AIRLLM_SHA256_HEX])
+{
+    airllm_sha256 *h = airllm_sha256_new();
+    char line[2048];
+    const airllm_ckpt *c = &s->ck;
+    snprintf(line, sizeof line, "airllm-split plan 1\ncompress %s %d\n",
+             s->o.zstd ? "zstd" : "none", s->o.zstd ? s->o.level : 0);
+    airllm_sha256_update(h, line, strlen(line));
+    airllm_sha256_update(h, c->config_text, c->config_len);
+    for (size_t i = 0; i < c->n_sources; i++) {
+        snprintf(line, sizeof line, "\nsource %s %llu\n", c->sources[i].file,
+                 (unsigned long long)c->sources[i].st.file_size);
+        airllm_sha256_update(h, line, strlen(line));
+    }
+    for (size_t t = 0; t < c->n_tensors; t++) {
+        const airllm_st_tensor *st = airllm_ckpt_st(c, t);
+        int n = snprintf(line, sizeof line, "%s %u %s %llu %llu %u", st->name, st->dtype,
+                         c->sources[c->tensors[t].source].file,
+                         (unsigned long long)st->begin, (unsigned long long)st->end, st->ndim);
+        for (unsigned d = 0; d < st->ndim && n < (int)sizeof line - 24; d++)
+            n += snprintf(line + n, sizeof line - (size_t)n, " %llu",
+                          (unsigned long long)st->shape[d]);
+        snprintf(line + n, sizeof line - (size_t)n, "\n");
+        airllm_sha256_update(h, line, strlen(line));
+    }
+    airllm_sha256_final_hex(h, out);
+    airllm_sha256_free(h);
+}
+
+/* ------------------------------------------------------------------ */
+/* unit writers                                                       */
+
+static unsigned group_width(airllm_dtype dt)
+{
+    /* Byte grouping pays off for floats, whose sign/exponent bytes repeat. */
+    switch (dt) {
+    case AIRLLM_DTYPE_F16:
+    case AIRLLM_DTYPE_BF16:
+        return 2;
+    case AIRLLM_DTYPE_F32:
+        return 4;
+    default:
+        return 0;
+    }
+}
+
+static int writer_emit(unit_writer *w, const void *data, size_t n, airllm_err *err)
+{
+    if (airllm_write_full(w->fd, data, n, w->tmp, err))
+        return -1;
+    airllm_sha256_update(w->hash, data, n);
+    w->pos += n;
+    return 0;
+}
+
+static int writer_pad_to(unit_writer *w, uint64_t target, airllm_err *err)
+{
+    static const uint8_t zeros[AIRLLM_CT_ALIGN];
+    while (w->pos < target) {
+        size_t n = (size_t)(target - w->pos < sizeof zeros ? target - w->pos : sizeof zeros);
+        if (writer_emit(w, zeros, n, err))
+            return -1;
+    }
+    return 0;
+}
+
+static void writer_free(unit_writer *w)
+{
+    if (!w)
+        return;
+    if (w->fd >= 0) {
+        close(w->fd);
+        unlink(w->tmp);
+    }
+    airllm_sha256_free(w->hash);
+    airllm_ct_free(&w->hdr);
+    free(w->z);
+    free(w->zoff);
+    free(w);
+}
+
+static int writer_open(split_ctx *s, size_t unit, unit_writer **out, airllm_err *err)
+{
+    const airllm_ckpt_unit *un = &s->ck.units[unit];
+    unit_writer *w = calloc(1, sizeof *w);
+    if (!w)
+        return airllm_errf(err, "out of memory");
+    w->fd = -1;
+    w->unit = unit;
+    w->hash = airllm_sha256_new();
+    w->hdr.n_tensors = (uint32_t)un->n_tensors;
+    w->hdr.tensors = calloc(un->n_tensors, sizeof *w->hdr.tensors);
+    w->hdr.unit_kind = un->kind;
+    w->hdr.layer_index = un->layer;
+    if (s->o.zstd)
+        w->zoff = calloc(un->n_tensors + 1, sizeof *w->zoff);
+    if (!w->hash || !w->hdr.tensors || (s->o.zstd && !w->zoff)) {
+        writer_free(w);
+        return airllm_errf(err, "out of memory");
+    }
+    for (size_t i = 0; i < un->n_tensors; i++) {
+        const airllm_st_tensor *st = airllm_ckpt_st(&s->ck, un->tensors[i]);
+        airllm_ct_tensor *ct = &w->hdr.tensors[i];
+        ct->name = strdup(st->name);
+        if (!ct->name) {
+            writer_free(w);
+            return airllm_errf(err, "out of memory");
+        }
+        ct->dtype = st->dtype;
+        ct->ndim = st->ndim;
+        memcpy(ct->shape, st->shape, sizeof ct->shape);
+        ct->raw_len = st->end - st->begin;
+        ct->stored_len = ct->raw_len;
+        ct->encoding = AIRLLM_ENC_RAW;
+    }
+    char tmpname[64];
+    snprintf(tmpname, sizeof tmpname, ".%s.tmp", un->file);
+    if (airllm_path_join(w->tmp, sizeof w->tmp, s->o.out_dir, tmpname, err) ||
+        airllm_path_join(w->final, sizeof w->final, s->o.out_dir, un->file, err)) {
+        writer_free(w);
+        return -1;
+    }
+    w->fd = open(w->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (w->fd < 0) {
+        int e = errno;
+        writer_free(w);
+        return airllm_errf(err, "%s: cannot create: %s", w->tmp, strerror(e));
+    }
+    if (!s->o.zstd) {
+        /* Raw: every length is known, so the header goes first and the
+         * tensors follow as they are read. */
+        uint8_t *hdr;
+        size_t hdr_len;
+        if (airllm_ct_layout(&w->hdr, err) || airllm_ct_encode(&w->hdr, &hdr, &hdr_len, err)) {
+            writer_free(w);
+            return -1;
+        }
+        int rc = writer_emit(w, hdr, hdr_len, err);
+        free(hdr);
+        if (rc) {
+            writer_free(w);
+            return -1;
+        }
+    }
+    *out = w;
+    return 0;
+}
+
+static int zbuf_reserve(unit_writer *w, size_t extra, airllm_err *err)
+{
+    if (w->zlen + extra <= w->zcap)
+        return 0;
+    size_t cap = w->zcap ? w->zcap : (1u << 20);
+    while (cap < w->zlen + extra)
+        cap *= 2;
+    uint8_t *z = realloc(w->z, cap);
+    if (!z)
+        return airllm_errf(err, "out of memory while compressing %s", w->final);
+    w->z = z;
+    w->zcap = cap;
+    return 0;
+}
+
+typedef struct {
+    const uint8_t *src;
+    size_t n;
+    uint8_t *dst, *scratch;
+    size_t dst_cap, dst_len;
+    int level;
+    unsigned width;
+    int rc;
+    airllm_err err;
+} zjob;
+
+static void *zjob_run(void *arg)
+{
+    zjob *j = arg;
+    j->rc = airllm_zstd_chunk_compress(j->dst, j->dst_cap, &j->dst_len, j->src, j->n, j->level,
+                                       j->width, j->scratch, &j->err);
+    return NULL;
+}
+
+/* Compresses data (up to jobs chunks of the current tensor) in parallel and
+ * appends the frames, in order, to the unit's buffer. */
+static int writer_compress(split_ctx *s, unit_writer *w, const airllm_ct_tensor *ct,
+                           const uint8_t *data, size_t n, airllm_err *err)
+{
+    zjob jobs[64];
+    pthread_t th[64];
+    size_t nj = 0;
+    unsigned width = group_width(ct->dtype);
+    for (size_t off = 0; off < n; off += READ_CHUNK, nj++) {
+        zjob *j = &jobs[nj];
+        memset(j, 0, sizeof *j);
+        j->src = data + off;
+        j->n = n - off < READ_CHUNK ? n - off : READ_CHUNK;
+        j->dst = s->zdst[nj];
+        j->dst_cap = airllm_zstd_chunk_bound(READ_CHUNK);
+        j->scratch = s->zscratch[nj];
+        j->level = s->o.level;
+        j->width = width;
+    }
+    for (size_t i = 1; i < nj; i++)
+        if (pthread_create(&th[i], NULL, zjob_run, &jobs[i]) != 0)
+            zjob_run(&jobs[i]), th[i] = 0;
+    zjob_run(&jobs[0]);
+    for (size_t i = 1; i < nj; i++)
+        if (th[i])
+            pthread_join(th[i], NULL);
+    for (size_t i = 0; i < nj; i++) {
+        if (jobs[i].rc) {
+            *err = jobs[i].err;
+            return airllm_err_prefix(err, "%s: tensor \"%s\"", w->final, ct->name);
+        }
+        if (zbuf_reserve(w, jobs[i].dst_len, err))
+            return -1;
+        memcpy(w->z + w->zlen, jobs[i].dst, jobs[i].dst_len);
+        w->zlen += jobs[i].dst_len;
+    }
+    return 0;
+}
+
+/* Feeds n bytes of the unit's current tensor. */
+static int writer_feed(split_ctx *s, unit_writer *w, const uint8_t *data, size_t n,
+                       airllm_err *err)
+{
+    airllm_ct_tensor *ct = &w->hdr.tensors[w->next];
+    if (s->o.zstd) {
+        if (w->tensor_fill == 0)
+            w->zoff[w->next] = w->zlen;
+        if (n && writer_compress(s, w, ct, data, n, err))
+            return -1;
+    } else {
+        if (w->tensor_fill == 0 && writer_pad_to(w, ct->offset, err))
+            return -1;
+        if (writer_emit(w, data, n, err))
+            return -1;
+    }
+    w->tensor_fill += n;
+    s->bytes_written += n;
+    return 0;
+}
+
+/* Ends the current tensor; returns 1 when the unit has all its tensors. */
+static int writer_tensor_done(split_ctx *s, unit_writer *w)
+{
+    if (s->o.zstd)
+        w->zoff[w->next + 1] = w->zlen;
+    w->tensor_fill = 0;
+    w->next++;
+    return w->next == w->hdr.n_tensors;
+}
+
+/* Writes what is buffered, pads, fsyncs and renames the unit into place, and
+ * journals it. */
+static int writer_finish(split_ctx *s, unit_writer *w, airllm_err *err)
+{
+    if (s->o.zstd) {
+        /* A tensor that zstd does not shrink is stored raw: smaller output,
+         * and nothing to decode at run time. The zstd frames are kept only
+         * when they save bytes. */
+        uint8_t *raw_copy_needed = calloc(w->hdr.n_tensors ? w->hdr.n_tensors : 1, 1);
+        if (!raw_copy_needed)
+            return airllm_errf(err, "out of memory");
+        for (uint32_t i = 0; i < w->hdr.n_tensors; i++) {
+            airllm_ct_tensor *ct = &w->hdr.tensors[i];
+            uint64_t zl = w->zoff[i + 1] - w->zoff[i];
+            if (zl < ct->raw_len) {
+                ct->encoding = AIRLLM_ENC_ZSTD;
+                ct->stored_len = zl;
+                ct->enc_param[0] = group_width(ct->dtype);
+                ct->enc_param[1] = READ_CHUNK;
+            } else {
+                raw_copy_needed[i] = 1;
+            }
+        }
+        uint8_t *hdr;
+        size_t hdr_len;
+        int rc = airllm_ct_layout(&w->hdr, err) ||
+                 airllm_ct_encode(&w->hdr, &hdr, &hdr_len, err);
+        if (!rc) {
+            rc = writer_emit(w, hdr, hdr_len, err);
+            free(hdr);
+        }
+        for (uint32_t i = 0; !rc && i < w->hdr.n_tensors; i++) {
+            airllm_ct_tensor *ct = &w->hdr.tensors[i];
+            rc = writer_pad_to(w, ct->offset, err);
+            if (!rc && !raw_copy_needed[i])
+                rc = writer_emit(w, w->z + w->zoff[i], ct->stored_len, err);
+            else if (!rc) {
+                /* Decode our own frames back: the raw bytes are no longer in
+                 * memory, and re-reading the source would break the
+                 * read-once rule. Small tensors (norms, biases) land here. */
+                uint8_t *raw = malloc(ct->raw_len ? ct->raw_len : 1);
+                uint8_t *scratch = malloc(READ_CHUNK);
+                if (!raw || !scratch)
+                    rc = airllm_errf(err, "out of memory");
+                else
+                    rc = airllm_zstd_tensor_decode(raw, ct->raw_len, w->z + w->zoff[i],
+                                                   w->zoff[i + 1] - w->zoff[i],
+                                                   group_width(ct->dtype), READ_CHUNK,
+                                                   scratch, err);
+                if (!rc)
+                    rc = writer_emit(w, raw, ct->raw_len, err);
+                free(raw);
+                free(scratch);
+            }
+        }
+        free(raw_copy_needed);
+        if (rc)
+            return -1;
+    }
+    if (writer_pad_to(w, w->hdr.file_size, err))
+        return -1;
+    if (fsync(w->fd) != 0)
+        return airllm_errf(err, "%s: fsync failed: %s", w->tmp, strerror(errno));
+    if (close(w->fd) != 0) {
+        w->fd = -1;
+        return airllm_errf(err, "%s: close failed: %s", w->tmp, strerror(errno));
+    }
+    w->fd = -1;
+    if (rename(w->tmp, w->final) != 0)
+        return airllm_errf(err, "%s: cannot rename into place: %s", w->tmp, strerror(errno));
+    if (airllm_fsync_path(s->o.out_dir, err))
+        return -1;
+    airllm_step("unit renamed");
+    done_rec *r = &s->unit_done[w->unit];
+    r->done = true;
+    r->size = w->pos;
+    airllm_sha256_final_hex(w->hash, r->sha);
+    const airllm_ckpt_unit *un = &s->ck.units[w->unit];
+    for (uint32_t i = 0; i < w->hdr.n_tensors; i++) {
+        s->stored_len[un->tensors[i]] = w->hdr.tensors[i].stored_len;
+        s->encoding[un->tensors[i]] = w->hdr.tensors[i].encoding;
+    }
+    char line[256];
+    snprintf(line, sizeof line, "unit %s %llu %s\n", un->file, (unsigned long long)r->size,
+             r->sha);
+    return journal_append(s, line, err);
+}
+
+/* ------------------------------------------------------------------ */
+/* resume: keep journaled units whose file still matches               */
+
+/* Checks a journaled unit file against its digest and the plan, and picks
+ * up each tensor's stored length and encoding for the manifest. */
+static int unit_check_kept(split_ctx *s, size_t u, airllm_err *err)
+{
+    const airllm_ckpt_unit *un = &s->ck.units[u];
+    char path[4096], sha[AIRLLM_SHA256_HEX];
+    uint64_t size;
+    airllm_ct_header h;
+    if (airllm_path_join(path, sizeof path, s->o.out_dir, un->file, err) ||
+        airllm_sha256_file(path, sha, &size, err))
+        return -1;
+    if (size != s->unit_done[u].size || strcmp(sha, s->unit_done[u].sha) != 0)
+        return airllm_errf(err, "%s: does not match its journal entry", path);
+    if (airllm_ct_read_file(path, &h, err))
+        return -1;
+    int rc = 0;
+    if (h.n_tensors != un->n_tensors)
+        rc = airllm_errf(err, "%s: tensor count differs from the plan", path);
+    for (uint32_t i = 0; !rc && i < h.n_tensors; i++) {
+        const airllm_st_tensor *st = airllm_ckpt_st(&s->ck, un->tensors[i]);
+        if (strcmp(h.tensors[i].name, st->name) != 0 || h.tensors[i].dtype != st->dtype ||
+            h.tensors[i].raw_len != st->end - st->begin)
+            rc = airllm_errf(err, "%s: tensor %u differs from the plan", path, i);
+        s->stored_len[un->tensors[i]] = h.tensors[i].stored_len;
+        s->encoding[un->tensors[i]] = h.tensors[i].encoding;
+    }
+    airllm_ct_free(&h);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* --delete-original                                                  */
+
+/* Re-reads a finished unit from disk and matches it against its digest.
+ * The page cache is dropped first, so the bytes come from the device, not
+ * from memory that may never have reached it. */
+static int unit_reverify(split_ctx *s, size_t u, airllm_err *err)
+{
+    if (s->unit_reverified[u])
+        return 0;
+    char path[4096], sha[AIRLLM_SHA256_HEX];
+    uint64_t size;
+    if (airllm_path_join(path, sizeof path, s->o.out_dir, s->ck.units[u].file, err))
+        return -1;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+        close(fd);
+    }
+    if (airllm_sha256_file(path, sha, &size, err))
+        return -1;
+    if (size != s->unit_done[u].size || strcmp(sha, s->unit_done[u].sha) != 0)
+        return airllm_errf(err, "%s: re-read does not match the digest written; "
+                                "the source is kept", path);
+    s->unit_reverified[u] = true;
+    return 0;
+}
+
+static int try_delete_sources(split_ctx *s, airllm_err *err)
+{
+    if (!s->o.delete_original)
+        return 0;
+    const airllm_ckpt *c = &s->ck;
+    for (size_t i = 0; i < c->n_sources; i++) {
+        if (s->src_deleted[i] || !s->src_done[i].done)
+            continue;
+        bool ready = true;
+        for (size_t t = 0; t < c->n_tensors && ready; t++)
+            if (c->tensors[t].source == i && !s->unit_done[c->tensors[t].unit].done)
+                ready = false;
+        if (!ready)
+            continue;
+        for (size_t t = 0; t < c->n_tensors; t++)
+            if (c->tensors[t].source == i && unit_reverify(s, c->tensors[t].unit, err))
+                return -1;
+        char path[4096], line[1200];
+        if (airllm_path_join(path, sizeof path, c->dir, c->sources[i].file, err))
+            return -1;
+        if (c->sources[i].present && unlink(path) != 0 && errno != ENOENT)
+            return airllm_errf(err, "%s: cannot delete: %s", path, strerror(errno));
+        if (airllm_fsync_path(c->dir, err))
+            return -1;
+        airllm_step("source deleted");
+        s->src_deleted[i] = true;
+        snprintf(line, sizeof line, "deleted %s\n", c->sources[i].file);
+        if (journal_append(s, line, err))
+            return -1;
+        cli_verbose("deleted %s", path);
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* streaming                                                          */
+
+static bool source_needed(const split_ctx *s, size_t i)
+{
+    if (!s->src_done[i].done)
+        return true;
+    for (size_t t = 0; t < s->ck.n_tensors; t++)
+        if (s->ck.tensors[t].source == i && !s->unit_done[s->ck.tensors[t].unit].done)
+            return true;
+    return false;
+}
+
+/* Reads source i once, front to back: hashes every byte and hands each
+ * tensor's bytes to its unit's writer. */
+static int stream_source(split_ctx *s, size_t i, airllm_err *err)
+{
+    const airllm_ckpt *c = &s->ck;
+    const airllm_ckpt_source *src = &c->sources[i];
+    char path[4096];
+    if (airllm_path_join(path, sizeof path, c->dir, src->file, err))
+        return -1;
+    if (!src->present)
+        return airllm_errf(err, "%s: missing, and layers that need it are not complete; "
+                                "it cannot be recovered", path);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return airllm_errf(err, "%s: cannot open: %s", path, strerror(errno));
+    posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+    struct stat st;
+    int rc = 0;
+    airllm_sha256 *h = airllm_sha256_new();
+    if (!h || fstat(fd, &st) != 0) {
+        rc = airllm_errf(err, "%s: cannot stat", path);
+        goto out;
+    }
+    /* The file must still be what was planned: a shard swapped or grown
+     * between planning and reading would corrupt the output silently. */
+    if ((uint64_t)st.st_size != src->st.file_size) {
+        rc = airllm_errf(err, "%s: size changed since it was read (%llu, now %llu)", path,
+                         (unsigned long long)src->st.file_size,
+                         (unsigned long long)st.st_size);
+        goto out;
+    }
+    uint64_t off = 0;
+    while (off < src->st.data_start) {
+        size_t n = (size_t)(src->st.data_start - off < s->buf_size ? src->st.data_start - off
+                                                                    : s->buf_size);
+        if ((rc = airllm_pread_full(fd, s->buf, n, off, path, err)))
+            goto out;
+        airllm_sha256_update(h, s->buf, n);
+        off += n;
+    }
+    /* plan tensors of this source in file order */
+    for (size_t t = 0; t < c->n_tensors; t++) {
+        if (c->tensors[t].source != i)
+            continue;
+        const airllm_st_tensor *stt = airllm_ckpt_st(c, t);
+        size_t u = c->tensors[t].unit;
+        bool write = !s->unit_done[u].done;
+        if (write && !s->writers[u] && (rc = writer_open(s, u, &s->writers[u], err)))
+            goto out;
+        unit_writer *w = write ? s->writers[u] : NULL;
+        if (w && strcmp(w->hdr.tensors[w->next].name, stt->name) != 0) {
+            rc = airllm_errf(err, "internal error: %s arrives out of order", stt->name);
+            goto out;
+        }
+        uint64_t pos = src->st.data_start + stt->begin, end = src->st.data_start + stt->end;
+        while (pos < end) {
+            size_t n = (size_t)(end - pos < s->buf_size ? end - pos : s->buf_size);
+            if ((rc = airllm_pread_full(fd, s->buf, n, pos, path, err)))
+                goto out;
+            airllm_sha256_update(h, s->buf, n);
+            if (w && (rc = writer_feed(s, w, s->buf, n, err)))
+                goto out;
+            pos += n;
+            s->bytes_read += n;
+            cli_progress_add(&s->prog, n);
+        }
+        if (w && writer_tensor_done(s, w)) {
+            rc = writer_finish(s, w, err);
+            writer_free(w);
+            s->writers[u] = NULL;
+            if (rc || (rc = try_delete_sources(s, err)))
+                goto out;
+        }
+    }
+    done_rec *r = &s->src_done[i];
+    r->done = true;
+    r->size = src->st.file_size;
+    airllm_sha256_final_hex(h, r->sha);
+    char line[1200];
+    snprintf(line, sizeof line, "source %s %llu %s\n", src->file,
+             (unsigned long long)r->size, r->sha);
+    if ((rc = journal_append(s, line, err)))
+        goto out;
+    rc = try_delete_sources(s, err);
+out:
+    airllm_sha256_free(h);
+    close(fd);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* config/tokenizer copies, manifest                                   */
+
+/* Copies HF_DIR/name to OUT_DIR/name atomically, hashing what it writes. */
+static int copy_aux(split_ctx *s, const char *name, airllm_mf_file *rec, airllm_err *err)
+{
+    char src[4096];
+    char *data;
+    size_t len;
+    if (airllm_path_join(src, sizeof src, s->ck.dir, name, err) ||
+        airllm_read_small_file(src, 1u << 30, &data, &len, err))
+        return -1;
+    airllm_sha256 *h = airllm_sha256_new();
+    if (!h) {
+        free(data);
+        return airllm_errf(err, "out of memory");
+    }
+    airllm_sha256_update(h, data, len);
+    airllm_sha256_final_hex(h, rec->sha256);
+    airllm_sha256_free(h);
+    rec->size = len;
+    rec->file = strdup(name);
+    int rc = rec->file ? airllm_write_file_atomic(s->o.out_dir, name, data, len, err)
+                       : airllm_errf(err, "out of memory");
+    free(data);
+    return rc;
+}
+
+static char *options_json(const split_opts *o)
+{
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "compress", o->zstd ? "zstd" : "none");
+    if (o->zstd) {
+        cJSON_AddNumberToObject(j, "zstd_level", o->level);
+        cJSON_AddNumberToObject(j, "zstd_chunk_bytes", READ_CHUNK);
+    }
+    char *text = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    return text;
+}
+
+static int write_manifest(split_ctx *s, airllm_mf_file *aux, size_t n_aux, uint64_t *total_out,
+                          airllm_err *err)
+{
+    const airllm_ckpt *c = &s->ck;
+    airllm_manifest m = {0};
+    m.version_major = AIRLLM_CT_VERSION_MAJOR;
+    m.version_minor = AIRLLM_CT_VERSION_MINOR;
+    m.complete = true;
+    m.tool_name = "airllm-split";
+    m.tool_version = AIRLLM_VERSION;
+    m.options_json = options_json(&s->o);
+    m.model.architecture = c->architecture;
+    m.model.model_type = c->model_type;
+    m.model.family = (char *)airllm_arch_family(c->arch);
+    m.model.num_layers = c->num_layers;
+    m.model.hidden_size = c->hidden_size;
+    m.model.vocab_size = c->vocab_size;
+    m.model.tie_word_embeddings = c->tied_to != NULL || c->tie_word_embeddings;
+    m.n_units = c->n_units;
+    m.units = calloc(c->n_units, sizeof *m.units);
+    m.n_tensors = c->n_tensors;
+    m.tensors = calloc(c->n_tensors ? c->n_tensors : 1, sizeof *m.tensors);
+    m.n_sources = c->n_sources;
+    m.sources = calloc(c->n_sources, sizeof *m.sources);
+    m.files = aux;
+    m.n_files = n_aux;
+    int rc = 0;
+    if (!m.units || !m.tensors || !m.sources || !m.options_json) {
+        rc = airllm_errf(err, "out of memory");
+        goto out;
+    }
+    uint64_t total = 0;
+    for (size_t u = 0; u < c->n_units; u++) {
+        airllm_mf_unit *mu = &m.units[u];
+        mu->name = (char *)c->units[u].name;
+        mu->kind = c->units[u].kind;
+        mu->layer = c->units[u].layer;
+        if (c->units[u].n_tensors) {
+            mu->file = (char *)c->units[u].file;
+            mu->size = s->unit_done[u].size;
+            memcpy(mu->sha256, s->unit_done[u].sha, AIRLLM_SHA256_HEX);
+            total += mu->size;
+        } else {
+            mu->tied_to = c->tied_to;
+        }
+    }
+    /* Tensors in execution order: unit by unit, each in file order. */
+    size_t k = 0;
+    for (size_t u = 0; u < c->n_units; u++)
+        for (size_t i = 0; i < c->units[u].n_tensors; i++, k++) {
+            size_t t = c->units[u].tensors[i];
+            const airllm_st_tensor *st = airllm_ckpt_st(c, t);
+            airllm_mf_tensor *mt = &m.tensors[k];
+            mt->name = st->name;
+            mt->dtype = st->dtype;
+            mt->ndim = st->ndim;
+            memcpy(mt->shape, st->shape, sizeof mt->shape);
+            mt->unit = u;
+            mt->encoding = s->encoding[t];
+            mt->raw_len = st->end - st->begin;
+            mt->stored_len = s->stored_len[t];
+            mt->source = c->sources[c->tensors[t].source].file;
+        }
+    for (size_t i = 0; i < c->n_sources; i++) {
+        m.sources[i].file = c->sources[i].file;
+        m.sources[i].size = s->src_done[i].size;
+        memcpy(m.sources[i].sha256, s->src_done[i].sha, AIRLLM_SHA256_HEX);
+    }
+    char *json;
+    if ((rc = airllm_manifest_to_json(&m, &json, err)))
+        goto out;
+    rc = airllm_write_file_atomic(s->o.out_dir, AIRLLM_MANIFEST_NAME, json, strlen(json), err);
+    free(json);
+    *total_out = total;
+out:
+    free(m.options_json);
+    free(m.units);
+    free(m.tensors);
+    free(m.sources);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* OUT_DIR housekeeping                                               */
+
+/* Removes the regular files of dir (and of its state directory). Anything
+ * else (a subdirectory, a device) makes it refuse: --force must never turn
+ * a mistyped path into a recursive delete. */
+static int clear_out_dir(const char *dir, bool include_state, airllm_err *err)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return airllm_errf(err, "%s: cannot open: %s", dir, strerror(errno));
+    struct dirent *e;
+    int rc = 0;
+    while (!rc && (e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        char path[4096];
+        struct stat st;
+        if (airllm_path_join(path, sizeof path, dir, e->d_name, err) || lstat(path, &st) != 0) {
+            rc = -1;
+            break;
+        }
+        if (S_ISDIR(st.st_mode) && include_state && strcmp(e->d_name, STATE_DIR) == 0) {
+            rc = clear_out_dir(path, false, err);
+            if (!rc && rmdir(path) != 0)
+                rc = airllm_errf(err, "%s: cannot remove: %s", path, strerror(errno));
+        } else if (S_ISREG(st.st_mode) || S_ISLNK(st.st_mode)) {
+            if (unlink(path) != 0)
+                rc = airllm_errf(err, "%s: cannot remove: %s", path, strerror(errno));
+        } else {
+            rc = airllm_errf(err, "%s: refusing to remove %s (not a regular file)", dir,
+                             e->d_name);
+        }
+    }
+    closedir(d);
+    return rc;
+}
+
+/* 1 if dir has entries other than stale temporaries, 0 if empty or absent. */
+static int dir_nonempty(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return 0;
+    struct dirent *e;
+    int n = 0;
+    while ((e = readdir(d)) != NULL)
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+            n++;
+    closedir(d);
+    return n > 0;
+}
+
+/* Removes .*.tmp files left by an interrupted run. */
+static void remove_stale_temps(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        size_t l = strlen(e->d_name);
+        if (e->d_name[0] == '.' && l > 5 && strcmp(e->d_name + l - 4, ".tmp") == 0) {
+            char path[4096];
+            if (snprintf(path, sizeof path, "%s/%s", dir, e->d_name) < (int)sizeof path)
+                unlink(path);
+        }
+    }
+    closedir(d);
+}
+
+static int remove_state_dir(split_ctx *s, airllm_err *err)
+{
+    if (access(s->state_dir, F_OK) != 0)
+        return 0;
+    if (clear_out_dir(s->state_dir, false, err))
+        return -1;
+    if (rmdir(s->state_dir) != 0)
+        return airllm_errf(err, "%s: cannot remove: %s", s->state_dir, strerror(errno));
+    return airllm_fsync_path(s->o.out_dir, err);
+}
+
+/* After the manifest is durable: delete the index and the copied config and
+ * tokenizer files from HF_DIR, each only if it still matches the digest the
+ * manifest recorded for it. */
+static int delete_leftovers(const char *hf_dir, const airllm_mf_file *files, size_t n,
+                            airllm_err *err)
+{
+    for (size_t i = 0; i < n; i++) {
+        char path[4096], sha[AIRLLM_SHA256_HEX];
+        uint64_t size;
+        if (airllm_path_join(path, sizeof path, hf_dir, files[i].file, err))
+            return -1;
+        if (access(path, F_OK) != 0)
+            continue;
+        if (airllm_sha256_file(path, sha, &size, err))
+            return -1;
+        if (size != files[i].size || strcmp(sha, files[i].sha256) != 0) {
+            cli_info("keeping %s: it changed since it was converted", path);
+            continue;
+        }
+        if (unlink(path) != 0)
+            return airllm_errf(err, "%s: cannot delete: %s", path, strerror(errno));
+        airllm_step("leftover deleted");
+    }
+    return airllm_fsync_path(hf_dir, err);
+}
+
+/* ------------------------------------------------------------------ */
+/* dry run and summary                                                */
+
+static void print_plan(const split_ctx *s, uint64_t need, uint64_t avail)
+{
+    const airllm_ckpt *c = &s->ck;
+    char a[32], b[32], d[32];
+    if (s->o.json) {
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddStringToObject(j, "status", "dry-run");
+        cJSON_AddStringToObject(j, "family", airllm_arch_family(c->arch));
+        cJSON_AddNumberToObject(j, "layers", (double)c->num_layers);
+        cJSON_AddNumberToObject(j, "tensors", (double)c->n_tensors);
+        cJSON_AddNumberToObject(j, "sources", (double)c->n_sources);
+        cJSON *units = cJSON_AddArrayToObject(j, "units");
+        for (size_t u = 0; u < c->n_units; u++) {
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddStringToObject(o, "name", c->units[u].name);
+            if (c->units[u].n_tensors)
+                cJSON_AddStringToObject(o, "file", c->units[u].file);
+            else
+                cJSON_AddStringToObject(o, "tied_to", c->tied_to);
+            cJSON_AddNumberToObject(o, "tensors", (double)c->units[u].n_tensors);
+            cJSON_AddNumberToObject(o, "bytes", (double)c->units[u].raw_bytes);
+            cJSON_AddItemToArray(units, o);
+        }
+        cJSON_AddNumberToObject(j, "disk_needed", (double)need);
+        cJSON_AddNumberToObject(j, "disk_available", (double)avail);
+        char *text = cJSON_Print(j);
+        puts(text);
+        free(text);
+        cJSON_Delete(j);
+        return;
+    }
+    printf("plan: %s -> %s\n", c->dir, s->o.out_dir);
+    printf("model: %s (family %s), %lld layers, %zu tensors in %zu source file(s)\n",
+           *c->architecture ? c->architecture : c->model_type, airllm_arch_family(c->arch),
+           (long long)c->num_layers, c->n_tensors, c->n_sources);
+    printf("%-12s %-20s %8s %14s\n", "unit", "file", "tensors", "bytes");
+    for (size_t u = 0; u < c->n_units; u++) {
+        const airllm_ckpt_unit *un = &c->units[u];
+        if (un->n_tensors)
+            printf("%-12s %-20s %8zu %14llu\n", un->name, un->file, un->n_tensors,
+                   (unsigned long long)un->raw_bytes);
+        else
+            printf("%-12s %-20s %8s %14s  (tied to %s)\n", un->name, "-", "-", "-", c->tied_to);
+    }
+    printf("tensor bytes: %s; disk needed: %s%s; available: %s\n",
+           cli_human_size(c->total_tensor_bytes, a), cli_human_size(need, b),
+           s->o.zstd ? " (at most)" : "", cli_human_size(avail, d));
+}
+
+static uint64_t disk_needed(const split_ctx *s)
+{
+    /* Raw size plus per-tensor alignment and headers: an upper bound for
+     * zstd too, which stores a tensor raw when it does not shrink. */
+    uint64_t need = 0;
+    for (size_t u = 0; u < s->ck.n_units; u++) {
+        const airllm_ckpt_unit *un = &s->ck.units[u];
+        if (!un->n_tensors || (s->unit_done && s->unit_done[u].done))
+            continue;
+        need += un->raw_bytes + (uint64_t)un->n_tensors * AIRLLM_CT_ALIGN + 2 * AIRLLM_CT_ALIGN;
+    }
+    return need + (1u << 20);
+}
+
+static uint64_t disk_available(const char *dir)
+{
+    struct statvfs v;
+    if (statvfs(dir, &v) != 0)
+        return UINT64_MAX;
+    return (uint64_t)v.f_bavail * v.f_frsize;
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "Usage: airllm-split [options] HF_DIR OUT_DIR\n"
+            "Convert a Hugging Face safetensors checkpoint into per-layer containers.\n\n"
+            "  -c, --compress MODE    none (default) or zstd[:LEVEL] (lossless, level 1-19,\n"
+            "                         default 3; 16/32-bit floats are byte-grouped)\n"
+            "  -j, --jobs N           threads for compression (default 1)\n"
+            "      --delete-original  delete each source shard once every layer holding its\n"
+            "                         tensors is written, synced and re-read; index and\n"
+            "                         config files go last, after the manifest\n"
+            "  -n, --dry-run          print the plan (units, sizes, disk needed) and exit\n"
+            "  -f, --force            replace whatever OUT_DIR holds\n"
+            "      --json             print a machine-readable summary on stdout\n"
+            "  -q, --quiet            only errors\n"
+            "  -v, --verbose          more detail\n"
+            "  -h, --help             this help\n"
+            "  -V, --version          print the version\n\n"
+            "A run that is interrupted resumes when the same command is run again.\n"
+            "Exit status: 0 success, 1 failure, 2 usage error.\n");
+}
+
+/* ------------------------------------------------------------------ */
+
+static int parse_args(int argc, char **argv, split_opts *o)
+{
+    static const struct option longopts[] = {
+        {"compress", required_argument, 0, 'c'},
+        {"jobs", required_argument, 0, 'j'},
+        {"delete-original", no_argument, 0, 'D'},
+        {"dry-run", no_argument, 0, 'n'},
+        {"force", no_argument, 0, 'f'},
+        {"json", no_argument, 0, 'J'},
+        {"quiet", no_argument, 0, 'q'},
+        {"verbose", no_argument, 0, 'v'},
+        {"help", no_argument, 0, 'h'},
+        {"version", no_argument, 0, 'V'},
+        {0, 0, 0, 0},
+    };
+    memset(o, 0, sizeof *o);
+    o->jobs = 1;
+    o->level = 3;
+    int ch;
+    uint64_t v;
+    while ((ch = getopt_long(argc, argv, "c:j:nfqvhV", longopts, NULL)) != -1) {
+        switch (ch) {
+        case 'c':
+            if (strcmp(optarg, "none") == 0) {
+                o->zstd = false;
+            } else if (strncmp(optarg, "zstd", 4) == 0 &&
+                       (optarg[4] == '\0' || optarg[4] == ':')) {
+                o->zstd = true;
+                if (optarg[4] == ':') {
+                    if (cli_parse_uint(optarg + 5, 1, 19, &v))
+                        return cli_usage_error("bad zstd level '%s' (1-19)", optarg + 5);
+                    o->level = (int)v;
+                }
+            } else {
+                return cli_usage_error("unknown --compress mode '%s' (none, zstd[:LEVEL])",
+                                       optarg);
+            }
+            break;
+        case 'j':
+            if (cli_parse_uint(optarg, 1, 64, &v))
+                return cli_usage_error("bad --jobs '%s' (1-64)", optarg);
+            o->jobs = (unsigned)v;
+            break;
+        case 'D': o->delete_original = true; break;
+        case 'n': o->dry_run = true; break;
+        case 'f': o->force = true; break;
+        case 'J': o->json = true; break;
+        case 'q': cli_verbosity = 0; break;
+        case 'v': cli_verbosity = 2; break;
+        case 'h': usage(stdout); exit(AIRLLM_EXIT_OK);
+        case 'V': printf("airllm-split %s\n", AIRLLM_VERSION); exit(AIRLLM_EXIT_OK);
+        default: return cli_usage_error("bad option");
+        }
+    }
+    if (argc - optind != 2)
+        return cli_usage_error("expected HF_DIR and OUT_DIR");
+    o->hf_dir = argv[optind];
+    o->out_dir = argv[optind + 1];
+    return 0;
+}
+
+static bool same_dir(const char *a, const char *b)
+{
+    struct stat x, y;
+    return stat(a, &x) == 0 && stat(b, &y) == 0 && x.st_dev == y.st_dev && x.st_ino == y.st_ino;
+}
+
+static int fail(const split_opts *o, airllm_err *err)
+{
+    cli_error("%s", err->msg);
+    if (o->json) {
+        char *m = cli_json_string(err->msg);
+        printf("{\"status\": \"error\", \"error\": %s}\n", m ? m : "\"\"");
+        free(m);
+    }
+    return AIRLLM_EXIT_FAIL;
+}
+
+/* The manifest is complete but the state directory survived: the run was
+ * stopped while finishing. Redo the finishing steps. */
+static int finish_completed(split_ctx *s, airllm_err *err)
+{
+    airllm_manifest m;
+    if (airllm_manifest_load(s->o.out_dir, &m, err))
+        return -1;
+    int rc = 0;
+    if (s->o.delete_original) {
+        /* The index is among the sources; the shards are gone already. */
+        rc = delete_leftovers(s->o.hf_dir, m.sources, m.n_sources, err) ||
+             delete_leftovers(s->o.hf_dir, m.files, m.n_files, err);
+    }
+    airllm_manifest_free(&m);
+    return rc ? -1 : remove_state_dir(s, err);
+}
+
+int main(int argc, char **argv)
+{
+    cli_prog = "airllm-split";
+    split_ctx s;
+    memset(&s, 0, sizeof s);
+    s.journal_fd = -1;
+    int rc = parse_args(argc, argv, &s.o);
+    if (rc)
+        return rc;
+    /* A file size limit (RLIMIT_FSIZE) must surface as a write error that we
+     * report and clean up after, not as a signal that kills us. */
+    signal(SIGXFSZ, SIG_IGN);
+    cli_install_fault_hook();
+    airllm_err err = {{0}};
+    double t0 = cli_now();
+    split_opts *o = &s.o;
+    snprintf(s.state_dir, sizeof s.state_dir, "%s/%s", o->out_dir, STATE_DIR);
+
+    if (same_dir(o->hf_dir, o->out_dir)) {
+        airllm_errf(&err, "%s: OUT_DIR must not be the checkpoint directory", o->out_dir);
+        return fail(o, &err);
+    }
+    bool have_state = access(s.state_dir, F_OK) == 0;
+    char mpath[4096];
+    snprintf(mpath, sizeof mpath, "%s/%s", o->out_dir, AIRLLM_MANIFEST_NAME);
+    if (access(mpath, F_OK) == 0 && !o->force) {
+        if (have_state && !o->dry_run) {
+            if (finish_completed(&s, &err))
+                return fail(o, &err);
+            cli_info("%s: the conversion was already complete; finished its last steps",
+                     o->out_dir);
+            if (o->json)
+                printf("{\"status\": \"ok\", \"already_complete\": true}\n");
+            return AIRLLM_EXIT_OK;
+        }
+        airllm_errf(&err, "%s: already holds a complete conversion (manifest.json); use "
+                          "--force to replace it", o->out_dir);
+        return fail(o, &err);
+    }
+
+    if (airllm_ckpt_open(o->hf_dir, have_state ? s.state_dir : NULL, &s.ck, &err))
+        return fail(o, &err);
+    const airllm_ckpt *c = &s.ck;
+
+    char fp[AIRLLM_SHA256_HEX];
+    fingerprint(&s, fp);
+    bool resume = false;
+    if (have_state) {
+        char ppath[4096];
+        char *saved = NULL;
+        if (airllm_path_join(ppath, sizeof ppath, s.state_dir, PLAN_NAME, NULL) == 0 &&
+            airllm_read_small_file(ppath, 4096, &saved, NULL, NULL) == 0)
+            resume = strncmp(saved, fp, 64) == 0;
+        free(saved);
+    }
+    if (!resume && dir_nonempty(o->out_dir) && !o->force) {
+        airllm_errf(&err, "%s: not empty and not an interrupted conversion of this input "
+                          "with these options; use --force to replace its contents",
+                    o->out_dir);
+        return fail(o, &err);
+    }
+
+    s.unit_done = calloc(c->n_units, sizeof *s.unit_done);
+    s.unit_reverified = calloc(c->n_units, sizeof *s.unit_reverified);
+    s.writers = calloc(c->n_units, sizeof *s.writers);
+    s.src_done = calloc(c->n_sources, sizeof *s.src_done);
+    s.src_deleted = calloc(c->n_sources, sizeof *s.src_deleted);
+    s.stored_len = calloc(c->n_tensors + 1, sizeof *s.stored_len);
+    s.encoding = calloc(c->n_tensors + 1, sizeof *s.encoding);
+    s.buf_size = (size_t)READ_CHUNK * (o->zstd ? o->jobs : 2);
+    s.buf = malloc(s.buf_size);
+    s.zdst = calloc(o->jobs, sizeof *s.zdst);
+    s.zscratch = calloc(o->jobs, sizeof *s.zscratch);
+    if (!s.unit_done || !s.unit_reverified || !s.writers || !s.src_done || !s.src_deleted ||
+        !s.stored_len || !s.encoding || !s.buf || !s.zdst || !s.zscratch) {
+        airllm_errf(&err, "out of memory");
+        return fail(o, &err);
+    }
+    if (o->zstd)
+        for (unsigned j = 0; j < o->jobs; j++) {
+            s.zdst[j] = malloc(airllm_zstd_chunk_bound(READ_CHUNK));
+            s.zscratch[j] = malloc(READ_CHUNK);
+            if (!s.zdst[j] || !s.zscratch[j]) {
+                airllm_errf(&err, "out of memory");
+                return fail(o, &err);
+            }
+        }
+    if (resume && journal_load(&s, &err))
+        return fail(o, &err);
+
+    if (o->dry_run) {
+        struct stat st;
+        const char *probe = stat(o->out_dir, &st) == 0 ? o->out_dir : ".";
+        print_plan(&s, disk_needed(&s), disk_available(probe));
+        return AIRLLM_EXIT_OK;
+    }
+
+    /* Prepare OUT_DIR. */
+    if (mkdir(o->out_dir, 0755) != 0 && errno != EEXIST) {
+        airllm_errf(&err, "%s: cannot create: %s", o->out_dir, strerror(errno));
+        return fail(o, &err);
+    }
+    if (!resume && dir_nonempty(o->out_dir) && clear_out_dir(o->out_dir, true, &err))
+        return fail(o, &err);
+    if (resume) {
+        /* Keep only the units whose files still match their journal entry. */
+        for (size_t u = 0; u < c->n_units; u++) {
+            if (!s.unit_done[u].done)
+                continue;
+            airllm_err kerr;
+            if (unit_check_kept(&s, u, &kerr) == 0) {
+                s.units_kept++;
+                cli_verbose("keeping %s", c->units[u].file);
+            } else {
+                cli_info("redoing %s: %s", c->units[u].file, kerr.msg);
+                s.unit_done[u].done = false;
+            }
+        }
+        remove_stale_temps(o->out_dir);
+    }
+    uint64_t need = disk_needed(&s), avail = disk_available(o->out_dir);
+    if (need > avail) {
+        char a[32], b[32];
+        airllm_errf(&err, "%s: not enough free space: need %s, %s available", o->out_dir,
+                    cli_human_size(need, a), cli_human_size(avail, b));
+        return fail(o, &err);
+    }
+    if (!resume) {
+        if ((mkdir(s.state_dir, 0755) != 0 && errno != EEXIST) ||
+            airllm_fsync_path(o->out_dir, &err)) {
+            if (!err.msg[0])
+                airllm_errf(&err, "%s: cannot create: %s", s.state_dir, strerror(errno));
+            return fail(o, &err);
+        }
+        for (size_t i = 0; i < c->n_sources; i++)
+            if (airllm_ckpt_save_header(c, i, s.state_dir, &err))
+                return fail(o, &err);
+        char plan[80];
+        snprintf(plan, sizeof plan, "%s\n", fp);
+        if (airllm_write_file_atomic(s.state_dir, PLAN_NAME, plan, strlen(plan), &err))
+            return fail(o, &err);
+    }
+    char jpath[4096];
+    if (airllm_path_join(jpath, sizeof jpath, s.state_dir, JOURNAL_NAME, &err))
+        return fail(o, &err);
+    s.journal_fd = open(jpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (s.journal_fd < 0) {
+        airllm_errf(&err, "%s: cannot open: %s", jpath, strerror(errno));
+        return fail(o, &err);
+    }
+
+    uint64_t todo = 0;
+    for (size_t i = 0; i < c->n_sources; i++)
+        if (source_needed(&s, i))
+            for (size_t t = 0; t < c->n_tensors; t++)
+                if (c->tensors[t].source == i)
+                    todo += airllm_ckpt_st(c, t)->end - airllm_ckpt_st(c, t)->begin;
+    cli_progress_init(&s.prog, "airllm-split", todo);
+    for (size_t i = 0; i < c->n_sources; i++) {
+        if (source_needed(&s, i) && stream_source(&s, i, &err)) {
+            for (size_t u = 0; u < c->n_units; u++)
+                writer_free(s.writers[u]);
+            cli_progress_finish(&s.prog);
+            return fail(o, &err);
+        }
+    }
+    cli_progress_finish(&s.prog);
+    if (try_delete_sources(&s, &err))
+        return fail(o, &err);
+    for (size_t u = 0; u < c->n_units; u++)
+        if (c->units[u].n_tensors && !s.unit_done[u].done) {
+            airllm_errf(&err, "internal error: %s was not written", c->units[u].file);
+            return fail(o, &err);
+        }
+
+    /* Copies, then the manifest, last. */
+    airllm_mf_file aux[N_AUX];
+    size_t n_aux = 0;
+    memset(aux, 0, sizeof aux);
+    for (size_t i = 0; i < N_AUX; i++) {
+        char p[4096];
+        snprintf(p, sizeof p, "%s/%s", c->dir, aux_files[i]);
+        if (access(p, F_OK) != 0)
+            continue;
+        if (copy_aux(&s, aux_files[i], &aux[n_aux], &err))
+            return fail(o, &err);
+        n_aux++;
+    }
+    /* The index is a source too: record its digest, so that it can be
+     * deleted safely last. */
+    if (c->sharded) {
+        char p[4096];
+        snprintf(p, sizeof p, "%s/%s", c->dir, AIRLLM_INDEX_NAME);
+        airllm_ckpt_source *grown = realloc(s.ck.sources, (c->n_sources + 1) * sizeof *grown);
+        done_rec *grown_done = realloc(s.src_done, (c->n_sources + 1) * sizeof *grown_done);
+        if (grown)
+            s.ck.sources = grown;
+        if (grown_done)
+            s.src_done = grown_done;
+        if (!grown || !grown_done) {
+            airllm_errf(&err, "out of memory");
+            return fail(o, &err);
+        }
+        memset(&s.ck.sources[c->n_sources], 0, sizeof s.ck.sources[0]);
+        s.ck.sources[c->n_sources].file = strdup(AIRLLM_INDEX_NAME);
+        if (airllm_sha256_file(p, s.src_done[c->n_sources].sha, &s.src_done[c->n_sources].size,
+                               &err))
+            return fail(o, &err);
+        s.ck.n_sources++;
+    }
+    uint64_t total_out = 0;
+    if (write_manifest(&s, aux, n_aux, &total_out, &err))
+        return fail(o, &err);
+    if (o->delete_original) {
+        airllm_mf_file idx = {AIRLLM_INDEX_NAME, 0, {0}};
+        if (c->sharded) {
+            idx.size = s.src_done[c->n_sources - 1].size;
+            memcpy(idx.sha256, s.src_done[c->n_sources - 1].sha, AIRLLM_SHA256_HEX);
+        }
+        if ((c->sharded && delete_leftovers(c->dir, &idx, 1, &err)) ||
+            delete_leftovers(c->dir, aux, n_aux, &err))
+            return fail(o, &err);
+    }
+    if (remove_state_dir(&s, &err))
+        return fail(o, &err);
+
+    double secs = cli_now() - t0;
+    uint64_t src_total = 0;
+    for (size_t i = 0; i < c->n_sources; i++)
+        src_total += s.src_done[i].size;
+    double ratio = src_total ? (double)total_out / (double)src_total : 0;
+    if (o->json) {
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddStringToObject(j, "status", "ok");
+        cJSON_AddStringToObject(j, "out_dir", o->out_dir);
+        cJSON_AddStringToObject(j, "family", airllm_arch_family(c->arch));
+        cJSON_AddNumberToObject(j, "units", (double)c->n_units);
+        cJSON_AddNumberToObject(j, "tensors", (double)c->n_tensors);
+        cJSON_AddNumberToObject(j, "units_kept", (double)s.units_kept);
+        cJSON_AddNumberToObject(j, "bytes_read", (double)s.bytes_read);
+        cJSON_AddNumberToObject(j, "source_bytes", (double)src_total);
+        cJSON_AddNumberToObject(j, "output_bytes", (double)total_out);
+        cJSON_AddNumberToObject(j, "size_ratio", ratio);
+        cJSON_AddStringToObject(j, "compress", o->zstd ? "zstd" : "none");
+        cJSON_AddBoolToObject(j, "deleted_original", o->delete_original);
+        cJSON_AddNumberToObject(j, "seconds", secs);
+        char *text = cJSON_Print(j);
+        puts(text);
+        free(text);
+        cJSON_Delete(j);
+    } else {
+        char a[32], b[32];
+        cli_info("%s: %zu units, %zu tensors, %s written (%.3f of the source's %s)%s in %.2f s",
+                 o->out_dir, c->n_units, c->n_tensors, cli_human_size(total_out, a), ratio,
+                 cli_human_size(src_total, b),
+                 s.units_kept ? " (resumed)" : "", secs);
+    }
+    for (size_t i = 0; i < n_aux; i++)
+        free(aux[i].file);
+    free(s.buf);
+    for (unsigned j = 0; j < o->jobs; j++) {
+        free(s.zdst[j]);
+        free(s.zscratch[j]);
+    }
+    free(s.zdst);
+    free(s.zscratch);
+    close(s.journal_fd);
+    free(s.unit_done);
+    free(s.unit_reverified);
+    free(s.writers);
+    free(s.src_done);
+    free(s.src_deleted);
+    free(s.stored_len);
+    free(s.encoding);
+    airllm_ckpt_free(&s.ck);
+    return AIRLLM_EXIT_OK;
+}

@@ -1,0 +1,609 @@
+/* airllm-verify: checks a converted directory. Every problem is reported
+ * with its file (and tensor); the exit status is 0 only when all holds.
+ *
+ * Checks, in order: the manifest (schema, version, complete); every listed
+ * file present with its size and SHA-256 (hashed in parallel with --jobs);
+ * each container header valid and in agreement with the manifest and
+ * config.json; nothing missing and nothing extra; with --against, every
+ * tensor byte-identical to the source checkpoint after decoding. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "airllm_checkpoint.h"
+#include "airllm_codec.h"
+#include "airllm_container.h"
+#include "airllm_hash.h"
+#include "airllm_io.h"
+#include "airllm_manifest.h"
+#include "cli.h"
+
+#define CMP_CHUNK (4u << 20)
+#define MAX_PROBLEMS 1000
+
+typedef struct {
+    const char *dir, *against;
+    bool quick, json;
+    unsigned jobs;
+} verify_opts;
+
+typedef struct {
+    char *file, *tensor, *msg;
+} problem;
+
+typedef struct {
+    verify_opts o;
+    airllm_manifest m;
+    airllm_ckpt src; /* --against */
+    pthread_mutex_t lock;
+    problem *problems;
+    size_t n_problems, n_dropped;
+    /* work list: unit files, then copied files */
+    size_t n_work, next_work;
+    uint64_t bytes_hashed;
+} verify_ctx;
+
+static void report(verify_ctx *v, const char *file, const char *tensor, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void report(verify_ctx *v, const char *file, const char *tensor, const char *fmt, ...)
+{
+    char msg[AIRLLM_ERR_MSG_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    pthread_mutex_lock(&v->lock);
+    if (v->n_problems < MAX_PROBLEMS) {
+        problem *p = &v->problems[v->n_problems++];
+        p->file = strdup(file ? file : "");
+        p->tensor = tensor ? strdup(tensor) : NULL;
+        p->msg = strdup(msg);
+    } else {
+        v->n_dropped++;
+    }
+    pthread_mutex_unlock(&v->lock);
+}
+
+/* Messages from lib/ start with the path; strip DIR/ so reports read well. */
+static const char *strip_dir(const verify_ctx *v, const char *msg)
+{
+    size_t n = strlen(v->o.dir);
+    if (strncmp(msg, v->o.dir, n) == 0 && msg[n] == '/')
+        return msg + n + 1;
+    return msg;
+}
+
+/* ------------------------------------------------------------------ */
+/* container header against the manifest                              */
+
+static void check_unit_header(verify_ctx *v, size_t u, const airllm_ct_header *h)
+{
+    const airllm_mf_unit *mu = &v->m.units[u];
+    if (h->unit_kind != mu->kind || h->layer_index != mu->layer)
+        report(v, mu->file, NULL, "header says unit %s %d, manifest says %s %d",
+               airllm_unit_kind_name(h->unit_kind), h->layer_index,
+               airllm_unit_kind_name(mu->kind), mu->layer);
+    size_t listed = 0;
+    for (size_t t = 0; t < v->m.n_tensors; t++) {
+        const airllm_mf_tensor *mt = &v->m.tensors[t];
+        if (mt->unit != u)
+            continue;
+        listed++;
+        long i = airllm_ct_find(h, mt->name);
+        if (i < 0) {
+            report(v, mu->file, mt->name, "tensor listed in the manifest is missing");
+            continue;
+        }
+        const airllm_ct_tensor *ct = &h->tensors[i];
+        bool shape_ok = ct->ndim == mt->ndim &&
+                        memcmp(ct->shape, mt->shape, mt->ndim * sizeof mt->shape[0]) == 0;
+        if (ct->dtype != mt->dtype || !shape_ok)
+            report(v, mu->file, mt->name, "dtype/shape in the file (%s, %u dims) differ from "
+                   "the manifest (%s, %u dims)", airllm_dtype_name(ct->dtype), ct->ndim,
+                   airllm_dtype_name(mt->dtype), mt->ndim);
+        if (ct->encoding != mt->encoding || ct->stored_len != mt->stored_len ||
+            ct->raw_len != mt->raw_len)
+            report(v, mu->file, mt->name, "encoding or length in the file (%s, %llu stored) "
+                   "differ from the manifest (%s, %llu stored)",
+                   airllm_encoding_name(ct->encoding), (unsigned long long)ct->stored_len,
+                   airllm_encoding_name(mt->encoding), (unsigned long long)mt->stored_len);
+    }
+    if (listed != h->n_tensors)
+        report(v, mu->file, NULL, "file holds %u tensors, the manifest lists %zu", h->n_tensors,
+               listed);
+}
+
+/* ------------------------------------------------------------------ */
+/* --against: decode each tensor and compare with the source           */
+
+typedef struct {
+    int fd;
+    const char *path;
+} rfile;
+
+static int compare_tensor_bufs(verify_ctx *v, const airllm_mf_unit *mu, int ufd,
+                               const char *upath, const airllm_ct_tensor *ct, uint8_t *a,
+                               uint8_t *b, uint8_t *zin, uint8_t *scratch);
+
+/* Buffers are sized per tensor: one decoded chunk each side, so memory stays
+ * bounded by the chunk size, not by the tensor. */
+static void compare_tensor(verify_ctx *v, const airllm_mf_unit *mu, int ufd, const char *upath,
+                           const airllm_ct_tensor *ct)
+{
+    size_t chunk = ct->encoding == AIRLLM_ENC_ZSTD ? ct->enc_param[1] : CMP_CHUNK;
+    uint8_t *a = malloc(chunk), *b = malloc(chunk);
+    uint8_t *zin = ct->encoding == AIRLLM_ENC_ZSTD ? malloc(airllm_zstd_chunk_bound(chunk)) : NULL;
+    uint8_t *scratch = ct->encoding == AIRLLM_ENC_ZSTD ? malloc(chunk) : NULL;
+    if (!a || !b || (ct->encoding == AIRLLM_ENC_ZSTD && (!zin || !scratch)))
+        report(v, mu->file, ct->name, "out of memory");
+    else
+        compare_tensor_bufs(v, mu, ufd, upath, ct, a, b, zin, scratch);
+    free(a);
+    free(b);
+    free(zin);
+    free(scratch);
+}
+
+static int compare_tensor_bufs(verify_ctx *v, const airllm_mf_unit *mu, int ufd,
+                               const char *upath, const airllm_ct_tensor *ct, uint8_t *a,
+                               uint8_t *b, uint8_t *zin, uint8_t *scratch)
+{
+    const airllm_ckpt *c = &v->src;
+    long src_i = -1;
+    size_t t;
+    for (t = 0; t < c->n_tensors; t++)
+        if (strcmp(c->tensors[t].name, ct->name) == 0)
+            break;
+    if (t == c->n_tensors) {
+        report(v, mu->file, ct->name, "not in the source checkpoint");
+        return 0;
+    }
+    src_i = c->tensors[t].source;
+    const airllm_st_tensor *st = airllm_ckpt_st(c, t);
+    if (st->dtype != ct->dtype || st->ndim != ct->ndim ||
+        memcmp(st->shape, ct->shape, ct->ndim * sizeof ct->shape[0]) != 0) {
+        report(v, mu->file, ct->name, "dtype or shape differ from the source");
+        return 0;
+    }
+    char spath[4096];
+    airllm_err err;
+    snprintf(spath, sizeof spath, "%s/%s", c->dir, c->sources[src_i].file);
+    int sfd = open(spath, O_RDONLY | O_CLOEXEC);
+    if (sfd < 0) {
+        report(v, c->sources[src_i].file, ct->name, "cannot open the source: %s",
+               strerror(errno));
+        return 0;
+    }
+    uint64_t src_off = c->sources[src_i].st.data_start + st->begin;
+    uint64_t done = 0;
+    int rc = 0;
+    if (ct->encoding == AIRLLM_ENC_RAW) {
+        while (done < ct->raw_len && !rc) {
+            size_t n = (size_t)(ct->raw_len - done < CMP_CHUNK ? ct->raw_len - done : CMP_CHUNK);
+            if (airllm_pread_full(ufd, a, n, ct->offset + done, upath, &err) ||
+                airllm_pread_full(sfd, b, n, src_off + done, spath, &err)) {
+                report(v, mu->file, ct->name, "%s", strip_dir(v, err.msg));
+                rc = -1;
+            } else if (memcmp(a, b, n) != 0) {
+                report(v, mu->file, ct->name, "bytes differ from the source near offset %llu",
+                       (unsigned long long)done);
+                rc = -1;
+            }
+            done += n;
+        }
+    } else if (ct->encoding == AIRLLM_ENC_ZSTD) {
+        /* Stream the frames: keep a window of compressed bytes, decode one
+         * frame (at most chunk bytes) at a time. */
+        size_t zcap = airllm_zstd_chunk_bound(ct->enc_param[1]), have = 0;
+        uint64_t zpos = 0;
+        while (!rc && (done < ct->raw_len || zpos < ct->stored_len || have)) {
+            size_t want = zcap - have;
+            if (want > ct->stored_len - zpos)
+                want = (size_t)(ct->stored_len - zpos);
+            if (want && airllm_pread_full(ufd, zin + have, want, ct->offset + zpos, upath, &err)) {
+                report(v, mu->file, ct->name, "%s", strip_dir(v, err.msg));
+                rc = -1;
+                break;
+            }
+            have += want;
+            zpos += want;
+            size_t used, produced;
+            if (airllm_zstd_frame_decode(a, ct->enc_param[1], &produced, zin, have, &used,
+                                         ct->enc_param[0], scratch, &err)) {
+                report(v, mu->file, ct->name, "cannot decode: %s", err.msg);
+                rc = -1;
+                break;
+            }
+            if (produced > ct->raw_len - done) {
+                report(v, mu->file, ct->name, "decodes to more bytes than its shape holds");
+                rc = -1;
+                break;
+            }
+            if (airllm_pread_full(sfd, b, produced, src_off + done, spath, &err)) {
+                report(v, mu->file, ct->name, "%s", err.msg);
+                rc = -1;
+            } else if (memcmp(a, b, produced) != 0) {
+                report(v, mu->file, ct->name, "decoded bytes differ from the source near "
+                       "offset %llu", (unsigned long long)done);
+                rc = -1;
+            }
+            done += produced;
+            memmove(zin, zin + used, have - used);
+            have -= used;
+            if (produced == 0 && used == 0)
+                break;
+        }
+        if (!rc && done != ct->raw_len)
+            report(v, mu->file, ct->name, "decodes to %llu bytes, expected %llu",
+                   (unsigned long long)done, (unsigned long long)ct->raw_len);
+    } else {
+        report(v, mu->file, ct->name, "encoding %s cannot be compared byte for byte",
+               airllm_encoding_name(ct->encoding));
+    }
+    close(sfd);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* per-file work, run by --jobs threads                                */
+
+static void check_work_item(verify_ctx *v, size_t w)
+{
+    const char *file;
+    uint64_t size;
+    const char *sha;
+    size_t unit = SIZE_MAX;
+    /* work items: the units that have files, then the copied files */
+    size_t k = 0;
+    for (size_t u = 0; u < v->m.n_units; u++)
+        if (v->m.units[u].file && k++ == w)
+            unit = u;
+    if (unit != SIZE_MAX) {
+        file = v->m.units[unit].file;
+        size = v->m.units[unit].size;
+        sha = v->m.units[unit].sha256;
+    } else {
+        const airllm_mf_file *f = &v->m.files[w - k];
+        file = f->file;
+        size = f->size;
+        sha = f->sha256;
+    }
+    char path[4096];
+    struct stat st;
+    airllm_err err;
+    snprintf(path, sizeof path, "%s/%s", v->o.dir, file);
+    if (stat(path, &st) != 0) {
+        report(v, file, NULL, "missing");
+        return;
+    }
+    if ((uint64_t)st.st_size != size) {
+        report(v, file, NULL, "size is %llu, the manifest says %llu%s",
+               (unsigned long long)st.st_size, (unsigned long long)size,
+               (uint64_t)st.st_size < size ? " (truncated)" : "");
+        return;
+    }
+    if (unit != SIZE_MAX) {
+        airllm_ct_header h;
+        if (airllm_ct_read_file(path, &h, &err)) {
+            report(v, file, NULL, "bad header: %s", strip_dir(v, err.msg));
+            return;
+        }
+        check_unit_header(v, unit, &h);
+        if (v->o.against) {
+            int fd = open(path, O_RDONLY | O_CLOEXEC);
+            if (fd >= 0) {
+                for (uint32_t i = 0; i < h.n_tensors; i++)
+                    compare_tensor(v, &v->m.units[unit], fd, path, &h.tensors[i]);
+                close(fd);
+            }
+        }
+        airllm_ct_free(&h);
+    }
+    if (!v->o.quick) {
+        char got[AIRLLM_SHA256_HEX];
+        uint64_t n;
+        if (airllm_sha256_file(path, got, &n, &err))
+            report(v, file, NULL, "%s", strip_dir(v, err.msg));
+        else if (strcmp(got, sha) != 0)
+            report(v, file, NULL, "SHA-256 mismatch: the file is corrupted (got %.16s..., "
+                   "expected %.16s...)", got, sha);
+        pthread_mutex_lock(&v->lock);
+        v->bytes_hashed += n;
+        pthread_mutex_unlock(&v->lock);
+    }
+}
+
+static void *worker(void *arg)
+{
+    verify_ctx *v = arg;
+    for (;;) {
+        pthread_mutex_lock(&v->lock);
+        size_t w = v->next_work < v->n_work ? v->next_work++ : SIZE_MAX;
+        pthread_mutex_unlock(&v->lock);
+        if (w == SIZE_MAX)
+            break;
+        check_work_item(v, w);
+    }
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* whole-directory checks                                             */
+
+/* The copied config.json must agree with the manifest and the units. */
+static void check_config(verify_ctx *v)
+{
+    char path[4096];
+    char *text;
+    size_t len;
+    airllm_err err;
+    bool listed = false;
+    for (size_t i = 0; i < v->m.n_files; i++)
+        listed |= strcmp(v->m.files[i].file, AIRLLM_CONFIG_NAME) == 0;
+    if (!listed) {
+        report(v, AIRLLM_MANIFEST_NAME, NULL, "config.json is not listed among the files");
+        return;
+    }
+    snprintf(path, sizeof path, "%s/%s", v->o.dir, AIRLLM_CONFIG_NAME);
+    if (airllm_read_small_file(path, 16u << 20, &text, &len, &err))
+        return; /* reported as missing by the file checks */
+    cJSON *cfg = cJSON_ParseWithLength(text, len);
+    free(text);
+    if (!cJSON_IsObject(cfg)) {
+        report(v, AIRLLM_CONFIG_NAME, NULL, "not a JSON object");
+        cJSON_Delete(cfg);
+        return;
+    }
+    const airllm_arch *a = airllm_arch_by_family(v->m.model.family);
+    if (!a) {
+        report(v, AIRLLM_MANIFEST_NAME, NULL, "unknown model family \"%s\"", v->m.model.family);
+        cJSON_Delete(cfg);
+        return;
+    }
+    const cJSON *nl = cJSON_GetObjectItemCaseSensitive(cfg, airllm_arch_layers_key(a));
+    int64_t layers = cJSON_IsNumber(nl) ? (int64_t)nl->valuedouble : -1;
+    size_t n_layer_units = 0;
+    for (size_t u = 0; u < v->m.n_units; u++)
+        if (v->m.units[u].kind == AIRLLM_UNIT_LAYER) {
+            if (v->m.units[u].layer != (int32_t)n_layer_units)
+                report(v, AIRLLM_MANIFEST_NAME, NULL, "layer units are not 0..N-1 in order "
+                       "(unit %s)", v->m.units[u].name);
+            n_layer_units++;
+        }
+    if (layers != v->m.model.num_layers || layers != (int64_t)n_layer_units)
+        report(v, AIRLLM_CONFIG_NAME, NULL, "\"%s\" is %lld; the manifest says %lld and has %zu "
+               "layer units", airllm_arch_layers_key(a), (long long)layers,
+               (long long)v->m.model.num_layers, n_layer_units);
+    const char *embed = airllm_arch_embed_tensor(a);
+    const cJSON *hs = cJSON_GetObjectItemCaseSensitive(cfg, airllm_arch_hidden_key(a));
+    for (size_t t = 0; embed && t < v->m.n_tensors; t++) {
+        const airllm_mf_tensor *mt = &v->m.tensors[t];
+        if (strcmp(mt->name, embed) != 0)
+            continue;
+        if (cJSON_IsNumber(hs) && (mt->ndim != 2 || mt->shape[1] != (uint64_t)hs->valuedouble))
+            report(v, AIRLLM_CONFIG_NAME, embed, "\"%s\" does not match the embedding width",
+                   airllm_arch_hidden_key(a));
+    }
+    cJSON_Delete(cfg);
+}
+
+/* Nothing extra: every entry of DIR must be the manifest, a unit file or a
+ * copied file. */
+static void check_extra(verify_ctx *v)
+{
+    DIR *d = opendir(v->o.dir);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        const char *n = e->d_name;
+        if (strcmp(n, ".") == 0 || strcmp(n, "..") == 0 || strcmp(n, AIRLLM_MANIFEST_NAME) == 0)
+            continue;
+        bool known = false;
+        for (size_t u = 0; u < v->m.n_units && !known; u++)
+            known = v->m.units[u].file && strcmp(v->m.units[u].file, n) == 0;
+        for (size_t i = 0; i < v->m.n_files && !known; i++)
+            known = strcmp(v->m.files[i].file, n) == 0;
+        if (!known)
+            report(v, n, NULL, "extra file not listed in the manifest");
+    }
+    closedir(d);
+}
+
+/* --against: every source tensor must be in the output. */
+static void check_source_coverage(verify_ctx *v)
+{
+    for (size_t t = 0; t < v->src.n_tensors; t++) {
+        bool found = false;
+        for (size_t k = 0; k < v->m.n_tensors && !found; k++)
+            found = strcmp(v->m.tensors[k].name, v->src.tensors[t].name) == 0;
+        if (!found)
+            report(v, v->src.sources[v->src.tensors[t].source].file, v->src.tensors[t].name,
+                   "source tensor is missing from the output");
+    }
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "Usage: airllm-verify [options] DIR\n"
+            "Check a directory written by airllm-split: manifest, sizes, SHA-256 digests,\n"
+            "container headers, config.json, and nothing missing or extra.\n\n"
+            "      --against HF_DIR  also check every tensor is byte-identical to the source\n"
+            "                        checkpoint (after zstd decompression)\n"
+            "      --quick           structure and sizes only, no hashing\n"
+            "  -j, --jobs N          files checked in parallel (default 1)\n"
+            "      --json            print a JSON report on stdout\n"
+            "  -q, --quiet           print nothing but problems\n"
+            "  -v, --verbose         more detail\n"
+            "  -h, --help            this help\n"
+            "  -V, --version         print the version\n\n"
+            "Exit status: 0 everything holds, 1 a problem was found, 2 usage error.\n");
+}
+
+static int parse_args(int argc, char **argv, verify_opts *o)
+{
+    static const struct option longopts[] = {
+        {"against", required_argument, 0, 'a'}, {"quick", no_argument, 0, 'Q'},
+        {"jobs", required_argument, 0, 'j'},    {"json", no_argument, 0, 'J'},
+        {"quiet", no_argument, 0, 'q'},         {"verbose", no_argument, 0, 'v'},
+        {"help", no_argument, 0, 'h'},          {"version", no_argument, 0, 'V'},
+        {0, 0, 0, 0},
+    };
+    memset(o, 0, sizeof *o);
+    o->jobs = 1;
+    int ch;
+    uint64_t n;
+    while ((ch = getopt_long(argc, argv, "j:qvhV", longopts, NULL)) != -1) {
+        switch (ch) {
+        case 'a': o->against = optarg; break;
+        case 'Q': o->quick = true; break;
+        case 'j':
+            if (cli_parse_uint(optarg, 1, 256, &n))
+                return cli_usage_error("bad --jobs '%s' (1-256)", optarg);
+            o->jobs = (unsigned)n;
+            break;
+        case 'J': o->json = true; break;
+        case 'q': cli_verbosity = 0; break;
+        case 'v': cli_verbosity = 2; break;
+        case 'h': usage(stdout); exit(AIRLLM_EXIT_OK);
+        case 'V': printf("airllm-verify %s\n", AIRLLM_VERSION); exit(AIRLLM_EXIT_OK);
+        default: return cli_usage_error("bad option");
+        }
+    }
+    if (argc - optind != 1)
+        return cli_usage_error("expected one DIR");
+    o->dir = argv[optind];
+    return 0;
+}
+
+static int finish(verify_ctx *v, double secs, const char *fatal)
+{
+    bool ok = !fatal && v->n_problems == 0;
+    if (v->o.json) {
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddStringToObject(j, "status", ok ? "ok" : fatal ? "incomplete" : "failed");
+        cJSON_AddStringToObject(j, "dir", v->o.dir);
+        if (fatal)
+            cJSON_AddStringToObject(j, "error", fatal);
+        cJSON_AddNumberToObject(j, "units", (double)v->m.n_units);
+        cJSON_AddNumberToObject(j, "tensors", (double)v->m.n_tensors);
+        cJSON_AddNumberToObject(j, "bytes_hashed", (double)v->bytes_hashed);
+        cJSON_AddBoolToObject(j, "against_source", v->o.against != NULL);
+        cJSON *ps = cJSON_AddArrayToObject(j, "problems");
+        for (size_t i = 0; i < v->n_problems; i++) {
+            cJSON *p = cJSON_CreateObject();
+            cJSON_AddStringToObject(p, "file", v->problems[i].file);
+            if (v->problems[i].tensor)
+                cJSON_AddStringToObject(p, "tensor", v->problems[i].tensor);
+            cJSON_AddStringToObject(p, "problem", v->problems[i].msg);
+            cJSON_AddItemToArray(ps, p);
+        }
+        cJSON_AddNumberToObject(j, "problems_not_listed", (double)v->n_dropped);
+        cJSON_AddNumberToObject(j, "seconds", secs);
+        char *text = cJSON_Print(j);
+        puts(text);
+        free(text);
+        cJSON_Delete(j);
+    }
+    if (fatal)
+        cli_error("%s", fatal);
+    for (size_t i = 0; i < v->n_problems; i++) {
+        const problem *p = &v->problems[i];
+        if (p->tensor)
+            fprintf(stderr, "%s: %s/%s: tensor \"%s\": %s\n", cli_prog, v->o.dir, p->file,
+                    p->tensor, p->msg);
+        else
+            fprintf(stderr, "%s: %s/%s: %s\n", cli_prog, v->o.dir, p->file, p->msg);
+    }
+    if (v->n_dropped)
+        fprintf(stderr, "%s: ... and %zu more problems\n", cli_prog, v->n_dropped);
+    if (ok && !v->o.json) {
+        char a[32];
+        cli_info("%s: OK: %zu units, %zu tensors, %s hashed%s%s in %.2f s", v->o.dir,
+                 v->m.n_units, v->m.n_tensors, cli_human_size(v->bytes_hashed, a),
+                 v->o.quick ? " (quick: sizes only)" : "",
+                 v->o.against ? ", byte-identical to the source" : "", secs);
+    } else if (!ok && !fatal) {
+        cli_error("%s: %zu problem(s) found", v->o.dir, v->n_problems + v->n_dropped);
+    }
+    return ok ? AIRLLM_EXIT_OK : AIRLLM_EXIT_FAIL;
+}
+
+int main(int argc, char **argv)
+{
+    cli_prog = "airllm-verify";
+    verify_ctx v;
+    memset(&v, 0, sizeof v);
+    int rc = parse_args(argc, argv, &v.o);
+    if (rc)
+        return rc;
+    pthread_mutex_init(&v.lock, NULL);
+    v.problems = calloc(MAX_PROBLEMS, sizeof *v.problems);
+    if (!v.problems)
+        return AIRLLM_EXIT_FAIL;
+    double t0 = cli_now();
+    airllm_err err;
+    char path[4096], msg[AIRLLM_ERR_MSG_MAX + 200];
+    struct stat st;
+    if (stat(v.o.dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        snprintf(msg, sizeof msg, "%s: not a directory", v.o.dir);
+        return finish(&v, 0, msg);
+    }
+    snprintf(path, sizeof path, "%s/%s", v.o.dir, AIRLLM_MANIFEST_NAME);
+    if (access(path, F_OK) != 0) {
+        snprintf(path, sizeof path, "%s/.airllm-split", v.o.dir);
+        snprintf(msg, sizeof msg, "%s: incomplete: no manifest.json%s", v.o.dir,
+                 access(path, F_OK) == 0
+                     ? " (an interrupted airllm-split run: run the same command again to "
+                       "resume)"
+                     : "");
+        return finish(&v, cli_now() - t0, msg);
+    }
+    if (airllm_manifest_load(v.o.dir, &v.m, &err)) {
+        snprintf(msg, sizeof msg, "%s", err.msg);
+        return finish(&v, cli_now() - t0, msg);
+    }
+    if (!v.m.complete) {
+        snprintf(msg, sizeof msg, "%s: incomplete: the manifest is not marked complete",
+                 v.o.dir);
+        return finish(&v, cli_now() - t0, msg);
+    }
+    if (v.o.against && airllm_ckpt_open(v.o.against, NULL, &v.src, &err)) {
+        snprintf(msg, sizeof msg, "--against: %s", err.msg);
+        return finish(&v, cli_now() - t0, msg);
+    }
+
+    check_config(&v);
+    check_extra(&v);
+    if (v.o.against)
+        check_source_coverage(&v);
+    for (size_t u = 0; u < v.m.n_units; u++)
+        v.n_work += v.m.units[u].file != NULL;
+    v.n_work += v.m.n_files;
+    unsigned nt = v.o.jobs;
+    pthread_t *th = calloc(nt, sizeof *th);
+    for (unsigned i = 1; th && i < nt; i++)
+        if (pthread_create(&th[i], NULL, worker, &v) != 0)
+            th[i] = 0;
+    worker(&v);
+    for (unsigned i = 1; th && i < nt; i++)
+        if (th[i])
+            pthread_join(th[i], NULL);
+    free(th);
+    rc = finish(&v, cli_now() - t0, NULL);
+    airllm_manifest_free(&v.m);
+    airllm_ckpt_free(&v.src);
+    return rc;
+}

@@ -1,0 +1,173 @@
+#include "cli.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "airllm_io.h"
+
+const char *cli_prog = "airllm";
+int cli_verbosity = 1;
+
+static void vmsg(const char *kind, const char *fmt, va_list ap)
+{
+    fprintf(stderr, "%s: %s", cli_prog, kind);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+}
+
+void cli_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vmsg("error: ", fmt, ap);
+    va_end(ap);
+}
+
+void cli_info(const char *fmt, ...)
+{
+    if (cli_verbosity < 1)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vmsg("", fmt, ap);
+    va_end(ap);
+}
+
+void cli_verbose(const char *fmt, ...)
+{
+    if (cli_verbosity < 2)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vmsg("", fmt, ap);
+    va_end(ap);
+}
+
+int cli_usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vmsg("error: ", fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "Try '%s --help' for more information.\n", cli_prog);
+    return AIRLLM_EXIT_USAGE;
+}
+
+int cli_parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+    if (!s || !*s)
+        return -1;
+    uint64_t v = 0;
+    for (const char *p = s; *p; p++) {
+        if (*p < '0' || *p > '9')
+            return -1;
+        unsigned d = (unsigned)(*p - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return -1;
+        v = v * 10 + d;
+    }
+    if (v < min || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+const char *cli_human_size(uint64_t bytes, char *buf)
+{
+    static const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
+    double v = (double)bytes;
+    int u = 0;
+    while (v >= 1024 && u < 5) {
+        v /= 1024;
+        u++;
+    }
+    if (u == 0)
+        snprintf(buf, 32, "%llu B", (unsigned long long)bytes);
+    else
+        snprintf(buf, 32, "%.1f %s", v, units[u]);
+    return buf;
+}
+
+double cli_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+void cli_progress_init(cli_progress *p, const char *label, uint64_t total)
+{
+    memset(p, 0, sizeof *p);
+    p->enabled = cli_verbosity >= 1 && isatty(STDERR_FILENO);
+    p->label = label;
+    p->total = total;
+    p->start = p->last = cli_now();
+}
+
+static void progress_draw(cli_progress *p, double now)
+{
+    char a[32], b[32], r[32];
+    double el = now - p->start;
+    double rate = el > 0 ? (double)p->done / el : 0;
+    double pct = p->total ? 100.0 * (double)p->done / (double)p->total : 100.0;
+    double eta = rate > 0 && p->total > p->done ? (double)(p->total - p->done) / rate : 0;
+    fprintf(stderr, "\r%s: %5.1f%% %s / %s  %s/s  ETA %02d:%02d   ", p->label, pct,
+            cli_human_size(p->done, a), cli_human_size(p->total, b),
+            cli_human_size((uint64_t)rate, r), (int)(eta / 60), (int)eta % 60);
+}
+
+void cli_progress_add(cli_progress *p, uint64_t bytes)
+{
+    p->done += bytes;
+    if (!p->enabled)
+        return;
+    double now = cli_now();
+    if (now - p->last < 0.2)
+        return;
+    p->last = now;
+    progress_draw(p, now);
+}
+
+void cli_progress_finish(cli_progress *p)
+{
+    if (!p->enabled)
+        return;
+    progress_draw(p, cli_now());
+    fputc('\n', stderr);
+}
+
+static long fault_step_target = -1;
+static long fault_step_count;
+
+static void fault_hook(const char *what)
+{
+    (void)what;
+    if (++fault_step_count == fault_step_target)
+        raise(SIGKILL);
+}
+
+void cli_install_fault_hook(void)
+{
+    const char *s = getenv("AIRLLM_FAULT_STEP");
+    uint64_t n;
+    if (s && cli_parse_uint(s, 1, 1000000000, &n) == 0) {
+        fault_step_target = (long)n;
+        airllm_set_step_hook(fault_hook);
+    }
+}
+
+char *cli_json_string(const char *s)
+{
+    cJSON *j = cJSON_CreateString(s);
+    char *out = j ? cJSON_PrintUnformatted(j) : NULL;
+    cJSON_Delete(j);
+    return out;
+}

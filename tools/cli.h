@@ -1,0 +1,49 @@
+/* Shared command-line plumbing for the tools: messages, number parsing,
+ * the progress bar and the fault-injection hook used by the tests. */
+#ifndef AIRLLM_CLI_H
+#define AIRLLM_CLI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "airllm_err.h"
+
+/* Exit codes, documented in the README. */
+enum { AIRLLM_EXIT_OK = 0, AIRLLM_EXIT_FAIL = 1, AIRLLM_EXIT_USAGE = 2 };
+
+extern const char *cli_prog; /* tool name for messages */
+extern int cli_verbosity;    /* 0 quiet, 1 normal, 2 verbose */
+
+void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void cli_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));    /* level >= 1 */
+void cli_verbose(const char *fmt, ...) __attribute__((format(printf, 1, 2))); /* level >= 2 */
+/* Prints "PROG: error: MSG" plus a hint to run --help, returns exit code 2. */
+int cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Parses a decimal integer in [min, max] with overflow checks. */
+int cli_parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out);
+/* Human-readable size: "1.5 GiB". buf must hold 32 bytes. */
+const char *cli_human_size(uint64_t bytes, char *buf);
+double cli_now(void); /* monotonic seconds */
+
+/* Progress on stderr, only when stderr is a terminal and not quiet; at most
+ * five updates a second. */
+typedef struct {
+    bool enabled;
+    const char *label;
+    uint64_t total, done;
+    double start, last;
+} cli_progress;
+void cli_progress_init(cli_progress *p, const char *label, uint64_t total);
+void cli_progress_add(cli_progress *p, uint64_t bytes);
+void cli_progress_finish(cli_progress *p);
+
+/* If AIRLLM_FAULT_STEP=N is set, the process SIGKILLs itself at the N-th
+ * durable step (see airllm_step): tests use this to interrupt a run at every
+ * point where the disk state changes. */
+void cli_install_fault_hook(void);
+
+/* Writes a JSON string literal (with quotes) for s into a malloc'ed buffer. */
+char *cli_json_string(const char *s);
+
+#endif
