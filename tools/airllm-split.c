@@ -1136,6 +1136,45 @@ static int finish_completed(split_ctx *s, airllm_err *err)
     return rc ? -1 : remove_state_dir(s, err);
 }
 
+/* A rerun of a finished command is a no-op: the manifest was written with
+ * the same options, and each source it lists is either gone (deleted by
+ * --delete-original) or still there with the same size. Digests are
+ * airllm-verify's job. */
+static bool same_completed_run(split_ctx *s)
+{
+    airllm_manifest m;
+    airllm_err err;
+    if (airllm_manifest_load(s->o.out_dir, &m, &err))
+        return false;
+    char *opts = options_json(&s->o);
+    bool same = m.complete && opts && strcmp(opts, m.options_json) == 0;
+    for (size_t i = 0; same && i < m.n_sources; i++) {
+        char path[4096];
+        struct stat st;
+        if (airllm_path_join(path, sizeof path, s->o.hf_dir, m.sources[i].file, NULL) ||
+            (stat(path, &st) == 0 && (uint64_t)st.st_size != m.sources[i].size))
+            same = false;
+    }
+    /* ...and every checkpoint file in HF_DIR is one the manifest lists. */
+    DIR *d = same ? opendir(s->o.hf_dir) : NULL;
+    struct dirent *e;
+    while (d && same && (e = readdir(d)) != NULL) {
+        size_t l = strlen(e->d_name);
+        if (!(l > 12 && strcmp(e->d_name + l - 12, ".safetensors") == 0) &&
+            strcmp(e->d_name, AIRLLM_INDEX_NAME) != 0)
+            continue;
+        bool listed = false;
+        for (size_t i = 0; i < m.n_sources && !listed; i++)
+            listed = strcmp(m.sources[i].file, e->d_name) == 0;
+        same = listed;
+    }
+    if (d)
+        closedir(d);
+    free(opts);
+    airllm_manifest_free(&m);
+    return same;
+}
+
 int main(int argc, char **argv)
 {
     cli_prog = "airllm-split";
@@ -1171,8 +1210,15 @@ int main(int argc, char **argv)
                 printf("{\"status\": \"ok\", \"already_complete\": true}\n");
             return AIRLLM_EXIT_OK;
         }
-        airllm_errf(&err, "%s: already holds a complete conversion (manifest.json); use "
-                          "--force to replace it", o->out_dir);
+        if (!o->dry_run && same_completed_run(&s)) {
+            cli_info("%s: already complete; nothing to do", o->out_dir);
+            if (o->json)
+                printf("{\"status\": \"ok\", \"already_complete\": true}\n");
+            return AIRLLM_EXIT_OK;
+        }
+        airllm_errf(&err, "%s: already holds a complete conversion (manifest.json) of another "
+                          "input or with other options; use --force to replace it",
+                    o->out_dir);
         return fail(o, &err);
     }
 
@@ -1182,7 +1228,14 @@ int main(int argc, char **argv)
 
     char fp[AIRLLM_SHA256_HEX];
     fingerprint(&s, fp);
-    bool resume = false;
+    bool resume = false, stale_state = false;
+    if (have_state) {
+        /* A state directory without a plan is from a run stopped before it
+         * wrote anything else: safe to start over. */
+        char ppath[4096];
+        stale_state = airllm_path_join(ppath, sizeof ppath, s.state_dir, PLAN_NAME, NULL) == 0 &&
+                      access(ppath, F_OK) != 0;
+    }
     if (have_state) {
         char ppath[4096];
         char *saved = NULL;
@@ -1191,7 +1244,7 @@ int main(int argc, char **argv)
             resume = strncmp(saved, fp, 64) == 0;
         free(saved);
     }
-    if (!resume && dir_nonempty(o->out_dir) && !o->force) {
+    if (!resume && !stale_state && dir_nonempty(o->out_dir) && !o->force) {
         airllm_errf(&err, "%s: not empty and not an interrupted conversion of this input "
                           "with these options; use --force to replace its contents",
                     o->out_dir);
@@ -1233,6 +1286,28 @@ int main(int argc, char **argv)
         return AIRLLM_EXIT_OK;
     }
 
+    /* Free space first, before anything is created. */
+    {
+        struct stat st;
+        char parent[4096];
+        const char *probe = o->out_dir;
+        if (stat(o->out_dir, &st) != 0) {
+            snprintf(parent, sizeof parent, "%s", o->out_dir);
+            char *slash = strrchr(parent, '/');
+            if (slash && slash != parent)
+                *slash = '\0';
+            else
+                snprintf(parent, sizeof parent, "%s", slash ? "/" : ".");
+            probe = parent;
+        }
+        uint64_t need = disk_needed(&s), avail = disk_available(probe);
+        if (need > avail) {
+            char a[32], b[32];
+            airllm_errf(&err, "%s: not enough free space: need %s, %s available", o->out_dir,
+                        cli_human_size(need, a), cli_human_size(avail, b));
+            return fail(o, &err);
+        }
+    }
     /* Prepare OUT_DIR. */
     if (mkdir(o->out_dir, 0755) != 0 && errno != EEXIST) {
         airllm_errf(&err, "%s: cannot create: %s", o->out_dir, strerror(errno));
@@ -1256,13 +1331,6 @@ int main(int argc, char **argv)
         }
         remove_stale_temps(o->out_dir);
     }
-    uint64_t need = disk_needed(&s), avail = disk_available(o->out_dir);
-    if (need > avail) {
-        char a[32], b[32];
-        airllm_errf(&err, "%s: not enough free space: need %s, %s available", o->out_dir,
-                    cli_human_size(need, a), cli_human_size(avail, b));
-        return fail(o, &err);
-    }
     if (!resume) {
         if ((mkdir(s.state_dir, 0755) != 0 && errno != EEXIST) ||
             airllm_fsync_path(o->out_dir, &err)) {
@@ -1270,14 +1338,18 @@ int main(int argc, char **argv)
                 airllm_errf(&err, "%s: cannot create: %s", s.state_dir, strerror(errno));
             return fail(o, &err);
         }
-        for (size_t i = 0; i < c->n_sources; i++)
-            if (airllm_ckpt_save_header(c, i, s.state_dir, &err))
-                return fail(o, &err);
+        /* The plan goes first: from then on OUT_DIR is a resumable run. The
+         * shard headers follow, before any shard can be deleted. */
         char plan[80];
         snprintf(plan, sizeof plan, "%s\n", fp);
         if (airllm_write_file_atomic(s.state_dir, PLAN_NAME, plan, strlen(plan), &err))
             return fail(o, &err);
     }
+    /* Every run saves the headers of the shards still present (a run stopped
+     * mid-way may not have saved them all). */
+    for (size_t i = 0; i < c->n_sources; i++)
+        if (c->sources[i].present && airllm_ckpt_save_header(c, i, s.state_dir, &err))
+            return fail(o, &err);
     char jpath[4096];
     if (airllm_path_join(jpath, sizeof jpath, s.state_dir, JOURNAL_NAME, &err))
         return fail(o, &err);

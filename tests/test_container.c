@@ -1,0 +1,542 @@
+/* Unit tests for the per-unit container (lib/airllm_container.c): layout,
+ * encode/parse round trips, and a table of handcrafted corruptions that the
+ * parser must refuse with a recognizable message. */
+#include "airllm_container.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static int passed, failed;
+
+#define CHECK(cond, ...)                                                           \
+    do {                                                                           \
+        if (cond) {                                                                \
+            passed++;                                                              \
+        } else {                                                                   \
+            failed++;                                                              \
+            printf("FAIL %s:%d: ", __FILE__, __LINE__);                            \
+            printf(__VA_ARGS__);                                                   \
+            printf("\n");                                                          \
+        }                                                                          \
+    } while (0)
+
+static void put16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+}
+static void put32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+static void put64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+static uint64_t get64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = v << 8 | p[i];
+    return v;
+}
+
+typedef struct {
+    const char *name;
+    airllm_dtype dtype;
+    unsigned ndim;
+    uint64_t shape[AIRLLM_MAX_DIMS];
+    airllm_encoding enc;
+    uint32_t p0, p1;
+    uint64_t stored; /* for zstd; raw uses raw_len */
+} spec;
+
+/* Builds a laid-out header from specs (raw_len computed from the shape). */
+static int build(airllm_ct_header *h, airllm_unit_kind kind, int32_t layer,
+                 const spec *s, unsigned n)
+{
+    memset(h, 0, sizeof *h);
+    h->unit_kind = kind;
+    h->layer_index = layer;
+    h->n_tensors = n;
+    h->tensors = calloc(n ? n : 1, sizeof *h->tensors);
+    for (unsigned i = 0; i < n; i++) {
+        airllm_ct_tensor *t = &h->tensors[i];
+        t->name = strdup(s[i].name);
+        t->dtype = s[i].dtype;
+        t->ndim = s[i].ndim;
+        memcpy(t->shape, s[i].shape, sizeof t->shape);
+        t->encoding = s[i].enc;
+        t->enc_param[0] = s[i].p0;
+        t->enc_param[1] = s[i].p1;
+        if (airllm_shape_nbytes(t->dtype, t->shape, t->ndim, NULL, &t->raw_len) != 0)
+            return -1;
+        t->stored_len = t->encoding == AIRLLM_ENC_RAW ? t->raw_len : s[i].stored;
+    }
+    airllm_err err;
+    if (airllm_ct_layout(h, &err) != 0) {
+        printf("layout: %s\n", err.msg);
+        return -1;
+    }
+    return 0;
+}
+
+/* Encodes h into a whole-file buffer (header region + zero data). */
+static uint8_t *whole_file(const airllm_ct_header *h, size_t *len)
+{
+    airllm_err err;
+    uint8_t *hdr;
+    size_t hl;
+    if (airllm_ct_encode(h, &hdr, &hl, &err) != 0) {
+        printf("encode: %s\n", err.msg);
+        return NULL;
+    }
+    uint8_t *f = calloc(1, h->file_size);
+    memcpy(f, hdr, hl);
+    free(hdr);
+    *len = h->file_size;
+    return f;
+}
+
+static int same_tensor(const airllm_ct_tensor *a, const airllm_ct_tensor *b)
+{
+    if (strcmp(a->name, b->name) || a->dtype != b->dtype || a->ndim != b->ndim ||
+        a->encoding != b->encoding || a->offset != b->offset ||
+        a->stored_len != b->stored_len || a->raw_len != b->raw_len)
+        return 0;
+    for (unsigned d = 0; d < a->ndim; d++)
+        if (a->shape[d] != b->shape[d])
+            return 0;
+    return memcmp(a->enc_param, b->enc_param, sizeof a->enc_param) == 0;
+}
+
+static void test_names(void)
+{
+    airllm_unit_kind k;
+    CHECK(strcmp(airllm_unit_kind_name(AIRLLM_UNIT_LM_HEAD), "lm_head") == 0, "lm_head");
+    CHECK(airllm_unit_kind_from_name("norm", &k) == 0 && k == AIRLLM_UNIT_NORM, "norm");
+    CHECK(airllm_unit_kind_from_name("nope", &k) == -1, "unknown kind");
+    CHECK(airllm_unit_kind_name((airllm_unit_kind)9) == NULL, "kind 9");
+    CHECK(strcmp(airllm_encoding_name(AIRLLM_ENC_ZSTD), "zstd") == 0, "zstd name");
+    CHECK(strcmp(airllm_encoding_name(AIRLLM_ENC_INT8), "int8") == 0, "int8 name");
+    CHECK(airllm_encoding_name((airllm_encoding)5) == NULL, "enc 5");
+}
+
+static void test_round_trip(void)
+{
+    spec s[] = {
+        {"model.layers.3.self_attn.q_proj.weight", AIRLLM_DTYPE_BF16, 2, {64, 96},
+         AIRLLM_ENC_RAW, 0, 0, 0},
+        {"model.layers.3.input_layernorm.weight", AIRLLM_DTYPE_F32, 1, {64},
+         AIRLLM_ENC_ZSTD, 4, 4 << 20, 100},
+        {"empty", AIRLLM_DTYPE_F16, 2, {0, 5}, AIRLLM_ENC_RAW, 0, 0, 0},
+        {"empty.zstd", AIRLLM_DTYPE_BF16, 1, {0}, AIRLLM_ENC_ZSTD, 2, 4096, 0},
+        {"scalar", AIRLLM_DTYPE_I64, 0, {0}, AIRLLM_ENC_RAW, 0, 0, 0},
+        {"bits\xc3\xa9\xe2\x82\xac", AIRLLM_DTYPE_U8, 3, {3, 5, 7}, AIRLLM_ENC_RAW, 0,
+         0, 0},
+        {"f4", AIRLLM_DTYPE_F4, 1, {6}, AIRLLM_ENC_RAW, 0, 0, 0},
+        {"f64.zstd", AIRLLM_DTYPE_F64, 8, {1, 2, 1, 2, 1, 2, 1, 3}, AIRLLM_ENC_ZSTD, 0,
+         8192, 77},
+    };
+    unsigned n = sizeof s / sizeof s[0];
+    airllm_ct_header h, p;
+    airllm_err err;
+    CHECK(build(&h, AIRLLM_UNIT_LAYER, 3, s, n) == 0, "build");
+    CHECK(h.data_start == 4096, "data_start %llu", (unsigned long long)h.data_start);
+    CHECK(h.tensors[0].offset == 4096, "first offset");
+    CHECK(h.tensors[1].offset == 4096 + 12288, "second offset %llu",
+          (unsigned long long)h.tensors[1].offset);
+    /* zero-size tensors share the next aligned offset */
+    CHECK(h.tensors[2].offset == 4096 + 12288 + 4096, "empty offset");
+    CHECK(h.tensors[3].offset == h.tensors[2].offset, "empty zstd offset");
+    CHECK(h.tensors[4].offset == h.tensors[2].offset, "scalar offset");
+    CHECK(h.tensors[5].offset == h.tensors[4].offset + 4096, "u8 offset");
+    CHECK(h.file_size == h.tensors[7].offset + 4096, "file size");
+    size_t len;
+    uint8_t *f = whole_file(&h, &len);
+    CHECK(f != NULL, "whole file");
+    if (!f)
+        return;
+    int r = airllm_ct_parse(f, len, len, &p, &err);
+    CHECK(r == 0, "parse: %s", r ? err.msg : "");
+    if (r == 0) {
+        CHECK(p.n_tensors == n && p.unit_kind == AIRLLM_UNIT_LAYER && p.layer_index == 3 &&
+                  p.version_major == 1 && p.version_minor == 0 &&
+                  p.header_bytes == h.header_bytes && p.data_start == h.data_start &&
+                  p.file_size == h.file_size,
+              "header fields");
+        for (unsigned i = 0; i < n && i < p.n_tensors; i++)
+            CHECK(same_tensor(&h.tensors[i], &p.tensors[i]), "tensor %u", i);
+        CHECK(airllm_ct_find(&p, "scalar") == 4, "find");
+        CHECK(airllm_ct_find(&p, "absent") == -1, "find absent");
+        /* the header region alone parses too */
+        airllm_ct_header q;
+        CHECK(airllm_ct_parse(f, (size_t)h.data_start, len, &q, &err) == 0,
+              "header only: %s", err.msg);
+        airllm_ct_free(&q);
+        /* re-encoding the parsed header gives the same bytes */
+        uint8_t *again;
+        size_t al;
+        CHECK(airllm_ct_encode(&p, &again, &al, &err) == 0 && al == h.data_start &&
+                  memcmp(again, f, al) == 0,
+              "re-encode identical");
+        free(again);
+    }
+    airllm_ct_free(&p);
+
+    /* read_file on a real file */
+    char path[] = "/tmp/test_container_XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0, "mkstemp");
+    if (fd >= 0) {
+        CHECK(write(fd, f, len) == (ssize_t)len, "write");
+        close(fd);
+        r = airllm_ct_read_file(path, &p, &err);
+        CHECK(r == 0 && p.n_tensors == n, "read_file: %s", r ? err.msg : "");
+        airllm_ct_free(&p);
+        /* truncated file: message names the path */
+        CHECK(truncate(path, (off_t)len - 4096) == 0, "truncate");
+        r = airllm_ct_read_file(path, &p, &err);
+        CHECK(r == -1 && strstr(err.msg, path) && strstr(err.msg, "truncated"),
+              "truncated file: %s", err.msg);
+        CHECK(truncate(path, 10) == 0, "truncate 10");
+        r = airllm_ct_read_file(path, &p, &err);
+        CHECK(r == -1 && strstr(err.msg, path) && strstr(err.msg, "truncated"),
+              "10-byte file: %s", err.msg);
+        unlink(path);
+        r = airllm_ct_read_file(path, &p, &err);
+        CHECK(r == -1 && strstr(err.msg, path), "missing file: %s", err.msg);
+    }
+    free(f);
+    airllm_ct_free(&h);
+
+    /* no tensors at all */
+    CHECK(build(&h, AIRLLM_UNIT_NORM, -1, NULL, 0) == 0, "build empty");
+    CHECK(h.header_bytes == 64 && h.data_start == 4096 && h.file_size == 4096,
+          "empty layout");
+    f = whole_file(&h, &len);
+    CHECK(f && airllm_ct_parse(f, len, len, &p, &err) == 0 && p.n_tensors == 0,
+          "empty parse");
+    airllm_ct_free(&p);
+    free(f);
+    airllm_ct_free(&h);
+
+    /* a header larger than one page */
+    spec many[40];
+    char names[40][200];
+    for (int i = 0; i < 40; i++) {
+        snprintf(names[i], sizeof names[i], "tensor.%03d.%0150d", i, 0);
+        many[i] = (spec){names[i], AIRLLM_DTYPE_U8, 1, {(uint64_t)i * 1000}, AIRLLM_ENC_RAW,
+                         0, 0, 0};
+    }
+    CHECK(build(&h, AIRLLM_UNIT_EMBED, -1, many, 40) == 0, "build many");
+    CHECK(h.header_bytes > 4096 && h.data_start == 12288, "big header data_start %llu",
+          (unsigned long long)h.data_start);
+    f = whole_file(&h, &len);
+    r = f ? airllm_ct_parse(f, len, len, &p, &err) : -1;
+    CHECK(r == 0 && p.n_tensors == 40, "many parse: %s", r ? err.msg : "");
+    airllm_ct_free(&p);
+    free(f);
+    airllm_ct_free(&h);
+
+    /* encode refuses what parse would refuse */
+    spec bad[] = {{"x", AIRLLM_DTYPE_F32, 1, {4}, AIRLLM_ENC_ZSTD, 2, 4096, 10}};
+    CHECK(build(&h, AIRLLM_UNIT_EMBED, -1, bad, 1) == 0, "build bad");
+    uint8_t *o;
+    size_t ol;
+    CHECK(airllm_ct_encode(&h, &o, &ol, &err) == -1 && strstr(err.msg, "width"),
+          "encode refuses bad width: %s", err.msg);
+    airllm_ct_free(&h);
+    /* layout refuses empty names */
+    spec noname[] = {{"x", AIRLLM_DTYPE_F32, 1, {4}, AIRLLM_ENC_RAW, 0, 0, 0}};
+    build(&h, AIRLLM_UNIT_EMBED, -1, noname, 1);
+    h.tensors[0].name[0] = '\0';
+    CHECK(airllm_ct_layout(&h, &err) == -1 && strstr(err.msg, "name length"),
+          "layout empty name: %s", err.msg);
+    airllm_ct_free(&h);
+    /* layout overflow */
+    spec huge[] = {{"a", AIRLLM_DTYPE_U8, 1, {1}, AIRLLM_ENC_RAW, 0, 0, 0},
+                   {"b", AIRLLM_DTYPE_U8, 1, {1}, AIRLLM_ENC_RAW, 0, 0, 0}};
+    build(&h, AIRLLM_UNIT_EMBED, -1, huge, 2);
+    h.tensors[0].stored_len = UINT64_MAX - 10000;
+    CHECK(airllm_ct_layout(&h, &err) == -1 && strstr(err.msg, "overflow"),
+          "layout overflow: %s", err.msg);
+    airllm_ct_free(&h);
+}
+
+/* ---- corruption table ----
+ * Base container: layer 5 with three tensors, whole file in memory. */
+static const spec base_specs[] = {
+    {"a", AIRLLM_DTYPE_F32, 1, {3}, AIRLLM_ENC_RAW, 0, 0, 0},
+    {"b.weight", AIRLLM_DTYPE_BF16, 2, {3, 4}, AIRLLM_ENC_ZSTD, 2, 4096, 50},
+    {"c", AIRLLM_DTYPE_I64, 0, {0}, AIRLLM_ENC_RAW, 0, 0, 0},
+};
+#define NT 3
+
+typedef struct {
+    uint8_t *f;
+    size_t len;      /* bytes handed to the parser */
+    uint64_t fsize;  /* file_size argument */
+} image;
+
+static uint8_t *ent(image *im, int i) { return im->f + 64 + 128 * i; }
+static uint8_t *names_at(image *im) { return im->f + 64 + 128 * NT; }
+
+static void c_magic(image *im) { im->f[0] = 'X'; }
+static void c_major2(image *im) { put16(im->f + 8, 2); }
+static void c_reserved(image *im) { im->f[50] = 1; }
+static void c_kind(image *im) { put32(im->f + 16, 4); }
+static void c_count_vs_hb(image *im) { put32(im->f + 12, 30); }
+static void c_count_max(image *im) { put32(im->f + 12, AIRLLM_CT_MAX_TENSORS + 1); }
+static void c_hb_past_file(image *im) { put64(im->f + 24, im->fsize + 8); }
+static void c_hb_past_len(image *im) { im->len = 100; }
+static void c_short(image *im) { im->len = 63; }
+static void c_data_start(image *im) { put64(im->f + 32, 8192); }
+static void c_fsize_mod(image *im)
+{
+    put64(im->f + 40, im->fsize + 1);
+    im->fsize += 1;
+}
+static void c_fsize_small(image *im)
+{
+    put64(im->f + 40, im->fsize - 4096);
+    im->fsize -= 4096;
+    im->len -= 4096;
+}
+static void c_fsize_large(image *im)
+{
+    put64(im->f + 40, im->fsize + 4096);
+    im->fsize += 4096;
+}
+static void c_fsize_mismatch(image *im) { im->fsize += 4096; }
+static void c_name_off(image *im) { put64(ent(im, 1), 1000000); }
+static void c_name_len0(image *im) { put32(ent(im, 0) + 8, 0); }
+static void c_name_len_big(image *im) { put32(ent(im, 0) + 8, 1025); }
+static void c_name_past(image *im) { put32(ent(im, 2) + 8, 2); }
+static void c_names_gap(image *im)
+{
+    /* one more names byte than the names use (data_start unchanged) */
+    put64(im->f + 24, get64(im->f + 24) + 1);
+}
+static void c_name_nul(image *im) { names_at(im)[2] = 0; }
+static void c_name_utf8(image *im) { names_at(im)[2] = 0xC0; }
+static void c_name_dup(image *im) { names_at(im)[9] = 'a'; }
+static void c_dtype(image *im) { put16(ent(im, 1) + 12, AIRLLM_DTYPE_COUNT); }
+static void c_encoding(image *im) { put16(ent(im, 1) + 14, 9); }
+static void c_nf4(image *im) { put16(ent(im, 1) + 14, AIRLLM_ENC_NF4); }
+static void c_int8(image *im) { put16(ent(im, 0) + 14, AIRLLM_ENC_INT8); }
+static void c_ndim9(image *im) { put32(ent(im, 0) + 16, 9); }
+static void c_entry_reserved(image *im) { put32(ent(im, 0) + 20, 1); }
+static void c_unused_dim(image *im) { put64(ent(im, 0) + 24 + 8 * 5, 7); }
+static void c_raw_len(image *im) { put64(ent(im, 1) + 104, 26); }
+static void c_shape_overflow(image *im)
+{
+    put32(ent(im, 0) + 16, 2);
+    put64(ent(im, 0) + 24, 1ull << 62);
+    put64(ent(im, 0) + 32, 1ull << 62);
+}
+static void c_stored_raw(image *im) { put64(ent(im, 0) + 96, 13); }
+static void c_raw_param(image *im) { put32(ent(im, 0) + 112 + 4, 4096); }
+static void c_misaligned(image *im) { put64(ent(im, 1) + 88, get64(ent(im, 1) + 88) + 8); }
+static void c_overlap(image *im) { put64(ent(im, 1) + 88, get64(ent(im, 0) + 88)); }
+static void c_gap(image *im) { put64(ent(im, 1) + 88, get64(ent(im, 1) + 88) + 4096); }
+static void c_past_eof(image *im) { put64(ent(im, 1) + 96, 3 * 4096); }
+static void c_offset_overflow(image *im)
+{
+    put64(ent(im, 2) + 88, UINT64_MAX - 4095);
+}
+static void c_hdr_padding(image *im) { im->f[get64(im->f + 24) + 5] = 1; }
+static void c_data_padding(image *im) { im->f[4096 + 12 + 3] = 1; }
+static void c_tail_padding(image *im) { im->f[im->fsize - 1] = 1; }
+static void c_layer_neg(image *im) { put32(im->f + 20, 0xFFFFFFFFu); }
+static void c_embed_idx(image *im)
+{
+    put32(im->f + 16, AIRLLM_UNIT_EMBED);
+    put32(im->f + 20, 3);
+}
+static void c_zstd_width3(image *im) { put32(ent(im, 1) + 112, 3); }
+static void c_zstd_width4_bf16(image *im) { put32(ent(im, 1) + 112, 4); }
+static void c_zstd_chunk_odd(image *im) { put32(ent(im, 1) + 116, 5000); }
+static void c_zstd_chunk_zero(image *im) { put32(ent(im, 1) + 116, 0); }
+static void c_zstd_chunk_huge(image *im) { put32(ent(im, 1) + 116, (256u << 20) + 4096); }
+static void c_zstd_param2(image *im) { put32(ent(im, 1) + 120, 1); }
+static void c_zstd_ratio(image *im)
+{
+    /* 3x4 bf16 = 24 bytes can't fit... so grow the shape instead */
+    put64(ent(im, 1) + 24, 1ull << 30);
+    put64(ent(im, 1) + 104, (1ull << 30) * 4 * 2);
+}
+static void c_zstd_empty_stored(image *im) { put64(ent(im, 1) + 96, 0); }
+
+/* Acceptance cases (not corruptions). */
+static void c_minor7(image *im) { put16(im->f + 10, 7); }
+
+typedef struct {
+    const char *what;
+    void (*mutate)(image *);
+    const char *expect; /* NULL: must be accepted */
+} corruption;
+
+static const corruption table[] = {
+    {"bad magic", c_magic, "magic"},
+    {"major version 2", c_major2, "version 2.0"},
+    {"minor version 7 accepted", c_minor7, NULL},
+    {"reserved nonzero", c_reserved, "reserved header byte 50"},
+    {"unknown unit kind", c_kind, "unit kind 4"},
+    {"count too large for header_bytes", c_count_vs_hb, "tensor table of 30 entries"},
+    {"count above max", c_count_max, "too many tensors"},
+    {"header_bytes past file", c_hb_past_file, "exceeds the file size"},
+    {"header_bytes past buffer", c_hb_past_len, "truncated"},
+    {"shorter than fixed header", c_short, "truncated"},
+    {"data_start wrong", c_data_start, "data_start 8192"},
+    {"file_size not multiple of 4096", c_fsize_mod, "not a multiple of 4096"},
+    {"file_size too small", c_fsize_small, "runs past file_size"},
+    {"file_size too large", c_fsize_large, "end of the last tensor"},
+    {"file_size field vs actual", c_fsize_mismatch, "but the file has"},
+    {"name offset out of range", c_name_off, "name_offset 1000000"},
+    {"name_len 0", c_name_len0, "name length 0"},
+    {"name_len too long", c_name_len_big, "name length 1025"},
+    {"name past names area", c_name_past, "past the names area"},
+    {"names area larger than names", c_names_gap, "names area has"},
+    {"NUL in name", c_name_nul, "NUL"},
+    {"invalid UTF-8 name", c_name_utf8, "UTF-8"},
+    {"duplicate names", c_name_dup, "duplicate tensor name 'a'"},
+    {"unknown dtype", c_dtype, "unknown dtype code 20"},
+    {"unknown encoding", c_encoding, "tensor 'b.weight': unknown encoding 9"},
+    {"nf4 refused", c_nf4, "encoding nf4 needs format 1.1 (this reader supports 1.0)"},
+    {"int8 refused", c_int8, "encoding int8 needs format 1.1"},
+    {"ndim 9", c_ndim9, "ndim 9"},
+    {"entry reserved nonzero", c_entry_reserved, "reserved entry field"},
+    {"nonzero unused dim", c_unused_dim, "unused dimension 5"},
+    {"raw_len != shape size", c_raw_len, "raw_len 26"},
+    {"overflowing shape", c_shape_overflow, "overflows"},
+    {"raw stored_len != raw_len", c_stored_raw, "stored_len 13"},
+    {"raw nonzero enc_param", c_raw_param, "enc_param[1]"},
+    {"misaligned offset", c_misaligned, "not a multiple of 4096"},
+    {"overlapping tensors", c_overlap, "overlaps"},
+    {"gap between tensors", c_gap, "expected"},
+    {"offset past EOF", c_past_eof, "runs past file_size"},
+    {"offset + len overflows", c_offset_overflow, "runs past file_size"},
+    {"nonzero padding in header region", c_hdr_padding, "header padding byte"},
+    {"nonzero padding between tensors", c_data_padding, "padding byte 4111 before"},
+    {"nonzero trailing padding", c_tail_padding, "trailing padding"},
+    {"layer kind with layer_index -1", c_layer_neg, "layer_index >= 0"},
+    {"embed kind with layer_index 3", c_embed_idx, "layer_index -1, got 3"},
+    {"zstd width 3", c_zstd_width3, "width 3"},
+    {"zstd width 4 on bf16", c_zstd_width4_bf16, "16-bit dtype BF16"},
+    {"zstd chunk not multiple of 4096", c_zstd_chunk_odd, "chunk size 5000"},
+    {"zstd chunk 0", c_zstd_chunk_zero, "chunk size 0"},
+    {"zstd chunk above 256 MiB", c_zstd_chunk_huge, "chunk size 268439552"},
+    {"zstd enc_param[2]", c_zstd_param2, "enc_param[2..3]"},
+    {"zstd impossible ratio", c_zstd_ratio, "cannot come from"},
+    {"zstd empty stored", c_zstd_empty_stored, "empty iff"},
+};
+
+static void test_corruptions(void)
+{
+    airllm_ct_header h;
+    if (build(&h, AIRLLM_UNIT_LAYER, 5, base_specs, NT) != 0) {
+        CHECK(0, "build base");
+        return;
+    }
+    size_t len;
+    uint8_t *good = whole_file(&h, &len);
+    /* a at 4096 (12 B), b at 8192 (50 B stored), c at 12288 (8 B) */
+    CHECK(good && len == 4 * 4096, "base file %zu", len);
+    if (!good)
+        return;
+    image im = {NULL, len, len};
+    airllm_err err;
+    airllm_ct_header p;
+    CHECK(airllm_ct_parse(good, len, len, &p, &err) == 0, "base parses");
+    airllm_ct_free(&p);
+    unsigned ncase = sizeof table / sizeof table[0];
+    unsigned nreject = 0;
+    for (unsigned i = 0; i < ncase; i++) {
+        /* room for cases that grow file_size beyond the buffer */
+        im.f = calloc(1, len + 8192);
+        memcpy(im.f, good, len);
+        im.len = len;
+        im.fsize = len;
+        table[i].mutate(&im);
+        err.msg[0] = 0;
+        memset(&p, 0xAB, sizeof p); /* parse must reset *out on failure */
+        int r = airllm_ct_parse(im.f, im.len, im.fsize, &p, &err);
+        if (!table[i].expect) {
+            CHECK(r == 0, "%s: should be accepted, got: %s", table[i].what, err.msg);
+        } else {
+            nreject++;
+            CHECK(r == -1 && strstr(err.msg, table[i].expect) != NULL,
+                  "%s: expected failure containing \"%s\", got r=%d \"%s\"",
+                  table[i].what, table[i].expect, r, err.msg);
+            CHECK(p.tensors == NULL && p.n_tensors == 0, "%s: out not reset",
+                  table[i].what);
+        }
+        airllm_ct_free(&p);
+        free(im.f);
+    }
+    CHECK(nreject >= 25, "only %u corruptions", nreject);
+    printf("corruption table: %u cases\n", ncase);
+    free(good);
+    airllm_ct_free(&h);
+}
+
+/* Every truncation of a valid header must be refused without a crash, and
+ * every single-byte flip must be refused or accepted without a crash. */
+static void test_truncations_and_flips(void)
+{
+    airllm_ct_header h;
+    build(&h, AIRLLM_UNIT_LAYER, 5, base_specs, NT);
+    size_t len;
+    uint8_t *good = whole_file(&h, &len);
+    airllm_err err;
+    airllm_ct_header p;
+    int bad = 0;
+    for (size_t l = 0; l < h.header_bytes; l++) {
+        uint8_t *cp = malloc(l ? l : 1);
+        memcpy(cp, good, l);
+        if (airllm_ct_parse(cp, l, len, &p, &err) == 0)
+            bad++;
+        airllm_ct_free(&p);
+        free(cp);
+    }
+    CHECK(bad == 0, "%d truncations accepted", bad);
+    for (size_t i = 0; i < h.header_bytes; i++) {
+        for (int bit = 0; bit < 8; bit++) {
+            good[i] ^= (uint8_t)(1u << bit);
+            if (airllm_ct_parse(good, len, len, &p, &err) == 0) {
+                /* only these fields may change and stay valid */
+                size_t e1 = 64 + 128, e2 = 64 + 256;
+                int ok = (i == 10 || i == 11) ||             /* minor version */
+                         (i >= 20 && i < 24) ||              /* layer index */
+                         (i >= 64 + 128 * NT) ||             /* name bytes */
+                         (i >= e1 + 96 && i < e1 + 104) ||   /* zstd stored_len */
+                         (i >= e1 + 112 && i < e1 + 120) ||  /* zstd width, chunk */
+                         (i == e2 + 12);                     /* I64 <-> F64 */
+                if (!ok) {
+                    bad++;
+                    printf("flip of byte %zu bit %d accepted\n", i, bit);
+                }
+            }
+            airllm_ct_free(&p);
+            good[i] ^= (uint8_t)(1u << bit);
+        }
+    }
+    CHECK(bad == 0, "%d unexpected flips accepted", bad);
+    free(good);
+    airllm_ct_free(&h);
+}
+
+int main(void)
+{
+    test_names();
+    test_round_trip();
+    test_corruptions();
+    test_truncations_and_flips();
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed ? 1 : 0;
+}

@@ -1,0 +1,45 @@
+# Shared helpers for the script tests. Each test prints PASS/FAIL lines and
+# ends with "N passed, M failed"; it exits non-zero if anything failed.
+set -u
+: "${AIRLLM_SPLIT:?set AIRLLM_SPLIT to the airllm-split binary}"
+: "${AIRLLM_VERIFY:?set AIRLLM_VERIFY to the airllm-verify binary}"
+: "${SHARED_DIR:?set SHARED_DIR to ../shared}"
+: "${SRC_DIR:?set SRC_DIR to the source tree}"
+SCRATCH=${1:?usage: $0 SCRATCH_DIR}
+rm -rf "$SCRATCH" && mkdir -p "$SCRATCH"
+MODELS="$SHARED_DIR/models"
+PASS=0
+FAIL=0
+LAST_RC=0
+
+ok() { PASS=$((PASS + 1)); echo "PASS: $*"; }
+bad() { FAIL=$((FAIL + 1)); echo "FAIL: $*"; }
+finish() {
+    echo "$PASS passed, $FAIL failed"
+    [ "$FAIL" -eq 0 ]
+}
+
+# run WANT_RC DESC CMD...: runs CMD, keeps its output in $SCRATCH/last.{out,err}
+run() {
+    local want=$1 desc=$2
+    shift 2
+    "$@" >"$SCRATCH/last.out" 2>"$SCRATCH/last.err"
+    LAST_RC=$?
+    if [ "$LAST_RC" -eq "$want" ]; then
+        ok "$desc"
+    else
+        bad "$desc: exit $LAST_RC, expected $want; stderr: $(head -c 600 "$SCRATCH/last.err")"
+    fi
+}
+
+# expect_err SUBSTRING DESC: the last command's stderr mentions SUBSTRING
+expect_err() {
+    if grep -qF -- "$1" "$SCRATCH/last.err"; then
+        ok "$2"
+    else
+        bad "$2: stderr lacks '$1': $(head -c 600 "$SCRATCH/last.err")"
+    fi
+}
+
+# Digest of every file under a directory, for "nothing changed" checks.
+tree_digest() { (cd "$1" && find . -type f -print0 | sort -z | xargs -0 -r sha256sum); }
