@@ -78,17 +78,18 @@ static char *good_json(void)
 }
 
 /* Replaces the first occurrence of from with to in a copy of s. */
-static char *replace(const char *s, const char *from, const char *to)
+/* noinline: gcc 12 reports a false -Wdangling-pointer when this is inlined. */
+__attribute__((noinline)) static char *replace(const char *s, const char *from, const char *to)
 {
-    const char *p = strstr(s, from);
-    if (!p)
+    const char *hit = strstr(s, from);
+    if (!hit)
         return NULL;
-    size_t n = strlen(s) - strlen(from) + strlen(to);
-    char *out = malloc(n + 1);
-    size_t head = (size_t)(p - s);
+    size_t head = (size_t)(hit - s), nfrom = strlen(from), nto = strlen(to);
+    size_t ntail = strlen(s) - head - nfrom;
+    char *out = malloc(head + nto + ntail + 1);
     memcpy(out, s, head);
-    strcpy(out + head, to);
-    strcat(out, p + strlen(from));
+    memcpy(out + head, to, nto);
+    memcpy(out + head + nto, s + head + nfrom, ntail + 1);
     return out;
 }
 
@@ -143,7 +144,7 @@ int main(void)
         {"\"shape\":\t[4]", "\"shape\":\t[1,1,1,1,1,1,1,1,4]", "shape"},
         {"\"layer\":\t0", "\"layer\":\t\"0\"", "layer"},
         {"\"tie_word_embeddings\":\ttrue", "\"tie_word_embeddings\":\t\"yes\"", "tie_word"},
-        {"\"options\":\t{", "\"options\":\t[{", "options"},
+        {"\"options\":\t{", "\"options\":\t\"x\", \"extra\":\t{", "options"},
         {"\"file\":\t\"config.json\"", "\"file\":\t\"layer.00000.airc\"", "also a unit file"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {

@@ -96,6 +96,8 @@ typedef struct {
     uint8_t **zdst, **zscratch; /* per job */
     uint64_t bytes_read, bytes_written, units_kept;
     cli_progress prog;
+    airllm_mf_file aux[N_AUX]; /* copied config/tokenizer files */
+    size_t n_aux;
 } split_ctx;
 
 /* ------------------------------------------------------------------ */
@@ -1175,13 +1177,9 @@ static bool same_completed_run(split_ctx *s)
     return same;
 }
 
-int main(int argc, char **argv)
+static int split_main(split_ctx *sp, int argc, char **argv)
 {
-    cli_prog = "airllm-split";
-    split_ctx s;
-    memset(&s, 0, sizeof s);
-    s.journal_fd = -1;
-    int rc = parse_args(argc, argv, &s.o);
+    int rc = parse_args(argc, argv, &sp->o);
     if (rc)
         return rc;
     /* A file size limit (RLIMIT_FSIZE) must surface as a write error that we
@@ -1190,19 +1188,19 @@ int main(int argc, char **argv)
     cli_install_fault_hook();
     airllm_err err = {{0}};
     double t0 = cli_now();
-    split_opts *o = &s.o;
-    snprintf(s.state_dir, sizeof s.state_dir, "%s/%s", o->out_dir, STATE_DIR);
+    split_opts *o = &sp->o;
+    snprintf(sp->state_dir, sizeof sp->state_dir, "%s/%s", o->out_dir, STATE_DIR);
 
     if (same_dir(o->hf_dir, o->out_dir)) {
         airllm_errf(&err, "%s: OUT_DIR must not be the checkpoint directory", o->out_dir);
         return fail(o, &err);
     }
-    bool have_state = access(s.state_dir, F_OK) == 0;
+    bool have_state = access(sp->state_dir, F_OK) == 0;
     char mpath[4096];
     snprintf(mpath, sizeof mpath, "%s/%s", o->out_dir, AIRLLM_MANIFEST_NAME);
     if (access(mpath, F_OK) == 0 && !o->force) {
         if (have_state && !o->dry_run) {
-            if (finish_completed(&s, &err))
+            if (finish_completed(sp, &err))
                 return fail(o, &err);
             cli_info("%s: the conversion was already complete; finished its last steps",
                      o->out_dir);
@@ -1210,7 +1208,7 @@ int main(int argc, char **argv)
                 printf("{\"status\": \"ok\", \"already_complete\": true}\n");
             return AIRLLM_EXIT_OK;
         }
-        if (!o->dry_run && same_completed_run(&s)) {
+        if (!o->dry_run && same_completed_run(sp)) {
             cli_info("%s: already complete; nothing to do", o->out_dir);
             if (o->json)
                 printf("{\"status\": \"ok\", \"already_complete\": true}\n");
@@ -1222,24 +1220,24 @@ int main(int argc, char **argv)
         return fail(o, &err);
     }
 
-    if (airllm_ckpt_open(o->hf_dir, have_state ? s.state_dir : NULL, &s.ck, &err))
+    if (airllm_ckpt_open(o->hf_dir, have_state ? sp->state_dir : NULL, &sp->ck, &err))
         return fail(o, &err);
-    const airllm_ckpt *c = &s.ck;
+    const airllm_ckpt *c = &sp->ck;
 
     char fp[AIRLLM_SHA256_HEX];
-    fingerprint(&s, fp);
+    fingerprint(sp, fp);
     bool resume = false, stale_state = false;
     if (have_state) {
         /* A state directory without a plan is from a run stopped before it
          * wrote anything else: safe to start over. */
         char ppath[4096];
-        stale_state = airllm_path_join(ppath, sizeof ppath, s.state_dir, PLAN_NAME, NULL) == 0 &&
+        stale_state = airllm_path_join(ppath, sizeof ppath, sp->state_dir, PLAN_NAME, NULL) == 0 &&
                       access(ppath, F_OK) != 0;
     }
     if (have_state) {
         char ppath[4096];
         char *saved = NULL;
-        if (airllm_path_join(ppath, sizeof ppath, s.state_dir, PLAN_NAME, NULL) == 0 &&
+        if (airllm_path_join(ppath, sizeof ppath, sp->state_dir, PLAN_NAME, NULL) == 0 &&
             airllm_read_small_file(ppath, 4096, &saved, NULL, NULL) == 0)
             resume = strncmp(saved, fp, 64) == 0;
         free(saved);
@@ -1251,38 +1249,38 @@ int main(int argc, char **argv)
         return fail(o, &err);
     }
 
-    s.unit_done = calloc(c->n_units, sizeof *s.unit_done);
-    s.unit_reverified = calloc(c->n_units, sizeof *s.unit_reverified);
-    s.writers = calloc(c->n_units, sizeof *s.writers);
-    s.src_done = calloc(c->n_sources, sizeof *s.src_done);
-    s.src_deleted = calloc(c->n_sources, sizeof *s.src_deleted);
-    s.stored_len = calloc(c->n_tensors + 1, sizeof *s.stored_len);
-    s.encoding = calloc(c->n_tensors + 1, sizeof *s.encoding);
-    s.buf_size = (size_t)READ_CHUNK * (o->zstd ? o->jobs : 2);
-    s.buf = malloc(s.buf_size);
-    s.zdst = calloc(o->jobs, sizeof *s.zdst);
-    s.zscratch = calloc(o->jobs, sizeof *s.zscratch);
-    if (!s.unit_done || !s.unit_reverified || !s.writers || !s.src_done || !s.src_deleted ||
-        !s.stored_len || !s.encoding || !s.buf || !s.zdst || !s.zscratch) {
+    sp->unit_done = calloc(c->n_units, sizeof *sp->unit_done);
+    sp->unit_reverified = calloc(c->n_units, sizeof *sp->unit_reverified);
+    sp->writers = calloc(c->n_units, sizeof *sp->writers);
+    sp->src_done = calloc(c->n_sources, sizeof *sp->src_done);
+    sp->src_deleted = calloc(c->n_sources, sizeof *sp->src_deleted);
+    sp->stored_len = calloc(c->n_tensors + 1, sizeof *sp->stored_len);
+    sp->encoding = calloc(c->n_tensors + 1, sizeof *sp->encoding);
+    sp->buf_size = (size_t)READ_CHUNK * (o->zstd ? o->jobs : 2);
+    sp->buf = malloc(sp->buf_size);
+    sp->zdst = calloc(o->jobs, sizeof *sp->zdst);
+    sp->zscratch = calloc(o->jobs, sizeof *sp->zscratch);
+    if (!sp->unit_done || !sp->unit_reverified || !sp->writers || !sp->src_done || !sp->src_deleted ||
+        !sp->stored_len || !sp->encoding || !sp->buf || !sp->zdst || !sp->zscratch) {
         airllm_errf(&err, "out of memory");
         return fail(o, &err);
     }
     if (o->zstd)
         for (unsigned j = 0; j < o->jobs; j++) {
-            s.zdst[j] = malloc(airllm_zstd_chunk_bound(READ_CHUNK));
-            s.zscratch[j] = malloc(READ_CHUNK);
-            if (!s.zdst[j] || !s.zscratch[j]) {
+            sp->zdst[j] = malloc(airllm_zstd_chunk_bound(READ_CHUNK));
+            sp->zscratch[j] = malloc(READ_CHUNK);
+            if (!sp->zdst[j] || !sp->zscratch[j]) {
                 airllm_errf(&err, "out of memory");
                 return fail(o, &err);
             }
         }
-    if (resume && journal_load(&s, &err))
+    if (resume && journal_load(sp, &err))
         return fail(o, &err);
 
     if (o->dry_run) {
         struct stat st;
         const char *probe = stat(o->out_dir, &st) == 0 ? o->out_dir : ".";
-        print_plan(&s, disk_needed(&s), disk_available(probe));
+        print_plan(sp, disk_needed(sp), disk_available(probe));
         return AIRLLM_EXIT_OK;
     }
 
@@ -1300,7 +1298,7 @@ int main(int argc, char **argv)
                 snprintf(parent, sizeof parent, "%s", slash ? "/" : ".");
             probe = parent;
         }
-        uint64_t need = disk_needed(&s), avail = disk_available(probe);
+        uint64_t need = disk_needed(sp), avail = disk_available(probe);
         if (need > avail) {
             char a[32], b[32];
             airllm_errf(&err, "%s: not enough free space: need %s, %s available", o->out_dir,
@@ -1318,126 +1316,123 @@ int main(int argc, char **argv)
     if (resume) {
         /* Keep only the units whose files still match their journal entry. */
         for (size_t u = 0; u < c->n_units; u++) {
-            if (!s.unit_done[u].done)
+            if (!sp->unit_done[u].done)
                 continue;
             airllm_err kerr;
-            if (unit_check_kept(&s, u, &kerr) == 0) {
-                s.units_kept++;
+            if (unit_check_kept(sp, u, &kerr) == 0) {
+                sp->units_kept++;
                 cli_verbose("keeping %s", c->units[u].file);
             } else {
                 cli_info("redoing %s: %s", c->units[u].file, kerr.msg);
-                s.unit_done[u].done = false;
+                sp->unit_done[u].done = false;
             }
         }
         remove_stale_temps(o->out_dir);
     }
     if (!resume) {
-        if ((mkdir(s.state_dir, 0755) != 0 && errno != EEXIST) ||
+        if ((mkdir(sp->state_dir, 0755) != 0 && errno != EEXIST) ||
             airllm_fsync_path(o->out_dir, &err)) {
             if (!err.msg[0])
-                airllm_errf(&err, "%s: cannot create: %s", s.state_dir, strerror(errno));
+                airllm_errf(&err, "%s: cannot create: %s", sp->state_dir, strerror(errno));
             return fail(o, &err);
         }
         /* The plan goes first: from then on OUT_DIR is a resumable run. The
          * shard headers follow, before any shard can be deleted. */
         char plan[80];
         snprintf(plan, sizeof plan, "%s\n", fp);
-        if (airllm_write_file_atomic(s.state_dir, PLAN_NAME, plan, strlen(plan), &err))
+        if (airllm_write_file_atomic(sp->state_dir, PLAN_NAME, plan, strlen(plan), &err))
             return fail(o, &err);
     }
     /* Every run saves the headers of the shards still present (a run stopped
      * mid-way may not have saved them all). */
     for (size_t i = 0; i < c->n_sources; i++)
-        if (c->sources[i].present && airllm_ckpt_save_header(c, i, s.state_dir, &err))
+        if (c->sources[i].present && airllm_ckpt_save_header(c, i, sp->state_dir, &err))
             return fail(o, &err);
     char jpath[4096];
-    if (airllm_path_join(jpath, sizeof jpath, s.state_dir, JOURNAL_NAME, &err))
+    if (airllm_path_join(jpath, sizeof jpath, sp->state_dir, JOURNAL_NAME, &err))
         return fail(o, &err);
-    s.journal_fd = open(jpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (s.journal_fd < 0) {
+    sp->journal_fd = open(jpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (sp->journal_fd < 0) {
         airllm_errf(&err, "%s: cannot open: %s", jpath, strerror(errno));
         return fail(o, &err);
     }
 
     uint64_t todo = 0;
     for (size_t i = 0; i < c->n_sources; i++)
-        if (source_needed(&s, i))
+        if (source_needed(sp, i))
             for (size_t t = 0; t < c->n_tensors; t++)
                 if (c->tensors[t].source == i)
                     todo += airllm_ckpt_st(c, t)->end - airllm_ckpt_st(c, t)->begin;
-    cli_progress_init(&s.prog, "airllm-split", todo);
+    cli_progress_init(&sp->prog, "airllm-split", todo);
     for (size_t i = 0; i < c->n_sources; i++) {
-        if (source_needed(&s, i) && stream_source(&s, i, &err)) {
-            for (size_t u = 0; u < c->n_units; u++)
-                writer_free(s.writers[u]);
-            cli_progress_finish(&s.prog);
+        if (source_needed(sp, i) && stream_source(sp, i, &err)) {
+            cli_progress_finish(&sp->prog);
             return fail(o, &err);
         }
     }
-    cli_progress_finish(&s.prog);
-    if (try_delete_sources(&s, &err))
+    cli_progress_finish(&sp->prog);
+    if (try_delete_sources(sp, &err))
         return fail(o, &err);
     for (size_t u = 0; u < c->n_units; u++)
-        if (c->units[u].n_tensors && !s.unit_done[u].done) {
+        if (c->units[u].n_tensors && !sp->unit_done[u].done) {
             airllm_errf(&err, "internal error: %s was not written", c->units[u].file);
             return fail(o, &err);
         }
 
     /* Copies, then the manifest, last. */
-    airllm_mf_file aux[N_AUX];
+    airllm_mf_file *aux = sp->aux;
     size_t n_aux = 0;
-    memset(aux, 0, sizeof aux);
     for (size_t i = 0; i < N_AUX; i++) {
         char p[4096];
         snprintf(p, sizeof p, "%s/%s", c->dir, aux_files[i]);
         if (access(p, F_OK) != 0)
             continue;
-        if (copy_aux(&s, aux_files[i], &aux[n_aux], &err))
+        if (copy_aux(sp, aux_files[i], &aux[n_aux], &err))
             return fail(o, &err);
-        n_aux++;
+        sp->n_aux = ++n_aux;
     }
     /* The index is a source too: record its digest, so that it can be
      * deleted safely last. */
     if (c->sharded) {
         char p[4096];
         snprintf(p, sizeof p, "%s/%s", c->dir, AIRLLM_INDEX_NAME);
-        airllm_ckpt_source *grown = realloc(s.ck.sources, (c->n_sources + 1) * sizeof *grown);
-        done_rec *grown_done = realloc(s.src_done, (c->n_sources + 1) * sizeof *grown_done);
+        airllm_ckpt_source *grown = realloc(sp->ck.sources, (c->n_sources + 1) * sizeof *grown);
+        done_rec *grown_done = realloc(sp->src_done, (c->n_sources + 1) * sizeof *grown_done);
         if (grown)
-            s.ck.sources = grown;
+            sp->ck.sources = grown;
         if (grown_done)
-            s.src_done = grown_done;
+            sp->src_done = grown_done;
         if (!grown || !grown_done) {
             airllm_errf(&err, "out of memory");
             return fail(o, &err);
         }
-        memset(&s.ck.sources[c->n_sources], 0, sizeof s.ck.sources[0]);
-        s.ck.sources[c->n_sources].file = strdup(AIRLLM_INDEX_NAME);
-        if (airllm_sha256_file(p, s.src_done[c->n_sources].sha, &s.src_done[c->n_sources].size,
+        memset(&sp->ck.sources[c->n_sources], 0, sizeof sp->ck.sources[0]);
+        sp->ck.sources[c->n_sources].file = strdup(AIRLLM_INDEX_NAME);
+        if (airllm_sha256_file(p, sp->src_done[c->n_sources].sha, &sp->src_done[c->n_sources].size,
                                &err))
             return fail(o, &err);
-        s.ck.n_sources++;
+        sp->ck.n_sources++;
     }
     uint64_t total_out = 0;
-    if (write_manifest(&s, aux, n_aux, &total_out, &err))
+    if (write_manifest(sp, aux, n_aux, &total_out, &err))
         return fail(o, &err);
     if (o->delete_original) {
         airllm_mf_file idx = {AIRLLM_INDEX_NAME, 0, {0}};
         if (c->sharded) {
-            idx.size = s.src_done[c->n_sources - 1].size;
-            memcpy(idx.sha256, s.src_done[c->n_sources - 1].sha, AIRLLM_SHA256_HEX);
+            idx.size = sp->src_done[c->n_sources - 1].size;
+            memcpy(idx.sha256, sp->src_done[c->n_sources - 1].sha, AIRLLM_SHA256_HEX);
         }
         if ((c->sharded && delete_leftovers(c->dir, &idx, 1, &err)) ||
             delete_leftovers(c->dir, aux, n_aux, &err))
             return fail(o, &err);
     }
-    if (remove_state_dir(&s, &err))
+    if (remove_state_dir(sp, &err))
         return fail(o, &err);
 
     double secs = cli_now() - t0;
     uint64_t src_total = 0;
     for (size_t i = 0; i < c->n_sources; i++)
-        src_total += s.src_done[i].size;
+        src_total += sp->src_done[i].size;
     double ratio = src_total ? (double)total_out / (double)src_total : 0;
     if (o->json) {
         cJSON *j = cJSON_CreateObject();
@@ -1446,8 +1441,8 @@ int main(int argc, char **argv)
         cJSON_AddStringToObject(j, "family", airllm_arch_family(c->arch));
         cJSON_AddNumberToObject(j, "units", (double)c->n_units);
         cJSON_AddNumberToObject(j, "tensors", (double)c->n_tensors);
-        cJSON_AddNumberToObject(j, "units_kept", (double)s.units_kept);
-        cJSON_AddNumberToObject(j, "bytes_read", (double)s.bytes_read);
+        cJSON_AddNumberToObject(j, "units_kept", (double)sp->units_kept);
+        cJSON_AddNumberToObject(j, "bytes_read", (double)sp->bytes_read);
         cJSON_AddNumberToObject(j, "source_bytes", (double)src_total);
         cJSON_AddNumberToObject(j, "output_bytes", (double)total_out);
         cJSON_AddNumberToObject(j, "size_ratio", ratio);
@@ -1463,25 +1458,44 @@ int main(int argc, char **argv)
         cli_info("%s: %zu units, %zu tensors, %s written (%.3f of the source's %s)%s in %.2f s",
                  o->out_dir, c->n_units, c->n_tensors, cli_human_size(total_out, a), ratio,
                  cli_human_size(src_total, b),
-                 s.units_kept ? " (resumed)" : "", secs);
+                 sp->units_kept ? " (resumed)" : "", secs);
     }
-    for (size_t i = 0; i < n_aux; i++)
-        free(aux[i].file);
-    free(s.buf);
-    for (unsigned j = 0; j < o->jobs; j++) {
-        free(s.zdst[j]);
-        free(s.zscratch[j]);
-    }
-    free(s.zdst);
-    free(s.zscratch);
-    close(s.journal_fd);
-    free(s.unit_done);
-    free(s.unit_reverified);
-    free(s.writers);
-    free(s.src_done);
-    free(s.src_deleted);
-    free(s.stored_len);
-    free(s.encoding);
-    airllm_ckpt_free(&s.ck);
     return AIRLLM_EXIT_OK;
+}
+
+static void split_ctx_free(split_ctx *s)
+{
+    for (size_t i = 0; i < s->n_aux; i++)
+        free(s->aux[i].file);
+    if (s->writers)
+        for (size_t u = 0; u < s->ck.n_units; u++)
+            writer_free(s->writers[u]);
+    free(s->buf);
+    for (unsigned j = 0; s->zdst && j < s->o.jobs; j++) {
+        free(s->zdst[j]);
+        free(s->zscratch[j]);
+    }
+    free(s->zdst);
+    free(s->zscratch);
+    if (s->journal_fd >= 0)
+        close(s->journal_fd);
+    free(s->unit_done);
+    free(s->unit_reverified);
+    free(s->writers);
+    free(s->src_done);
+    free(s->src_deleted);
+    free(s->stored_len);
+    free(s->encoding);
+    airllm_ckpt_free(&s->ck);
+}
+
+int main(int argc, char **argv)
+{
+    cli_prog = "airllm-split";
+    split_ctx s;
+    memset(&s, 0, sizeof s);
+    s.journal_fd = -1;
+    int rc = split_main(&s, argc, argv);
+    split_ctx_free(&s);
+    return rc;
 }

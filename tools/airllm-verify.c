@@ -541,69 +541,82 @@ static int finish(verify_ctx *v, double secs, const char *fatal)
     return ok ? AIRLLM_EXIT_OK : AIRLLM_EXIT_FAIL;
 }
 
+static int verify_main(verify_ctx *vp, int argc, char **argv);
+
 int main(int argc, char **argv)
 {
     cli_prog = "airllm-verify";
     verify_ctx v;
     memset(&v, 0, sizeof v);
-    int rc = parse_args(argc, argv, &v.o);
+    int rc = verify_main(&v, argc, argv);
+    for (size_t i = 0; i < v.n_problems; i++) {
+        free(v.problems[i].file);
+        free(v.problems[i].tensor);
+        free(v.problems[i].msg);
+    }
+    free(v.problems);
+    airllm_manifest_free(&v.m);
+    airllm_ckpt_free(&v.src);
+    return rc;
+}
+
+static int verify_main(verify_ctx *vp, int argc, char **argv)
+{
+    int rc = parse_args(argc, argv, &vp->o);
     if (rc)
         return rc;
-    pthread_mutex_init(&v.lock, NULL);
-    v.problems = calloc(MAX_PROBLEMS, sizeof *v.problems);
-    if (!v.problems)
+    pthread_mutex_init(&vp->lock, NULL);
+    vp->problems = calloc(MAX_PROBLEMS, sizeof *vp->problems);
+    if (!vp->problems)
         return AIRLLM_EXIT_FAIL;
     double t0 = cli_now();
     airllm_err err;
     char path[4096], msg[AIRLLM_ERR_MSG_MAX + 200];
     struct stat st;
-    if (stat(v.o.dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
-        snprintf(msg, sizeof msg, "%s: not a directory", v.o.dir);
-        return finish(&v, 0, msg);
+    if (stat(vp->o.dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        snprintf(msg, sizeof msg, "%s: not a directory", vp->o.dir);
+        return finish(vp, 0, msg);
     }
-    snprintf(path, sizeof path, "%s/%s", v.o.dir, AIRLLM_MANIFEST_NAME);
+    snprintf(path, sizeof path, "%s/%s", vp->o.dir, AIRLLM_MANIFEST_NAME);
     if (access(path, F_OK) != 0) {
-        snprintf(path, sizeof path, "%s/.airllm-split", v.o.dir);
-        snprintf(msg, sizeof msg, "%s: incomplete: no manifest.json%s", v.o.dir,
+        snprintf(path, sizeof path, "%s/.airllm-split", vp->o.dir);
+        snprintf(msg, sizeof msg, "%s: incomplete: no manifest.json%s", vp->o.dir,
                  access(path, F_OK) == 0
                      ? " (an interrupted airllm-split run: run the same command again to "
                        "resume)"
                      : "");
-        return finish(&v, cli_now() - t0, msg);
+        return finish(vp, cli_now() - t0, msg);
     }
-    if (airllm_manifest_load(v.o.dir, &v.m, &err)) {
+    if (airllm_manifest_load(vp->o.dir, &vp->m, &err)) {
         snprintf(msg, sizeof msg, "%s", err.msg);
-        return finish(&v, cli_now() - t0, msg);
+        return finish(vp, cli_now() - t0, msg);
     }
-    if (!v.m.complete) {
+    if (!vp->m.complete) {
         snprintf(msg, sizeof msg, "%s: incomplete: the manifest is not marked complete",
-                 v.o.dir);
-        return finish(&v, cli_now() - t0, msg);
+                 vp->o.dir);
+        return finish(vp, cli_now() - t0, msg);
     }
-    if (v.o.against && airllm_ckpt_open(v.o.against, NULL, &v.src, &err)) {
+    if (vp->o.against && airllm_ckpt_open(vp->o.against, NULL, &vp->src, &err)) {
         snprintf(msg, sizeof msg, "--against: %s", err.msg);
-        return finish(&v, cli_now() - t0, msg);
+        return finish(vp, cli_now() - t0, msg);
     }
 
-    check_config(&v);
-    check_extra(&v);
-    if (v.o.against)
-        check_source_coverage(&v);
-    for (size_t u = 0; u < v.m.n_units; u++)
-        v.n_work += v.m.units[u].file != NULL;
-    v.n_work += v.m.n_files;
-    unsigned nt = v.o.jobs;
+    check_config(vp);
+    check_extra(vp);
+    if (vp->o.against)
+        check_source_coverage(vp);
+    for (size_t u = 0; u < vp->m.n_units; u++)
+        vp->n_work += vp->m.units[u].file != NULL;
+    vp->n_work += vp->m.n_files;
+    unsigned nt = vp->o.jobs;
     pthread_t *th = calloc(nt, sizeof *th);
     for (unsigned i = 1; th && i < nt; i++)
-        if (pthread_create(&th[i], NULL, worker, &v) != 0)
+        if (pthread_create(&th[i], NULL, worker, vp) != 0)
             th[i] = 0;
-    worker(&v);
+    worker(vp);
     for (unsigned i = 1; th && i < nt; i++)
         if (th[i])
             pthread_join(th[i], NULL);
     free(th);
-    rc = finish(&v, cli_now() - t0, NULL);
-    airllm_manifest_free(&v.m);
-    airllm_ckpt_free(&v.src);
-    return rc;
+    return finish(vp, cli_now() - t0, NULL);
 }

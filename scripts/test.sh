@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The whole test suite: the normal build's tests, the same tests under
+# AddressSanitizer + UndefinedBehaviorSanitizer, and each libFuzzer target
+# for a short run. Exits non-zero if anything fails.
+set -uo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+"$root/scripts/install-deps.sh" || exit 1
+status=0
+
+echo "== build and test (RelWithDebInfo)"
+"$root/scripts/build.sh" "$root/build" || exit 1
+(cd "$root/build" && ctest --output-on-failure -j "$(nproc)") || status=1
+
+echo "== build and test with ASan + UBSan"
+"$root/scripts/build.sh" "$root/build-asan" -DAIRLLM_SANITIZE=ON || exit 1
+(cd "$root/build-asan" && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+    ctest --output-on-failure -j "$(nproc)") || status=1
+
+echo "== fuzz targets (clang libFuzzer, ${AIRLLM_FUZZ_SECONDS:-20} s each)"
+CC=clang "$root/scripts/build.sh" "$root/build-fuzz" -DAIRLLM_FUZZ=ON -DAIRLLM_SANITIZE=ON \
+    -DAIRLLM_FUZZ_SECONDS="${AIRLLM_FUZZ_SECONDS:-20}" || exit 1
+(cd "$root/build-fuzz" && ctest --output-on-failure -R '^fuzz_') || status=1
+
+[ $status -eq 0 ] && echo "ALL TESTS PASSED" || echo "SOME TESTS FAILED"
+exit $status
