@@ -43,6 +43,7 @@
 #define PLAN_NAME "plan"
 #define JOURNAL_NAME "journal"
 #define READ_CHUNK AIRLLM_ZSTD_CHUNK_DEFAULT
+#define PIPE_DEPTH 4 /* chunks in flight between the reader and the writer */
 
 /* Files copied verbatim next to the units when the checkpoint has them. */
 static const char *const aux_files[] = {
@@ -91,7 +92,8 @@ typedef struct {
     uint64_t *stored_len;      /* per plan tensor */
     airllm_encoding *encoding; /* per plan tensor */
     unit_writer **writers;     /* per unit, while open */
-    uint8_t *buf;              /* READ_CHUNK * jobs */
+    uint8_t *buf;              /* buf_size bytes: header reads, skipped tensors */
+    uint8_t *pipe_bufs[PIPE_DEPTH]; /* buf_size bytes each, in flight to the writer */
     size_t buf_size;
     uint8_t **zdst, **zscratch; /* per job */
     uint64_t bytes_read, bytes_written, units_kept;
@@ -226,6 +228,11 @@ static int writer_emit(unit_writer *w, const void *data, size_t n, airllm_err *e
     if (airllm_write_full(w->fd, data, n, w->tmp, err))
         return -1;
     airllm_sha256_update(w->hash, data, n);
+    /* Start writeback of what was just written: the fsync at the end of the
+     * unit then waits only for the tail, instead of stalling the pipeline
+     * while a whole layer goes to disk. Advisory; errors surface at fsync. */
+    if (n >= (1u << 20))
+        sync_file_range(w->fd, (off_t)w->pos, (off_t)n, SYNC_FILE_RANGE_WRITE);
     w->pos += n;
     return 0;
 }
@@ -624,8 +631,144 @@ static bool source_needed(const split_ctx *s, size_t i)
     return false;
 }
 
+/* Streaming one source is a two-stage pipeline, so that the two SHA-256
+ * passes (source and output) run on two cores and the reads overlap the
+ * writes and fsyncs:
+ *   reader (calling thread): pread a chunk, hash it as source bytes, queue it;
+ *   writer (one thread):     hash it as unit bytes, write it, finish units,
+ *                            journal, delete sources.
+ * The writer thread owns all of split_ctx's mutable state while it runs;
+ * the reader only reads the plan and its own buffers. */
+typedef struct {
+    uint8_t *buf;
+    size_t n;
+    size_t tensor; /* plan tensor index, or SIZE_MAX for the end of the source */
+    bool last;     /* last chunk of the tensor */
+} pipe_msg;
+
+typedef struct {
+    split_ctx *s;
+    size_t source;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    pipe_msg q[PIPE_DEPTH];
+    size_t head, count;
+    uint8_t *free_bufs[PIPE_DEPTH];
+    size_t n_free;
+    bool failed; /* set by the writer: the reader stops */
+    airllm_err err;
+    char source_sha[AIRLLM_SHA256_HEX];
+} pipeline;
+
+static uint8_t *pipe_get_buffer(pipeline *p)
+{
+    pthread_mutex_lock(&p->lock);
+    while (p->n_free == 0 && !p->failed)
+        pthread_cond_wait(&p->cond, &p->lock);
+    uint8_t *b = p->failed ? NULL : p->free_bufs[--p->n_free];
+    pthread_mutex_unlock(&p->lock);
+    return b;
+}
+
+static void pipe_push(pipeline *p, pipe_msg m)
+{
+    pthread_mutex_lock(&p->lock);
+    while (p->count == PIPE_DEPTH && !p->failed)
+        pthread_cond_wait(&p->cond, &p->lock);
+    if (!p->failed) {
+        p->q[(p->head + p->count) % PIPE_DEPTH] = m;
+        p->count++;
+    }
+    pthread_cond_broadcast(&p->cond);
+    pthread_mutex_unlock(&p->lock);
+}
+
+static pipe_msg pipe_pop(pipeline *p)
+{
+    pthread_mutex_lock(&p->lock);
+    while (p->count == 0)
+        pthread_cond_wait(&p->cond, &p->lock);
+    pipe_msg m = p->q[p->head];
+    p->head = (p->head + 1) % PIPE_DEPTH;
+    p->count--;
+    pthread_cond_broadcast(&p->cond);
+    pthread_mutex_unlock(&p->lock);
+    return m;
+}
+
+static void pipe_release(pipeline *p, uint8_t *buf)
+{
+    if (!buf)
+        return;
+    pthread_mutex_lock(&p->lock);
+    p->free_bufs[p->n_free++] = buf;
+    pthread_cond_broadcast(&p->cond);
+    pthread_mutex_unlock(&p->lock);
+}
+
+static void pipe_fail(pipeline *p)
+{
+    pthread_mutex_lock(&p->lock);
+    p->failed = true;
+    pthread_cond_broadcast(&p->cond);
+    pthread_mutex_unlock(&p->lock);
+}
+
+/* Handles one chunk on the writer side. */
+static int consume(pipeline *p, const pipe_msg *m, airllm_err *err)
+{
+    split_ctx *s = p->s;
+    size_t u = s->ck.tensors[m->tensor].unit;
+    if (!s->writers[u] && writer_open(s, u, &s->writers[u], err))
+        return -1;
+    unit_writer *w = s->writers[u];
+    if (strcmp(w->hdr.tensors[w->next].name, s->ck.tensors[m->tensor].name) != 0)
+        return airllm_errf(err, "internal error: %s arrives out of order",
+                           s->ck.tensors[m->tensor].name);
+    if (m->n && writer_feed(s, w, m->buf, m->n, err))
+        return -1;
+    if (m->last && writer_tensor_done(s, w)) {
+        int rc = writer_finish(s, w, err);
+        writer_free(w);
+        s->writers[u] = NULL;
+        if (rc || try_delete_sources(s, err))
+            return -1;
+    }
+    return 0;
+}
+
+static void *writer_thread(void *arg)
+{
+    pipeline *p = arg;
+    split_ctx *s = p->s;
+    for (;;) {
+        pipe_msg m = pipe_pop(p);
+        if (m.tensor == SIZE_MAX) {
+            if (p->failed)
+                break;
+            /* End of the source: every byte hashed, every unit fed. */
+            const airllm_ckpt_source *src = &s->ck.sources[p->source];
+            done_rec *r = &s->src_done[p->source];
+            r->done = true;
+            r->size = src->st.file_size;
+            memcpy(r->sha, p->source_sha, AIRLLM_SHA256_HEX);
+            char line[1200];
+            snprintf(line, sizeof line, "source %s %llu %s\n", src->file,
+                     (unsigned long long)r->size, r->sha);
+            if (journal_append(s, line, &p->err) || try_delete_sources(s, &p->err))
+                pipe_fail(p);
+            break;
+        }
+        int rc = p->failed ? 0 : consume(p, &m, &p->err);
+        pipe_release(p, m.buf);
+        if (rc)
+            pipe_fail(p);
+    }
+    return NULL;
+}
+
 /* Reads source i once, front to back: hashes every byte and hands each
- * tensor's bytes to its unit's writer. */
+ * tensor's bytes to its unit's writer (through the pipeline). */
 static int stream_source(split_ctx *s, size_t i, airllm_err *err)
 {
     const airllm_ckpt *c = &s->ck;
@@ -641,74 +784,108 @@ static int stream_source(split_ctx *s, size_t i, airllm_err *err)
         return airllm_errf(err, "%s: cannot open: %s", path, strerror(errno));
     posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
     struct stat st;
-    int rc = 0;
-    airllm_sha256 *h = airllm_sha256_new();
-    if (!h || fstat(fd, &st) != 0) {
-        rc = airllm_errf(err, "%s: cannot stat", path);
-        goto out;
+    if (fstat(fd, &st) != 0) {
+        close(fd);
+        return airllm_errf(err, "%s: cannot stat: %s", path, strerror(errno));
     }
     /* The file must still be what was planned: a shard swapped or grown
      * between planning and reading would corrupt the output silently. */
     if ((uint64_t)st.st_size != src->st.file_size) {
-        rc = airllm_errf(err, "%s: size changed since it was read (%llu, now %llu)", path,
-                         (unsigned long long)src->st.file_size,
-                         (unsigned long long)st.st_size);
-        goto out;
+        close(fd);
+        return airllm_errf(err, "%s: size changed since it was read (%llu, now %llu)", path,
+                           (unsigned long long)src->st.file_size,
+                           (unsigned long long)st.st_size);
+    }
+    pipeline p;
+    memset(&p, 0, sizeof p);
+    p.s = s;
+    p.source = i;
+    pthread_mutex_init(&p.lock, NULL);
+    pthread_cond_init(&p.cond, NULL);
+    for (size_t b = 0; b < PIPE_DEPTH; b++)
+        p.free_bufs[p.n_free++] = s->pipe_bufs[b];
+    /* Which units still need data was fixed before this source started;
+     * only the writer thread changes it, from data that we send. */
+    bool *need = calloc(c->n_units, sizeof *need);
+    airllm_sha256 *h = airllm_sha256_new();
+    pthread_t th;
+    int rc = 0;
+    if (!need || !h) {
+        free(need);
+        airllm_sha256_free(h);
+        close(fd);
+        return airllm_errf(err, "out of memory");
+    }
+    for (size_t u = 0; u < c->n_units; u++)
+        need[u] = !s->unit_done[u].done;
+    if (pthread_create(&th, NULL, writer_thread, &p) != 0) {
+        free(need);
+        airllm_sha256_free(h);
+        close(fd);
+        return airllm_errf(err, "cannot start the writer thread");
     }
     uint64_t off = 0;
-    while (off < src->st.data_start) {
+    while (off < src->st.data_start && !rc) {
         size_t n = (size_t)(src->st.data_start - off < s->buf_size ? src->st.data_start - off
                                                                     : s->buf_size);
-        if ((rc = airllm_pread_full(fd, s->buf, n, off, path, err)))
-            goto out;
-        airllm_sha256_update(h, s->buf, n);
+        rc = airllm_pread_full(fd, s->buf, n, off, path, err);
+        if (!rc)
+            airllm_sha256_update(h, s->buf, n);
         off += n;
     }
-    /* plan tensors of this source in file order */
-    for (size_t t = 0; t < c->n_tensors; t++) {
+    for (size_t t = 0; t < c->n_tensors && !rc; t++) {
         if (c->tensors[t].source != i)
             continue;
         const airllm_st_tensor *stt = airllm_ckpt_st(c, t);
-        size_t u = c->tensors[t].unit;
-        bool write = !s->unit_done[u].done;
-        if (write && !s->writers[u] && (rc = writer_open(s, u, &s->writers[u], err)))
-            goto out;
-        unit_writer *w = write ? s->writers[u] : NULL;
-        if (w && strcmp(w->hdr.tensors[w->next].name, stt->name) != 0) {
-            rc = airllm_errf(err, "internal error: %s arrives out of order", stt->name);
-            goto out;
-        }
+        bool send = need[c->tensors[t].unit];
         uint64_t pos = src->st.data_start + stt->begin, end = src->st.data_start + stt->end;
-        while (pos < end) {
+        if (send && pos == end)
+            pipe_push(&p, (pipe_msg){NULL, 0, t, true});
+        while (pos < end && !rc) {
             size_t n = (size_t)(end - pos < s->buf_size ? end - pos : s->buf_size);
-            if ((rc = airllm_pread_full(fd, s->buf, n, pos, path, err)))
-                goto out;
-            airllm_sha256_update(h, s->buf, n);
-            if (w && (rc = writer_feed(s, w, s->buf, n, err)))
-                goto out;
+            uint8_t *buf = send ? pipe_get_buffer(&p) : s->buf;
+            if (!buf)
+                break; /* the writer failed; its error is reported below */
+            rc = airllm_pread_full(fd, buf, n, pos, path, err);
+            if (rc) {
+                if (send)
+                    pipe_release(&p, buf);
+                break;
+            }
+            airllm_sha256_update(h, buf, n);
             pos += n;
+            if (send)
+                pipe_push(&p, (pipe_msg){buf, n, t, pos == end});
             s->bytes_read += n;
             cli_progress_add(&s->prog, n);
         }
-        if (w && writer_tensor_done(s, w)) {
-            rc = writer_finish(s, w, err);
-            writer_free(w);
-            s->writers[u] = NULL;
-            if (rc || (rc = try_delete_sources(s, err)))
-                goto out;
-        }
     }
-    done_rec *r = &s->src_done[i];
-    r->done = true;
-    r->size = src->st.file_size;
-    airllm_sha256_final_hex(h, r->sha);
-    char line[1200];
-    snprintf(line, sizeof line, "source %s %llu %s\n", src->file,
-             (unsigned long long)r->size, r->sha);
-    if ((rc = journal_append(s, line, err)))
-        goto out;
-    rc = try_delete_sources(s, err);
-out:
+    if (rc)
+        pipe_fail(&p);
+    airllm_sha256_final_hex(h, p.source_sha);
+    /* The end marker must get through even when the queue is full, so the
+     * writer can stop: wait for room unless the writer already failed. */
+    pthread_mutex_lock(&p.lock);
+    while (p.count == PIPE_DEPTH && !p.failed)
+        pthread_cond_wait(&p.cond, &p.lock);
+    if (p.count < PIPE_DEPTH) {
+        p.q[(p.head + p.count) % PIPE_DEPTH] = (pipe_msg){NULL, 0, SIZE_MAX, false};
+        p.count++;
+    } else {
+        /* Failed with a full queue: drop the queued chunks and stop. */
+        p.q[p.head] = (pipe_msg){NULL, 0, SIZE_MAX, false};
+        p.count = 1;
+    }
+    pthread_cond_broadcast(&p.cond);
+    pthread_mutex_unlock(&p.lock);
+    pthread_join(th, NULL);
+    if (!rc && p.failed) {
+        *err = p.err;
+        rc = -1;
+    }
+    pthread_mutex_destroy(&p.lock);
+    pthread_cond_destroy(&p.cond);
+    free(need);
     airllm_sha256_free(h);
     close(fd);
     return rc;
@@ -1258,10 +1435,13 @@ static int split_main(split_ctx *sp, int argc, char **argv)
     sp->encoding = calloc(c->n_tensors + 1, sizeof *sp->encoding);
     sp->buf_size = (size_t)READ_CHUNK * (o->zstd ? o->jobs : 2);
     sp->buf = malloc(sp->buf_size);
+    bool bufs_ok = sp->buf != NULL;
+    for (int b = 0; b < PIPE_DEPTH; b++)
+        bufs_ok &= (sp->pipe_bufs[b] = malloc(sp->buf_size)) != NULL;
     sp->zdst = calloc(o->jobs, sizeof *sp->zdst);
     sp->zscratch = calloc(o->jobs, sizeof *sp->zscratch);
     if (!sp->unit_done || !sp->unit_reverified || !sp->writers || !sp->src_done || !sp->src_deleted ||
-        !sp->stored_len || !sp->encoding || !sp->buf || !sp->zdst || !sp->zscratch) {
+        !sp->stored_len || !sp->encoding || !bufs_ok || !sp->zdst || !sp->zscratch) {
         airllm_errf(&err, "out of memory");
         return fail(o, &err);
     }
@@ -1311,8 +1491,18 @@ static int split_main(split_ctx *sp, int argc, char **argv)
         airllm_errf(&err, "%s: cannot create: %s", o->out_dir, strerror(errno));
         return fail(o, &err);
     }
-    if (!resume && dir_nonempty(o->out_dir) && clear_out_dir(o->out_dir, true, &err))
-        return fail(o, &err);
+    if (!resume && dir_nonempty(o->out_dir)) {
+        /* The manifest goes first: an interrupted --force must not leave an
+         * old manifest standing over a half-cleared directory. */
+        char mp[4096];
+        if (airllm_path_join(mp, sizeof mp, o->out_dir, AIRLLM_MANIFEST_NAME, &err) ||
+            (unlink(mp) != 0 && errno != ENOENT) || airllm_fsync_path(o->out_dir, &err) ||
+            clear_out_dir(o->out_dir, true, &err)) {
+            if (!err.msg[0])
+                airllm_errf(&err, "%s: cannot remove: %s", mp, strerror(errno));
+            return fail(o, &err);
+        }
+    }
     if (resume) {
         /* Keep only the units whose files still match their journal entry. */
         for (size_t u = 0; u < c->n_units; u++) {
@@ -1471,6 +1661,8 @@ static void split_ctx_free(split_ctx *s)
         for (size_t u = 0; u < s->ck.n_units; u++)
             writer_free(s->writers[u]);
     free(s->buf);
+    for (int b = 0; b < PIPE_DEPTH; b++)
+        free(s->pipe_bufs[b]);
     for (unsigned j = 0; s->zdst && j < s->o.jobs; j++) {
         free(s->zdst[j]);
         free(s->zscratch[j]);
