@@ -22,6 +22,14 @@ out="$SCRATCH/out"
 run 0 "split" "$AIRLLM_SPLIT" "$src" "$out"
 [ ! -s "$SCRATCH/last.out" ] && ok "nothing on stdout without --json" || bad "stdout: $(head -c 200 "$SCRATCH/last.out")"
 grep -q $'\r' "$SCRATCH/last.err" && bad "progress bar drawn on a non-terminal" || ok "no progress bar when stderr is not a terminal"
+if command -v script >/dev/null; then
+    # script(1) gives the tool a terminal: now the progress bar must appear.
+    script -qec "\"$AIRLLM_SPLIT\" \"$src\" \"$SCRATCH/tty\"" /dev/null >"$SCRATCH/tty.log" 2>&1
+    grep -q "airllm-split: 100.0%" "$SCRATCH/tty.log" && ok "progress bar (percent, bytes, rate, ETA) on a terminal" ||
+        bad "no progress bar on a terminal: $(head -c 300 "$SCRATCH/tty.log")"
+else
+    echo "SKIP: script(1) not installed: progress bar on a terminal not exercised"
+fi
 run 0 "rerunning a finished command is a no-op" "$AIRLLM_SPLIT" "$src" "$out"
 expect_err "already complete" "says it is already complete"
 run 1 "other options into a finished OUT_DIR are refused" "$AIRLLM_SPLIT" --compress zstd "$src" "$out"
