@@ -11,6 +11,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "airllm_bytes.h"
 #include "airllm_io.h"
 #include "airllm_manifest.h"
 
@@ -132,9 +133,7 @@ static int load_saved_header(const char *saved_dir, const char *shard, airllm_st
     if (len < 16 || memcmp(buf, SAVED_HDR_MAGIC, 8) != 0) {
         rc = airllm_errf(err, "%s: not a saved shard header", path);
     } else {
-        uint64_t size = 0;
-        for (int i = 0; i < 8; i++)
-            size |= (uint64_t)(uint8_t)buf[8 + i] << (8 * i);
+        uint64_t size = airllm_get_le64((const uint8_t *)buf + 8);
         if (airllm_st_parse((const uint8_t *)buf + 16, len - 16, size, st, err))
             rc = airllm_err_prefix(err, "%s", path);
     }
@@ -535,8 +534,7 @@ int airllm_ckpt_save_header(const airllm_ckpt *c, size_t source, const char *out
     if (!buf)
         return airllm_errf(err, "out of memory");
     memcpy(buf, SAVED_HDR_MAGIC, 8);
-    for (int i = 0; i < 8; i++)
-        buf[8 + i] = (uint8_t)(s->st.file_size >> (8 * i));
+    airllm_put_le64(buf + 8, s->st.file_size);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     int rc;
     if (fd < 0) {

@@ -3,6 +3,8 @@
  * only explain choices the spec leaves to the implementation. */
 #include "airllm_container.h"
 
+#include "airllm_bytes.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -78,85 +80,12 @@ const char *airllm_encoding_name(airllm_encoding e)
     return encoding_names[e];
 }
 
-/* ---- little-endian helpers (byte by byte: no alignment or host-order
- * assumptions) ---- */
-
-static uint16_t get16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
-static uint32_t get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-           (uint32_t)p[3] << 24;
-}
-static uint64_t get64(const uint8_t *p)
-{
-    return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
-}
-static void put16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-}
-static void put32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-static void put64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
 /* align_up that reports overflow instead of wrapping. */
 static int align_up_checked(uint64_t x, uint64_t *out)
 {
     if (x > UINT64_MAX - (AIRLLM_CT_ALIGN - 1))
         return -1;
     *out = airllm_align_up(x, AIRLLM_CT_ALIGN);
-    return 0;
-}
-
-/* Strict UTF-8: no overlong forms, no surrogates, nothing above U+10FFFF.
- * Kept private (the safetensors module has its own) so the container does not
- * depend on the safetensors reader. */
-static int utf8_valid(const uint8_t *s, size_t n)
-{
-    size_t i = 0;
-    while (i < n) {
-        uint8_t c = s[i];
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        size_t need;
-        uint32_t cp, min;
-        if (c >= 0xC2 && c <= 0xDF) {
-            need = 1;
-            cp = c & 0x1F;
-            min = 0x80;
-        } else if (c >= 0xE0 && c <= 0xEF) {
-            need = 2;
-            cp = c & 0x0F;
-            min = 0x800;
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            need = 3;
-            cp = c & 0x07;
-            min = 0x10000;
-        } else {
-            return -1; /* continuation byte, C0/C1 or F5..FF lead */
-        }
-        if (n - i - 1 < need)
-            return -1;
-        for (size_t k = 1; k <= need; k++) {
-            uint8_t cc = s[i + k];
-            if ((cc & 0xC0) != 0x80)
-                return -1;
-            cp = cp << 6 | (cc & 0x3F);
-        }
-        if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-            return -1;
-        i += need + 1;
-    }
     return 0;
 }
 
@@ -219,7 +148,7 @@ int airllm_ct_layout(airllm_ct_header *h, airllm_err *err)
         if (nl < 1 || nl > AIRLLM_CT_MAX_NAME)
             return airllm_errf(err, "container: tensor #%u: name length %zu, must be 1..%u",
                                i, nl, AIRLLM_CT_MAX_NAME);
-        if (utf8_valid((const uint8_t *)name, nl) != 0)
+        if (airllm_utf8_check((const uint8_t *)name, nl) != 0)
             return airllm_errf(err, "container: tensor #%u: name is not valid UTF-8", i);
         pos += nl; /* at most 1e6 * 1024 added to a small value: no overflow */
     }
@@ -259,14 +188,14 @@ int airllm_ct_encode(const airllm_ct_header *h, uint8_t **out, size_t *out_len,
         return airllm_errf(err, "container: out of memory for a %zu-byte header", n);
 
     memcpy(buf + FH_MAGIC, AIRLLM_CT_MAGIC, 8);
-    put16(buf + FH_VMAJOR, h->version_major);
-    put16(buf + FH_VMINOR, h->version_minor);
-    put32(buf + FH_COUNT, h->n_tensors);
-    put32(buf + FH_KIND, (uint32_t)h->unit_kind);
-    put32(buf + FH_LAYER, (uint32_t)h->layer_index);
-    put64(buf + FH_HEADER_BYTES, h->header_bytes);
-    put64(buf + FH_DATA_START, h->data_start);
-    put64(buf + FH_FILE_SIZE, h->file_size);
+    airllm_put_le16(buf + FH_VMAJOR, h->version_major);
+    airllm_put_le16(buf + FH_VMINOR, h->version_minor);
+    airllm_put_le32(buf + FH_COUNT, h->n_tensors);
+    airllm_put_le32(buf + FH_KIND, (uint32_t)h->unit_kind);
+    airllm_put_le32(buf + FH_LAYER, (uint32_t)h->layer_index);
+    airllm_put_le64(buf + FH_HEADER_BYTES, h->header_bytes);
+    airllm_put_le64(buf + FH_DATA_START, h->data_start);
+    airllm_put_le64(buf + FH_FILE_SIZE, h->file_size);
 
     uint64_t name_off = 0, names_area = h->header_bytes - table_end;
     for (uint32_t i = 0; i < h->n_tensors; i++) {
@@ -278,19 +207,19 @@ int airllm_ct_encode(const airllm_ct_header *h, uint8_t **out, size_t *out_len,
                                     "(call airllm_ct_layout)");
         }
         uint8_t *e = buf + AIRLLM_CT_FIXED_SIZE + (uint64_t)AIRLLM_CT_ENTRY_SIZE * i;
-        put64(e + TE_NAME_OFF, name_off);
-        put32(e + TE_NAME_LEN, (uint32_t)nl);
-        put16(e + TE_DTYPE, (uint16_t)t->dtype);
-        put16(e + TE_ENCODING, (uint16_t)t->encoding);
-        put32(e + TE_NDIM, t->ndim);
+        airllm_put_le64(e + TE_NAME_OFF, name_off);
+        airllm_put_le32(e + TE_NAME_LEN, (uint32_t)nl);
+        airllm_put_le16(e + TE_DTYPE, (uint16_t)t->dtype);
+        airllm_put_le16(e + TE_ENCODING, (uint16_t)t->encoding);
+        airllm_put_le32(e + TE_NDIM, t->ndim);
         /* Unused dims are written as zero whatever the struct holds. */
         for (unsigned d = 0; d < t->ndim && d < AIRLLM_MAX_DIMS; d++)
-            put64(e + TE_SHAPE + 8 * d, t->shape[d]);
-        put64(e + TE_OFFSET, t->offset);
-        put64(e + TE_STORED, t->stored_len);
-        put64(e + TE_RAW, t->raw_len);
+            airllm_put_le64(e + TE_SHAPE + 8 * d, t->shape[d]);
+        airllm_put_le64(e + TE_OFFSET, t->offset);
+        airllm_put_le64(e + TE_STORED, t->stored_len);
+        airllm_put_le64(e + TE_RAW, t->raw_len);
         for (int k = 0; k < 4; k++)
-            put32(e + TE_ENC_PARAM + 4 * k, t->enc_param[k]);
+            airllm_put_le32(e + TE_ENC_PARAM + 4 * k, t->enc_param[k]);
         if (nl)
             memcpy(buf + table_end + name_off, t->name, nl);
         name_off += nl;
@@ -382,8 +311,8 @@ int airllm_ct_parse(const uint8_t *buf, size_t len, uint64_t file_size,
         return airllm_errf(err, "bad magic (not an airllm container)");
     airllm_ct_header h;
     memset(&h, 0, sizeof h);
-    h.version_major = get16(buf + FH_VMAJOR);
-    h.version_minor = get16(buf + FH_VMINOR);
+    h.version_major = airllm_get_le16(buf + FH_VMAJOR);
+    h.version_minor = airllm_get_le16(buf + FH_VMINOR);
     if (h.version_major != AIRLLM_CT_VERSION_MAJOR)
         return airllm_errf(err, "unsupported container version %u.%u (this reader "
                                 "supports %u.%u)",
@@ -393,12 +322,12 @@ int airllm_ct_parse(const uint8_t *buf, size_t len, uint64_t file_size,
     if (nz >= 0)
         return airllm_errf(err, "reserved header byte %lld is not zero", (long long)nz);
 
-    uint32_t count = get32(buf + FH_COUNT);
-    uint32_t kind = get32(buf + FH_KIND);
-    int32_t layer = (int32_t)get32(buf + FH_LAYER);
-    h.header_bytes = get64(buf + FH_HEADER_BYTES);
-    h.data_start = get64(buf + FH_DATA_START);
-    h.file_size = get64(buf + FH_FILE_SIZE);
+    uint32_t count = airllm_get_le32(buf + FH_COUNT);
+    uint32_t kind = airllm_get_le32(buf + FH_KIND);
+    int32_t layer = (int32_t)airllm_get_le32(buf + FH_LAYER);
+    h.header_bytes = airllm_get_le64(buf + FH_HEADER_BYTES);
+    h.data_start = airllm_get_le64(buf + FH_DATA_START);
+    h.file_size = airllm_get_le64(buf + FH_FILE_SIZE);
 
     if (kind >= AIRLLM_UNIT_KIND_COUNT)
         return airllm_errf(err, "unknown unit kind %u", kind);
@@ -464,8 +393,8 @@ int airllm_ct_parse(const uint8_t *buf, size_t len, uint64_t file_size,
     for (uint32_t i = 0; i < count; i++) {
         const uint8_t *e = buf + AIRLLM_CT_FIXED_SIZE + (uint64_t)AIRLLM_CT_ENTRY_SIZE * i;
         airllm_ct_tensor *t = &h.tensors[i];
-        uint64_t noff = get64(e + TE_NAME_OFF);
-        uint32_t nlen = get32(e + TE_NAME_LEN);
+        uint64_t noff = airllm_get_le64(e + TE_NAME_OFF);
+        uint32_t nlen = airllm_get_le32(e + TE_NAME_LEN);
         if (nlen < 1 || nlen > AIRLLM_CT_MAX_NAME) {
             airllm_errf(err, "tensor #%u: name length %u, must be 1..%u", i, nlen,
                         AIRLLM_CT_MAX_NAME);
@@ -488,7 +417,7 @@ int airllm_ct_parse(const uint8_t *buf, size_t len, uint64_t file_size,
             airllm_errf(err, "tensor #%u: name contains a NUL byte", i);
             goto fail;
         }
-        if (utf8_valid(nm, nlen) != 0) {
+        if (airllm_utf8_check(nm, nlen) != 0) {
             airllm_errf(err, "tensor #%u: name is not valid UTF-8", i);
             goto fail;
         }
@@ -502,9 +431,9 @@ int airllm_ct_parse(const uint8_t *buf, size_t len, uint64_t file_size,
         t->name[nlen] = '\0';
         const char *tn = t->name;
 
-        uint16_t dt = get16(e + TE_DTYPE);
-        uint16_t enc = get16(e + TE_ENCODING);
-        uint32_t ndim = get32(e + TE_NDIM);
+        uint16_t dt = airllm_get_le16(e + TE_DTYPE);
+        uint16_t enc = airllm_get_le16(e + TE_ENCODING);
+        uint32_t ndim = airllm_get_le32(e + TE_NDIM);
         if (dt >= AIRLLM_DTYPE_COUNT) {
             airllm_errf(err, "tensor '%.200s': unknown dtype code %u", tn, dt);
             goto fail;
@@ -517,12 +446,12 @@ int airllm_ct_parse(const uint8_t *buf, size_t len, uint64_t file_size,
             goto fail;
         }
         t->ndim = ndim;
-        if (get32(e + TE_RESERVED) != 0) {
+        if (airllm_get_le32(e + TE_RESERVED) != 0) {
             airllm_errf(err, "tensor '%.200s': reserved entry field is not zero", tn);
             goto fail;
         }
         for (unsigned d = 0; d < AIRLLM_MAX_DIMS; d++) {
-            uint64_t v = get64(e + TE_SHAPE + 8 * d);
+            uint64_t v = airllm_get_le64(e + TE_SHAPE + 8 * d);
             if (d >= ndim && v != 0) {
                 airllm_errf(err, "tensor '%.200s': unused dimension %u is %llu, must be 0",
                             tn, d, (unsigned long long)v);
@@ -530,11 +459,11 @@ int airllm_ct_parse(const uint8_t *buf, size_t len, uint64_t file_size,
             }
             t->shape[d] = v;
         }
-        t->offset = get64(e + TE_OFFSET);
-        t->stored_len = get64(e + TE_STORED);
-        t->raw_len = get64(e + TE_RAW);
+        t->offset = airllm_get_le64(e + TE_OFFSET);
+        t->stored_len = airllm_get_le64(e + TE_STORED);
+        t->raw_len = airllm_get_le64(e + TE_RAW);
         for (int k = 0; k < 4; k++)
-            t->enc_param[k] = get32(e + TE_ENC_PARAM + 4 * k);
+            t->enc_param[k] = airllm_get_le32(e + TE_ENC_PARAM + 4 * k);
 
         uint64_t nbytes;
         if (airllm_shape_nbytes(t->dtype, t->shape, ndim, NULL, &nbytes) != 0) {
@@ -689,7 +618,7 @@ int airllm_ct_read_file(const char *path, airllm_ct_header *out, airllm_err *err
     /* Read the whole header region [0, data_start) so padding is checked
      * too, but bound it by the file and a fixed limit before allocating;
      * anything inconsistent is left for the parser to explain. */
-    uint64_t hb = get64(fixed + FH_HEADER_BYTES);
+    uint64_t hb = airllm_get_le64(fixed + FH_HEADER_BYTES);
     uint64_t want = hb;
     if (hb <= fsize && hb <= CT_MAX_HEADER_READ) {
         want = airllm_align_up(hb, AIRLLM_CT_ALIGN);

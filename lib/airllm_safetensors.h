@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <stddef.h>
 
+#include "airllm_bytes.h"
 #include "airllm_dtype.h"
 #include "airllm_err.h"
 
@@ -58,8 +59,5 @@ void airllm_st_free(airllm_st_file *f);
 /* Index of the tensor named name, or -1. O(n). */
 long airllm_st_find(const airllm_st_file *f, const char *name);
 
-/* Checks that buf[0..len) is valid UTF-8 (no overlongs, no surrogates, no
- * code points above U+10FFFF). Returns 0 if valid. */
-int airllm_utf8_check(const uint8_t *buf, size_t len);
 
 #endif

@@ -8,42 +8,8 @@
 #include <string.h>
 #include <unistd.h>
 
-static int passed, failed;
-
-#define CHECK(cond, ...)                                                           \
-    do {                                                                           \
-        if (cond) {                                                                \
-            passed++;                                                              \
-        } else {                                                                   \
-            failed++;                                                              \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);                            \
-            printf(__VA_ARGS__);                                                   \
-            printf("\n");                                                          \
-        }                                                                          \
-    } while (0)
-
-static void put16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-}
-static void put32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-static void put64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-static uint64_t get64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = v << 8 | p[i];
-    return v;
-}
+#include "airllm_bytes.h"
+#include "test_util.h"
 
 typedef struct {
     const char *name;
@@ -287,93 +253,93 @@ static uint8_t *ent(image *im, int i) { return im->f + 64 + 128 * i; }
 static uint8_t *names_at(image *im) { return im->f + 64 + 128 * NT; }
 
 static void c_magic(image *im) { im->f[0] = 'X'; }
-static void c_major2(image *im) { put16(im->f + 8, 2); }
+static void c_major2(image *im) { airllm_put_le16(im->f + 8, 2); }
 static void c_reserved(image *im) { im->f[50] = 1; }
-static void c_kind(image *im) { put32(im->f + 16, 4); }
-static void c_count_vs_hb(image *im) { put32(im->f + 12, 30); }
-static void c_count_max(image *im) { put32(im->f + 12, AIRLLM_CT_MAX_TENSORS + 1); }
-static void c_hb_past_file(image *im) { put64(im->f + 24, im->fsize + 8); }
+static void c_kind(image *im) { airllm_put_le32(im->f + 16, 4); }
+static void c_count_vs_hb(image *im) { airllm_put_le32(im->f + 12, 30); }
+static void c_count_max(image *im) { airllm_put_le32(im->f + 12, AIRLLM_CT_MAX_TENSORS + 1); }
+static void c_hb_past_file(image *im) { airllm_put_le64(im->f + 24, im->fsize + 8); }
 static void c_hb_past_len(image *im) { im->len = 100; }
 static void c_short(image *im) { im->len = 63; }
-static void c_data_start(image *im) { put64(im->f + 32, 8192); }
+static void c_data_start(image *im) { airllm_put_le64(im->f + 32, 8192); }
 static void c_fsize_mod(image *im)
 {
-    put64(im->f + 40, im->fsize + 1);
+    airllm_put_le64(im->f + 40, im->fsize + 1);
     im->fsize += 1;
 }
 static void c_fsize_small(image *im)
 {
-    put64(im->f + 40, im->fsize - 4096);
+    airllm_put_le64(im->f + 40, im->fsize - 4096);
     im->fsize -= 4096;
     im->len -= 4096;
 }
 static void c_fsize_large(image *im)
 {
-    put64(im->f + 40, im->fsize + 4096);
+    airllm_put_le64(im->f + 40, im->fsize + 4096);
     im->fsize += 4096;
 }
 static void c_fsize_mismatch(image *im) { im->fsize += 4096; }
-static void c_name_off(image *im) { put64(ent(im, 1), 1000000); }
-static void c_name_len0(image *im) { put32(ent(im, 0) + 8, 0); }
-static void c_name_len_big(image *im) { put32(ent(im, 0) + 8, 1025); }
-static void c_name_past(image *im) { put32(ent(im, 2) + 8, 2); }
+static void c_name_off(image *im) { airllm_put_le64(ent(im, 1), 1000000); }
+static void c_name_len0(image *im) { airllm_put_le32(ent(im, 0) + 8, 0); }
+static void c_name_len_big(image *im) { airllm_put_le32(ent(im, 0) + 8, 1025); }
+static void c_name_past(image *im) { airllm_put_le32(ent(im, 2) + 8, 2); }
 static void c_names_gap(image *im)
 {
     /* one more names byte than the names use (data_start unchanged) */
-    put64(im->f + 24, get64(im->f + 24) + 1);
+    airllm_put_le64(im->f + 24, airllm_get_le64(im->f + 24) + 1);
 }
 static void c_name_nul(image *im) { names_at(im)[2] = 0; }
 static void c_name_utf8(image *im) { names_at(im)[2] = 0xC0; }
 static void c_name_dup(image *im) { names_at(im)[9] = 'a'; }
-static void c_dtype(image *im) { put16(ent(im, 1) + 12, AIRLLM_DTYPE_COUNT); }
-static void c_encoding(image *im) { put16(ent(im, 1) + 14, 9); }
-static void c_nf4(image *im) { put16(ent(im, 1) + 14, AIRLLM_ENC_NF4); }
-static void c_int8(image *im) { put16(ent(im, 0) + 14, AIRLLM_ENC_INT8); }
-static void c_ndim9(image *im) { put32(ent(im, 0) + 16, 9); }
-static void c_entry_reserved(image *im) { put32(ent(im, 0) + 20, 1); }
-static void c_unused_dim(image *im) { put64(ent(im, 0) + 24 + 8 * 5, 7); }
-static void c_raw_len(image *im) { put64(ent(im, 1) + 104, 26); }
+static void c_dtype(image *im) { airllm_put_le16(ent(im, 1) + 12, AIRLLM_DTYPE_COUNT); }
+static void c_encoding(image *im) { airllm_put_le16(ent(im, 1) + 14, 9); }
+static void c_nf4(image *im) { airllm_put_le16(ent(im, 1) + 14, AIRLLM_ENC_NF4); }
+static void c_int8(image *im) { airllm_put_le16(ent(im, 0) + 14, AIRLLM_ENC_INT8); }
+static void c_ndim9(image *im) { airllm_put_le32(ent(im, 0) + 16, 9); }
+static void c_entry_reserved(image *im) { airllm_put_le32(ent(im, 0) + 20, 1); }
+static void c_unused_dim(image *im) { airllm_put_le64(ent(im, 0) + 24 + 8 * 5, 7); }
+static void c_raw_len(image *im) { airllm_put_le64(ent(im, 1) + 104, 26); }
 static void c_shape_overflow(image *im)
 {
-    put32(ent(im, 0) + 16, 2);
-    put64(ent(im, 0) + 24, 1ull << 62);
-    put64(ent(im, 0) + 32, 1ull << 62);
+    airllm_put_le32(ent(im, 0) + 16, 2);
+    airllm_put_le64(ent(im, 0) + 24, 1ull << 62);
+    airllm_put_le64(ent(im, 0) + 32, 1ull << 62);
 }
-static void c_stored_raw(image *im) { put64(ent(im, 0) + 96, 13); }
-static void c_raw_param(image *im) { put32(ent(im, 0) + 112 + 4, 4096); }
-static void c_misaligned(image *im) { put64(ent(im, 1) + 88, get64(ent(im, 1) + 88) + 8); }
-static void c_overlap(image *im) { put64(ent(im, 1) + 88, get64(ent(im, 0) + 88)); }
-static void c_gap(image *im) { put64(ent(im, 1) + 88, get64(ent(im, 1) + 88) + 4096); }
-static void c_past_eof(image *im) { put64(ent(im, 1) + 96, 3 * 4096); }
+static void c_stored_raw(image *im) { airllm_put_le64(ent(im, 0) + 96, 13); }
+static void c_raw_param(image *im) { airllm_put_le32(ent(im, 0) + 112 + 4, 4096); }
+static void c_misaligned(image *im) { airllm_put_le64(ent(im, 1) + 88, airllm_get_le64(ent(im, 1) + 88) + 8); }
+static void c_overlap(image *im) { airllm_put_le64(ent(im, 1) + 88, airllm_get_le64(ent(im, 0) + 88)); }
+static void c_gap(image *im) { airllm_put_le64(ent(im, 1) + 88, airllm_get_le64(ent(im, 1) + 88) + 4096); }
+static void c_past_eof(image *im) { airllm_put_le64(ent(im, 1) + 96, 3 * 4096); }
 static void c_offset_overflow(image *im)
 {
-    put64(ent(im, 2) + 88, UINT64_MAX - 4095);
+    airllm_put_le64(ent(im, 2) + 88, UINT64_MAX - 4095);
 }
-static void c_hdr_padding(image *im) { im->f[get64(im->f + 24) + 5] = 1; }
+static void c_hdr_padding(image *im) { im->f[airllm_get_le64(im->f + 24) + 5] = 1; }
 static void c_data_padding(image *im) { im->f[4096 + 12 + 3] = 1; }
 static void c_tail_padding(image *im) { im->f[im->fsize - 1] = 1; }
-static void c_layer_neg(image *im) { put32(im->f + 20, 0xFFFFFFFFu); }
+static void c_layer_neg(image *im) { airllm_put_le32(im->f + 20, 0xFFFFFFFFu); }
 static void c_embed_idx(image *im)
 {
-    put32(im->f + 16, AIRLLM_UNIT_EMBED);
-    put32(im->f + 20, 3);
+    airllm_put_le32(im->f + 16, AIRLLM_UNIT_EMBED);
+    airllm_put_le32(im->f + 20, 3);
 }
-static void c_zstd_width3(image *im) { put32(ent(im, 1) + 112, 3); }
-static void c_zstd_width4_bf16(image *im) { put32(ent(im, 1) + 112, 4); }
-static void c_zstd_chunk_odd(image *im) { put32(ent(im, 1) + 116, 5000); }
-static void c_zstd_chunk_zero(image *im) { put32(ent(im, 1) + 116, 0); }
-static void c_zstd_chunk_huge(image *im) { put32(ent(im, 1) + 116, (256u << 20) + 4096); }
-static void c_zstd_param2(image *im) { put32(ent(im, 1) + 120, 1); }
+static void c_zstd_width3(image *im) { airllm_put_le32(ent(im, 1) + 112, 3); }
+static void c_zstd_width4_bf16(image *im) { airllm_put_le32(ent(im, 1) + 112, 4); }
+static void c_zstd_chunk_odd(image *im) { airllm_put_le32(ent(im, 1) + 116, 5000); }
+static void c_zstd_chunk_zero(image *im) { airllm_put_le32(ent(im, 1) + 116, 0); }
+static void c_zstd_chunk_huge(image *im) { airllm_put_le32(ent(im, 1) + 116, (256u << 20) + 4096); }
+static void c_zstd_param2(image *im) { airllm_put_le32(ent(im, 1) + 120, 1); }
 static void c_zstd_ratio(image *im)
 {
     /* 3x4 bf16 = 24 bytes can't fit... so grow the shape instead */
-    put64(ent(im, 1) + 24, 1ull << 30);
-    put64(ent(im, 1) + 104, (1ull << 30) * 4 * 2);
+    airllm_put_le64(ent(im, 1) + 24, 1ull << 30);
+    airllm_put_le64(ent(im, 1) + 104, (1ull << 30) * 4 * 2);
 }
-static void c_zstd_empty_stored(image *im) { put64(ent(im, 1) + 96, 0); }
+static void c_zstd_empty_stored(image *im) { airllm_put_le64(ent(im, 1) + 96, 0); }
 
 /* Acceptance cases (not corruptions). */
-static void c_minor7(image *im) { put16(im->f + 10, 7); }
+static void c_minor7(image *im) { airllm_put_le16(im->f + 10, 7); }
 
 typedef struct {
     const char *what;
@@ -537,6 +503,5 @@ int main(void)
     test_round_trip();
     test_corruptions();
     test_truncations_and_flips();
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    return test_summary();
 }

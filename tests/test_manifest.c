@@ -6,19 +6,7 @@
 
 #include "airllm_manifest.h"
 
-static int passed, failed;
-
-#define CHECK(cond, ...)                                                                   \
-    do {                                                                                   \
-        if (cond) {                                                                        \
-            passed++;                                                                      \
-        } else {                                                                           \
-            failed++;                                                                      \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                    \
-            printf(__VA_ARGS__);                                                           \
-            printf("\n");                                                                  \
-        }                                                                                  \
-    } while (0)
+#include "test_util.h"
 
 static const char *SHA = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
@@ -169,6 +157,5 @@ int main(void)
             airllm_manifest_free(&m);
     }
     free(json);
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed != 0;
+    return test_summary();
 }

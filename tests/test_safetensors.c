@@ -10,19 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static int n_pass, n_fail;
-
-#define CHECK(cond, ...)                                                                   \
-    do {                                                                                   \
-        if (cond) {                                                                        \
-            n_pass++;                                                                      \
-        } else {                                                                           \
-            n_fail++;                                                                      \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                    \
-            printf(__VA_ARGS__);                                                           \
-            printf("\n");                                                                  \
-        }                                                                                  \
-    } while (0)
+#include "test_util.h"
 
 /* Builds 8-byte length + header (hlen bytes) + data_len zero bytes. */
 static uint8_t *build(const char *hdr, size_t hlen, size_t data_len, size_t *len)
@@ -484,6 +472,5 @@ int main(void)
     test_message_sanitised();
     test_read_file();
     test_utf8();
-    printf("%d passed, %d failed\n", n_pass, n_fail);
-    return n_fail ? 1 : 0;
+    return test_summary();
 }

@@ -1,0 +1,58 @@
+#include "airllm_bytes.h"
+
+/* ------------------------------------------------------------------ UTF-8 */
+
+/* Returns the offset of the first byte that starts an invalid sequence, or
+ * len if the whole buffer is valid. Ranges follow RFC 3629 table 3-7, which
+ * excludes overlongs (C0, C1, E0 80..9F, F0 80..8F), surrogates (ED A0..BF)
+ * and code points above U+10FFFF (F4 90.., F5..FF). */
+size_t airllm_utf8_first_bad(const uint8_t *s, size_t len)
+{
+    size_t i = 0;
+    while (i < len) {
+        uint8_t b = s[i];
+        if (b < 0x80) {
+            i++;
+            continue;
+        }
+        size_t n;          /* continuation bytes */
+        uint8_t lo = 0x80; /* bounds of the first continuation byte */
+        uint8_t hi = 0xBF;
+        if (b >= 0xC2 && b <= 0xDF) {
+            n = 1;
+        } else if (b >= 0xE0 && b <= 0xEF) {
+            n = 2;
+            if (b == 0xE0)
+                lo = 0xA0;
+            else if (b == 0xED)
+                hi = 0x9F;
+        } else if (b >= 0xF0 && b <= 0xF4) {
+            n = 3;
+            if (b == 0xF0)
+                lo = 0x90;
+            else if (b == 0xF4)
+                hi = 0x8F;
+        } else {
+            return i;
+        }
+        if (len - i - 1 < n)
+            return i;
+        if (s[i + 1] < lo || s[i + 1] > hi)
+            return i;
+        for (size_t k = 2; k <= n; k++)
+            if ((s[i + k] & 0xC0) != 0x80)
+                return i;
+        i += n + 1;
+    }
+    return len;
+}
+
+int airllm_utf8_check(const uint8_t *buf, size_t len)
+{
+    if (len == 0)
+        return 0;
+    if (!buf)
+        return -1;
+    return airllm_utf8_first_bad(buf, len) == len ? 0 : -1;
+}
+

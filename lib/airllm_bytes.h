@@ -1,0 +1,45 @@
+/* Byte-level helpers shared by every reader and writer: explicit
+ * little-endian loads and stores (never a struct read from a file), and
+ * strict UTF-8 validation of names and JSON read from files. */
+#ifndef AIRLLM_BYTES_H
+#define AIRLLM_BYTES_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+static inline uint16_t airllm_get_le16(const uint8_t *p)
+{
+    return (uint16_t)(p[0] | p[1] << 8);
+}
+static inline uint32_t airllm_get_le32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+static inline uint64_t airllm_get_le64(const uint8_t *p)
+{
+    return (uint64_t)airllm_get_le32(p) | (uint64_t)airllm_get_le32(p + 4) << 32;
+}
+static inline void airllm_put_le16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+}
+static inline void airllm_put_le32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+static inline void airllm_put_le64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+/* Offset of the first byte that starts an invalid UTF-8 sequence in
+ * s[0..len), or len if all of it is valid (RFC 3629: no overlongs, no
+ * surrogates, nothing above U+10FFFF). */
+size_t airllm_utf8_first_bad(const uint8_t *s, size_t len);
+/* 0 if buf[0..len) is valid UTF-8, -1 otherwise. */
+int airllm_utf8_check(const uint8_t *buf, size_t len);
+
+#endif
