@@ -45,6 +45,168 @@
 #define READ_CHUNK AIRLLM_ZSTD_CHUNK_DEFAULT
 #define PIPE_DEPTH 4 /* chunks in flight between the reader and the writer */
 
+/* ------------------------------------------------------------------ */
+/* output I/O thread                                                  */
+
+/* Unit files are written from 4096-aligned staging buffers by a thread of
+ * their own, with O_DIRECT where the filesystem allows it: the data goes to
+ * the device without a copy into the page cache, and the writer thread,
+ * which hashes, never waits for the disk. Every write is aligned (unit
+ * files are multiples of 4096 bytes), as O_DIRECT requires. */
+#define IO_CHUNK (8u << 20)
+#define IO_DEPTH 4
+
+typedef struct {
+    int fd;
+    const char *path;
+    uint8_t *buf;
+    size_t n;
+    uint64_t off;
+} io_req;
+
+typedef struct io_queue {
+    pthread_t th;
+    bool started;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    uint8_t *bufs[IO_DEPTH];
+    uint8_t *free_bufs[IO_DEPTH];
+    size_t n_free;
+    io_req q[IO_DEPTH];
+    size_t head, count, busy; /* busy: a request being written */
+    bool stop, failed;
+    airllm_err err;
+} io_queue;
+
+static int io_write_one(const io_req *r, airllm_err *err)
+{
+    size_t done = 0;
+    while (done < r->n) {
+        ssize_t w = pwrite(r->fd, r->buf + done, r->n - done, (off_t)(r->off + done));
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0 && errno == EINVAL) {
+            /* Some filesystems accept O_DIRECT at open but not at write:
+             * fall back to buffered writes for this file. */
+            int fl = fcntl(r->fd, F_GETFL);
+            if (fl >= 0 && (fl & O_DIRECT) && fcntl(r->fd, F_SETFL, fl & ~O_DIRECT) == 0)
+                continue;
+        }
+        if (w < 0)
+            return airllm_errf(err, "%s: write error: %s", r->path, strerror(errno));
+        if (w == 0)
+            return airllm_errf(err, "%s: write error: no progress", r->path);
+        done += (size_t)w;
+    }
+    return 0;
+}
+
+static void *io_thread(void *arg)
+{
+    io_queue *io = arg;
+    pthread_mutex_lock(&io->lock);
+    for (;;) {
+        while (io->count == 0 && !io->stop)
+            pthread_cond_wait(&io->cond, &io->lock);
+        if (io->count == 0)
+            break;
+        io_req r = io->q[io->head];
+        io->head = (io->head + 1) % IO_DEPTH;
+        io->count--;
+        io->busy = 1;
+        bool skip = io->failed;
+        pthread_mutex_unlock(&io->lock);
+        airllm_err e;
+        int rc = skip ? 0 : io_write_one(&r, &e);
+        pthread_mutex_lock(&io->lock);
+        if (rc && !io->failed) {
+            io->failed = true;
+            io->err = e;
+        }
+        io->free_bufs[io->n_free++] = r.buf;
+        io->busy = 0;
+        pthread_cond_broadcast(&io->cond);
+    }
+    pthread_mutex_unlock(&io->lock);
+    return NULL;
+}
+
+static int io_start(io_queue *io, airllm_err *err)
+{
+    memset(io, 0, sizeof *io);
+    pthread_mutex_init(&io->lock, NULL);
+    pthread_cond_init(&io->cond, NULL);
+    for (int i = 0; i < IO_DEPTH; i++) {
+        if (posix_memalign((void **)&io->bufs[i], AIRLLM_CT_ALIGN, IO_CHUNK) != 0)
+            return airllm_errf(err, "out of memory");
+        io->free_bufs[io->n_free++] = io->bufs[i];
+    }
+    if (pthread_create(&io->th, NULL, io_thread, io) != 0)
+        return airllm_errf(err, "cannot start the I/O thread");
+    io->started = true;
+    return 0;
+}
+
+static void io_stop(io_queue *io)
+{
+    if (io->started) {
+        pthread_mutex_lock(&io->lock);
+        io->stop = true;
+        pthread_cond_broadcast(&io->cond);
+        pthread_mutex_unlock(&io->lock);
+        pthread_join(io->th, NULL);
+        pthread_mutex_destroy(&io->lock);
+        pthread_cond_destroy(&io->cond);
+    }
+    for (int i = 0; i < IO_DEPTH; i++)
+        free(io->bufs[i]);
+    memset(io, 0, sizeof *io);
+}
+
+/* A free staging buffer; NULL (with err) once a write has failed. */
+static uint8_t *io_get_buffer(io_queue *io, airllm_err *err)
+{
+    pthread_mutex_lock(&io->lock);
+    while (io->n_free == 0 && !io->failed)
+        pthread_cond_wait(&io->cond, &io->lock);
+    uint8_t *b = NULL;
+    if (io->failed)
+        *err = io->err;
+    else
+        b = io->free_bufs[--io->n_free];
+    pthread_mutex_unlock(&io->lock);
+    return b;
+}
+
+static void io_submit(io_queue *io, int fd, const char *path, uint8_t *buf, size_t n,
+                      uint64_t off)
+{
+    pthread_mutex_lock(&io->lock);
+    /* count < IO_DEPTH always holds: a request owns one of the buffers. */
+    io->q[(io->head + io->count) % IO_DEPTH] = (io_req){fd, path, buf, n, off};
+    io->count++;
+    pthread_cond_broadcast(&io->cond);
+    pthread_mutex_unlock(&io->lock);
+}
+
+/* Waits until every submitted write is done. Returns -1 with the first
+ * write error since the last drain, and clears it. */
+static int io_drain(io_queue *io, airllm_err *err)
+{
+    pthread_mutex_lock(&io->lock);
+    while (io->count > 0 || io->busy)
+        pthread_cond_wait(&io->cond, &io->lock);
+    int rc = 0;
+    if (io->failed) {
+        if (err)
+            *err = io->err;
+        io->failed = false;
+        rc = -1;
+    }
+    pthread_mutex_unlock(&io->lock);
+    return rc;
+}
+
 /* Files copied verbatim next to the units when the checkpoint has them. */
 static const char *const aux_files[] = {
     "config.json",      "generation_config.json",  "tokenizer.json",
@@ -70,6 +232,10 @@ typedef struct {
 typedef struct {
     size_t unit;
     int fd;
+    io_queue *io;
+    uint8_t *stage;      /* staging buffer being filled, from io */
+    size_t stage_len;
+    uint64_t stage_off;  /* file offset of stage[0] */
     char tmp[4096], final[4096];
     airllm_sha256 *hash;
     airllm_ct_header hdr; /* entries in the unit's tensor order */
@@ -92,6 +258,7 @@ typedef struct {
     uint64_t *stored_len;      /* per plan tensor */
     airllm_encoding *encoding; /* per plan tensor */
     unit_writer **writers;     /* per unit, while open */
+    io_queue io;               /* writes unit files */
     uint8_t *buf;              /* buf_size bytes: header reads, skipped tensors */
     uint8_t *pipe_bufs[PIPE_DEPTH]; /* buf_size bytes each, in flight to the writer */
     size_t buf_size;
@@ -223,17 +390,32 @@ static unsigned group_width(airllm_dtype dt)
     }
 }
 
+/* Hands the filled part of the staging buffer to the I/O thread. */
+static int writer_flush(unit_writer *w, airllm_err *err)
+{
+    if (w->stage_len == 0)
+        return 0;
+    io_submit(w->io, w->fd, w->tmp, w->stage, w->stage_len, w->stage_off);
+    w->stage_off += w->stage_len;
+    w->stage_len = 0;
+    w->stage = io_get_buffer(w->io, err);
+    return w->stage ? 0 : -1;
+}
+
 static int writer_emit(unit_writer *w, const void *data, size_t n, airllm_err *err)
 {
-    if (airllm_write_full(w->fd, data, n, w->tmp, err))
-        return -1;
     airllm_sha256_update(w->hash, data, n);
-    /* Start writeback of what was just written: the fsync at the end of the
-     * unit then waits only for the tail, instead of stalling the pipeline
-     * while a whole layer goes to disk. Advisory; errors surface at fsync. */
-    if (n >= (1u << 20))
-        sync_file_range(w->fd, (off_t)w->pos, (off_t)n, SYNC_FILE_RANGE_WRITE);
-    w->pos += n;
+    const uint8_t *p = data;
+    while (n > 0) {
+        size_t k = IO_CHUNK - w->stage_len < n ? IO_CHUNK - w->stage_len : n;
+        memcpy(w->stage + w->stage_len, p, k);
+        w->stage_len += k;
+        p += k;
+        n -= k;
+        w->pos += k;
+        if (w->stage_len == IO_CHUNK && writer_flush(w, err))
+            return -1;
+    }
     return 0;
 }
 
@@ -253,8 +435,16 @@ static void writer_free(unit_writer *w)
     if (!w)
         return;
     if (w->fd >= 0) {
+        /* No write may be in flight on a descriptor we close. */
+        io_drain(w->io, NULL);
         close(w->fd);
         unlink(w->tmp);
+    }
+    if (w->stage) {
+        pthread_mutex_lock(&w->io->lock);
+        w->io->free_bufs[w->io->n_free++] = w->stage;
+        pthread_cond_broadcast(&w->io->cond);
+        pthread_mutex_unlock(&w->io->lock);
     }
     airllm_sha256_free(w->hash);
     airllm_ct_free(&w->hdr);
@@ -304,7 +494,14 @@ static int writer_open(split_ctx *s, size_t unit, unit_writer **out, airllm_err 
         writer_free(w);
         return -1;
     }
-    w->fd = open(w->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    w->io = &s->io;
+    w->fd = open(w->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_DIRECT, 0644);
+    if (w->fd < 0 && errno == EINVAL) /* tmpfs and others: no O_DIRECT */
+        w->fd = open(w->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (w->fd >= 0 && !(w->stage = io_get_buffer(w->io, err))) {
+        writer_free(w);
+        return -1;
+    }
     if (w->fd < 0) {
         int e = errno;
         writer_free(w);
@@ -494,7 +691,8 @@ static int writer_finish(split_ctx *s, unit_writer *w, airllm_err *err)
         if (rc)
             return -1;
     }
-    if (writer_pad_to(w, w->hdr.file_size, err))
+    if (writer_pad_to(w, w->hdr.file_size, err) || writer_flush(w, err) ||
+        io_drain(w->io, err))
         return -1;
     if (fsync(w->fd) != 0)
         return airllm_errf(err, "%s: fsync failed: %s", w->tmp, strerror(errno));
@@ -1547,6 +1745,8 @@ static int split_main(split_ctx *sp, int argc, char **argv)
         return fail(o, &err);
     }
 
+    if (io_start(&sp->io, &err))
+        return fail(o, &err);
     uint64_t todo = 0;
     for (size_t i = 0; i < c->n_sources; i++)
         if (source_needed(sp, i))
@@ -1660,6 +1860,7 @@ static void split_ctx_free(split_ctx *s)
     if (s->writers)
         for (size_t u = 0; u < s->ck.n_units; u++)
             writer_free(s->writers[u]);
+    io_stop(&s->io);
     free(s->buf);
     for (int b = 0; b < PIPE_DEPTH; b++)
         free(s->pipe_bufs[b]);
