@@ -198,6 +198,8 @@ static int parse_units(const cJSON *root, airllm_manifest *m, airllm_err *err)
         free(kind);
         if (bad_kind)
             return airllm_errf(err, "%s: unknown unit kind", where);
+        if (u->kind != AIRLLM_UNIT_LAYER && cJSON_GetObjectItemCaseSensitive(it, "layer"))
+            return airllm_errf(err, "%s: \"layer\" is only for layer units", where);
         if (u->kind == AIRLLM_UNIT_LAYER) {
             uint64_t layer;
             if (get_u64(it, "layer", where, &layer, err))
@@ -212,8 +214,10 @@ static int parse_units(const cJSON *root, airllm_manifest *m, airllm_err *err)
             if (u->kind != AIRLLM_UNIT_LM_HEAD || !cJSON_IsString(tied) || !*tied->valuestring)
                 return airllm_errf(err, "%s: \"tied_to\" is only for the lm_head unit and must "
                                         "name a tensor", where);
-            if (cJSON_GetObjectItemCaseSensitive(it, "file"))
-                return airllm_errf(err, "%s: a tied unit has no file", where);
+            if (cJSON_GetObjectItemCaseSensitive(it, "file") ||
+                cJSON_GetObjectItemCaseSensitive(it, "size") ||
+                cJSON_GetObjectItemCaseSensitive(it, "sha256"))
+                return airllm_errf(err, "%s: a tied unit has no file, size or sha256", where);
             u->tied_to = strdup(tied->valuestring);
             if (!u->tied_to)
                 return airllm_errf(err, "out of memory");
@@ -225,12 +229,20 @@ static int parse_units(const cJSON *root, airllm_manifest *m, airllm_err *err)
                 return airllm_errf(err, "%s: unsafe file name \"%s\"", where, u->file);
         }
         for (size_t j = 0; j + 1 < i; j++) {
+            if (u->kind != AIRLLM_UNIT_LAYER && m->units[j].kind == u->kind)
+                return airllm_errf(err, "%s: a second %s unit", where,
+                                   airllm_unit_kind_name(u->kind));
             if (strcmp(m->units[j].name, u->name) == 0)
                 return airllm_errf(err, "%s: duplicate unit \"%s\"", where, u->name);
             if (u->file && m->units[j].file && strcmp(m->units[j].file, u->file) == 0)
                 return airllm_errf(err, "%s: file \"%s\" used twice", where, u->file);
         }
     }
+    size_t heads = 0;
+    for (size_t j = 0; j < n; j++)
+        heads += m->units[j].kind == AIRLLM_UNIT_LM_HEAD;
+    if (heads != 1)
+        return airllm_errf(err, "units: there must be exactly one lm_head unit");
     return 0;
 }
 
@@ -398,8 +410,10 @@ int airllm_manifest_parse(const char *json, size_t len, airllm_manifest *m, airl
     if (get_str(root, "format_version", "manifest", &version, err))
         goto out;
     int consumed = 0;
-    bad = sscanf(version, "%u.%u%n", &m->version_major, &m->version_minor, &consumed) != 2 ||
-          version[consumed] != '\0';
+    /* Digits, one dot, digits: sscanf alone would take " 1.0" or "1.+0". */
+    bad = strspn(version, "0123456789.") != strlen(version) ||
+          sscanf(version, "%u.%u%n", &m->version_major, &m->version_minor, &consumed) != 2 ||
+          version[consumed] != '\0' || version[0] == '.';
     free(version);
     if (bad) {
         airllm_errf(err, "manifest: \"format_version\" must look like \"1.0\"");
@@ -446,6 +460,18 @@ int airllm_manifest_parse(const char *json, size_t len, airllm_manifest *m, airl
         parse_file_list(root, "files", &m->files, &m->n_files, err) ||
         parse_tensors(root, m, err))
         goto out;
+    for (size_t u = 0; u < m->n_units; u++) {
+        if (!m->units[u].tied_to)
+            continue;
+        bool found = false;
+        for (size_t t = 0; t < m->n_tensors && !found; t++)
+            found = strcmp(m->tensors[t].name, m->units[u].tied_to) == 0;
+        if (!found) {
+            airllm_errf(err, "units: \"%s\" is tied to \"%s\", which is not a listed tensor",
+                        m->units[u].name, m->units[u].tied_to);
+            goto out;
+        }
+    }
     for (size_t i = 0; i < m->n_files; i++)
         for (size_t u = 0; u < m->n_units; u++)
             if (m->units[u].file && strcmp(m->units[u].file, m->files[i].file) == 0) {

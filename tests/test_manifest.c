@@ -134,6 +134,15 @@ int main(void)
         {"\"tie_word_embeddings\":\ttrue", "\"tie_word_embeddings\":\t\"yes\"", "tie_word"},
         {"\"options\":\t{", "\"options\":\t\"x\", \"extra\":\t{", "options"},
         {"\"file\":\t\"config.json\"", "\"file\":\t\"layer.00000.airc\"", "also a unit file"},
+        {"\"kind\":\t\"lm_head\"", "\"kind\":\t\"norm\"", "lm_head"},
+        {"\"kind\":\t\"embed\",", "\"kind\":\t\"embed\", \"layer\": 3,", "only for layer"},
+        {"\"tied_to\":\t\"model.embed_tokens.weight\"",
+         "\"tied_to\":\t\"nope\"", "not a listed tensor"},
+        {"\"tied_to\":\t\"model.embed_tokens.weight\"",
+         "\"tied_to\":\t\"model.embed_tokens.weight\", \"size\": 5", "no file, size"},
+        {"\"format_version\":\t\"1.0\"", "\"format_version\":\t\" 1.0\"", "format_version"},
+        {"\"kind\":\t\"layer\",\n\t\t\t\"layer\":\t0,", "\"kind\":\t\"embed\",",
+         "second embed"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char *b = replace(json, bad[i].from, bad[i].to);
