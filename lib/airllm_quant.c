@@ -268,7 +268,8 @@ static int quant4_block(airllm_quant_type type, const float *x, size_t len, size
 {
     uint8_t sorted_code[16];
     float mid[15];
-    airllm_quant4_tables(type, sorted_code, mid);
+    if (airllm_quant4_tables(type, sorted_code, mid))
+        return airllm_errf(err, "type %d is not a 4-bit type", (int)type);
 
     float a = 0.0f;
     if (block_absmax(x, len, base, &a, err))
@@ -343,7 +344,8 @@ int airllm_quantize_ref(airllm_quant_type type, const float *x, size_t n, size_t
          * packing, so the spare low nibble holds the code of 0.0. */
         uint8_t sorted_code[16];
         float mid[15];
-        airllm_quant4_tables(type, sorted_code, mid);
+        if (airllm_quant4_tables(type, sorted_code, mid))
+            return airllm_errf(err, "type %d is not a 4-bit type", (int)type);
         unsigned k = 0;
         while (k < 15 && mid[k] < 0.0f)
             k++;

@@ -669,21 +669,25 @@ static int writer_finish(split_ctx *s, unit_writer *w, airllm_err *err)
             if (!rc && !raw_copy_needed[i])
                 rc = writer_emit(w, w->z + w->zoff[i], ct->stored_len, err);
             else if (!rc) {
-                /* Decode our own frames back: the raw bytes are no longer in
-                 * memory, and re-reading the source would break the
-                 * read-once rule. Small tensors (norms, biases) land here. */
-                uint8_t *raw = malloc(ct->raw_len ? ct->raw_len : 1);
-                uint8_t *scratch = malloc(READ_CHUNK);
-                if (!raw || !scratch)
+                /* Decode our own frames back, one chunk at a time: the raw
+                 * bytes are no longer in memory, and re-reading the source
+                 * would break the read-once rule. Small tensors (norms,
+                 * biases) and incompressible ones land here. */
+                uint8_t *chunk = malloc(READ_CHUNK), *scratch = malloc(READ_CHUNK);
+                const uint8_t *z = w->z + w->zoff[i];
+                size_t zleft = (size_t)(w->zoff[i + 1] - w->zoff[i]);
+                if (!chunk || !scratch)
                     rc = airllm_errf(err, "out of memory");
-                else
-                    rc = airllm_zstd_tensor_decode(raw, ct->raw_len, w->z + w->zoff[i],
-                                                   w->zoff[i + 1] - w->zoff[i],
-                                                   group_width(ct->dtype), READ_CHUNK,
-                                                   scratch, err);
-                if (!rc)
-                    rc = writer_emit(w, raw, ct->raw_len, err);
-                free(raw);
+                while (!rc && zleft > 0) {
+                    size_t used, produced;
+                    rc = airllm_zstd_frame_decode(chunk, READ_CHUNK, &produced, z, zleft, &used,
+                                                  group_width(ct->dtype), scratch, err);
+                    if (!rc)
+                        rc = writer_emit(w, chunk, produced, err);
+                    z += used;
+                    zleft -= used;
+                }
+                free(chunk);
                 free(scratch);
             }
         }
