@@ -5,10 +5,11 @@
  * hashed as they are read. Each tensor's bytes go straight to the unit file it
  * belongs to; a unit's file is written append-only in the same order (its
  * tensors are ordered by (source, offset), the order they are read), so the
- * unit's SHA-256 is also computed during the write. Raw units need only the
- * read buffer; zstd units hold their compressed bytes until the unit is done
- * (at most one unit), because the header, written first, records their
- * lengths.
+ * unit's SHA-256 is also computed during the write. Three threads share the
+ * work: the reader (read + source digest), the writer (unit digest, staging)
+ * and the I/O thread (O_DIRECT writes); memory is a fixed set of buffers.
+ * zstd units also hold their compressed bytes until the unit is done (at most
+ * one unit), because the header, written first, records their lengths.
  *
  * Crash safety: every file is written under a temporary name, fsynced and
  * renamed. A journal in OUT_DIR/.airllm-split/ records each completed unit
@@ -189,6 +190,14 @@ static void io_submit(io_queue *io, int fd, const char *path, uint8_t *buf, size
     pthread_mutex_unlock(&io->lock);
 }
 
+static void io_release(io_queue *io, uint8_t *buf)
+{
+    pthread_mutex_lock(&io->lock);
+    io->free_bufs[io->n_free++] = buf;
+    pthread_cond_broadcast(&io->cond);
+    pthread_mutex_unlock(&io->lock);
+}
+
 /* Waits until every submitted write is done. Returns -1 with the first
  * write error since the last drain, and clears it. */
 static int io_drain(io_queue *io, airllm_err *err)
@@ -233,9 +242,11 @@ typedef struct {
     size_t unit;
     int fd;
     io_queue *io;
-    uint8_t *stage;      /* staging buffer being filled, from io */
+    uint8_t *stage;      /* staging buffer being filled, from io; NULL when parked */
     size_t stage_len;
-    uint64_t stage_off;  /* file offset of stage[0] */
+    uint64_t stage_off;  /* file offset of stage[0], a multiple of 4096 */
+    uint8_t tail[AIRLLM_CT_ALIGN]; /* unaligned end of the data while parked */
+    size_t tail_len;
     char tmp[4096], final[4096];
     airllm_sha256 *hash;
     airllm_ct_header hdr; /* entries in the unit's tensor order */
@@ -390,16 +401,48 @@ static unsigned group_width(airllm_dtype dt)
     }
 }
 
-/* Hands the filled part of the staging buffer to the I/O thread. */
-static int writer_flush(unit_writer *w, airllm_err *err)
+/* Hands the filled staging buffer to the I/O thread. Its length must keep
+ * the file offset aligned: a full buffer, or the end of the file. */
+static void writer_flush(unit_writer *w)
 {
-    if (w->stage_len == 0)
-        return 0;
-    io_submit(w->io, w->fd, w->tmp, w->stage, w->stage_len, w->stage_off);
-    w->stage_off += w->stage_len;
+    if (!w->stage)
+        return;
+    if (w->stage_len) {
+        io_submit(w->io, w->fd, w->tmp, w->stage, w->stage_len, w->stage_off);
+        w->stage_off += w->stage_len;
+    } else {
+        io_release(w->io, w->stage);
+    }
+    w->stage = NULL;
     w->stage_len = 0;
-    w->stage = io_get_buffer(w->io, err);
-    return w->stage ? 0 : -1;
+}
+
+/* Gives the staging buffer back while the unit waits for its next tensor:
+ * a shard that interleaves many units (the safetensors library sorts by
+ * dtype first, so F32 norms of every layer can come before any BF16 weight)
+ * would otherwise hold one buffer per open unit and exhaust the pool. The
+ * aligned part is written; the unaligned tail (< 4096 bytes) waits here. */
+static void writer_park(unit_writer *w)
+{
+    if (!w->stage)
+        return;
+    size_t aligned = w->stage_len / AIRLLM_CT_ALIGN * AIRLLM_CT_ALIGN;
+    w->tail_len = w->stage_len - aligned;
+    memcpy(w->tail, w->stage + aligned, w->tail_len);
+    w->stage_len = aligned;
+    writer_flush(w);
+}
+
+static int writer_unpark(unit_writer *w, airllm_err *err)
+{
+    if (w->stage)
+        return 0;
+    if (!(w->stage = io_get_buffer(w->io, err)))
+        return -1;
+    memcpy(w->stage, w->tail, w->tail_len);
+    w->stage_len = w->tail_len;
+    w->tail_len = 0;
+    return 0;
 }
 
 static int writer_emit(unit_writer *w, const void *data, size_t n, airllm_err *err)
@@ -407,14 +450,16 @@ static int writer_emit(unit_writer *w, const void *data, size_t n, airllm_err *e
     airllm_sha256_update(w->hash, data, n);
     const uint8_t *p = data;
     while (n > 0) {
+        if (writer_unpark(w, err))
+            return -1;
         size_t k = IO_CHUNK - w->stage_len < n ? IO_CHUNK - w->stage_len : n;
         memcpy(w->stage + w->stage_len, p, k);
         w->stage_len += k;
         p += k;
         n -= k;
         w->pos += k;
-        if (w->stage_len == IO_CHUNK && writer_flush(w, err))
-            return -1;
+        if (w->stage_len == IO_CHUNK)
+            writer_flush(w);
     }
     return 0;
 }
@@ -440,12 +485,8 @@ static void writer_free(unit_writer *w)
         close(w->fd);
         unlink(w->tmp);
     }
-    if (w->stage) {
-        pthread_mutex_lock(&w->io->lock);
-        w->io->free_bufs[w->io->n_free++] = w->stage;
-        pthread_cond_broadcast(&w->io->cond);
-        pthread_mutex_unlock(&w->io->lock);
-    }
+    if (w->stage)
+        io_release(w->io, w->stage);
     airllm_sha256_free(w->hash);
     airllm_ct_free(&w->hdr);
     free(w->z);
@@ -498,10 +539,6 @@ static int writer_open(split_ctx *s, size_t unit, unit_writer **out, airllm_err 
     w->fd = open(w->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_DIRECT, 0644);
     if (w->fd < 0 && errno == EINVAL) /* tmpfs and others: no O_DIRECT */
         w->fd = open(w->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (w->fd >= 0 && !(w->stage = io_get_buffer(w->io, err))) {
-        writer_free(w);
-        return -1;
-    }
     if (w->fd < 0) {
         int e = errno;
         writer_free(w);
@@ -695,8 +732,12 @@ static int writer_finish(split_ctx *s, unit_writer *w, airllm_err *err)
         if (rc)
             return -1;
     }
-    if (writer_pad_to(w, w->hdr.file_size, err) || writer_flush(w, err) ||
-        io_drain(w->io, err))
+    if (writer_pad_to(w, w->hdr.file_size, err))
+        return -1;
+    if (writer_unpark(w, err)) /* a tail may wait even when nothing was added */
+        return -1;
+    writer_flush(w);
+    if (io_drain(w->io, err))
         return -1;
     if (fsync(w->fd) != 0)
         return airllm_errf(err, "%s: fsync failed: %s", w->tmp, strerror(errno));
@@ -929,6 +970,7 @@ static int consume(pipeline *p, const pipe_msg *m, airllm_err *err)
                            s->ck.tensors[m->tensor].name);
     if (m->n && writer_feed(s, w, m->buf, m->n, err))
         return -1;
+    writer_park(w);
     if (m->last && writer_tensor_done(s, w)) {
         int rc = writer_finish(s, w, err);
         writer_free(w);
