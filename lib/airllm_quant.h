@@ -12,6 +12,9 @@
  *             codes: (n + 1) / 2 bytes.
  *   int8:     int8_t q = round-half-even(x * (127 / absmax)), one byte each,
  *             two's complement. codes: n bytes.
+ * 4-bit codes are the nearest value to the scaled input, ties to the lower:
+ * s = x * (1 / max(absmax, 1e-38)) in a full block, x / max(absmax, 1e-38)
+ * in the short last block (bitsandbytes' rules, docs/quantization.md 3).
  * Dequantization is code_value * absmax (4-bit), q * (absmax / 127) (int8).
  *
  * The *_ref functions are the scalar reference, the oracle for the SIMD
