@@ -72,44 +72,8 @@ expect_err "already holds a complete conversion" "refusal names the reason"
 # Random SIGKILLs from outside, on a synthetic checkpoint large enough
 # (about 100 MB in 3 shards) for a kill to land mid-run.
 big="$SCRATCH/big"
-python3 - "$big" <<'PY'
-import json, os, random, struct, sys
-out = sys.argv[1]; os.makedirs(out)
-H, I, L, V = 512, 1408, 8, 1024
-rng = random.Random(7)
-def tensors_of_layer(l):
-    p = f"model.layers.{l}."
-    return [(p + "input_layernorm.weight", [H]), (p + "post_attention_layernorm.weight", [H])] + \
-        [(p + f"self_attn.{x}_proj.weight", [H, H]) for x in "qkvo"] + \
-        [(p + "mlp.gate_proj.weight", [I, H]), (p + "mlp.up_proj.weight", [I, H]),
-         (p + "mlp.down_proj.weight", [H, I])]
-groups = [[("model.embed_tokens.weight", [V, H])] + tensors_of_layer(0) + tensors_of_layer(1) + tensors_of_layer(2),
-          [t for l in range(3, 6) for t in tensors_of_layer(l)],
-          [t for l in range(6, 8) for t in tensors_of_layer(l)] + [("model.norm.weight", [H]), ("lm_head.weight", [V, H])]]
-weight_map = {}
-pool = rng.randbytes(1 << 20)
-for k, group in enumerate(groups):
-    name = f"model-{k+1:05d}-of-{len(groups):05d}.safetensors"
-    header, off = {}, 0
-    for t, shape in sorted(group):
-        n = 4
-        for d in shape: n *= d
-        header[t] = {"dtype": "F32", "shape": shape, "data_offsets": [off, off + n]}
-        off += n; weight_map[t] = name
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * (-len(h) % 8)
-    with open(os.path.join(out, name), "wb") as f:
-        f.write(struct.pack("<Q", len(h))); f.write(h)
-        left = off
-        while left:
-            n = min(left, len(pool)); s = rng.randrange(len(pool) - n + 1)
-            f.write(pool[s:s + n]); left -= n
-json.dump({"metadata": {}, "weight_map": weight_map}, open(os.path.join(out, "model.safetensors.index.json"), "w"))
-json.dump({"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": H,
-           "intermediate_size": I, "num_hidden_layers": L, "num_attention_heads": 8,
-           "num_key_value_heads": 8, "vocab_size": V, "tie_word_embeddings": False},
-          open(os.path.join(out, "config.json"), "w"))
-PY
+python3 "$SRC_DIR/tests/make_llama_checkpoint.py" "$big" --hidden 512 --intermediate 1408 \
+    --layers 8 --vocab 1024 --shards 3 --seed 7
 pristine_big="$SCRATCH/big.pristine"
 cp -a "$big" "$pristine_big"
 rm -rf "$SCRATCH/rout"

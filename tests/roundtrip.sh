@@ -46,38 +46,8 @@ done
 # open at once. (A pool of write buffers held per open unit once deadlocked
 # here: hence the timeout.)
 mixed="$SCRATCH/mixed"
-python3 - "$mixed" <<'PY'
-import json, os, random, struct, sys
-out = sys.argv[1]; os.makedirs(out)
-H, I, L, V = 64, 160, 8, 96
-rng = random.Random(3)
-def tensors(l):
-    p = f"model.layers.{l}."
-    return [(p + "input_layernorm.weight", "F32", [H]), (p + "post_attention_layernorm.weight", "F32", [H])] + \
-        [(p + f"self_attn.{x}_proj.weight", "BF16", [H, H]) for x in "qkvo"] + \
-        [(p + "mlp.gate_proj.weight", "BF16", [I, H]), (p + "mlp.up_proj.weight", "BF16", [I, H]),
-         (p + "mlp.down_proj.weight", "BF16", [H, I])]
-shards = [[("model.embed_tokens.weight", "BF16", [V, H])] + [t for l in range(0, 5) for t in tensors(l)],
-          [t for l in range(5, L) for t in tensors(l)] + [("model.norm.weight", "F32", [H]), ("lm_head.weight", "BF16", [V, H])]]
-size = {"F32": 4, "BF16": 2}
-wm = {}
-for k, group in enumerate(shards):
-    name = f"model-{k+1:05d}-of-{len(shards):05d}.safetensors"
-    group.sort(key=lambda t: (-size[t[1]], t[0]))  # as the safetensors library orders data
-    header, off, blobs = {}, 0, []
-    for t, dt, shape in group:
-        n = size[dt]
-        for d in shape: n *= d
-        header[t] = {"dtype": dt, "shape": shape, "data_offsets": [off, off + n]}
-        blobs.append(rng.randbytes(n)); off += n; wm[t] = name
-    h = json.dumps(header).encode(); h += b" " * (-len(h) % 8)
-    with open(os.path.join(out, name), "wb") as f:
-        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
-json.dump({"metadata": {}, "weight_map": wm}, open(os.path.join(out, "model.safetensors.index.json"), "w"))
-json.dump({"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": H,
-           "intermediate_size": I, "num_hidden_layers": L, "num_attention_heads": 4,
-           "vocab_size": V, "tie_word_embeddings": False}, open(os.path.join(out, "config.json"), "w"))
-PY
+python3 "$SRC_DIR/tests/make_llama_checkpoint.py" "$mixed" --layers 8 --shards 2 \
+    --dtype BF16 --norm-dtype F32 --seed 3
 run 0 "mixed dtypes, dtype-sorted shards: split" timeout 60 "$AIRLLM_SPLIT" -q "$mixed" "$SCRATCH/mixed.out"
 run 0 "mixed dtypes: verify --against" "$AIRLLM_VERIFY" --against "$mixed" "$SCRATCH/mixed.out"
 run 0 "mixed dtypes: split --compress zstd" timeout 60 "$AIRLLM_SPLIT" -q --compress zstd "$mixed" "$SCRATCH/mixed.z"
