@@ -76,15 +76,25 @@ python3 "$SRC_DIR/tests/make_llama_checkpoint.py" "$big" --hidden 512 --intermed
     --layers 8 --vocab 1024 --shards 3 --seed 7
 pristine_big="$SCRATCH/big.pristine"
 cp -a "$big" "$pristine_big"
+# Calibrate: how long does an uninterrupted run take here? Kills then land
+# uniformly within that time, and each killed run resumes the previous one.
+cp -a "$pristine_big" "$SCRATCH/cal"
+t0=$(date +%s%N)
+"$AIRLLM_SPLIT" -q --compress zstd "$SCRATCH/cal" "$SCRATCH/cal.out" >/dev/null 2>&1
+dur_ms=$((($(date +%s%N) - t0) / 1000000))
+rm -rf "$SCRATCH/cal" "$SCRATCH/cal.out"
 rm -rf "$SCRATCH/rout"
 kills=0
 for i in $(seq 1 12); do
+    [ -f "$SCRATCH/rout/manifest.json" ] && break
     "$AIRLLM_SPLIT" -q --delete-original --compress zstd "$big" "$SCRATCH/rout" >/dev/null 2>&1 &
     pid=$!
-    sleep "0.$((RANDOM % 4))$((RANDOM % 10))"
+    sleep "$(awk -v d="$dur_ms" -v r=$RANDOM 'BEGIN { printf "%.3f", d * r / 32768 / 1000 }')"
     kill -9 $pid 2>/dev/null && kills=$((kills + 1))
     wait $pid 2>/dev/null
 done
+[ $kills -ge 3 ] && ok "$kills random kills landed mid-run (a full run takes $dur_ms ms)" ||
+    bad "only $kills random kills landed (a full run takes $dur_ms ms)"
 run 0 "resume after $kills random kills" "$AIRLLM_SPLIT" -q --delete-original --compress zstd "$big" "$SCRATCH/rout"
 run 0 "randomly killed output verifies byte-exact" "$AIRLLM_VERIFY" --against "$pristine_big" "$SCRATCH/rout"
 
