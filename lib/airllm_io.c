@@ -164,3 +164,43 @@ int airllm_file_size(const char *path, uint64_t *size, airllm_err *err)
     *size = (uint64_t)st.st_size;
     return 0;
 }
+
+int airllm_mkdir_p(const char *dir, airllm_err *err)
+{
+    char buf[4096];
+    size_t n = strlen(dir);
+    if (n == 0 || n >= sizeof buf)
+        return airllm_errf(err, "bad directory path: '%s'", dir);
+    memcpy(buf, dir, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (buf[i] != '/' && buf[i] != '\0')
+            continue;
+        char saved = buf[i];
+        buf[i] = '\0';
+        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+            return airllm_errf(err, "%s: cannot create: %s", buf, strerror(errno));
+        buf[i] = saved;
+    }
+    struct stat st;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+        return airllm_errf(err, "%s: not a directory", dir);
+    return 0;
+}
+
+void airllm_existing_ancestor(const char *path, char *buf, size_t cap)
+{
+    struct stat st;
+    snprintf(buf, cap, "%s", path);
+    while (stat(buf, &st) != 0) {
+        char *slash = strrchr(buf, '/');
+        if (!slash) {
+            snprintf(buf, cap, ".");
+            return;
+        }
+        if (slash == buf) {
+            buf[1] = '\0';
+            return;
+        }
+        *slash = '\0';
+    }
+}

@@ -25,6 +25,11 @@ int airllm_write_file_atomic(const char *dir, const char *name, const void *data
 int airllm_fsync_path(const char *path, airllm_err *err); /* file or directory */
 /* Size of a file, -1 with err if it cannot be stat'ed. */
 int airllm_file_size(const char *path, uint64_t *size, airllm_err *err);
+/* Creates dir and any missing parents (mode 0755); existing ones are fine. */
+int airllm_mkdir_p(const char *dir, airllm_err *err);
+/* Copies into buf the nearest existing ancestor of path (path itself if it
+ * exists): where a file under path would be stored, for statvfs. */
+void airllm_existing_ancestor(const char *path, char *buf, size_t cap);
 /* Joins dir and name into buf (cap bytes); error if it does not fit. */
 int airllm_path_join(char *buf, size_t cap, const char *dir, const char *name,
                      airllm_err *err);

@@ -57,5 +57,7 @@ run 0 "output of --delete-original verifies" "$AIRLLM_VERIFY" --against "$src" "
 left=$(ls -A "$SCRATCH/hf")
 [ -z "$left" ] && ok "--delete-original removed every converted file" || bad "left in HF_DIR: $left"
 run 0 "verify --quick" "$AIRLLM_VERIFY" --quick "$SCRATCH/del"
+run 0 "an OUT_DIR with missing parents is created" "$AIRLLM_SPLIT" -q "$src" "$SCRATCH/new/a/b"
+run 0 "and verifies" "$AIRLLM_VERIFY" "$SCRATCH/new/a/b"
 run 1 "verify of a missing directory" "$AIRLLM_VERIFY" "$SCRATCH/nope"
 finish

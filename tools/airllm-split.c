@@ -1702,26 +1702,16 @@ static int split_main(split_ctx *sp, int argc, char **argv)
         return fail(o, &err);
 
     if (o->dry_run) {
-        struct stat st;
-        const char *probe = stat(o->out_dir, &st) == 0 ? o->out_dir : ".";
+        char probe[4096];
+        airllm_existing_ancestor(o->out_dir, probe, sizeof probe);
         print_plan(sp, disk_needed(sp), disk_available(probe));
         return AIRLLM_EXIT_OK;
     }
 
     /* Free space first, before anything is created. */
     {
-        struct stat st;
-        char parent[4096];
-        const char *probe = o->out_dir;
-        if (stat(o->out_dir, &st) != 0) {
-            snprintf(parent, sizeof parent, "%s", o->out_dir);
-            char *slash = strrchr(parent, '/');
-            if (slash && slash != parent)
-                *slash = '\0';
-            else
-                snprintf(parent, sizeof parent, "%s", slash ? "/" : ".");
-            probe = parent;
-        }
+        char probe[4096];
+        airllm_existing_ancestor(o->out_dir, probe, sizeof probe);
         uint64_t need = disk_needed(sp), avail = disk_available(probe);
         if (need > avail) {
             char a[32], b[32];
@@ -1731,10 +1721,8 @@ static int split_main(split_ctx *sp, int argc, char **argv)
         }
     }
     /* Prepare OUT_DIR. */
-    if (mkdir(o->out_dir, 0755) != 0 && errno != EEXIST) {
-        airllm_errf(&err, "%s: cannot create: %s", o->out_dir, strerror(errno));
+    if (airllm_mkdir_p(o->out_dir, &err))
         return fail(o, &err);
-    }
     if (!resume && dir_nonempty(o->out_dir)) {
         /* The manifest goes first: an interrupted --force must not leave an
          * old manifest standing over a half-cleared directory. */
