@@ -246,6 +246,7 @@ typedef struct {
     size_t stage_len;
     uint64_t stage_off;  /* file offset of stage[0], a multiple of 4096 */
     uint8_t tail[AIRLLM_CT_ALIGN]; /* unaligned end of the data while parked */
+    bool header_last; /* zstd: header written at the end, digest by re-reading */
     size_t tail_len;
     char tmp[4096], final[4096];
     airllm_sha256 *hash;
@@ -255,8 +256,7 @@ typedef struct {
     uint64_t tensor_fill; /* bytes of the current tensor received */
     /* zstd: the unit's stored bytes, tensor after tensor */
     uint8_t *z;
-    size_t zlen, zcap;
-    uint64_t *zoff;
+    size_t zlen, zcap;     /* the current tensor's frames (zstd) */
 } unit_writer;
 
 typedef struct {
@@ -447,7 +447,8 @@ static int writer_unpark(unit_writer *w, airllm_err *err)
 
 static int writer_emit(unit_writer *w, const void *data, size_t n, airllm_err *err)
 {
-    airllm_sha256_update(w->hash, data, n);
+    if (!w->header_last)
+        airllm_sha256_update(w->hash, data, n);
     const uint8_t *p = data;
     while (n > 0) {
         if (writer_unpark(w, err))
@@ -490,7 +491,6 @@ static void writer_free(unit_writer *w)
     airllm_sha256_free(w->hash);
     airllm_ct_free(&w->hdr);
     free(w->z);
-    free(w->zoff);
     free(w);
 }
 
@@ -507,9 +507,7 @@ static int writer_open(split_ctx *s, size_t unit, unit_writer **out, airllm_err 
     w->hdr.tensors = calloc(un->n_tensors, sizeof *w->hdr.tensors);
     w->hdr.unit_kind = un->kind;
     w->hdr.layer_index = un->layer;
-    if (s->o.zstd)
-        w->zoff = calloc(un->n_tensors + 1, sizeof *w->zoff);
-    if (!w->hash || !w->hdr.tensors || (s->o.zstd && !w->zoff)) {
+    if (!w->hash || !w->hdr.tensors) {
         writer_free(w);
         return airllm_errf(err, "out of memory");
     }
@@ -536,7 +534,10 @@ static int writer_open(split_ctx *s, size_t unit, unit_writer **out, airllm_err 
         return -1;
     }
     w->io = &s->io;
-    w->fd = open(w->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_DIRECT, 0644);
+    /* zstd units are read back for their digest (see writer_finish), so they
+     * go through the page cache; raw units bypass it. */
+    int direct = s->o.zstd ? 0 : O_DIRECT;
+    w->fd = open(w->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | direct, 0644);
     if (w->fd < 0 && errno == EINVAL) /* tmpfs and others: no O_DIRECT */
         w->fd = open(w->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (w->fd < 0) {
@@ -544,7 +545,17 @@ static int writer_open(split_ctx *s, size_t unit, unit_writer **out, airllm_err 
         writer_free(w);
         return airllm_errf(err, "%s: cannot create: %s", w->tmp, strerror(e));
     }
-    if (!s->o.zstd) {
+    if (s->o.zstd) {
+        /* zstd: compressed lengths are known only tensor by tensor, so the
+         * header is written last. Its size depends only on the names, so
+         * the data can start at its final place right away. */
+        if (airllm_ct_layout(&w->hdr, err)) {
+            writer_free(w);
+            return -1;
+        }
+        w->header_last = true;
+        w->pos = w->stage_off = w->hdr.data_start;
+    } else {
         /* Raw: every length is known, so the header goes first and the
          * tensors follow as they are read. */
         uint8_t *hdr;
@@ -645,7 +656,7 @@ static int writer_feed(split_ctx *s, unit_writer *w, const uint8_t *data, size_t
     airllm_ct_tensor *ct = &w->hdr.tensors[w->next];
     if (s->o.zstd) {
         if (w->tensor_fill == 0)
-            w->zoff[w->next] = w->zlen;
+            w->zlen = 0;
         if (n && writer_compress(s, w, ct, data, n, err))
             return -1;
     } else {
@@ -659,85 +670,102 @@ static int writer_feed(split_ctx *s, unit_writer *w, const uint8_t *data, size_t
     return 0;
 }
 
-/* Ends the current tensor; returns 1 when the unit has all its tensors. */
-static int writer_tensor_done(split_ctx *s, unit_writer *w)
+/* zstd: writes the finished tensor at the next aligned offset, as frames,
+ * or raw when zstd did not shrink it (smaller output, nothing to decode at
+ * run time). Only this one tensor's frames are ever held in memory. */
+static int writer_put_zstd_tensor(unit_writer *w, airllm_ct_tensor *ct, airllm_err *err)
 {
-    if (s->o.zstd)
-        w->zoff[w->next + 1] = w->zlen;
+    ct->offset = airllm_align_up(w->pos, AIRLLM_CT_ALIGN);
+    if (writer_pad_to(w, ct->offset, err))
+        return -1;
+    if (w->zlen < ct->raw_len) {
+        ct->encoding = AIRLLM_ENC_ZSTD;
+        ct->stored_len = w->zlen;
+        ct->enc_param[0] = group_width(ct->dtype);
+        ct->enc_param[1] = READ_CHUNK;
+        return writer_emit(w, w->z, w->zlen, err);
+    }
+    /* Decode our own frames back, one chunk at a time: the raw bytes are no
+     * longer in memory, and re-reading the source would break the read-once
+     * rule. Small tensors (norms, biases) and incompressible ones land here. */
+    ct->encoding = AIRLLM_ENC_RAW;
+    ct->stored_len = ct->raw_len;
+    uint8_t *chunk = malloc(READ_CHUNK), *scratch = malloc(READ_CHUNK);
+    const uint8_t *z = w->z;
+    size_t zleft = w->zlen;
+    int rc = chunk && scratch ? 0 : airllm_errf(err, "out of memory");
+    while (!rc && zleft > 0) {
+        size_t used, produced;
+        rc = airllm_zstd_frame_decode(chunk, READ_CHUNK, &produced, z, zleft, &used,
+                                      group_width(ct->dtype), scratch, err);
+        if (!rc)
+            rc = writer_emit(w, chunk, produced, err);
+        z += used;
+        zleft -= used;
+    }
+    free(chunk);
+    free(scratch);
+    return rc;
+}
+
+/* Ends the current tensor; *complete tells whether the unit has them all. */
+static int writer_tensor_done(split_ctx *s, unit_writer *w, bool *complete, airllm_err *err)
+{
+    if (s->o.zstd && writer_put_zstd_tensor(w, &w->hdr.tensors[w->next], err))
+        return -1;
     w->tensor_fill = 0;
     w->next++;
-    return w->next == w->hdr.n_tensors;
+    *complete = w->next == w->hdr.n_tensors;
+    return 0;
+}
+
+/* zstd: with the data on disk, the lengths are known: lay the header out
+ * (the rule gives the offsets already used), write it at offset 0. */
+static int writer_put_header_last(unit_writer *w, airllm_err *err)
+{
+    uint64_t *used = malloc((w->hdr.n_tensors + 1) * sizeof *used);
+    if (!used)
+        return airllm_errf(err, "out of memory");
+    for (uint32_t i = 0; i < w->hdr.n_tensors; i++)
+        used[i] = w->hdr.tensors[i].offset;
+    int rc = airllm_ct_layout(&w->hdr, err);
+    for (uint32_t i = 0; !rc && i < w->hdr.n_tensors; i++)
+        if (used[i] != w->hdr.tensors[i].offset)
+            rc = airllm_errf(err, "internal error: %s: layout moved a tensor", w->tmp);
+    free(used);
+    if (!rc && w->pos != w->hdr.file_size)
+        rc = airllm_errf(err, "internal error: %s: size differs from the layout", w->tmp);
+    uint8_t *hdr = NULL, *aligned = NULL;
+    size_t hdr_len = 0;
+    if (!rc)
+        rc = airllm_ct_encode(&w->hdr, &hdr, &hdr_len, err);
+    /* O_DIRECT needs an aligned buffer; hdr_len is data_start, a multiple
+     * of 4096. */
+    if (!rc && posix_memalign((void **)&aligned, AIRLLM_CT_ALIGN, hdr_len) != 0)
+        rc = airllm_errf(err, "out of memory");
+    if (!rc) {
+        memcpy(aligned, hdr, hdr_len);
+        rc = io_write_one(&(io_req){w->fd, w->tmp, aligned, hdr_len, 0}, err);
+    }
+    free(hdr);
+    free(aligned);
+    return rc;
 }
 
 /* Writes what is buffered, pads, fsyncs and renames the unit into place, and
  * journals it. */
 static int writer_finish(split_ctx *s, unit_writer *w, airllm_err *err)
 {
-    if (s->o.zstd) {
-        /* A tensor that zstd does not shrink is stored raw: smaller output,
-         * and nothing to decode at run time. The zstd frames are kept only
-         * when they save bytes. */
-        uint8_t *raw_copy_needed = calloc(w->hdr.n_tensors ? w->hdr.n_tensors : 1, 1);
-        if (!raw_copy_needed)
-            return airllm_errf(err, "out of memory");
-        for (uint32_t i = 0; i < w->hdr.n_tensors; i++) {
-            airllm_ct_tensor *ct = &w->hdr.tensors[i];
-            uint64_t zl = w->zoff[i + 1] - w->zoff[i];
-            if (zl < ct->raw_len) {
-                ct->encoding = AIRLLM_ENC_ZSTD;
-                ct->stored_len = zl;
-                ct->enc_param[0] = group_width(ct->dtype);
-                ct->enc_param[1] = READ_CHUNK;
-            } else {
-                raw_copy_needed[i] = 1;
-            }
-        }
-        uint8_t *hdr;
-        size_t hdr_len;
-        int rc = airllm_ct_layout(&w->hdr, err) ||
-                 airllm_ct_encode(&w->hdr, &hdr, &hdr_len, err);
-        if (!rc) {
-            rc = writer_emit(w, hdr, hdr_len, err);
-            free(hdr);
-        }
-        for (uint32_t i = 0; !rc && i < w->hdr.n_tensors; i++) {
-            airllm_ct_tensor *ct = &w->hdr.tensors[i];
-            rc = writer_pad_to(w, ct->offset, err);
-            if (!rc && !raw_copy_needed[i])
-                rc = writer_emit(w, w->z + w->zoff[i], ct->stored_len, err);
-            else if (!rc) {
-                /* Decode our own frames back, one chunk at a time: the raw
-                 * bytes are no longer in memory, and re-reading the source
-                 * would break the read-once rule. Small tensors (norms,
-                 * biases) and incompressible ones land here. */
-                uint8_t *chunk = malloc(READ_CHUNK), *scratch = malloc(READ_CHUNK);
-                const uint8_t *z = w->z + w->zoff[i];
-                size_t zleft = (size_t)(w->zoff[i + 1] - w->zoff[i]);
-                if (!chunk || !scratch)
-                    rc = airllm_errf(err, "out of memory");
-                while (!rc && zleft > 0) {
-                    size_t used, produced;
-                    rc = airllm_zstd_frame_decode(chunk, READ_CHUNK, &produced, z, zleft, &used,
-                                                  group_width(ct->dtype), scratch, err);
-                    if (!rc)
-                        rc = writer_emit(w, chunk, produced, err);
-                    z += used;
-                    zleft -= used;
-                }
-                free(chunk);
-                free(scratch);
-            }
-        }
-        free(raw_copy_needed);
-        if (rc)
-            return -1;
-    }
-    if (writer_pad_to(w, w->hdr.file_size, err))
+    if (s->o.zstd && writer_pad_to(w, airllm_align_up(w->pos, AIRLLM_CT_ALIGN), err))
+        return -1;
+    if (!s->o.zstd && writer_pad_to(w, w->hdr.file_size, err))
         return -1;
     if (writer_unpark(w, err)) /* a tail may wait even when nothing was added */
         return -1;
     writer_flush(w);
     if (io_drain(w->io, err))
+        return -1;
+    if (w->header_last && writer_put_header_last(w, err))
         return -1;
     if (fsync(w->fd) != 0)
         return airllm_errf(err, "%s: fsync failed: %s", w->tmp, strerror(errno));
@@ -746,6 +774,19 @@ static int writer_finish(split_ctx *s, unit_writer *w, airllm_err *err)
         return airllm_errf(err, "%s: close failed: %s", w->tmp, strerror(errno));
     }
     w->fd = -1;
+    char sha[AIRLLM_SHA256_HEX];
+    if (w->header_last) {
+        /* The digest comes from reading the file back: it was not written
+         * in order. The read also proves the bytes reached the disk. */
+        uint64_t size;
+        if (airllm_sha256_file(w->tmp, sha, &size, err))
+            return -1;
+        if (size != w->pos)
+            return airllm_errf(err, "%s: reads back %llu bytes, %llu written", w->tmp,
+                               (unsigned long long)size, (unsigned long long)w->pos);
+    } else {
+        airllm_sha256_final_hex(w->hash, sha);
+    }
     if (rename(w->tmp, w->final) != 0)
         return airllm_errf(err, "%s: cannot rename into place: %s", w->tmp, strerror(errno));
     if (airllm_fsync_path(s->o.out_dir, err))
@@ -754,7 +795,7 @@ static int writer_finish(split_ctx *s, unit_writer *w, airllm_err *err)
     done_rec *r = &s->unit_done[w->unit];
     r->done = true;
     r->size = w->pos;
-    airllm_sha256_final_hex(w->hash, r->sha);
+    memcpy(r->sha, sha, AIRLLM_SHA256_HEX);
     const airllm_ckpt_unit *un = &s->ck.units[w->unit];
     for (uint32_t i = 0; i < w->hdr.n_tensors; i++) {
         s->stored_len[un->tensors[i]] = w->hdr.tensors[i].stored_len;
@@ -970,14 +1011,18 @@ static int consume(pipeline *p, const pipe_msg *m, airllm_err *err)
                            s->ck.tensors[m->tensor].name);
     if (m->n && writer_feed(s, w, m->buf, m->n, err))
         return -1;
-    writer_park(w);
-    if (m->last && writer_tensor_done(s, w)) {
-        int rc = writer_finish(s, w, err);
-        writer_free(w);
-        s->writers[u] = NULL;
-        if (rc || try_delete_sources(s, err))
-            return -1;
+    bool complete = false;
+    if (m->last && writer_tensor_done(s, w, &complete, err))
+        return -1;
+    if (!complete) {
+        writer_park(w);
+        return 0;
     }
+    int rc = writer_finish(s, w, err);
+    writer_free(w);
+    s->writers[u] = NULL;
+    if (rc || try_delete_sources(s, err))
+        return -1;
     return 0;
 }
 
