@@ -4,6 +4,7 @@
 #include "airllm_container.h"
 
 #include "airllm_bytes.h"
+#include "airllm_io.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -563,26 +564,6 @@ fail:
     return -1;
 }
 
-/* Full pread: loops over short reads and EINTR; a short file is reported. */
-static int pread_all(int fd, uint8_t *buf, size_t n, uint64_t off, airllm_err *err)
-{
-    size_t done = 0;
-    while (done < n) {
-        ssize_t r = pread(fd, buf + done, n - done, (off_t)(off + done));
-        if (r < 0) {
-            if (errno == EINTR)
-                continue;
-            return airllm_errf(err, "read failed at offset %llu: %s",
-                               (unsigned long long)(off + done), strerror(errno));
-        }
-        if (r == 0)
-            return airllm_errf(err, "truncated: end of file at offset %llu",
-                               (unsigned long long)(off + done));
-        done += (size_t)r;
-    }
-    return 0;
-}
-
 /* Largest header region read_file will load; real headers are a few KiB,
  * and the limit bounds what a hostile file can make us allocate. */
 #define CT_MAX_HEADER_READ (256ull << 20)
@@ -608,7 +589,7 @@ int airllm_ct_read_file(const char *path, airllm_ct_header *out, airllm_err *err
     uint64_t fsize = (uint64_t)st.st_size;
     uint8_t fixed[AIRLLM_CT_FIXED_SIZE];
     size_t n = fsize < AIRLLM_CT_FIXED_SIZE ? (size_t)fsize : AIRLLM_CT_FIXED_SIZE;
-    if (pread_all(fd, fixed, n, 0, err) != 0)
+    if (airllm_pread_full(fd, fixed, n, 0, NULL, err) != 0)
         goto fail;
     if (n < AIRLLM_CT_FIXED_SIZE) {
         /* Let the parser produce the uniform "truncated" message. */
@@ -640,8 +621,8 @@ int airllm_ct_read_file(const char *path, airllm_ct_header *out, airllm_err *err
     }
     memcpy(buf, fixed, AIRLLM_CT_FIXED_SIZE);
     if (want > AIRLLM_CT_FIXED_SIZE &&
-        pread_all(fd, buf + AIRLLM_CT_FIXED_SIZE, (size_t)want - AIRLLM_CT_FIXED_SIZE,
-                  AIRLLM_CT_FIXED_SIZE, err) != 0)
+        airllm_pread_full(fd, buf + AIRLLM_CT_FIXED_SIZE, (size_t)want - AIRLLM_CT_FIXED_SIZE,
+                          AIRLLM_CT_FIXED_SIZE, NULL, err) != 0)
         goto fail;
     if (airllm_ct_parse(buf, (size_t)want, fsize, out, err) != 0)
         goto fail;

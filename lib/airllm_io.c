@@ -21,18 +21,21 @@ void airllm_step(const char *what)
 int airllm_pread_full(int fd, void *buf, size_t n, uint64_t off, const char *path,
                       airllm_err *err)
 {
+    const char *sep = path ? ": " : "";
+    if (!path)
+        path = "";
     uint8_t *p = buf;
     while (n > 0) {
         ssize_t r = pread(fd, p, n, (off_t)off);
         if (r < 0) {
             if (errno == EINTR)
                 continue;
-            return airllm_errf(err, "%s: read error at offset %llu: %s", path,
+            return airllm_errf(err, "%s%sread error at offset %llu: %s", path, sep,
                                (unsigned long long)off, strerror(errno));
         }
         if (r == 0)
-            return airllm_errf(err, "%s: truncated: expected %zu more bytes at offset %llu",
-                               path, n, (unsigned long long)off);
+            return airllm_errf(err, "%s%struncated: expected %zu more bytes at offset %llu",
+                               path, sep, n, (unsigned long long)off);
         p += r;
         n -= (size_t)r;
         off += (uint64_t)r;

@@ -9,7 +9,9 @@
 
 #include "airllm_err.h"
 
-/* pread until n bytes are read; a short file is an error ("truncated"). */
+/* pread until n bytes are read; a short file is an error ("truncated").
+ * Messages start with path, or with nothing when path is NULL (for callers
+ * that prefix the name themselves). */
 int airllm_pread_full(int fd, void *buf, size_t n, uint64_t off, const char *path,
                       airllm_err *err);
 /* write until all n bytes are written (EINTR and short writes retried). */

@@ -13,6 +13,7 @@
 #include "airllm_safetensors.h"
 
 #include "airllm_bytes.h"
+#include "airllm_io.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -636,25 +637,6 @@ done:
     return rc;
 }
 
-/* pread until n bytes are read or the file ends; returns bytes read, -1 on
- * error (errno set). A short count means the file shrank since fstat. */
-static ssize_t pread_all(int fd, uint8_t *buf, size_t n, uint64_t off)
-{
-    size_t got = 0;
-    while (got < n) {
-        ssize_t r = pread(fd, buf + got, n - got, (off_t)(off + got));
-        if (r < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        if (r == 0)
-            break;
-        got += (size_t)r;
-    }
-    return (ssize_t)got;
-}
-
 int airllm_st_read_file(const char *path, airllm_st_file *out, airllm_err *err)
 {
     memset(out, 0, sizeof *out);
@@ -674,15 +656,10 @@ int airllm_st_read_file(const char *path, airllm_st_file *out, airllm_err *err)
     }
     uint64_t size = (uint64_t)st.st_size;
     uint8_t lenbuf[8];
-    size_t want = size < 8 ? (size_t)size : 8;
-    ssize_t got = pread_all(fd, lenbuf, want, 0);
-    if (got < 0) {
-        airllm_errf(err, "%s: read error: %s", path, strerror(errno));
+    size_t got = size < 8 ? (size_t)size : 8;
+    if (airllm_pread_full(fd, lenbuf, got, 0, path, err))
         goto done;
-    }
-    uint64_t n = 0;
-    for (int i = 7; i >= 0 && got == 8; i--)
-        n = (n << 8) | lenbuf[i];
+    uint64_t n = got == 8 ? airllm_get_le64(lenbuf) : 0;
     /* Read the header only if its length is plausible; otherwise let the
      * parser report the bad length from the 8 bytes alone. */
     if (got == 8 && n <= size - 8 && n <= AIRLLM_ST_MAX_HEADER) {
@@ -692,14 +669,11 @@ int airllm_st_read_file(const char *path, airllm_st_file *out, airllm_err *err)
             goto done;
         }
         memcpy(buf, lenbuf, 8);
-        ssize_t h = pread_all(fd, buf + 8, (size_t)n, 8);
-        if (h < 0) {
-            airllm_errf(err, "%s: read error: %s", path, strerror(errno));
+        if (airllm_pread_full(fd, buf + 8, (size_t)n, 8, path, err))
             goto done;
-        }
-        rc = airllm_st_parse(buf, 8 + (size_t)h, size, out, err);
+        rc = airllm_st_parse(buf, 8 + (size_t)n, size, out, err);
     } else {
-        rc = airllm_st_parse(lenbuf, (size_t)got, size, out, err);
+        rc = airllm_st_parse(lenbuf, got, size, out, err);
     }
     if (rc < 0)
         airllm_err_prefix(err, "%s", path);
