@@ -276,6 +276,8 @@ typedef struct {
     uint8_t **zdst, **zscratch; /* per job */
     uint64_t bytes_read, bytes_written, units_kept;
     cli_progress prog;
+    size_t **src_units;        /* per source: the units holding its tensors */
+    size_t *n_src_units;
     airllm_mf_file aux[N_AUX]; /* copied config/tokenizer files */
     size_t n_aux;
 } split_ctx;
@@ -812,17 +814,38 @@ static int writer_finish(split_ctx *s, unit_writer *w, airllm_err *err)
 
 /* Checks a journaled unit file against its digest and the plan, and picks
  * up each tensor's stored length and encoding for the manifest. */
+/* Hashes unit u's file and compares it with its journal entry; path gets
+ * the file's path. With from_disk, the page cache is dropped first, so the
+ * bytes come from the device, not from memory that may never have reached
+ * it. */
+static int unit_matches_journal(split_ctx *s, size_t u, bool from_disk, const char *mismatch,
+                                char path[4096], airllm_err *err)
+{
+    char sha[AIRLLM_SHA256_HEX];
+    uint64_t size;
+    if (airllm_path_join(path, 4096, s->o.out_dir, s->ck.units[u].file, err))
+        return -1;
+    if (from_disk) {
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd >= 0) {
+            posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+            close(fd);
+        }
+    }
+    if (airllm_sha256_file(path, sha, &size, err))
+        return -1;
+    if (size != s->unit_done[u].size || strcmp(sha, s->unit_done[u].sha) != 0)
+        return airllm_errf(err, "%s: %s", path, mismatch);
+    return 0;
+}
+
 static int unit_check_kept(split_ctx *s, size_t u, airllm_err *err)
 {
     const airllm_ckpt_unit *un = &s->ck.units[u];
-    char path[4096], sha[AIRLLM_SHA256_HEX];
-    uint64_t size;
+    char path[4096];
     airllm_ct_header h;
-    if (airllm_path_join(path, sizeof path, s->o.out_dir, un->file, err) ||
-        airllm_sha256_file(path, sha, &size, err))
+    if (unit_matches_journal(s, u, false, "does not match its journal entry", path, err))
         return -1;
-    if (size != s->unit_done[u].size || strcmp(sha, s->unit_done[u].sha) != 0)
-        return airllm_errf(err, "%s: does not match its journal entry", path);
     if (airllm_ct_read_file(path, &h, err))
         return -1;
     int rc = 0;
@@ -843,27 +866,63 @@ static int unit_check_kept(split_ctx *s, size_t u, airllm_err *err)
 /* ------------------------------------------------------------------ */
 /* --delete-original                                                  */
 
-/* Re-reads a finished unit from disk and matches it against its digest.
- * The page cache is dropped first, so the bytes come from the device, not
- * from memory that may never have reached it. */
+static bool source_units_done(const split_ctx *s, size_t i)
+{
+    for (size_t k = 0; k < s->n_src_units[i]; k++)
+        if (!s->unit_done[s->src_units[i][k]].done)
+            return false;
+    return true;
+}
+
+static bool source_needed(const split_ctx *s, size_t i)
+{
+    return !s->src_done[i].done || !source_units_done(s, i);
+}
+
+/* Lists, for each source, the units holding its tensors: the completion and
+ * deletion checks run after every unit, so they must not rescan every
+ * tensor of the model (tens of thousands in large MoE checkpoints). */
+static int build_source_units(split_ctx *s, airllm_err *err)
+{
+    const airllm_ckpt *c = &s->ck;
+    size_t *last = malloc((c->n_units ? c->n_units : 1) * sizeof *last);
+    s->src_units = calloc(c->n_sources, sizeof *s->src_units);
+    s->n_src_units = calloc(c->n_sources, sizeof *s->n_src_units);
+    if (!last || !s->src_units || !s->n_src_units) {
+        free(last);
+        return airllm_errf(err, "out of memory");
+    }
+    for (size_t u = 0; u < c->n_units; u++)
+        last[u] = SIZE_MAX;
+    for (size_t i = 0; i < c->n_sources; i++) {
+        s->src_units[i] = malloc((c->n_units ? c->n_units : 1) * sizeof **s->src_units);
+        if (!s->src_units[i]) {
+            free(last);
+            return airllm_errf(err, "out of memory");
+        }
+    }
+    for (size_t t = 0; t < c->n_tensors; t++) {
+        size_t i = c->tensors[t].source, u = c->tensors[t].unit;
+        if (last[u] != i) {
+            last[u] = i;
+            s->src_units[i][s->n_src_units[i]++] = u;
+        }
+    }
+    free(last);
+    return 0;
+}
+
+/* Re-reads a finished unit from disk, once per run, and matches it against
+ * its digest. */
 static int unit_reverify(split_ctx *s, size_t u, airllm_err *err)
 {
+    char path[4096];
     if (s->unit_reverified[u])
         return 0;
-    char path[4096], sha[AIRLLM_SHA256_HEX];
-    uint64_t size;
-    if (airllm_path_join(path, sizeof path, s->o.out_dir, s->ck.units[u].file, err))
+    if (unit_matches_journal(s, u, true,
+                             "re-read does not match the digest written; the source is kept",
+                             path, err))
         return -1;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd >= 0) {
-        posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
-        close(fd);
-    }
-    if (airllm_sha256_file(path, sha, &size, err))
-        return -1;
-    if (size != s->unit_done[u].size || strcmp(sha, s->unit_done[u].sha) != 0)
-        return airllm_errf(err, "%s: re-read does not match the digest written; "
-                                "the source is kept", path);
     s->unit_reverified[u] = true;
     return 0;
 }
@@ -876,14 +935,10 @@ static int try_delete_sources(split_ctx *s, airllm_err *err)
     for (size_t i = 0; i < c->n_sources; i++) {
         if (s->src_deleted[i] || !s->src_done[i].done)
             continue;
-        bool ready = true;
-        for (size_t t = 0; t < c->n_tensors && ready; t++)
-            if (c->tensors[t].source == i && !s->unit_done[c->tensors[t].unit].done)
-                ready = false;
-        if (!ready)
+        if (!source_units_done(s, i))
             continue;
-        for (size_t t = 0; t < c->n_tensors; t++)
-            if (c->tensors[t].source == i && unit_reverify(s, c->tensors[t].unit, err))
+        for (size_t k = 0; k < s->n_src_units[i]; k++)
+            if (unit_reverify(s, s->src_units[i][k], err))
                 return -1;
         char path[4096], line[1200];
         if (airllm_path_join(path, sizeof path, c->dir, c->sources[i].file, err))
@@ -905,15 +960,6 @@ static int try_delete_sources(split_ctx *s, airllm_err *err)
 /* ------------------------------------------------------------------ */
 /* streaming                                                          */
 
-static bool source_needed(const split_ctx *s, size_t i)
-{
-    if (!s->src_done[i].done)
-        return true;
-    for (size_t t = 0; t < s->ck.n_tensors; t++)
-        if (s->ck.tensors[t].source == i && !s->unit_done[s->ck.tensors[t].unit].done)
-            return true;
-    return false;
-}
 
 /* Streaming one source is a two-stage pipeline, so that the two SHA-256
  * passes (source and output) run on two cores and the reads overlap the
@@ -1221,8 +1267,9 @@ static char *options_json(const split_opts *o)
     return text;
 }
 
-static int write_manifest(split_ctx *s, airllm_mf_file *aux, size_t n_aux, uint64_t *total_out,
-                          airllm_err *err)
+/* index, when non-NULL, is listed after the shards among the sources. */
+static int write_manifest(split_ctx *s, airllm_mf_file *aux, size_t n_aux,
+                          const airllm_mf_file *index, uint64_t *total_out, airllm_err *err)
 {
     const airllm_ckpt *c = &s->ck;
     airllm_manifest m = {0};
@@ -1243,8 +1290,8 @@ static int write_manifest(split_ctx *s, airllm_mf_file *aux, size_t n_aux, uint6
     m.units = calloc(c->n_units, sizeof *m.units);
     m.n_tensors = c->n_tensors;
     m.tensors = calloc(c->n_tensors ? c->n_tensors : 1, sizeof *m.tensors);
-    m.n_sources = c->n_sources;
-    m.sources = calloc(c->n_sources, sizeof *m.sources);
+    m.n_sources = c->n_sources + (index != NULL);
+    m.sources = calloc(m.n_sources, sizeof *m.sources);
     m.files = aux;
     m.n_files = n_aux;
     int rc = 0;
@@ -1289,6 +1336,8 @@ static int write_manifest(split_ctx *s, airllm_mf_file *aux, size_t n_aux, uint6
         m.sources[i].size = s->src_done[i].size;
         memcpy(m.sources[i].sha256, s->src_done[i].sha, AIRLLM_SHA256_HEX);
     }
+    if (index)
+        m.sources[c->n_sources] = *index;
     char *json;
     if ((rc = airllm_manifest_to_json(&m, &json, err)))
         goto out;
@@ -1743,7 +1792,7 @@ static int split_main(split_ctx *sp, int argc, char **argv)
                 return fail(o, &err);
             }
         }
-    if (resume && journal_load(sp, &err))
+    if (build_source_units(sp, &err) || (resume && journal_load(sp, &err)))
         return fail(o, &err);
 
     if (o->dry_run) {
@@ -1862,44 +1911,24 @@ static int split_main(split_ctx *sp, int argc, char **argv)
     }
     /* The index is a source too: record its digest, so that it can be
      * deleted safely last. */
+    airllm_mf_file idx = {AIRLLM_INDEX_NAME, 0, {0}};
     if (c->sharded) {
         char p[4096];
-        snprintf(p, sizeof p, "%s/%s", c->dir, AIRLLM_INDEX_NAME);
-        airllm_ckpt_source *grown = realloc(sp->ck.sources, (c->n_sources + 1) * sizeof *grown);
-        done_rec *grown_done = realloc(sp->src_done, (c->n_sources + 1) * sizeof *grown_done);
-        if (grown)
-            sp->ck.sources = grown;
-        if (grown_done)
-            sp->src_done = grown_done;
-        if (!grown || !grown_done) {
-            airllm_errf(&err, "out of memory");
+        if (airllm_path_join(p, sizeof p, c->dir, AIRLLM_INDEX_NAME, &err) ||
+            airllm_sha256_file(p, idx.sha256, &idx.size, &err))
             return fail(o, &err);
-        }
-        memset(&sp->ck.sources[c->n_sources], 0, sizeof sp->ck.sources[0]);
-        sp->ck.sources[c->n_sources].file = strdup(AIRLLM_INDEX_NAME);
-        if (airllm_sha256_file(p, sp->src_done[c->n_sources].sha, &sp->src_done[c->n_sources].size,
-                               &err))
-            return fail(o, &err);
-        sp->ck.n_sources++;
     }
     uint64_t total_out = 0;
-    if (write_manifest(sp, aux, n_aux, &total_out, &err))
+    if (write_manifest(sp, aux, n_aux, c->sharded ? &idx : NULL, &total_out, &err))
         return fail(o, &err);
-    if (o->delete_original) {
-        airllm_mf_file idx = {AIRLLM_INDEX_NAME, 0, {0}};
-        if (c->sharded) {
-            idx.size = sp->src_done[c->n_sources - 1].size;
-            memcpy(idx.sha256, sp->src_done[c->n_sources - 1].sha, AIRLLM_SHA256_HEX);
-        }
-        if ((c->sharded && delete_leftovers(c->dir, &idx, 1, &err)) ||
-            delete_leftovers(c->dir, aux, n_aux, &err))
-            return fail(o, &err);
-    }
+    if (o->delete_original && ((c->sharded && delete_leftovers(c->dir, &idx, 1, &err)) ||
+                               delete_leftovers(c->dir, aux, n_aux, &err)))
+        return fail(o, &err);
     if (remove_state_dir(sp, &err))
         return fail(o, &err);
 
     double secs = cli_now() - t0;
-    uint64_t src_total = 0;
+    uint64_t src_total = idx.size;
     for (size_t i = 0; i < c->n_sources; i++)
         src_total += sp->src_done[i].size;
     double ratio = src_total ? (double)total_out / (double)src_total : 0;
@@ -1934,6 +1963,10 @@ static int split_main(split_ctx *sp, int argc, char **argv)
 
 static void split_ctx_free(split_ctx *s)
 {
+    for (size_t i = 0; s->src_units && i < s->ck.n_sources; i++)
+        free(s->src_units[i]);
+    free(s->src_units);
+    free(s->n_src_units);
     for (size_t i = 0; i < s->n_aux; i++)
         free(s->aux[i].file);
     if (s->writers)
