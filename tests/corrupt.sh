@@ -95,6 +95,14 @@ PY
 run 0 "re-signed forgery passes the digest checks" "$AIRLLM_VERIFY" "$C"
 expect_caught "re-signed forgery caught by --against" "bytes differ from the source" --against "$src"
 
+# --against a source with a tensor the output lacks (an untied LM head)
+python3 "$SRC_DIR/scripts/make_synthetic.py" --family llama-tied --out "$SCRATCH/tied" >/dev/null
+python3 "$SRC_DIR/scripts/make_synthetic.py" --family llama --out "$SCRATCH/untied" >/dev/null
+"$AIRLLM_SPLIT" -q "$SCRATCH/tied" "$SCRATCH/tied.out"
+C="$SCRATCH/tied.out"
+expect_caught "source tensor absent from the output" \
+    'tensor "lm_head.weight": source tensor is missing from the output' --against "$SCRATCH/untied"
+
 # zstd: a flipped bit inside a compressed tensor
 fresh "$zbase"
 off=$(python3 - "$C/manifest.json" <<'PY'

@@ -41,10 +41,30 @@ typedef struct {
     char *file, *tensor, *msg;
 } problem;
 
+/* A name and its index, sorted by name: models with tens of thousands of
+ * tensors must not be matched by nested linear scans. */
+typedef struct {
+    const char *name;
+    size_t index;
+} name_ref;
+
+static int cmp_name_ref(const void *a, const void *b)
+{
+    return strcmp(((const name_ref *)a)->name, ((const name_ref *)b)->name);
+}
+
+static long find_name(const name_ref *refs, size_t n, const char *name)
+{
+    name_ref key = {name, 0};
+    const name_ref *hit = bsearch(&key, refs, n, sizeof *refs, cmp_name_ref);
+    return hit ? (long)hit->index : -1;
+}
+
 typedef struct {
     verify_opts o;
     airllm_manifest m;
     airllm_ckpt src; /* --against */
+    name_ref *src_by_name; /* src's tensors sorted by name, for lookups */
     pthread_mutex_t lock;
     problem *problems;
     size_t n_problems, n_dropped;
@@ -160,16 +180,13 @@ static int compare_tensor_bufs(verify_ctx *v, const airllm_mf_unit *mu, int ufd,
                                uint8_t *b, uint8_t *zin, uint8_t *scratch)
 {
     const airllm_ckpt *c = &v->src;
-    long src_i = -1;
-    size_t t;
-    for (t = 0; t < c->n_tensors; t++)
-        if (strcmp(c->tensors[t].name, ct->name) == 0)
-            break;
-    if (t == c->n_tensors) {
+    long found = find_name(v->src_by_name, c->n_tensors, ct->name);
+    if (found < 0) {
         report(v, mu->file, ct->name, "not in the source checkpoint");
         return 0;
     }
-    src_i = c->tensors[t].source;
+    size_t t = (size_t)found;
+    size_t src_i = c->tensors[t].source;
     const airllm_st_tensor *st = airllm_ckpt_st(c, t);
     if (st->dtype != ct->dtype || st->ndim != ct->ndim ||
         memcmp(st->shape, ct->shape, ct->ndim * sizeof ct->shape[0]) != 0) {
@@ -421,17 +438,40 @@ static void check_extra(verify_ctx *v)
     closedir(d);
 }
 
-/* --against: every source tensor must be in the output. */
-static void check_source_coverage(verify_ctx *v)
+static name_ref *sorted_names(size_t n, const char *(*name_of)(const void *, size_t),
+                              const void *ctx)
 {
-    for (size_t t = 0; t < v->src.n_tensors; t++) {
-        bool found = false;
-        for (size_t k = 0; k < v->m.n_tensors && !found; k++)
-            found = strcmp(v->m.tensors[k].name, v->src.tensors[t].name) == 0;
-        if (!found)
+    name_ref *refs = malloc((n ? n : 1) * sizeof *refs);
+    if (!refs)
+        return NULL;
+    for (size_t i = 0; i < n; i++)
+        refs[i] = (name_ref){name_of(ctx, i), i};
+    qsort(refs, n, sizeof *refs, cmp_name_ref);
+    return refs;
+}
+
+static const char *src_tensor_name(const void *ctx, size_t i)
+{
+    return ((const airllm_ckpt *)ctx)->tensors[i].name;
+}
+
+static const char *manifest_tensor_name(const void *ctx, size_t i)
+{
+    return ((const airllm_manifest *)ctx)->tensors[i].name;
+}
+
+/* --against: every source tensor must be in the output. */
+static int check_source_coverage(verify_ctx *v)
+{
+    name_ref *out = sorted_names(v->m.n_tensors, manifest_tensor_name, &v->m);
+    if (!out)
+        return -1;
+    for (size_t t = 0; t < v->src.n_tensors; t++)
+        if (find_name(out, v->m.n_tensors, v->src.tensors[t].name) < 0)
             report(v, v->src.sources[v->src.tensors[t].source].file, v->src.tensors[t].name,
                    "source tensor is missing from the output");
-    }
+    free(out);
+    return 0;
 }
 
 static void usage(FILE *f)
@@ -555,6 +595,7 @@ int main(int argc, char **argv)
         free(v.problems[i].msg);
     }
     free(v.problems);
+    free(v.src_by_name);
     airllm_manifest_free(&v.m);
     airllm_ckpt_free(&v.src);
     return rc;
@@ -603,8 +644,13 @@ static int verify_main(verify_ctx *vp, int argc, char **argv)
 
     check_config(vp);
     check_extra(vp);
-    if (vp->o.against)
-        check_source_coverage(vp);
+    if (vp->o.against) {
+        vp->src_by_name = sorted_names(vp->src.n_tensors, src_tensor_name, &vp->src);
+        if (!vp->src_by_name || check_source_coverage(vp)) {
+            snprintf(msg, sizeof msg, "out of memory");
+            return finish(vp, cli_now() - t0, msg);
+        }
+    }
     for (size_t u = 0; u < vp->m.n_units; u++)
         vp->n_work += vp->m.units[u].file != NULL;
     vp->n_work += vp->m.n_files;
