@@ -6,6 +6,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 static inline uint16_t airllm_get_le16(const uint8_t *p)
 {
@@ -18,6 +19,22 @@ static inline uint32_t airllm_get_le32(const uint8_t *p)
 static inline uint64_t airllm_get_le64(const uint8_t *p)
 {
     return (uint64_t)airllm_get_le32(p) | (uint64_t)airllm_get_le32(p + 4) << 32;
+}
+static inline float airllm_get_lef32(const uint8_t *p)
+{
+    uint32_t u = airllm_get_le32(p);
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+static inline void airllm_put_lef32(uint8_t *p, float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    p[0] = (uint8_t)u;
+    p[1] = (uint8_t)(u >> 8);
+    p[2] = (uint8_t)(u >> 16);
+    p[3] = (uint8_t)(u >> 24);
 }
 static inline void airllm_put_le16(uint8_t *p, uint16_t v)
 {

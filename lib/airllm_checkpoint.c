@@ -30,6 +30,10 @@ void airllm_ckpt_free(airllm_ckpt *c)
     for (size_t i = 0; i < c->n_sources; i++) {
         free(c->sources[i].file);
         airllm_st_free(&c->sources[i].st);
+        if (c->sources[i].ct) {
+            airllm_ct_free(c->sources[i].ct);
+            free(c->sources[i].ct);
+        }
     }
     free(c->sources);
     free(c->tensors);
@@ -548,5 +552,111 @@ int airllm_ckpt_save_header(const airllm_ckpt *c, size_t source, const char *out
         rc = airllm_write_file_atomic(out_dir, name, buf, 16 + hdr, err);
     }
     free(buf);
+    return rc;
+}
+
+const airllm_ct_tensor *airllm_ckpt_ct(const airllm_ckpt *c, size_t t)
+{
+    const airllm_ckpt_source *src = &c->sources[c->tensors[t].source];
+    return src->ct ? &src->ct->tensors[c->tensors[t].st_index] : NULL;
+}
+
+uint64_t airllm_ckpt_raw_len(const airllm_ckpt *c, size_t t)
+{
+    const airllm_ct_tensor *ct = airllm_ckpt_ct(c, t);
+    const airllm_st_tensor *st = airllm_ckpt_st(c, t);
+    return ct ? ct->raw_len : st->end - st->begin;
+}
+
+/* One unit file of a converted directory as a source: its header, checked
+ * against the manifest entry, becomes a tensor list in file order. */
+static int add_converted_source(airllm_ckpt *c, const airllm_mf_unit *u, airllm_err *err)
+{
+    char path[4096];
+    if (airllm_path_join(path, sizeof path, c->dir, u->file, err))
+        return -1;
+    struct stat sb;
+    if (stat(path, &sb) != 0)
+        return airllm_errf(err, "%s: %s (listed in the manifest)", path, strerror(errno));
+    if ((uint64_t)sb.st_size != u->size)
+        return airllm_errf(err, "%s: %llu bytes, the manifest says %llu: truncated or changed",
+                           path, (unsigned long long)sb.st_size, (unsigned long long)u->size);
+    airllm_ckpt_source *src = &c->sources[c->n_sources];
+    memset(src, 0, sizeof *src);
+    src->file = strdup(u->file);
+    src->ct = calloc(1, sizeof *src->ct);
+    if (!src->file || !src->ct) {
+        free(src->file);
+        free(src->ct);
+        return airllm_errf(err, "out of memory");
+    }
+    c->n_sources++;
+    src->present = true;
+    memcpy(src->sha256, u->sha256, sizeof src->sha256);
+    if (airllm_ct_read_file(path, src->ct, err))
+        return -1;
+    if (src->ct->unit_kind != u->kind || src->ct->layer_index != u->layer)
+        return airllm_errf(err, "%s: header says unit %s %d, the manifest %s %d", path,
+                           airllm_unit_kind_name(src->ct->unit_kind), src->ct->layer_index,
+                           airllm_unit_kind_name(u->kind), u->layer);
+    airllm_st_file *st = &src->st;
+    st->file_size = src->ct->file_size;
+    st->n_tensors = src->ct->n_tensors;
+    st->tensors = calloc(st->n_tensors ? st->n_tensors : 1, sizeof *st->tensors);
+    if (!st->tensors)
+        return airllm_errf(err, "out of memory");
+    for (size_t i = 0; i < st->n_tensors; i++) {
+        const airllm_ct_tensor *t = &src->ct->tensors[i];
+        airllm_st_tensor *o = &st->tensors[i];
+        if (!(o->name = strdup(t->name)))
+            return airllm_errf(err, "out of memory");
+        o->dtype = t->dtype;
+        o->ndim = t->ndim;
+        memcpy(o->shape, t->shape, sizeof o->shape);
+        o->begin = t->offset;
+        o->end = t->offset + t->stored_len;
+    }
+    return 0;
+}
+
+int airllm_ckpt_open_converted(const char *dir, airllm_ckpt *c, airllm_err *err)
+{
+    memset(c, 0, sizeof *c);
+    airllm_manifest m;
+    if (airllm_manifest_load(dir, &m, err))
+        return -1;
+    int rc = 0;
+    if (!m.complete)
+        rc = airllm_errf(err, "%s/%s: not marked complete", dir, AIRLLM_MANIFEST_NAME);
+    if (!rc && !(c->dir = strdup(dir)))
+        rc = airllm_errf(err, "out of memory");
+    if (!rc)
+        c->sources = calloc(m.n_units ? m.n_units : 1, sizeof *c->sources);
+    if (!rc && !c->sources)
+        rc = airllm_errf(err, "out of memory");
+    c->converted = true;
+    if (!rc)
+        rc = load_config(c, err);
+    for (size_t u = 0; !rc && u < m.n_units; u++)
+        if (m.units[u].file)
+            rc = add_converted_source(c, &m.units[u], err);
+    if (!rc) {
+        /* The planner wants sources sorted by name; move the headers with
+         * them. */
+        for (size_t i = 1; i < c->n_sources; i++)
+            for (size_t j = i; j > 0 && strcmp(c->sources[j - 1].file, c->sources[j].file) > 0;
+                 j--) {
+                airllm_ckpt_source tmp = c->sources[j];
+                c->sources[j] = c->sources[j - 1];
+                c->sources[j - 1] = tmp;
+            }
+        rc = plan_units(c, err);
+    }
+    if (!rc && c->n_tensors != m.n_tensors)
+        rc = airllm_errf(err, "%s: the unit files hold %zu tensors, the manifest lists %zu", dir,
+                         c->n_tensors, m.n_tensors);
+    airllm_manifest_free(&m);
+    if (rc)
+        airllm_ckpt_free(c);
     return rc;
 }

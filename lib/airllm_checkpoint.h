@@ -23,6 +23,12 @@ typedef struct {
     bool present;      /* false: deleted by an earlier --delete-original run,
                           header taken from the saved copy */
     airllm_st_file st; /* parsed header; st.file_size is the file's size */
+    /* Converted input (airllm_ckpt_open_converted): the unit file's header,
+     * whose tensor i is st.tensors[i] (there begin/end are the stored bytes'
+     * absolute offsets and st.data_start is 0), and the file's digest from
+     * the input manifest. NULL for a safetensors source. */
+    airllm_ct_header *ct;
+    char sha256[65];
 } airllm_ckpt_source;
 
 typedef struct {
@@ -60,6 +66,7 @@ typedef struct {
     size_t n_units;
     char *tied_to;     /* tensor a tied LM head reuses, or NULL */
     uint64_t total_tensor_bytes;
+    bool converted;    /* opened by airllm_ckpt_open_converted */
 } airllm_ckpt;
 
 /* Opens and plans the checkpoint in dir. If saved_headers_dir is non-NULL, a
@@ -69,6 +76,20 @@ typedef struct {
 int airllm_ckpt_open(const char *dir, const char *saved_headers_dir, airllm_ckpt *c,
                      airllm_err *err);
 void airllm_ckpt_free(airllm_ckpt *c);
+
+/* Opens a directory written by airllm-split or airllm-quant as a source:
+ * its manifest must be complete and every unit file must have the size the
+ * manifest gives and a valid header. Each unit file becomes one source and
+ * the units are planned from config.json as for a checkpoint, so they come
+ * out with the same names and tensor order. */
+int airllm_ckpt_open_converted(const char *dir, airllm_ckpt *c, airllm_err *err);
+
+/* Decoded bytes of plan tensor t (its stored bytes for a safetensors
+ * source). */
+uint64_t airllm_ckpt_raw_len(const airllm_ckpt *c, size_t t);
+/* The container entry behind plan tensor t, or NULL for a safetensors
+ * source. */
+const airllm_ct_tensor *airllm_ckpt_ct(const airllm_ckpt *c, size_t t);
 
 /* Saves a present source's header bytes (and its size) so that a resumed run
  * can plan without the shard, once --delete-original has removed it.

@@ -5,8 +5,10 @@
 
 #include "airllm_bytes.h"
 #include "airllm_io.h"
+#include "airllm_quant.h"
 
 #include <errno.h>
+#include <math.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -167,7 +169,10 @@ int airllm_ct_layout(airllm_ct_header *h, airllm_err *err)
     if (align_up_checked(pos, &h->file_size) != 0)
         return airllm_errf(err, "container: file size overflows");
     h->version_major = AIRLLM_CT_VERSION_MAJOR;
-    h->version_minor = AIRLLM_CT_VERSION_MINOR;
+    h->version_minor = 0;
+    for (uint32_t i = 0; i < h->n_tensors; i++)
+        if (airllm_encoding_is_quant(h->tensors[i].encoding))
+            h->version_minor = 1;
     return 0;
 }
 
@@ -240,7 +245,7 @@ int airllm_ct_encode(const airllm_ct_header *h, uint8_t **out, size_t *out_len,
 }
 
 /* Checks one tensor's encoding fields. */
-static int check_encoding(const airllm_ct_tensor *t, airllm_err *err)
+static int check_encoding(const airllm_ct_tensor *t, unsigned minor, airllm_err *err)
 {
     const char *nm = t->name;
     switch (t->encoding) {
@@ -291,10 +296,24 @@ static int check_encoding(const airllm_ct_tensor *t, airllm_err *err)
     }
     case AIRLLM_ENC_NF4:
     case AIRLLM_ENC_FP4:
-    case AIRLLM_ENC_INT8:
-        return airllm_errf(err, "tensor '%.200s': encoding %s needs format 1.1 (this "
-                                "reader supports 1.0)",
-                           nm, airllm_encoding_name(t->encoding));
+    case AIRLLM_ENC_INT8: {
+        if (minor < 1)
+            return airllm_errf(err, "tensor '%.200s': encoding %s needs format 1.1, but the "
+                                    "file says 1.%u",
+                               nm, airllm_encoding_name(t->encoding), minor);
+        airllm_ct_qlayout l;
+        if (airllm_ct_tensor_qlayout(t, &l, err) != 0)
+            return airllm_err_prefix(err, "tensor '%.200s'", nm);
+        if (l.stored_len != t->stored_len)
+            return airllm_errf(err, "tensor '%.200s': %s with %llu elements, block %u%s "
+                                    "takes %llu bytes, stored_len says %llu",
+                               nm, airllm_encoding_name(t->encoding),
+                               (unsigned long long)l.n, l.block,
+                               l.double_quant ? ", double quant" : "",
+                               (unsigned long long)l.stored_len,
+                               (unsigned long long)t->stored_len);
+        return 0;
+    }
     default:
         return airllm_errf(err, "tensor '%.200s': unknown encoding %u", nm,
                            (unsigned)t->encoding);
@@ -479,7 +498,7 @@ int airllm_ct_parse(const uint8_t *buf, size_t len, uint64_t file_size,
                         (unsigned long long)nbytes);
             goto fail;
         }
-        if (check_encoding(t, err) != 0)
+        if (check_encoding(t, h.version_minor, err) != 0)
             goto fail;
 
         /* Placement: most specific complaint first, then the exact rule. */
@@ -634,4 +653,119 @@ fail:
     free(buf);
     close(fd);
     return airllm_err_prefix(err, "%s", path);
+}
+
+/* ------------------------------------------------------------------ */
+/* block-quantized tensors                                             */
+
+int airllm_encoding_is_quant(airllm_encoding e)
+{
+    return e == AIRLLM_ENC_NF4 || e == AIRLLM_ENC_FP4 || e == AIRLLM_ENC_INT8;
+}
+
+static airllm_quant_type enc_qtype(airllm_encoding e)
+{
+    return e == AIRLLM_ENC_NF4 ? AIRLLM_QUANT_NF4
+         : e == AIRLLM_ENC_FP4 ? AIRLLM_QUANT_FP4
+                               : AIRLLM_QUANT_INT8;
+}
+
+int airllm_ct_qlayout_make(airllm_encoding enc, uint64_t n, uint32_t block, int double_quant,
+                           airllm_ct_qlayout *out, airllm_err *err)
+{
+    memset(out, 0, sizeof *out);
+    if (!airllm_encoding_is_quant(enc))
+        return airllm_errf(err, "encoding %u is not a quantized one", (unsigned)enc);
+    if (airllm_quant_check_block(block, err) != 0)
+        return -1;
+    /* n <= 2^60 keeps every sum below far from overflow (a tensor that big
+     * could not be stored anyway). */
+    if (n > ((uint64_t)1 << 60))
+        return airllm_errf(err, "%llu elements is too many", (unsigned long long)n);
+    out->n = n;
+    out->block = block;
+    out->double_quant = double_quant != 0;
+    if (n == 0)
+        return 0; /* an empty tensor stores nothing */
+    out->nblocks = (n + block - 1) / block;
+    out->codes_len = enc == AIRLLM_ENC_INT8 ? n : (n + 1) / 2;
+    out->scales_off = airllm_align_up(out->codes_len, 64);
+    if (!out->double_quant) {
+        out->stored_len = out->scales_off + 4 * out->nblocks;
+    } else {
+        out->nblocks2 = (out->nblocks + AIRLLM_QUANT_DQ_BLOCK - 1) / AIRLLM_QUANT_DQ_BLOCK;
+        out->dq_offset_off = airllm_align_up(out->scales_off + out->nblocks, 4);
+        out->dq_absmax2_off = out->dq_offset_off + 4;
+        out->stored_len = out->dq_absmax2_off + 4 * out->nblocks2;
+    }
+    return 0;
+}
+
+int airllm_ct_tensor_qlayout(const airllm_ct_tensor *t, airllm_ct_qlayout *out,
+                             airllm_err *err)
+{
+    if (t->dtype != AIRLLM_DTYPE_F32 && t->dtype != AIRLLM_DTYPE_F16 &&
+        t->dtype != AIRLLM_DTYPE_BF16)
+        return airllm_errf(err, "%s needs a F32, F16 or BF16 source dtype, not %s",
+                           airllm_encoding_name(t->encoding), airllm_dtype_name(t->dtype));
+    if (t->enc_param[1] & ~AIRLLM_CT_QFLAGS_KNOWN)
+        return airllm_errf(err, "unknown quantization flags 0x%x", t->enc_param[1]);
+    if (t->enc_param[2] != 0 || t->enc_param[3] != 0)
+        return airllm_errf(err, "%s with nonzero enc_param[2..3]",
+                           airllm_encoding_name(t->encoding));
+    uint64_t n = t->raw_len / (airllm_dtype_bits(t->dtype) / 8);
+    return airllm_ct_qlayout_make(t->encoding, n, t->enc_param[0],
+                                  (t->enc_param[1] & AIRLLM_CT_QFLAG_DOUBLE_QUANT) != 0, out,
+                                  err);
+}
+
+int airllm_ct_quant_absmax(const airllm_ct_qlayout *l, const uint8_t *scales, float *absmax,
+                           airllm_err *err)
+{
+    if (!l->double_quant) {
+        for (uint64_t b = 0; b < l->nblocks; b++) {
+            absmax[b] = airllm_get_lef32(scales + 4 * b);
+            if (!isfinite(absmax[b]))
+                return airllm_errf(err, "block %llu: absmax is not finite",
+                                   (unsigned long long)b);
+        }
+        return 0;
+    }
+    /* Offsets relative to the scales section. */
+    const uint8_t *off_p = scales + (l->dq_offset_off - l->scales_off);
+    const uint8_t *a2_p = scales + (l->dq_absmax2_off - l->scales_off);
+    float offset = airllm_get_lef32(off_p);
+    float *a2 = malloc((l->nblocks2 ? l->nblocks2 : 1) * sizeof *a2);
+    if (!a2)
+        return airllm_errf(err, "out of memory");
+    int rc = 0;
+    for (uint64_t b = 0; b < l->nblocks2 && !rc; b++) {
+        a2[b] = airllm_get_lef32(a2_p + 4 * b);
+        if (!isfinite(a2[b]))
+            rc = airllm_errf(err, "absmax block %llu: scale is not finite",
+                             (unsigned long long)b);
+    }
+    if (!rc && !isfinite(offset))
+        rc = airllm_errf(err, "absmax offset is not finite");
+    if (!rc)
+        rc = airllm_dq_decompress(scales, (size_t)l->nblocks, a2, (size_t)l->nblocks2, offset,
+                                  absmax, err);
+    free(a2);
+    return rc;
+}
+
+int airllm_ct_dequantize(airllm_encoding enc, const airllm_ct_qlayout *l, const uint8_t *stored,
+                         float *out, airllm_err *err)
+{
+    if (l->n == 0)
+        return 0;
+    float *absmax = malloc(l->nblocks * sizeof *absmax);
+    if (!absmax)
+        return airllm_errf(err, "out of memory");
+    int rc = airllm_ct_quant_absmax(l, stored + l->scales_off, absmax, err);
+    if (!rc)
+        rc = airllm_dequantize(enc_qtype(enc), stored, (size_t)l->codes_len, absmax,
+                               (size_t)l->nblocks, (size_t)l->n, l->block, out, err);
+    free(absmax);
+    return rc;
 }

@@ -19,7 +19,9 @@
 
 #define AIRLLM_CT_MAGIC "AIRLLMCT" /* 8 bytes, no NUL in the file */
 #define AIRLLM_CT_VERSION_MAJOR 1
-#define AIRLLM_CT_VERSION_MINOR 0
+/* The highest minor version this code reads and writes. Writers write the
+ * lowest one whose features they use: 1.0 unless a tensor is quantized. */
+#define AIRLLM_CT_VERSION_MINOR 1
 #define AIRLLM_CT_ALIGN 4096u
 #define AIRLLM_CT_FIXED_SIZE 64u
 #define AIRLLM_CT_ENTRY_SIZE 128u
@@ -34,9 +36,8 @@ typedef enum {
     AIRLLM_UNIT_KIND_COUNT
 } airllm_unit_kind;
 
-/* Tensor encodings. Codes 2..4 are reserved for the block-quantized
- * encodings (nf4, fp4, int8) of format version 1.1; a 1.0 reader refuses them
- * by name. */
+/* Tensor encodings. Codes 2..4 (block-quantized nf4, fp4, int8) need format
+ * 1.1; a 1.0 reader refuses them by name. */
 typedef enum {
     AIRLLM_ENC_RAW = 0,  /* bytes exactly as in the source */
     AIRLLM_ENC_ZSTD = 1, /* lossless: see airllm_codec.h */
@@ -52,7 +53,9 @@ typedef struct {
     unsigned ndim;
     uint64_t shape[AIRLLM_MAX_DIMS];
     airllm_encoding encoding;
-    uint32_t enc_param[4]; /* zstd: [0] byte-group width (0,2,4), [1] chunk bytes */
+    uint32_t enc_param[4]; /* zstd: [0] byte-group width (0,2,4), [1] chunk bytes;
+                              nf4/fp4/int8: [0] block size, [1] flags
+                              (AIRLLM_CT_QFLAG_*) */
     uint64_t offset;       /* absolute file offset, multiple of 4096 */
     uint64_t stored_len;   /* bytes in the file */
     uint64_t raw_len;      /* decoded bytes = shape x dtype size */
@@ -68,6 +71,52 @@ typedef struct {
     uint32_t n_tensors;
     airllm_ct_tensor *tensors; /* in file order, ascending offset */
 } airllm_ct_header;
+
+/* ---- block-quantized tensors (format 1.1, formats/container.md 7.3) ----
+ *
+ * A quantized tensor keeps the dtype and shape of its source (F32, F16 or
+ * BF16; raw_len = shape x that dtype) and stores, from its offset:
+ *   codes      codes_len bytes (4-bit: two per byte, high nibble first;
+ *              int8: one per byte), at 0
+ *   scales     at scales_off = align_up(codes_len, 64):
+ *     plain:        nblocks float32 absmax
+ *     double quant: nblocks uint8 codes of the absmax values, then at
+ *                   dq_offset_off = align_up(scales_off + nblocks, 4) one
+ *                   float32 offset and nblocks2 = ceil(nblocks / 256)
+ *                   float32 absmax2 at dq_absmax2_off
+ * and nothing after. docs/quantization.md defines the numbers. */
+#define AIRLLM_CT_QFLAG_DOUBLE_QUANT 1u
+#define AIRLLM_CT_QFLAGS_KNOWN 1u
+
+typedef struct {
+    uint64_t n;           /* elements */
+    uint32_t block;
+    int double_quant;
+    uint64_t nblocks;     /* ceil(n / block) */
+    uint64_t codes_len;
+    uint64_t scales_off;
+    uint64_t dq_offset_off, dq_absmax2_off, nblocks2; /* double quant only */
+    uint64_t stored_len;
+} airllm_ct_qlayout;
+
+/* 1 for nf4, fp4, int8. */
+int airllm_encoding_is_quant(airllm_encoding e);
+/* Layout of a quantized tensor of n elements. Fails on a bad encoding or
+ * block size or on overflow. */
+int airllm_ct_qlayout_make(airllm_encoding enc, uint64_t n, uint32_t block, int double_quant,
+                           airllm_ct_qlayout *out, airllm_err *err);
+/* The layout of a parsed quantized tensor entry. */
+int airllm_ct_tensor_qlayout(const airllm_ct_tensor *t, airllm_ct_qlayout *out,
+                             airllm_err *err);
+/* The per-block absmax of a quantized tensor from its scales section (the
+ * stored bytes from scales_off to stored_len): copied, or decompressed for
+ * double quant. absmax has room for l->nblocks floats. Fails on a
+ * non-finite value. */
+int airllm_ct_quant_absmax(const airllm_ct_qlayout *l, const uint8_t *scales, float *absmax,
+                           airllm_err *err);
+/* Dequantizes a whole quantized tensor into out (l->n floats). */
+int airllm_ct_dequantize(airllm_encoding enc, const airllm_ct_qlayout *l, const uint8_t *stored,
+                         float *out, airllm_err *err);
 
 const char *airllm_unit_kind_name(airllm_unit_kind k); /* "embed", "layer", ... */
 int airllm_unit_kind_from_name(const char *s, airllm_unit_kind *out);

@@ -1,4 +1,5 @@
 #include "airllm_manifest.h"
+#include "airllm_quant.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -123,6 +124,37 @@ static int get_sha(const cJSON *obj, const char *where, char out[AIRLLM_SHA256_H
     if (!cJSON_IsString(v) || !airllm_sha256_hex_valid(v->valuestring))
         return airllm_errf(err, "%s: \"sha256\" must be 64 lower-case hex digits", where);
     memcpy(out, v->valuestring, AIRLLM_SHA256_HEX);
+    return 0;
+}
+
+/* A quantized tensor's "quant" object: block size, double quantization and
+ * the error statistics, finite and non-negative. */
+static int parse_quant(const cJSON *q, const char *where, airllm_mf_tensor *t, airllm_err *err)
+{
+    if (!cJSON_IsObject(q))
+        return airllm_errf(err, "%s (%s): a quantized tensor needs a \"quant\" object", where,
+                           t->name);
+    uint64_t block;
+    if (get_u64(q, "block_size", where, &block, err))
+        return -1;
+    if (block > UINT32_MAX || airllm_quant_check_block((size_t)block, err))
+        return airllm_errf(err, "%s (%s): bad quant block_size %llu", where, t->name,
+                           (unsigned long long)block);
+    t->quant_block = (uint32_t)block;
+    const cJSON *dq = cJSON_GetObjectItemCaseSensitive(q, "double_quant");
+    if (!cJSON_IsBool(dq))
+        return airllm_errf(err, "%s (%s): quant \"double_quant\" must be true or false", where,
+                           t->name);
+    t->quant_double = cJSON_IsTrue(dq);
+    static const char *const keys[3] = {"rmse", "max_abs_error", "rel_frobenius_error"};
+    double *vals[3] = {&t->quant_rmse, &t->quant_max_abs, &t->quant_rel_fro};
+    for (int k = 0; k < 3; k++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(q, keys[k]);
+        if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || v->valuedouble < 0)
+            return airllm_errf(err, "%s (%s): quant \"%s\" must be a non-negative number",
+                               where, t->name, keys[k]);
+        *vals[k] = v->valuedouble;
+    }
     return 0;
 }
 
@@ -315,6 +347,17 @@ static int parse_tensors(const cJSON *root, airllm_manifest *m, airllm_err *err)
         free(enc);
         if (rc)
             return -1;
+        const cJSON *q = cJSON_GetObjectItemCaseSensitive(it, "quant");
+        if (airllm_encoding_is_quant(t->encoding)) {
+            if (m->version_minor < 1)
+                return airllm_errf(err, "%s (%s): encoding %s needs format 1.1", where, t->name,
+                                   airllm_encoding_name(t->encoding));
+            if (parse_quant(q, where, t, err))
+                return -1;
+        } else if (q) {
+            return airllm_errf(err, "%s (%s): \"quant\" on a tensor that is not quantized",
+                               where, t->name);
+        }
         if (get_str(it, "unit", where, &unit, err))
             return -1;
         rc = -1;
@@ -583,6 +626,14 @@ int airllm_manifest_to_json(const airllm_manifest *m, char **out, airllm_err *er
         cJSON_AddStringToObject(o, "encoding", airllm_encoding_name(t->encoding));
         cJSON_AddNumberToObject(o, "stored_bytes", (double)t->stored_len);
         cJSON_AddStringToObject(o, "source", t->source);
+        if (airllm_encoding_is_quant(t->encoding)) {
+            cJSON *q = cJSON_AddObjectToObject(o, "quant");
+            cJSON_AddNumberToObject(q, "block_size", t->quant_block);
+            cJSON_AddBoolToObject(q, "double_quant", t->quant_double);
+            cJSON_AddNumberToObject(q, "rmse", t->quant_rmse);
+            cJSON_AddNumberToObject(q, "max_abs_error", t->quant_max_abs);
+            cJSON_AddNumberToObject(q, "rel_frobenius_error", t->quant_rel_fro);
+        }
         cJSON_AddItemToArray(tensors, o);
     }
 

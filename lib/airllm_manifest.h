@@ -43,6 +43,11 @@ typedef struct {
     uint64_t raw_len;    /* decoded bytes */
     uint64_t stored_len; /* bytes in the unit file */
     char *source;   /* source file it came from */
+    /* nf4/fp4/int8 only (format 1.1): the block size, double quantization,
+     * and what quantization cost against the source values. */
+    uint32_t quant_block;
+    bool quant_double;
+    double quant_rmse, quant_max_abs, quant_rel_fro;
 } airllm_mf_tensor;
 
 typedef struct {

@@ -631,3 +631,79 @@ int airllm_quant_error_stats(const float *x, const float *y, size_t n, airllm_qu
     out->rel_fro = sx > 0.0 ? sqrt(se / sx) : (se > 0.0 ? INFINITY : 0.0);
     return 0;
 }
+
+/* ---- per-block error sums ---- */
+
+static float lanes_sum(float l[16])
+{
+    for (int w = 8; w >= 1; w /= 2)
+        for (int k = 0; k < w; k++)
+            l[k] = l[k] + l[k + w];
+    return l[0];
+}
+
+static float lanes_max(const float l[16])
+{
+    float m = l[0];
+    for (int k = 1; k < 16; k++)
+        m = l[k] > m ? l[k] : m;
+    return m;
+}
+
+/* The block's power-of-two scale: *s = 2^-exp with a * 2^-exp in [0.5, 1),
+ * and 1 / (a * 2^-exp) in *inv (0 for a == 0). Shared with the SIMD file. */
+void airllm_quant_block_scale(float a, float *s, float *inv, int32_t *exp);
+void airllm_quant_block_scale(float a, float *s, float *inv, int32_t *exp)
+{
+    int e = 0;
+    if (a > 0 && isfinite(a))
+        frexpf(a, &e);
+    *exp = e;
+    *s = ldexpf(1.0f, -e);
+    *inv = a > 0 && isfinite(a) ? 1.0f / (a * *s) : 0.0f;
+}
+
+void airllm_quant_block_stats_one(const float *x, const float *y, size_t m, float absmax,
+                                  airllm_qblock_stats *o);
+void airllm_quant_block_stats_one(const float *x, const float *y, size_t m, float absmax,
+                                  airllm_qblock_stats *o)
+{
+    float e2[16] = {0}, x2[16] = {0}, ev[16] = {0}, v2[16] = {0}, me[16] = {0}, mv[16] = {0};
+    float sc, inv;
+    int32_t exp;
+    airllm_quant_block_scale(absmax, &sc, &inv, &exp);
+    for (size_t i = 0; i < m; i++) {
+        int l = (int)(i % 16);
+        float xs = x[i] * sc, ys = y[i] * sc;
+        float e = xs - ys;
+        float v = ys * inv;
+        float ee = e * e, xx = xs * xs, evv = e * v, vv = v * v;
+        e2[l] = e2[l] + ee;
+        x2[l] = x2[l] + xx;
+        ev[l] = ev[l] + evv;
+        v2[l] = v2[l] + vv;
+        float ae = fabsf(e), av = fabsf(v);
+        me[l] = ae > me[l] ? ae : me[l];
+        mv[l] = av > mv[l] ? av : mv[l];
+    }
+    o->e2 = lanes_sum(e2);
+    o->x2 = lanes_sum(x2);
+    o->ev = lanes_sum(ev);
+    o->v2 = lanes_sum(v2);
+    o->max_e = lanes_max(me);
+    o->max_v = lanes_max(mv);
+    o->exp = exp;
+}
+
+int airllm_quant_block_stats_ref(const float *x, const float *y, size_t n, size_t block,
+                                 const float *absmax, airllm_qblock_stats *out, airllm_err *err)
+{
+    if (airllm_quant_check_block(block, err))
+        return -1;
+    if (n && (!x || !y || !absmax || !out))
+        return airllm_errf(err, "NULL buffer for %zu elements", n);
+    for (size_t b = 0, base = 0; base < n; b++, base += block)
+        airllm_quant_block_stats_one(x + base, y + base, n - base < block ? n - base : block,
+                                     absmax[b], &out[b]);
+    return 0;
+}

@@ -187,4 +187,29 @@ typedef struct {
 int airllm_quant_error_stats(const float *x, const float *y, size_t n, airllm_quant_stats *out,
                              airllm_err *err);
 
+/* Per-block error sums, the streaming form of the statistics. Each block is
+ * first scaled by the power of two 2^-exp that brings its absmax a into
+ * [0.5, 1) (exp = 0 when a is 0), exactly, so that float sums neither
+ * underflow for tiny weights nor overflow for huge ones. With xs = x 2^-exp,
+ * ys = y 2^-exp, e = xs - ys and v = ys / (a 2^-exp) (the codebook value),
+ *   e2 = sum e^2, x2 = sum xs^2, ev = sum e*v, v2 = sum v^2,
+ *   max_e = max |e|, max_v = max |v|,
+ * so the true squared error is e2 * 4^exp, and so on. e2, ev and v2 let a
+ * caller correct the error for a scale that changes later (double
+ * quantization: x - v*a' = (e + v*(a - a') 2^-exp) 2^exp).
+ * Sums are float, in 16 lanes (element i of the block in lane i % 16),
+ * then the lanes are added pairwise (lane k += lane k + w for w = 8, 4, 2,
+ * 1), so every implementation gives the same bits. */
+typedef struct {
+    float e2, x2, ev, v2, max_e, max_v;
+    int32_t exp;
+} airllm_qblock_stats;
+
+/* One entry of out per block of n elements (the last may be short). */
+int airllm_quant_block_stats_ref(const float *x, const float *y, size_t n, size_t block,
+                                 const float *absmax, airllm_qblock_stats *out, airllm_err *err);
+/* The same, dispatched like airllm_quantize (bit-identical). */
+int airllm_quant_block_stats(const float *x, const float *y, size_t n, size_t block,
+                             const float *absmax, airllm_qblock_stats *out, airllm_err *err);
+
 #endif

@@ -565,6 +565,134 @@ int airllm_quant_impl_active(airllm_quant_impl *out, airllm_err *err)
     return 0;
 }
 
+/* ------------------------------------------------------------------ */
+/* per-block error sums: the reference's 16 lanes in vector registers  */
+
+void airllm_quant_block_stats_one(const float *x, const float *y, size_t m, float absmax,
+                                  airllm_qblock_stats *o);
+void airllm_quant_block_scale(float a, float *s, float *inv, int32_t *exp);
+
+/* The reference's lane reduction, on stored lanes. */
+static void stats_finish(float e2[16], float x2[16], float ev[16], float v2[16],
+                         const float me[16], const float mv[16], int32_t exp,
+                         airllm_qblock_stats *o)
+{
+    float *acc[4] = {e2, x2, ev, v2};
+    float res[4];
+    for (int a = 0; a < 4; a++) {
+        float *l = acc[a];
+        for (int w = 8; w >= 1; w /= 2)
+            for (int k = 0; k < w; k++)
+                l[k] = l[k] + l[k + w];
+        res[a] = l[0];
+    }
+    float m1 = me[0], m2 = mv[0];
+    for (int k = 1; k < 16; k++) {
+        m1 = me[k] > m1 ? me[k] : m1;
+        m2 = mv[k] > m2 ? mv[k] : m2;
+    }
+    *o = (airllm_qblock_stats){res[0], res[1], res[2], res[3], m1, m2, exp};
+}
+
+#ifdef AIRLLM_X86
+/* Lanes 0..7 and 8..15 in two registers. m is a multiple of 16. */
+__attribute__((target("avx2"))) static void stats_block_avx2(const float *x, const float *y,
+                                                              size_t m, float absmax,
+                                                              airllm_qblock_stats *o)
+{
+    float sc1, inv1;
+    int32_t exp;
+    airllm_quant_block_scale(absmax, &sc1, &inv1, &exp);
+    __m256 inv = _mm256_set1_ps(inv1), sc = _mm256_set1_ps(sc1);
+    __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+    __m256 e2[2], x2[2], ev[2], v2[2], me[2], mv[2];
+    for (int h = 0; h < 2; h++)
+        e2[h] = x2[h] = ev[h] = v2[h] = me[h] = mv[h] = _mm256_setzero_ps();
+    for (size_t i = 0; i < m; i += 16)
+        for (int h = 0; h < 2; h++) {
+            __m256 xv = _mm256_mul_ps(_mm256_loadu_ps(x + i + 8 * h), sc);
+            __m256 yv = _mm256_mul_ps(_mm256_loadu_ps(y + i + 8 * h), sc);
+            __m256 e = _mm256_sub_ps(xv, yv), v = _mm256_mul_ps(yv, inv);
+            e2[h] = _mm256_add_ps(e2[h], _mm256_mul_ps(e, e));
+            x2[h] = _mm256_add_ps(x2[h], _mm256_mul_ps(xv, xv));
+            ev[h] = _mm256_add_ps(ev[h], _mm256_mul_ps(e, v));
+            v2[h] = _mm256_add_ps(v2[h], _mm256_mul_ps(v, v));
+            /* max(a, b) with the reference's "a > b ? a : b" order: maxps
+             * returns the second operand when neither is greater. */
+            me[h] = _mm256_max_ps(_mm256_and_ps(e, absmask), me[h]);
+            mv[h] = _mm256_max_ps(_mm256_and_ps(v, absmask), mv[h]);
+        }
+    float l[6][16];
+    __m256 *all[6] = {e2, x2, ev, v2, me, mv};
+    for (int a = 0; a < 6; a++) {
+        _mm256_storeu_ps(l[a], all[a][0]);
+        _mm256_storeu_ps(l[a] + 8, all[a][1]);
+    }
+    stats_finish(l[0], l[1], l[2], l[3], l[4], l[5], exp, o);
+}
+
+__attribute__((target("avx512f"))) static void stats_block_avx512(const float *x,
+                                                                   const float *y, size_t m,
+                                                                   float absmax,
+                                                                   airllm_qblock_stats *o)
+{
+    float sc1, inv1;
+    int32_t exp;
+    airllm_quant_block_scale(absmax, &sc1, &inv1, &exp);
+    __m512 inv = _mm512_set1_ps(inv1), sc = _mm512_set1_ps(sc1);
+    __m512 e2 = _mm512_setzero_ps(), x2 = e2, ev = e2, v2 = e2, me = e2, mv = e2;
+    for (size_t i = 0; i < m; i += 16) {
+        __m512 xv = _mm512_mul_ps(_mm512_loadu_ps(x + i), sc);
+        __m512 yv = _mm512_mul_ps(_mm512_loadu_ps(y + i), sc);
+        __m512 e = _mm512_sub_ps(xv, yv), v = _mm512_mul_ps(yv, inv);
+        e2 = _mm512_add_ps(e2, _mm512_mul_ps(e, e));
+        x2 = _mm512_add_ps(x2, _mm512_mul_ps(xv, xv));
+        ev = _mm512_add_ps(ev, _mm512_mul_ps(e, v));
+        v2 = _mm512_add_ps(v2, _mm512_mul_ps(v, v));
+        me = _mm512_max_ps(_mm512_abs_ps(e), me);
+        mv = _mm512_max_ps(_mm512_abs_ps(v), mv);
+    }
+    float l[6][16];
+    _mm512_storeu_ps(l[0], e2);
+    _mm512_storeu_ps(l[1], x2);
+    _mm512_storeu_ps(l[2], ev);
+    _mm512_storeu_ps(l[3], v2);
+    _mm512_storeu_ps(l[4], me);
+    _mm512_storeu_ps(l[5], mv);
+    stats_finish(l[0], l[1], l[2], l[3], l[4], l[5], exp, o);
+}
+#endif
+
+typedef void (*stats_block_fn)(const float *x, const float *y, size_t m, float absmax,
+                               airllm_qblock_stats *o);
+
+int airllm_quant_block_stats(const float *x, const float *y, size_t n, size_t block,
+                             const float *absmax, airllm_qblock_stats *out, airllm_err *err)
+{
+    airllm_quant_impl impl;
+    if (airllm_quant_check_block(block, err) || airllm_quant_impl_active(&impl, err))
+        return -1;
+    if (n && (!x || !y || !absmax || !out))
+        return airllm_errf(err, "NULL buffer for %zu elements", n);
+    stats_block_fn f = NULL;
+#ifdef AIRLLM_X86
+    if (impl == AIRLLM_QUANT_IMPL_AVX2)
+        f = stats_block_avx2;
+    else if (impl == AIRLLM_QUANT_IMPL_AVX512)
+        f = stats_block_avx512;
+#endif
+    for (size_t b = 0, base = 0; base < n; b++, base += block) {
+        size_t m = n - base < block ? n - base : block;
+        /* Full blocks are multiples of 16 (block >= 32, a power of two); a
+         * short last block goes to the reference. */
+        if (f && m == block)
+            f(x + base, y + base, m, absmax[b], &out[b]);
+        else
+            airllm_quant_block_stats_one(x + base, y + base, m, absmax[b], &out[b]);
+    }
+    return 0;
+}
+
 /* The kernels of one implementation; NULL members: use the reference. */
 typedef struct {
     quant_block_fn quant4, quant8;

@@ -2,6 +2,7 @@
  * encode/parse round trips, and a table of handcrafted corruptions that the
  * parser must refuse with a recognizable message. */
 #include "airllm_container.h"
+#include "airllm_quant.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -373,7 +374,7 @@ static const corruption table[] = {
     {"duplicate names", c_name_dup, "duplicate tensor name 'a'"},
     {"unknown dtype", c_dtype, "unknown dtype code 20"},
     {"unknown encoding", c_encoding, "tensor 'b.weight': unknown encoding 9"},
-    {"nf4 refused", c_nf4, "encoding nf4 needs format 1.1 (this reader supports 1.0)"},
+    {"nf4 refused", c_nf4, "encoding nf4 needs format 1.1, but the file says 1.0"},
     {"int8 refused", c_int8, "encoding int8 needs format 1.1"},
     {"ndim 9", c_ndim9, "ndim 9"},
     {"entry reserved nonzero", c_entry_reserved, "reserved entry field"},
@@ -497,8 +498,122 @@ static void test_truncations_and_flips(void)
     airllm_ct_free(&h);
 }
 
+/* Format 1.1: quantized tensors. Layout rule, validation, and a round trip
+ * through airllm_ct_dequantize against the quantizer's own output. */
+static void test_quantized(void)
+{
+    airllm_err err;
+    airllm_ct_qlayout l;
+    /* nf4, 6400 elements, block 64: codes 3200 (align 64: 3200), 100 scales */
+    CHECK(airllm_ct_qlayout_make(AIRLLM_ENC_NF4, 6400, 64, 0, &l, &err) == 0 &&
+              l.nblocks == 100 && l.codes_len == 3200 && l.scales_off == 3200 &&
+              l.stored_len == 3600,
+          "nf4 layout %llu", (unsigned long long)l.stored_len);
+    /* int8, 150 elements, block 32, double quant: codes 150 -> scales at 192,
+     * 5 q bytes, offset at align4(197) = 200, absmax2 at 204, one of them */
+    CHECK(airllm_ct_qlayout_make(AIRLLM_ENC_INT8, 150, 32, 1, &l, &err) == 0 &&
+              l.nblocks == 5 && l.scales_off == 192 && l.dq_offset_off == 200 &&
+              l.dq_absmax2_off == 204 && l.nblocks2 == 1 && l.stored_len == 208,
+          "int8 dq layout %llu", (unsigned long long)l.stored_len);
+    /* odd n, 4-bit: the last byte holds one code */
+    CHECK(airllm_ct_qlayout_make(AIRLLM_ENC_FP4, 33, 32, 0, &l, &err) == 0 && l.codes_len == 17 &&
+              l.scales_off == 64 && l.stored_len == 72,
+          "fp4 odd layout");
+    CHECK(airllm_ct_qlayout_make(AIRLLM_ENC_NF4, 64, 48, 0, &l, &err) == -1, "block 48 refused");
+    CHECK(airllm_ct_qlayout_make(AIRLLM_ENC_ZSTD, 64, 64, 0, &l, &err) == -1, "zstd is not quant");
+
+    spec qs[] = {
+        {"q.weight", AIRLLM_DTYPE_F32, 2, {64, 100}, AIRLLM_ENC_NF4, 64, 0, 3600},
+        {"n.weight", AIRLLM_DTYPE_F32, 1, {64}, AIRLLM_ENC_RAW, 0, 0, 0},
+        {"k.weight", AIRLLM_DTYPE_BF16, 2, {3, 50}, AIRLLM_ENC_INT8, 32, 1, 208},
+    };
+    airllm_ct_header h;
+    CHECK(build(&h, AIRLLM_UNIT_LAYER, 0, qs, 3) == 0, "quantized header builds");
+    CHECK(h.version_minor == 1, "a quantized unit is written as 1.%u", h.version_minor);
+    size_t len;
+    uint8_t *f = whole_file(&h, &len);
+    airllm_ct_header p;
+    CHECK(f && airllm_ct_parse(f, len, len, &p, &err) == 0, "quantized parses: %s", err.msg);
+    airllm_ct_free(&p);
+    struct {
+        const char *what;
+        size_t at;
+        unsigned width;
+        uint64_t value;
+        const char *expect;
+    } cases[] = {
+        {"stored_len one short", 64 + 96, 8, 3599, "takes 3600 bytes"},
+        {"unknown flag", 64 + 116, 4, 2, "unknown quantization flags"},
+        {"block 48", 64 + 112, 4, 48, "power of two"},
+        {"block 8192", 64 + 112, 4, 8192, "power of two"},
+        {"enc_param[2]", 64 + 120, 4, 1, "enc_param[2..3]"},
+        {"I32 source dtype", 64 + 12, 2, AIRLLM_DTYPE_I32, "F32, F16 or BF16"},
+        {"minor version 0", 10, 2, 0, "needs format 1.1, but the file says 1.0"},
+        {"dq flag dropped", 64 + 256 + 116, 4, 0, "takes 212 bytes"},
+    };
+    for (size_t i = 0; f && i < sizeof cases / sizeof cases[0]; i++) {
+        uint8_t *c = malloc(len);
+        memcpy(c, f, len);
+        if (cases[i].width == 8)
+            airllm_put_le64(c + cases[i].at, cases[i].value);
+        else if (cases[i].width == 4)
+            airllm_put_le32(c + cases[i].at, (uint32_t)cases[i].value);
+        else
+            airllm_put_le16(c + cases[i].at, (uint16_t)cases[i].value);
+        err.msg[0] = 0;
+        int r = airllm_ct_parse(c, len, len, &p, &err);
+        CHECK(r == -1 && strstr(err.msg, cases[i].expect), "%s: got %d \"%s\"", cases[i].what,
+              r, err.msg);
+        airllm_ct_free(&p);
+        free(c);
+    }
+    free(f);
+    airllm_ct_free(&h);
+
+    /* Round trip: stored bytes laid out by hand from airllm_quantize and
+     * airllm_dq_compress decode to what airllm_dequantize gives. */
+    enum { N = 1001, B = 32 };
+    float x[N], want[N], got[N], absmax[32], a2[1], off, dq[32];
+    uint8_t codes[N], q[32];
+    for (int i = 0; i < N; i++)
+        x[i] = (float)((i * 37 % 101) - 50) * (1.0f + (float)(i % 7)) / 64.0f;
+    for (int dbl = 0; dbl < 2; dbl++) {
+        airllm_encoding encs[3] = {AIRLLM_ENC_NF4, AIRLLM_ENC_FP4, AIRLLM_ENC_INT8};
+        airllm_quant_type types[3] = {AIRLLM_QUANT_NF4, AIRLLM_QUANT_FP4, AIRLLM_QUANT_INT8};
+        for (int k = 0; k < 3; k++) {
+            CHECK(airllm_ct_qlayout_make(encs[k], N, B, dbl, &l, &err) == 0, "layout");
+            CHECK(airllm_quantize(types[k], x, N, B, codes, sizeof codes, absmax, 32, &err) == 0,
+                  "quantize");
+            uint8_t *st = calloc(1, l.stored_len);
+            memcpy(st, codes, l.codes_len);
+            const float *use = absmax;
+            if (dbl) {
+                CHECK(airllm_dq_compress(AIRLLM_DQ_BNB_LUT, absmax, l.nblocks, NULL, q, 32, a2, 1,
+                                         &off, &err) == 0 &&
+                          airllm_dq_decompress(q, l.nblocks, a2, 1, off, dq, &err) == 0,
+                      "dq");
+                memcpy(st + l.scales_off, q, l.nblocks);
+                airllm_put_lef32(st + l.dq_offset_off, off);
+                airllm_put_lef32(st + l.dq_absmax2_off, a2[0]);
+                use = dq;
+            } else {
+                for (uint64_t b = 0; b < l.nblocks; b++)
+                    airllm_put_lef32(st + l.scales_off + 4 * b, absmax[b]);
+            }
+            CHECK(airllm_dequantize(types[k], codes, l.codes_len, use, l.nblocks, N, B, want,
+                                    &err) == 0 &&
+                      airllm_ct_dequantize(encs[k], &l, st, got, &err) == 0 &&
+                      memcmp(want, got, sizeof want) == 0,
+                  "%s%s: container round trip", airllm_encoding_name(encs[k]),
+                  dbl ? " dq" : "");
+            free(st);
+        }
+    }
+}
+
 int main(void)
 {
+    test_quantized();
     test_names();
     test_round_trip();
     test_corruptions();

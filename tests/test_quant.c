@@ -687,6 +687,59 @@ static void test_stats(void)
     CHECK(airllm_quant_error_stats(z, w, 2, &st, &err) == -1, "NaN");
 }
 
+/* Per-block error sums: every implementation bit-exact with the reference,
+ * and the sums agree with the double-precision statistics. */
+static void test_block_stats(void)
+{
+    enum { N = 20000 + 37 };
+    float *x = malloc(N * sizeof *x), *y = malloc(N * sizeof *y), absmax[N / 32 + 1];
+    uint8_t *codes = malloc(N);
+    airllm_qblock_stats *r = malloc((N / 32 + 1) * sizeof *r), *o = malloc((N / 32 + 1) * sizeof *o);
+    airllm_err err;
+    long bad = 0, cases = 0;
+    for (int ti = 0; ti < NTYPES; ti++)
+        for (size_t block = 32; block <= 4096; block *= 4) {
+            airllm_quant_type t = all_types[ti];
+            fill(x, N, block, ti % D_COUNT);
+            size_t nb = airllm_quant_nblocks(N, block);
+            airllm_quantize_ref(t, x, N, block, codes, N, absmax, nb, &err);
+            airllm_dequantize_ref(t, codes, N, absmax, nb, N, block, y, &err);
+            CHECK(airllm_quant_block_stats_ref(x, y, N, block, absmax, r, &err) == 0, "%s",
+                  err.msg);
+            double e2 = 0, x2 = 0, me = 0;
+            for (size_t b = 0; b < nb; b++) {
+                e2 += ldexp(r[b].e2, 2 * r[b].exp);
+                x2 += ldexp(r[b].x2, 2 * r[b].exp);
+                double mb = ldexp(r[b].max_e, r[b].exp);
+                me = mb > me ? mb : me;
+            }
+            airllm_quant_stats st;
+            airllm_quant_error_stats(x, y, N, &st, &err);
+            CHECK(fabs(sqrt(e2 / N) - st.rmse) <= 1e-4 * st.rmse + 1e-30 &&
+                      me == st.max_abs &&
+                      fabs(sqrt(e2 / x2) - st.rel_fro) <= 1e-4 * st.rel_fro + 1e-30,
+                  "%s block %zu: block sums disagree with the statistics",
+                  airllm_quant_type_name(t), block);
+            for (int ii = 1; ii < nimpls; ii++) {
+                force(impls[ii]);
+                memset(o, 0xA5, nb * sizeof *o);
+                airllm_quant_block_stats(x, y, N, block, absmax, o, &err);
+                force(AIRLLM_QUANT_IMPL_AUTO);
+                cases++;
+                if (memcmp(r, o, nb * sizeof *o) != 0 && bad++ < 3)
+                    CHECK(0, "%s: block stats differ from the reference (%s block %zu)",
+                          airllm_quant_impl_name(impls[ii]), airllm_quant_type_name(t), block);
+            }
+        }
+    CHECK(bad == 0, "%ld of %ld block-stats cases differ", bad, cases);
+    printf("block stats: %ld cases bit-exact with the reference\n", cases - bad);
+    free(x);
+    free(y);
+    free(codes);
+    free(r);
+    free(o);
+}
+
 static void test_dispatch(void)
 {
     airllm_err err;
@@ -1093,6 +1146,7 @@ int main(int argc, char **argv)
     test_double_quant();
     test_converters();
     test_stats();
+    test_block_stats();
     test_dispatch();
     test_fixture(fixture);
     bench();

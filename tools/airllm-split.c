@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <math.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -32,13 +33,21 @@
 
 #include <cjson/cJSON.h>
 
+#include "airllm_bytes.h"
 #include "airllm_checkpoint.h"
 #include "airllm_codec.h"
 #include "airllm_container.h"
 #include "airllm_hash.h"
 #include "airllm_io.h"
 #include "airllm_manifest.h"
+#include "airllm_quant.h"
 #include "cli.h"
+
+#ifdef AIRLLM_QUANT_TOOL
+#define TOOL_NAME "airllm-quant"
+#else
+#define TOOL_NAME "airllm-split"
+#endif
 
 #define STATE_DIR ".airllm-split"
 #define PLAN_NAME "plan"
@@ -230,7 +239,18 @@ typedef struct {
     int level;
     unsigned jobs;
     bool delete_original, dry_run, force, json;
+    /* airllm-quant */
+    bool quant;
+    airllm_quant_type qtype;
+    uint32_t block;
+    bool double_quant, inc_embed, inc_lm_head, report;
 } split_opts;
+
+/* Quantization works on slices of QSLICE elements at fixed positions of
+ * the tensor (a multiple of every block size), whatever the read chunks:
+ * slices are what the jobs share out, and fixed positions keep the output
+ * and the statistics the same for any --jobs and any input layout. */
+#define QSLICE ((size_t)1 << 16)
 
 typedef struct {
     bool done;
@@ -257,6 +277,16 @@ typedef struct {
     /* zstd: the unit's stored bytes, tensor after tensor */
     uint8_t *z;
     size_t zlen, zcap;     /* the current tensor's frames (zstd) */
+    bool deferred;         /* converted input: complete, waiting for the
+                              source's digest before it is finished */
+    /* quantization of the current tensor */
+    bool q;
+    airllm_ct_qlayout ql;
+    float *qabsmax;             /* (ql.nblocks) */
+    airllm_qblock_stats *qbs;   /* (ql.nblocks) */
+    uint64_t qdone;             /* elements quantized so far */
+    uint8_t *qcarry;            /* source bytes of an unfinished slice */
+    size_t qcarry_len;
 } unit_writer;
 
 typedef struct {
@@ -280,6 +310,12 @@ typedef struct {
     size_t *n_src_units;
     airllm_mf_file aux[N_AUX]; /* copied config/tokenizer files */
     size_t n_aux;
+    /* airllm-quant */
+    bool *quantize;            /* per plan tensor */
+    airllm_quant_stats *qstats; /* per plan tensor, when quantized */
+    float **qx, **qy;          /* per job: QSLICE floats each */
+    uint8_t *qcodes;           /* codes of one batch of slices */
+    size_t qcodes_cap;
 } split_ctx;
 
 /* ------------------------------------------------------------------ */
@@ -343,6 +379,14 @@ static int journal_load(split_ctx *s, airllm_err *err)
                 r->size = size;
                 memcpy(r->sha, sha, AIRLLM_SHA256_HEX);
             }
+        } else if (strncmp(line, "qstats ", 7) == 0 && s->qstats) {
+            /* qstats INDEX NAME RMSE MAX REL, in hex floats (exact). */
+            unsigned long long t;
+            char name[1024];
+            double v[3];
+            if (sscanf(line + 7, "%llu %1023s %la %la %la", &t, name, &v[0], &v[1], &v[2]) == 5 &&
+                t < s->ck.n_tensors && strcmp(s->ck.tensors[t].name, name) == 0)
+                s->qstats[t] = (airllm_quant_stats){v[0], v[1], v[2]};
         } else if (sscanf(line, "%15s %1023s", kind, file) == 2 &&
                    strcmp(kind, "deleted") == 0) {
             long i = find_source(&s->ck, file);
@@ -365,6 +409,12 @@ static void fingerprint(const split_ctx *s, char out[AIRLLM_SHA256_HEX])
     snprintf(line, sizeof line, "airllm-split plan 1\ncompress %s %d\n",
              s->o.zstd ? "zstd" : "none", s->o.zstd ? s->o.level : 0);
     airllm_sha256_update(h, line, strlen(line));
+    if (s->o.quant) {
+        snprintf(line, sizeof line, "quant %s %u %d %d %d converted %d\n",
+                 airllm_quant_type_name(s->o.qtype), s->o.block, s->o.double_quant,
+                 s->o.inc_embed, s->o.inc_lm_head, c->converted);
+        airllm_sha256_update(h, line, strlen(line));
+    }
     airllm_sha256_update(h, c->config_text, c->config_len);
     for (size_t i = 0; i < c->n_sources; i++) {
         snprintf(line, sizeof line, "\nsource %s %llu\n", c->sources[i].file,
@@ -493,6 +543,9 @@ static void writer_free(unit_writer *w)
     airllm_sha256_free(w->hash);
     airllm_ct_free(&w->hdr);
     free(w->z);
+    free(w->qabsmax);
+    free(w->qbs);
+    free(w->qcarry);
     free(w);
 }
 
@@ -524,9 +577,30 @@ static int writer_open(split_ctx *s, size_t unit, unit_writer **out, airllm_err 
         ct->dtype = st->dtype;
         ct->ndim = st->ndim;
         memcpy(ct->shape, st->shape, sizeof ct->shape);
-        ct->raw_len = st->end - st->begin;
+        size_t t = un->tensors[i];
+        const airllm_ct_tensor *src = airllm_ckpt_ct(&s->ck, t);
+        ct->raw_len = airllm_ckpt_raw_len(&s->ck, t);
         ct->stored_len = ct->raw_len;
         ct->encoding = AIRLLM_ENC_RAW;
+        if (s->quantize && s->quantize[t]) {
+            ct->encoding = s->o.qtype == AIRLLM_QUANT_NF4   ? AIRLLM_ENC_NF4
+                           : s->o.qtype == AIRLLM_QUANT_FP4 ? AIRLLM_ENC_FP4
+                                                            : AIRLLM_ENC_INT8;
+            ct->enc_param[0] = s->o.block;
+            ct->enc_param[1] = s->o.double_quant ? AIRLLM_CT_QFLAG_DOUBLE_QUANT : 0;
+            airllm_ct_qlayout l;
+            if (airllm_ct_tensor_qlayout(ct, &l, err)) {
+                writer_free(w);
+                return airllm_err_prefix(err, "%s", ct->name);
+            }
+            ct->stored_len = l.stored_len;
+        } else if (src && src->encoding == AIRLLM_ENC_ZSTD) {
+            /* Converted input: a lossless tensor that stays as it is keeps
+             * its frames, copied byte for byte. */
+            ct->encoding = AIRLLM_ENC_ZSTD;
+            memcpy(ct->enc_param, src->enc_param, sizeof ct->enc_param);
+            ct->stored_len = src->stored_len;
+        }
     }
     char tmpname[64];
     snprintf(tmpname, sizeof tmpname, ".%s.tmp", un->file);
@@ -651,16 +725,296 @@ static int writer_compress(split_ctx *s, unit_writer *w, const airllm_ct_tensor 
     return 0;
 }
 
+/* ------------------------------------------------------------------ */
+/* quantization (airllm-quant)                                         */
+
+static size_t elem_size(airllm_dtype dt)
+{
+    return dt == AIRLLM_DTYPE_F32 ? 4 : 2;
+}
+
+/* Source elements (little-endian F32, F16 or BF16) to float32. */
+static void to_f32(airllm_dtype dt, const uint8_t *src, size_t n, float *dst)
+{
+    if (dt == AIRLLM_DTYPE_BF16) {
+        airllm_bf16_to_f32_array(src, n, dst);
+    } else if (dt == AIRLLM_DTYPE_F16) {
+        airllm_f16_to_f32_array(src, n, dst);
+    } else {
+        for (size_t i = 0; i < n; i++)
+            dst[i] = airllm_get_lef32(src + 4 * i);
+    }
+}
+
+static size_t qcode_bytes(const split_ctx *s, uint64_t n)
+{
+    return (size_t)(s->o.qtype == AIRLLM_QUANT_INT8 ? n : (n + 1) / 2);
+}
+
+typedef struct {
+    split_ctx *s;
+    unit_writer *w;
+    airllm_dtype dt;
+    const uint8_t *src; /* n source elements, starting at element `first` */
+    size_t n;
+    uint64_t first;     /* a multiple of QSLICE */
+    unsigned job, njobs;
+    int rc;
+    airllm_err err;
+} qjob;
+
+/* Quantizes every njobs-th slice of the batch: convert, quantize into the
+ * batch's code buffer and the tensor's absmax, dequantize, and keep the
+ * per-block error sums. Slices never share a block or a code byte. */
+static void *qjob_run(void *arg)
+{
+    qjob *j = arg;
+    split_ctx *s = j->s;
+    unit_writer *w = j->w;
+    size_t es = elem_size(j->dt), block = s->o.block;
+    size_t nslices = (j->n + QSLICE - 1) / QSLICE;
+    float *x = s->qx[j->job], *y = s->qy[j->job];
+    for (size_t k = j->job; k < nslices && !j->rc; k += j->njobs) {
+        size_t off = k * QSLICE, m = j->n - off < QSLICE ? j->n - off : QSLICE;
+        size_t b0 = (size_t)((j->first + off) / block), nb = (m + block - 1) / block;
+        size_t coff = qcode_bytes(s, off);
+        to_f32(j->dt, j->src + off * es, m, x);
+        if (airllm_quantize(s->o.qtype, x, m, block, s->qcodes + coff, s->qcodes_cap - coff,
+                            w->qabsmax + b0, nb, &j->err) ||
+            airllm_dequantize(s->o.qtype, s->qcodes + coff, qcode_bytes(s, m), w->qabsmax + b0,
+                              nb, m, block, y, &j->err) ||
+            airllm_quant_block_stats(x, y, m, block, w->qabsmax + b0, w->qbs + b0, &j->err)) {
+            airllm_err_prefix(&j->err, "elements from %llu",
+                              (unsigned long long)(j->first + off));
+            j->rc = -1;
+        }
+    }
+    return NULL;
+}
+
+/* Quantizes n elements (whole slices, or the tensor's end) and writes
+ * their codes. */
+static int quant_batch(split_ctx *s, unit_writer *w, const airllm_ct_tensor *ct,
+                       const uint8_t *src, size_t n, airllm_err *err)
+{
+    qjob jobs[64];
+    pthread_t th[64];
+    size_t nslices = (n + QSLICE - 1) / QSLICE;
+    unsigned nj = s->o.jobs < nslices ? s->o.jobs : (unsigned)nslices;
+    if (qcode_bytes(s, n) > s->qcodes_cap)
+        return airllm_errf(err, "internal error: quantization batch too large");
+    for (unsigned i = 0; i < nj; i++)
+        jobs[i] = (qjob){s, w, ct->dtype, src, n, w->qdone, i, nj, 0, {{0}}};
+    for (unsigned i = 1; i < nj; i++)
+        if (pthread_create(&th[i], NULL, qjob_run, &jobs[i]) != 0)
+            qjob_run(&jobs[i]), th[i] = 0;
+    if (nj)
+        qjob_run(&jobs[0]);
+    for (unsigned i = 1; i < nj; i++)
+        if (th[i])
+            pthread_join(th[i], NULL);
+    for (unsigned i = 0; i < nj; i++)
+        if (jobs[i].rc) {
+            *err = jobs[i].err;
+            return airllm_err_prefix(err, "%s: tensor \"%s\"", w->final, ct->name);
+        }
+    w->qdone += n;
+    return writer_emit(w, s->qcodes, qcode_bytes(s, n), err);
+}
+
+static int quant_start(unit_writer *w, const airllm_ct_tensor *ct, airllm_err *err)
+{
+    if (airllm_ct_tensor_qlayout(ct, &w->ql, err))
+        return airllm_err_prefix(err, "%s", ct->name);
+    free(w->qabsmax);
+    free(w->qbs);
+    w->qabsmax = malloc((w->ql.nblocks ? w->ql.nblocks : 1) * sizeof *w->qabsmax);
+    w->qbs = malloc((w->ql.nblocks ? w->ql.nblocks : 1) * sizeof *w->qbs);
+    if (!w->qcarry)
+        w->qcarry = malloc(QSLICE * 4);
+    if (!w->qabsmax || !w->qbs || !w->qcarry)
+        return airllm_errf(err, "out of memory for the block scales of %s", ct->name);
+    w->qdone = 0;
+    w->qcarry_len = 0;
+    return 0;
+}
+
+/* Source bytes of the current tensor: whole slices go straight through,
+ * the rest waits in the carry buffer. */
+static int quant_feed(split_ctx *s, unit_writer *w, const airllm_ct_tensor *ct,
+                      const uint8_t *data, size_t n, airllm_err *err)
+{
+    size_t es = elem_size(ct->dtype), slice_bytes = QSLICE * es;
+    while (n > 0) {
+        if (w->qcarry_len || n < slice_bytes) {
+            size_t take = slice_bytes - w->qcarry_len < n ? slice_bytes - w->qcarry_len : n;
+            memcpy(w->qcarry + w->qcarry_len, data, take);
+            w->qcarry_len += take;
+            data += take;
+            n -= take;
+            if (w->qcarry_len == slice_bytes) {
+                w->qcarry_len = 0;
+                if (quant_batch(s, w, ct, w->qcarry, QSLICE, err))
+                    return -1;
+            }
+        } else {
+            size_t k = n / slice_bytes * slice_bytes;
+            if (quant_batch(s, w, ct, data, k / es, err))
+                return -1;
+            data += k;
+            n -= k;
+        }
+    }
+    return 0;
+}
+
+/* Converted input: a zstd tensor's frames were collected in w->z; decode
+ * them one chunk at a time into the quantizer. */
+static int quant_feed_frames(split_ctx *s, unit_writer *w, const airllm_ct_tensor *ct,
+                             const airllm_ct_tensor *src, airllm_err *err)
+{
+    size_t cap = src->enc_param[1];
+    uint8_t *chunk = malloc(cap), *scratch = malloc(cap);
+    const uint8_t *z = w->z;
+    size_t zleft = w->zlen;
+    uint64_t total = 0;
+    int rc = chunk && scratch ? 0 : airllm_errf(err, "out of memory");
+    while (!rc && zleft > 0) {
+        size_t used, produced;
+        rc = airllm_zstd_frame_decode(chunk, cap, &produced, z, zleft, &used, src->enc_param[0],
+                                      scratch, err);
+        if (rc)
+            airllm_err_prefix(err, "%s: tensor \"%s\"", s->ck.dir, ct->name);
+        for (size_t off = 0; !rc && off < produced; off += s->buf_size)
+            rc = quant_feed(s, w, ct, chunk + off,
+                            produced - off < s->buf_size ? produced - off : s->buf_size, err);
+        z += used;
+        zleft -= used;
+        total += produced;
+    }
+    if (!rc && total != ct->raw_len)
+        rc = airllm_errf(err, "%s: tensor \"%s\": frames decode to %llu bytes, %llu expected",
+                         s->ck.dir, ct->name, (unsigned long long)total,
+                         (unsigned long long)ct->raw_len);
+    free(chunk);
+    free(scratch);
+    return rc;
+}
+
+static int emit_f32s(unit_writer *w, const float *v, size_t n, airllm_err *err)
+{
+    uint8_t buf[4096];
+    for (size_t i = 0; i < n;) {
+        size_t k = 0;
+        for (; k < sizeof buf / 4 && i < n; k++, i++)
+            airllm_put_lef32(buf + 4 * k, v[i]);
+        if (writer_emit(w, buf, 4 * k, err))
+            return -1;
+    }
+    return 0;
+}
+
+/* Ends a quantized tensor: the last partial slice, the scales (double
+ * quantized if asked), and the error statistics of what is stored. */
+static int quant_finish(split_ctx *s, unit_writer *w, const airllm_ct_tensor *ct, size_t t,
+                        airllm_err *err)
+{
+    const airllm_ct_tensor *src = airllm_ckpt_ct(&s->ck, t);
+    if (src && src->encoding == AIRLLM_ENC_ZSTD && quant_feed_frames(s, w, ct, src, err))
+        return -1;
+    size_t es = elem_size(ct->dtype);
+    if (w->qcarry_len && quant_batch(s, w, ct, w->qcarry, w->qcarry_len / es, err))
+        return -1;
+    w->qcarry_len = 0;
+    const airllm_ct_qlayout *l = &w->ql;
+    if (w->qdone != l->n)
+        return airllm_errf(err, "internal error: %s: %llu of %llu elements quantized", ct->name,
+                           (unsigned long long)w->qdone, (unsigned long long)l->n);
+    if (writer_pad_to(w, ct->offset + l->scales_off, err))
+        return -1;
+    size_t nb = (size_t)l->nblocks;
+    float *stored = w->qabsmax; /* the absmax the runner will use */
+    float *deq = NULL;
+    uint8_t *q = NULL;
+    float *a2 = NULL;
+    int rc = 0;
+    if (!l->double_quant) {
+        rc = emit_f32s(w, w->qabsmax, nb, err);
+    } else {
+        float offset;
+        q = malloc(nb);
+        a2 = malloc((size_t)l->nblocks2 * sizeof *a2);
+        deq = malloc(nb * sizeof *deq);
+        if (!q || !a2 || !deq)
+            rc = airllm_errf(err, "out of memory");
+        if (!rc && (airllm_dq_compress(AIRLLM_DQ_BNB_LUT, w->qabsmax, nb, NULL, q, nb, a2,
+                                       (size_t)l->nblocks2, &offset, err) ||
+                    airllm_dq_decompress(q, nb, a2, (size_t)l->nblocks2, offset, deq, err)))
+            rc = airllm_err_prefix(err, "%s: tensor \"%s\": double quantization", w->final,
+                                   ct->name);
+        if (!rc)
+            rc = writer_emit(w, q, nb, err) ||
+                 writer_pad_to(w, ct->offset + l->dq_offset_off, err) ||
+                 emit_f32s(w, &offset, 1, err) || emit_f32s(w, a2, (size_t)l->nblocks2, err);
+        stored = deq;
+    }
+    if (!rc && w->pos != ct->offset + ct->stored_len)
+        rc = airllm_errf(err, "internal error: %s: %s takes %llu bytes, not %llu", w->final,
+                         ct->name, (unsigned long long)(w->pos - ct->offset),
+                         (unsigned long long)ct->stored_len);
+    if (!rc) {
+        /* x - v*a' = e + v*(a - a') for a scale a' that double quantization
+         * moved: the sums give the exact squared error; the largest error
+         * is bounded by max|e| + max|v| * |a - a'|. */
+        double se2 = 0, sx2 = 0, maxe = 0;
+        for (size_t b = 0; b < nb; b++) {
+            const airllm_qblock_stats *bs = &w->qbs[b];
+            /* In the block's scaled units (2^-exp), then back. */
+            double d = ldexp((double)w->qabsmax[b] - (double)stored[b], -bs->exp);
+            double e2 = (double)bs->e2 + 2 * d * bs->ev + d * d * bs->v2;
+            double me = ldexp((double)bs->max_e + (double)bs->max_v * fabs(d), bs->exp);
+            se2 += e2 > 0 ? ldexp(e2, 2 * bs->exp) : 0;
+            sx2 += ldexp(bs->x2, 2 * bs->exp);
+            maxe = me > maxe ? me : maxe;
+        }
+        airllm_quant_stats *st = &s->qstats[t];
+        st->rmse = sqrt(se2 / (double)l->n);
+        st->max_abs = maxe;
+        st->rel_fro = sx2 > 0 ? sqrt(se2 / sx2) : 0;
+    }
+    free(q);
+    free(a2);
+    free(deq);
+    return rc;
+}
+
 /* Feeds n bytes of the unit's current tensor. */
 static int writer_feed(split_ctx *s, unit_writer *w, const uint8_t *data, size_t n,
                        airllm_err *err)
 {
     airllm_ct_tensor *ct = &w->hdr.tensors[w->next];
+    size_t t = s->ck.units[w->unit].tensors[w->next];
     if (s->o.zstd) {
         if (w->tensor_fill == 0)
             w->zlen = 0;
         if (n && writer_compress(s, w, ct, data, n, err))
             return -1;
+    } else if (s->quantize && s->quantize[t]) {
+        if (w->tensor_fill == 0) {
+            w->q = true;
+            w->zlen = 0;
+            if (writer_pad_to(w, ct->offset, err) || quant_start(w, ct, err))
+                return -1;
+        }
+        const airllm_ct_tensor *src = airllm_ckpt_ct(&s->ck, t);
+        if (src && src->encoding == AIRLLM_ENC_ZSTD) {
+            if (zbuf_reserve(w, n, err))
+                return -1;
+            memcpy(w->z + w->zlen, data, n);
+            w->zlen += n;
+        } else if (quant_feed(s, w, ct, data, n, err)) {
+            return -1;
+        }
     } else {
         if (w->tensor_fill == 0 && writer_pad_to(w, ct->offset, err))
             return -1;
@@ -715,6 +1069,10 @@ static int writer_tensor_done(split_ctx *s, unit_writer *w, bool *complete, airl
 {
     if (s->o.zstd && writer_put_zstd_tensor(w, &w->hdr.tensors[w->next], err))
         return -1;
+    if (w->q && quant_finish(s, w, &w->hdr.tensors[w->next],
+                             s->ck.units[w->unit].tensors[w->next], err))
+        return -1;
+    w->q = false;
     w->tensor_fill = 0;
     w->next++;
     *complete = w->next == w->hdr.n_tensors;
@@ -803,7 +1161,17 @@ static int writer_finish(split_ctx *s, unit_writer *w, airllm_err *err)
         s->stored_len[un->tensors[i]] = w->hdr.tensors[i].stored_len;
         s->encoding[un->tensors[i]] = w->hdr.tensors[i].encoding;
     }
-    char line[256];
+    char line[1400];
+    for (uint32_t i = 0; i < w->hdr.n_tensors; i++) {
+        size_t t = un->tensors[i];
+        if (!airllm_encoding_is_quant(w->hdr.tensors[i].encoding) ||
+            strlen(w->hdr.tensors[i].name) > 1000 || strchr(w->hdr.tensors[i].name, ' '))
+            continue;
+        snprintf(line, sizeof line, "qstats %zu %s %a %a %a\n", t, w->hdr.tensors[i].name,
+                 s->qstats[t].rmse, s->qstats[t].max_abs, s->qstats[t].rel_fro);
+        if (journal_append(s, line, err))
+            return -1;
+    }
     snprintf(line, sizeof line, "unit %s %llu %s\n", un->file, (unsigned long long)r->size,
              r->sha);
     return journal_append(s, line, err);
@@ -854,10 +1222,14 @@ static int unit_check_kept(split_ctx *s, size_t u, airllm_err *err)
     for (uint32_t i = 0; !rc && i < h.n_tensors; i++) {
         const airllm_st_tensor *st = airllm_ckpt_st(&s->ck, un->tensors[i]);
         if (strcmp(h.tensors[i].name, st->name) != 0 || h.tensors[i].dtype != st->dtype ||
-            h.tensors[i].raw_len != st->end - st->begin)
+            h.tensors[i].raw_len != airllm_ckpt_raw_len(&s->ck, un->tensors[i]))
             rc = airllm_errf(err, "%s: tensor %u differs from the plan", path, i);
         s->stored_len[un->tensors[i]] = h.tensors[i].stored_len;
         s->encoding[un->tensors[i]] = h.tensors[i].encoding;
+        if (!rc && airllm_encoding_is_quant(h.tensors[i].encoding) &&
+            (!s->qstats || s->qstats[un->tensors[i]].rmse < 0))
+            rc = airllm_errf(err, "%s: no error statistics journaled for %s", path,
+                             h.tensors[i].name);
     }
     airllm_ct_free(&h);
     return rc;
@@ -1044,6 +1416,16 @@ static void pipe_fail(pipeline *p)
     pthread_mutex_unlock(&p->lock);
 }
 
+static int unit_complete(split_ctx *s, size_t u, airllm_err *err)
+{
+    int rc = writer_finish(s, s->writers[u], err);
+    writer_free(s->writers[u]);
+    s->writers[u] = NULL;
+    if (rc || try_delete_sources(s, err))
+        return -1;
+    return 0;
+}
+
 /* Handles one chunk on the writer side. */
 static int consume(pipeline *p, const pipe_msg *m, airllm_err *err)
 {
@@ -1060,16 +1442,14 @@ static int consume(pipeline *p, const pipe_msg *m, airllm_err *err)
     bool complete = false;
     if (m->last && writer_tensor_done(s, w, &complete, err))
         return -1;
-    if (!complete) {
+    if (!complete || s->ck.converted) {
+        /* A converted input's unit file is its own source: its unit is
+         * finished only once the whole file matched its digest. */
+        w->deferred = complete;
         writer_park(w);
         return 0;
     }
-    int rc = writer_finish(s, w, err);
-    writer_free(w);
-    s->writers[u] = NULL;
-    if (rc || try_delete_sources(s, err))
-        return -1;
-    return 0;
+    return unit_complete(s, u, err);
 }
 
 static void *writer_thread(void *arg)
@@ -1083,6 +1463,20 @@ static void *writer_thread(void *arg)
                 break;
             /* End of the source: every byte hashed, every unit fed. */
             const airllm_ckpt_source *src = &s->ck.sources[p->source];
+            if (src->ct && strcmp(src->sha256, p->source_sha) != 0) {
+                airllm_errf(&p->err, "%s/%s: SHA-256 differs from the input manifest: the "
+                                     "file is corrupted",
+                            s->ck.dir, src->file);
+                pipe_fail(p);
+                break;
+            }
+            for (size_t k = 0; k < s->n_src_units[p->source]; k++) {
+                size_t u = s->src_units[p->source][k];
+                if (s->writers[u] && s->writers[u]->deferred && unit_complete(s, u, &p->err))
+                    pipe_fail(p);
+            }
+            if (p->failed)
+                break;
             done_rec *r = &s->src_done[p->source];
             r->done = true;
             r->size = src->st.file_size;
@@ -1174,6 +1568,15 @@ static int stream_source(split_ctx *s, size_t i, airllm_err *err)
         const airllm_st_tensor *stt = airllm_ckpt_st(c, t);
         bool send = need[c->tensors[t].unit];
         uint64_t pos = src->st.data_start + stt->begin, end = src->st.data_start + stt->end;
+        /* Container sources have padding between tensors: it is hashed too,
+         * so the digest is the file's. */
+        while (off < pos && !rc) {
+            size_t n = (size_t)(pos - off < s->buf_size ? pos - off : s->buf_size);
+            rc = airllm_pread_full(fd, s->buf, n, off, path, err);
+            if (!rc)
+                airllm_sha256_update(h, s->buf, n);
+            off += n;
+        }
         if (send && pos == end)
             pipe_push(&p, (pipe_msg){NULL, 0, t, true});
         while (pos < end && !rc) {
@@ -1189,11 +1592,20 @@ static int stream_source(split_ctx *s, size_t i, airllm_err *err)
             }
             airllm_sha256_update(h, buf, n);
             pos += n;
+            off = pos;
             if (send)
                 pipe_push(&p, (pipe_msg){buf, n, t, pos == end});
             s->bytes_read += n;
             cli_progress_add(&s->prog, n);
         }
+    }
+    while (off < src->st.file_size && !rc) {
+        size_t n = (size_t)(src->st.file_size - off < s->buf_size ? src->st.file_size - off
+                                                                   : s->buf_size);
+        rc = airllm_pread_full(fd, s->buf, n, off, path, err);
+        if (!rc)
+            airllm_sha256_update(h, s->buf, n);
+        off += n;
     }
     if (rc)
         pipe_fail(&p);
@@ -1262,6 +1674,16 @@ static char *options_json(const split_opts *o)
         cJSON_AddNumberToObject(j, "zstd_level", o->level);
         cJSON_AddNumberToObject(j, "zstd_chunk_bytes", READ_CHUNK);
     }
+    if (o->quant) {
+        cJSON_AddStringToObject(j, "quant_type", airllm_quant_type_name(o->qtype));
+        cJSON_AddNumberToObject(j, "block_size", o->block);
+        cJSON_AddBoolToObject(j, "double_quant", o->double_quant);
+        cJSON *inc = cJSON_AddArrayToObject(j, "include");
+        if (o->inc_embed)
+            cJSON_AddItemToArray(inc, cJSON_CreateString("embed"));
+        if (o->inc_lm_head)
+            cJSON_AddItemToArray(inc, cJSON_CreateString("lm_head"));
+    }
     char *text = cJSON_PrintUnformatted(j);
     cJSON_Delete(j);
     return text;
@@ -1274,9 +1696,12 @@ static int write_manifest(split_ctx *s, airllm_mf_file *aux, size_t n_aux,
     const airllm_ckpt *c = &s->ck;
     airllm_manifest m = {0};
     m.version_major = AIRLLM_CT_VERSION_MAJOR;
-    m.version_minor = AIRLLM_CT_VERSION_MINOR;
+    m.version_minor = 0;
+    for (size_t t = 0; t < c->n_tensors; t++)
+        if (airllm_encoding_is_quant(s->encoding[t]))
+            m.version_minor = 1;
     m.complete = true;
-    m.tool_name = "airllm-split";
+    m.tool_name = TOOL_NAME;
     m.tool_version = AIRLLM_VERSION;
     m.options_json = options_json(&s->o);
     m.model.architecture = c->architecture;
@@ -1327,8 +1752,15 @@ static int write_manifest(split_ctx *s, airllm_mf_file *aux, size_t n_aux,
             memcpy(mt->shape, st->shape, sizeof mt->shape);
             mt->unit = u;
             mt->encoding = s->encoding[t];
-            mt->raw_len = st->end - st->begin;
+            mt->raw_len = airllm_ckpt_raw_len(c, t);
             mt->stored_len = s->stored_len[t];
+            if (airllm_encoding_is_quant(mt->encoding)) {
+                mt->quant_block = s->o.block;
+                mt->quant_double = s->o.double_quant;
+                mt->quant_rmse = s->qstats[t].rmse;
+                mt->quant_max_abs = s->qstats[t].max_abs;
+                mt->quant_rel_fro = s->qstats[t].rel_fro;
+            }
             mt->source = c->sources[c->tensors[t].source].file;
         }
     for (size_t i = 0; i < c->n_sources; i++) {
@@ -1534,6 +1966,35 @@ static uint64_t disk_available(const char *dir)
     return (uint64_t)v.f_bavail * v.f_frsize;
 }
 
+#ifdef AIRLLM_QUANT_TOOL
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "Usage: airllm-quant [options] IN_DIR OUT_DIR\n"
+            "Quantize a model block-wise to 4 or 8 bits. IN_DIR is a Hugging Face\n"
+            "safetensors checkpoint (split and quantized in one pass, no unquantized copy\n"
+            "is written) or a directory written by airllm-split.\n\n"
+            "  -t, --type TYPE        nf4 (default), fp4 or int8\n"
+            "  -b, --block-size N     elements per block: a power of two, 32-4096 (default 64)\n"
+            "      --double-quant     quantize the per-block scales to 8 bits as well\n"
+            "                         (bitsandbytes' compress_statistics)\n"
+            "      --include LIST     also quantize: lm_head, embed (comma-separated);\n"
+            "                         by default only the linear layers of attention, MLP\n"
+            "                         and experts are\n"
+            "      --report           print each quantized tensor's error (RMSE, max abs,\n"
+            "                         relative Frobenius) as a table\n"
+            "  -j, --jobs N           quantization threads (default 1)\n"
+            "  -n, --dry-run          print the plan (units, sizes, disk needed) and exit\n"
+            "  -f, --force            replace whatever OUT_DIR holds\n"
+            "      --json             print a machine-readable summary on stdout\n"
+            "  -q, --quiet            only errors\n"
+            "  -v, --verbose          more detail\n"
+            "  -h, --help             this help\n"
+            "  -V, --version          print the version\n\n"
+            "A run that is interrupted resumes when the same command is run again.\n"
+            "Exit status: 0 success, 1 failure, 2 usage error.\n");
+}
+#else
 static void usage(FILE *f)
 {
     fprintf(f,
@@ -1555,8 +2016,27 @@ static void usage(FILE *f)
             "A run that is interrupted resumes when the same command is run again.\n"
             "Exit status: 0 success, 1 failure, 2 usage error.\n");
 }
+#endif
 
 /* ------------------------------------------------------------------ */
+
+static int parse_include(const char *arg, split_opts *o)
+{
+    char buf[256];
+    if (strlen(arg) >= sizeof buf)
+        return cli_usage_error("--include: too long");
+    strcpy(buf, arg);
+    char *save = NULL;
+    for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        if (strcmp(tok, "embed") == 0)
+            o->inc_embed = true;
+        else if (strcmp(tok, "lm_head") == 0)
+            o->inc_lm_head = true;
+        else
+            return cli_usage_error("--include: unknown part '%s' (lm_head, embed)", tok);
+    }
+    return 0;
+}
 
 static int parse_args(int argc, char **argv, split_opts *o)
 {
@@ -1571,15 +2051,48 @@ static int parse_args(int argc, char **argv, split_opts *o)
         {"verbose", no_argument, 0, 'v'},
         {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, 'V'},
+        {"type", required_argument, 0, 't'},
+        {"block-size", required_argument, 0, 'b'},
+        {"double-quant", no_argument, 0, 'Q'},
+        {"include", required_argument, 0, 'I'},
+        {"report", no_argument, 0, 'R'},
         {0, 0, 0, 0},
     };
     memset(o, 0, sizeof *o);
     o->jobs = 1;
     o->level = 3;
+#ifdef AIRLLM_QUANT_TOOL
+    o->quant = true;
+    o->qtype = AIRLLM_QUANT_NF4;
+    o->block = AIRLLM_QUANT_BLOCK_DEFAULT;
+    const char *shortopts = "t:b:j:nfqvhV";
+#else
+    const char *shortopts = "c:j:nfqvhV";
+#endif
     int ch;
     uint64_t v;
-    while ((ch = getopt_long(argc, argv, "c:j:nfqvhV", longopts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
+        bool quant_opt = ch == 't' || ch == 'b' || ch == 'Q' || ch == 'I' || ch == 'R';
+        if (quant_opt != o->quant && (quant_opt || ch == 'c' || ch == 'D'))
+            return cli_usage_error("bad option");
         switch (ch) {
+        case 't':
+            if (airllm_quant_type_from_name(optarg, &o->qtype))
+                return cli_usage_error("unknown --type '%s' (nf4, fp4, int8)", optarg);
+            break;
+        case 'b':
+            if (cli_parse_uint(optarg, AIRLLM_QUANT_BLOCK_MIN, AIRLLM_QUANT_BLOCK_MAX, &v) ||
+                (v & (v - 1)) != 0)
+                return cli_usage_error("bad --block-size '%s' (a power of two, 32-4096)",
+                                       optarg);
+            o->block = (uint32_t)v;
+            break;
+        case 'Q': o->double_quant = true; break;
+        case 'I':
+            if (parse_include(optarg, o))
+                return AIRLLM_EXIT_USAGE;
+            break;
+        case 'R': o->report = true; break;
         case 'c':
             if (strcmp(optarg, "none") == 0) {
                 o->zstd = false;
@@ -1608,12 +2121,13 @@ static int parse_args(int argc, char **argv, split_opts *o)
         case 'q': cli_verbosity = 0; break;
         case 'v': cli_verbosity = 2; break;
         case 'h': usage(stdout); exit(AIRLLM_EXIT_OK);
-        case 'V': printf("airllm-split %s\n", AIRLLM_VERSION); exit(AIRLLM_EXIT_OK);
+        case 'V': printf("%s %s\n", TOOL_NAME, AIRLLM_VERSION); exit(AIRLLM_EXIT_OK);
         default: return cli_usage_error("bad option");
         }
     }
     if (argc - optind != 2)
-        return cli_usage_error("expected HF_DIR and OUT_DIR");
+        return cli_usage_error(o->quant ? "expected IN_DIR and OUT_DIR"
+                                        : "expected HF_DIR and OUT_DIR");
     o->hf_dir = argv[optind];
     o->out_dir = argv[optind + 1];
     return 0;
@@ -1692,6 +2206,121 @@ static bool same_completed_run(split_ctx *s)
     return same;
 }
 
+/* Router weights of mixture-of-experts layers: small, and their errors
+ * change which experts run, so they stay exact. */
+static bool is_router(const char *name)
+{
+    static const char *const suffixes[] = {".block_sparse_moe.gate.weight", ".mlp.gate.weight",
+                                           ".shared_expert_gate.weight", ".router.weight",
+                                           ".mlp.router.weight", ".moe.gate.weight"};
+    size_t n = strlen(name);
+    for (size_t i = 0; i < sizeof suffixes / sizeof *suffixes; i++) {
+        size_t k = strlen(suffixes[i]);
+        if (n >= k && strcmp(name + n - k, suffixes[i]) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* Which tensors airllm-quant quantizes: 2-D float ".weight" matrices of
+ * decoder layers (attention, MLP, experts) but not routers; the embeddings
+ * and the LM head only when --include names them. Norms and biases are
+ * 1-D and stay as they are. */
+static int plan_quant(split_ctx *s, airllm_err *err)
+{
+    const airllm_ckpt *c = &s->ck;
+    s->quantize = calloc(c->n_tensors + 1, sizeof *s->quantize);
+    s->qstats = calloc(c->n_tensors + 1, sizeof *s->qstats);
+    if (!s->quantize || !s->qstats)
+        return airllm_errf(err, "out of memory");
+    for (size_t t = 0; t < c->n_tensors; t++) {
+        const airllm_st_tensor *st = airllm_ckpt_st(c, t);
+        const airllm_ct_tensor *src = airllm_ckpt_ct(c, t);
+        if (src && airllm_encoding_is_quant(src->encoding))
+            return airllm_errf(err, "%s/%s: tensor \"%s\" is already quantized (%s); "
+                                    "quantize from the checkpoint or an unquantized directory",
+                               c->dir, c->sources[c->tensors[t].source].file, st->name,
+                               airllm_encoding_name(src->encoding));
+        s->qstats[t].rmse = -1; /* not known yet (resume: from the journal) */
+        size_t nl = strlen(st->name);
+        bool is_float = st->dtype == AIRLLM_DTYPE_F32 || st->dtype == AIRLLM_DTYPE_F16 ||
+                        st->dtype == AIRLLM_DTYPE_BF16;
+        if (!is_float || st->ndim != 2 || st->shape[0] == 0 || st->shape[1] == 0 || nl < 7 ||
+            strcmp(st->name + nl - 7, ".weight") != 0)
+            continue;
+        switch (c->units[c->tensors[t].unit].kind) {
+        case AIRLLM_UNIT_LAYER: s->quantize[t] = !is_router(st->name); break;
+        case AIRLLM_UNIT_EMBED: s->quantize[t] = s->o.inc_embed; break;
+        case AIRLLM_UNIT_LM_HEAD: s->quantize[t] = s->o.inc_lm_head; break;
+        default: break;
+        }
+    }
+    if (s->o.inc_lm_head && !s->o.inc_embed && c->tied_to)
+        cli_info("note: the LM head is tied to the embeddings; add --include embed to "
+                 "quantize it");
+    return 0;
+}
+
+/* Size and bits per weight of what was quantized, and the error table. */
+static void quant_summary(const split_ctx *s, cJSON *j)
+{
+    const airllm_ckpt *c = &s->ck;
+    uint64_t nq = 0, elems = 0, qstored = 0, qsrc = 0;
+    double worst_rel = 0;
+    for (size_t t = 0; t < c->n_tensors; t++) {
+        const airllm_st_tensor *st = airllm_ckpt_st(c, t);
+        uint64_t n = airllm_ckpt_raw_len(c, t) / (airllm_dtype_bits(st->dtype) / 8 ? airllm_dtype_bits(st->dtype) / 8 : 1);
+        if (!airllm_encoding_is_quant(s->encoding[t]))
+            continue;
+        nq++;
+        elems += n;
+        qstored += s->stored_len[t];
+        qsrc += airllm_ckpt_raw_len(c, t);
+        if (s->qstats[t].rel_fro > worst_rel)
+            worst_rel = s->qstats[t].rel_fro;
+    }
+    double bpw = elems ? 8.0 * (double)qstored / (double)elems : 0;
+    if (j) {
+        cJSON *q = cJSON_AddObjectToObject(j, "quant");
+        cJSON_AddStringToObject(q, "type", airllm_quant_type_name(s->o.qtype));
+        cJSON_AddNumberToObject(q, "block_size", s->o.block);
+        cJSON_AddBoolToObject(q, "double_quant", s->o.double_quant);
+        cJSON_AddNumberToObject(q, "tensors", (double)nq);
+        cJSON_AddNumberToObject(q, "weights", (double)elems);
+        cJSON_AddNumberToObject(q, "bits_per_weight", bpw);
+        cJSON_AddNumberToObject(q, "source_bytes", (double)qsrc);
+        cJSON_AddNumberToObject(q, "stored_bytes", (double)qstored);
+        cJSON_AddNumberToObject(q, "worst_rel_frobenius_error", worst_rel);
+        return;
+    }
+    char a[32], b[32];
+    cli_info("quantized %llu tensors (%llu weights) to %s, block %u%s: %.3f bits per weight, "
+             "%s -> %s; worst relative Frobenius error %.4g",
+             (unsigned long long)nq, (unsigned long long)elems,
+             airllm_quant_type_name(s->o.qtype), s->o.block,
+             s->o.double_quant ? ", double quant" : "", bpw, cli_human_size(qsrc, a),
+             cli_human_size(qstored, b), worst_rel);
+}
+
+static void quant_report(const split_ctx *s)
+{
+    const airllm_ckpt *c = &s->ck;
+    printf("%-56s %-6s %12s %12s %12s %8s\n", "tensor", "type", "rmse", "max_abs",
+           "rel_fro", "bits/w");
+    for (size_t u = 0; u < c->n_units; u++)
+        for (size_t i = 0; i < c->units[u].n_tensors; i++) {
+            size_t t = c->units[u].tensors[i];
+            if (!airllm_encoding_is_quant(s->encoding[t]))
+                continue;
+            const airllm_st_tensor *st = airllm_ckpt_st(c, t);
+            uint64_t n = airllm_ckpt_raw_len(c, t) / (airllm_dtype_bits(st->dtype) / 8);
+            printf("%-56s %-6s %12.5g %12.5g %12.5g %8.3f\n", st->name,
+                   airllm_encoding_name(s->encoding[t]), s->qstats[t].rmse,
+                   s->qstats[t].max_abs, s->qstats[t].rel_fro,
+                   n ? 8.0 * (double)s->stored_len[t] / (double)n : 0.0);
+        }
+}
+
 static int split_main(split_ctx *sp, int argc, char **argv)
 {
     int rc = parse_args(argc, argv, &sp->o);
@@ -1735,9 +2364,17 @@ static int split_main(split_ctx *sp, int argc, char **argv)
         return fail(o, &err);
     }
 
-    if (airllm_ckpt_open(o->hf_dir, have_state ? sp->state_dir : NULL, &sp->ck, &err))
+    char in_manifest[4096];
+    snprintf(in_manifest, sizeof in_manifest, "%s/%s", o->hf_dir, AIRLLM_MANIFEST_NAME);
+    if (o->quant && access(in_manifest, F_OK) == 0) {
+        if (airllm_ckpt_open_converted(o->hf_dir, &sp->ck, &err))
+            return fail(o, &err);
+    } else if (airllm_ckpt_open(o->hf_dir, have_state ? sp->state_dir : NULL, &sp->ck, &err)) {
         return fail(o, &err);
+    }
     const airllm_ckpt *c = &sp->ck;
+    if (o->quant && plan_quant(sp, &err))
+        return fail(o, &err);
 
     char fp[AIRLLM_SHA256_HEX];
     fingerprint(sp, fp);
@@ -1782,6 +2419,20 @@ static int split_main(split_ctx *sp, int argc, char **argv)
         !sp->stored_len || !sp->encoding || !bufs_ok || !sp->zdst || !sp->zscratch) {
         airllm_errf(&err, "out of memory");
         return fail(o, &err);
+    }
+    if (o->quant) {
+        sp->qx = calloc(o->jobs, sizeof *sp->qx);
+        sp->qy = calloc(o->jobs, sizeof *sp->qy);
+        sp->qcodes_cap = sp->buf_size + QSLICE;
+        sp->qcodes = malloc(sp->qcodes_cap);
+        bool ok = sp->qx && sp->qy && sp->qcodes;
+        for (unsigned j = 0; ok && j < o->jobs; j++)
+            ok = (sp->qx[j] = malloc(QSLICE * sizeof(float))) != NULL &&
+                 (sp->qy[j] = malloc(QSLICE * sizeof(float))) != NULL;
+        if (!ok) {
+            airllm_errf(&err, "out of memory");
+            return fail(o, &err);
+        }
     }
     if (o->zstd)
         for (unsigned j = 0; j < o->jobs; j++) {
@@ -1881,7 +2532,7 @@ static int split_main(split_ctx *sp, int argc, char **argv)
             for (size_t t = 0; t < c->n_tensors; t++)
                 if (c->tensors[t].source == i)
                     todo += airllm_ckpt_st(c, t)->end - airllm_ckpt_st(c, t)->begin;
-    cli_progress_init(&sp->prog, "airllm-split", todo);
+    cli_progress_init(&sp->prog, TOOL_NAME, todo);
     for (size_t i = 0; i < c->n_sources; i++) {
         if (source_needed(sp, i) && stream_source(sp, i, &err)) {
             cli_progress_finish(&sp->prog);
@@ -1947,6 +2598,8 @@ static int split_main(split_ctx *sp, int argc, char **argv)
         cJSON_AddStringToObject(j, "compress", o->zstd ? "zstd" : "none");
         cJSON_AddBoolToObject(j, "deleted_original", o->delete_original);
         cJSON_AddNumberToObject(j, "seconds", secs);
+        if (o->quant)
+            quant_summary(sp, j);
         char *text = cJSON_Print(j);
         puts(text);
         free(text);
@@ -1957,7 +2610,11 @@ static int split_main(split_ctx *sp, int argc, char **argv)
                  o->out_dir, c->n_units, c->n_tensors, cli_human_size(total_out, a), ratio,
                  cli_human_size(src_total, b),
                  sp->units_kept ? " (resumed)" : "", secs);
+        if (o->quant)
+            quant_summary(sp, NULL);
     }
+    if (o->report)
+        quant_report(sp);
     return AIRLLM_EXIT_OK;
 }
 
@@ -1991,12 +2648,21 @@ static void split_ctx_free(split_ctx *s)
     free(s->src_deleted);
     free(s->stored_len);
     free(s->encoding);
+    free(s->quantize);
+    free(s->qstats);
+    for (unsigned j = 0; s->qx && j < s->o.jobs; j++) {
+        free(s->qx[j]);
+        free(s->qy[j]);
+    }
+    free(s->qx);
+    free(s->qy);
+    free(s->qcodes);
     airllm_ckpt_free(&s->ck);
 }
 
 int main(int argc, char **argv)
 {
-    cli_prog = "airllm-split";
+    cli_prog = TOOL_NAME;
     split_ctx s;
     memset(&s, 0, sizeof s);
     s.journal_fd = -1;

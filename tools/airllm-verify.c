@@ -8,6 +8,7 @@
  * tensor byte-identical to the source checkpoint after decoding. */
 #include <dirent.h>
 #include <errno.h>
+#include <math.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <pthread.h>
@@ -25,7 +26,9 @@
 #include "airllm_container.h"
 #include "airllm_hash.h"
 #include "airllm_io.h"
+#include "airllm_bytes.h"
 #include "airllm_manifest.h"
+#include "airllm_quant.h"
 #include "cli.h"
 
 #define CMP_CHUNK (4u << 20)
@@ -175,6 +178,104 @@ static void compare_tensor(verify_ctx *v, const airllm_mf_unit *mu, int ufd, con
     free(scratch);
 }
 
+/* Elements compared per step for a quantized tensor (a multiple of every
+ * block size). */
+#define QCMP_ELEMS ((size_t)1 << 18)
+
+/* A quantized tensor against its source: every element within the bound
+ * of docs/quantization.md, from the block's true absmax a (recomputed from
+ * the source) and the stored one a' (which double quantization moves):
+ *   |x - y| <= g * a + |a - a'| + 1e-6 * max(a, a') + 1e-37
+ * with g half the largest codebook gap (nf4 0.1519, fp4 1/6) or 1/254
+ * (int8); the last two terms are float rounding and the subnormal floor.
+ * Codes stream in steps; the scales are read whole (1/16 of the codes or
+ * less). */
+static void compare_quantized(verify_ctx *v, const airllm_mf_unit *mu, int ufd, const char *upath,
+                              const airllm_ct_tensor *ct, int sfd, const char *spath,
+                              uint64_t src_off)
+{
+    airllm_err err;
+    airllm_ct_qlayout l;
+    if (airllm_ct_tensor_qlayout(ct, &l, &err)) {
+        report(v, mu->file, ct->name, "%s", err.msg);
+        return;
+    }
+    if (l.n == 0)
+        return;
+    airllm_quant_type type = ct->encoding == AIRLLM_ENC_NF4   ? AIRLLM_QUANT_NF4
+                             : ct->encoding == AIRLLM_ENC_FP4 ? AIRLLM_QUANT_FP4
+                                                              : AIRLLM_QUANT_INT8;
+    double g = type == AIRLLM_QUANT_NF4 ? 0.15190640 : type == AIRLLM_QUANT_FP4 ? 1.0 / 6 : 1.0 / 254;
+    size_t es = airllm_dtype_bits(ct->dtype) / 8;
+    size_t scales_len = (size_t)(l.stored_len - l.scales_off);
+    uint8_t *scales = malloc(scales_len);
+    float *absmax = malloc(l.nblocks * sizeof *absmax);
+    uint8_t *codes = malloc(QCMP_ELEMS), *src = malloc(QCMP_ELEMS * es);
+    float *x = malloc(QCMP_ELEMS * sizeof *x), *y = malloc(QCMP_ELEMS * sizeof *y);
+    if (!scales || !absmax || !codes || !src || !x || !y) {
+        report(v, mu->file, ct->name, "out of memory");
+        goto out;
+    }
+    if (airllm_pread_full(ufd, scales, scales_len, ct->offset + l.scales_off, upath, &err) ||
+        airllm_ct_quant_absmax(&l, scales, absmax, &err)) {
+        report(v, mu->file, ct->name, "%s", strip_dir(v, err.msg));
+        goto out;
+    }
+    uint64_t bad = 0, first_bad = 0;
+    double worst = 0;
+    for (uint64_t e0 = 0; e0 < l.n; e0 += QCMP_ELEMS) {
+        size_t m = (size_t)(l.n - e0 < QCMP_ELEMS ? l.n - e0 : QCMP_ELEMS);
+        size_t c0 = (size_t)(type == AIRLLM_QUANT_INT8 ? e0 : e0 / 2);
+        size_t clen = type == AIRLLM_QUANT_INT8 ? m : (m + 1) / 2;
+        size_t b0 = (size_t)(e0 / l.block), nb = (m + l.block - 1) / l.block;
+        if (airllm_pread_full(ufd, codes, clen, ct->offset + c0, upath, &err) ||
+            airllm_pread_full(sfd, src, m * es, src_off + e0 * es, spath, &err)) {
+            report(v, mu->file, ct->name, "%s", strip_dir(v, err.msg));
+            goto out;
+        }
+        if (ct->dtype == AIRLLM_DTYPE_BF16)
+            airllm_bf16_to_f32_array(src, m, x);
+        else if (ct->dtype == AIRLLM_DTYPE_F16)
+            airllm_f16_to_f32_array(src, m, x);
+        else
+            for (size_t i = 0; i < m; i++)
+                x[i] = airllm_get_lef32(src + 4 * i);
+        if (airllm_dequantize(type, codes, clen, absmax + b0, nb, m, l.block, y, &err)) {
+            report(v, mu->file, ct->name, "cannot dequantize: %s", err.msg);
+            goto out;
+        }
+        for (size_t b = 0; b < nb; b++) {
+            size_t lo = b * l.block, hi = lo + l.block < m ? lo + l.block : m;
+            double a = 0, as = absmax[b0 + b];
+            for (size_t i = lo; i < hi; i++)
+                a = fabs((double)x[i]) > a ? fabs((double)x[i]) : a;
+            double bound = g * a + fabs(a - as) + 1e-6 * (a > as ? a : as) + 1e-37;
+            for (size_t i = lo; i < hi; i++) {
+                double d = fabs((double)x[i] - (double)y[i]);
+                if (!(d <= bound)) {
+                    if (!bad++)
+                        first_bad = e0 + i;
+                    if (d > worst)
+                        worst = d;
+                }
+            }
+        }
+    }
+    if (bad)
+        report(v, mu->file, ct->name,
+               "%llu elements exceed the %s error bound (first at element %llu, worst "
+               "error %.6g)",
+               (unsigned long long)bad, airllm_encoding_name(ct->encoding),
+               (unsigned long long)first_bad, worst);
+out:
+    free(scales);
+    free(absmax);
+    free(codes);
+    free(src);
+    free(x);
+    free(y);
+}
+
 static int compare_tensor_bufs(verify_ctx *v, const airllm_mf_unit *mu, int ufd,
                                const char *upath, const airllm_ct_tensor *ct, uint8_t *a,
                                uint8_t *b, uint8_t *zin, uint8_t *scratch)
@@ -264,8 +365,10 @@ static int compare_tensor_bufs(verify_ctx *v, const airllm_mf_unit *mu, int ufd,
         if (!rc && done != ct->raw_len)
             report(v, mu->file, ct->name, "decodes to %llu bytes, expected %llu",
                    (unsigned long long)done, (unsigned long long)ct->raw_len);
+    } else if (airllm_encoding_is_quant(ct->encoding)) {
+        compare_quantized(v, mu, ufd, upath, ct, sfd, spath, src_off);
     } else {
-        report(v, mu->file, ct->name, "encoding %s cannot be compared byte for byte",
+        report(v, mu->file, ct->name, "encoding %s cannot be compared",
                airllm_encoding_name(ct->encoding));
     }
     close(sfd);
@@ -480,7 +583,8 @@ static void usage(FILE *f)
             "Usage: airllm-verify [options] DIR\n"
             "Check a directory written by airllm-split: manifest, sizes, SHA-256 digests,\n"
             "container headers, config.json, and nothing missing or extra.\n\n"
-            "      --against HF_DIR  also check every tensor is byte-identical to the source\n"
+            "      --against HF_DIR  also check every tensor against the source: byte for byte,\n"
+            "                        or within the error bound for nf4/fp4/int8\n"
             "                        checkpoint (after zstd decompression)\n"
             "      --quick           structure and sizes only, no hashing\n"
             "  -j, --jobs N          files checked in parallel (default 1)\n"
@@ -574,7 +678,7 @@ static int finish(verify_ctx *v, double secs, const char *fatal)
         cli_info("%s: OK: %zu units, %zu tensors, %s hashed%s%s in %.2f s", v->o.dir,
                  v->m.n_units, v->m.n_tensors, cli_human_size(v->bytes_hashed, a),
                  v->o.quick ? " (quick: sizes only)" : "",
-                 v->o.against ? ", byte-identical to the source" : "", secs);
+                 v->o.against ? ", matching the source (byte for byte, or within the quantization bound)" : "", secs);
     } else if (!ok && !fatal) {
         cli_error("%s: %zu problem(s) found", v->o.dir, v->n_problems + v->n_dropped);
     }
