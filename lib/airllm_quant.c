@@ -12,6 +12,12 @@
 
 #include <float.h>
 #include <math.h>
+#include <pthread.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#elif defined(__aarch64__)
+#include <arm_neon.h>
+#endif
 #include <stdlib.h>
 #include <string.h>
 
@@ -394,7 +400,7 @@ static unsigned dyn_nearest(const float mid[255], float v)
 /* bitsandbytes' native CPU rounding: s is mapped to one of 65536 evenly
  * spaced bins over [-1, 1], and the bin's centre v is rounded to the
  * nearest entry. So s near a midpoint can take the farther entry. */
-static unsigned dyn_lut(const float mid[255], float s)
+static unsigned dyn_bin(float s)
 {
     /* std::clamp in bitsandbytes; a NaN (0 * inf when 1/absmax overflows)
      * ends up in bin 0 on x86, and fmaxf sends it there too. */
@@ -403,11 +409,36 @@ static unsigned dyn_lut(const float mid[255], float s)
     t = t * 0.5f;
     t = t * 65535.0f;
     t = t + 0.5f;
-    unsigned bin = (unsigned)t;
+    return (unsigned)t;
+}
+
+static unsigned dyn_bin_code(const float mid[255], unsigned bin)
+{
     float v = 2.0f * (float)bin;
     v = v / 65535.0f;
     v = -1.0f + v;
     return dyn_nearest(mid, v);
+}
+
+/* The code of each of the 65536 bins, built once: the per-value work is
+ * then the bin arithmetic and one load (double quantization touches one
+ * value per block of weights, 100 million for a 7B model). */
+static uint8_t dyn_lut_table[65536];
+static pthread_once_t dyn_lut_once = PTHREAD_ONCE_INIT;
+
+static void dyn_midpoints(float mid[255]);
+static void dyn_lut_init(void)
+{
+    float mid[255];
+    dyn_midpoints(mid);
+    for (unsigned bin = 0; bin < 65536; bin++)
+        dyn_lut_table[bin] = (uint8_t)dyn_bin_code(mid, bin);
+}
+
+static unsigned dyn_lut(const float mid[255], float s)
+{
+    (void)mid;
+    return dyn_lut_table[dyn_bin(s)];
 }
 
 static void dyn_midpoints(float mid[255])
@@ -431,6 +462,7 @@ static int dyn8_block(airllm_dq_rounding mode, const float mid[255], const float
     if (block_absmax(x, len, base, &a, err))
         return -1;
     if (mode == AIRLLM_DQ_BNB_LUT) {
+        pthread_once(&dyn_lut_once, dyn_lut_init);
         *absmax = a;
         if (a == 0.0f) {
             memset(codes, 0, len);
@@ -601,8 +633,28 @@ void airllm_f16_to_f32_array(const uint8_t *src, size_t n, float *dst)
 
 void airllm_bf16_to_f32_array(const uint8_t *src, size_t n, float *dst)
 {
-    for (size_t i = 0; i < n; i++)
-        dst[i] = airllm_bf16_to_f32((uint16_t)(src[2 * i] | (src[2 * i + 1] << 8)));
+    /* The bits of x moved up 16: interleave zero low halves. SSE2 and NEON
+     * are the baselines of x86-64 and aarch64 (both little-endian, as the
+     * bytes are), so no dispatch is needed; the loop is the definition. */
+    size_t i = 0;
+#if defined(__SSE2__)
+    const __m128i zero = _mm_setzero_si128();
+    for (; i + 8 <= n; i += 8) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(src + 2 * i));
+        _mm_storeu_si128((__m128i *)(void *)(dst + i), _mm_unpacklo_epi16(zero, v));
+        _mm_storeu_si128((__m128i *)(void *)(dst + i + 4), _mm_unpackhi_epi16(zero, v));
+    }
+#elif defined(__aarch64__)
+    for (; i + 8 <= n; i += 8) {
+        uint16x8_t v = vld1q_u16((const uint16_t *)(const void *)(src + 2 * i));
+        vst1q_u32((uint32_t *)(void *)(dst + i), vshll_n_u16(vget_low_u16(v), 16));
+        vst1q_u32((uint32_t *)(void *)(dst + i + 4), vshll_high_n_u16(v, 16));
+    }
+#endif
+    for (; i < n; i++) {
+        uint32_t u = ((uint32_t)src[2 * i] | (uint32_t)src[2 * i + 1] << 8) << 16;
+        memcpy(&dst[i], &u, sizeof u);
+    }
 }
 
 /* ------------------------------------------------------------------ */
@@ -650,16 +702,24 @@ static float lanes_max(const float l[16])
     return m;
 }
 
-/* The block's power-of-two scale: *s = 2^-exp with a * 2^-exp in [0.5, 1),
- * and 1 / (a * 2^-exp) in *inv (0 for a == 0). Shared with the SIMD file. */
+/* The block's power-of-two scale: *s = 2^-exp, exp = E - 126 for a's biased
+ * exponent E (so a * 2^-exp is in [0.5, 1) for a normal a), clamped to
+ * [-126, 126] so that 2^-exp stays a normal float (a subnormal a then
+ * scales to below 0.5, a >= 2^127 to below 4: harmless). *inv = 1 / (a s),
+ * 0 for a == 0. Bit operations, not frexpf: this runs once per block.
+ * Shared with the SIMD file. */
 void airllm_quant_block_scale(float a, float *s, float *inv, int32_t *exp);
 void airllm_quant_block_scale(float a, float *s, float *inv, int32_t *exp)
 {
-    int e = 0;
-    if (a > 0 && isfinite(a))
-        frexpf(a, &e);
+    uint32_t bits;
+    memcpy(&bits, &a, 4);
+    int32_t e = (int32_t)((bits >> 23) & 0xFF) - 126;
+    e = e < -126 ? -126 : e > 126 ? 126 : e;
+    if (!(a > 0) || !isfinite(a))
+        e = 0;
+    uint32_t sb = (uint32_t)(127 - e) << 23;
+    memcpy(s, &sb, 4);
     *exp = e;
-    *s = ldexpf(1.0f, -e);
     *inv = a > 0 && isfinite(a) ? 1.0f / (a * *s) : 0.0f;
 }
 

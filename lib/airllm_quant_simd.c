@@ -631,6 +631,20 @@ __attribute__((target("avx2"))) static void stats_block_avx2(const float *x, con
     stats_finish(l[0], l[1], l[2], l[3], l[4], l[5], exp, o);
 }
 
+/* The reference's pairwise lane sum in registers: lanes k + 8 onto k
+ * (high 256 bits onto low), then k + 4, k + 2, k + 1: the same additions in
+ * the same order. */
+__attribute__((target("avx512f"))) static inline float lanes_sum_avx512(__m512 v)
+{
+    __m256 lo = _mm512_castps512_ps256(v);
+    __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
+    __m256 s8 = _mm256_add_ps(lo, hi);
+    __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
+    __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+    __m128 s1 = _mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1));
+    return _mm_cvtss_f32(s1);
+}
+
 __attribute__((target("avx512f"))) static void stats_block_avx512(const float *x,
                                                                    const float *y, size_t m,
                                                                    float absmax,
@@ -652,14 +666,10 @@ __attribute__((target("avx512f"))) static void stats_block_avx512(const float *x
         me = _mm512_max_ps(_mm512_abs_ps(e), me);
         mv = _mm512_max_ps(_mm512_abs_ps(v), mv);
     }
-    float l[6][16];
-    _mm512_storeu_ps(l[0], e2);
-    _mm512_storeu_ps(l[1], x2);
-    _mm512_storeu_ps(l[2], ev);
-    _mm512_storeu_ps(l[3], v2);
-    _mm512_storeu_ps(l[4], me);
-    _mm512_storeu_ps(l[5], mv);
-    stats_finish(l[0], l[1], l[2], l[3], l[4], l[5], exp, o);
+    /* Maxima of non-negative finite values: any order gives the same. */
+    *o = (airllm_qblock_stats){lanes_sum_avx512(e2), lanes_sum_avx512(x2),
+                               lanes_sum_avx512(ev), lanes_sum_avx512(v2),
+                               _mm512_reduce_max_ps(me), _mm512_reduce_max_ps(mv), exp};
 }
 #endif
 

@@ -192,6 +192,8 @@ def mutate(path, outdir):
     def unit(m, kind):
         return next(u for u in m["units"] if u["kind"] == kind)
 
+    QUANT = {"block_size": 64, "double_quant": False, "rmse": 0.01,
+             "max_abs_error": 0.05, "rel_frobenius_error": 0.09}
     bad = {
         "missing-key": lambda m: m.pop("tensors"),
         "missing-model-key": lambda m: m["model"].pop("family"),
@@ -233,12 +235,22 @@ def mutate(path, outdir):
         "num-layers-null": lambda m: m["model"].update(num_layers=None),
         "tie-not-bool": lambda m: m["model"].update(tie_word_embeddings=1),
         "tensor-name-empty": lambda m: m["tensors"][0].update(name=""),
+        "nf4-without-quant": lambda m: m["tensors"][0].update(encoding="nf4"),
+        "quant-on-raw": lambda m: m["tensors"][0].update(quant=QUANT),
+        "quant-block-48": lambda m: m["tensors"][0].update(encoding="int8",
+                                                          quant=dict(QUANT, block_size=48)),
+        "quant-negative-rmse": lambda m: m["tensors"][0].update(encoding="fp4",
+                                                               quant=dict(QUANT, rmse=-1)),
+        "quant-extra-key": lambda m: m["tensors"][0].update(encoding="nf4",
+                                                           quant=dict(QUANT, bits=4)),
+        "quant-no-double": lambda m: m["tensors"][0].update(
+            encoding="nf4", quant={k: v for k, v in QUANT.items() if k != "double_quant"}),
     }
     good = {
         "vocab-null": lambda m: m["model"].update(vocab_size=None, hidden_size=None),
         "minor-7": lambda m: m.update(format_version="1.7"),
         "tool-options-any": lambda m: m["tool"]["options"].update(future={"x": [1, 2]}),
-        "encoding-nf4": lambda m: m["tensors"][0].update(encoding="nf4"),
+        "encoding-nf4": lambda m: m["tensors"][0].update(encoding="nf4", quant=QUANT),
         "scalar-shape": lambda m: m["tensors"][0].update(shape=[]),
         "no-tensors": lambda m: m.update(tensors=[]),
         "no-files": lambda m: m.update(files=[]),

@@ -901,6 +901,15 @@ static int quant_feed_frames(split_ctx *s, unit_writer *w, const airllm_ct_tenso
     return rc;
 }
 
+/* 2^e as a double, |e| <= 1022. */
+static double pow2(int32_t e)
+{
+    uint64_t b = (uint64_t)(1023 + e) << 52;
+    double d;
+    memcpy(&d, &b, sizeof d);
+    return d;
+}
+
 static int emit_f32s(unit_writer *w, const float *v, size_t n, airllm_err *err)
 {
     uint8_t buf[4096];
@@ -969,12 +978,14 @@ static int quant_finish(split_ctx *s, unit_writer *w, const airllm_ct_tensor *ct
         double se2 = 0, sx2 = 0, maxe = 0;
         for (size_t b = 0; b < nb; b++) {
             const airllm_qblock_stats *bs = &w->qbs[b];
-            /* In the block's scaled units (2^-exp), then back. */
-            double d = ldexp((double)w->qabsmax[b] - (double)stored[b], -bs->exp);
+            /* In the block's scaled units (2^-exp), then back; |exp| <= 126,
+             * so these powers of two are exact doubles. */
+            double p = pow2(bs->exp), p2 = p * p;
+            double d = ((double)w->qabsmax[b] - (double)stored[b]) / p;
             double e2 = (double)bs->e2 + 2 * d * bs->ev + d * d * bs->v2;
-            double me = ldexp((double)bs->max_e + (double)bs->max_v * fabs(d), bs->exp);
-            se2 += e2 > 0 ? ldexp(e2, 2 * bs->exp) : 0;
-            sx2 += ldexp(bs->x2, 2 * bs->exp);
+            double me = ((double)bs->max_e + (double)bs->max_v * fabs(d)) * p;
+            se2 += e2 > 0 ? e2 * p2 : 0;
+            sx2 += (double)bs->x2 * p2;
             maxe = me > maxe ? me : maxe;
         }
         airllm_quant_stats *st = &s->qstats[t];
