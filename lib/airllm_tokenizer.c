@@ -1,0 +1,2844 @@
+/* Hugging Face tokenizer.json reader, BPE encoder and streaming decoder.
+ *
+ * The reference is the `tokenizers` library (Rust): every step below mirrors
+ * one of its components, named in the comments, so that ids come out
+ * identical. The encoding pipeline is theirs:
+ *
+ *   1. added tokens that are not `normalized` are split out of the raw text;
+ *   2. each remaining piece is normalized, and `normalized` added tokens are
+ *      split out of it;
+ *   3. the pre-tokenizers cut each piece into words;
+ *   4. BPE turns each word into ids.
+ *
+ * Pieces are processed depth-first (a piece goes through every
+ * pre-tokenizer and BPE before the next piece starts), which gives the same
+ * ids as tokenizers' breadth-first passes because every step works on one
+ * piece at a time, and keeps memory to a few reusable buffers. */
+#include "airllm_tokenizer.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <pthread.h>
+#include <sys/stat.h>
+
+#include <cjson/cJSON.h>
+
+#include "airllm_bytes.h"
+#include "airllm_io.h"
+#include "airllm_unicode.h"
+
+/* Longest token string accepted; real ones are under a few hundred bytes. */
+#define TOK_MAX_STR 65536u
+/* Ids may leave holes, but not so many that a tiny file makes us allocate
+ * gigabytes: the largest id must stay below the token count plus this. */
+#define TOK_ID_SLACK 65536u
+/* Steps in a normalizer, pre-tokenizer or decoder, after flattening. */
+#define TOK_MAX_STEPS 32
+/* Nesting of Sequence inside Sequence. */
+#define TOK_MAX_NEST 4
+#define TOK_CONFIG_MAX (16u << 20)
+#define SPAN_NONE UINT32_MAX
+
+/* ------------------------------------------------------------------------
+ * Small containers
+ * ------------------------------------------------------------------------ */
+
+typedef struct {
+    uint8_t *p;
+    size_t n, cap;
+} buf;
+
+static int buf_reserve(buf *b, size_t extra)
+{
+    if (extra > SIZE_MAX / 2 - b->n)
+        return -1;
+    size_t need = b->n + extra;
+    if (b->p && need <= b->cap) /* allocates even for 0 bytes: p is never NULL after */
+        return 0;
+    size_t cap = b->cap ? b->cap : 64;
+    while (cap < need)
+        cap *= 2;
+    uint8_t *q = realloc(b->p, cap);
+    if (!q)
+        return -1;
+    b->p = q;
+    b->cap = cap;
+    return 0;
+}
+
+static int buf_add(buf *b, const void *s, size_t n)
+{
+    if (buf_reserve(b, n))
+        return -1;
+    if (n)
+        memcpy(b->p + b->n, s, n);
+    b->n += n;
+    return 0;
+}
+
+static void buf_free(buf *b)
+{
+    free(b->p);
+    b->p = NULL;
+    b->n = b->cap = 0;
+}
+
+/* A string stored in the tokenizer's arena (offsets, so the arena may move). */
+typedef struct {
+    uint32_t off, len;
+} span;
+
+/* ------------------------------------------------------------------------
+ * UTF-8
+ * ------------------------------------------------------------------------ */
+
+static size_t utf8_put(uint8_t *o, uint32_t cp)
+{
+    if (cp < 0x80) {
+        o[0] = (uint8_t)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        o[0] = (uint8_t)(0xC0 | cp >> 6);
+        o[1] = (uint8_t)(0x80 | (cp & 0x3F));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        o[0] = (uint8_t)(0xE0 | cp >> 12);
+        o[1] = (uint8_t)(0x80 | (cp >> 6 & 0x3F));
+        o[2] = (uint8_t)(0x80 | (cp & 0x3F));
+        return 3;
+    }
+    o[0] = (uint8_t)(0xF0 | cp >> 18);
+    o[1] = (uint8_t)(0x80 | (cp >> 12 & 0x3F));
+    o[2] = (uint8_t)(0x80 | (cp >> 6 & 0x3F));
+    o[3] = (uint8_t)(0x80 | (cp & 0x3F));
+    return 4;
+}
+
+/* Code point at s[i] of already-validated UTF-8; *len gets its byte count.
+ * Stays in bounds even on bad input (a truncated sequence reads as one
+ * U+FFFD byte) so that a bug elsewhere cannot turn into an overread. */
+static uint32_t utf8_get(const uint8_t *s, size_t n, size_t i, size_t *len)
+{
+    uint8_t c = s[i];
+    if (c < 0x80) {
+        *len = 1;
+        return c;
+    }
+    size_t k;
+    uint32_t cp;
+    if (c < 0xE0) {
+        k = 2;
+        cp = c & 0x1F;
+    } else if (c < 0xF0) {
+        k = 3;
+        cp = c & 0x0F;
+    } else {
+        k = 4;
+        cp = c & 0x07;
+    }
+    if (k > n - i) {
+        *len = 1;
+        return 0xFFFD;
+    }
+    for (size_t j = 1; j < k; j++)
+        cp = cp << 6 | (s[i + j] & 0x3F);
+    *len = k;
+    return cp;
+}
+
+/* Start of the character that ends just before byte j (j > 0). */
+static size_t utf8_prev(const uint8_t *s, size_t j)
+{
+    size_t k = j - 1;
+    while (k > 0 && (s[k] & 0xC0) == 0x80)
+        k--;
+    return k;
+}
+
+/* ------------------------------------------------------------------------
+ * Hash maps: string -> id, and 64-bit key -> 64-bit value
+ * ------------------------------------------------------------------------ */
+
+static uint64_t hash_bytes(const uint8_t *p, size_t n)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 1099511628211ull;
+    return h ^ h >> 29;
+}
+
+static uint64_t mix64(uint64_t x) /* splitmix64's finalizer */
+{
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ull;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebull;
+    return x ^ x >> 31;
+}
+
+typedef struct {
+    span key; /* into the tokenizer's arena */
+    int32_t val; /* -1: empty slot */
+} sm_slot;
+
+typedef struct {
+    sm_slot *s;
+    size_t cap, n;
+} strmap;
+
+static int sm_alloc(strmap *m, size_t cap)
+{
+    m->s = malloc(cap * sizeof *m->s);
+    if (!m->s)
+        return -1;
+    for (size_t i = 0; i < cap; i++)
+        m->s[i].val = -1;
+    m->cap = cap;
+    m->n = 0;
+    return 0;
+}
+
+static int32_t sm_get(const strmap *m, const uint8_t *base, const void *key, size_t n)
+{
+    if (!m->cap)
+        return -1;
+    size_t mask = m->cap - 1;
+    for (size_t i = hash_bytes(key, n) & mask;; i = (i + 1) & mask) {
+        const sm_slot *e = &m->s[i];
+        if (e->val < 0)
+            return -1;
+        if (e->key.len == n && memcmp(base + e->key.off, key, n) == 0)
+            return e->val;
+    }
+}
+
+/* Inserts key -> val unless the key is there; returns the id already there,
+ * or -1 when inserted, or -2 when out of memory. */
+static int32_t sm_put(strmap *m, const uint8_t *base, span key, int32_t val)
+{
+    if ((m->n + 1) * 2 > m->cap) {
+        strmap g;
+        if (sm_alloc(&g, m->cap ? m->cap * 2 : 64))
+            return -2;
+        for (size_t i = 0; i < m->cap; i++) {
+            if (m->s[i].val < 0)
+                continue;
+            size_t j = hash_bytes(base + m->s[i].key.off, m->s[i].key.len) & (g.cap - 1);
+            while (g.s[j].val >= 0)
+                j = (j + 1) & (g.cap - 1);
+            g.s[j] = m->s[i];
+        }
+        g.n = m->n;
+        free(m->s);
+        *m = g;
+    }
+    size_t mask = m->cap - 1;
+    for (size_t i = hash_bytes(base + key.off, key.len) & mask;; i = (i + 1) & mask) {
+        sm_slot *e = &m->s[i];
+        if (e->val < 0) {
+            e->key = key;
+            e->val = val;
+            m->n++;
+            return -1;
+        }
+        if (e->key.len == key.len && memcmp(base + e->key.off, base + key.off, key.len) == 0)
+            return e->val;
+    }
+}
+
+#define UM_EMPTY UINT64_MAX
+
+typedef struct {
+    uint64_t k, v;
+} um_slot;
+
+typedef struct {
+    um_slot *s;
+    size_t cap, n;
+} u64map;
+
+static int um_alloc(u64map *m, size_t cap)
+{
+    m->s = malloc(cap * sizeof *m->s);
+    if (!m->s)
+        return -1;
+    for (size_t i = 0; i < cap; i++)
+        m->s[i].k = UM_EMPTY;
+    m->cap = cap;
+    m->n = 0;
+    return 0;
+}
+
+static int um_get(const u64map *m, uint64_t k, uint64_t *v)
+{
+    if (!m->cap)
+        return 0;
+    size_t mask = m->cap - 1;
+    for (size_t i = mix64(k) & mask;; i = (i + 1) & mask) {
+        if (m->s[i].k == k) {
+            *v = m->s[i].v;
+            return 1;
+        }
+        if (m->s[i].k == UM_EMPTY)
+            return 0;
+    }
+}
+
+/* Inserts or overwrites. */
+static int um_put(u64map *m, uint64_t k, uint64_t v)
+{
+    if ((m->n + 1) * 2 > m->cap) {
+        u64map g;
+        if (um_alloc(&g, m->cap ? m->cap * 2 : 64))
+            return -1;
+        for (size_t i = 0; i < m->cap; i++) {
+            if (m->s[i].k == UM_EMPTY)
+                continue;
+            size_t j = mix64(m->s[i].k) & (g.cap - 1);
+            while (g.s[j].k != UM_EMPTY)
+                j = (j + 1) & (g.cap - 1);
+            g.s[j] = m->s[i];
+        }
+        g.n = m->n;
+        free(m->s);
+        *m = g;
+    }
+    size_t mask = m->cap - 1;
+    for (size_t i = mix64(k) & mask;; i = (i + 1) & mask) {
+        if (m->s[i].k == k) {
+            m->s[i].v = v;
+            return 0;
+        }
+        if (m->s[i].k == UM_EMPTY) {
+            m->s[i].k = k;
+            m->s[i].v = v;
+            m->n++;
+            return 0;
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------
+ * The tokenizer
+ * ------------------------------------------------------------------------ */
+
+/* normalizers */
+enum { NORM_PREPEND, NORM_REPLACE, NORM_STRIP, NORM_NFC };
+
+typedef struct {
+    int kind;
+    span a, b;        /* PREPEND: a; REPLACE: pattern a -> content b */
+    bool left, right; /* STRIP */
+} norm_step;
+
+/* pre-tokenizers */
+enum { PT_SPLIT_RE, PT_SPLIT_STR, PT_BYTELEVEL, PT_DIGITS, PT_METASPACE };
+/* the split regexes implemented by hand */
+enum { RE_GPT2, RE_LLAMA3, RE_QWEN2 };
+/* tokenizers' SplitDelimiterBehavior */
+enum { B_REMOVED, B_ISOLATED, B_MERGED_PREV, B_MERGED_NEXT, B_CONTIGUOUS };
+/* Metaspace prepend_scheme */
+enum { PS_ALWAYS, PS_FIRST, PS_NEVER };
+
+typedef struct {
+    int kind;
+    int re;        /* PT_SPLIT_RE */
+    int behavior;  /* PT_SPLIT_*; PT_DIGITS uses Isolated or Contiguous */
+    span pat;      /* PT_SPLIT_STR */
+    bool add_prefix_space, use_regex; /* PT_BYTELEVEL */
+    uint32_t repl; /* PT_METASPACE */
+    span repl_s;
+    int scheme;
+    bool split;
+} pt_step;
+
+/* per-token decoder stages (before ByteFallback / Fuse) */
+enum { DS_REPLACE, DS_METASPACE, DS_STRIP };
+
+typedef struct {
+    int kind;
+    span pat, content; /* DS_REPLACE */
+    uint32_t ch;       /* DS_METASPACE: replacement; DS_STRIP: content */
+    int scheme;        /* DS_METASPACE */
+    size_t start, stop; /* DS_STRIP */
+} dec_stage;
+
+typedef struct {
+    span content;
+    span norm; /* content after the normalizer, for `normalized` tokens */
+    int32_t id;
+    bool single_word, lstrip, rstrip, normalized, special;
+} added_tok;
+
+/* Byte trie of added tokens, for the leftmost-longest match that
+ * tokenizers' Aho-Corasick automaton (MatchKind::LeftmostLongest) finds. */
+typedef struct {
+    u64map edges;  /* node << 8 | byte -> child node */
+    int32_t *term; /* node -> index in added[], or -1 */
+    size_t n_nodes, cap_nodes;
+    bool first[256]; /* bytes some token starts with: skips most positions */
+    bool empty;
+} trie;
+
+struct airllm_tokenizer {
+    buf arena; /* every string; spans point into it */
+
+    size_t n_ids;       /* largest id + 1 */
+    span *id_tok;       /* id -> token string (off == SPAN_NONE: unused id) */
+    span *id_dec;       /* id -> what decoding starts from */
+    uint8_t *id_special;
+
+    strmap vocab;    /* model vocab */
+    size_t n_vocab;
+    strmap added_by; /* added token content -> index in added[] */
+    added_tok *added;
+    size_t n_added;
+    trie trie_raw, trie_norm;
+
+    u64map merges; /* left id << 32 | right id -> rank << 32 | merged id */
+    int32_t unk_id;
+    bool byte_fallback, fuse_unk, ignore_merges;
+    int32_t byte_id[256]; /* <0xAB> tokens, -1 if absent */
+
+    norm_step norm[TOK_MAX_STEPS];
+    size_t n_norm;
+    pt_step pt[TOK_MAX_STEPS];
+    size_t n_pt;
+
+    bool dec_byte_level, dec_byte_fallback, dec_join_space;
+    dec_stage dstage[TOK_MAX_STEPS];
+    size_t n_dstage;
+    uint32_t dec_strip_ch; /* Strip after Fuse: leading characters of the text */
+    size_t dec_strip_n;
+
+    int32_t bos, eos;
+    bool add_bos;
+};
+
+static const uint8_t *S(const airllm_tokenizer *t, span s)
+{
+    return t->arena.p + s.off;
+}
+
+/* GPT-2's byte-to-unicode map (tokenizers' bytes_char): printable bytes map
+ * to themselves, the others to U+0100 upwards, so every byte is a visible
+ * character in the vocab. */
+static uint32_t byte_char[256];
+static int16_t char_byte[324]; /* inverse, for code points below 324 */
+
+static void init_byte_map_once(void)
+{
+    uint32_t n = 0;
+    for (int b = 0; b < 256; b++) {
+        bool printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || b >= 0xAE;
+        byte_char[b] = printable ? (uint32_t)b : 256 + n++;
+    }
+    for (int c = 0; c < 324; c++)
+        char_byte[c] = -1;
+    for (int b = 0; b < 256; b++)
+        char_byte[byte_char[b]] = (int16_t)b;
+}
+
+static void init_byte_map(void)
+{
+    /* tokenizers may be loaded from several threads at once */
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, init_byte_map_once);
+}
+
+/* ------------------------------------------------------------------------
+ * Loading
+ * ------------------------------------------------------------------------ */
+
+typedef struct {
+    airllm_tokenizer *t;
+    airllm_err *err;
+    buf scratch;
+} ld;
+
+static int intern(ld *L, const char *s, size_t n, span *out, const char *what)
+{
+    if (n > TOK_MAX_STR)
+        return airllm_errf(L->err, "%s is %zu bytes long (at most %u)", what, n, TOK_MAX_STR);
+    if (airllm_utf8_check((const uint8_t *)s, n))
+        return airllm_errf(L->err, "%s is not valid UTF-8", what);
+    if (L->t->arena.n + n >= SPAN_NONE)
+        return airllm_errf(L->err, "too much token text (over 4 GiB)");
+    out->off = (uint32_t)L->t->arena.n;
+    out->len = (uint32_t)n;
+    if (buf_add(&L->t->arena, s, n))
+        return airllm_errf(L->err, "out of memory");
+    return 0;
+}
+
+static const cJSON *jget(const cJSON *o, const char *k)
+{
+    return cJSON_GetObjectItemCaseSensitive(o, k);
+}
+
+/* Optional boolean: absent or null gives dflt. */
+static int jbool(ld *L, const cJSON *o, const char *k, bool dflt, bool *out, const char *where)
+{
+    const cJSON *v = jget(o, k);
+    if (!v || cJSON_IsNull(v)) {
+        *out = dflt;
+        return 0;
+    }
+    if (!cJSON_IsBool(v))
+        return airllm_errf(L->err, "%s: \"%s\" is not a boolean", where, k);
+    *out = cJSON_IsTrue(v);
+    return 0;
+}
+
+/* Optional string: absent or null gives NULL; required makes those errors. */
+static int jstr(ld *L, const cJSON *o, const char *k, bool required, const char **out,
+                const char *where)
+{
+    const cJSON *v = jget(o, k);
+    *out = NULL;
+    if (!v || cJSON_IsNull(v)) {
+        if (required)
+            return airllm_errf(L->err, "%s: \"%s\" is missing", where, k);
+        return 0;
+    }
+    if (!cJSON_IsString(v))
+        return airllm_errf(L->err, "%s: \"%s\" is not a string", where, k);
+    *out = v->valuestring;
+    return 0;
+}
+
+/* A JSON number that is an integer in [lo, hi]. */
+static int jint(const cJSON *v, double lo, double hi, int64_t *out)
+{
+    if (!cJSON_IsNumber(v))
+        return -1;
+    double d = v->valuedouble;
+    if (!(d >= lo && d <= hi) || d != (double)(int64_t)d)
+        return -1;
+    *out = (int64_t)d;
+    return 0;
+}
+
+static const char *jtype(ld *L, const cJSON *o, const char *where)
+{
+    const char *ty = NULL;
+    if (!cJSON_IsObject(o)) {
+        airllm_errf(L->err, "%s is not an object", where);
+        return NULL;
+    }
+    if (jstr(L, o, "type", true, &ty, where))
+        return NULL;
+    return ty;
+}
+
+/* A single code point given as a JSON string (Metaspace replacement, Strip
+ * content), as Rust's `char` fields are. */
+static int jchar(ld *L, const cJSON *o, const char *k, uint32_t *cp, const char *where)
+{
+    const char *s;
+    if (jstr(L, o, k, true, &s, where))
+        return -1;
+    size_t n = strlen(s), l;
+    if (n == 0 || airllm_utf8_check((const uint8_t *)s, n) ||
+        (*cp = utf8_get((const uint8_t *)s, n, 0, &l), l != n))
+        return airllm_errf(L->err, "%s: \"%s\" must be a single character", where, k);
+    return 0;
+}
+
+/* {"String": s} or {"Regex": r}: *is_regex says which. */
+static int jpattern(ld *L, const cJSON *o, const char **s, bool *is_regex, const char *where)
+{
+    const cJSON *p = jget(o, "pattern");
+    if (!cJSON_IsObject(p))
+        return airllm_errf(L->err, "%s: \"pattern\" is missing or not an object", where);
+    const cJSON *v = jget(p, "String");
+    *is_regex = false;
+    if (!v) {
+        v = jget(p, "Regex");
+        *is_regex = true;
+    }
+    if (!cJSON_IsString(v))
+        return airllm_errf(L->err, "%s: \"pattern\" must hold a \"String\" or \"Regex\" string",
+                           where);
+    *s = v->valuestring;
+    return 0;
+}
+
+/* -- normalizer -- */
+
+static int add_norm(ld *L, norm_step st)
+{
+    if (L->t->n_norm == TOK_MAX_STEPS)
+        return airllm_errf(L->err, "normalizer: more than %d steps", TOK_MAX_STEPS);
+    L->t->norm[L->t->n_norm++] = st;
+    return 0;
+}
+
+static int load_normalizer(ld *L, const cJSON *n, int depth)
+{
+    if (!n || cJSON_IsNull(n))
+        return 0;
+    const char *ty = jtype(L, n, "normalizer");
+    if (!ty)
+        return -1;
+    norm_step st = {0};
+    if (strcmp(ty, "Sequence") == 0) {
+        const cJSON *list = jget(n, "normalizers");
+        if (!cJSON_IsArray(list))
+            return airllm_errf(L->err, "normalizer Sequence: \"normalizers\" is not an array");
+        if (depth >= TOK_MAX_NEST)
+            return airllm_errf(L->err, "normalizer: Sequences nested too deep");
+        const cJSON *e;
+        cJSON_ArrayForEach(e, list) if (load_normalizer(L, e, depth + 1)) return -1;
+        return 0;
+    }
+    if (strcmp(ty, "Prepend") == 0) {
+        const char *s;
+        if (jstr(L, n, "prepend", true, &s, "normalizer Prepend"))
+            return -1;
+        st.kind = NORM_PREPEND;
+        if (intern(L, s, strlen(s), &st.a, "normalizer Prepend string"))
+            return -1;
+        return add_norm(L, st);
+    }
+    if (strcmp(ty, "Replace") == 0) {
+        const char *pat, *content;
+        bool is_re;
+        if (jpattern(L, n, &pat, &is_re, "normalizer Replace") ||
+            jstr(L, n, "content", true, &content, "normalizer Replace"))
+            return -1;
+        if (is_re)
+            return airllm_errf(L->err, "normalizer Replace with a Regex pattern is not supported");
+        if (!*pat)
+            return airllm_errf(L->err, "normalizer Replace: empty pattern");
+        st.kind = NORM_REPLACE;
+        if (intern(L, pat, strlen(pat), &st.a, "normalizer Replace pattern") ||
+            intern(L, content, strlen(content), &st.b, "normalizer Replace content"))
+            return -1;
+        return add_norm(L, st);
+    }
+    if (strcmp(ty, "NFC") == 0) {
+        st.kind = NORM_NFC;
+        return add_norm(L, st);
+    }
+    if (strcmp(ty, "Strip") == 0) {
+        st.kind = NORM_STRIP;
+        if (jbool(L, n, "strip_left", false, &st.left, "normalizer Strip") ||
+            jbool(L, n, "strip_right", false, &st.right, "normalizer Strip"))
+            return -1;
+        return add_norm(L, st);
+    }
+    return airllm_errf(L->err, "normalizer \"%s\" is not supported (only Sequence, Prepend, "
+                               "Replace, Strip and NFC)", ty);
+}
+
+/* -- pre-tokenizer -- */
+
+/* The split regexes of the tokenizers this code knows, matched by hand in
+ * match_gpt2 / match_llama3. */
+static const char RE_GPT2_S[] =
+    "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
+static const char RE_LLAMA3_S[] =
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| "
+    "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+static const char RE_QWEN2_S[] =
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| "
+    "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+
+static int add_pt(ld *L, pt_step st)
+{
+    if (L->t->n_pt == TOK_MAX_STEPS)
+        return airllm_errf(L->err, "pre_tokenizer: more than %d steps", TOK_MAX_STEPS);
+    L->t->pt[L->t->n_pt++] = st;
+    return 0;
+}
+
+static int parse_behavior(ld *L, const cJSON *o, int *b, const char *where)
+{
+    static const char *names[] = {"Removed", "Isolated", "MergedWithPrevious", "MergedWithNext",
+                                  "Contiguous"};
+    const char *s;
+    if (jstr(L, o, "behavior", true, &s, where))
+        return -1;
+    for (int i = 0; i < 5; i++)
+        if (strcmp(s, names[i]) == 0) {
+            *b = i;
+            return 0;
+        }
+    return airllm_errf(L->err, "%s: unknown behavior \"%s\"", where, s);
+}
+
+static int load_pretok(ld *L, const cJSON *p, int depth)
+{
+    if (!p || cJSON_IsNull(p))
+        return 0;
+    const char *ty = jtype(L, p, "pre_tokenizer");
+    if (!ty)
+        return -1;
+    pt_step st = {0};
+    if (strcmp(ty, "Sequence") == 0) {
+        const cJSON *list = jget(p, "pretokenizers");
+        if (!cJSON_IsArray(list))
+            return airllm_errf(L->err, "pre_tokenizer Sequence: \"pretokenizers\" is not an array");
+        if (depth >= TOK_MAX_NEST)
+            return airllm_errf(L->err, "pre_tokenizer: Sequences nested too deep");
+        const cJSON *e;
+        cJSON_ArrayForEach(e, list) if (load_pretok(L, e, depth + 1)) return -1;
+        return 0;
+    }
+    if (strcmp(ty, "Split") == 0) {
+        const char *pat;
+        bool is_re, invert;
+        if (jpattern(L, p, &pat, &is_re, "pre_tokenizer Split") ||
+            parse_behavior(L, p, &st.behavior, "pre_tokenizer Split") ||
+            jbool(L, p, "invert", false, &invert, "pre_tokenizer Split"))
+            return -1;
+        if (invert)
+            return airllm_errf(L->err, "pre_tokenizer Split with invert=true is not supported");
+        if (is_re) {
+            st.kind = PT_SPLIT_RE;
+            if (strcmp(pat, RE_GPT2_S) == 0)
+                st.re = RE_GPT2;
+            else if (strcmp(pat, RE_LLAMA3_S) == 0)
+                st.re = RE_LLAMA3;
+            else if (strcmp(pat, RE_QWEN2_S) == 0)
+                st.re = RE_QWEN2;
+            else
+                return airllm_errf(L->err,
+                                   "pre_tokenizer Split: regex \"%.200s\" is not supported (only "
+                                   "the GPT-2, Llama 3 and Qwen2 patterns are implemented)",
+                                   pat);
+        } else {
+            if (!*pat)
+                return airllm_errf(L->err, "pre_tokenizer Split: empty pattern");
+            st.kind = PT_SPLIT_STR;
+            if (intern(L, pat, strlen(pat), &st.pat, "pre_tokenizer Split pattern"))
+                return -1;
+        }
+        return add_pt(L, st);
+    }
+    if (strcmp(ty, "ByteLevel") == 0) {
+        st.kind = PT_BYTELEVEL;
+        if (jbool(L, p, "add_prefix_space", true, &st.add_prefix_space, "pre_tokenizer ByteLevel") ||
+            jbool(L, p, "use_regex", true, &st.use_regex, "pre_tokenizer ByteLevel"))
+            return -1;
+        return add_pt(L, st);
+    }
+    if (strcmp(ty, "Digits") == 0) {
+        bool individual;
+        if (jbool(L, p, "individual_digits", false, &individual, "pre_tokenizer Digits"))
+            return -1;
+        st.kind = PT_DIGITS;
+        st.behavior = individual ? B_ISOLATED : B_CONTIGUOUS;
+        return add_pt(L, st);
+    }
+    if (strcmp(ty, "Metaspace") == 0) {
+        const char *where = "pre_tokenizer Metaspace", *scheme;
+        bool aps_given = jget(p, "add_prefix_space") && !cJSON_IsNull(jget(p, "add_prefix_space"));
+        bool aps;
+        st.kind = PT_METASPACE;
+        if (jchar(L, p, "replacement", &st.repl, where) ||
+            jbool(L, p, "add_prefix_space", true, &aps, where) ||
+            jstr(L, p, "prepend_scheme", false, &scheme, where) ||
+            jbool(L, p, "split", true, &st.split, where))
+            return -1;
+        st.scheme = PS_ALWAYS;
+        if (scheme) {
+            if (strcmp(scheme, "always") == 0)
+                st.scheme = PS_ALWAYS;
+            else if (strcmp(scheme, "first") == 0)
+                st.scheme = PS_FIRST;
+            else if (strcmp(scheme, "never") == 0)
+                st.scheme = PS_NEVER;
+            else
+                return airllm_errf(L->err, "%s: unknown prepend_scheme \"%s\"", where, scheme);
+        }
+        /* The legacy add_prefix_space=false means "never", as in tokenizers. */
+        if (aps_given && !aps) {
+            if (st.scheme != PS_NEVER && scheme)
+                return airllm_errf(L->err, "%s: add_prefix_space does not match prepend_scheme",
+                                   where);
+            st.scheme = PS_NEVER;
+        }
+        const char *r = jget(p, "replacement")->valuestring;
+        if (intern(L, r, strlen(r), &st.repl_s, where))
+            return -1;
+        return add_pt(L, st);
+    }
+    return airllm_errf(L->err, "pre_tokenizer \"%s\" is not supported (only Sequence, Split, "
+                               "ByteLevel, Digits and Metaspace)", ty);
+}
+
+/* -- decoder -- */
+
+static int add_dstage(ld *L, dec_stage st)
+{
+    if (L->t->n_dstage == TOK_MAX_STEPS)
+        return airllm_errf(L->err, "decoder: more than %d steps", TOK_MAX_STEPS);
+    L->t->dstage[L->t->n_dstage++] = st;
+    return 0;
+}
+
+/* What the streaming decoder can do: per-token stages (Replace, Metaspace,
+ * Strip), then ByteFallback, then Fuse, then a Strip of leading characters
+ * of the whole text. That covers the SentencePiece-style decoders in the
+ * wild; other orders would need the whole token list and are refused.
+ * phase: 0 per-token, 1 after ByteFallback, 2 after Fuse, 3 after the last Strip. */
+static int load_decoder_step(ld *L, const cJSON *d, int *phase)
+{
+    airllm_tokenizer *t = L->t;
+    const char *ty = jtype(L, d, "decoder");
+    if (!ty)
+        return -1;
+    dec_stage st = {0};
+    if (strcmp(ty, "Replace") == 0 || strcmp(ty, "Metaspace") == 0 ||
+        strcmp(ty, "Strip") == 0) {
+        if (strcmp(ty, "Strip") == 0) {
+            int64_t a, b;
+            if (jchar(L, d, "content", &st.ch, "decoder Strip"))
+                return -1;
+            if (jint(jget(d, "start"), 0, 1e6, &a) || jint(jget(d, "stop"), 0, 1e6, &b))
+                return airllm_errf(L->err, "decoder Strip: \"start\"/\"stop\" must be small "
+                                           "non-negative integers");
+            if (*phase == 2) {
+                /* After Fuse there is one token, the whole text: its leading
+                 * characters can be stripped as the text streams out; its
+                 * trailing ones could not. */
+                if (b != 0)
+                    return airllm_errf(L->err, "decoder Strip after Fuse with stop > 0 is not "
+                                               "supported (cannot stream)");
+                t->dec_strip_ch = st.ch;
+                t->dec_strip_n = (size_t)a;
+                *phase = 3;
+                return 0;
+            }
+            st.kind = DS_STRIP;
+            st.start = (size_t)a;
+            st.stop = (size_t)b;
+        } else if (strcmp(ty, "Replace") == 0) {
+            const char *pat, *content;
+            bool is_re;
+            if (jpattern(L, d, &pat, &is_re, "decoder Replace") ||
+                jstr(L, d, "content", true, &content, "decoder Replace"))
+                return -1;
+            if (is_re)
+                return airllm_errf(L->err, "decoder Replace with a Regex pattern is not supported");
+            if (!*pat)
+                return airllm_errf(L->err, "decoder Replace: empty pattern");
+            st.kind = DS_REPLACE;
+            if (intern(L, pat, strlen(pat), &st.pat, "decoder Replace pattern") ||
+                intern(L, content, strlen(content), &st.content, "decoder Replace content"))
+                return -1;
+        } else {
+            const char *scheme;
+            bool aps;
+            st.kind = DS_METASPACE;
+            if (jchar(L, d, "replacement", &st.ch, "decoder Metaspace") ||
+                jstr(L, d, "prepend_scheme", false, &scheme, "decoder Metaspace") ||
+                jbool(L, d, "add_prefix_space", true, &aps, "decoder Metaspace"))
+                return -1;
+            st.scheme = scheme && strcmp(scheme, "never") == 0 ? PS_NEVER : PS_ALWAYS;
+            if (!aps)
+                st.scheme = PS_NEVER;
+        }
+        if (*phase != 0)
+            return airllm_errf(L->err, "decoder %s after ByteFallback or Fuse is not supported",
+                               ty);
+        return add_dstage(L, st);
+    }
+    if (strcmp(ty, "ByteFallback") == 0) {
+        if (*phase != 0)
+            return airllm_errf(L->err, "decoder ByteFallback after Fuse is not supported");
+        t->dec_byte_fallback = true;
+        *phase = 1;
+        return 0;
+    }
+    if (strcmp(ty, "Fuse") == 0) {
+        if (*phase >= 2)
+            return airllm_errf(L->err, "decoder: Fuse twice");
+        *phase = 2;
+        return 0;
+    }
+    if (strcmp(ty, "ByteLevel") == 0)
+        return airllm_errf(L->err, "decoder ByteLevel combined with other decoders is not "
+                                   "supported");
+    return airllm_errf(L->err, "decoder \"%s\" is not supported (only ByteLevel, Metaspace, "
+                               "Replace, ByteFallback, Fuse and Strip)", ty);
+}
+
+static int load_decoder(ld *L, const cJSON *d)
+{
+    airllm_tokenizer *t = L->t;
+    if (!d || cJSON_IsNull(d)) {
+        t->dec_join_space = true; /* tokenizers joins tokens with spaces */
+        return 0;
+    }
+    const char *ty = jtype(L, d, "decoder");
+    if (!ty)
+        return -1;
+    int phase = 0;
+    if (strcmp(ty, "ByteLevel") == 0) {
+        t->dec_byte_level = true;
+        return 0;
+    }
+    if (strcmp(ty, "Sequence") != 0)
+        return load_decoder_step(L, d, &phase);
+    const cJSON *list = jget(d, "decoders");
+    if (!cJSON_IsArray(list))
+        return airllm_errf(L->err, "decoder Sequence: \"decoders\" is not an array");
+    if (cJSON_GetArraySize(list) == 1) {
+        const char *ty1 = jtype(L, cJSON_GetArrayItem(list, 0), "decoder");
+        if (!ty1)
+            return -1;
+        if (strcmp(ty1, "ByteLevel") == 0) {
+            t->dec_byte_level = true;
+            return 0;
+        }
+    }
+    const cJSON *e;
+    cJSON_ArrayForEach(e, list) if (load_decoder_step(L, e, &phase)) return -1;
+    return 0;
+}
+
+/* -- model -- */
+
+static int load_vocab(ld *L, const cJSON *model)
+{
+    airllm_tokenizer *t = L->t;
+    const cJSON *v = jget(model, "vocab");
+    if (!cJSON_IsObject(v))
+        return airllm_errf(L->err, "model: \"vocab\" is missing or not an object");
+    /* sized up front: no rehashing while 100k+ entries go in */
+    size_t cap = 64, n = (size_t)cJSON_GetArraySize(v);
+    const cJSON *merges = jget(model, "merges");
+    size_t nm = cJSON_IsArray(merges) ? (size_t)cJSON_GetArraySize(merges) : 0;
+    while (cap < 2 * n + 2)
+        cap *= 2;
+    if (sm_alloc(&t->vocab, cap))
+        return airllm_errf(L->err, "out of memory");
+    for (cap = 64; cap < 2 * nm + 2;)
+        cap *= 2;
+    if (um_alloc(&t->merges, cap))
+        return airllm_errf(L->err, "out of memory");
+    const cJSON *e;
+    cJSON_ArrayForEach(e, v)
+    {
+        int64_t id;
+        span s;
+        if (jint(e, 0, 2147483646.0, &id))
+            return airllm_errf(L->err, "model.vocab: the id of \"%.100s\" is not an integer in "
+                                       "[0, 2^31-1)", e->string);
+        if (intern(L, e->string, strlen(e->string), &s, "a model.vocab token"))
+            return -1;
+        int32_t old = sm_put(&t->vocab, t->arena.p, s, (int32_t)id);
+        if (old == -2)
+            return airllm_errf(L->err, "out of memory");
+        if (old >= 0)
+            return airllm_errf(L->err, "model.vocab: token \"%.100s\" appears twice", e->string);
+        t->n_vocab++;
+    }
+    return 0;
+}
+
+static int load_model_options(ld *L, const cJSON *m)
+{
+    airllm_tokenizer *t = L->t;
+    const char *ty = jtype(L, m, "model");
+    if (!ty)
+        return -1;
+    if (strcmp(ty, "BPE") != 0)
+        return airllm_errf(L->err, "model type \"%s\" is not supported (only BPE)", ty);
+    const cJSON *drop = jget(m, "dropout");
+    if (drop && !cJSON_IsNull(drop) && !(cJSON_IsNumber(drop) && drop->valuedouble == 0))
+        return airllm_errf(L->err, "model: BPE dropout is not supported (it makes encoding "
+                                   "random)");
+    const char *prefix, *suffix;
+    if (jstr(L, m, "continuing_subword_prefix", false, &prefix, "model") ||
+        jstr(L, m, "end_of_word_suffix", false, &suffix, "model"))
+        return -1;
+    if ((prefix && *prefix) || (suffix && *suffix))
+        return airllm_errf(L->err, "model: continuing_subword_prefix / end_of_word_suffix are "
+                                   "not supported");
+    return jbool(L, m, "fuse_unk", false, &t->fuse_unk, "model") ||
+           jbool(L, m, "byte_fallback", false, &t->byte_fallback, "model") ||
+           jbool(L, m, "ignore_merges", false, &t->ignore_merges, "model");
+}
+
+static int32_t vocab_get(const airllm_tokenizer *t, const void *s, size_t n)
+{
+    return sm_get(&t->vocab, t->arena.p, s, n);
+}
+
+static int add_merge(ld *L, size_t rank, const char *a, size_t na, const char *b, size_t nb)
+{
+    airllm_tokenizer *t = L->t;
+    int32_t ia = vocab_get(t, a, na), ib = vocab_get(t, b, nb);
+    if (ia < 0 || ib < 0)
+        return airllm_errf(L->err, "model.merges[%zu]: \"%.*s\" is not in the vocab", rank,
+                           (int)(ia < 0 ? (na < 100 ? na : 100) : (nb < 100 ? nb : 100)),
+                           ia < 0 ? a : b);
+    L->scratch.n = 0;
+    if (buf_add(&L->scratch, a, na) || buf_add(&L->scratch, b, nb))
+        return airllm_errf(L->err, "out of memory");
+    int32_t ic = vocab_get(t, L->scratch.p, L->scratch.n);
+    if (ic < 0)
+        return airllm_errf(L->err, "model.merges[%zu]: the merged token \"%.*s\" is not in the "
+                                   "vocab", rank, (int)(L->scratch.n < 200 ? L->scratch.n : 200),
+                           (const char *)L->scratch.p);
+    /* A pair listed twice keeps its last rank, as tokenizers' HashMap does. */
+    if (um_put(&t->merges, (uint64_t)ia << 32 | (uint32_t)ib, (uint64_t)rank << 32 | (uint32_t)ic))
+        return airllm_errf(L->err, "out of memory");
+    return 0;
+}
+
+/* merges: ["a b", ...] (the older form; "#version" lines skipped) or
+ * [["a", "b"], ...]; the rank is the position in the list. */
+static int load_merges(ld *L, const cJSON *model)
+{
+    const cJSON *m = jget(model, "merges");
+    if (!cJSON_IsArray(m))
+        return airllm_errf(L->err, "model: \"merges\" is missing or not an array");
+    const cJSON *first = m->child;
+    bool legacy = first && cJSON_IsString(first);
+    size_t rank = 0, idx = 0;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, m)
+    {
+        if (legacy) {
+            if (!cJSON_IsString(e))
+                return airllm_errf(L->err, "model.merges[%zu] is not a string like the others",
+                                   idx);
+            const char *s = e->valuestring, *sp = strchr(s, ' ');
+            idx++;
+            if (strncmp(s, "#version", 8) == 0)
+                continue;
+            if (!sp || strchr(sp + 1, ' '))
+                return airllm_errf(L->err, "model.merges[%zu]: \"%.100s\" is not two tokens "
+                                           "separated by one space", idx - 1, s);
+            if (add_merge(L, rank, s, (size_t)(sp - s), sp + 1, strlen(sp + 1)))
+                return -1;
+        } else {
+            const cJSON *a = cJSON_GetArrayItem(e, 0), *b = cJSON_GetArrayItem(e, 1);
+            if (!cJSON_IsArray(e) || cJSON_GetArraySize(e) != 2 || !cJSON_IsString(a) ||
+                !cJSON_IsString(b))
+                return airllm_errf(L->err, "model.merges[%zu] is not a pair of strings", idx);
+            idx++;
+            if (add_merge(L, rank, a->valuestring, strlen(a->valuestring), b->valuestring,
+                          strlen(b->valuestring)))
+                return -1;
+        }
+        rank++;
+    }
+    return 0;
+}
+
+/* -- added tokens -- */
+
+static int normalize(const airllm_tokenizer *t, const uint8_t *s, size_t n, buf *x, buf *y,
+                     buf *w, const uint8_t **out, size_t *on);
+
+static int trie_init(trie *tr)
+{
+    memset(tr, 0, sizeof *tr);
+    tr->empty = true;
+    tr->cap_nodes = 64;
+    tr->term = malloc(tr->cap_nodes * sizeof *tr->term);
+    if (!tr->term || um_alloc(&tr->edges, 64))
+        return -1;
+    tr->term[0] = -1;
+    tr->n_nodes = 1;
+    return 0;
+}
+
+static void trie_free(trie *tr)
+{
+    free(tr->term);
+    free(tr->edges.s);
+}
+
+/* Returns the index already stored for this exact string, -1 when added,
+ * -2 when out of memory. */
+static int trie_add(trie *tr, const uint8_t *s, size_t n, int32_t idx)
+{
+    uint64_t node = 0, child;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t key = node << 8 | s[i];
+        if (!um_get(&tr->edges, key, &child)) {
+            if (tr->n_nodes == tr->cap_nodes) {
+                int32_t *q = realloc(tr->term, tr->cap_nodes * 2 * sizeof *q);
+                if (!q)
+                    return -2;
+                tr->term = q;
+                tr->cap_nodes *= 2;
+            }
+            child = tr->n_nodes++;
+            tr->term[child] = -1;
+            if (um_put(&tr->edges, key, child))
+                return -2;
+        }
+        node = child;
+    }
+    if (tr->term[node] >= 0)
+        return tr->term[node];
+    tr->term[node] = idx;
+    tr->first[s[0]] = true;
+    tr->empty = false;
+    return -1;
+}
+
+/* The longest token starting at s[p]: its index in added[] (and *len), or -1. */
+static int32_t trie_longest(const trie *tr, const uint8_t *s, size_t n, size_t p, size_t *len)
+{
+    uint64_t node = 0;
+    int32_t best = -1;
+    for (size_t j = p; j < n; j++) {
+        if (!um_get(&tr->edges, node << 8 | s[j], &node))
+            break;
+        if (tr->term[node] >= 0) {
+            best = tr->term[node];
+            *len = j + 1 - p;
+        }
+    }
+    return best;
+}
+
+/* tokenizers' AddedVocabulary::add_tokens gives an added token the vocab's
+ * id for the same string, else the next id from the vocab's size on. The
+ * file's ids must agree, or our ids would differ from tokenizers'. */
+static int load_added(ld *L, const cJSON *list)
+{
+    airllm_tokenizer *t = L->t;
+    if (sm_alloc(&t->added_by, 64) || trie_init(&t->trie_raw) || trie_init(&t->trie_norm))
+        return airllm_errf(L->err, "out of memory");
+    if (!list || cJSON_IsNull(list))
+        return 0;
+    if (!cJSON_IsArray(list))
+        return airllm_errf(L->err, "\"added_tokens\" is not an array");
+    size_t n = (size_t)cJSON_GetArraySize(list);
+    t->added = calloc(n ? n : 1, sizeof *t->added);
+    if (!t->added)
+        return airllm_errf(L->err, "out of memory");
+    int64_t next_id = (int64_t)t->n_vocab;
+    size_t i = 0;
+    const cJSON *e;
+    buf x = {0}, y = {0}, w = {0};
+    int rc = -1;
+    cJSON_ArrayForEach(e, list)
+    {
+        char where[64];
+        snprintf(where, sizeof where, "added_tokens[%zu]", i++);
+        if (!cJSON_IsObject(e)) {
+            airllm_errf(L->err, "%s is not an object", where);
+            goto out;
+        }
+        added_tok a = {0};
+        int64_t id;
+        const char *content;
+        if (jint(jget(e, "id"), 0, 2147483646.0, &id)) {
+            airllm_errf(L->err, "%s: \"id\" is missing or not an integer in [0, 2^31-1)", where);
+            goto out;
+        }
+        if (jstr(L, e, "content", true, &content, where) ||
+            jbool(L, e, "special", false, &a.special, where) ||
+            jbool(L, e, "single_word", false, &a.single_word, where) ||
+            jbool(L, e, "lstrip", false, &a.lstrip, where) ||
+            jbool(L, e, "rstrip", false, &a.rstrip, where) ||
+            jbool(L, e, "normalized", !a.special, &a.normalized, where))
+            goto out;
+        if (!*content) /* tokenizers ignores empty added tokens */
+            continue;
+        int32_t vid = vocab_get(t, content, strlen(content));
+        int64_t expect = vid >= 0 ? vid : next_id++;
+        if (id != expect) {
+            airllm_errf(L->err, "%s: \"%.100s\" has id %lld but tokenizers would give it %lld "
+                                "(%s)", where, content, (long long)id, (long long)expect,
+                        vid >= 0 ? "its vocab id" : "the next id after the vocab");
+            goto out;
+        }
+        a.id = (int32_t)id;
+        if (intern(L, content, strlen(content), &a.content, where))
+            goto out;
+        a.norm = a.content;
+        if (a.normalized && t->n_norm) {
+            const uint8_t *ns;
+            size_t nn;
+            if (normalize(t, S(t, a.content), a.content.len, &x, &y, &w, &ns, &nn)) {
+                airllm_errf(L->err, "out of memory");
+                goto out;
+            }
+            if (nn == 0) {
+                airllm_errf(L->err, "%s: \"%.100s\" normalizes to nothing", where, content);
+                goto out;
+            }
+            /* copy first: ns may point into x or y, and intern may move the arena */
+            L->scratch.n = 0;
+            if (buf_add(&L->scratch, ns, nn)) {
+                airllm_errf(L->err, "out of memory");
+                goto out;
+            }
+            if (intern(L, (const char *)L->scratch.p, nn, &a.norm, where))
+                goto out;
+        }
+        int32_t old = sm_put(&t->added_by, t->arena.p, a.content, (int32_t)t->n_added);
+        if (old == -2) {
+            airllm_errf(L->err, "out of memory");
+            goto out;
+        }
+        if (old >= 0) {
+            airllm_errf(L->err, "%s: \"%.100s\" is listed twice", where, content);
+            goto out;
+        }
+        trie *tr = a.normalized ? &t->trie_norm : &t->trie_raw;
+        int prev = trie_add(tr, S(t, a.norm), a.norm.len, (int32_t)t->n_added);
+        if (prev == -2) {
+            airllm_errf(L->err, "out of memory");
+            goto out;
+        }
+        if (prev >= 0) {
+            airllm_errf(L->err, "%s: \"%.100s\" matches the same text as \"%.*s\"", where,
+                        content, (int)t->added[prev].content.len, S(t, t->added[prev].content));
+            goto out;
+        }
+        t->added[t->n_added++] = a;
+    }
+    rc = 0;
+out:
+    buf_free(&x);
+    buf_free(&y);
+    buf_free(&w);
+    return rc;
+}
+
+/* id -> string tables, once vocab and added tokens are known. */
+static int build_ids(ld *L)
+{
+    airllm_tokenizer *t = L->t;
+    int64_t max_id = -1;
+    for (size_t i = 0; i < t->vocab.cap; i++)
+        if (t->vocab.s[i].val > max_id)
+            max_id = t->vocab.s[i].val;
+    for (size_t i = 0; i < t->n_added; i++)
+        if (t->added[i].id > max_id)
+            max_id = t->added[i].id;
+    size_t count = t->n_vocab + t->n_added;
+    if (max_id >= (int64_t)count + TOK_ID_SLACK)
+        return airllm_errf(L->err, "id %lld is out of range: the file has %zu tokens, and ids "
+                                   "must stay below %zu", (long long)max_id, count,
+                           count + TOK_ID_SLACK);
+    t->n_ids = (size_t)(max_id + 1);
+    t->id_tok = malloc((t->n_ids ? t->n_ids : 1) * sizeof *t->id_tok);
+    t->id_dec = malloc((t->n_ids ? t->n_ids : 1) * sizeof *t->id_dec);
+    t->id_special = calloc(t->n_ids ? t->n_ids : 1, 1);
+    if (!t->id_tok || !t->id_dec || !t->id_special)
+        return airllm_errf(L->err, "out of memory");
+    for (size_t i = 0; i < t->n_ids; i++)
+        t->id_tok[i].off = SPAN_NONE;
+    for (size_t i = 0; i < t->vocab.cap; i++) {
+        const sm_slot *e = &t->vocab.s[i];
+        if (e->val < 0)
+            continue;
+        span *o = &t->id_tok[e->val];
+        if (o->off != SPAN_NONE)
+            return airllm_errf(L->err, "model.vocab: id %d is given to both \"%.*s\" and \"%.*s\"",
+                               e->val, (int)o->len, S(t, *o), (int)e->key.len, S(t, e->key));
+        *o = e->key;
+    }
+    memcpy(t->id_dec, t->id_tok, t->n_ids * sizeof *t->id_dec);
+    for (size_t i = 0; i < t->n_added; i++) {
+        const added_tok *a = &t->added[i];
+        span *o = &t->id_tok[a->id];
+        if (o->off == SPAN_NONE)
+            *o = a->content;
+        else if (o->len != a->content.len ||
+                 memcmp(S(t, *o), S(t, a->content), o->len) != 0)
+            return airllm_errf(L->err, "added token \"%.*s\" has id %d, which the vocab gives "
+                                       "to \"%.*s\"", (int)a->content.len, S(t, a->content),
+                               a->id, (int)o->len, S(t, *o));
+        /* tokenizers decodes an added token from its normalized form */
+        t->id_dec[a->id] = a->normalized ? a->norm : a->content;
+    }
+    /* tokenizers' skip_special_tokens tests the decoded string against the
+     * special tokens' contents, not the id. */
+    for (size_t id = 0; id < t->n_ids; id++) {
+        if (t->id_dec[id].off == SPAN_NONE)
+            continue;
+        int32_t k = sm_get(&t->added_by, t->arena.p, S(t, t->id_dec[id]), t->id_dec[id].len);
+        t->id_special[id] = k >= 0 && t->added[k].special;
+    }
+    if (t->byte_fallback)
+        for (int b = 0; b < 256; b++) {
+            char name[8];
+            snprintf(name, sizeof name, "<0x%02X>", b);
+            t->byte_id[b] = vocab_get(t, name, 6);
+        }
+    return 0;
+}
+
+/* -- post-processor -- */
+
+/* TemplateProcessing's "single" template: special tokens before $A give BOS,
+ * after it EOS (when there is exactly one on that side). */
+static int load_template(ld *L, const cJSON *p)
+{
+    airllm_tokenizer *t = L->t;
+    const cJSON *single = jget(p, "single"), *specials = jget(p, "special_tokens");
+    if (!cJSON_IsArray(single) || !cJSON_IsObject(specials))
+        return airllm_errf(L->err, "post_processor TemplateProcessing: \"single\" or "
+                                   "\"special_tokens\" missing");
+    int32_t side_ids[2][2];
+    size_t side_n[2] = {0, 0};
+    int side = 0;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, single)
+    {
+        const cJSON *seq = jget(e, "Sequence"), *sp = jget(e, "SpecialToken");
+        if (cJSON_IsObject(seq)) {
+            side = 1;
+            continue;
+        }
+        const cJSON *name = cJSON_IsObject(sp) ? jget(sp, "id") : NULL;
+        if (!cJSON_IsString(name))
+            return airllm_errf(L->err, "post_processor TemplateProcessing: a \"single\" item is "
+                                       "neither Sequence nor SpecialToken");
+        const cJSON *def = jget(specials, name->valuestring);
+        const cJSON *ids = cJSON_IsObject(def) ? jget(def, "ids") : NULL;
+        if (!cJSON_IsArray(ids))
+            return airllm_errf(L->err, "post_processor TemplateProcessing: special token "
+                                       "\"%.100s\" has no \"ids\"", name->valuestring);
+        const cJSON *v;
+        cJSON_ArrayForEach(v, ids)
+        {
+            int64_t id;
+            if (jint(v, 0, 2147483646.0, &id) || (size_t)id >= t->n_ids ||
+                t->id_tok[id].off == SPAN_NONE)
+                return airllm_errf(L->err, "post_processor TemplateProcessing: special token "
+                                           "\"%.100s\" has an id that is not in the vocab",
+                                   name->valuestring);
+            if (side_n[side] < 2)
+                side_ids[side][side_n[side]] = (int32_t)id;
+            side_n[side]++;
+        }
+    }
+    if (side_n[0] == 1)
+        t->bos = side_ids[0][0];
+    if (side_n[1] == 1)
+        t->eos = side_ids[1][0];
+    t->add_bos = side_n[0] == 1;
+    return 0;
+}
+
+static int load_postproc(ld *L, const cJSON *p, int depth)
+{
+    if (!p || cJSON_IsNull(p))
+        return 0;
+    const char *ty = jtype(L, p, "post_processor");
+    if (!ty)
+        return -1;
+    if (strcmp(ty, "ByteLevel") == 0) /* offsets only */
+        return 0;
+    if (strcmp(ty, "TemplateProcessing") == 0)
+        return load_template(L, p);
+    if (strcmp(ty, "Sequence") == 0) {
+        const cJSON *list = jget(p, "processors"), *e;
+        if (!cJSON_IsArray(list))
+            return airllm_errf(L->err, "post_processor Sequence: \"processors\" is not an array");
+        if (depth >= TOK_MAX_NEST)
+            return airllm_errf(L->err, "post_processor: Sequences nested too deep");
+        cJSON_ArrayForEach(e, list) if (load_postproc(L, e, depth + 1)) return -1;
+        return 0;
+    }
+    return airllm_errf(L->err, "post_processor \"%s\" is not supported (only ByteLevel, "
+                               "TemplateProcessing and Sequence)", ty);
+}
+
+void airllm_tok_free(airllm_tokenizer *t)
+{
+    if (!t)
+        return;
+    buf_free(&t->arena);
+    free(t->id_tok);
+    free(t->id_dec);
+    free(t->id_special);
+    free(t->vocab.s);
+    free(t->added_by.s);
+    free(t->added);
+    trie_free(&t->trie_raw);
+    trie_free(&t->trie_norm);
+    free(t->merges.s);
+    free(t);
+}
+
+static int load_root(ld *L, const cJSON *root)
+{
+    airllm_tokenizer *t = L->t;
+    if (!cJSON_IsObject(root))
+        return airllm_errf(L->err, "not a JSON object");
+    const cJSON *ver = jget(root, "version");
+    if (ver && !(cJSON_IsString(ver) && strcmp(ver->valuestring, "1.0") == 0))
+        return airllm_errf(L->err, "unknown tokenizer.json \"version\" (expected \"1.0\")");
+    const cJSON *model = jget(root, "model");
+    if (!model || cJSON_IsNull(model))
+        return airllm_errf(L->err, "\"model\" is missing");
+    const char *unk;
+    if (load_model_options(L, model) || jstr(L, model, "unk_token", false, &unk, "model") ||
+        load_normalizer(L, jget(root, "normalizer"), 0) || load_vocab(L, model) ||
+        load_added(L, jget(root, "added_tokens")) || build_ids(L) || load_merges(L, model) ||
+        load_pretok(L, jget(root, "pre_tokenizer"), 0) || load_decoder(L, jget(root, "decoder")) ||
+        load_postproc(L, jget(root, "post_processor"), 0))
+        return -1;
+    t->unk_id = -1;
+    if (unk) {
+        t->unk_id = vocab_get(t, unk, strlen(unk));
+        if (t->unk_id < 0)
+            return airllm_errf(L->err, "model: unk_token \"%.100s\" is not in the vocab", unk);
+    }
+    return 0;
+}
+
+/* Offset of a \u0000 escape in the JSON text, or len. cJSON keeps strings
+ * NUL-terminated, so such a string would silently lose its tail (a vocab
+ * entry "\u0000" would become ""): refuse instead. An escape is a
+ * backslash preceded by an even number of backslashes. */
+static size_t nul_escape(const char *json, size_t len)
+{
+    for (size_t i = 0; i + 6 <= len; i++) {
+        if (json[i] != '\\' || memcmp(json + i + 1, "u0000", 5) != 0)
+            continue;
+        size_t k = i;
+        while (k > 0 && json[k - 1] == '\\')
+            k--;
+        if ((i - k) % 2 == 0)
+            return i;
+    }
+    return len;
+}
+
+int airllm_tok_load_buffer(const char *json, size_t len, const char *name,
+                           airllm_tokenizer **out, airllm_err *err)
+{
+    *out = NULL;
+    if (!name)
+        name = "tokenizer.json";
+    if (!json && len)
+        return airllm_errf(err, "%s: no data", name);
+    if (len > AIRLLM_TOK_MAX_FILE)
+        return airllm_errf(err, "%s: %zu bytes is too large (at most %u)", name, len,
+                           AIRLLM_TOK_MAX_FILE);
+    size_t bad = airllm_utf8_first_bad((const uint8_t *)json, len);
+    if (bad < len)
+        return airllm_errf(err, "%s: not valid UTF-8 (byte %zu)", name, bad);
+    if (len && memchr(json, 0, len))
+        return airllm_errf(err, "%s: holds a NUL byte", name);
+    bad = nul_escape(json, len);
+    if (bad < len)
+        return airllm_errf(err, "%s: a string holds \\u0000 (byte %zu), which this reader "
+                                "cannot represent", name, bad);
+    init_byte_map();
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(json ? json : "", len, &end, 0);
+    if (!root)
+        return airllm_errf(err, "%s: not valid JSON (near byte %zu)", name,
+                           end && json ? (size_t)(end - json) : (size_t)0);
+    airllm_tokenizer *t = calloc(1, sizeof *t);
+    ld L = {.t = t, .err = err};
+    int rc = -1;
+    if (!t || buf_reserve(&t->arena, 4096)) {
+        airllm_errf(err, "out of memory");
+    } else {
+        t->bos = t->eos = -1;
+        rc = load_root(&L, root);
+        if (rc)
+            airllm_err_prefix(err, "%s", name);
+    }
+    cJSON_Delete(root);
+    buf_free(&L.scratch);
+    if (rc) {
+        airllm_tok_free(t);
+        return -1;
+    }
+    *out = t;
+    return 0;
+}
+
+int airllm_tok_load(const char *path, airllm_tokenizer **out, airllm_err *err)
+{
+    *out = NULL;
+    struct stat st;
+    if (!path || stat(path, &st))
+        return airllm_errf(err, "%s: cannot access", path ? path : "(null)");
+    char file[4096];
+    bool dir = S_ISDIR(st.st_mode);
+    if (dir) {
+        if (airllm_path_join(file, sizeof file, path, "tokenizer.json", err))
+            return -1;
+    } else if (snprintf(file, sizeof file, "%s", path) >= (int)sizeof file) {
+        return airllm_errf(err, "%s: path too long", path);
+    }
+    char *text;
+    size_t len;
+    if (airllm_read_small_file(file, AIRLLM_TOK_MAX_FILE, &text, &len, err))
+        return -1;
+    int rc = airllm_tok_load_buffer(text, len, file, out, err);
+    free(text);
+    if (rc || !dir)
+        return rc;
+    if (airllm_path_join(file, sizeof file, path, "tokenizer_config.json", err) == 0 &&
+        stat(file, &st) == 0) {
+        if (airllm_tok_read_config(*out, file, err)) {
+            airllm_tok_free(*out);
+            *out = NULL;
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * tokenizer_config.json, BOS / EOS
+ * ------------------------------------------------------------------------ */
+
+int32_t airllm_tok_id_of(const airllm_tokenizer *t, const char *token, size_t len)
+{
+    int32_t k = sm_get(&t->added_by, t->arena.p, token, len);
+    if (k >= 0)
+        return t->added[k].id;
+    return vocab_get(t, token, len);
+}
+
+/* bos_token / eos_token: "text", {"content": "text", ...} or null. */
+static int config_token(const cJSON *root, const char *key, int32_t *id,
+                        const airllm_tokenizer *t, airllm_err *err)
+{
+    const cJSON *v = jget(root, key);
+    if (!v)
+        return 0;
+    if (cJSON_IsNull(v)) {
+        *id = -1;
+        return 0;
+    }
+    if (cJSON_IsObject(v))
+        v = jget(v, "content");
+    if (!cJSON_IsString(v))
+        return airllm_errf(err, "\"%s\" is neither a string nor {\"content\": string}", key);
+    int32_t k = airllm_tok_id_of(t, v->valuestring, strlen(v->valuestring));
+    if (k < 0)
+        return airllm_errf(err, "%s \"%.100s\" is not in the tokenizer's vocab", key,
+                           v->valuestring);
+    *id = k;
+    return 0;
+}
+
+int airllm_tok_read_config_buffer(airllm_tokenizer *t, const char *json, size_t len,
+                                  const char *name, airllm_err *err)
+{
+    if (!name)
+        name = "tokenizer_config.json";
+    if (airllm_utf8_check((const uint8_t *)json, len))
+        return airllm_errf(err, "%s: not valid UTF-8", name);
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(json, len, &end, 0);
+    if (!root)
+        return airllm_errf(err, "%s: not valid JSON (near byte %zu)", name,
+                           end ? (size_t)(end - json) : (size_t)0);
+    int32_t bos = t->bos, eos = t->eos;
+    bool add_bos = t->add_bos;
+    int rc = -1;
+    const cJSON *ab = jget(root, "add_bos_token");
+    if (!cJSON_IsObject(root))
+        airllm_errf(err, "not a JSON object");
+    else if (config_token(root, "bos_token", &bos, t, err) ||
+             config_token(root, "eos_token", &eos, t, err))
+        ;
+    else if (ab && !cJSON_IsNull(ab) && !cJSON_IsBool(ab))
+        airllm_errf(err, "\"add_bos_token\" is not a boolean");
+    else
+        rc = 0;
+    if (rc == 0) {
+        if (cJSON_IsBool(ab))
+            add_bos = cJSON_IsTrue(ab);
+        t->bos = bos;
+        t->eos = eos;
+        t->add_bos = add_bos;
+    } else {
+        airllm_err_prefix(err, "%s", name);
+    }
+    cJSON_Delete(root);
+    return rc;
+}
+
+int airllm_tok_read_config(airllm_tokenizer *t, const char *path, airllm_err *err)
+{
+    char *text;
+    size_t len;
+    if (airllm_read_small_file(path, TOK_CONFIG_MAX, &text, &len, err))
+        return -1;
+    int rc = airllm_tok_read_config_buffer(t, text, len, path, err);
+    free(text);
+    return rc;
+}
+
+int32_t airllm_tok_bos(const airllm_tokenizer *t) { return t->bos; }
+int32_t airllm_tok_eos(const airllm_tokenizer *t) { return t->eos; }
+int airllm_tok_add_bos_default(const airllm_tokenizer *t) { return t->add_bos; }
+size_t airllm_tok_vocab_size(const airllm_tokenizer *t) { return t->n_ids; }
+
+static int set_special(airllm_tokenizer *t, int32_t id, int32_t *dst, const char *what,
+                       airllm_err *err)
+{
+    if (id < -1 || (id >= 0 && ((size_t)id >= t->n_ids || t->id_tok[id].off == SPAN_NONE)))
+        return airllm_errf(err, "%s id %d is not in the tokenizer's vocab", what, id);
+    *dst = id;
+    return 0;
+}
+
+int airllm_tok_set_bos(airllm_tokenizer *t, int32_t id, airllm_err *err)
+{
+    return set_special(t, id, &t->bos, "BOS", err);
+}
+
+int airllm_tok_set_eos(airllm_tokenizer *t, int32_t id, airllm_err *err)
+{
+    return set_special(t, id, &t->eos, "EOS", err);
+}
+
+const char *airllm_tok_token(const airllm_tokenizer *t, int32_t id, size_t *len)
+{
+    if (id < 0 || (size_t)id >= t->n_ids || t->id_tok[id].off == SPAN_NONE)
+        return NULL;
+    *len = t->id_tok[id].len;
+    return (const char *)S(t, t->id_tok[id]);
+}
+
+int airllm_tok_is_special(const airllm_tokenizer *t, int32_t id)
+{
+    return id >= 0 && (size_t)id < t->n_ids && t->id_special[id];
+}
+
+/* ------------------------------------------------------------------------
+ * Normalizers
+ * ------------------------------------------------------------------------ */
+
+/* Leftmost non-overlapping occurrence of pat in s[from..n), or n. */
+static size_t find_str(const uint8_t *s, size_t n, size_t from, const uint8_t *pat, size_t np)
+{
+    if (np == 0 || np > n)
+        return n;
+    for (size_t i = from; i + np <= n; i++) {
+        const uint8_t *q = memchr(s + i, pat[0], n - np + 1 - i);
+        if (!q)
+            return n;
+        i = (size_t)(q - s);
+        if (memcmp(q, pat, np) == 0)
+            return i;
+    }
+    return n;
+}
+
+static int replace_all(const uint8_t *s, size_t n, const uint8_t *pat, size_t np,
+                       const uint8_t *rep, size_t nr, buf *dst)
+{
+    dst->n = 0;
+    size_t i = 0;
+    for (;;) {
+        size_t j = find_str(s, n, i, pat, np);
+        if (buf_add(dst, s + i, j - i))
+            return -1;
+        if (j == n)
+            return 0;
+        if (buf_add(dst, rep, nr))
+            return -1;
+        i = j + np;
+    }
+}
+
+/* NFC, as tokenizers' NFC normalizer (the unicode-normalization crate)
+ * does it: full canonical decomposition, canonical ordering of combining
+ * marks, canonical composition (UAX #15). Hangul syllables are computed. */
+enum { H_SBASE = 0xAC00, H_LBASE = 0x1100, H_VBASE = 0x1161, H_TBASE = 0x11A7,
+       H_LCOUNT = 19, H_VCOUNT = 21, H_TCOUNT = 28, H_NCOUNT = 588, H_SCOUNT = 11172 };
+
+static uint32_t compose(uint32_t a, uint32_t b)
+{
+    if (a >= H_LBASE && a < H_LBASE + H_LCOUNT && b >= H_VBASE && b < H_VBASE + H_VCOUNT)
+        return H_SBASE + ((a - H_LBASE) * H_VCOUNT + (b - H_VBASE)) * H_TCOUNT;
+    if (a >= H_SBASE && a < H_SBASE + H_SCOUNT && (a - H_SBASE) % H_TCOUNT == 0 &&
+        b > H_TBASE && b < H_TBASE + H_TCOUNT)
+        return a + (b - H_TBASE);
+    return airllm_uni_compose(a, b);
+}
+
+/* Stable sort of a run of combining marks by combining class. Runs are
+ * short in real text; a counting sort keeps a long hostile run linear. */
+static int sort_marks(uint32_t *cp, size_t n)
+{
+    if (n <= 32) {
+        for (size_t i = 1; i < n; i++) {
+            uint32_t c = cp[i];
+            int cc = airllm_uni_ccc(c);
+            size_t j = i;
+            for (; j > 0 && airllm_uni_ccc(cp[j - 1]) > cc; j--)
+                cp[j] = cp[j - 1];
+            cp[j] = c;
+        }
+        return 0;
+    }
+    size_t count[257] = {0};
+    uint32_t *tmp = malloc(n * sizeof *tmp);
+    if (!tmp)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        count[airllm_uni_ccc(cp[i]) + 1]++;
+    for (int k = 1; k < 257; k++)
+        count[k] += count[k - 1];
+    for (size_t i = 0; i < n; i++)
+        tmp[count[airllm_uni_ccc(cp[i])]++] = cp[i];
+    memcpy(cp, tmp, n * sizeof *tmp);
+    free(tmp);
+    return 0;
+}
+
+static int push_cp(buf *w, uint32_t c)
+{
+    return buf_add(w, &c, sizeof c);
+}
+
+static int nfc(const uint8_t *s, size_t n, buf *dst, buf *w)
+{
+    size_t l;
+    w->n = 0;
+    for (size_t i = 0; i < n; i += l) {
+        uint32_t c = utf8_get(s, n, i, &l);
+        const uint32_t *d;
+        size_t k;
+        if (c >= H_SBASE && c < H_SBASE + H_SCOUNT) {
+            uint32_t si = c - H_SBASE, tv = si % H_TCOUNT;
+            if (push_cp(w, H_LBASE + si / H_NCOUNT) ||
+                push_cp(w, H_VBASE + si % H_NCOUNT / H_TCOUNT) ||
+                (tv && push_cp(w, H_TBASE + tv)))
+                return -1;
+        } else if ((k = airllm_uni_decompose(c, &d)) != 0) {
+            for (size_t j = 0; j < k; j++)
+                if (push_cp(w, d[j]))
+                    return -1;
+        } else if (push_cp(w, c)) {
+            return -1;
+        }
+    }
+    uint32_t *cp = (uint32_t *)(void *)w->p;
+    size_t m = w->n / sizeof *cp;
+    for (size_t i = 0; i < m;) {
+        if (airllm_uni_ccc(cp[i]) == 0) {
+            i++;
+            continue;
+        }
+        size_t j = i;
+        while (j < m && airllm_uni_ccc(cp[j]) != 0)
+            j++;
+        if (sort_marks(cp + i, j - i))
+            return -1;
+        i = j;
+    }
+    /* compose: a mark joins the last starter unless something between them
+     * is a starter or has a class at least as high (is "blocking") */
+    size_t o = 0, starter = SIZE_MAX;
+    int last = 0;
+    for (size_t i = 0; i < m; i++) {
+        uint32_t c = cp[i], k;
+        int cc = airllm_uni_ccc(c);
+        if (starter != SIZE_MAX && (last < cc || last == 0) && (k = compose(cp[starter], c))) {
+            cp[starter] = k;
+            continue;
+        }
+        if (cc == 0)
+            starter = o;
+        last = cc;
+        cp[o++] = c;
+    }
+    dst->n = 0;
+    if (buf_reserve(dst, 4 * o))
+        return -1;
+    for (size_t i = 0; i < o; i++)
+        dst->n += utf8_put(dst->p + dst->n, cp[i]);
+    return 0;
+}
+
+/* Runs the normalizer over s; the result lands in x or y (or is s itself);
+ * w is scratch. */
+static int normalize(const airllm_tokenizer *t, const uint8_t *s, size_t n, buf *x, buf *y,
+                     buf *w, const uint8_t **out, size_t *on)
+{
+    const uint8_t *cur = s;
+    size_t cn = n;
+    for (size_t k = 0; k < t->n_norm; k++) {
+        const norm_step *st = &t->norm[k];
+        buf *dst = cur == x->p ? y : x;
+        switch (st->kind) {
+        case NORM_PREPEND: /* tokenizers' Prepend skips empty strings */
+            if (cn == 0)
+                continue;
+            dst->n = 0;
+            if (buf_add(dst, S(t, st->a), st->a.len) || buf_add(dst, cur, cn))
+                return -1;
+            break;
+        case NORM_REPLACE:
+            if (replace_all(cur, cn, S(t, st->a), st->a.len, S(t, st->b), st->b.len, dst))
+                return -1;
+            break;
+        case NORM_NFC: {
+            /* everything below U+0300 (lead bytes below 0xCC) is NFC already */
+            size_t i = 0;
+            while (i < cn && cur[i] < 0xCC)
+                i++;
+            if (i == cn)
+                continue;
+            if (nfc(cur, cn, dst, w))
+                return -1;
+            break;
+        }
+        case NORM_STRIP: {
+            size_t a = 0, b = cn, l;
+            while (st->left && a < b && airllm_uni_is_space(utf8_get(cur, cn, a, &l)))
+                a += l;
+            while (st->right && b > a) {
+                size_t p = utf8_prev(cur, b);
+                if (!airllm_uni_is_space(utf8_get(cur, cn, p, &l)))
+                    break;
+                b = p;
+            }
+            cur += a;
+            cn = b - a;
+            continue;
+        }
+        }
+        cur = dst->p;
+        cn = dst->n;
+    }
+    *out = cur;
+    *on = cn;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Pre-tokenizer regexes, by hand
+ * ------------------------------------------------------------------------ */
+
+static int is_L(uint32_t c) { return airllm_uni_is_letter(c); }
+static int is_N(uint32_t c) { return airllm_uni_is_number(c); }
+static int is_S(uint32_t c) { return airllm_uni_is_space(c); }
+/* [^\s\p{L}\p{N}] */
+static int is_P(uint32_t c) { return !is_S(c) && !is_L(c) && !is_N(c); }
+
+static size_t run_of(const uint8_t *s, size_t n, size_t i, int (*pred)(uint32_t))
+{
+    size_t l;
+    while (i < n && pred(utf8_get(s, n, i, &l)))
+        i += l;
+    return i;
+}
+
+/* `\s+(?!\S)|\s+` at a whitespace character: the run, less its last
+ * character when a non-space follows, so that " word" keeps its space. */
+static size_t ws_tail(const uint8_t *s, size_t n, size_t i)
+{
+    size_t j = run_of(s, n, i, is_S);
+    if (j == n)
+        return j;
+    size_t k = utf8_prev(s, j);
+    return k > i ? k : j;
+}
+
+/* GPT-2: 's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
+ * Returns the end of the match at i; every position matches one branch. */
+static size_t match_gpt2(const uint8_t *s, size_t n, size_t i)
+{
+    if (s[i] == '\'' && i + 1 < n) {
+        uint8_t a = s[i + 1];
+        if (a == 's' || a == 't' || a == 'm' || a == 'd')
+            return i + 2;
+        if (i + 2 < n && (((a == 'r' || a == 'v') && s[i + 2] == 'e') ||
+                          (a == 'l' && s[i + 2] == 'l')))
+            return i + 3;
+    }
+    size_t l;
+    uint32_t c = utf8_get(s, n, i, &l);
+    if (c == ' ' && i + 1 < n) {
+        uint32_t d = utf8_get(s, n, i + 1, &l);
+        if (is_L(d))
+            return run_of(s, n, i + 1, is_L);
+        if (is_N(d))
+            return run_of(s, n, i + 1, is_N);
+        if (is_P(d))
+            return run_of(s, n, i + 1, is_P);
+    }
+    if (is_L(c))
+        return run_of(s, n, i, is_L);
+    if (is_N(c))
+        return run_of(s, n, i, is_N);
+    if (is_P(c))
+        return run_of(s, n, i, is_P);
+    return ws_tail(s, n, i);
+}
+
+/* Simple case folding for the (?i:...) contractions: ASCII, plus U+017F
+ * LATIN SMALL LETTER LONG S, which folds to 's' (and U+212A KELVIN SIGN). */
+static uint32_t fold(uint32_t c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c + 32;
+    if (c == 0x17F)
+        return 's';
+    if (c == 0x212A)
+        return 'k';
+    return c;
+}
+
+/* Llama 3 (max_digits 3) and Qwen2 (max_digits 1):
+ * (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|
+ *  ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+ */
+static size_t match_llama3(const uint8_t *s, size_t n, size_t i, size_t max_digits)
+{
+    size_t l, l2, l3;
+    uint32_t c = utf8_get(s, n, i, &l);
+    if (c == '\'' && i + 1 < n) {
+        uint32_t a = fold(utf8_get(s, n, i + 1, &l2));
+        size_t e = i + 1 + l2;
+        if (a == 's' || a == 't' || a == 'm' || a == 'd')
+            return e;
+        if (e < n) {
+            uint32_t b = fold(utf8_get(s, n, e, &l3));
+            if (((a == 'r' || a == 'v') && b == 'e') || (a == 'l' && b == 'l'))
+                return e + l3;
+        }
+    }
+    /* [^\r\n\p{L}\p{N}]?\p{L}+ : one leading non-letter (a space, a quote)
+     * may join the word */
+    if (c != '\r' && c != '\n' && !is_L(c) && !is_N(c) && i + l < n &&
+        is_L(utf8_get(s, n, i + l, &l2)))
+        return run_of(s, n, i + l, is_L);
+    if (is_L(c))
+        return run_of(s, n, i, is_L);
+    if (is_N(c)) {
+        size_t j = i;
+        for (size_t k = 0; k < max_digits && j < n && is_N(utf8_get(s, n, j, &l2)); k++)
+            j += l2;
+        return j;
+    }
+    /*  ?[^\s\p{L}\p{N}]+[\r\n]* */
+    size_t p = SIZE_MAX;
+    if (c == ' ' && i + 1 < n && is_P(utf8_get(s, n, i + 1, &l2)))
+        p = i + 1;
+    else if (is_P(c))
+        p = i;
+    if (p != SIZE_MAX) {
+        size_t j = run_of(s, n, p, is_P);
+        while (j < n && (s[j] == '\r' || s[j] == '\n'))
+            j++;
+        return j;
+    }
+    /* \s*[\r\n]+ : the whitespace run up to its last line break */
+    size_t j = run_of(s, n, i, is_S), last = SIZE_MAX;
+    for (size_t k = i; k < j; k++) /* \r and \n never occur inside a multibyte character */
+        if (s[k] == '\r' || s[k] == '\n')
+            last = k;
+    if (last != SIZE_MAX)
+        return last + 1;
+    return ws_tail(s, n, i);
+}
+
+/* ------------------------------------------------------------------------
+ * Encoding
+ * ------------------------------------------------------------------------ */
+
+typedef struct {
+    size_t a, b;
+    bool m; /* a match of the pattern (vs the text between matches) */
+} piece;
+
+typedef struct {
+    piece *p;
+    size_t n, cap;
+} pieces;
+
+static int pieces_add(pieces *v, size_t a, size_t b, bool m)
+{
+    if (v->n == v->cap) {
+        size_t cap = v->cap ? v->cap * 2 : 64;
+        piece *q = realloc(v->p, cap * sizeof *q);
+        if (!q)
+            return -1;
+        v->p = q;
+        v->cap = cap;
+    }
+    v->p[v->n++] = (piece){a, b, m};
+    return 0;
+}
+
+typedef struct {
+    uint32_t rank, pos;
+    int32_t new_id;
+} merge_ent;
+
+typedef struct {
+    int32_t id;
+    int32_t prev, next;
+    uint32_t len; /* 0: merged into its left neighbour */
+} symbol;
+
+typedef struct {
+    const airllm_tokenizer *t;
+    airllm_err *err;
+    int32_t *ids;
+    size_t n, cap;
+    buf nx, ny, nw;                /* normalizer */
+    buf lv[TOK_MAX_STEPS][2];      /* per pre-tokenizer step */
+    pieces raw[TOK_MAX_STEPS], out[TOK_MAX_STEPS];
+    symbol *sym;
+    size_t sym_cap;
+    merge_ent *heap;
+    size_t heap_n, heap_cap;
+} enc;
+
+static int emit_id(enc *c, int32_t id)
+{
+    if (c->n == c->cap) {
+        size_t cap = c->cap ? c->cap * 2 : 256;
+        int32_t *q = realloc(c->ids, cap * sizeof *q);
+        if (!q)
+            return airllm_errf(c->err, "out of memory");
+        c->ids = q;
+        c->cap = cap;
+    }
+    c->ids[c->n++] = id;
+    return 0;
+}
+
+/* BPE heap: lowest rank first, then leftmost (tokenizers' Merge ordering). */
+static bool merge_less(const merge_ent *a, const merge_ent *b)
+{
+    return a->rank < b->rank || (a->rank == b->rank && a->pos < b->pos);
+}
+
+static int heap_push(enc *c, merge_ent e)
+{
+    if (c->heap_n == c->heap_cap) {
+        size_t cap = c->heap_cap ? c->heap_cap * 2 : 256;
+        merge_ent *q = realloc(c->heap, cap * sizeof *q);
+        if (!q)
+            return -1;
+        c->heap = q;
+        c->heap_cap = cap;
+    }
+    size_t i = c->heap_n++;
+    while (i > 0) {
+        size_t p = (i - 1) / 2;
+        if (!merge_less(&e, &c->heap[p]))
+            break;
+        c->heap[i] = c->heap[p];
+        i = p;
+    }
+    c->heap[i] = e;
+    return 0;
+}
+
+static merge_ent heap_pop(enc *c)
+{
+    merge_ent top = c->heap[0], last = c->heap[--c->heap_n];
+    size_t i = 0, n = c->heap_n;
+    for (;;) {
+        size_t k = 2 * i + 1;
+        if (k >= n)
+            break;
+        if (k + 1 < n && merge_less(&c->heap[k + 1], &c->heap[k]))
+            k++;
+        if (!merge_less(&c->heap[k], &last))
+            break;
+        c->heap[i] = c->heap[k];
+        i = k;
+    }
+    if (n)
+        c->heap[i] = last;
+    return top;
+}
+
+static int push_pair(enc *c, size_t pos)
+{
+    const symbol *a = &c->sym[pos];
+    if (a->next < 0)
+        return 0;
+    uint64_t v;
+    if (!um_get(&c->t->merges, (uint64_t)(uint32_t)a->id << 32 | (uint32_t)c->sym[a->next].id,
+                &v))
+        return 0;
+    return heap_push(c, (merge_ent){(uint32_t)(v >> 32), (uint32_t)pos, (int32_t)(uint32_t)v});
+}
+
+static int add_symbol(enc *c, size_t *ns, int32_t id, size_t len)
+{
+    if (*ns == c->sym_cap) {
+        size_t cap = c->sym_cap ? c->sym_cap * 2 : 256;
+        symbol *q = realloc(c->sym, cap * sizeof *q);
+        if (!q)
+            return -1;
+        c->sym = q;
+        c->sym_cap = cap;
+    }
+    if (*ns >= INT32_MAX - 1)
+        return -1;
+    c->sym[*ns] = (symbol){id, (int32_t)*ns - 1, (int32_t)*ns + 1, (uint32_t)len};
+    (*ns)++;
+    return 0;
+}
+
+/* tokenizers' BPE::merge_word + Word::merge_all. */
+static int bpe_word(enc *c, const uint8_t *s, size_t n)
+{
+    const airllm_tokenizer *t = c->t;
+    if (t->ignore_merges) { /* Llama 3: a word in the vocab is one token */
+        int32_t id = vocab_get(t, s, n);
+        if (id >= 0)
+            return emit_id(c, id);
+    }
+    size_t ns = 0, l;
+    int32_t unk = -1;
+    size_t unk_len = 0;
+    for (size_t i = 0; i < n; i += l) {
+        utf8_get(s, n, i, &l);
+        int32_t id = vocab_get(t, s + i, l);
+        if (id >= 0) {
+            if (unk >= 0 && add_symbol(c, &ns, unk, unk_len))
+                goto oom;
+            unk = -1;
+            if (add_symbol(c, &ns, id, l))
+                goto oom;
+            continue;
+        }
+        if (t->byte_fallback) {
+            bool all = true;
+            for (size_t k = 0; k < l; k++)
+                all = all && t->byte_id[s[i + k]] >= 0;
+            if (all) {
+                /* as in tokenizers, a pending unk is not flushed here */
+                for (size_t k = 0; k < l; k++)
+                    if (add_symbol(c, &ns, t->byte_id[s[i + k]], 1))
+                        goto oom;
+                continue;
+            }
+        }
+        if (t->unk_id >= 0) {
+            if (unk >= 0 && t->fuse_unk) {
+                unk_len += l;
+            } else {
+                if (unk >= 0 && add_symbol(c, &ns, unk, unk_len))
+                    goto oom;
+                unk = t->unk_id;
+                unk_len = l;
+            }
+        }
+        /* no unk token: the character is dropped, as in tokenizers */
+    }
+    if (unk >= 0 && add_symbol(c, &ns, unk, unk_len))
+        goto oom;
+    if (ns == 0)
+        return 0;
+    c->sym[ns - 1].next = -1;
+
+    c->heap_n = 0;
+    for (size_t i = 0; i + 1 < ns; i++)
+        if (push_pair(c, i))
+            goto oom;
+    while (c->heap_n) {
+        merge_ent top = heap_pop(c);
+        symbol *a = &c->sym[top.pos];
+        if (a->len == 0 || a->next < 0)
+            continue;
+        symbol *b = &c->sym[a->next];
+        uint64_t v;
+        /* a stale entry: the pair at pos changed since it was queued (the
+         * same test as tokenizers: the merged id must still match) */
+        if (!um_get(&t->merges, (uint64_t)(uint32_t)a->id << 32 | (uint32_t)b->id, &v) ||
+            (int32_t)(uint32_t)v != top.new_id)
+            continue;
+        a->id = top.new_id;
+        a->len += b->len;
+        b->len = 0;
+        a->next = b->next;
+        if (a->next >= 0)
+            c->sym[a->next].prev = (int32_t)top.pos;
+        if (a->prev >= 0 && push_pair(c, (size_t)a->prev))
+            goto oom;
+        if (push_pair(c, top.pos))
+            goto oom;
+    }
+    for (int32_t i = 0; i >= 0; i = c->sym[i].next)
+        if (emit_id(c, c->sym[i].id))
+            return -1;
+    return 0;
+oom:
+    return airllm_errf(c->err, "out of memory");
+}
+
+/* Applies a SplitDelimiterBehavior to the pattern's matches and the text
+ * between them (tokenizers' NormalizedString::split). */
+static int apply_behavior(const pieces *in, int behavior, pieces *out)
+{
+    out->n = 0;
+    bool prev = false;
+    switch (behavior) {
+    case B_ISOLATED:
+    case B_REMOVED:
+        for (size_t i = 0; i < in->n; i++)
+            if (!(behavior == B_REMOVED && in->p[i].m) &&
+                pieces_add(out, in->p[i].a, in->p[i].b, false))
+                return -1;
+        return 0;
+    case B_CONTIGUOUS:
+    case B_MERGED_PREV:
+        for (size_t i = 0; i < in->n; i++) {
+            bool m = in->p[i].m;
+            bool join = behavior == B_CONTIGUOUS ? m == prev : m && !prev;
+            if (join && out->n)
+                out->p[out->n - 1].b = in->p[i].b;
+            else if (pieces_add(out, in->p[i].a, in->p[i].b, false))
+                return -1;
+            prev = m;
+        }
+        return 0;
+    case B_MERGED_NEXT:
+        for (size_t i = in->n; i-- > 0;) {
+            bool m = in->p[i].m;
+            if (m && !prev && out->n)
+                out->p[out->n - 1].a = in->p[i].a;
+            else if (pieces_add(out, in->p[i].a, in->p[i].b, false))
+                return -1;
+            prev = m;
+        }
+        for (size_t i = 0, j = out->n; i + 1 < j; i++, j--) {
+            piece x = out->p[i];
+            out->p[i] = out->p[j - 1];
+            out->p[j - 1] = x;
+        }
+        return 0;
+    }
+    return -1;
+}
+
+/* Matches of a one-character predicate (tokenizers' Pattern for Fn(char)):
+ * each matching character alone, the text between them as one piece. */
+static int char_matches(const uint8_t *s, size_t n, bool (*pred)(uint32_t, uint32_t),
+                        uint32_t arg, pieces *v)
+{
+    v->n = 0;
+    size_t last = 0, l;
+    for (size_t i = 0; i < n; i += l) {
+        uint32_t c = utf8_get(s, n, i, &l);
+        if (!pred(c, arg))
+            continue;
+        if (last < i && pieces_add(v, last, i, false))
+            return -1;
+        if (pieces_add(v, i, i + l, true))
+            return -1;
+        last = i + l;
+    }
+    if (last < n && pieces_add(v, last, n, false))
+        return -1;
+    return 0;
+}
+
+static bool pred_numeric(uint32_t c, uint32_t arg)
+{
+    (void)arg;
+    return is_N(c);
+}
+
+static bool pred_eq(uint32_t c, uint32_t arg)
+{
+    return c == arg;
+}
+
+static int pretok(enc *c, size_t step, const uint8_t *s, size_t n, bool at_origin);
+
+/* Runs every kept, non-empty piece through the next step. */
+static int pretok_pieces(enc *c, size_t step, const uint8_t *s, const pieces *v, bool at_origin)
+{
+    for (size_t i = 0; i < v->n; i++) {
+        if (v->p[i].b <= v->p[i].a)
+            continue;
+        if (pretok(c, step + 1, s + v->p[i].a, v->p[i].b - v->p[i].a,
+                   at_origin && v->p[i].a == 0))
+            return -1;
+    }
+    return 0;
+}
+
+/* Pre-tokenizer step `step` on one piece (non-empty), then the next steps,
+ * then BPE. at_origin: the piece starts at offset 0 of the input, for
+ * Metaspace's prepend_scheme "first". */
+static int pretok(enc *c, size_t step, const uint8_t *s, size_t n, bool at_origin)
+{
+    const airllm_tokenizer *t = c->t;
+    if (n == 0)
+        return 0;
+    if (step == t->n_pt)
+        return bpe_word(c, s, n);
+    const pt_step *st = &t->pt[step];
+    buf *A = &c->lv[step][0], *B = &c->lv[step][1];
+    pieces *raw = &c->raw[step], *out = &c->out[step];
+    raw->n = 0;
+    switch (st->kind) {
+    case PT_SPLIT_RE:
+    case PT_SPLIT_STR:
+        if (st->kind == PT_SPLIT_RE) {
+            for (size_t i = 0; i < n;) {
+                size_t j = st->re == RE_GPT2 ? match_gpt2(s, n, i)
+                                             : match_llama3(s, n, i, st->re == RE_LLAMA3 ? 3 : 1);
+                if (pieces_add(raw, i, j, true))
+                    goto oom;
+                i = j;
+            }
+        } else {
+            size_t i = 0;
+            for (;;) {
+                size_t j = find_str(s, n, i, S(t, st->pat), st->pat.len);
+                if (j > i && pieces_add(raw, i, j, false))
+                    goto oom;
+                if (j == n)
+                    break;
+                if (pieces_add(raw, j, j + st->pat.len, true))
+                    goto oom;
+                i = j + st->pat.len;
+            }
+        }
+        if (apply_behavior(raw, st->behavior, out))
+            goto oom;
+        return pretok_pieces(c, step, s, out, at_origin);
+    case PT_DIGITS:
+        if (char_matches(s, n, pred_numeric, 0, raw) || apply_behavior(raw, st->behavior, out))
+            goto oom;
+        return pretok_pieces(c, step, s, out, at_origin);
+    case PT_METASPACE: {
+        A->n = 0;
+        size_t l;
+        bool starts = n > 0 && utf8_get(s, n, 0, &l) == st->repl;
+        /* the replacement of the first space also counts as "starts with" */
+        if (s[0] == ' ')
+            starts = true;
+        if (((st->scheme == PS_ALWAYS) || (st->scheme == PS_FIRST && at_origin)) && !starts &&
+            buf_add(A, S(t, st->repl_s), st->repl_s.len))
+            goto oom;
+        for (size_t i = 0; i < n; i++) {
+            if (s[i] == ' ' ? buf_add(A, S(t, st->repl_s), st->repl_s.len) : buf_add(A, s + i, 1))
+                goto oom;
+        }
+        if (!st->split)
+            return pretok(c, step + 1, A->p, A->n, at_origin);
+        if (char_matches(A->p, A->n, pred_eq, st->repl, raw) ||
+            apply_behavior(raw, B_MERGED_NEXT, out))
+            goto oom;
+        return pretok_pieces(c, step, A->p, out, at_origin);
+    }
+    case PT_BYTELEVEL: {
+        const uint8_t *p = s;
+        size_t pn = n;
+        if (st->add_prefix_space && s[0] != ' ') {
+            A->n = 0;
+            if (buf_add(A, " ", 1) || buf_add(A, s, n))
+                goto oom;
+            p = A->p;
+            pn = A->n;
+        }
+        size_t i = 0;
+        while (i < pn) {
+            size_t j = st->use_regex ? match_gpt2(p, pn, i) : pn;
+            /* map each byte to its visible character */
+            B->n = 0;
+            if (buf_reserve(B, 2 * (j - i)))
+                goto oom;
+            for (size_t k = i; k < j; k++)
+                B->n += utf8_put(B->p + B->n, byte_char[p[k]]);
+            if (pretok(c, step + 1, B->p, B->n, at_origin && i == 0))
+                return -1;
+            i = j;
+        }
+        return 0;
+    }
+    }
+    return airllm_errf(c->err, "internal error: unknown pre-tokenizer step");
+oom:
+    return airllm_errf(c->err, "out of memory");
+}
+
+/* tokenizers' AddedVocabulary::find_matches + split_with_indices: added
+ * tokens found leftmost-longest, with their single_word / lstrip / rstrip
+ * rules; calls `text` for the pieces between them. */
+typedef int (*piece_fn)(enc *c, const uint8_t *s, size_t n, bool at_origin);
+
+static bool word_before(const uint8_t *s, size_t i)
+{
+    size_t l;
+    return i > 0 && airllm_uni_is_word(utf8_get(s, i, utf8_prev(s, i), &l));
+}
+
+static int split_added(enc *c, const trie *tr, const uint8_t *s, size_t n, bool at_origin,
+                       piece_fn text)
+{
+    const airllm_tokenizer *t = c->t;
+    if (n == 0)
+        return 0;
+    if (tr->empty)
+        return text(c, s, n, at_origin);
+    size_t start_offset = 0, pos = 0, l;
+    while (pos < n) {
+        size_t mlen = 0;
+        int32_t k = -1;
+        size_t p = pos;
+        for (; p < n; p++)
+            if (tr->first[s[p]] && (k = trie_longest(tr, s, n, p, &mlen)) >= 0)
+                break;
+        if (k < 0)
+            break;
+        const added_tok *a = &t->added[k];
+        size_t start = p, stop = p + mlen;
+        pos = stop; /* the automaton goes on after the match itself */
+        if (a->single_word) {
+            bool start_space = start == 0 || !word_before(s, start);
+            bool stop_space = stop == n || !airllm_uni_is_word(utf8_get(s, n, stop, &l));
+            if (!start_space || !stop_space)
+                continue;
+        }
+        if (a->lstrip) {
+            size_t ns = start;
+            while (ns > 0) {
+                size_t q = utf8_prev(s, ns);
+                if (!airllm_uni_is_space(utf8_get(s, ns, q, &l)))
+                    break;
+                ns = q;
+            }
+            start = ns > start_offset ? ns : start_offset;
+        }
+        if (a->rstrip)
+            while (stop < n && airllm_uni_is_space(utf8_get(s, n, stop, &l)))
+                stop += l;
+        if (start_offset < start &&
+            text(c, s + start_offset, start - start_offset, at_origin && start_offset == 0))
+            return -1;
+        if (emit_id(c, a->id))
+            return -1;
+        start_offset = stop;
+    }
+    if (start_offset < n)
+        return text(c, s + start_offset, n - start_offset, at_origin && start_offset == 0);
+    return 0;
+}
+
+static int pass2_text(enc *c, const uint8_t *s, size_t n, bool at_origin)
+{
+    return pretok(c, 0, s, n, at_origin);
+}
+
+/* A piece of raw text between non-normalized added tokens: normalize it,
+ * then split out the normalized added tokens. */
+static int pass1_text(enc *c, const uint8_t *s, size_t n, bool at_origin)
+{
+    const uint8_t *ns;
+    size_t nn;
+    if (normalize(c->t, s, n, &c->nx, &c->ny, &c->nw, &ns, &nn))
+        return airllm_errf(c->err, "out of memory");
+    return split_added(c, &c->t->trie_norm, ns, nn, at_origin, pass2_text);
+}
+
+int airllm_tok_encode(const airllm_tokenizer *t, const char *text, size_t len, int add_bos,
+                      int32_t **ids, size_t *n, airllm_err *err)
+{
+    *ids = NULL;
+    *n = 0;
+    if (!text && len)
+        return airllm_errf(err, "encode: no text");
+    size_t bad = airllm_utf8_first_bad((const uint8_t *)text, len);
+    if (bad < len)
+        return airllm_errf(err, "encode: text is not valid UTF-8 (byte %zu)", bad);
+    enc c;
+    memset(&c, 0, sizeof c);
+    c.t = t;
+    c.err = err;
+    int rc = 0;
+    if (add_bos && t->bos >= 0)
+        rc = emit_id(&c, t->bos);
+    if (rc == 0 && len)
+        rc = split_added(&c, &t->trie_raw, (const uint8_t *)text, len, true, pass1_text);
+    buf_free(&c.nx);
+    buf_free(&c.ny);
+    buf_free(&c.nw);
+    for (size_t i = 0; i < TOK_MAX_STEPS; i++) {
+        buf_free(&c.lv[i][0]);
+        buf_free(&c.lv[i][1]);
+        free(c.raw[i].p);
+        free(c.out[i].p);
+    }
+    free(c.sym);
+    free(c.heap);
+    if (rc) {
+        free(c.ids);
+        return -1;
+    }
+    *ids = c.ids;
+    *n = c.n;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Streaming decoder
+ * ------------------------------------------------------------------------ */
+
+struct airllm_tok_decoder {
+    const airllm_tokenizer *t;
+    bool skip_special;
+    size_t count; /* tokens given to the decoder (Metaspace treats the first apart) */
+    uint8_t pend[4]; /* an incomplete UTF-8 character */
+    uint8_t npend, need;
+    bool in_run, run_bad; /* inside a run of <0xAB> tokens; the run is invalid */
+    size_t strip_done;
+    bool strip_over;
+    buf out, s1, s2;
+};
+
+static const uint8_t FFFD[3] = {0xEF, 0xBF, 0xBD};
+
+/* Appends complete characters, after the post-Fuse Strip of leading ones. */
+static int emit_text(airllm_tok_decoder *d, const uint8_t *p, size_t n)
+{
+    const airllm_tokenizer *t = d->t;
+    if (!d->strip_over && n) {
+        size_t i = 0, l;
+        while (i < n && d->strip_done < t->dec_strip_n &&
+               utf8_get(p, n, i, &l) == t->dec_strip_ch) {
+            d->strip_done++;
+            i += l;
+        }
+        p += i;
+        n -= i;
+        if (n || d->strip_done == t->dec_strip_n)
+            d->strip_over = true;
+    }
+    return buf_add(&d->out, p, n);
+}
+
+static int emit_fffd(airllm_tok_decoder *d, size_t k)
+{
+    for (size_t i = 0; i < k; i++)
+        if (emit_text(d, FFFD, 3))
+            return -1;
+    return 0;
+}
+
+/* Is b a valid byte at position pos (1..3) of a sequence led by lead?
+ * (RFC 3629: no overlongs, no surrogates, nothing above U+10FFFF.) */
+static bool cont_ok(uint8_t lead, size_t pos, uint8_t b)
+{
+    if (pos == 1) {
+        if (lead == 0xE0)
+            return b >= 0xA0 && b <= 0xBF;
+        if (lead == 0xED)
+            return b >= 0x80 && b <= 0x9F;
+        if (lead == 0xF0)
+            return b >= 0x90 && b <= 0xBF;
+        if (lead == 0xF4)
+            return b >= 0x80 && b <= 0x8F;
+    }
+    return b >= 0x80 && b <= 0xBF;
+}
+
+/* One byte of byte-level output: String::from_utf8_lossy over the whole
+ * byte stream, which replaces each maximal invalid prefix with one U+FFFD. */
+static int lossy_byte(airllm_tok_decoder *d, uint8_t b)
+{
+    for (;;) {
+        if (d->npend == 0) {
+            if (b < 0x80)
+                return emit_text(d, &b, 1);
+            if (b >= 0xC2 && b <= 0xF4) {
+                d->pend[0] = b;
+                d->npend = 1;
+                d->need = b < 0xE0 ? 2 : b < 0xF0 ? 3 : 4;
+                return 0;
+            }
+            return emit_fffd(d, 1);
+        }
+        if (cont_ok(d->pend[0], d->npend, b)) {
+            d->pend[d->npend++] = b;
+            if (d->npend < d->need)
+                return 0;
+            d->npend = 0;
+            return emit_text(d, d->pend, d->need);
+        }
+        d->npend = 0;
+        if (emit_fffd(d, 1))
+            return -1;
+    }
+}
+
+/* One <0xAB> token (tokenizers' ByteFallback decoder). It decodes a run of
+ * byte tokens as one string when the run is valid UTF-8, and otherwise
+ * gives one U+FFFD per byte token. Streaming cannot wait for the end of a
+ * run, so characters are given out as they complete; once the run turns
+ * invalid, the held bytes and every later byte of the run become U+FFFD.
+ * That equals tokenizers except for a valid character that came earlier in
+ * a run which later turns invalid. */
+static int run_byte(airllm_tok_decoder *d, uint8_t b)
+{
+    d->in_run = true;
+    if (d->run_bad)
+        return emit_fffd(d, 1);
+    if (d->npend == 0) {
+        if (b < 0x80)
+            return emit_text(d, &b, 1);
+        if (b >= 0xC2 && b <= 0xF4) {
+            d->pend[0] = b;
+            d->npend = 1;
+            d->need = b < 0xE0 ? 2 : b < 0xF0 ? 3 : 4;
+            return 0;
+        }
+        d->run_bad = true;
+        return emit_fffd(d, 1);
+    }
+    if (cont_ok(d->pend[0], d->npend, b)) {
+        d->pend[d->npend++] = b;
+        if (d->npend < d->need)
+            return 0;
+        d->npend = 0;
+        return emit_text(d, d->pend, d->need);
+    }
+    size_t k = d->npend + 1u;
+    d->npend = 0;
+    d->run_bad = true;
+    return emit_fffd(d, k);
+}
+
+static int run_end(airllm_tok_decoder *d)
+{
+    if (!d->in_run)
+        return 0;
+    size_t k = d->npend;
+    d->npend = 0;
+    d->in_run = d->run_bad = false;
+    return emit_fffd(d, k);
+}
+
+/* "<0xAB>" as tokenizers' ByteFallback recognizes it (u8::from_str_radix,
+ * which also takes a '+' sign). */
+static int hexval(uint8_t c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c |= 0x20;
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+static bool byte_token(const uint8_t *s, size_t n, uint8_t *b)
+{
+    if (n != 6 || memcmp(s, "<0x", 3) != 0 || s[5] != '>')
+        return false;
+    int hi = hexval(s[3]), lo = hexval(s[4]);
+    if (s[3] == '+' && lo >= 0)
+        hi = 0;
+    if (hi < 0 || lo < 0)
+        return false;
+    *b = (uint8_t)(hi * 16 + lo);
+    return true;
+}
+
+/* The per-token stages (Replace, Metaspace, Strip) on one token. */
+static int token_stages(airllm_tok_decoder *d, const uint8_t **ps, size_t *pn)
+{
+    const airllm_tokenizer *t = d->t;
+    const uint8_t *s = *ps;
+    size_t n = *pn, l;
+    for (size_t k = 0; k < t->n_dstage; k++) {
+        const dec_stage *st = &t->dstage[k];
+        buf *dst = s == d->s1.p ? &d->s2 : &d->s1;
+        dst->n = 0;
+        if (st->kind == DS_REPLACE) {
+            if (replace_all(s, n, S(t, st->pat), st->pat.len, S(t, st->content), st->content.len,
+                            dst))
+                return -1;
+        } else if (st->kind == DS_METASPACE) {
+            /* tokenizers drops every replacement character of the first
+             * token (not only a leading one) unless prepend_scheme is never */
+            bool drop = d->count == 0 && st->scheme != PS_NEVER;
+            for (size_t i = 0; i < n; i += l) {
+                uint32_t c = utf8_get(s, n, i, &l);
+                if (c != st->ch ? buf_add(dst, s + i, l) : drop ? 0 : buf_add(dst, " ", 1))
+                    return -1;
+            }
+        } else { /* DS_STRIP */
+            size_t a = 0, b = n, cut = 0;
+            while (cut < st->start && a < b && utf8_get(s, n, a, &l) == st->ch) {
+                a += l;
+                cut++;
+            }
+            for (cut = 0; cut < st->stop && b > a; cut++) {
+                size_t q = utf8_prev(s, b);
+                if (utf8_get(s, n, q, &l) != st->ch)
+                    break;
+                b = q;
+            }
+            if (buf_add(dst, s + a, b - a))
+                return -1;
+        }
+        s = dst->p ? dst->p : (const uint8_t *)"";
+        n = dst->n;
+    }
+    *ps = s;
+    *pn = n;
+    return 0;
+}
+
+static int decode_one(airllm_tok_decoder *d, int32_t id)
+{
+    const airllm_tokenizer *t = d->t;
+    if (id < 0 || (size_t)id >= t->n_ids || t->id_dec[id].off == SPAN_NONE)
+        return 0; /* tokenizers' decode skips unknown ids too */
+    if (d->skip_special && t->id_special[id])
+        return 0;
+    const uint8_t *s = S(t, t->id_dec[id]);
+    size_t n = t->id_dec[id].len, l;
+    if (t->dec_byte_level) {
+        /* tokenizers' ByteLevel decoder: each character back to its byte; a
+         * token with a character outside the map (an added token in another
+         * script) contributes its UTF-8 bytes as they are */
+        bool mapped = true;
+        for (size_t i = 0; i < n && mapped; i += l) {
+            uint32_t c = utf8_get(s, n, i, &l);
+            mapped = c < 324 && char_byte[c] >= 0;
+        }
+        for (size_t i = 0; i < n; i += mapped ? l : 1) {
+            uint8_t b = s[i];
+            if (mapped)
+                b = (uint8_t)char_byte[utf8_get(s, n, i, &l)];
+            if (lossy_byte(d, b))
+                return -1;
+        }
+        d->count++;
+        return 0;
+    }
+    if (token_stages(d, &s, &n))
+        return -1;
+    d->count++;
+    uint8_t b;
+    if (t->dec_byte_fallback && byte_token(s, n, &b))
+        return run_byte(d, b);
+    if (run_end(d))
+        return -1;
+    if (t->dec_join_space && d->count > 1 && emit_text(d, (const uint8_t *)" ", 1))
+        return -1;
+    return emit_text(d, s, n);
+}
+
+void airllm_tok_decoder_reset(airllm_tok_decoder *d)
+{
+    d->count = 0;
+    d->npend = d->need = 0;
+    d->in_run = d->run_bad = false;
+    d->strip_done = 0;
+    d->strip_over = d->t->dec_strip_n == 0;
+    d->out.n = 0;
+}
+
+int airllm_tok_decoder_new(const airllm_tokenizer *t, int skip_special,
+                           airllm_tok_decoder **out, airllm_err *err)
+{
+    airllm_tok_decoder *d = calloc(1, sizeof *d);
+    *out = NULL;
+    if (!d)
+        return airllm_errf(err, "out of memory");
+    d->t = t;
+    d->skip_special = skip_special != 0;
+    airllm_tok_decoder_reset(d);
+    *out = d;
+    return 0;
+}
+
+void airllm_tok_decoder_free(airllm_tok_decoder *d)
+{
+    if (!d)
+        return;
+    buf_free(&d->out);
+    buf_free(&d->s1);
+    buf_free(&d->s2);
+    free(d);
+}
+
+static int give(airllm_tok_decoder *d, const char **text, size_t *len, airllm_err *err)
+{
+    /* a terminating NUL, not counted, so the text is also a C string */
+    if (buf_reserve(&d->out, 1))
+        return airllm_errf(err, "out of memory");
+    d->out.p[d->out.n] = 0;
+    *text = (const char *)d->out.p;
+    *len = d->out.n;
+    return 0;
+}
+
+int airllm_tok_decoder_feed(airllm_tok_decoder *d, int32_t id, const char **text, size_t *len,
+                            airllm_err *err)
+{
+    d->out.n = 0;
+    if (decode_one(d, id))
+        return airllm_errf(err, "out of memory");
+    return give(d, text, len, err);
+}
+
+int airllm_tok_decoder_flush(airllm_tok_decoder *d, const char **text, size_t *len,
+                             airllm_err *err)
+{
+    d->out.n = 0;
+    int rc;
+    if (d->t->dec_byte_level) {
+        rc = d->npend ? emit_fffd(d, 1) : 0;
+        d->npend = 0;
+    } else {
+        rc = run_end(d);
+    }
+    if (rc)
+        return airllm_errf(err, "out of memory");
+    /* keep the output, reset everything else for the next sequence */
+    buf keep = d->out;
+    airllm_tok_decoder_reset(d);
+    d->out = keep;
+    return give(d, text, len, err);
+}
+
+int airllm_tok_decode(const airllm_tokenizer *t, const int32_t *ids, size_t n, int skip_special,
+                      char **text, size_t *len, airllm_err *err)
+{
+    *text = NULL;
+    *len = 0;
+    airllm_tok_decoder *d;
+    if (airllm_tok_decoder_new(t, skip_special, &d, err))
+        return -1;
+    buf all = {0};
+    const char *p;
+    size_t k;
+    int rc = 0;
+    for (size_t i = 0; i <= n && rc == 0; i++) {
+        rc = i < n ? airllm_tok_decoder_feed(d, ids[i], &p, &k, err)
+                   : airllm_tok_decoder_flush(d, &p, &k, err);
+        if (rc == 0 && buf_add(&all, p, k))
+            rc = airllm_errf(err, "out of memory");
+    }
+    if (rc == 0 && buf_add(&all, "", 1))
+        rc = airllm_errf(err, "out of memory");
+    airllm_tok_decoder_free(d);
+    if (rc) {
+        buf_free(&all);
+        return -1;
+    }
+    *text = (char *)all.p;
+    *len = all.n - 1;
+    return 0;
+}
