@@ -3,7 +3,7 @@
 # nothing when they are all present already, so it is cheap to call first.
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libzstd-dev libssl-dev libcjson-dev clang
-      libclang-rt-dev python3 python3-jsonschema zstd time openssl)
+      libclang-rt-dev python3 python3-jsonschema python3-venv zstd time openssl)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
