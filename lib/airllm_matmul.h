@@ -1,0 +1,93 @@
+/* Matrix kernels of the CPU runner: Y = X W^T for a weight W stored as the
+ * container holds it (raw F32/F16/BF16, or block-quantized nf4/fp4/int8,
+ * formats/container.md 7.3), and a single-row dequantizer for embedding
+ * lookups. docs/runner.md "Matrix kernels" describes the design and the
+ * measured speed.
+ *
+ * Quantized weights are decoded in registers, block by block, never widened
+ * to a float32 copy of the matrix. n = 1 (decode) streams W once at memory
+ * bandwidth; n > 1 (prefill) uses each loaded weight for several tokens.
+ *
+ * Threading is the caller's: split [0, rows) into row ranges, one call per
+ * range. Every function here is thread-safe (the only global state is the
+ * implementation choice). The host must be little-endian (x86-64, aarch64). */
+#ifndef AIRLLM_MATMUL_H
+#define AIRLLM_MATMUL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "airllm_container.h"
+#include "airllm_dtype.h"
+#include "airllm_err.h"
+
+/* A weight matrix W [rows, cols], row-major. */
+typedef struct {
+    airllm_encoding enc; /* AIRLLM_ENC_RAW, NF4, FP4 or INT8 (not ZSTD: decode it first) */
+    airllm_dtype dtype;  /* RAW: F32, F16 or BF16; quantized: ignored */
+    const uint8_t *data; /* RAW: rows*cols little-endian elements [rows, cols];
+                          * quantized: the codes, formats/container.md 7.3
+                          * (4-bit: element 2i in the high nibble of byte i) */
+    const float *absmax; /* quantized: ceil(rows*cols / block) floats, one per block of
+                          * `block` consecutive elements of the flattened matrix (already
+                          * decompressed if double-quantized); RAW: ignored */
+    uint32_t block;      /* quantized: power of two in [32, 4096]; RAW: ignored */
+    uint64_t rows, cols;
+} airllm_mm_weight;
+
+/* 0 if w describes a usable matrix (known encoding, dtype, block, non-NULL
+ * pointers when it has elements, rows*cols without overflow), else -1 with a
+ * message. */
+int airllm_mm_check(const airllm_mm_weight *w, airllm_err *err);
+
+/* Y[t, r] = sum_k W[r, k] * X[t, k] for t in [0, n), r in [row_begin, row_end):
+ *   x: X [n, cols], row t at x + t * ldx (ldx >= cols when n > 1);
+ *   y: Y [n, ldy],  Y[t, r] at y[t * ldy + r], r the absolute row index (so
+ *      threads given disjoint row ranges write disjoint parts of one Y;
+ *      ldy >= row_end when n > 1).
+ * Only those n * (row_end - row_begin) outputs are written; x and y must not
+ * overlap. n == 0 or an empty range does nothing. Float accumulation (FMA
+ * where the CPU has it), in an order that differs between implementations:
+ * compare results with a tolerance relative to sum_k |W[r,k] X[t,k]|.
+ * Fails (-1, message) on NULL pointers, row_end > rows, row_begin > row_end,
+ * ldx < cols or ldy < row_end with n > 1, or a weight airllm_mm_check
+ * refuses. */
+int airllm_mm(const airllm_mm_weight *w, const float *x, size_t n, size_t ldx, float *y,
+              size_t ldy, uint64_t row_begin, uint64_t row_end, airllm_err *err);
+
+/* The oracle: same contract, one element at a time (each weight decoded by
+ * the formula of docs/quantization.md from its own block), products summed
+ * in double and rounded once. Slow. */
+int airllm_mm_ref(const airllm_mm_weight *w, const float *x, size_t n, size_t ldx, float *y,
+                  size_t ldy, uint64_t row_begin, uint64_t row_end, airllm_err *err);
+
+/* Row r of W as cols floats in out (an embedding lookup): the exact decoded
+ * values (value[code] * absmax, q * (absmax / 127), the F16/BF16 widening),
+ * identical to airllm_dequantize_ref / airllm_ct_dequantize. */
+int airllm_mm_row_f32(const airllm_mm_weight *w, uint64_t r, float *out, airllm_err *err);
+
+/* ---- implementation choice (as airllm_quant_impl) ---- */
+
+typedef enum {
+    AIRLLM_MM_IMPL_AUTO = 0,   /* the fastest available */
+    AIRLLM_MM_IMPL_SCALAR = 1, /* portable C (not the oracle: float sums) */
+    AIRLLM_MM_IMPL_AVX2 = 2,   /* avx2 + fma + f16c */
+    AIRLLM_MM_IMPL_AVX512 = 3, /* avx512f + avx512bw */
+    AIRLLM_MM_IMPL_NEON = 4,
+} airllm_mm_impl;
+
+/* "auto", "scalar", "avx2", "avx512", "neon"; NULL for an unknown value. */
+const char *airllm_mm_impl_name(airllm_mm_impl impl);
+/* 1 if this build and this CPU can run impl (AUTO and SCALAR: always). */
+int airllm_mm_impl_available(airllm_mm_impl impl);
+/* Forces an implementation for this process (AUTO: back to the default).
+ * Fails if it is not available. Takes precedence over the environment. */
+int airllm_mm_set_impl(airllm_mm_impl impl, airllm_err *err);
+/* The implementation airllm_mm uses: the forced one, else
+ * AIRLLM_MM_IMPL=scalar|avx2|avx512|neon|auto from the environment, else the
+ * fastest available. The variable is read at the first call of airllm_mm or
+ * of this function and remembered; an unknown or unavailable value is an
+ * error (every airllm_mm call then fails), not a silent fallback. */
+int airllm_mm_impl_active(airllm_mm_impl *out, airllm_err *err);
+
+#endif

@@ -1,0 +1,73 @@
+/* Internal to lib/airllm_matmul*.c: the tile interface between the driver
+ * (airllm_matmul.c: argument checks, row and token blocking, the slow path
+ * for blocks that straddle rows) and the per-ISA kernels
+ * (airllm_matmul_simd.c). Not an API. */
+#ifndef AIRLLM_MATMUL_IMPL_H
+#define AIRLLM_MATMUL_IMPL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* What a kernel decodes. NF4 and FP4 differ only in their codebook. */
+typedef enum {
+    MM_F32 = 0,
+    MM_F16 = 1,
+    MM_BF16 = 2,
+    MM_Q4 = 3, /* nf4 / fp4: two codes per byte, high nibble first */
+    MM_I8 = 4,
+    /* 4-bit read 64 bytes (128 columns) at a time: shifting a 32-bit lane l
+     * of such a load right by 4 s brings down the code of column
+     * 8 l + (s ^ 1) (low nibble first), so the tile's x is given transposed
+     * per 128 columns, xt[c + 16 s + l] = x[c + 8 l + (s ^ 1)] for c a
+     * multiple of 128 (airllm_matmul.c makes it). Needs cols % 128 == 0. */
+    MM_Q4T = 5,
+    MM_NKIND
+} mm_kind;
+
+/* One call's matrix, already offset to its first row. For MM_Q4 and MM_I8
+ * every row holds whole blocks (cols % block == 0), so row i's blocks are
+ * absmax[i * a_stride ...] and the codes of a row start on a byte. */
+typedef struct {
+    mm_kind kind;
+    const uint8_t *w;    /* first element of row 0 */
+    size_t w_stride;     /* bytes from a row to the next */
+    const float *absmax; /* quantized: first block scale of row 0 */
+    size_t a_stride;     /* quantized: blocks per row, cols / block */
+    size_t block;        /* quantized: elements per block, a multiple of 32 */
+    const float *cb;     /* MM_Q4: the 16-entry codebook, by code */
+    size_t cols;
+    size_t ldx; /* floats from a token's x row to the next */
+} mm_job;
+
+/* Dot products of R consecutive rows (from `row`) with T consecutive tokens
+ * (x [T, cols], stride ldx): out[i * T + t] = sum_k W[row + i, k] x[t, k]. */
+typedef void (*mm_tile_fn)(const mm_job *j, size_t row, const float *x, float *out);
+
+/* An implementation: tiles of R = rows[kind] rows (tile[kind][1][T - 1])
+ * and of one row (tile[kind][0][T - 1]), for T = 1..4 tokens; for one
+ * token (n = 1) vtile[kind] takes vrows[kind] rows at a time (more rows:
+ * more weight streams in flight, and x read once for all of them; NULL: use
+ * tile). tile[MM_Q4T] is all NULL where the implementation has none. */
+#define MM_TMAX 4
+typedef struct {
+    unsigned rows[MM_NKIND];
+    mm_tile_fn tile[MM_NKIND][2][MM_TMAX];
+    unsigned vrows[MM_NKIND];
+    mm_tile_fn vtile[MM_NKIND];
+} mm_isa;
+
+/* NULL-free tables, defined only where the build supports them. */
+#if defined(__x86_64__) || defined(__i386__)
+extern const mm_isa airllm_mm_isa_avx2;
+extern const mm_isa airllm_mm_isa_avx512;
+#endif
+#if defined(__aarch64__)
+extern const mm_isa airllm_mm_isa_neon;
+#endif
+
+/* Scalar decoding of elements [k0, k1) of one row of a non-quantized kind
+ * (used by the SIMD kernels for column tails): acc[t] += sum w x[t]. */
+void airllm_mm_tail_raw(mm_kind kind, const uint8_t *row, size_t k0, size_t k1, const float *x,
+                        size_t ldx, unsigned T, float *acc);
+
+#endif

@@ -1,0 +1,668 @@
+/* airllm-run: runs a directory written by airllm-split or airllm-quant on the
+ * CPU, streaming the layers that do not fit the memory budget from disk with
+ * a prefetch thread (runner/rt_store.c), and generates text.
+ *
+ * Batch: with --prompts FILE every prompt runs together; each layer read
+ * serves all of them, and each sequence's output is what it would be alone
+ * (attention only ever looks at its own sequence's cache). */
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "airllm_bytes.h"
+#include "airllm_io.h"
+#include "airllm_tokenizer.h"
+#include "cli.h"
+#include "rt.h"
+
+typedef struct {
+    const char *dir, *prompt, *ids, *prompts_file, *dump_logits;
+    long max_new;
+    double temperature, top_p;
+    long top_k;
+    uint64_t seed;
+    bool json, chat, prefetch, profile, verify_load, direct;
+    uint64_t budget;
+    int threads;
+} run_opts;
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "Usage: airllm-run [options] MODEL_DIR\n"
+            "Generate text with a directory written by airllm-split or airllm-quant, streaming\n"
+            "from disk the layers that do not fit the memory budget.\n\n"
+            "Input (one of):\n"
+            "  -p, --prompt TEXT        the prompt\n"
+            "      --ids 1,2,3          token ids (no BOS is added)\n"
+            "      --prompts FILE       one prompt per line, run together as a batch (a line\n"
+            "                           ids:1,2,3 gives token ids)\n"
+            "      --chat               wrap prompts in the model's chat template\n"
+            "Generation:\n"
+            "  -n, --max-new-tokens N   tokens to generate (default 64); stops at EOS\n"
+            "      --temperature T      0 = greedy (default 0)\n"
+            "      --top-k K            sample from the K most likely (default 0: all)\n"
+            "      --top-p P            nucleus sampling (default 1)\n"
+            "      --seed S             random seed (default 0)\n"
+            "Memory and I/O:\n"
+            "      --mem-budget SIZE    bytes of weights kept resident (suffix K, M, G; 0 streams\n"
+            "                           every layer; default: half the available memory)\n"
+            "      --no-prefetch        read each streamed layer when it is needed\n"
+            "      --direct             read layers with O_DIRECT (bypass the page cache)\n"
+            "      --verify-load        check each layer's SHA-256 as it is read\n"
+            "  -t, --threads N          compute threads (default: all cores)\n"
+            "Output:\n"
+            "      --json               one JSON object: prompt_ids, generated_ids, text, timings\n"
+            "      --dump-logits FILE   logits at the last prompt position, float32 LE\n"
+            "                           (batch: one row per prompt)\n"
+            "      --profile            per-layer read/decode/compute/wait times on stderr\n"
+            "  -q, --quiet / -v, --verbose, -h, --help, -V, --version\n\n"
+            "Exit status: 0 success, 1 failure, 2 usage error.\n");
+}
+
+static int parse_size(const char *s, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || v < 0)
+        return -1;
+    double mul = 1;
+    if (*end == 'k' || *end == 'K')
+        mul = 1024.0, end++;
+    else if (*end == 'm' || *end == 'M')
+        mul = 1024.0 * 1024, end++;
+    else if (*end == 'g' || *end == 'G')
+        mul = 1024.0 * 1024 * 1024, end++;
+    if (*end == 'i' || *end == 'B')
+        end++;
+    if (*end == 'B')
+        end++;
+    if (*end)
+        return -1;
+    *out = (uint64_t)(v * mul);
+    return 0;
+}
+
+static uint64_t default_budget(void)
+{
+    FILE *f = fopen("/proc/meminfo", "r");
+    unsigned long long kb = 0;
+    char line[256];
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return kb ? kb * 1024 / 2 : (1ull << 30);
+}
+
+static int parse_args(int argc, char **argv, run_opts *o)
+{
+    static const struct option longopts[] = {
+        {"prompt", required_argument, 0, 'p'},    {"ids", required_argument, 0, 'I'},
+        {"prompts", required_argument, 0, 'P'},   {"chat", no_argument, 0, 'C'},
+        {"max-new-tokens", required_argument, 0, 'n'},
+        {"temperature", required_argument, 0, 'T'}, {"top-k", required_argument, 0, 'K'},
+        {"top-p", required_argument, 0, 'O'},     {"seed", required_argument, 0, 'S'},
+        {"mem-budget", required_argument, 0, 'M'}, {"no-prefetch", no_argument, 0, 'N'},
+        {"direct", no_argument, 0, 'D'},          {"verify-load", no_argument, 0, 'L'},
+        {"threads", required_argument, 0, 't'},   {"json", no_argument, 0, 'J'},
+        {"dump-logits", required_argument, 0, 'd'}, {"profile", no_argument, 0, 'R'},
+        {"quiet", no_argument, 0, 'q'},           {"verbose", no_argument, 0, 'v'},
+        {"help", no_argument, 0, 'h'},            {"version", no_argument, 0, 'V'},
+        {0, 0, 0, 0},
+    };
+    memset(o, 0, sizeof *o);
+    o->max_new = 64;
+    o->top_p = 1.0;
+    o->prefetch = true;
+    o->budget = default_budget();
+    long nproc = sysconf(_SC_NPROCESSORS_ONLN);
+    o->threads = nproc > 0 ? (int)nproc : 1;
+    int ch;
+    uint64_t v;
+    char *end;
+    while ((ch = getopt_long(argc, argv, "p:n:t:qvhV", longopts, NULL)) != -1) {
+        switch (ch) {
+        case 'p': o->prompt = optarg; break;
+        case 'I': o->ids = optarg; break;
+        case 'P': o->prompts_file = optarg; break;
+        case 'C': o->chat = true; break;
+        case 'n':
+            if (cli_parse_uint(optarg, 0, 1 << 24, &v))
+                return cli_usage_error("bad --max-new-tokens '%s'", optarg);
+            o->max_new = (long)v;
+            break;
+        case 'T':
+            o->temperature = strtod(optarg, &end);
+            if (*end || !(o->temperature >= 0) || o->temperature > 100)
+                return cli_usage_error("bad --temperature '%s' (0-100)", optarg);
+            break;
+        case 'K':
+            if (cli_parse_uint(optarg, 0, 1 << 24, &v))
+                return cli_usage_error("bad --top-k '%s'", optarg);
+            o->top_k = (long)v;
+            break;
+        case 'O':
+            o->top_p = strtod(optarg, &end);
+            if (*end || !(o->top_p > 0) || o->top_p > 1)
+                return cli_usage_error("bad --top-p '%s' (0 < p <= 1)", optarg);
+            break;
+        case 'S':
+            if (cli_parse_uint(optarg, 0, UINT64_MAX, &v))
+                return cli_usage_error("bad --seed '%s'", optarg);
+            o->seed = v;
+            break;
+        case 'M':
+            if (parse_size(optarg, &o->budget))
+                return cli_usage_error("bad --mem-budget '%s' (e.g. 0, 512M, 4G)", optarg);
+            break;
+        case 'N': o->prefetch = false; break;
+        case 'D': o->direct = true; break;
+        case 'L': o->verify_load = true; break;
+        case 't':
+            if (cli_parse_uint(optarg, 1, 1024, &v))
+                return cli_usage_error("bad --threads '%s' (1-1024)", optarg);
+            o->threads = (int)v;
+            break;
+        case 'J': o->json = true; break;
+        case 'd': o->dump_logits = optarg; break;
+        case 'R': o->profile = true; break;
+        case 'q': cli_verbosity = 0; break;
+        case 'v': cli_verbosity = 2; break;
+        case 'h': usage(stdout); exit(AIRLLM_EXIT_OK);
+        case 'V': printf("airllm-run %s\n", AIRLLM_VERSION); exit(AIRLLM_EXIT_OK);
+        default: return cli_usage_error("bad option");
+        }
+    }
+    if (argc - optind != 1)
+        return cli_usage_error("expected MODEL_DIR");
+    o->dir = argv[optind];
+    if (!!o->prompt + !!o->ids + !!o->prompts_file != 1)
+        return cli_usage_error("give exactly one of --prompt, --ids, --prompts");
+    if (o->ids && o->chat)
+        return cli_usage_error("--chat needs text, not --ids");
+    return 0;
+}
+
+/* ---- prompts ---- */
+
+typedef struct {
+    char *text;     /* NULL for --ids */
+    int32_t *ids;
+    size_t n;
+} prompt;
+
+static int parse_ids(const char *s, int32_t **ids, size_t *n, airllm_err *err)
+{
+    size_t cap = 16, k = 0;
+    int32_t *v = malloc(cap * sizeof *v);
+    const char *p = s;
+    while (v && *p) {
+        char *end;
+        errno = 0;
+        long x = strtol(p, &end, 10);
+        if (end == p || errno || x < 0 || x > INT32_MAX) {
+            free(v);
+            return airllm_errf(err, "--ids: bad id list '%s'", s);
+        }
+        if (k == cap) {
+            int32_t *nv = realloc(v, (cap *= 2) * sizeof *v);
+            if (!nv)
+                break;
+            v = nv;
+        }
+        v[k++] = (int32_t)x;
+        p = end;
+        if (*p == ',')
+            p++;
+        else if (*p) {
+            free(v);
+            return airllm_errf(err, "--ids: bad id list '%s'", s);
+        }
+    }
+    if (!v)
+        return airllm_errf(err, "out of memory");
+    *ids = v;
+    *n = k;
+    return 0;
+}
+
+/* The chat template of the model's family, chosen from its special tokens:
+ * ChatML (<|im_start|>: Qwen, SmolLM2), Llama 3 (<|start_header_id|>), or
+ * Llama 2 / Mistral [INST]. */
+static char *chat_wrap(const airllm_tokenizer *tok, const char *user)
+{
+    size_t n = strlen(user) + 256;
+    char *s = malloc(n);
+    if (!s)
+        return NULL;
+    if (airllm_tok_id_of(tok, "<|im_start|>", 12) >= 0)
+        snprintf(s, n, "<|im_start|>user\n%s<|im_end|>\n<|im_start|>assistant\n", user);
+    else if (airllm_tok_id_of(tok, "<|start_header_id|>", 19) >= 0)
+        snprintf(s, n,
+                 "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\n%s<|eot_id|>"
+                 "<|start_header_id|>assistant<|end_header_id|>\n\n",
+                 user);
+    else
+        snprintf(s, n, "[INST] %s [/INST]", user);
+    return s;
+}
+
+/* ---- sampling ---- */
+
+static uint64_t rng_next(uint64_t *s)
+{
+    /* splitmix64 */
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+typedef struct {
+    float p;
+    int32_t id;
+} cand;
+
+static int cand_cmp(const void *a, const void *b)
+{
+    const cand *x = a, *y = b;
+    return x->p < y->p ? 1 : x->p > y->p ? -1 : (x->id > y->id) - (x->id < y->id);
+}
+
+static int32_t sample(const float *logits, int vocab, const run_opts *o, uint64_t *rng,
+                      cand *buf)
+{
+    if (o->temperature == 0) {
+        int32_t best = 0;
+        for (int i = 1; i < vocab; i++)
+            if (logits[i] > logits[best])
+                best = i;
+        return best;
+    }
+    float mx = -INFINITY;
+    for (int i = 0; i < vocab; i++)
+        mx = logits[i] > mx ? logits[i] : mx;
+    double sum = 0;
+    for (int i = 0; i < vocab; i++) {
+        buf[i].p = expf((float)((logits[i] - mx) / o->temperature));
+        buf[i].id = i;
+        sum += buf[i].p;
+    }
+    size_t n = (size_t)vocab;
+    qsort(buf, n, sizeof *buf, cand_cmp);
+    if (o->top_k > 0 && (size_t)o->top_k < n)
+        n = (size_t)o->top_k;
+    double kept = 0;
+    for (size_t i = 0; i < n; i++)
+        kept += buf[i].p;
+    if (o->top_p < 1) {
+        double acc = 0;
+        for (size_t i = 0; i < n; i++) {
+            acc += buf[i].p;
+            if (acc >= o->top_p * kept) {
+                n = i + 1;
+                break;
+            }
+        }
+        kept = acc < kept ? acc : kept;
+    }
+    (void)sum;
+    double r = (double)(rng_next(rng) >> 11) / 9007199254740992.0 * kept, acc = 0;
+    for (size_t i = 0; i < n; i++) {
+        acc += buf[i].p;
+        if (r < acc)
+            return buf[i].id;
+    }
+    return buf[n - 1].id;
+}
+
+static bool is_eos(const rt_config *c, const airllm_tokenizer *tok, int32_t id)
+{
+    for (int i = 0; i < c->n_eos; i++)
+        if (c->eos_ids[i] == id)
+            return true;
+    return tok && airllm_tok_eos(tok) == id;
+}
+
+/* ---- main ---- */
+
+static int fail(const run_opts *o, const airllm_err *err)
+{
+    cli_error("%s", err->msg);
+    if (o && o->json) {
+        char *m = cli_json_string(err->msg);
+        printf("{\"status\": \"error\", \"error\": %s}\n", m ? m : "\"\"");
+        free(m);
+    }
+    return AIRLLM_EXIT_FAIL;
+}
+
+static int load_prompts(const run_opts *o, airllm_tokenizer *tok, prompt **out, size_t *n_out,
+                        airllm_err *err)
+{
+    prompt *ps = NULL;
+    size_t n = 0;
+    if (o->ids) {
+        ps = calloc(1, sizeof *ps);
+        if (!ps)
+            return airllm_errf(err, "out of memory");
+        n = 1;
+        if (parse_ids(o->ids, &ps[0].ids, &ps[0].n, err)) {
+            free(ps);
+            return -1;
+        }
+    } else {
+        char **texts = NULL;
+        size_t nt = 0;
+        char *file_text = NULL;
+        if (o->prompt) {
+            texts = malloc(sizeof *texts);
+            if (texts)
+                texts[nt++] = (char *)o->prompt;
+        } else {
+            size_t len;
+            if (airllm_read_small_file(o->prompts_file, 64u << 20, &file_text, &len, err))
+                return -1;
+            texts = malloc(sizeof *texts * (len + 1));
+            for (char *p = file_text, *nl; texts && p && *p; p = nl ? nl + 1 : NULL) {
+                nl = strchr(p, '\n');
+                if (nl)
+                    *nl = '\0';
+                if (*p)
+                    texts[nt++] = p;
+            }
+            if (texts && nt == 0) {
+                free(texts);
+                free(file_text);
+                return airllm_errf(err, "%s: no prompts (one per line)", o->prompts_file);
+            }
+        }
+        ps = calloc(nt ? nt : 1, sizeof *ps);
+        if (!texts || !ps) {
+            free(texts);
+            free(file_text);
+            free(ps);
+            return airllm_errf(err, "out of memory");
+        }
+        int rc = 0;
+        for (size_t i = 0; !rc && i < nt; i++, n++) {
+            if (strncmp(texts[i], "ids:", 4) == 0) {
+                /* A line of raw token ids, as --ids takes them. */
+                rc = parse_ids(texts[i] + 4, &ps[i].ids, &ps[i].n, err);
+                continue;
+            }
+            if (!tok) {
+                rc = airllm_errf(err, "%s/tokenizer.json: missing: text prompts need the "
+                                      "tokenizer (or give lines of ids:1,2,3)",
+                                 o->dir);
+                break;
+            }
+            char *t = o->chat ? chat_wrap(tok, texts[i]) : strdup(texts[i]);
+            ps[i].text = t;
+            if (!t) {
+                rc = airllm_errf(err, "out of memory");
+                break;
+            }
+            /* A chat template brings its own start tokens. */
+            int add_bos = o->chat ? 0 : airllm_tok_add_bos_default(tok);
+            rc = airllm_tok_encode(tok, t, strlen(t), add_bos, &ps[i].ids, &ps[i].n, err);
+        }
+        free(texts);
+        free(file_text);
+        if (rc) {
+            for (size_t i = 0; i < nt; i++) {
+                free(ps[i].text);
+                free(ps[i].ids);
+            }
+            free(ps);
+            return -1;
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        if (ps[i].n == 0) {
+            for (size_t j = 0; j < n; j++) {
+                free(ps[j].text);
+                free(ps[j].ids);
+            }
+            free(ps);
+            return airllm_errf(err, "prompt %zu is empty (no tokens)", i + 1);
+        }
+    *out = ps;
+    *n_out = n;
+    return 0;
+}
+
+static void print_profile(const rt_model *m, double total)
+{
+    const rt_store *s = &m->store;
+    fprintf(stderr, "%-18s %10s %10s %10s %10s %5s\n", "unit", "read s", "decode s", "compute s",
+            "wait s", "res");
+    double rs = 0, ds = 0, cs = 0, ws = 0;
+    for (size_t i = 0; i < s->n_units; i++) {
+        const rt_unit *u = &s->units[i];
+        fprintf(stderr, "%-18s %10.4f %10.4f %10.4f %10.4f %5s\n", u->file, s->unit_read_s[i],
+                s->unit_decode_s[i], s->unit_compute_s[i], s->unit_wait_s[i],
+                u->resident ? "yes" : "no");
+        rs += s->unit_read_s[i];
+        ds += s->unit_decode_s[i];
+        cs += s->unit_compute_s[i];
+        ws += s->unit_wait_s[i];
+    }
+    double io = rs + ds;
+    fprintf(stderr, "%-18s %10.4f %10.4f %10.4f %10.4f\n", "total", rs, ds, cs, ws);
+    fprintf(stderr,
+            "wall %.3f s; %.1f MiB read; I/O (read + decode) %.3f s of which %.3f s waited "
+            "for: overlap %.1f%%; resident %.1f MiB, %zu units streamed\n",
+            total, (double)s->bytes_read / 1048576.0, io, ws,
+            io > 0 ? 100.0 * (1.0 - (ws < io ? ws : io) / io) : 100.0,
+            (double)s->resident_bytes / 1048576.0, s->n_stream);
+}
+
+int main(int argc, char **argv)
+{
+    cli_prog = "airllm-run";
+    run_opts o;
+    int rc = parse_args(argc, argv, &o);
+    if (rc)
+        return rc;
+    airllm_err err = {{0}};
+    double t_start = cli_now();
+    rt_model m;
+    if (rt_model_open(&m, o.dir, o.budget, o.prefetch, o.direct, o.verify_load, o.threads,
+                      &err)) {
+        rt_model_close(&m);
+        return fail(&o, &err);
+    }
+    const rt_config *c = &m.cfg;
+    airllm_tokenizer *tok = NULL;
+    char tpath[4096];
+    snprintf(tpath, sizeof tpath, "%s/tokenizer.json", o.dir);
+    if (access(tpath, F_OK) == 0) {
+        if (airllm_tok_load(o.dir, &tok, &err)) {
+            rt_model_close(&m);
+            return fail(&o, &err);
+        }
+        if (c->bos_id >= 0 && airllm_tok_bos(tok) < 0)
+            airllm_tok_set_bos(tok, c->bos_id, NULL);
+    } else if (o.prompt) {
+        airllm_errf(&err, "%s: missing: text prompts need the tokenizer (or use --ids)", tpath);
+        rt_model_close(&m);
+        return fail(&o, &err);
+    }
+    prompt *ps = NULL;
+    size_t np = 0;
+    if (load_prompts(&o, tok, &ps, &np, &err)) {
+        airllm_tok_free(tok);
+        rt_model_close(&m);
+        return fail(&o, &err);
+    }
+    double t_load = cli_now();
+    rt_seq *seqs = calloc(np, sizeof *seqs);
+    rt_seq **active = calloc(np, sizeof *active);
+    float *logits = malloc(sizeof(float) * np * (size_t)c->vocab);
+    cand *cbuf = malloc(sizeof(cand) * (size_t)c->vocab);
+    airllm_tok_decoder **dec = calloc(np, sizeof *dec);
+    uint64_t rng = o.seed;
+    rc = seqs && active && logits && cbuf && dec ? 0 : airllm_errf(&err, "out of memory");
+    for (size_t i = 0; !rc && i < np; i++)
+        rc = rt_seq_init(&seqs[i], &m, ps[i].ids, ps[i].n, ps[i].n + (size_t)o.max_new, &err);
+    for (size_t i = 0; !rc && tok && i < np; i++)
+        rc = airllm_tok_decoder_new(tok, 1, &dec[i], &err);
+    /* Generation: a step runs every unfinished sequence's pending tokens. */
+    bool stream_out = np == 1 && !o.json && tok;
+    double t_first = 0;
+    size_t steps = 0, generated = 0;
+    for (long step = 0; !rc; step++) {
+        size_t na = 0;
+        for (size_t i = 0; i < np; i++)
+            if (!seqs[i].done)
+                active[na++] = &seqs[i];
+        if (!na)
+            break;
+        /* Logits rows follow the active order. */
+        if ((rc = rt_forward(&m, active, na, logits, &err)))
+            break;
+        steps++;
+        if (step == 0) {
+            t_first = cli_now();
+            if (o.dump_logits) {
+                FILE *f = fopen(o.dump_logits, "wb");
+                bool ok = f != NULL;
+                for (size_t i = 0; ok && i < na; i++)
+                    for (int v = 0; ok && v < c->vocab; v++) {
+                        uint8_t b[4];
+                        airllm_put_lef32(b, logits[i * c->vocab + v]);
+                        ok = fwrite(b, 1, 4, f) == 4;
+                    }
+                if (!f || fclose(f) != 0 || !ok) {
+                    rc = airllm_errf(&err, "%s: cannot write the logits", o.dump_logits);
+                    break;
+                }
+            }
+        }
+        for (size_t a = 0; a < na; a++) {
+            rt_seq *s = active[a];
+            size_t i = (size_t)(s - seqs);
+            if (s->n_ids - s->n_prompt >= (size_t)o.max_new) {
+                s->done = true;
+                continue;
+            }
+            int32_t id = sample(logits + a * c->vocab, c->vocab, &o, &rng, cbuf);
+            s->ids[s->n_ids++] = id;
+            generated++;
+            if (stream_out) {
+                const char *t;
+                size_t len;
+                if (airllm_tok_decoder_feed(dec[i], id, &t, &len, &err) == 0 && len) {
+                    fwrite(t, 1, len, stdout);
+                    fflush(stdout);
+                }
+            }
+            if (is_eos(c, tok, id) || s->n_ids - s->n_prompt >= (size_t)o.max_new)
+                s->done = true;
+        }
+    }
+    double t_end = cli_now();
+    if (!rc && stream_out) {
+        const char *t;
+        size_t len;
+        if (airllm_tok_decoder_flush(dec[0], &t, &len, &err) == 0 && len)
+            fwrite(t, 1, len, stdout);
+        putchar('\n');
+    }
+    double gen_s = t_end - t_first;
+    size_t decode_tokens = generated > np ? generated - np : 0;
+    if (!rc && o.json) {
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddStringToObject(j, "status", "ok");
+        cJSON *results = np > 1 ? cJSON_AddArrayToObject(j, "results") : NULL;
+        for (size_t i = 0; i < np; i++) {
+            cJSON *r = results ? cJSON_CreateObject() : j;
+            cJSON *pi = cJSON_AddArrayToObject(r, "prompt_ids");
+            for (size_t k = 0; k < seqs[i].n_prompt; k++)
+                cJSON_AddItemToArray(pi, cJSON_CreateNumber(seqs[i].ids[k]));
+            cJSON *gi = cJSON_AddArrayToObject(r, "generated_ids");
+            for (size_t k = seqs[i].n_prompt; k < seqs[i].n_ids; k++)
+                cJSON_AddItemToArray(gi, cJSON_CreateNumber(seqs[i].ids[k]));
+            if (tok) {
+                char *text = NULL;
+                size_t len = 0;
+                if (airllm_tok_decode(tok, seqs[i].ids + seqs[i].n_prompt,
+                                      seqs[i].n_ids - seqs[i].n_prompt, 1, &text, &len,
+                                      &err) == 0)
+                    cJSON_AddStringToObject(r, "text", text);
+                free(text);
+            }
+            if (results)
+                cJSON_AddItemToArray(results, r);
+        }
+        cJSON *tm = cJSON_AddObjectToObject(j, "timings");
+        cJSON_AddNumberToObject(tm, "load_s", t_load - t_start);
+        cJSON_AddNumberToObject(tm, "prefill_s", t_first - t_load);
+        cJSON_AddNumberToObject(tm, "generate_s", gen_s);
+        cJSON_AddNumberToObject(tm, "steps", (double)steps);
+        cJSON_AddNumberToObject(tm, "tokens_generated", (double)generated);
+        cJSON_AddNumberToObject(tm, "tokens_per_s",
+                                gen_s > 0 ? (double)decode_tokens / gen_s : 0);
+        cJSON_AddNumberToObject(tm, "bytes_read", (double)m.store.bytes_read);
+        cJSON_AddNumberToObject(tm, "resident_bytes", (double)m.store.resident_bytes);
+        cJSON_AddNumberToObject(tm, "read_s", m.store.read_s);
+        cJSON_AddNumberToObject(tm, "decode_s", m.store.decode_s);
+        cJSON_AddNumberToObject(tm, "io_wait_s", m.store.wait_s);
+        char *text = cJSON_Print(j);
+        puts(text);
+        free(text);
+        cJSON_Delete(j);
+    } else if (!rc && !stream_out) {
+        for (size_t i = 0; i < np; i++) {
+            char *text = NULL;
+            size_t len = 0;
+            if (tok && airllm_tok_decode(tok, seqs[i].ids + seqs[i].n_prompt,
+                                         seqs[i].n_ids - seqs[i].n_prompt, 1, &text, &len,
+                                         &err) == 0) {
+                if (np > 1)
+                    printf("[%zu] ", i + 1);
+                fwrite(text, 1, len, stdout);
+                putchar('\n');
+            } else if (!tok) {
+                for (size_t k = seqs[i].n_prompt; k < seqs[i].n_ids; k++)
+                    printf("%s%d", k > seqs[i].n_prompt ? "," : "", seqs[i].ids[k]);
+                putchar('\n');
+            }
+            free(text);
+        }
+    }
+    if (!rc)
+        cli_info("%zu tokens in %.3f s (%.2f tokens/s after the first step), prefill %.3f s, "
+                 "%.1f MiB read",
+                 generated, t_end - t_load, gen_s > 0 ? (double)decode_tokens / gen_s : 0.0,
+                 t_first - t_load, (double)m.store.bytes_read / 1048576.0);
+    if (!rc && o.profile)
+        print_profile(&m, t_end - t_start);
+    for (size_t i = 0; i < np; i++) {
+        if (seqs)
+            rt_seq_free(&seqs[i]);
+        if (dec)
+            airllm_tok_decoder_free(dec[i]);
+        free(ps[i].text);
+        free(ps[i].ids);
+    }
+    free(ps);
+    free(seqs);
+    free(active);
+    free(logits);
+    free(cbuf);
+    free(dec);
+    airllm_tok_free(tok);
+    rt_model_close(&m);
+    return rc ? fail(&o, &err) : AIRLLM_EXIT_OK;
+}

@@ -1,0 +1,193 @@
+/* airllm-run internals: model configuration, the unit store (resident and
+ * streamed layers, prefetching), the thread pool and the forward pass.
+ * Everything here returns a status with a message (airllm_err); only
+ * airllm-run.c prints. */
+#ifndef AIRLLM_RT_H
+#define AIRLLM_RT_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "airllm_container.h"
+#include "airllm_err.h"
+#include "airllm_manifest.h"
+
+/* ---- configuration (config.json) ---- */
+
+typedef enum {
+    RT_ARCH_LLAMA,   /* Llama 1/2/3/3.1 (and SmolLM2, TinyLlama, ...) */
+    RT_ARCH_MISTRAL, /* Llama + sliding window */
+    RT_ARCH_QWEN2,   /* q/k/v biases */
+    RT_ARCH_QWEN3,   /* per-head q/k RMSNorm */
+    RT_ARCH_MIXTRAL, /* sliding window + top-k MoE */
+} rt_arch;
+
+typedef struct {
+    rt_arch arch;
+    char model_type[64];
+    int n_layers, hidden, intermediate, n_heads, n_kv_heads, head_dim, vocab;
+    int max_pos;
+    float rms_eps;
+    double rope_theta;
+    /* rope_scaling type llama3 */
+    bool rope_llama3;
+    double rope_factor, rope_low_freq, rope_high_freq, rope_orig_max;
+    int sliding_window; /* 0: none */
+    int n_experts, n_experts_used;
+    bool tie_embeddings;
+    int32_t bos_id, eos_id; /* -1 when absent */
+    int32_t eos_ids[8];     /* config may list several EOS ids */
+    int n_eos;
+} rt_config;
+
+int rt_config_load(const char *dir, rt_config *c, airllm_err *err);
+
+/* ---- weights of one unit, as the kernels see them ---- */
+
+typedef struct {
+    const char *name;
+    airllm_encoding enc;  /* raw (after zstd decoding, too) or nf4/fp4/int8 */
+    airllm_dtype dtype;
+    const uint8_t *data;  /* raw elements, or quantized codes */
+    const float *absmax;  /* quantized: one per block */
+    uint32_t block;
+    uint64_t rows, cols;  /* 2-D: [rows, cols]; 1-D: rows = 1, cols = n */
+} rt_tensor;
+
+/* A unit's bytes in memory: the file read whole into an aligned buffer, plus
+ * decoded zstd tensors and decompressed double-quant scales. */
+typedef struct {
+    uint8_t *buf;       /* file bytes, 4096-aligned, cap bytes */
+    size_t cap;
+    uint8_t *dec;       /* decoded zstd tensors, dec_cap bytes */
+    size_t dec_cap;
+    float *absmax;      /* decompressed double-quant absmax, absmax_cap floats */
+    size_t absmax_cap;
+    long unit;          /* which unit it holds, -1: none */
+    rt_tensor *tensors; /* n_tensors views into the above */
+    size_t n_tensors;
+    double read_s, decode_s; /* of the last load */
+} rt_slot;
+
+/* ---- the unit store ---- */
+
+typedef struct {
+    char file[64];
+    airllm_unit_kind kind;
+    int layer;
+    uint64_t file_size;
+    char sha256[65];
+    airllm_ct_header hdr; /* as read at startup; each load is checked against it */
+    size_t need_buf, need_dec, need_absmax; /* bytes / floats a slot needs */
+    bool resident;
+    rt_slot *slot;        /* resident: its own slot */
+} rt_unit;
+
+typedef struct rt_store {
+    char dir[4096];
+    airllm_manifest mf;
+    rt_unit *units;
+    size_t n_units;
+    long embed_unit, norm_unit, head_unit; /* -1 when absent (tied head) */
+    long first_layer_unit;
+    bool verify_load, direct, prefetch;
+    bool embed_rows; /* embedding rows are read from the file on demand */
+    uint64_t resident_bytes;
+    /* streaming: units not resident, in execution order, cycled */
+    size_t *stream;
+    size_t n_stream;
+    rt_slot sslots[2];
+    /* prefetcher */
+    pthread_t thread;
+    bool thread_started;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    size_t next_load;  /* index into stream of the next unit to load */
+    size_t next_use;   /* index into stream of the next unit the model takes */
+    int slot_state[2]; /* 0 free, 1 loading, 2 ready, 3 in use */
+    size_t slot_seq[2];/* stream sequence number held */
+    bool stop, failed;
+    airllm_err load_err;
+    /* statistics */
+    double read_s, decode_s, wait_s;
+    uint64_t bytes_read;
+    double *unit_read_s, *unit_decode_s, *unit_wait_s, *unit_compute_s;
+} rt_store;
+
+/* Opens MODEL_DIR: manifest, every unit header, and decides which units stay
+ * resident within budget bytes (UINT64_MAX: all). Loads resident units now. */
+int rt_store_open(rt_store *s, const char *dir, uint64_t budget, bool prefetch, bool direct,
+                  bool verify_load, airllm_err *err);
+void rt_store_close(rt_store *s);
+/* The unit's tensors, in memory until rt_store_release: a resident slot, or a
+ * streamed one (waiting for the prefetcher, or loading it now without
+ * prefetch). Streamed units must be taken in execution order. */
+int rt_store_acquire(rt_store *s, size_t unit, rt_slot **out, airllm_err *err);
+void rt_store_release(rt_store *s, size_t unit);
+/* With embed_rows: reads the rows of the embedding matrix that ids need into
+ * out (n x hidden floats): only those rows are read from disk. */
+int rt_store_embed_rows(rt_store *s, const int32_t *ids, size_t n, int hidden, float *out,
+                        airllm_err *err);
+/* A tensor of a slot by name suffix (e.g. "self_attn.q_proj.weight"), NULL if none. */
+const rt_tensor *rt_slot_find(const rt_slot *sl, const char *suffix);
+
+/* ---- thread pool ---- */
+
+typedef struct rt_pool rt_pool;
+int rt_pool_new(int threads, rt_pool **out, airllm_err *err);
+void rt_pool_free(rt_pool *p);
+int rt_pool_threads(const rt_pool *p);
+/* Runs fn(ctx, job, thread) for job in [0, n_jobs) on all threads; returns
+ * when every job is done. */
+void rt_pool_run(rt_pool *p, void (*fn)(void *ctx, size_t job, int thread), void *ctx,
+                 size_t n_jobs);
+
+/* ---- kernels ---- */
+
+/* y[t, r] = sum_k W[r, k] x[t, k], t < n, every row of W, on the pool. */
+int rt_matmul(rt_pool *p, const rt_tensor *w, const float *x, size_t n, float *y,
+              airllm_err *err);
+/* One row of W (cols floats), widened/dequantized. */
+int rt_tensor_row(const rt_tensor *w, uint64_t r, float *out, airllm_err *err);
+/* A 1-D tensor (norm weight, bias) as floats. */
+int rt_tensor_vec(const rt_tensor *w, float *out, size_t n, airllm_err *err);
+
+/* ---- the model ---- */
+
+typedef struct {
+    int32_t *ids;        /* prompt + generated */
+    size_t n_ids, cap;
+    size_t n_prompt;
+    float *k, *v;        /* KV cache: [layer][pos][kv_heads * head_dim] */
+    size_t ctx;          /* positions the cache holds */
+    size_t n_cached;     /* positions already in the cache */
+    bool done;
+} rt_seq;
+
+typedef struct {
+    rt_config cfg;
+    rt_store store;
+    rt_pool *pool;
+    /* per-step work buffers, sized for max_tokens tokens */
+    size_t max_tokens;
+    float *x, *xb, *q, *k, *v, *att_out, *hb, *hb2, *logits, *scores, *moe_acc;
+    float *router;
+    float *rope_inv_freq;
+    float *vec; /* scratch for 1-D tensors */
+    double compute_s;
+} rt_model;
+
+int rt_model_open(rt_model *m, const char *dir, uint64_t budget, bool prefetch, bool direct,
+                  bool verify_load, int threads, airllm_err *err);
+void rt_model_close(rt_model *m);
+int rt_seq_init(rt_seq *s, const rt_model *m, const int32_t *prompt, size_t n, size_t ctx,
+                airllm_err *err);
+void rt_seq_free(rt_seq *s);
+/* Runs every not-yet-cached token of the given sequences through the model
+ * (prefill: the whole prompt at once; decode: one token each) and writes the
+ * logits of each sequence's last token to logits + i * vocab. */
+int rt_forward(rt_model *m, rt_seq **seqs, size_t n_seqs, float *logits, airllm_err *err);
+
+#endif

@@ -1,0 +1,236 @@
+/* config.json of a converted directory: the hyperparameters the forward
+ * pass needs. Both spellings transformers writes are read: rope_theta and
+ * rope_scaling at the top level (most Hub checkpoints) or inside
+ * rope_parameters (transformers 5). Anything this runner cannot run
+ * faithfully (another architecture, another RoPE scaling, Qwen's
+ * layer-dependent sliding window) is refused by name. */
+#include "rt.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "airllm_io.h"
+
+static const cJSON *item(const cJSON *o, const char *k)
+{
+    return cJSON_GetObjectItemCaseSensitive(o, k);
+}
+
+/* An integer key in [lo, hi]; missing: def (or an error when def < lo). */
+static int get_int(const cJSON *o, const char *k, long def, long lo, long hi, const char *path,
+                   long *out, airllm_err *err)
+{
+    const cJSON *v = item(o, k);
+    if (!v || cJSON_IsNull(v)) {
+        if (def < lo)
+            return airllm_errf(err, "%s: \"%s\" is missing", path, k);
+        *out = def;
+        return 0;
+    }
+    if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || v->valuedouble < lo ||
+        v->valuedouble > hi)
+        return airllm_errf(err, "%s: \"%s\" must be an integer in [%ld, %ld]", path, k, lo, hi);
+    *out = (long)v->valuedouble;
+    return 0;
+}
+
+static int get_num(const cJSON *o, const char *k, double def, const char *path, double *out,
+                   airllm_err *err)
+{
+    const cJSON *v = item(o, k);
+    if (!v || cJSON_IsNull(v)) {
+        *out = def;
+        return 0;
+    }
+    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
+        return airllm_errf(err, "%s: \"%s\" must be a number", path, k);
+    *out = v->valuedouble;
+    return 0;
+}
+
+static int parse_rope(const cJSON *cfg, const char *path, rt_config *c, airllm_err *err)
+{
+    const cJSON *params = item(cfg, "rope_parameters");
+    if (params && !cJSON_IsObject(params))
+        params = NULL;
+    double theta;
+    if (get_num(cfg, "rope_theta", NAN, path, &theta, err))
+        return -1;
+    if (isnan(theta) && params && get_num(params, "rope_theta", NAN, path, &theta, err))
+        return -1;
+    c->rope_theta = isnan(theta) ? 10000.0 : theta;
+    if (!(c->rope_theta > 1))
+        return airllm_errf(err, "%s: rope_theta %g must be above 1", path, c->rope_theta);
+    const cJSON *sc = item(cfg, "rope_scaling");
+    if (!cJSON_IsObject(sc))
+        sc = params;
+    if (!sc)
+        return 0;
+    const cJSON *type = item(sc, "rope_type");
+    if (!cJSON_IsString(type))
+        type = item(sc, "type");
+    const char *t = cJSON_IsString(type) ? type->valuestring : "default";
+    if (strcmp(t, "default") == 0)
+        return 0;
+    if (strcmp(t, "llama3") != 0)
+        return airllm_errf(err, "%s: rope scaling type \"%s\" is not supported (default and "
+                                "llama3 are)",
+                           path, t);
+    c->rope_llama3 = true;
+    if (get_num(sc, "factor", NAN, path, &c->rope_factor, err) ||
+        get_num(sc, "low_freq_factor", NAN, path, &c->rope_low_freq, err) ||
+        get_num(sc, "high_freq_factor", NAN, path, &c->rope_high_freq, err) ||
+        get_num(sc, "original_max_position_embeddings", NAN, path, &c->rope_orig_max, err))
+        return -1;
+    if (!(c->rope_factor > 0) || !(c->rope_low_freq > 0) ||
+        !(c->rope_high_freq > c->rope_low_freq) || !(c->rope_orig_max > 0))
+        return airllm_errf(err, "%s: llama3 rope_scaling needs factor, low_freq_factor < "
+                                "high_freq_factor and original_max_position_embeddings, all "
+                                "positive",
+                           path);
+    return 0;
+}
+
+/* eos_token_id: an integer or a list of them. */
+static int parse_eos(const cJSON *cfg, const char *path, rt_config *c, airllm_err *err)
+{
+    const cJSON *v = item(cfg, "eos_token_id");
+    c->n_eos = 0;
+    c->eos_id = -1;
+    if (!v || cJSON_IsNull(v))
+        return 0;
+    const cJSON *e;
+    if (cJSON_IsNumber(v)) {
+        c->eos_ids[c->n_eos++] = (int32_t)v->valuedouble;
+    } else if (cJSON_IsArray(v)) {
+        cJSON_ArrayForEach(e, v)
+        {
+            if (!cJSON_IsNumber(e) || c->n_eos == 8)
+                return airllm_errf(err, "%s: \"eos_token_id\" must hold at most 8 integers",
+                                   path);
+            c->eos_ids[c->n_eos++] = (int32_t)e->valuedouble;
+        }
+    } else {
+        return airllm_errf(err, "%s: \"eos_token_id\" must be an integer or a list", path);
+    }
+    for (int i = 0; i < c->n_eos; i++)
+        if (c->eos_ids[i] < 0 || c->eos_ids[i] >= c->vocab)
+            return airllm_errf(err, "%s: eos_token_id %d is outside the vocabulary", path,
+                               c->eos_ids[i]);
+    c->eos_id = c->n_eos ? c->eos_ids[0] : -1;
+    return 0;
+}
+
+int rt_config_load(const char *dir, rt_config *c, airllm_err *err)
+{
+    memset(c, 0, sizeof *c);
+    char path[4096];
+    if (airllm_path_join(path, sizeof path, dir, "config.json", err))
+        return -1;
+    char *text;
+    size_t len;
+    if (airllm_read_small_file(path, 16u << 20, &text, &len, err))
+        return -1;
+    cJSON *cfg = cJSON_ParseWithLength(text, len);
+    free(text);
+    if (!cJSON_IsObject(cfg)) {
+        cJSON_Delete(cfg);
+        return airllm_errf(err, "%s: not a JSON object", path);
+    }
+    int rc = -1;
+    const cJSON *mt = item(cfg, "model_type");
+    const char *type = cJSON_IsString(mt) ? mt->valuestring : "";
+    snprintf(c->model_type, sizeof c->model_type, "%s", type);
+    if (strcmp(type, "llama") == 0)
+        c->arch = RT_ARCH_LLAMA;
+    else if (strcmp(type, "mistral") == 0)
+        c->arch = RT_ARCH_MISTRAL;
+    else if (strcmp(type, "qwen2") == 0)
+        c->arch = RT_ARCH_QWEN2;
+    else if (strcmp(type, "qwen3") == 0)
+        c->arch = RT_ARCH_QWEN3;
+    else if (strcmp(type, "mixtral") == 0)
+        c->arch = RT_ARCH_MIXTRAL;
+    else {
+        airllm_errf(err, "%s: architecture \"%s\" is not supported by airllm-run (supported: "
+                         "llama, mistral, qwen2, qwen3, mixtral)",
+                    path, *type ? type : "(no model_type)");
+        goto out;
+    }
+    long v;
+    if (get_int(cfg, "hidden_size", -1, 1, 1 << 20, path, &v, err))
+        goto out;
+    c->hidden = (int)v;
+    if (get_int(cfg, "intermediate_size", -1, 1, 1 << 22, path, &v, err))
+        goto out;
+    c->intermediate = (int)v;
+    if (get_int(cfg, "num_hidden_layers", -1, 1, 100000, path, &v, err))
+        goto out;
+    c->n_layers = (int)v;
+    if (get_int(cfg, "num_attention_heads", -1, 1, 1 << 16, path, &v, err))
+        goto out;
+    c->n_heads = (int)v;
+    if (get_int(cfg, "num_key_value_heads", c->n_heads, 1, c->n_heads, path, &v, err))
+        goto out;
+    c->n_kv_heads = (int)v;
+    if (c->n_heads % c->n_kv_heads) {
+        airllm_errf(err, "%s: %d attention heads are not a multiple of %d key/value heads", path,
+                    c->n_heads, c->n_kv_heads);
+        goto out;
+    }
+    long hd_def = c->hidden % c->n_heads == 0 ? c->hidden / c->n_heads : -1;
+    if (get_int(cfg, "head_dim", hd_def, 2, 1 << 14, path, &v, err))
+        goto out;
+    c->head_dim = (int)v;
+    if (c->head_dim % 2) {
+        airllm_errf(err, "%s: head_dim %d must be even for RoPE", path, c->head_dim);
+        goto out;
+    }
+    if (get_int(cfg, "vocab_size", -1, 1, 1 << 24, path, &v, err))
+        goto out;
+    c->vocab = (int)v;
+    if (get_int(cfg, "max_position_embeddings", 2048, 1, 1 << 24, path, &v, err))
+        goto out;
+    c->max_pos = (int)v;
+    double eps = 1e-6;
+    if (get_num(cfg, "rms_norm_eps", 1e-6, path, &eps, err))
+        goto out;
+    c->rms_eps = (float)eps;
+    if (parse_rope(cfg, path, c, err))
+        goto out;
+    /* Sliding window: Mistral and Mixtral apply it to every layer. Qwen2/3
+     * configs carry a window that only counts with use_sliding_window (and
+     * then per layer, which this runner does not do). */
+    const cJSON *sw = item(cfg, "sliding_window");
+    if (c->arch == RT_ARCH_MISTRAL || c->arch == RT_ARCH_MIXTRAL) {
+        if (get_int(cfg, "sliding_window", 0, 0, 1L << 30, path, &v, err))
+            goto out;
+        c->sliding_window = (int)v;
+    } else if (cJSON_IsTrue(item(cfg, "use_sliding_window")) && cJSON_IsNumber(sw)) {
+        airllm_errf(err, "%s: use_sliding_window (per-layer windows) is not supported", path);
+        goto out;
+    }
+    if (c->arch == RT_ARCH_MIXTRAL) {
+        if (get_int(cfg, "num_local_experts", -1, 1, 4096, path, &v, err))
+            goto out;
+        c->n_experts = (int)v;
+        if (get_int(cfg, "num_experts_per_tok", 2, 1, c->n_experts, path, &v, err))
+            goto out;
+        c->n_experts_used = (int)v;
+    }
+    const cJSON *tie = item(cfg, "tie_word_embeddings");
+    c->tie_embeddings = tie ? cJSON_IsTrue(tie) : true;
+    if (get_int(cfg, "bos_token_id", -2, -2, c->vocab - 1, path, &v, err))
+        goto out;
+    c->bos_id = v < 0 ? -1 : (int32_t)v;
+    if (parse_eos(cfg, path, c, err))
+        goto out;
+    rc = 0;
+out:
+    cJSON_Delete(cfg);
+    return rc;
+}

@@ -1,0 +1,656 @@
+/* The forward pass of the decoder-only families airllm-run supports, with
+ * Hugging Face transformers' semantics:
+ *
+ *   x = embed[ids]                                        [n, hidden]
+ *   per layer:
+ *     h = rmsnorm(x) ; q, k, v = h Wq^T (+bq), h Wk^T (+bk), h Wv^T (+bv)
+ *     (qwen3) q, k = rmsnorm per head (q_norm, k_norm)
+ *     q, k = rope(q, k, position)          rotate_half layout, llama3 scaling
+ *     attention over the cached positions (causal, GQA, sliding window)
+ *     x += attn Wo^T
+ *     h = rmsnorm(x) ; x += mlp(h)   SwiGLU: Wdown(silu(Wgate h) * Wup h),
+ *                                    or Mixtral's top-k of E experts
+ *   logits = rmsnorm(x_last) Whead^T
+ *
+ * All tokens of a step (every sequence's prompt in prefill, one token per
+ * sequence in decode) go through each layer together, so one read of a
+ * layer serves them all. Activations are float32; weights stay as stored
+ * (F32/F16/BF16 or quantized) and are widened inside the kernels. */
+#include "rt.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "airllm_bytes.h"
+#include "airllm_matmul.h"
+#include "airllm_quant.h"
+
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+/* ---- tensors ---- */
+
+int rt_tensor_row(const rt_tensor *w, uint64_t r, float *out, airllm_err *err)
+{
+    if (r >= w->rows)
+        return airllm_errf(err, "%s: row %llu of %llu", w->name, (unsigned long long)r,
+                           (unsigned long long)w->rows);
+    airllm_mm_weight mw = {w->enc, w->dtype, w->data, w->absmax, w->block, w->rows, w->cols};
+    return airllm_mm_row_f32(&mw, r, out, err);
+}
+
+int rt_tensor_vec(const rt_tensor *w, float *out, size_t n, airllm_err *err)
+{
+    if (w->rows * w->cols != n)
+        return airllm_errf(err, "%s: %llu elements, %zu expected", w->name,
+                           (unsigned long long)(w->rows * w->cols), n);
+    rt_tensor flat = *w;
+    flat.rows = 1;
+    flat.cols = n;
+    return rt_tensor_row(&flat, 0, out, err);
+}
+
+typedef struct {
+    const rt_tensor *w;
+    const float *x;
+    size_t n;
+    float *y;
+    uint64_t rows_per_job;
+    int rc;
+    airllm_err err;
+} mm_job;
+
+static void mm_run(void *ctx, size_t job, int thread)
+{
+    (void)thread;
+    mm_job *j = ctx;
+    uint64_t r0 = job * j->rows_per_job;
+    uint64_t r1 = r0 + j->rows_per_job < j->w->rows ? r0 + j->rows_per_job : j->w->rows;
+    airllm_mm_weight mw = {j->w->enc, j->w->dtype, j->w->data, j->w->absmax,
+                           j->w->block, j->w->rows, j->w->cols};
+    airllm_err e;
+    if (airllm_mm(&mw, j->x, j->n, (size_t)j->w->cols, j->y, (size_t)j->w->rows, r0, r1, &e)) {
+        j->rc = -1;
+        j->err = e;
+    }
+}
+
+int rt_matmul(rt_pool *p, const rt_tensor *w, const float *x, size_t n, float *y,
+              airllm_err *err)
+{
+    /* Jobs of whole rows (rows of 4-bit codes start on byte boundaries when
+     * cols is even), enough to balance the threads, but none smaller than
+     * MIN_JOB_ELEMS weights: handing work to another core costs 15-50 us
+     * on a VM, more than a small matrix takes on one core (SmolLM2's are
+     * 0.9 M weights, 50 us). */
+    const uint64_t MIN_JOB_ELEMS = (uint64_t)1 << 20;
+    int th = rt_pool_threads(p);
+    uint64_t jobs = (uint64_t)th * 4;
+    uint64_t by_size = w->rows * w->cols * (n < 4 ? 1 : n / 4) / MIN_JOB_ELEMS;
+    if (jobs > by_size)
+        jobs = by_size ? by_size : 1;
+    uint64_t per = (w->rows + jobs - 1) / jobs;
+    per = (per + 15) / 16 * 16;
+    mm_job j = {w, x, n, y, per ? per : 1, 0, {{0}}};
+    size_t n_jobs = (size_t)((w->rows + j.rows_per_job - 1) / j.rows_per_job);
+    rt_pool_run(p, mm_run, &j, n_jobs);
+    if (j.rc) {
+        *err = j.err;
+        return airllm_err_prefix(err, "%s", w->name);
+    }
+    return 0;
+}
+
+/* ---- small operations ---- */
+
+static void rmsnorm(float *o, const float *x, const float *w, int n, float eps)
+{
+    double ss = 0;
+    for (int i = 0; i < n; i++)
+        ss += (double)x[i] * x[i];
+    float r = (float)(1.0 / sqrt(ss / n + eps));
+    for (int i = 0; i < n; i++)
+        o[i] = w[i] * (x[i] * r);
+}
+
+static float silu(float x)
+{
+    return x / (1.0f + expf(-x));
+}
+
+/* transformers' inverse frequencies, with llama3 scaling when configured. */
+static void rope_init(const rt_config *c, float *inv)
+{
+    int half = c->head_dim / 2;
+    for (int i = 0; i < half; i++) {
+        float f = (float)(1.0 / pow(c->rope_theta, (double)(2 * i) / c->head_dim));
+        if (c->rope_llama3) {
+            double low_wl = c->rope_orig_max / c->rope_low_freq;
+            double high_wl = c->rope_orig_max / c->rope_high_freq;
+            double wl = 2 * M_PI / f;
+            double g = f;
+            if (wl > low_wl) {
+                g = f / c->rope_factor;
+            } else if (wl >= high_wl) {
+                double smooth = (c->rope_orig_max / wl - c->rope_low_freq) /
+                                (c->rope_high_freq - c->rope_low_freq);
+                g = (1 - smooth) * f / c->rope_factor + smooth * f;
+            }
+            f = (float)g;
+        }
+        inv[i] = f;
+    }
+}
+
+static void rope_apply(float *v, int heads, int hd, const float *inv, size_t pos)
+{
+    int half = hd / 2;
+    for (int i = 0; i < half; i++) {
+        float ang = (float)pos * inv[i];
+        float c = cosf(ang), s = sinf(ang);
+        for (int h = 0; h < heads; h++) {
+            float *x = v + (size_t)h * hd;
+            float a = x[i], b = x[i + half];
+            x[i] = a * c - b * s;
+            x[i + half] = b * c + a * s;
+        }
+    }
+}
+
+/* ---- model ---- */
+
+int rt_model_open(rt_model *m, const char *dir, uint64_t budget, bool prefetch, bool direct,
+                  bool verify_load, int threads, airllm_err *err)
+{
+    memset(m, 0, sizeof *m);
+    /* The manifest first: a directory without one is not a converted model,
+     * whatever else it holds. */
+    airllm_manifest probe;
+    if (airllm_manifest_load(dir, &probe, err))
+        return -1;
+    airllm_manifest_free(&probe);
+    if (rt_config_load(dir, &m->cfg, err))
+        return -1;
+    if (rt_pool_new(threads, &m->pool, err))
+        return -1;
+    if (rt_store_open(&m->store, dir, budget, prefetch, direct, verify_load, err))
+        return -1;
+    const rt_config *c = &m->cfg;
+    size_t n_layer_units = 0;
+    for (size_t i = 0; i < m->store.n_units; i++)
+        n_layer_units += m->store.units[i].kind == AIRLLM_UNIT_LAYER;
+    if (n_layer_units != (size_t)c->n_layers)
+        return airllm_errf(err, "%s: config.json says %d layers, the manifest has %zu", dir,
+                           c->n_layers, n_layer_units);
+    m->rope_inv_freq = malloc(sizeof(float) * (size_t)c->head_dim / 2);
+    size_t vec = (size_t)c->hidden > (size_t)c->intermediate ? (size_t)c->hidden
+                                                                : (size_t)c->intermediate;
+    if ((size_t)c->head_dim * c->n_heads > vec)
+        vec = (size_t)c->head_dim * c->n_heads;
+    m->vec = malloc(sizeof(float) * (vec + 64));
+    if (!m->rope_inv_freq || !m->vec)
+        return airllm_errf(err, "out of memory");
+    rope_init(c, m->rope_inv_freq);
+    return 0;
+}
+
+void rt_model_close(rt_model *m)
+{
+    rt_store_close(&m->store);
+    rt_pool_free(m->pool);
+    free(m->x);
+    free(m->xb);
+    free(m->q);
+    free(m->k);
+    free(m->v);
+    free(m->att_out);
+    free(m->hb);
+    free(m->hb2);
+    free(m->logits);
+    free(m->scores);
+    free(m->moe_acc);
+    free(m->router);
+    free(m->rope_inv_freq);
+    free(m->vec);
+}
+
+/* Work buffers for n tokens. */
+static int ensure_buffers(rt_model *m, size_t n, size_t max_ctx, airllm_err *err)
+{
+    const rt_config *c = &m->cfg;
+    if (n <= m->max_tokens && m->scores && max_ctx <= (size_t)m->cfg.max_pos)
+        return 0;
+    size_t H = (size_t)c->hidden, Q = (size_t)c->n_heads * c->head_dim,
+           KV = (size_t)c->n_kv_heads * c->head_dim, I = (size_t)c->intermediate;
+    free(m->x), free(m->xb), free(m->q), free(m->k), free(m->v), free(m->att_out);
+    free(m->hb), free(m->hb2), free(m->scores), free(m->moe_acc), free(m->router);
+    m->x = malloc(sizeof(float) * n * H);
+    m->xb = malloc(sizeof(float) * n * (H > Q ? H : Q));
+    m->q = malloc(sizeof(float) * n * Q);
+    m->k = malloc(sizeof(float) * n * KV);
+    m->v = malloc(sizeof(float) * n * KV);
+    m->att_out = malloc(sizeof(float) * n * (Q > H ? Q : H));
+    m->hb = malloc(sizeof(float) * n * I);
+    m->hb2 = malloc(sizeof(float) * n * (I > H ? I : H));
+    m->moe_acc = malloc(sizeof(float) * n * H);
+    m->router = malloc(sizeof(float) * n * (c->n_experts ? c->n_experts : 1));
+    /* attention scores: one row of the context per thread */
+    m->scores = malloc(sizeof(float) * (size_t)rt_pool_threads(m->pool) * (size_t)c->max_pos);
+    m->max_tokens = n;
+    if (!m->x || !m->xb || !m->q || !m->k || !m->v || !m->att_out || !m->hb || !m->hb2 ||
+        !m->moe_acc || !m->router || !m->scores)
+        return airllm_errf(err, "out of memory for %zu tokens of activations", n);
+    return 0;
+}
+
+int rt_seq_init(rt_seq *s, const rt_model *m, const int32_t *prompt, size_t n, size_t ctx,
+                airllm_err *err)
+{
+    const rt_config *c = &m->cfg;
+    memset(s, 0, sizeof *s);
+    if (n == 0)
+        return airllm_errf(err, "empty prompt");
+    if (ctx > (size_t)c->max_pos)
+        return airllm_errf(err, "prompt (%zu tokens) plus new tokens need %zu positions, more "
+                                "than max_position_embeddings %d",
+                           n, ctx, c->max_pos);
+    for (size_t i = 0; i < n; i++)
+        if (prompt[i] < 0 || prompt[i] >= c->vocab)
+            return airllm_errf(err, "token id %d is outside the vocabulary (0..%d)", prompt[i],
+                               c->vocab - 1);
+    size_t kv = (size_t)c->n_kv_heads * c->head_dim;
+    s->ctx = ctx;
+    s->cap = ctx;
+    s->ids = malloc(sizeof *s->ids * ctx);
+    s->k = malloc(sizeof(float) * (size_t)c->n_layers * ctx * kv);
+    s->v = malloc(sizeof(float) * (size_t)c->n_layers * ctx * kv);
+    if (!s->ids || !s->k || !s->v) {
+        rt_seq_free(s);
+        return airllm_errf(err, "out of memory for a KV cache of %zu positions", ctx);
+    }
+    memcpy(s->ids, prompt, n * sizeof *prompt);
+    s->n_ids = s->n_prompt = n;
+    return 0;
+}
+
+void rt_seq_free(rt_seq *s)
+{
+    free(s->ids);
+    free(s->k);
+    free(s->v);
+    memset(s, 0, sizeof *s);
+}
+
+/* The tokens of one step: which sequence and position each row of x is. */
+typedef struct {
+    rt_model *m;
+    rt_seq **seq;    /* per token */
+    size_t *pos;     /* per token */
+    size_t n;
+    int layer;
+} step;
+
+typedef struct {
+    step *st;
+    size_t n_heads;
+} att_job;
+
+/* One (token, head): causal attention over the cached positions. */
+static void attention_run(void *ctx, size_t job, int thread)
+{
+    att_job *a = ctx;
+    step *st = a->st;
+    rt_model *m = st->m;
+    const rt_config *c = &m->cfg;
+    size_t t = job / a->n_heads, h = job % a->n_heads;
+    int hd = c->head_dim, group = c->n_heads / c->n_kv_heads;
+    size_t kvd = (size_t)c->n_kv_heads * hd;
+    rt_seq *s = st->seq[t];
+    size_t pos = st->pos[t];
+    size_t lo = c->sliding_window && pos + 1 > (size_t)c->sliding_window
+                    ? pos + 1 - (size_t)c->sliding_window
+                    : 0;
+    const float *q = m->q + t * (size_t)c->n_heads * hd + h * hd;
+    const float *kc = s->k + (size_t)st->layer * s->ctx * kvd + (h / group) * hd;
+    const float *vc = s->v + (size_t)st->layer * s->ctx * kvd + (h / group) * hd;
+    float *sc = m->scores + (size_t)thread * c->max_pos;
+    float scale = 1.0f / sqrtf((float)hd), mx = -INFINITY;
+    for (size_t j = lo; j <= pos; j++) {
+        const float *k = kc + j * kvd;
+        float d = 0;
+        for (int i = 0; i < hd; i++)
+            d += q[i] * k[i];
+        d *= scale;
+        sc[j] = d;
+        mx = d > mx ? d : mx;
+    }
+    double sum = 0;
+    for (size_t j = lo; j <= pos; j++) {
+        sc[j] = expf(sc[j] - mx);
+        sum += sc[j];
+    }
+    float inv = (float)(1.0 / sum);
+    float *o = m->att_out + t * (size_t)c->n_heads * hd + h * hd;
+    memset(o, 0, sizeof(float) * hd);
+    for (size_t j = lo; j <= pos; j++) {
+        float p = sc[j] * inv;
+        const float *v = vc + j * kvd;
+        for (int i = 0; i < hd; i++)
+            o[i] += p * v[i];
+    }
+}
+
+static int add_bias(const rt_slot *sl, const char *suffix, float *y, size_t n, size_t dim,
+                    float *vec, airllm_err *err)
+{
+    const rt_tensor *b = rt_slot_find(sl, suffix);
+    if (!b)
+        return 0;
+    if (rt_tensor_vec(b, vec, dim, err))
+        return -1;
+    for (size_t t = 0; t < n; t++)
+        for (size_t i = 0; i < dim; i++)
+            y[t * dim + i] += vec[i];
+    return 0;
+}
+
+static const rt_tensor *need(const rt_slot *sl, const char *unit, const char *suffix,
+                             uint64_t rows, uint64_t cols, airllm_err *err)
+{
+    const rt_tensor *t = rt_slot_find(sl, suffix);
+    if (!t) {
+        airllm_errf(err, "%s: no tensor \"*.%s\"", unit, suffix);
+        return NULL;
+    }
+    if (t->rows != rows || t->cols != cols) {
+        airllm_errf(err, "%s: %s is [%llu, %llu], expected [%llu, %llu]", unit, t->name,
+                    (unsigned long long)t->rows, (unsigned long long)t->cols,
+                    (unsigned long long)rows, (unsigned long long)cols);
+        return NULL;
+    }
+    return t;
+}
+
+/* SwiGLU MLP of the rows of h (n tokens): out = down(silu(gate h) * up h). */
+static int mlp(rt_model *m, const rt_tensor *g, const rt_tensor *u, const rt_tensor *d,
+               const float *h, size_t n, float *out, airllm_err *err)
+{
+    size_t I = (size_t)g->rows;
+    if (rt_matmul(m->pool, g, h, n, m->hb, err) || rt_matmul(m->pool, u, h, n, m->hb2, err))
+        return -1;
+    for (size_t i = 0; i < n * I; i++)
+        m->hb[i] = silu(m->hb[i]) * m->hb2[i];
+    return rt_matmul(m->pool, d, m->hb, n, out, err);
+}
+
+/* Mixtral: softmax over the router logits, the top k renormalized, each
+ * token's output the weighted sum of its experts' SwiGLU. Tokens are
+ * grouped by expert so each expert's weights serve all its tokens. */
+static int moe(rt_model *m, const rt_slot *sl, const char *unit, float *h, size_t n,
+               airllm_err *err)
+{
+    const rt_config *c = &m->cfg;
+    size_t H = (size_t)c->hidden, E = (size_t)c->n_experts, K = (size_t)c->n_experts_used;
+    const rt_tensor *gate = need(sl, unit, "block_sparse_moe.gate.weight", E, H, err);
+    if (!gate || rt_matmul(m->pool, gate, h, n, m->router, err))
+        return -1;
+    int *sel = malloc(sizeof(int) * n * K);
+    float *wsel = malloc(sizeof(float) * n * K);
+    float *gath = malloc(sizeof(float) * n * H);
+    size_t *tok = malloc(sizeof(size_t) * n);
+    int rc = sel && wsel && gath && tok ? 0 : airllm_errf(err, "out of memory");
+    for (size_t t = 0; !rc && t < n; t++) {
+        float *r = m->router + t * E, mx = -INFINITY;
+        for (size_t e = 0; e < E; e++)
+            mx = r[e] > mx ? r[e] : mx;
+        double sum = 0;
+        for (size_t e = 0; e < E; e++)
+            sum += expf(r[e] - mx);
+        /* top K by probability; ties to the lower index, as torch.topk */
+        bool taken[4096] = {0};
+        double tot = 0;
+        for (size_t k = 0; k < K; k++) {
+            size_t best = 0;
+            float bv = -INFINITY;
+            for (size_t e = 0; e < E; e++)
+                if (!taken[e] && r[e] > bv) {
+                    bv = r[e];
+                    best = e;
+                }
+            taken[best] = true;
+            sel[t * K + k] = (int)best;
+            wsel[t * K + k] = (float)(expf(r[best] - mx) / sum);
+            tot += wsel[t * K + k];
+        }
+        for (size_t k = 0; k < K; k++)
+            wsel[t * K + k] = (float)(wsel[t * K + k] / tot);
+    }
+    memset(m->moe_acc, 0, sizeof(float) * n * H);
+    for (size_t e = 0; !rc && e < E; e++) {
+        size_t cnt = 0;
+        for (size_t t = 0; t < n; t++)
+            for (size_t k = 0; k < K; k++)
+                if (sel[t * K + k] == (int)e) {
+                    memcpy(gath + cnt * H, h + t * H, H * sizeof(float));
+                    tok[cnt++] = t * K + k;
+                }
+        if (!cnt)
+            continue;
+        char s1[96], s2[96], s3[96];
+        snprintf(s1, sizeof s1, "block_sparse_moe.experts.%zu.w1.weight", e);
+        snprintf(s2, sizeof s2, "block_sparse_moe.experts.%zu.w3.weight", e);
+        snprintf(s3, sizeof s3, "block_sparse_moe.experts.%zu.w2.weight", e);
+        const rt_tensor *w1 = need(sl, unit, s1, (uint64_t)c->intermediate, H, err);
+        const rt_tensor *w3 = w1 ? need(sl, unit, s2, (uint64_t)c->intermediate, H, err) : NULL;
+        const rt_tensor *w2 = w3 ? need(sl, unit, s3, H, (uint64_t)c->intermediate, err) : NULL;
+        if (!w2 || mlp(m, w1, w3, w2, gath, cnt, m->att_out, err)) {
+            rc = -1;
+            break;
+        }
+        for (size_t i = 0; i < cnt; i++) {
+            size_t t = tok[i] / K;
+            float w = wsel[tok[i]];
+            for (size_t d = 0; d < H; d++)
+                m->moe_acc[t * H + d] += w * m->att_out[i * H + d];
+        }
+    }
+    if (!rc)
+        memcpy(h, m->moe_acc, sizeof(float) * n * H);
+    free(sel);
+    free(wsel);
+    free(gath);
+    free(tok);
+    return rc;
+}
+
+static int layer_forward(rt_model *m, step *st, const rt_slot *sl, const char *unit,
+                         airllm_err *err)
+{
+    const rt_config *c = &m->cfg;
+    size_t n = st->n, H = (size_t)c->hidden, hd = (size_t)c->head_dim;
+    size_t Q = (size_t)c->n_heads * hd, KV = (size_t)c->n_kv_heads * hd;
+    const rt_tensor *ln1 = need(sl, unit, "input_layernorm.weight", 1, H, err);
+    const rt_tensor *ln2 = ln1 ? need(sl, unit, "post_attention_layernorm.weight", 1, H, err) : NULL;
+    const rt_tensor *wq = ln2 ? need(sl, unit, "self_attn.q_proj.weight", Q, H, err) : NULL;
+    const rt_tensor *wk = wq ? need(sl, unit, "self_attn.k_proj.weight", KV, H, err) : NULL;
+    const rt_tensor *wv = wk ? need(sl, unit, "self_attn.v_proj.weight", KV, H, err) : NULL;
+    const rt_tensor *wo = wv ? need(sl, unit, "self_attn.o_proj.weight", H, Q, err) : NULL;
+    if (!wo)
+        return -1;
+    float *w = m->vec;
+    if (rt_tensor_vec(ln1, w, H, err))
+        return -1;
+    for (size_t t = 0; t < n; t++)
+        rmsnorm(m->xb + t * H, m->x + t * H, w, (int)H, c->rms_eps);
+    if (rt_matmul(m->pool, wq, m->xb, n, m->q, err) ||
+        rt_matmul(m->pool, wk, m->xb, n, m->k, err) ||
+        rt_matmul(m->pool, wv, m->xb, n, m->v, err) ||
+        add_bias(sl, "self_attn.q_proj.bias", m->q, n, Q, w, err) ||
+        add_bias(sl, "self_attn.k_proj.bias", m->k, n, KV, w, err) ||
+        add_bias(sl, "self_attn.v_proj.bias", m->v, n, KV, w, err))
+        return -1;
+    if (c->arch == RT_ARCH_QWEN3) {
+        const rt_tensor *qn = need(sl, unit, "self_attn.q_norm.weight", 1, hd, err);
+        const rt_tensor *kn = qn ? need(sl, unit, "self_attn.k_norm.weight", 1, hd, err) : NULL;
+        float *wq2 = w + hd;
+        if (!kn || rt_tensor_vec(qn, w, hd, err) || rt_tensor_vec(kn, wq2, hd, err))
+            return -1;
+        for (size_t t = 0; t < n; t++) {
+            for (int h = 0; h < c->n_heads; h++) {
+                float *v = m->q + t * Q + h * hd;
+                rmsnorm(v, v, w, (int)hd, c->rms_eps);
+            }
+            for (int h = 0; h < c->n_kv_heads; h++) {
+                float *v = m->k + t * KV + h * hd;
+                rmsnorm(v, v, wq2, (int)hd, c->rms_eps);
+            }
+        }
+    }
+    for (size_t t = 0; t < n; t++) {
+        rope_apply(m->q + t * Q, c->n_heads, (int)hd, m->rope_inv_freq, st->pos[t]);
+        rope_apply(m->k + t * KV, c->n_kv_heads, (int)hd, m->rope_inv_freq, st->pos[t]);
+        rt_seq *s = st->seq[t];
+        size_t off = ((size_t)st->layer * s->ctx + st->pos[t]) * KV;
+        memcpy(s->k + off, m->k + t * KV, KV * sizeof(float));
+        memcpy(s->v + off, m->v + t * KV, KV * sizeof(float));
+    }
+    att_job aj = {st, (size_t)c->n_heads};
+    /* Decode attention over a short context is microseconds: run it here
+     * rather than pay a hand-off (see rt_matmul). */
+    size_t work = 0;
+    for (size_t t = 0; t < n; t++)
+        work += (st->pos[t] + 1) * (size_t)c->n_heads * hd;
+    if (work < ((size_t)1 << 18))
+        for (size_t j = 0; j < n * (size_t)c->n_heads; j++)
+            attention_run(&aj, j, 0);
+    else
+        rt_pool_run(m->pool, attention_run, &aj, n * (size_t)c->n_heads);
+    if (rt_matmul(m->pool, wo, m->att_out, n, m->xb, err))
+        return -1;
+    for (size_t i = 0; i < n * H; i++)
+        m->x[i] += m->xb[i];
+    if (rt_tensor_vec(ln2, w, H, err))
+        return -1;
+    for (size_t t = 0; t < n; t++)
+        rmsnorm(m->xb + t * H, m->x + t * H, w, (int)H, c->rms_eps);
+    if (c->arch == RT_ARCH_MIXTRAL) {
+        if (moe(m, sl, unit, m->xb, n, err))
+            return -1;
+    } else {
+        const rt_tensor *g = need(sl, unit, "mlp.gate_proj.weight", (uint64_t)c->intermediate, H, err);
+        const rt_tensor *u = g ? need(sl, unit, "mlp.up_proj.weight", (uint64_t)c->intermediate, H, err) : NULL;
+        const rt_tensor *d = u ? need(sl, unit, "mlp.down_proj.weight", H, (uint64_t)c->intermediate, err) : NULL;
+        if (!d || mlp(m, g, u, d, m->xb, n, m->xb, err))
+            return -1;
+    }
+    for (size_t i = 0; i < n * H; i++)
+        m->x[i] += m->xb[i];
+    return 0;
+}
+
+/* Acquires unit u, runs fn on it, releases it; timing for --profile. */
+static int with_unit(rt_model *m, size_t u, rt_slot **sl, airllm_err *err)
+{
+    return rt_store_acquire(&m->store, u, sl, err);
+}
+
+int rt_forward(rt_model *m, rt_seq **seqs, size_t n_seqs, float *logits, airllm_err *err)
+{
+    const rt_config *c = &m->cfg;
+    rt_store *st_ = &m->store;
+    size_t H = (size_t)c->hidden, n = 0, max_ctx = 0;
+    for (size_t i = 0; i < n_seqs; i++) {
+        n += seqs[i]->n_ids - seqs[i]->n_cached;
+        max_ctx = seqs[i]->ctx > max_ctx ? seqs[i]->ctx : max_ctx;
+        if (seqs[i]->n_ids > seqs[i]->ctx)
+            return airllm_errf(err, "sequence longer than its KV cache (%zu positions)",
+                               seqs[i]->ctx);
+    }
+    if (n == 0)
+        return airllm_errf(err, "nothing to run");
+    if (ensure_buffers(m, n, max_ctx, err))
+        return -1;
+    step st = {m, malloc(sizeof(rt_seq *) * n), malloc(sizeof(size_t) * n), n, 0};
+    int32_t *ids = malloc(sizeof(int32_t) * n);
+    size_t *last = malloc(sizeof(size_t) * n_seqs);
+    int rc = st.seq && st.pos && ids && last ? 0 : airllm_errf(err, "out of memory");
+    size_t k = 0;
+    for (size_t i = 0; !rc && i < n_seqs; i++) {
+        for (size_t p = seqs[i]->n_cached; p < seqs[i]->n_ids; p++, k++) {
+            st.seq[k] = seqs[i];
+            st.pos[k] = p;
+            ids[k] = seqs[i]->ids[p];
+        }
+        last[i] = k - 1;
+    }
+    /* embeddings */
+    double t0 = now();
+    rt_slot *sl = NULL;
+    if (!rc) {
+        rt_unit *eu = &st_->units[st_->embed_unit];
+        if (st_->embed_rows) {
+            rc = rt_store_embed_rows(st_, ids, n, (int)H, m->x, err);
+        } else if (!(rc = with_unit(m, (size_t)st_->embed_unit, &sl, err))) {
+            const rt_tensor *e = need(sl, eu->file, "embed_tokens.weight", (uint64_t)c->vocab, H, err);
+            for (size_t t = 0; !rc && t < n; t++)
+                rc = e ? rt_tensor_row(e, (uint64_t)ids[t], m->x + t * H, err) : -1;
+            rt_store_release(st_, (size_t)st_->embed_unit);
+        }
+    }
+    /* layers */
+    for (size_t u = 0; !rc && u < st_->n_units; u++) {
+        rt_unit *un = &st_->units[u];
+        if (un->kind != AIRLLM_UNIT_LAYER)
+            continue;
+        if ((rc = with_unit(m, u, &sl, err)))
+            break;
+        double c0 = now();
+        st.layer = un->layer;
+        rc = layer_forward(m, &st, sl, un->file, err);
+        st_->unit_compute_s[u] += now() - c0;
+        rt_store_release(st_, u);
+    }
+    /* final norm on each sequence's last token, then the head */
+    float *xl = m->xb;
+    if (!rc && !(rc = with_unit(m, (size_t)st_->norm_unit, &sl, err))) {
+        const rt_tensor *nw = rt_slot_find(sl, "norm.weight");
+        if (!nw)
+            rc = airllm_errf(err, "%s: no norm weight", st_->units[st_->norm_unit].file);
+        if (!rc)
+            rc = rt_tensor_vec(nw, m->vec, H, err);
+        for (size_t i = 0; !rc && i < n_seqs; i++)
+            rmsnorm(m->att_out + i * H, m->x + last[i] * H, m->vec, (int)H, c->rms_eps);
+        rt_store_release(st_, (size_t)st_->norm_unit);
+        memcpy(xl, m->att_out, sizeof(float) * n_seqs * H);
+    }
+    if (!rc) {
+        size_t hu = st_->head_unit >= 0 ? (size_t)st_->head_unit : (size_t)st_->embed_unit;
+        if (!(rc = with_unit(m, hu, &sl, err))) {
+            const rt_tensor *hw = st_->head_unit >= 0
+                                      ? need(sl, st_->units[hu].file, "lm_head.weight",
+                                             (uint64_t)c->vocab, H, err)
+                                      : need(sl, st_->units[hu].file, "embed_tokens.weight",
+                                             (uint64_t)c->vocab, H, err);
+            double c0 = now();
+            rc = hw ? rt_matmul(m->pool, hw, xl, n_seqs, logits, err) : -1;
+            st_->unit_compute_s[hu] += now() - c0;
+            rt_store_release(st_, hu);
+        }
+    }
+    if (!rc)
+        for (size_t i = 0; i < n_seqs; i++)
+            seqs[i]->n_cached = seqs[i]->n_ids;
+    m->compute_s += now() - t0;
+    free(st.seq);
+    free(st.pos);
+    free(ids);
+    free(last);
+    return rc;
+}

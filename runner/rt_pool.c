@@ -1,0 +1,156 @@
+/* A fixed thread pool: rt_pool_run hands out job indices from an atomic
+ * counter to the calling thread and the workers, and returns when all are
+ * done. One run at a time (the forward pass is sequential).
+ *
+ * A decode step is a few hundred short runs (one per matrix), so waking
+ * sleeping threads through a condition variable each time cost a fifth of
+ * the step (perf: futex wake-ups and task switches). Workers therefore spin
+ * on the run counter for a while before they sleep, and the caller spins
+ * for their completion; a worker idle longer than the spin sleeps, so an
+ * idle pool (or one waiting on disk) does not burn the cores. */
+#include "rt.h"
+
+#include <stdatomic.h>
+#include <stdlib.h>
+
+/* No PAUSE in the spin: under KVM a PAUSE loop exits to the hypervisor
+ * (pause-loop exiting), which made every run cost a millisecond on the
+ * 2-vCPU development VM. A plain load loop is ~1 ns per iteration. */
+#define cpu_relax() ((void)0)
+
+/* Spin iterations before a worker sleeps: about 50 microseconds. */
+#define SPIN_LIMIT 50000
+
+struct rt_pool {
+    int n;                 /* threads including the caller */
+    pthread_t *th;
+    pthread_mutex_t lock;
+    pthread_cond_t go;
+    atomic_ulong gen;      /* bumped per run */
+    atomic_int pending;    /* workers still in the current run */
+    atomic_int sleepers;   /* workers blocked on go */
+    atomic_bool stop;
+    void (*fn)(void *, size_t, int);
+    void *ctx;
+    size_t n_jobs;
+    atomic_size_t next;
+};
+
+typedef struct {
+    rt_pool *p;
+    int id;
+} worker_arg;
+
+static void drain(rt_pool *p, int id)
+{
+    for (;;) {
+        size_t j = atomic_fetch_add(&p->next, 1);
+        if (j >= p->n_jobs)
+            break;
+        p->fn(p->ctx, j, id);
+    }
+}
+
+static void *worker(void *arg)
+{
+    worker_arg *a = arg;
+    rt_pool *p = a->p;
+    int id = a->id;
+    free(a);
+    unsigned long seen = 0;
+    for (;;) {
+        int spins = 0;
+        while (atomic_load(&p->gen) == seen && !atomic_load(&p->stop) && spins < SPIN_LIMIT) {
+            cpu_relax();
+            spins++;
+        }
+        if (atomic_load(&p->gen) == seen && !atomic_load(&p->stop)) {
+            /* Sleep. The caller bumps gen, then wakes sleepers: counting
+             * ourselves before the last check (both seq_cst) means it either
+             * sees us or we see its bump. */
+            pthread_mutex_lock(&p->lock);
+            atomic_fetch_add(&p->sleepers, 1);
+            while (atomic_load(&p->gen) == seen && !atomic_load(&p->stop))
+                pthread_cond_wait(&p->go, &p->lock);
+            atomic_fetch_sub(&p->sleepers, 1);
+            pthread_mutex_unlock(&p->lock);
+        }
+        if (atomic_load(&p->stop))
+            break;
+        seen = atomic_load(&p->gen);
+        drain(p, id);
+        atomic_fetch_sub(&p->pending, 1);
+    }
+    return NULL;
+}
+
+int rt_pool_new(int threads, rt_pool **out, airllm_err *err)
+{
+    rt_pool *p = calloc(1, sizeof *p);
+    if (!p)
+        return airllm_errf(err, "out of memory");
+    p->n = threads < 1 ? 1 : threads;
+    pthread_mutex_init(&p->lock, NULL);
+    pthread_cond_init(&p->go, NULL);
+    p->th = calloc((size_t)p->n, sizeof *p->th);
+    if (!p->th) {
+        free(p);
+        return airllm_errf(err, "out of memory");
+    }
+    for (int i = 1; i < p->n; i++) {
+        worker_arg *a = malloc(sizeof *a);
+        if (!a || pthread_create(&p->th[i], NULL, worker, a ? (a->p = p, a->id = i, a) : NULL)) {
+            free(a);
+            p->n = i;
+            rt_pool_free(p);
+            return airllm_errf(err, "cannot start %d threads", threads);
+        }
+    }
+    *out = p;
+    return 0;
+}
+
+void rt_pool_free(rt_pool *p)
+{
+    if (!p)
+        return;
+    pthread_mutex_lock(&p->lock);
+    atomic_store(&p->stop, true);
+    pthread_cond_broadcast(&p->go);
+    pthread_mutex_unlock(&p->lock);
+    for (int i = 1; i < p->n; i++)
+        pthread_join(p->th[i], NULL);
+    free(p->th);
+    pthread_mutex_destroy(&p->lock);
+    pthread_cond_destroy(&p->go);
+    free(p);
+}
+
+int rt_pool_threads(const rt_pool *p)
+{
+    return p->n;
+}
+
+void rt_pool_run(rt_pool *p, void (*fn)(void *ctx, size_t job, int thread), void *ctx,
+                 size_t n_jobs)
+{
+    if (p->n == 1 || n_jobs <= 1) {
+        for (size_t j = 0; j < n_jobs; j++)
+            fn(ctx, j, 0);
+        return;
+    }
+    p->fn = fn;
+    p->ctx = ctx;
+    p->n_jobs = n_jobs;
+    atomic_store(&p->next, 0);
+    atomic_store(&p->pending, p->n - 1);
+    atomic_fetch_add(&p->gen, 1); /* publishes the fields above */
+    if (atomic_load(&p->sleepers) > 0) {
+        pthread_mutex_lock(&p->lock);
+        pthread_cond_broadcast(&p->go);
+        pthread_mutex_unlock(&p->lock);
+    }
+    drain(p, 0);
+    while (atomic_load(&p->pending) > 0)
+        cpu_relax();
+}

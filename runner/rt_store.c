@@ -1,0 +1,575 @@
+/* The unit store: which units stay in memory and how the others stream.
+ *
+ * Resident units are read once at startup into their own slot. The other
+ * units ("streamed") share two slots: while the model computes with one, a
+ * prefetch thread reads the next streamed unit into the other, cycling
+ * through them in execution order and wrapping around to the first streamed
+ * unit of the next forward pass. Slots are allocated once, sized for the
+ * largest streamed unit, and reused: no allocation per layer.
+ *
+ * A load reads the whole unit file with pread (or O_DIRECT), parses its
+ * header from the bytes read and checks it against the header seen at
+ * startup (so a file swapped or damaged since is caught), optionally checks
+ * its SHA-256 against the manifest (--verify-load), then decodes what the
+ * kernels cannot use as stored: zstd tensors into the slot's decode area,
+ * double-quantized scales into its absmax area. Quantized codes and raw
+ * tensors are used in place, never widened. */
+#include "rt.h"
+
+#include <errno.h>
+#include <math.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "airllm_bytes.h"
+#include "airllm_codec.h"
+#include "airllm_hash.h"
+#include "airllm_io.h"
+#include "airllm_quant.h"
+
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+/* Bytes a slot needs for unit u: the file, the decoded zstd tensors, the
+ * double-quant absmax. */
+static int unit_needs(rt_unit *u, airllm_err *err)
+{
+    u->need_buf = (size_t)u->file_size;
+    u->need_dec = 0;
+    u->need_absmax = 0;
+    for (uint32_t i = 0; i < u->hdr.n_tensors; i++) {
+        const airllm_ct_tensor *t = &u->hdr.tensors[i];
+        if (t->encoding == AIRLLM_ENC_ZSTD) {
+            u->need_dec += (size_t)airllm_align_up(t->raw_len, 64);
+        } else if (airllm_encoding_is_quant(t->encoding)) {
+            airllm_ct_qlayout l;
+            if (airllm_ct_tensor_qlayout(t, &l, err))
+                return airllm_err_prefix(err, "%s: %s", u->file, t->name);
+            if (l.double_quant)
+                u->need_absmax += (size_t)airllm_align_up(l.nblocks, 16);
+        }
+    }
+    return 0;
+}
+
+static void slot_free(rt_slot *sl)
+{
+    free(sl->buf);
+    free(sl->dec);
+    free(sl->absmax);
+    free(sl->tensors);
+    memset(sl, 0, sizeof *sl);
+    sl->unit = -1;
+}
+
+static int slot_alloc(rt_slot *sl, size_t buf, size_t dec, size_t absmax, size_t n_tensors,
+                      airllm_err *err)
+{
+    memset(sl, 0, sizeof *sl);
+    sl->unit = -1;
+    buf = (size_t)airllm_align_up(buf ? buf : 1, AIRLLM_CT_ALIGN);
+    if (posix_memalign((void **)&sl->buf, AIRLLM_CT_ALIGN, buf) != 0)
+        sl->buf = NULL;
+    sl->cap = buf;
+    if (dec && posix_memalign((void **)&sl->dec, 64, dec) != 0)
+        sl->dec = NULL;
+    sl->dec_cap = dec;
+    if (absmax && posix_memalign((void **)&sl->absmax, 64, absmax * sizeof(float)) != 0)
+        sl->absmax = NULL;
+    sl->absmax_cap = absmax;
+    sl->tensors = calloc(n_tensors ? n_tensors : 1, sizeof *sl->tensors);
+    if (!sl->buf || (dec && !sl->dec) || (absmax && !sl->absmax) || !sl->tensors) {
+        slot_free(sl);
+        return airllm_errf(err, "out of memory for a %zu-byte layer buffer", buf + dec);
+    }
+    return 0;
+}
+
+/* Reads unit ui into sl and builds its tensor views. */
+static int slot_load(rt_store *s, size_t ui, rt_slot *sl, airllm_err *err)
+{
+    rt_unit *u = &s->units[ui];
+    char path[4096];
+    if (airllm_path_join(path, sizeof path, s->dir, u->file, err))
+        return -1;
+    if (u->need_buf > sl->cap || u->need_dec > sl->dec_cap || u->need_absmax > sl->absmax_cap)
+        return airllm_errf(err, "internal error: %s does not fit its slot", path);
+    double t0 = now();
+    int fd = -1;
+    if (s->direct)
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_DIRECT);
+    if (fd < 0)
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return airllm_errf(err, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    int rc = 0;
+    if (fstat(fd, &st) != 0 || (uint64_t)st.st_size != u->file_size)
+        rc = airllm_errf(err, "%s: size changed since it was opened (now %lld bytes, the "
+                              "manifest says %llu)",
+                         path, (long long)st.st_size, (unsigned long long)u->file_size);
+    /* The file size is a multiple of 4096 (checked at open), so O_DIRECT
+     * reads of the whole file are aligned. */
+    if (!rc)
+        rc = airllm_pread_full(fd, sl->buf, (size_t)u->file_size, 0, path, err);
+    close(fd);
+    if (rc)
+        return -1;
+    double t1 = now();
+    sl->read_s = t1 - t0;
+    s->bytes_read += u->file_size;
+    airllm_ct_header h;
+    if (airllm_ct_parse(sl->buf, (size_t)u->file_size, u->file_size, &h, err))
+        return airllm_err_prefix(err, "%s", path);
+    bool same = h.n_tensors == u->hdr.n_tensors && h.data_start == u->hdr.data_start;
+    for (uint32_t i = 0; same && i < h.n_tensors; i++) {
+        const airllm_ct_tensor *a = &h.tensors[i], *b = &u->hdr.tensors[i];
+        same = strcmp(a->name, b->name) == 0 && a->encoding == b->encoding &&
+               a->offset == b->offset && a->stored_len == b->stored_len &&
+               a->raw_len == b->raw_len && a->dtype == b->dtype &&
+               memcmp(a->enc_param, b->enc_param, sizeof a->enc_param) == 0;
+    }
+    airllm_ct_free(&h);
+    if (!same)
+        return airllm_errf(err, "%s: header changed since the model was opened", path);
+    if (s->verify_load) {
+        char sha[AIRLLM_SHA256_HEX];
+        airllm_sha256 *hs = airllm_sha256_new();
+        if (!hs)
+            return airllm_errf(err, "out of memory");
+        airllm_sha256_update(hs, sl->buf, (size_t)u->file_size);
+        airllm_sha256_final_hex(hs, sha);
+        airllm_sha256_free(hs);
+        if (strcmp(sha, u->sha256) != 0)
+            return airllm_errf(err, "%s: SHA-256 differs from the manifest: the file is "
+                                    "corrupted",
+                               path);
+    }
+    size_t dec_off = 0, abs_off = 0;
+    sl->n_tensors = u->hdr.n_tensors;
+    for (uint32_t i = 0; i < u->hdr.n_tensors; i++) {
+        const airllm_ct_tensor *t = &u->hdr.tensors[i];
+        rt_tensor *v = &sl->tensors[i];
+        memset(v, 0, sizeof *v);
+        v->name = t->name;
+        v->dtype = t->dtype;
+        v->enc = t->encoding == AIRLLM_ENC_ZSTD ? AIRLLM_ENC_RAW : t->encoding;
+        v->rows = t->ndim >= 2 ? t->shape[0] : 1;
+        v->cols = t->ndim >= 2 ? t->shape[1] : (t->ndim == 1 ? t->shape[0] : 1);
+        for (unsigned d = 2; d < t->ndim; d++)
+            v->cols *= t->shape[d];
+        const uint8_t *stored = sl->buf + t->offset;
+        if (t->encoding == AIRLLM_ENC_RAW) {
+            v->data = stored;
+        } else if (t->encoding == AIRLLM_ENC_ZSTD) {
+            uint8_t *dst = sl->dec + dec_off;
+            unsigned w = t->enc_param[0];
+            size_t chunk = t->enc_param[1], done = 0, zpos = 0;
+            uint8_t *scratch = w ? malloc(chunk) : NULL;
+            if (w && !scratch)
+                return airllm_errf(err, "out of memory");
+            while (done < t->raw_len && !rc) {
+                size_t used, produced;
+                rc = airllm_zstd_frame_decode(dst + done, (size_t)t->raw_len - done, &produced,
+                                              stored + zpos, (size_t)t->stored_len - zpos, &used,
+                                              w, scratch, err);
+                done += produced;
+                zpos += used;
+                if (!rc && produced == 0)
+                    rc = airllm_errf(err, "no progress");
+            }
+            free(scratch);
+            if (rc || done != t->raw_len || zpos != t->stored_len)
+                return rc ? airllm_err_prefix(err, "%s: %s", path, t->name)
+                          : airllm_errf(err, "%s: %s: frames do not decode to its size", path,
+                                        t->name);
+            v->data = dst;
+            dec_off += (size_t)airllm_align_up(t->raw_len, 64);
+        } else {
+            airllm_ct_qlayout l;
+            if (airllm_ct_tensor_qlayout(t, &l, err))
+                return airllm_err_prefix(err, "%s: %s", path, t->name);
+            v->data = stored;
+            v->block = l.block;
+            if (l.double_quant) {
+                float *a = sl->absmax + abs_off;
+                if (airllm_ct_quant_absmax(&l, stored + l.scales_off, a, err))
+                    return airllm_err_prefix(err, "%s: %s", path, t->name);
+                v->absmax = a;
+                abs_off += (size_t)airllm_align_up(l.nblocks, 16);
+            } else {
+                /* Stored little-endian at a 64-byte aligned offset: used in
+                 * place on a little-endian host, checked to be finite. */
+                v->absmax = (const float *)(const void *)(stored + l.scales_off);
+                for (uint64_t b = 0; b < l.nblocks; b++)
+                    if (!isfinite(v->absmax[b]))
+                        return airllm_errf(err, "%s: %s: block %llu scale is not finite", path,
+                                           t->name, (unsigned long long)b);
+            }
+        }
+    }
+    sl->unit = (long)ui;
+    sl->decode_s = now() - t1;
+    return 0;
+}
+
+const rt_tensor *rt_slot_find(const rt_slot *sl, const char *suffix)
+{
+    size_t k = strlen(suffix);
+    for (size_t i = 0; i < sl->n_tensors; i++) {
+        const char *n = sl->tensors[i].name;
+        size_t l = strlen(n);
+        if (l >= k && strcmp(n + l - k, suffix) == 0 && (l == k || n[l - k - 1] == '.'))
+            return &sl->tensors[i];
+    }
+    return NULL;
+}
+
+/* ---- prefetch thread ---- */
+
+static void *prefetch_main(void *arg)
+{
+    rt_store *s = arg;
+    pthread_mutex_lock(&s->lock);
+    for (;;) {
+        /* Load the next unit into a free slot, never more than one pass
+         * ahead of the model (two slots: at most one unit ahead). */
+        int free_slot = -1;
+        for (int k = 0; k < 2; k++)
+            if (s->slot_state[k] == 0)
+                free_slot = k;
+        while (!s->stop && !s->failed && (free_slot < 0 || s->next_load > s->next_use + 1)) {
+            pthread_cond_wait(&s->cond, &s->lock);
+            free_slot = -1;
+            for (int k = 0; k < 2; k++)
+                if (s->slot_state[k] == 0)
+                    free_slot = k;
+        }
+        if (s->stop || s->failed)
+            break;
+        size_t seq = s->next_load++;
+        s->slot_state[free_slot] = 1;
+        s->slot_seq[free_slot] = seq;
+        pthread_mutex_unlock(&s->lock);
+        size_t ui = s->stream[seq % s->n_stream];
+        airllm_err e;
+        int rc = slot_load(s, ui, &s->sslots[free_slot], &e);
+        pthread_mutex_lock(&s->lock);
+        if (rc) {
+            s->failed = true;
+            s->load_err = e;
+        } else {
+            s->slot_state[free_slot] = 2;
+            s->read_s += s->sslots[free_slot].read_s;
+            s->decode_s += s->sslots[free_slot].decode_s;
+            s->unit_read_s[ui] += s->sslots[free_slot].read_s;
+            s->unit_decode_s[ui] += s->sslots[free_slot].decode_s;
+        }
+        pthread_cond_broadcast(&s->cond);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return NULL;
+}
+
+int rt_store_acquire(rt_store *s, size_t ui, rt_slot **out, airllm_err *err)
+{
+    rt_unit *u = &s->units[ui];
+    if (u->resident) {
+        *out = u->slot;
+        return 0;
+    }
+    size_t seq = s->next_use;
+    if (s->stream[seq % s->n_stream] != ui)
+        return airllm_errf(err, "internal error: %s taken out of order", u->file);
+    if (!s->prefetch) {
+        rt_slot *sl = &s->sslots[0];
+        if (slot_load(s, ui, sl, err))
+            return -1;
+        s->read_s += sl->read_s;
+        s->decode_s += sl->decode_s;
+        s->unit_read_s[ui] += sl->read_s;
+        s->unit_decode_s[ui] += sl->decode_s;
+        s->next_use++;
+        *out = sl;
+        return 0;
+    }
+    double t0 = now();
+    pthread_mutex_lock(&s->lock);
+    int k = -1;
+    for (;;) {
+        for (int j = 0; j < 2; j++)
+            if (s->slot_state[j] == 2 && s->slot_seq[j] == seq)
+                k = j;
+        if (k >= 0 || s->failed)
+            break;
+        pthread_cond_wait(&s->cond, &s->lock);
+    }
+    if (k < 0) {
+        *err = s->load_err;
+        pthread_mutex_unlock(&s->lock);
+        return -1;
+    }
+    s->slot_state[k] = 3;
+    s->next_use++;
+    pthread_cond_broadcast(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+    double w = now() - t0;
+    s->wait_s += w;
+    s->unit_wait_s[ui] += w;
+    *out = &s->sslots[k];
+    return 0;
+}
+
+void rt_store_release(rt_store *s, size_t ui)
+{
+    if (s->units[ui].resident || !s->prefetch)
+        return;
+    pthread_mutex_lock(&s->lock);
+    for (int j = 0; j < 2; j++)
+        if (s->slot_state[j] == 3 && s->sslots[j].unit == (long)ui)
+            s->slot_state[j] = 0;
+    pthread_cond_broadcast(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* ---- embedding rows straight from the file ---- */
+
+int rt_store_embed_rows(rt_store *s, const int32_t *ids, size_t n, int hidden, float *out,
+                        airllm_err *err)
+{
+    rt_unit *u = &s->units[s->embed_unit];
+    const airllm_ct_tensor *t = NULL;
+    for (uint32_t i = 0; i < u->hdr.n_tensors; i++)
+        if (u->hdr.tensors[i].ndim == 2 && u->hdr.tensors[i].shape[1] == (uint64_t)hidden)
+            t = &u->hdr.tensors[i];
+    if (!t)
+        return airllm_errf(err, "%s: no [vocab, %d] embedding matrix", u->file, hidden);
+    char path[4096];
+    if (airllm_path_join(path, sizeof path, s->dir, u->file, err))
+        return -1;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return airllm_errf(err, "%s: cannot open: %s", path, strerror(errno));
+    int rc = 0;
+    uint64_t rows = t->shape[0];
+    size_t es = airllm_dtype_bits(t->dtype) / 8;
+    uint8_t *tmp = malloc((size_t)hidden * 4 + 64);
+    airllm_ct_qlayout l = {0};
+    if (!tmp)
+        rc = airllm_errf(err, "out of memory");
+    /* rt_store_open allows row reads only for raw and plain quantized
+     * matrices with whole blocks per row. */
+    if (!rc && airllm_encoding_is_quant(t->encoding) && airllm_ct_tensor_qlayout(t, &l, err))
+        rc = -1;
+    for (size_t i = 0; !rc && i < n; i++) {
+        if (ids[i] < 0 || (uint64_t)ids[i] >= rows) {
+            rc = airllm_errf(err, "token id %d is outside the embedding's %llu rows", ids[i],
+                             (unsigned long long)rows);
+            break;
+        }
+        float *o = out + i * (size_t)hidden;
+        uint64_t r = (uint64_t)ids[i];
+        if (t->encoding == AIRLLM_ENC_RAW) {
+            rc = airllm_pread_full(fd, tmp, (size_t)hidden * es, t->offset + r * hidden * es, path,
+                                   err);
+            rt_tensor v = {t->name, AIRLLM_ENC_RAW, t->dtype, tmp, NULL, 0, 1, (uint64_t)hidden};
+            if (!rc)
+                rc = rt_tensor_row(&v, 0, o, err);
+        } else {
+            /* One row of codes and its blocks' scales. */
+            uint64_t nb = (uint64_t)hidden / l.block;
+            size_t cb = t->encoding == AIRLLM_ENC_INT8 ? (size_t)hidden : (size_t)hidden / 2;
+            float *a = (float *)(void *)(tmp + (((size_t)hidden * 2 + 63) & ~(size_t)63));
+            uint8_t *codes = tmp;
+            rc = airllm_pread_full(fd, codes, cb, t->offset + r * cb, path, err);
+            if (!rc)
+                rc = airllm_pread_full(fd, a, (size_t)nb * 4,
+                                       t->offset + l.scales_off + r * nb * 4, path, err);
+            rt_tensor v = {t->name, t->encoding, t->dtype, codes, a, l.block, 1,
+                           (uint64_t)hidden};
+            if (!rc)
+                rc = rt_tensor_row(&v, 0, o, err);
+        }
+    }
+    free(tmp);
+    close(fd);
+    return rc;
+}
+
+/* ---- open / close ---- */
+
+int rt_store_open(rt_store *s, const char *dir, uint64_t budget, bool prefetch, bool direct,
+                  bool verify_load, airllm_err *err)
+{
+    memset(s, 0, sizeof *s);
+    s->embed_unit = s->norm_unit = s->head_unit = s->first_layer_unit = -1;
+    s->sslots[0].unit = s->sslots[1].unit = -1;
+    snprintf(s->dir, sizeof s->dir, "%s", dir);
+    s->prefetch = prefetch;
+    s->direct = direct;
+    s->verify_load = verify_load;
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->cond, NULL);
+    if (airllm_manifest_load(dir, &s->mf, err))
+        return -1;
+    if (!s->mf.complete)
+        return airllm_errf(err, "%s: the manifest is not marked complete", dir);
+    s->units = calloc(s->mf.n_units, sizeof *s->units);
+    s->unit_read_s = calloc(s->mf.n_units, sizeof(double));
+    s->unit_decode_s = calloc(s->mf.n_units, sizeof(double));
+    s->unit_wait_s = calloc(s->mf.n_units, sizeof(double));
+    s->unit_compute_s = calloc(s->mf.n_units, sizeof(double));
+    s->stream = calloc(s->mf.n_units + 2, sizeof *s->stream);
+    if (!s->units || !s->unit_read_s || !s->unit_decode_s || !s->unit_wait_s ||
+        !s->unit_compute_s || !s->stream)
+        return airllm_errf(err, "out of memory");
+    size_t max_tensors = 1;
+    for (size_t i = 0; i < s->mf.n_units; i++) {
+        const airllm_mf_unit *mu = &s->mf.units[i];
+        if (!mu->file)
+            continue; /* a tied LM head: the embedding serves */
+        rt_unit *u = &s->units[s->n_units];
+        snprintf(u->file, sizeof u->file, "%s", mu->file);
+        u->kind = mu->kind;
+        u->layer = mu->layer;
+        u->file_size = mu->size;
+        memcpy(u->sha256, mu->sha256, sizeof u->sha256);
+        char path[4096];
+        struct stat st;
+        if (airllm_path_join(path, sizeof path, dir, mu->file, err))
+            return -1;
+        if (stat(path, &st) != 0)
+            return airllm_errf(err, "%s: %s", path, strerror(errno));
+        if ((uint64_t)st.st_size != mu->size)
+            return airllm_errf(err, "%s: %lld bytes, the manifest says %llu: truncated or "
+                                    "changed",
+                               path, (long long)st.st_size, (unsigned long long)mu->size);
+        if (airllm_ct_read_file(path, &u->hdr, err))
+            return -1;
+        if (u->hdr.unit_kind != mu->kind || u->hdr.layer_index != mu->layer)
+            return airllm_errf(err, "%s: header and manifest disagree on the unit", path);
+        if (unit_needs(u, err))
+            return -1;
+        if (u->hdr.n_tensors > max_tensors)
+            max_tensors = u->hdr.n_tensors;
+        size_t idx = s->n_units++;
+        if (mu->kind == AIRLLM_UNIT_EMBED)
+            s->embed_unit = (long)idx;
+        else if (mu->kind == AIRLLM_UNIT_NORM)
+            s->norm_unit = (long)idx;
+        else if (mu->kind == AIRLLM_UNIT_LM_HEAD)
+            s->head_unit = (long)idx;
+        else if (s->first_layer_unit < 0)
+            s->first_layer_unit = (long)idx;
+    }
+    if (s->embed_unit < 0 || s->norm_unit < 0 || s->first_layer_unit < 0)
+        return airllm_errf(err, "%s: the model needs embed, layer and norm units", dir);
+    /* Residency: layers, the norm and the head in execution order while
+     * the budget lasts, then the embedding (streamed, it costs only the
+     * rows the tokens need, unless the head is tied to it). */
+    uint64_t used = 0;
+    for (size_t pass = 0; pass < 2; pass++)
+        for (size_t i = 0; i < s->n_units; i++) {
+            rt_unit *u = &s->units[i];
+            bool embed_pass = (long)i == s->embed_unit;
+            if (embed_pass != (pass == 1))
+                continue;
+            uint64_t need = u->need_buf + u->need_dec + 4 * (uint64_t)u->need_absmax;
+            if (budget != UINT64_MAX && used + need > budget)
+                continue;
+            u->resident = true;
+            used += need;
+        }
+    s->resident_bytes = used;
+    /* The embedding: rows are read on demand when its matrix is raw or
+     * plainly quantized with whole blocks per row; otherwise it streams
+     * whole at the start of each pass. A tied head streams it (again) at
+     * the end. The stream list is in the order the model takes units. */
+    rt_unit *eu = &s->units[s->embed_unit];
+    s->embed_rows = false;
+    for (uint32_t i = 0; i < eu->hdr.n_tensors; i++) {
+        const airllm_ct_tensor *t = &eu->hdr.tensors[i];
+        if (t->ndim != 2)
+            continue;
+        airllm_ct_qlayout l;
+        s->embed_rows = t->encoding == AIRLLM_ENC_RAW ||
+                        (airllm_encoding_is_quant(t->encoding) &&
+                         airllm_ct_tensor_qlayout(t, &l, NULL) == 0 && !l.double_quant &&
+                         t->shape[1] % l.block == 0);
+    }
+    s->embed_rows = s->embed_rows && !eu->resident;
+    if (!eu->resident && !s->embed_rows)
+        s->stream[s->n_stream++] = (size_t)s->embed_unit;
+    for (size_t i = 0; i < s->n_units; i++)
+        if (!s->units[i].resident && (long)i != s->embed_unit)
+            s->stream[s->n_stream++] = i;
+    if (!eu->resident && s->head_unit < 0)
+        s->stream[s->n_stream++] = (size_t)s->embed_unit;
+    size_t max_buf = 0, max_dec = 0, max_abs = 0;
+    for (size_t i = 0; i < s->n_units; i++) {
+        rt_unit *u = &s->units[i];
+        if (u->resident) {
+            u->slot = calloc(1, sizeof *u->slot);
+            if (!u->slot || slot_alloc(u->slot, u->need_buf, u->need_dec, u->need_absmax,
+                                       u->hdr.n_tensors, err))
+                return u->slot ? -1 : airllm_errf(err, "out of memory");
+            if (slot_load(s, i, u->slot, err))
+                return -1;
+            s->read_s += u->slot->read_s;
+            s->decode_s += u->slot->decode_s;
+            continue;
+        }
+        max_buf = u->need_buf > max_buf ? u->need_buf : max_buf;
+        max_dec = u->need_dec > max_dec ? u->need_dec : max_dec;
+        max_abs = u->need_absmax > max_abs ? u->need_absmax : max_abs;
+    }
+    if (s->n_stream) {
+        for (int k = 0; k < (prefetch ? 2 : 1); k++)
+            if (slot_alloc(&s->sslots[k], max_buf, max_dec, max_abs, max_tensors, err))
+                return -1;
+        if (prefetch) {
+            if (pthread_create(&s->thread, NULL, prefetch_main, s) != 0)
+                return airllm_errf(err, "cannot start the prefetch thread");
+            s->thread_started = true;
+        }
+    }
+    return 0;
+}
+
+void rt_store_close(rt_store *s)
+{
+    if (s->thread_started) {
+        pthread_mutex_lock(&s->lock);
+        s->stop = true;
+        pthread_cond_broadcast(&s->cond);
+        pthread_mutex_unlock(&s->lock);
+        pthread_join(s->thread, NULL);
+    }
+    for (size_t i = 0; s->units && i < s->n_units; i++) {
+        if (s->units[i].slot) {
+            slot_free(s->units[i].slot);
+            free(s->units[i].slot);
+        }
+        airllm_ct_free(&s->units[i].hdr);
+    }
+    slot_free(&s->sslots[0]);
+    slot_free(&s->sslots[1]);
+    free(s->units);
+    free(s->stream);
+    free(s->unit_read_s);
+    free(s->unit_decode_s);
+    free(s->unit_wait_s);
+    free(s->unit_compute_s);
+    airllm_manifest_free(&s->mf);
+    pthread_mutex_destroy(&s->lock);
+    pthread_cond_destroy(&s->cond);
+}

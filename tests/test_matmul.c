@@ -1,0 +1,475 @@
+/* Unit tests for the matrix kernels (lib/airllm_matmul.c,
+ * lib/airllm_matmul_simd.c): every implementation this build and CPU can
+ * run against the double-accumulated oracle airllm_mm_ref, for every
+ * encoding (F32, F16, BF16 raw; nf4, fp4, int8), token counts 1..17, shapes
+ * with column tails, one row, rows shorter than a block, blocks straddling
+ * rows, odd element counts, and row ranges that do not start at 0; the
+ * quantized kernels also against airllm_dequantize_ref followed by a plain
+ * dot product; the row dequantizer bit for bit; argument errors.
+ *
+ *   test_matmul
+ * The tolerance is 1e-5 * sum_k |W x| + 1e-6 per output (float sums of up
+ * to a few thousand terms, FMA or not). Throughput: tests/bench_matmul.c. */
+#include "airllm_matmul.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "airllm_quant.h"
+#include "test_util.h"
+
+static uint64_t rng = 0x9E3779B97F4A7C15ull;
+static uint32_t rnd(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (uint32_t)(rng >> 16);
+}
+static float gauss(void)
+{
+    double u = (rnd() + 1.0) / 4294967297.0, v = rnd() / 4294967296.0;
+    return (float)(sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v));
+}
+
+static const airllm_mm_impl all_impls[] = {AIRLLM_MM_IMPL_SCALAR, AIRLLM_MM_IMPL_AVX2,
+                                           AIRLLM_MM_IMPL_AVX512, AIRLLM_MM_IMPL_NEON};
+static airllm_mm_impl impls[4];
+static int nimpls;
+
+/* The six weight formats. */
+typedef struct {
+    const char *name;
+    airllm_encoding enc;
+    airllm_dtype dtype;
+    airllm_quant_type qt; /* quantized: its quant type */
+} format;
+
+static const format formats[] = {
+    {"f32", AIRLLM_ENC_RAW, AIRLLM_DTYPE_F32, 0},
+    {"f16", AIRLLM_ENC_RAW, AIRLLM_DTYPE_F16, 0},
+    {"bf16", AIRLLM_ENC_RAW, AIRLLM_DTYPE_BF16, 0},
+    {"nf4", AIRLLM_ENC_NF4, AIRLLM_DTYPE_F32, AIRLLM_QUANT_NF4},
+    {"fp4", AIRLLM_ENC_FP4, AIRLLM_DTYPE_F32, AIRLLM_QUANT_FP4},
+    {"int8", AIRLLM_ENC_INT8, AIRLLM_DTYPE_F32, AIRLLM_QUANT_INT8},
+};
+#define NFORMATS (sizeof formats / sizeof formats[0])
+
+/* A weight with its own buffers and its dequantized values (double). */
+typedef struct {
+    airllm_mm_weight w;
+    uint8_t *data;
+    float *absmax;
+    float *deq; /* rows * cols, from airllm_dequantize_ref / the widening */
+} tweight;
+
+/* float -> IEEE half (round to nearest even), for normal-range values. */
+static uint16_t f32_to_f16(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    uint32_t sign = (u >> 16) & 0x8000u;
+    int e = (int)((u >> 23) & 0xFF) - 127 + 15;
+    uint32_t m = u & 0x7FFFFFu;
+    if (e <= 0) /* tiny: flush to zero (the generator keeps values away from this) */
+        return (uint16_t)sign;
+    if (e >= 31)
+        return (uint16_t)(sign | 0x7BFFu);
+    uint32_t h = sign | (uint32_t)e << 10 | m >> 13, rest = m & 0x1FFFu;
+    if (rest > 0x1000u || (rest == 0x1000u && (h & 1)))
+        h++;
+    return (uint16_t)h;
+}
+
+/* Random rows x cols weight in format f (block for the quantized ones).
+ * Values are Gaussian with a scale that changes every 37 elements, so
+ * blocks have different absmax; a few exact zeros. */
+static tweight make_weight(const format *f, uint64_t rows, uint64_t cols, uint32_t block)
+{
+    tweight t;
+    memset(&t, 0, sizeof t);
+    size_t n = (size_t)(rows * cols);
+    float *src = malloc((n + 1) * sizeof *src);
+    for (size_t i = 0; i < n; i++)
+        src[i] = (rnd() % 97 == 0) ? 0.0f : gauss() * (float)(0.25 + (i / 37 % 5));
+    t.deq = malloc((n + 1) * sizeof *t.deq);
+    t.w.enc = f->enc;
+    t.w.dtype = f->dtype;
+    t.w.rows = rows;
+    t.w.cols = cols;
+    if (f->enc == AIRLLM_ENC_RAW) {
+        size_t esz = f->dtype == AIRLLM_DTYPE_F32 ? 4 : 2;
+        t.data = malloc(n * esz + 1);
+        for (size_t i = 0; i < n; i++) {
+            if (f->dtype == AIRLLM_DTYPE_F32) {
+                memcpy(t.data + 4 * i, &src[i], 4);
+                t.deq[i] = src[i];
+            } else {
+                uint16_t h;
+                if (f->dtype == AIRLLM_DTYPE_F16) {
+                    h = f32_to_f16(src[i]);
+                    t.deq[i] = airllm_f16_to_f32(h);
+                } else {
+                    uint32_t u;
+                    memcpy(&u, &src[i], 4);
+                    h = (uint16_t)(u >> 16);
+                    t.deq[i] = airllm_bf16_to_f32(h);
+                }
+                t.data[2 * i] = (uint8_t)h;
+                t.data[2 * i + 1] = (uint8_t)(h >> 8);
+            }
+        }
+    } else {
+        airllm_err err;
+        size_t nc = airllm_quant_code_bytes(f->qt, n), nb = airllm_quant_nblocks(n, block);
+        t.data = malloc(nc + 1);
+        t.absmax = malloc((nb + 1) * sizeof *t.absmax);
+        int rc = airllm_quantize_ref(f->qt, src, n, block, t.data, nc, t.absmax, nb, &err);
+        CHECK(rc == 0, "quantize %s: %s", f->name, err.msg);
+        rc = airllm_dequantize_ref(f->qt, t.data, nc, t.absmax, nb, n, block, t.deq, &err);
+        CHECK(rc == 0, "dequantize %s: %s", f->name, err.msg);
+        t.w.absmax = t.absmax;
+        t.w.block = block;
+    }
+    t.w.data = t.data;
+    free(src);
+    return t;
+}
+
+static void free_weight(tweight *t)
+{
+    free(t->data);
+    free(t->absmax);
+    free(t->deq);
+}
+
+static int set_impl(airllm_mm_impl impl)
+{
+    airllm_err err;
+    int rc = airllm_mm_set_impl(impl, &err);
+    CHECK(rc == 0, "set_impl %s: %s", airllm_mm_impl_name(impl), err.msg);
+    return rc;
+}
+
+#define PAD 3 /* extra floats per x and y row, checked to stay untouched */
+static const float SENTINEL = -12345.5f;
+
+/* One case: W (format f, rows x cols, block), n tokens, rows [r0, r1).
+ * Every implementation and the oracle against a double dot product of the
+ * dequantized weights, each within tol of it; the oracle within 1e-6
+ * relative. Outputs outside [r0, r1) and the padding must stay untouched. */
+static void check_case(const format *f, uint64_t rows, uint64_t cols, uint32_t block, size_t n,
+                       uint64_t r0, uint64_t r1)
+{
+    tweight t = make_weight(f, rows, cols, block);
+    size_t ldx = (size_t)cols + PAD, ldy = (size_t)rows + PAD;
+    float *x = malloc((n * ldx + 1) * sizeof *x), *y = malloc((n * ldy + 1) * sizeof *y);
+    double *want = malloc((n * rows + 1) * sizeof *want), *mag = malloc((n * rows + 1) * sizeof *mag);
+    for (size_t i = 0; i < n * ldx; i++)
+        x[i] = (i % ldx) < cols ? gauss() : NAN; /* padding must never be read */
+    for (size_t tk = 0; tk < n; tk++)
+        for (uint64_t r = 0; r < rows; r++) {
+            double s = 0, m = 0;
+            for (uint64_t k = 0; k < cols; k++) {
+                double p = (double)t.deq[r * cols + k] * x[tk * ldx + k];
+                s += p;
+                m += fabs(p);
+            }
+            want[tk * rows + r] = s;
+            mag[tk * rows + r] = m;
+        }
+
+    for (int v = -1; v < nimpls; v++) { /* -1: the oracle */
+        airllm_err err;
+        for (size_t i = 0; i < n * ldy; i++)
+            y[i] = SENTINEL;
+        int rc;
+        if (v < 0) {
+            rc = airllm_mm_ref(&t.w, x, n, ldx, y, ldy, r0, r1, &err);
+        } else {
+            if (set_impl(impls[v]))
+                continue;
+            rc = airllm_mm(&t.w, x, n, ldx, y, ldy, r0, r1, &err);
+        }
+        const char *iname = v < 0 ? "ref" : airllm_mm_impl_name(impls[v]);
+        if (rc) {
+            CHECK(0, "%s %s %llux%llu b%u n%zu: %s", iname, f->name, (unsigned long long)rows,
+                  (unsigned long long)cols, block, n, err.msg);
+            continue;
+        }
+        int bad = 0, touched = 0;
+        double worst = 0;
+        for (size_t tk = 0; tk < n; tk++)
+            for (size_t r = 0; r < ldy; r++) {
+                float got = y[tk * ldy + r];
+                if (r < r0 || r >= r1) {
+                    touched += got != SENTINEL;
+                    continue;
+                }
+                double tol = v < 0 ? 1e-6 * mag[tk * rows + r] + 1e-30
+                                   : 1e-5 * mag[tk * rows + r] + 1e-6;
+                double d = fabs((double)got - want[tk * rows + r]);
+                if (!(d <= tol)) {
+                    if (!bad)
+                        printf("  %s %s row %zu token %zu: got %.9g want %.9g (mag %.3g)\n", iname,
+                               f->name, r, tk, got, want[tk * rows + r], mag[tk * rows + r]);
+                    bad++;
+                }
+                if (mag[tk * rows + r] > 0)
+                    worst = fmax(worst, d / mag[tk * rows + r]);
+            }
+        CHECK(!bad && !touched,
+              "%s %s %llux%llu block %u n %zu rows [%llu,%llu): %d wrong, %d touched outside "
+              "(worst %.2g)",
+              iname, f->name, (unsigned long long)rows, (unsigned long long)cols, block, n,
+              (unsigned long long)r0, (unsigned long long)r1, bad, touched, worst);
+    }
+    set_impl(AIRLLM_MM_IMPL_AUTO);
+
+    /* the row dequantizer: bit for bit what dequantize_ref gives */
+    float *row = malloc((cols + 1) * sizeof *row);
+    int same = 1;
+    for (uint64_t r = r0; r < r1; r++) {
+        airllm_err err;
+        if (airllm_mm_row_f32(&t.w, r, row, &err)) {
+            same = 0;
+            break;
+        }
+        same &= memcmp(row, t.deq + r * cols, (size_t)cols * sizeof *row) == 0;
+    }
+    CHECK(same, "row_f32 %s %llux%llu block %u", f->name, (unsigned long long)rows,
+          (unsigned long long)cols, block);
+    free(row);
+    free(x);
+    free(y);
+    free(want);
+    free(mag);
+    free_weight(&t);
+}
+
+static void test_shapes(void)
+{
+    /* rows, cols, block (ignored for raw formats) */
+    static const struct {
+        uint64_t rows, cols;
+        uint32_t block;
+    } shapes[] = {
+        {1, 1, 32},      /* one element: one 4-bit code, low nibble padding */
+        {1, 7, 32},      {3, 15, 32},  {5, 16, 32},  {7, 17, 32},   /* column tails */
+        {9, 33, 32},     /* odd total (297), blocks straddle rows */
+        {2, 20, 64},     /* cols < block: several rows per block */
+        {1, 64, 64},     /* one row, one block */
+        {6, 64, 32},     {13, 128, 64}, {5, 96, 32},  /* whole blocks per row: the fast path */
+        {11, 100, 64},   /* straddling, even cols */
+        {10, 255, 32},   {9, 320, 64},  {4, 1000, 128}, {6, 1024, 1024},
+        {3, 3000, 1024}, /* straddling with a big block */
+        {5, 4096, 4096},
+    };
+    static const size_t ns[] = {1, 2, 3, 4, 5, 8, 16, 17};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        for (size_t fi = 0; fi < NFORMATS; fi++)
+            for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++) {
+                uint64_t rows = shapes[s].rows;
+                /* alternate full and partial row ranges */
+                uint64_t r0 = 0, r1 = rows;
+                switch ((s + ni) % 3) {
+                case 1:
+                    r0 = rows / 3;
+                    r1 = rows - rows / 4;
+                    break;
+                case 2:
+                    r0 = rows > 1 ? 1 : 0;
+                    break;
+                }
+                check_case(&formats[fi], rows, shapes[s].cols, shapes[s].block, ns[ni], r0, r1);
+            }
+}
+
+/* A larger matrix with realistic row lengths: 4-row tiles plus a leftover,
+ * every token tail. */
+static void test_large(void)
+{
+    static const size_t ns[] = {1, 7};
+    for (size_t fi = 0; fi < NFORMATS; fi++)
+        for (size_t ni = 0; ni < 2; ni++)
+            check_case(&formats[fi], 23, 4160, 64, ns[ni], 2, 23);
+}
+
+/* Quantized kernels against airllm_dequantize_ref then a plain float dot
+ * product, with all-zero blocks and absmax 0 included. */
+static void test_against_dequantize(void)
+{
+    for (size_t fi = 3; fi < NFORMATS; fi++) {
+        const format *f = &formats[fi];
+        uint64_t rows = 8, cols = 256;
+        uint32_t block = 32;
+        size_t n = 3;
+        tweight t = make_weight(f, rows, cols, block);
+        /* zero one whole block: its absmax becomes 0 */
+        memset(t.data + (f->qt == AIRLLM_QUANT_INT8 ? 64 : 32), f->qt == AIRLLM_QUANT_NF4 ? 0x77 : 0,
+               f->qt == AIRLLM_QUANT_INT8 ? 32 : 16);
+        t.absmax[2] = 0.0f;
+        size_t nel = (size_t)(rows * cols);
+        float *deq = malloc(nel * sizeof *deq), *x = malloc(n * cols * sizeof *x);
+        float *y = malloc(n * rows * sizeof *y);
+        airllm_err err;
+        CHECK(airllm_dequantize_ref(f->qt, t.data, airllm_quant_code_bytes(f->qt, nel), t.absmax,
+                                    nel / block, nel, block, deq, &err) == 0,
+              "dequantize %s", err.msg);
+        for (size_t i = 0; i < n * cols; i++)
+            x[i] = gauss();
+        for (int v = 0; v < nimpls; v++) {
+            set_impl(impls[v]);
+            int rc = airllm_mm(&t.w, x, n, (size_t)cols, y, (size_t)rows, 0, rows, &err);
+            CHECK(rc == 0, "mm: %s", err.msg);
+            int bad = 0;
+            for (size_t tk = 0; tk < n; tk++)
+                for (size_t r = 0; r < rows; r++) {
+                    float s = 0, m = 0;
+                    for (size_t k = 0; k < cols; k++) {
+                        s += deq[r * cols + k] * x[tk * cols + k];
+                        m += fabsf(deq[r * cols + k] * x[tk * cols + k]);
+                    }
+                    bad += !(fabsf(y[tk * rows + r] - s) <= 2e-5f * m + 1e-6f);
+                }
+            CHECK(!bad, "%s %s vs dequantize_ref + dot: %d wrong", airllm_mm_impl_name(impls[v]),
+                  f->name, bad);
+        }
+        set_impl(AIRLLM_MM_IMPL_AUTO);
+        free(deq);
+        free(x);
+        free(y);
+        free_weight(&t);
+    }
+}
+
+/* Matrices of zeros and exact small integers give exact results whatever
+ * the summation order. */
+static void test_exact(void)
+{
+    uint64_t rows = 9, cols = 77;
+    size_t n = 6;
+    float *w = malloc(rows * cols * sizeof *w), *x = malloc(n * cols * sizeof *x);
+    float *y = malloc(n * rows * sizeof *y);
+    for (size_t i = 0; i < rows * cols; i++)
+        w[i] = (float)((int)(rnd() % 9) - 4);
+    for (size_t i = 0; i < n * cols; i++)
+        x[i] = (float)((int)(rnd() % 7) - 3);
+    airllm_mm_weight mw = {AIRLLM_ENC_RAW, AIRLLM_DTYPE_F32, (const uint8_t *)w, NULL, 0, rows,
+                           cols};
+    for (int v = 0; v < nimpls; v++) {
+        airllm_err err;
+        set_impl(impls[v]);
+        int rc = airllm_mm(&mw, x, n, (size_t)cols, y, (size_t)rows, 0, rows, &err);
+        int bad = rc != 0;
+        for (size_t tk = 0; tk < n && !rc; tk++)
+            for (size_t r = 0; r < rows; r++) {
+                float s = 0;
+                for (size_t k = 0; k < cols; k++)
+                    s += w[r * cols + k] * x[tk * cols + k];
+                bad += y[tk * rows + r] != s;
+            }
+        CHECK(!bad, "%s exact integer products", airllm_mm_impl_name(impls[v]));
+    }
+    set_impl(AIRLLM_MM_IMPL_AUTO);
+    /* cols == 0: every output is 0 */
+    mw.cols = 0;
+    for (size_t i = 0; i < n * rows; i++)
+        y[i] = 1.0f;
+    airllm_err err;
+    int rc = airllm_mm(&mw, x, n, 1, y, (size_t)rows, 0, rows, &err);
+    int zeros = 1;
+    for (size_t i = 0; i < n * rows; i++)
+        zeros &= y[i] == 0.0f;
+    CHECK(rc == 0 && zeros, "cols 0 gives zeros");
+    free(w);
+    free(x);
+    free(y);
+}
+
+static void test_errors(void)
+{
+    float x[64] = {0}, y[64];
+    uint8_t data[64] = {0};
+    float absmax[4] = {1, 1, 1, 1};
+    airllm_mm_weight ok = {AIRLLM_ENC_NF4, AIRLLM_DTYPE_F32, data, absmax, 32, 2, 32};
+    airllm_err err;
+#define EXPECT_FAIL(call, what)                                                                \
+    do {                                                                                       \
+        err.msg[0] = 0;                                                                        \
+        int rc_ = (call);                                                                      \
+        CHECK(rc_ == -1 && err.msg[0], "%s: rc %d msg '%s'", what, rc_, err.msg);              \
+    } while (0)
+    CHECK(airllm_mm(&ok, x, 1, 32, y, 2, 0, 2, &err) == 0, "good call: %s", err.msg);
+    CHECK(airllm_mm_ref(&ok, x, 1, 32, y, 2, 0, 2, &err) == 0, "good ref call: %s", err.msg);
+    EXPECT_FAIL(airllm_mm(NULL, x, 1, 32, y, 2, 0, 2, &err), "NULL weight");
+    EXPECT_FAIL(airllm_mm(&ok, NULL, 1, 32, y, 2, 0, 2, &err), "NULL x");
+    EXPECT_FAIL(airllm_mm(&ok, x, 1, 32, NULL, 2, 0, 2, &err), "NULL y");
+    EXPECT_FAIL(airllm_mm(&ok, x, 1, 32, y, 2, 0, 3, &err), "row_end > rows");
+    EXPECT_FAIL(airllm_mm(&ok, x, 1, 32, y, 2, 2, 1, &err), "row_begin > row_end");
+    EXPECT_FAIL(airllm_mm(&ok, x, 2, 31, y, 2, 0, 2, &err), "ldx < cols");
+    EXPECT_FAIL(airllm_mm(&ok, x, 2, 32, y, 1, 0, 2, &err), "ldy < row_end");
+    EXPECT_FAIL(airllm_mm_ref(&ok, x, 1, 32, y, 2, 0, 3, &err), "ref: row_end > rows");
+    airllm_mm_weight w = ok;
+    w.data = NULL;
+    EXPECT_FAIL(airllm_mm(&w, x, 1, 32, y, 2, 0, 2, &err), "NULL data");
+    w = ok;
+    w.absmax = NULL;
+    EXPECT_FAIL(airllm_mm(&w, x, 1, 32, y, 2, 0, 2, &err), "NULL absmax");
+    w = ok;
+    w.block = 48;
+    EXPECT_FAIL(airllm_mm(&w, x, 1, 32, y, 2, 0, 2, &err), "block 48");
+    w.block = 0;
+    EXPECT_FAIL(airllm_mm(&w, x, 1, 32, y, 2, 0, 2, &err), "block 0");
+    w.block = 8192;
+    EXPECT_FAIL(airllm_mm(&w, x, 1, 32, y, 2, 0, 2, &err), "block 8192");
+    w = ok;
+    w.enc = AIRLLM_ENC_ZSTD;
+    EXPECT_FAIL(airllm_mm(&w, x, 1, 32, y, 2, 0, 2, &err), "zstd encoding");
+    w.enc = (airllm_encoding)77;
+    EXPECT_FAIL(airllm_mm(&w, x, 1, 32, y, 2, 0, 2, &err), "unknown encoding");
+    w = ok;
+    w.enc = AIRLLM_ENC_RAW;
+    w.dtype = AIRLLM_DTYPE_I32;
+    EXPECT_FAIL(airllm_mm(&w, x, 1, 32, y, 2, 0, 2, &err), "raw I32");
+    w.dtype = AIRLLM_DTYPE_F64;
+    EXPECT_FAIL(airllm_mm_row_f32(&w, 0, y, &err), "row_f32 raw F64");
+    w = ok;
+    w.rows = UINT64_MAX / 2;
+    EXPECT_FAIL(airllm_mm(&w, x, 1, 32, y, 2, 0, 2, &err), "rows * cols overflow");
+    EXPECT_FAIL(airllm_mm_row_f32(&ok, 2, y, &err), "row_f32 row out of range");
+    EXPECT_FAIL(airllm_mm_row_f32(&ok, 0, NULL, &err), "row_f32 NULL out");
+    EXPECT_FAIL(airllm_mm_row_f32(NULL, 0, y, &err), "row_f32 NULL weight");
+    /* nothing to do is fine, even with NULL buffers */
+    CHECK(airllm_mm(&ok, NULL, 0, 0, NULL, 0, 0, 2, &err) == 0, "n = 0");
+    CHECK(airllm_mm(&ok, NULL, 1, 0, NULL, 0, 1, 1, &err) == 0, "empty range");
+
+    EXPECT_FAIL(airllm_mm_set_impl((airllm_mm_impl)99, &err), "unknown impl");
+    for (size_t i = 0; i < sizeof all_impls / sizeof all_impls[0]; i++)
+        if (!airllm_mm_impl_available(all_impls[i]))
+            EXPECT_FAIL(airllm_mm_set_impl(all_impls[i], &err), "unavailable impl");
+    CHECK(airllm_mm_impl_name((airllm_mm_impl)99) == NULL, "name of unknown impl");
+    airllm_mm_impl a;
+    CHECK(airllm_mm_impl_active(&a, &err) == 0 && a != AIRLLM_MM_IMPL_AUTO, "active impl: %s",
+          err.msg);
+#undef EXPECT_FAIL
+}
+
+int main(void)
+{
+    for (size_t i = 0; i < sizeof all_impls / sizeof all_impls[0]; i++)
+        if (airllm_mm_impl_available(all_impls[i]))
+            impls[nimpls++] = all_impls[i];
+    printf("implementations:");
+    for (int i = 0; i < nimpls; i++)
+        printf(" %s", airllm_mm_impl_name(impls[i]));
+    printf("\n");
+    test_errors();
+    test_exact();
+    test_against_dequantize();
+    test_shapes();
+    test_large();
+    return test_summary();
+}
