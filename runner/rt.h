@@ -54,6 +54,8 @@ typedef struct {
     const float *absmax;  /* quantized: one per block */
     uint32_t block;
     uint64_t rows, cols;  /* 2-D: [rows, cols]; 1-D: rows = 1, cols = n */
+    bool loaded;          /* false: an MoE expert not read yet (rt_store_ensure) */
+    uint32_t index;       /* in its unit's header */
 } rt_tensor;
 
 /* A unit's bytes in memory: the file read whole into an aligned buffer, plus
@@ -81,6 +83,8 @@ typedef struct {
     char sha256[65];
     airllm_ct_header hdr; /* as read at startup; each load is checked against it */
     size_t need_buf, need_dec, need_absmax; /* bytes / floats a slot needs */
+    size_t *dec_off, *abs_off; /* per tensor: where its decoded data goes */
+    bool moe;             /* has expert tensors: streamed, they are read on demand */
     bool resident;
     rt_slot *slot;        /* resident: its own slot */
 } rt_unit;
@@ -113,6 +117,7 @@ typedef struct rt_store {
     /* statistics */
     double read_s, decode_s, wait_s;
     uint64_t bytes_read;
+    double expert_read_s; /* on-demand expert reads (in the compute thread) */
     double *unit_read_s, *unit_decode_s, *unit_wait_s, *unit_compute_s;
 } rt_store;
 
@@ -130,6 +135,10 @@ void rt_store_release(rt_store *s, size_t unit);
  * out (n x hidden floats): only those rows are read from disk. */
 int rt_store_embed_rows(rt_store *s, const int32_t *ids, size_t n, int hidden, float *out,
                         airllm_err *err);
+/* Makes sure an expert tensor of a streamed MoE layer is in memory: the
+ * prefetcher reads only the other tensors of such a layer, and the model
+ * asks for the experts its router picked. */
+int rt_store_ensure(rt_store *s, rt_slot *sl, const rt_tensor *t, airllm_err *err);
 /* A tensor of a slot by name suffix (e.g. "self_attn.q_proj.weight"), NULL if none. */
 const rt_tensor *rt_slot_find(const rt_slot *sl, const char *suffix);
 

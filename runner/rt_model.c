@@ -450,7 +450,11 @@ static int moe(rt_model *m, const rt_slot *sl, const char *unit, float *h, size_
         const rt_tensor *w1 = need(sl, unit, s1, (uint64_t)c->intermediate, H, err);
         const rt_tensor *w3 = w1 ? need(sl, unit, s2, (uint64_t)c->intermediate, H, err) : NULL;
         const rt_tensor *w2 = w3 ? need(sl, unit, s3, H, (uint64_t)c->intermediate, err) : NULL;
-        if (!w2 || mlp(m, w1, w3, w2, gath, cnt, m->att_out, err)) {
+        /* A streamed layer holds only the experts asked for. */
+        if (!w2 || rt_store_ensure(&m->store, (rt_slot *)sl, w1, err) ||
+            rt_store_ensure(&m->store, (rt_slot *)sl, w3, err) ||
+            rt_store_ensure(&m->store, (rt_slot *)sl, w2, err) ||
+            mlp(m, w1, w3, w2, gath, cnt, m->att_out, err)) {
             rc = -1;
             break;
         }

@@ -41,13 +41,25 @@ static double now(void)
 
 /* Bytes a slot needs for unit u: the file, the decoded zstd tensors, the
  * double-quant absmax. */
+static bool is_expert(const char *name)
+{
+    return strstr(name, ".experts.") != NULL;
+}
+
 static int unit_needs(rt_unit *u, airllm_err *err)
 {
     u->need_buf = (size_t)u->file_size;
     u->need_dec = 0;
     u->need_absmax = 0;
+    u->dec_off = calloc(u->hdr.n_tensors + 1, sizeof *u->dec_off);
+    u->abs_off = calloc(u->hdr.n_tensors + 1, sizeof *u->abs_off);
+    if (!u->dec_off || !u->abs_off)
+        return airllm_errf(err, "out of memory");
     for (uint32_t i = 0; i < u->hdr.n_tensors; i++) {
         const airllm_ct_tensor *t = &u->hdr.tensors[i];
+        u->moe |= is_expert(t->name);
+        u->dec_off[i] = u->need_dec;
+        u->abs_off[i] = u->need_absmax;
         if (t->encoding == AIRLLM_ENC_ZSTD) {
             u->need_dec += (size_t)airllm_align_up(t->raw_len, 64);
         } else if (airllm_encoding_is_quant(t->encoding)) {
@@ -94,16 +106,84 @@ static int slot_alloc(rt_slot *sl, size_t buf, size_t dec, size_t absmax, size_t
     return 0;
 }
 
-/* Reads unit ui into sl and builds its tensor views. */
-static int slot_load(rt_store *s, size_t ui, rt_slot *sl, airllm_err *err)
+/* Builds tensor i's view from the bytes in sl->buf: zstd decoded into the
+ * slot's decode area, double-quant scales decompressed, the rest in place. */
+static int tensor_decode(const rt_unit *u, rt_slot *sl, uint32_t i, const char *path,
+                         airllm_err *err)
 {
-    rt_unit *u = &s->units[ui];
-    char path[4096];
-    if (airllm_path_join(path, sizeof path, s->dir, u->file, err))
+    const airllm_ct_tensor *t = &u->hdr.tensors[i];
+    rt_tensor *v = &sl->tensors[i];
+    const uint8_t *stored = sl->buf + t->offset;
+    int rc = 0;
+    if (t->encoding == AIRLLM_ENC_RAW) {
+        v->data = stored;
+    } else if (t->encoding == AIRLLM_ENC_ZSTD) {
+        uint8_t *dst = sl->dec + u->dec_off[i];
+        unsigned w = t->enc_param[0];
+        size_t chunk = t->enc_param[1], done = 0, zpos = 0;
+        uint8_t *scratch = w ? malloc(chunk) : NULL;
+        if (w && !scratch)
+            return airllm_errf(err, "out of memory");
+        while (done < t->raw_len && !rc) {
+            size_t used, produced;
+            rc = airllm_zstd_frame_decode(dst + done, (size_t)t->raw_len - done, &produced,
+                                          stored + zpos, (size_t)t->stored_len - zpos, &used, w,
+                                          scratch, err);
+            done += produced;
+            zpos += used;
+            if (!rc && produced == 0)
+                rc = airllm_errf(err, "no progress");
+        }
+        free(scratch);
+        if (rc || done != t->raw_len || zpos != t->stored_len)
+            return rc ? airllm_err_prefix(err, "%s: %s", path, t->name)
+                      : airllm_errf(err, "%s: %s: frames do not decode to its size", path,
+                                    t->name);
+        v->data = dst;
+    } else {
+        airllm_ct_qlayout l;
+        if (airllm_ct_tensor_qlayout(t, &l, err))
+            return airllm_err_prefix(err, "%s: %s", path, t->name);
+        v->data = stored;
+        v->block = l.block;
+        if (l.double_quant) {
+            float *a = sl->absmax + u->abs_off[i];
+            if (airllm_ct_quant_absmax(&l, stored + l.scales_off, a, err))
+                return airllm_err_prefix(err, "%s: %s", path, t->name);
+            v->absmax = a;
+        } else {
+            /* Stored little-endian at a 64-byte aligned offset: used in
+             * place on a little-endian host, checked to be finite. */
+            v->absmax = (const float *)(const void *)(stored + l.scales_off);
+            for (uint64_t b = 0; b < l.nblocks; b++)
+                if (!isfinite(v->absmax[b]))
+                    return airllm_errf(err, "%s: %s: block %llu scale is not finite", path,
+                                       t->name, (unsigned long long)b);
+        }
+    }
+    v->loaded = true;
+    return 0;
+}
+
+/* The aligned file range holding tensor t (tensors start on 4096 and the
+ * file ends on 4096, so the range stays inside the file). */
+static int read_tensor(int fd, const rt_unit *u, rt_slot *sl, const airllm_ct_tensor *t,
+                       const char *path, uint64_t *bytes, airllm_err *err)
+{
+    uint64_t end = airllm_align_up(t->offset + t->stored_len, AIRLLM_CT_ALIGN);
+    if (end > u->file_size)
+        end = u->file_size;
+    if (end <= t->offset)
+        return 0;
+    *bytes += end - t->offset;
+    return airllm_pread_full(fd, sl->buf + t->offset, (size_t)(end - t->offset), t->offset, path,
+                             err);
+}
+
+static int open_unit(const rt_store *s, const rt_unit *u, char path[4096], airllm_err *err)
+{
+    if (airllm_path_join(path, 4096, s->dir, u->file, err))
         return -1;
-    if (u->need_buf > sl->cap || u->need_dec > sl->dec_cap || u->need_absmax > sl->absmax_cap)
-        return airllm_errf(err, "internal error: %s does not fit its slot", path);
-    double t0 = now();
     int fd = -1;
     if (s->direct)
         fd = open(path, O_RDONLY | O_CLOEXEC | O_DIRECT);
@@ -111,24 +191,51 @@ static int slot_load(rt_store *s, size_t ui, rt_slot *sl, airllm_err *err)
         fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return airllm_errf(err, "%s: cannot open: %s", path, strerror(errno));
+    return fd;
+}
+
+/* Reads unit ui into sl and builds its tensor views. A streamed MoE layer
+ * (without --verify-load, which needs every byte) is read without its
+ * experts: the model fetches the ones its router picks (rt_store_ensure). */
+static int slot_load(rt_store *s, size_t ui, rt_slot *sl, airllm_err *err)
+{
+    rt_unit *u = &s->units[ui];
+    char path[4096];
+    if (u->need_buf > sl->cap || u->need_dec > sl->dec_cap || u->need_absmax > sl->absmax_cap)
+        return airllm_errf(err, "internal error: %s does not fit its slot", u->file);
+    bool partial = u->moe && !u->resident && !s->verify_load;
+    double t0 = now();
+    int fd = open_unit(s, u, path, err);
+    if (fd < 0)
+        return -1;
     struct stat st;
     int rc = 0;
+    uint64_t bytes = 0;
     if (fstat(fd, &st) != 0 || (uint64_t)st.st_size != u->file_size)
         rc = airllm_errf(err, "%s: size changed since it was opened (now %lld bytes, the "
                               "manifest says %llu)",
                          path, (long long)st.st_size, (unsigned long long)u->file_size);
-    /* The file size is a multiple of 4096 (checked at open), so O_DIRECT
-     * reads of the whole file are aligned. */
-    if (!rc)
+    /* The file size and every tensor offset are multiples of 4096, so these
+     * reads also suit O_DIRECT. */
+    if (!rc && !partial) {
         rc = airllm_pread_full(fd, sl->buf, (size_t)u->file_size, 0, path, err);
+        bytes = u->file_size;
+    } else if (!rc) {
+        rc = airllm_pread_full(fd, sl->buf, (size_t)u->hdr.data_start, 0, path, err);
+        bytes = u->hdr.data_start;
+        for (uint32_t i = 0; !rc && i < u->hdr.n_tensors; i++)
+            if (!is_expert(u->hdr.tensors[i].name))
+                rc = read_tensor(fd, u, sl, &u->hdr.tensors[i], path, &bytes, err);
+    }
     close(fd);
     if (rc)
         return -1;
     double t1 = now();
     sl->read_s = t1 - t0;
-    s->bytes_read += u->file_size;
+    s->bytes_read += bytes;
     airllm_ct_header h;
-    if (airllm_ct_parse(sl->buf, (size_t)u->file_size, u->file_size, &h, err))
+    size_t hlen = partial ? (size_t)u->hdr.data_start : (size_t)u->file_size;
+    if (airllm_ct_parse(sl->buf, hlen, u->file_size, &h, err))
         return airllm_err_prefix(err, "%s", path);
     bool same = h.n_tensors == u->hdr.n_tensors && h.data_start == u->hdr.data_start;
     for (uint32_t i = 0; same && i < h.n_tensors; i++) {
@@ -154,72 +261,50 @@ static int slot_load(rt_store *s, size_t ui, rt_slot *sl, airllm_err *err)
                                     "corrupted",
                                path);
     }
-    size_t dec_off = 0, abs_off = 0;
     sl->n_tensors = u->hdr.n_tensors;
+    sl->unit = -1;
     for (uint32_t i = 0; i < u->hdr.n_tensors; i++) {
         const airllm_ct_tensor *t = &u->hdr.tensors[i];
         rt_tensor *v = &sl->tensors[i];
         memset(v, 0, sizeof *v);
         v->name = t->name;
+        v->index = i;
         v->dtype = t->dtype;
         v->enc = t->encoding == AIRLLM_ENC_ZSTD ? AIRLLM_ENC_RAW : t->encoding;
         v->rows = t->ndim >= 2 ? t->shape[0] : 1;
         v->cols = t->ndim >= 2 ? t->shape[1] : (t->ndim == 1 ? t->shape[0] : 1);
         for (unsigned d = 2; d < t->ndim; d++)
             v->cols *= t->shape[d];
-        const uint8_t *stored = sl->buf + t->offset;
-        if (t->encoding == AIRLLM_ENC_RAW) {
-            v->data = stored;
-        } else if (t->encoding == AIRLLM_ENC_ZSTD) {
-            uint8_t *dst = sl->dec + dec_off;
-            unsigned w = t->enc_param[0];
-            size_t chunk = t->enc_param[1], done = 0, zpos = 0;
-            uint8_t *scratch = w ? malloc(chunk) : NULL;
-            if (w && !scratch)
-                return airllm_errf(err, "out of memory");
-            while (done < t->raw_len && !rc) {
-                size_t used, produced;
-                rc = airllm_zstd_frame_decode(dst + done, (size_t)t->raw_len - done, &produced,
-                                              stored + zpos, (size_t)t->stored_len - zpos, &used,
-                                              w, scratch, err);
-                done += produced;
-                zpos += used;
-                if (!rc && produced == 0)
-                    rc = airllm_errf(err, "no progress");
-            }
-            free(scratch);
-            if (rc || done != t->raw_len || zpos != t->stored_len)
-                return rc ? airllm_err_prefix(err, "%s: %s", path, t->name)
-                          : airllm_errf(err, "%s: %s: frames do not decode to its size", path,
-                                        t->name);
-            v->data = dst;
-            dec_off += (size_t)airllm_align_up(t->raw_len, 64);
-        } else {
-            airllm_ct_qlayout l;
-            if (airllm_ct_tensor_qlayout(t, &l, err))
-                return airllm_err_prefix(err, "%s: %s", path, t->name);
-            v->data = stored;
-            v->block = l.block;
-            if (l.double_quant) {
-                float *a = sl->absmax + abs_off;
-                if (airllm_ct_quant_absmax(&l, stored + l.scales_off, a, err))
-                    return airllm_err_prefix(err, "%s: %s", path, t->name);
-                v->absmax = a;
-                abs_off += (size_t)airllm_align_up(l.nblocks, 16);
-            } else {
-                /* Stored little-endian at a 64-byte aligned offset: used in
-                 * place on a little-endian host, checked to be finite. */
-                v->absmax = (const float *)(const void *)(stored + l.scales_off);
-                for (uint64_t b = 0; b < l.nblocks; b++)
-                    if (!isfinite(v->absmax[b]))
-                        return airllm_errf(err, "%s: %s: block %llu scale is not finite", path,
-                                           t->name, (unsigned long long)b);
-            }
-        }
+        if (partial && is_expert(t->name))
+            continue;
+        if (tensor_decode(u, sl, i, path, err))
+            return -1;
     }
     sl->unit = (long)ui;
     sl->decode_s = now() - t1;
     return 0;
+}
+
+int rt_store_ensure(rt_store *s, rt_slot *sl, const rt_tensor *t, airllm_err *err)
+{
+    if (t->loaded)
+        return 0;
+    if (sl->unit < 0)
+        return airllm_errf(err, "internal error: expert of an empty slot");
+    const rt_unit *u = &s->units[sl->unit];
+    char path[4096];
+    double t0 = now();
+    int fd = open_unit(s, u, path, err);
+    if (fd < 0)
+        return -1;
+    uint64_t bytes = 0;
+    int rc = read_tensor(fd, u, sl, &u->hdr.tensors[t->index], path, &bytes, err);
+    close(fd);
+    if (!rc)
+        rc = tensor_decode(u, sl, t->index, path, err);
+    s->bytes_read += bytes;
+    s->expert_read_s += now() - t0;
+    return rc;
 }
 
 const rt_tensor *rt_slot_find(const rt_slot *sl, const char *suffix)
@@ -381,7 +466,8 @@ int rt_store_embed_rows(rt_store *s, const int32_t *ids, size_t n, int hidden, f
         if (t->encoding == AIRLLM_ENC_RAW) {
             rc = airllm_pread_full(fd, tmp, (size_t)hidden * es, t->offset + r * hidden * es, path,
                                    err);
-            rt_tensor v = {t->name, AIRLLM_ENC_RAW, t->dtype, tmp, NULL, 0, 1, (uint64_t)hidden};
+            rt_tensor v = {.name = t->name, .enc = AIRLLM_ENC_RAW, .dtype = t->dtype, .data = tmp,
+                           .rows = 1, .cols = (uint64_t)hidden, .loaded = true};
             if (!rc)
                 rc = rt_tensor_row(&v, 0, o, err);
         } else {
@@ -394,8 +480,9 @@ int rt_store_embed_rows(rt_store *s, const int32_t *ids, size_t n, int hidden, f
             if (!rc)
                 rc = airllm_pread_full(fd, a, (size_t)nb * 4,
                                        t->offset + l.scales_off + r * nb * 4, path, err);
-            rt_tensor v = {t->name, t->encoding, t->dtype, codes, a, l.block, 1,
-                           (uint64_t)hidden};
+            rt_tensor v = {.name = t->name, .enc = t->encoding, .dtype = t->dtype, .data = codes,
+                           .absmax = a, .block = l.block, .rows = 1, .cols = (uint64_t)hidden,
+                           .loaded = true};
             if (!rc)
                 rc = rt_tensor_row(&v, 0, o, err);
         }
@@ -560,6 +647,8 @@ void rt_store_close(rt_store *s)
             free(s->units[i].slot);
         }
         airllm_ct_free(&s->units[i].hdr);
+        free(s->units[i].dec_off);
+        free(s->units[i].abs_off);
     }
     slot_free(&s->sslots[0]);
     slot_free(&s->sslots[1]);
