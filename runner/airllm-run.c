@@ -578,6 +578,7 @@ int main(int argc, char **argv)
         if (airllm_tok_decoder_flush(dec[0], &t, &len, &err) == 0 && len)
             fwrite(t, 1, len, stdout);
         putchar('\n');
+        fflush(stdout); /* before the summary on stderr */
     }
     double gen_s = t_end - t_first;
     size_t decode_tokens = generated > np ? generated - np : 0;

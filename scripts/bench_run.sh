@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# Benchmark for airllm-run (docs/benchmarks.md, "airllm-run").
+#
+#   scripts/bench_run.sh
+#
+# Environment:
+#   AIRLLM_BIN   directory holding the tools (default build)
+#   BENCH_DIR    work directory (default /work/bench-data); the 7B-shaped
+#                checkpoint of scripts/bench_split.sh is reused from there
+#   BENCH_LAYERS layers of that checkpoint (default 32)
+#   BENCH_TOKENS tokens generated per measurement (default 8 for SmolLM2,
+#                4 for 7B)
+#
+# Bounds, measured in the same run:
+#   memory:  scripts/membw.c, a multi-threaded sum over 1 GiB (GB/s);
+#            resident bound = that rate / weight bytes read per token;
+#   disk:    dd iflag=direct of the 7B nf4 unit files (O_DIRECT bound), and
+#            dd of the same files warm in the page cache (page-cache bound);
+#            streamed bound = rate / bytes read per token.
+# Weight bytes per token: every unit file but the embeddings (rows only),
+# which count when the LM head is tied to them. tokens/s is over the steps
+# after the first (decode); peak RSS from /usr/bin/time.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BIN=${AIRLLM_BIN:-$ROOT/build}
+case $BIN in /*) ;; *) BIN=$ROOT/$BIN ;; esac
+BENCH_DIR=${BENCH_DIR:-/work/bench-data}
+LAYERS=${BENCH_LAYERS:-32}
+HF7=$BENCH_DIR/llama7b-bf16-L$LAYERS
+TIME=/usr/bin/time
+die() { echo "bench_run: $*" >&2; exit 1; }
+for t in airllm-split airllm-quant airllm-run; do [ -x "$BIN/$t" ] || die "no $BIN/$t"; done
+[ -f "$HF7/model.safetensors.index.json" ] || die "no $HF7: run scripts/bench_split.sh first"
+WORK=$(mktemp -d "$BENCH_DIR/runwork.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+cc -O2 -pthread -o "$WORK/membw" "$ROOT/scripts/membw.c" || die "cannot build membw"
+MEMBW=$("$WORK/membw" 1024 "$(nproc)" 2>/dev/null)
+SMOL=$("$ROOT/scripts/fetch_smollm2.sh" | tail -n 1)
+SMOL32=$("$ROOT/scripts/fetch_smollm2.sh" --dtype f32 | tail -n 1)
+
+echo "host:   $(nproc) CPUs, $(awk '/^MemTotal:/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) RAM"
+echo "memory: $MEMBW GB/s (membw, $(nproc) threads)"
+
+# Per-token weight bytes of a converted directory (see above).
+per_token() {
+    python3 - "$1" <<'EOF'
+import json, sys
+m = json.load(open(sys.argv[1] + "/manifest.json"))
+units = m["units"]
+tied = any("tied_to" in u for u in units)
+print(sum(u["size"] for u in units if "file" in u and (u["kind"] != "embed" or tied)))
+EOF
+}
+
+# measure LABEL DIR BYTES_PER_TOKEN BOUND_GBS ARGS...: prints a table row
+printf '\n%-44s %9s %9s %9s %7s %8s\n' "run" "tok/s" "bound" "ratio" "ms/tok" "RSS MiB"
+measure() {
+    local label=$1 dir=$2 bpt=$3 gbs=$4
+    shift 4
+    sync
+    "$TIME" -f '%M' -o "$WORK/rss" "$BIN/airllm-run" -q --json "$@" "$dir" >"$WORK/out.json" 2>"$WORK/err" ||
+        { cat "$WORK/err" >&2; die "airllm-run failed: $label"; }
+    python3 - "$WORK/out.json" "$bpt" "$gbs" "$label" "$(cat "$WORK/rss")" <<'EOF'
+import json, sys
+j = json.load(open(sys.argv[1]))
+bpt, gbs, label, rss = float(sys.argv[2]), float(sys.argv[3]), sys.argv[4], int(sys.argv[5])
+t = j["timings"]
+n_seq = len(j["results"]) if "results" in j else 1
+tps = t["tokens_per_s"]
+bound = gbs * 1e9 / bpt * n_seq if gbs > 0 else 0
+ratio = tps / bound if bound else 0
+print("%-44s %9.2f %9.2f %9s %7.1f %8.0f" % (label, tps, bound, ("%.2f" % ratio) if bound else "-",
+      1000.0 * n_seq / tps if tps else 0, rss / 1024))
+EOF
+}
+
+# ---------------------------------------------------------------- (a) resident
+"$BIN/airllm-split" -q -f "$SMOL32" "$WORK/smol-f32"
+"$BIN/airllm-split" -q -f "$SMOL" "$WORK/smol-bf16"
+"$BIN/airllm-quant" -q -f -t nf4 "$WORK/smol-bf16" "$WORK/smol-nf4"
+"$BIN/airllm-quant" -q -f -t int8 "$WORK/smol-bf16" "$WORK/smol-int8"
+N=${BENCH_TOKENS:-}
+for v in f32 bf16 nf4 int8; do
+    d=$WORK/smol-$v
+    measure "(a) SmolLM2 $v resident" "$d" "$(per_token "$d")" "$MEMBW" --ids 1,2,3 -n "${N:-64}"
+done
+"$BIN/airllm-split" -q -f "$HF7" "$WORK/l7-bf16"
+"$BIN/airllm-quant" -q -f -t nf4 "$WORK/l7-bf16" "$WORK/l7-nf4"
+"$BIN/airllm-quant" -q -f -t int8 "$WORK/l7-bf16" "$WORK/l7-int8"
+for v in bf16 nf4 int8; do
+    d=$WORK/l7-$v
+    measure "(a) 7B $v resident" "$d" "$(per_token "$d")" "$MEMBW" --mem-budget 20G --ids 1,2,3 -n "${N:-4}"
+done
+rm -rf "$WORK/l7-bf16"
+
+# ---------------------------------------------------------------- (b) streamed
+D=$WORK/l7-nf4
+BPT=$(per_token "$D")
+files=$(ls "$D"/*.airc)
+# page-cache read rate: warm the files, then read them again
+cat $files >/dev/null
+CACHE_GBS=$(dd if=<(cat $files) of=/dev/null bs=8M 2>&1 | awk '/copied/ { print $(NF-1) * ($NF == "GB/s" ? 1 : $NF == "MB/s" ? 0.001 : 1) }')
+DIRECT_BYTES=0
+t0=$(date +%s.%N)
+for f in $files; do dd if="$f" of=/dev/null bs=8M iflag=direct status=none; done
+t1=$(date +%s.%N)
+DIRECT_GBS=$(python3 -c "import os,sys; fs=sys.argv[3:]; print(sum(os.path.getsize(f) for f in fs)/(float(sys.argv[2])-float(sys.argv[1]))/1e9)" "$t0" "$t1" $files)
+echo
+echo "disk:   page cache $CACHE_GBS GB/s (dd, warm); O_DIRECT $DIRECT_GBS GB/s (dd iflag=direct)"
+echo "7B nf4: $BPT bytes per token"
+measure "(b) 7B nf4 streamed, page cache" "$D" "$BPT" "$CACHE_GBS" --mem-budget 0 --ids 1,2,3 -n "${N:-4}"
+measure "(b) 7B nf4 streamed, O_DIRECT" "$D" "$BPT" "$DIRECT_GBS" --mem-budget 0 --direct --ids 1,2,3 -n "${N:-4}"
+# ---------------------------------------------------------------- (c) batch
+for b in 1 4 16; do
+    : >"$WORK/prompts"
+    for i in $(seq "$b"); do echo "ids:1,$((100 + i)),$((200 + i))" >>"$WORK/prompts"; done
+    measure "(c) 7B nf4 streamed, batch $b" "$D" "$BPT" "$CACHE_GBS" --mem-budget 0 --prompts "$WORK/prompts" -n "${N:-4}"
+done
+# ---------------------------------------------------------------- (d) prefetch
+measure "(d) 7B nf4 streamed, prefetch" "$D" "$BPT" "$CACHE_GBS" --mem-budget 0 --ids 1,2,3 -n "${N:-4}"
+measure "(d) 7B nf4 streamed, --no-prefetch" "$D" "$BPT" "$CACHE_GBS" --mem-budget 0 --no-prefetch --ids 1,2,3 -n "${N:-4}"
+S=$WORK/smol-bf16
+measure "(d) SmolLM2 bf16 streamed, prefetch" "$S" "$(per_token "$S")" "$CACHE_GBS" --mem-budget 0 --ids 1,2,3 -n "${N:-32}"
+measure "(d) SmolLM2 bf16 streamed, --no-prefetch" "$S" "$(per_token "$S")" "$CACHE_GBS" --mem-budget 0 --no-prefetch --ids 1,2,3 -n "${N:-32}"
+echo
+echo "bound: resident, memory GB/s / weight bytes per token; streamed, the read rate /"
+echo "bytes per token (times the batch size: one read serves the batch); ratio = tok/s / bound."
