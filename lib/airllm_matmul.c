@@ -4,10 +4,11 @@
  * the choice of implementation. The SIMD tiles are in airllm_matmul_simd.c.
  *
  * Blocking (docs/runner.md, "Matrix kernels"): rows are taken R at a time
- * (R = 4 for AVX-512 and NEON, 2 for AVX2) and, for each group of R rows,
- * tokens T <= 4 at a time, so a group's weights come from memory once and
- * from L1/L2 for the following token groups; a tile keeps R x T dot products
- * in registers over the whole row. */
+ * (R = 4 for AVX-512, scalar and NEON, 2 for AVX2 and 4-bit NEON; for one
+ * token 8 on AVX-512 for int8 and 4-bit, 4 on AVX2) and, for each group of R rows, tokens
+ * T <= 4 at a time, so a group's weights come from memory once and from
+ * L1/L2 for the following token groups; a tile keeps R x T dot products in
+ * registers over the whole row. */
 #include "airllm_matmul.h"
 
 #include <stdatomic.h>
@@ -150,11 +151,17 @@ static void decode_span(const airllm_mm_weight *w, uint64_t i0, size_t len, floa
                 out[k + j] = (float)(int8_t)w->data[i + j] * s;
         } else {
             const float *cb = codebook(w->enc);
-            for (size_t j = 0; j < m; j++) {
-                uint64_t e = i + j;
-                uint8_t byte = w->data[e / 2];
-                out[k + j] = cb[(e & 1) ? byte & 0x0Fu : byte >> 4] * a;
+            const uint8_t *c = w->data + i / 2;
+            float *o = out + k;
+            size_t j = 0;
+            if (i & 1) /* starts on a low nibble */
+                o[j++] = cb[*c++ & 0x0Fu] * a;
+            for (; j + 2 <= m; j += 2, c++) {
+                o[j] = cb[*c >> 4] * a;
+                o[j + 1] = cb[*c & 0x0Fu] * a;
             }
+            if (j < m) /* ends on a high nibble */
+                o[j] = cb[*c >> 4] * a;
         }
         k += m;
     }
@@ -209,7 +216,10 @@ static inline __attribute__((always_inline)) float sc_load(mm_kind kind, const u
         return f32_le(p + 4 * k);
     if (kind == MM_F16)
         return airllm_f16_to_f32(u16_le(p + 2 * k));
-    return airllm_bf16_to_f32(u16_le(p + 2 * k));
+    uint32_t u = (uint32_t)u16_le(p + 2 * k) << 16; /* bf16: the top half of a float */
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
 }
 
 static inline __attribute__((always_inline)) void sc_tile(const mm_kind kind, const unsigned R,
@@ -304,6 +314,7 @@ static const mm_isa isa_scalar = {
     {SC_ROW(MM_F32), SC_ROW(MM_F16), SC_ROW(MM_BF16), SC_ROW(MM_Q4), SC_ROW(MM_I8), {{NULL}}},
     {0},
     {NULL},
+    0,
 };
 
 void airllm_mm_tail_raw(mm_kind kind, const uint8_t *row, size_t k0, size_t k1, const float *x,
@@ -366,36 +377,69 @@ static void run_job(const mm_isa *isa, const mm_job *j, size_t nrows, const floa
     }
 }
 
-/* x [n, cols] (stride ldx) transposed per 128 columns for the MM_Q4T tiles:
- * xt[t * cols + c + 16 s + l] = x[t * ldx + c + 8 l + (s ^ 1)]. */
-static void transpose_q4t(const float *x, size_t n, size_t ldx, size_t cols, float *xt)
+/* x [n, cols] (stride ldx) transposed per 8 L columns for the MM_Q4T tiles
+ * of L lanes: xt[t * cols + c + L s + l] = x[t * ldx + c + 8 l + (s ^ 1)]. */
+static void transpose_q4t(const float *x, size_t n, size_t ldx, size_t cols, unsigned L,
+                          float *xt)
 {
     for (size_t t = 0; t < n; t++)
-        for (size_t c = 0; c < cols; c += 128)
+        for (size_t c = 0; c < cols; c += 8 * L)
             for (unsigned s = 0; s < 8; s++)
-                for (unsigned l = 0; l < 16; l++)
-                    xt[t * cols + c + 16 * s + l] = x[t * ldx + c + 8 * l + (s ^ 1)];
+                for (unsigned l = 0; l < L; l++)
+                    xt[t * cols + c + L * s + l] = x[t * ldx + c + 8 * l + (s ^ 1)];
 }
 
 /* Quantized matrices whose rows do not hold whole blocks (cols % block !=
  * 0): a block's scale may change inside a row and a 4-bit row may start in
- * the middle of a byte. Each row is decoded a chunk at a time into a small
- * stack buffer, which the float32 tiles then multiply with every token. */
+ * the middle of a byte. Row r is the flat range [r cols, (r + 1) cols): the
+ * whole blocks inside it (the body, starting on a block boundary, so on a
+ * byte) go to the implementation's tiles as a one-row matrix; the partial
+ * blocks at its two ends (together about one block) are decoded a chunk at
+ * a time into a small stack buffer, which the float32 tiles multiply with
+ * every token. */
 #define MM_CHUNK 512
+
+/* y[t * ldy] += sum over columns [k0, k1) of row r, decoded to float32. */
+static void straddle_span(const mm_isa *isa, const airllm_mm_weight *w, uint64_t r, uint64_t k0,
+                          uint64_t k1, const float *x, size_t n, size_t ldx, float *y,
+                          size_t ldy)
+{
+    _Alignas(64) float buf[MM_CHUNK];
+    for (; k0 < k1; k0 += MM_CHUNK) {
+        size_t len = k1 - k0 < MM_CHUNK ? (size_t)(k1 - k0) : MM_CHUNK;
+        decode_span(w, r * w->cols + k0, len, buf);
+        mm_job jf = {MM_F32, (const uint8_t *)buf, 0, NULL, 0, 0, NULL, len, ldx};
+        run_job(isa, &jf, 1, x + k0, n, y, ldy, 1);
+    }
+}
 
 static void run_straddle(const mm_isa *isa, const airllm_mm_weight *w, const float *x, size_t n,
                          size_t ldx, float *y, size_t ldy, uint64_t r0, uint64_t r1)
 {
-    _Alignas(64) float buf[MM_CHUNK];
+    const uint64_t cols = w->cols, B = w->block;
     for (uint64_t r = r0; r < r1; r++) {
         for (size_t t = 0; t < n; t++)
             y[t * ldy + r] = 0.0f;
-        for (uint64_t k0 = 0; k0 < w->cols; k0 += MM_CHUNK) {
-            size_t len = w->cols - k0 < MM_CHUNK ? (size_t)(w->cols - k0) : MM_CHUNK;
-            decode_span(w, r * w->cols + k0, len, buf);
-            mm_job jf = {MM_F32, (const uint8_t *)buf, 0, NULL, 0, 0, NULL, len, ldx};
-            run_job(isa, &jf, 1, x + k0, n, y + r, ldy, 1);
+        uint64_t first = r * cols, end = first + cols;
+        uint64_t b0 = (first + B - 1) / B, b1 = end / B; /* whole blocks [b0, b1) */
+        if (b1 <= b0) {
+            straddle_span(isa, w, r, 0, cols, x, n, ldx, y + r, ldy);
+            continue;
         }
+        uint64_t k0 = b0 * B - first, k1 = b1 * B - first; /* body columns */
+        straddle_span(isa, w, r, 0, k0, x, n, ldx, y + r, ldy);
+        mm_job j;
+        memset(&j, 0, sizeof j);
+        j.kind = w->enc == AIRLLM_ENC_INT8 ? MM_I8 : MM_Q4;
+        j.w = w->data + (j.kind == MM_I8 ? b0 * B : b0 * B / 2);
+        j.absmax = w->absmax + b0;
+        j.a_stride = (size_t)(b1 - b0);
+        j.block = (size_t)B;
+        j.cb = j.kind == MM_Q4 ? codebook(w->enc) : NULL;
+        j.cols = (size_t)(k1 - k0);
+        j.ldx = ldx;
+        run_job(isa, &j, 1, x + k0, n, y + r, ldy, 1);
+        straddle_span(isa, w, r, k1, cols, x, n, ldx, y + r, ldy);
     }
 }
 
@@ -408,7 +452,7 @@ static void run_straddle(const mm_isa *isa, const airllm_mm_weight *w, const flo
 #endif
 
 static atomic_int forced_impl = AIRLLM_MM_IMPL_AUTO;
-/* AIRLLM_MM_IMPL as read once: -1 not yet read, -2 invalid, else an impl */
+/* AIRLLM_MM_IMPL once read and valid (an impl, AUTO when unset), else -1 */
 static atomic_int env_impl = -1;
 
 const char *airllm_mm_impl_name(airllm_mm_impl impl)
@@ -496,18 +540,16 @@ int airllm_mm_impl_active(airllm_mm_impl *out, airllm_err *err)
         return airllm_errf(err, "NULL argument");
     int impl = atomic_load(&forced_impl);
     if (impl == AIRLLM_MM_IMPL_AUTO) {
+        /* read once: getenv on every call would cost more than a small
+         * matrix-vector product; an invalid value is read again (and
+         * reported) every time */
         int e = atomic_load(&env_impl);
-        if (e == -1) {
+        if (e < 0) {
             airllm_mm_impl p;
-            airllm_err tmp;
-            e = parse_env(&p, &tmp) ? -2 : (int)p;
-            atomic_store(&env_impl, e);
-        }
-        if (e == -2) {
-            airllm_mm_impl p;
-            if (parse_env(&p, err)) /* the message again */
+            if (parse_env(&p, err))
                 return -1;
-            return airllm_errf(err, "AIRLLM_MM_IMPL changed after its first use");
+            e = (int)p;
+            atomic_store(&env_impl, e);
         }
         impl = e;
     }
@@ -582,13 +624,13 @@ int airllm_mm(const airllm_mm_weight *w, const float *x, size_t n, size_t ldx, f
         j.cb = j.kind == MM_Q4 ? codebook(w->enc) : NULL;
     }
     float *xt = NULL;
-    if (j.kind == MM_Q4 && isa->tile[MM_Q4T][0][0] && cols % 128 == 0) {
+    if (j.kind == MM_Q4 && isa->q4t_lanes && cols % (8 * isa->q4t_lanes) == 0) {
         /* n * cols floats, the size of x: a per-call copy of the activations
-         * in the order the 64-byte code loads produce weights */
+         * in the order whole-vector code loads produce weights */
         xt = malloc(n * cols * sizeof *xt);
         if (!xt)
             return airllm_errf(err, "out of memory for %zu x %zu activations", n, cols);
-        transpose_q4t(x, n, ldx, cols, xt);
+        transpose_q4t(x, n, ldx, cols, isa->q4t_lanes, xt);
         j.kind = MM_Q4T;
         j.ldx = cols;
         x = xt;

@@ -85,9 +85,9 @@ int airllm_mm_impl_available(airllm_mm_impl impl);
 int airllm_mm_set_impl(airllm_mm_impl impl, airllm_err *err);
 /* The implementation airllm_mm uses: the forced one, else
  * AIRLLM_MM_IMPL=scalar|avx2|avx512|neon|auto from the environment, else the
- * fastest available. The variable is read at the first call of airllm_mm or
- * of this function and remembered; an unknown or unavailable value is an
- * error (every airllm_mm call then fails), not a silent fallback. */
+ * fastest available. The variable is read until it has been found valid (or
+ * unset) once, then remembered; an unknown or unavailable value is an error
+ * (airllm_mm fails with it), not a silent fallback. */
 int airllm_mm_impl_active(airllm_mm_impl *out, airllm_err *err);
 
 #endif

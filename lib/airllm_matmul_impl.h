@@ -15,11 +15,12 @@ typedef enum {
     MM_BF16 = 2,
     MM_Q4 = 3, /* nf4 / fp4: two codes per byte, high nibble first */
     MM_I8 = 4,
-    /* 4-bit read 64 bytes (128 columns) at a time: shifting a 32-bit lane l
-     * of such a load right by 4 s brings down the code of column
-     * 8 l + (s ^ 1) (low nibble first), so the tile's x is given transposed
-     * per 128 columns, xt[c + 16 s + l] = x[c + 8 l + (s ^ 1)] for c a
-     * multiple of 128 (airllm_matmul.c makes it). Needs cols % 128 == 0. */
+    /* 4-bit read a vector of L 32-bit lanes (L = mm_isa.q4t_lanes: 16 for
+     * AVX-512, 8 for AVX2) at a time, 8 L columns: shifting lane l right
+     * by 4 s brings down the code of column 8 l + (s ^ 1) (low nibble
+     * first), so the tile's x is given transposed per 8 L columns,
+     * xt[c + L s + l] = x[c + 8 l + (s ^ 1)] for c a multiple of 8 L
+     * (airllm_matmul.c makes it). Needs cols % (8 L) == 0. */
     MM_Q4T = 5,
     MM_NKIND
 } mm_kind;
@@ -54,6 +55,7 @@ typedef struct {
     mm_tile_fn tile[MM_NKIND][2][MM_TMAX];
     unsigned vrows[MM_NKIND];
     mm_tile_fn vtile[MM_NKIND];
+    unsigned q4t_lanes; /* MM_Q4T: lanes per vector (0: no MM_Q4T tiles) */
 } mm_isa;
 
 /* NULL-free tables, defined only where the build supports them. */

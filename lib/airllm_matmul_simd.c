@@ -1,24 +1,33 @@
 /* SIMD tiles of airllm_mm (the interface is lib/airllm_matmul_impl.h): a
  * tile computes the dot products of R weight rows with T tokens over whole
  * rows, R x T accumulators in registers, each weight decoded once per tile
- * and used for all T tokens.
+ * and used for all T tokens. One token (n = 1) uses taller tiles (AVX-512 8
+ * rows for int8 and 4-bit, AVX2 4): more weight streams in flight and x
+ * loaded once for more rows.
  *
- * Decoding happens in registers, 16 (AVX-512, NEON) or 8 (AVX2) weights at
- * a time:
+ * Decoding happens in registers, 16 (AVX-512), 8 (AVX2) or 4 (NEON)
+ * weights per vector:
  *   F32   a load;  F16  vcvtph2ps / fcvtl;  BF16  zero-extend and shift by 16;
  *   int8  sign-extend, convert, times absmax / 127 (once per block);
- *   4-bit the codes index a codebook already multiplied by the block's
- *         absmax (16 multiplies per block instead of one per weight), so a
- *         weight is one table lookup: vpermps (AVX-512), two vpermps and a
- *         blend (AVX2), four byte-plane tbl and a byte interleave (NEON).
+ *   4-bit two layouts:
+ *   MM_Q4  16 (8) codes from 8 (4) bytes: the bytes are broadcast, a byte
+ *          shuffle puts byte i into 32-bit lanes 2i and 2i+1, a variable
+ *          shift by (4, 0, 4, 0, ...) brings the high nibble (element 2i)
+ *          down in the even lanes, and the codes index a codebook already
+ *          multiplied by the block's absmax: vpermps (AVX-512), two vpermps
+ *          and a blend (AVX2), byte-plane tbl and a byte interleave (NEON).
+ *          vpermps only reads an index's low 4 (AVX2: 3) bits, so the rest
+ *          of a lane need not be cleared.
+ *   MM_Q4T a whole vector of codes (64 / 32 bytes) per load, plain shifts
+ *          bring each nibble down in turn, and x is pre-arranged to match
+ *          (airllm_matmul_impl.h); about half the shuffles of MM_Q4. Used
+ *          when cols is a multiple of 128 (AVX-512) / 64 (AVX2).
  * The decoded values equal the reference's (value[code] * absmax,
  * q * (absmax / 127)); only the summation order and FMA differ.
  *
- * Nibble order: element 2i is the HIGH nibble of byte i. On x86 the bytes
- * are broadcast, a byte shuffle puts byte i into 32-bit lanes 2i and 2i+1,
- * and a variable shift by (4, 0, 4, 0, ...) brings the high nibble down in
- * the even lanes; vpermps only reads an index's low 4 (AVX2: 3) bits, so the
- * rest of the lane need not be cleared.
+ * Weight rows are prefetched MM_PF_DIST bytes ahead (not float32): with
+ * decoding work per byte the hardware prefetcher alone keeps too few lines
+ * in flight (measured: bf16 and int8 gained up to a third).
  *
  * x86 kernels carry __attribute__((target(...))) so this file builds with
  * the default flags; airllm_matmul.c picks one at run time. NEON is the
@@ -38,7 +47,11 @@
 #define INLINE static inline __attribute__((always_inline))
 /* The loops over rows, tokens and accumulators of a tile have constant
  * bounds once inlined; unrolled, their arrays live in registers. */
+#if defined(__clang__)
+#define UNROLL _Pragma("clang loop unroll(full) vectorize(disable)")
+#else
 #define UNROLL _Pragma("GCC unroll 16")
+#endif
 
 /* The tile functions of one implementation: R = 1 and R = RM rows, T = 1..4
  * tokens, for one kind; ATTR is the target attribute. */
@@ -62,6 +75,11 @@
      {pfx##_##kind##_##RM##_1, pfx##_##kind##_##RM##_2, pfx##_##kind##_##RM##_3,              \
       pfx##_##kind##_##RM##_4}}
 
+/* ------------------------------------------------------------------ */
+/* AVX-512 (F + BW): 16 floats per register, R = 4 rows (one token: 8) */
+/* ------------------------------------------------------------------ */
+#ifdef MM_X86
+
 static inline uint32_t ld_u32(const uint8_t *p)
 {
     uint32_t u;
@@ -74,11 +92,6 @@ static inline uint64_t ld_u64(const uint8_t *p)
     memcpy(&u, p, sizeof u);
     return u;
 }
-
-/* ------------------------------------------------------------------ */
-/* AVX-512 (F + BW): 16 floats per register, R = 4 rows                */
-/* ------------------------------------------------------------------ */
-#ifdef MM_X86
 
 #define T512 __attribute__((target("avx512f,avx512bw,avx2,fma,f16c")))
 
@@ -141,7 +154,7 @@ T512 INLINE void step512(const mm_kind kind, const unsigned R, const unsigned T,
                          size_t ldx, acc512 acc, int masked, __mmask16 m)
 {
     __m512 w[R512];
-    if (kind != MM_F32 && !masked && u == 0 && MM_PF_DIST) { /* once per 32 columns */
+    if (kind != MM_F32 && !masked && u == 0 && MM_PF_DIST != 0) { /* once per 32 columns */
         size_t off = kind == MM_Q4 ? k / 2 : kind == MM_I8 ? k : 2 * k;
         UNROLL
         for (unsigned i = 0; i < R; i++)
@@ -175,13 +188,10 @@ T512 INLINE __m512 scales512(const float *a, unsigned lg, __m512i sidx)
 }
 
 /* MM_Q4T: the 128 columns from k (64 bytes of codes per row), xt transposed
- * (see airllm_matmul_impl.h): 7 shifts and 8 vpermps per 128 weights,
- * against 8 broadcasts, byte shuffles and variable shifts for MM_Q4, and
- * one 64-byte load. One token: the codebook values times x are summed per
- * lane and the lane's scale applied once per chunk (sum_l sc[l] sum_s
- * cb x, not sum (cb sc) x: the same up to rounding); several tokens: each
- * weight is scaled once (cb * sc, the reference's product) and used for T
- * tokens. */
+ * (see airllm_matmul_impl.h): one 64-byte load, 7 shifts, 8 vpermps and 8
+ * multiplies by the lanes' scales (cb * sc, the reference's product) per
+ * 128 weights, against 8 broadcasts, byte shuffles and variable shifts for
+ * MM_Q4. (Summing cb * x per lane and scaling once per chunk was slower.) */
 T512 INLINE void chunk512_q4t(const unsigned R, const unsigned T, const unsigned U,
                               const uint8_t *p0, size_t ws, const float *am0, size_t as,
                               size_t k, unsigned lg, __m512i sidx, __m512 cb,
@@ -197,27 +207,9 @@ T512 INLINE void chunk512_q4t(const unsigned R, const unsigned T, const unsigned
     const float *a0 = am0 + (k >> lg);
     UNROLL
     for (unsigned i = 0; i < R; i++) {
-        if (MM_PF_DIST)
+        if (MM_PF_DIST != 0)
             _mm_prefetch((const char *)(c + i * ws + MM_PF_DIST), _MM_HINT_T0);
         v[i] = _mm512_loadu_si512(c + i * ws);
-    }
-    if (T == 1) {
-        __m512 part[R512];
-        UNROLL
-        for (unsigned s = 0; s < 8; s++) {
-            __m512 xv = _mm512_loadu_ps(xt + k + 16 * s);
-            UNROLL
-            for (unsigned i = 0; i < R; i++) {
-                __m512 w = _mm512_permutexvar_ps(v[i], cb);
-                part[i] = s ? _mm512_fmadd_ps(w, xv, part[i]) : _mm512_mul_ps(w, xv);
-                v[i] = _mm512_srli_epi32(v[i], 4);
-            }
-        }
-        UNROLL
-        for (unsigned i = 0; i < R; i++)
-            acc[i][0][0] = _mm512_fmadd_ps(part[i], scales512(a0 + i * as, lg, sidx),
-                                           acc[i][0][0]);
-        return;
     }
     __m512 sc[R512];
     UNROLL
@@ -318,9 +310,9 @@ MM_TILES(avx512, T512, MM_BF16, 4)
 MM_TILES(avx512, T512, MM_Q4, 4)
 MM_TILES(avx512, T512, MM_I8, 4)
 MM_TILES(avx512, T512, MM_Q4T, 4)
-MM_TILE(avx512, T512, MM_F32, 8, 1)
-MM_TILE(avx512, T512, MM_F16, 8, 1)
-MM_TILE(avx512, T512, MM_BF16, 8, 1)
+/* One token: 8-row tiles for the formats whose decoding costs most per byte
+ * (more streams in flight; measured +10..30% for 4-bit), the 4-row tiles for
+ * the 16- and 32-bit ones (8 rows were 10% slower at 4096 columns). */
 MM_TILE(avx512, T512, MM_Q4, 8, 1)
 MM_TILE(avx512, T512, MM_I8, 8, 1)
 MM_TILE(avx512, T512, MM_Q4T, 8, 1)
@@ -329,13 +321,14 @@ const mm_isa airllm_mm_isa_avx512 = {
     {4, 4, 4, 4, 4, 4},
     {MM_ROW(avx512, MM_F32, 4), MM_ROW(avx512, MM_F16, 4), MM_ROW(avx512, MM_BF16, 4),
      MM_ROW(avx512, MM_Q4, 4), MM_ROW(avx512, MM_I8, 4), MM_ROW(avx512, MM_Q4T, 4)},
-    {8, 8, 8, 8, 8, 8},
-    {avx512_MM_F32_8_1, avx512_MM_F16_8_1, avx512_MM_BF16_8_1, avx512_MM_Q4_8_1,
+    {4, 4, 4, 8, 8, 8},
+    {avx512_MM_F32_4_1, avx512_MM_F16_4_1, avx512_MM_BF16_4_1, avx512_MM_Q4_8_1,
      avx512_MM_I8_8_1, avx512_MM_Q4T_8_1},
+    16,
 };
 
 /* ------------------------------------------------------------------ */
-/* AVX2 + FMA + F16C: 8 floats per register, R = 2 rows                */
+/* AVX2 + FMA + F16C: 8 floats per register, R = 2 rows (one token: 4)  */
 /* ------------------------------------------------------------------ */
 
 #define T256 __attribute__((target("avx2,fma,f16c")))
@@ -378,11 +371,21 @@ T256 INLINE __m256 w8_256(const mm_kind kind, const uint8_t *p, size_t k, scale2
     }
 }
 
+/* Up to 4 rows (the n = 1 tiles), 4 tokens, 2 accumulator sets. */
+#define R256 4
+typedef __m256 acc256[R256][MM_TMAX][2];
+
 T256 INLINE void step256(const mm_kind kind, const unsigned R, const unsigned T, unsigned u,
                          const uint8_t *const *p, size_t k, const scale256 *s, const float *x,
-                         size_t ldx, __m256 acc[2][MM_TMAX][2])
+                         size_t ldx, acc256 acc)
 {
-    __m256 w[2];
+    __m256 w[R256];
+    if (kind != MM_F32 && u == 0 && MM_PF_DIST != 0) { /* once per 16 columns */
+        size_t off = kind == MM_Q4 ? k / 2 : kind == MM_I8 ? k : 2 * k;
+        UNROLL
+        for (unsigned i = 0; i < R; i++)
+            _mm_prefetch((const char *)(p[i] + off + MM_PF_DIST), _MM_HINT_T0);
+    }
     UNROLL
     for (unsigned i = 0; i < R; i++)
         w[i] = w8_256(kind, p[i], k, s[i]);
@@ -392,6 +395,55 @@ T256 INLINE void step256(const mm_kind kind, const unsigned R, const unsigned T,
         UNROLL
         for (unsigned i = 0; i < R; i++)
             acc[i][t][u] = _mm256_fmadd_ps(w[i], xv, acc[i][t][u]);
+    }
+}
+
+/* MM_Q4T with 8 lanes: the 64 columns from k (32 bytes of codes per row),
+ * x transposed per 64 columns (xt[c + 8 s + l] = x[c + 8 l + (s ^ 1)]).
+ * Shifting lane l right by 4 s gives the code of column 8 l + (s ^ 1): its
+ * bits 0..2 index a half of the codebook (vpermps), and the same lane
+ * shifted left by 28 - 4 s puts bit 3 in the sign, which picks the half
+ * (blendv). Two vpermps per 8 weights instead of a byte shuffle and two
+ * vpermps. The scale of lane l is absmax[(k + 8 l) / block]: one scale per
+ * chunk, or two (block 32: lanes 0..3 and 4..7). */
+T256 INLINE void chunk256_q4t(const unsigned R, const unsigned T, const unsigned U,
+                              const uint8_t *p0, size_t ws, const float *am0, size_t as,
+                              size_t k, unsigned lg, __m256 cb0, __m256 cb1, const float *xt,
+                              size_t ldx, acc256 acc)
+{
+    __m256i v[R256];
+    __m256 sc[R256];
+    __asm__("" : "+r"(ws), "+r"(as)); /* see chunk512_q4t */
+    const uint8_t *c = p0 + k / 2;
+    const float *a0 = am0 + (k >> lg);
+    UNROLL
+    for (unsigned i = 0; i < R; i++) {
+        if (MM_PF_DIST != 0)
+            _mm_prefetch((const char *)(c + i * ws + MM_PF_DIST), _MM_HINT_T0);
+        v[i] = _mm256_loadu_si256((const __m256i *)(const void *)(c + i * ws));
+        const float *a = a0 + i * as;
+        sc[i] = lg >= 6 ? _mm256_set1_ps(a[0])
+                        : _mm256_blend_ps(_mm256_set1_ps(a[0]), _mm256_set1_ps(a[1]), 0xF0);
+    }
+    UNROLL
+    for (unsigned s = 0; s < 8; s++) {
+        __m256 w[R256];
+        UNROLL
+        for (unsigned i = 0; i < R; i++) {
+            __m256i idx = s ? _mm256_srli_epi32(v[i], (int)(4 * s)) : v[i];
+            __m256 sel = _mm256_castsi256_ps(
+                s < 7 ? _mm256_slli_epi32(v[i], (int)(28 - 4 * s)) : v[i]);
+            __m256 val = _mm256_blendv_ps(_mm256_permutevar8x32_ps(cb0, idx),
+                                          _mm256_permutevar8x32_ps(cb1, idx), sel);
+            w[i] = _mm256_mul_ps(val, sc[i]);
+        }
+        UNROLL
+        for (unsigned t = 0; t < T; t++) {
+            __m256 xv = _mm256_loadu_ps(xt + t * ldx + k + 8 * s);
+            UNROLL
+            for (unsigned i = 0; i < R; i++)
+                acc[i][t][s % U] = _mm256_fmadd_ps(w[i], xv, acc[i][t][s % U]);
+        }
     }
 }
 
@@ -407,21 +459,30 @@ T256 INLINE float hsum256(__m256 v)
 T256 INLINE void avx2_tile(const mm_kind kind, const unsigned R, const unsigned T,
                            const mm_job *j, size_t row, const float *x, float *out)
 {
-    const unsigned U = R * T <= 4 ? 2 : 1;
-    __m256 acc[2][MM_TMAX][2];
+    const unsigned U = R * T <= 2 ? 2 : 1;
+    acc256 acc;
     UNROLL
     for (unsigned i = 0; i < R; i++)
         UNROLL
         for (unsigned t = 0; t < T; t++)
             acc[i][t][0] = acc[i][t][1] = _mm256_setzero_ps();
-    float tail[2][MM_TMAX] = {{0}};
-    const uint8_t *p[2];
+    float tail[R256][MM_TMAX];
+    memset(tail, 0, sizeof tail);
+    const uint8_t *p[R256];
     UNROLL
     for (unsigned i = 0; i < R; i++)
         p[i] = j->w + (row + i) * j->w_stride;
     const size_t ldx = j->ldx, cols = j->cols;
-    scale256 s[2];
-    if (kind == MM_Q4 || kind == MM_I8) {
+    scale256 s[R256];
+    if (kind == MM_Q4T) {
+        unsigned lg = 0; /* block = 2^lg */
+        while (((size_t)1 << lg) < j->block)
+            lg++;
+        const __m256 cb0 = _mm256_loadu_ps(j->cb), cb1 = _mm256_loadu_ps(j->cb + 8);
+        for (size_t k = 0; k < cols; k += 64)
+            chunk256_q4t(R, T, U, p[0], j->w_stride, j->absmax + row * j->a_stride, j->a_stride,
+                         k, lg, cb0, cb1, x, ldx, acc);
+    } else if (kind == MM_Q4 || kind == MM_I8) {
         const __m256 cb0 = kind == MM_Q4 ? _mm256_loadu_ps(j->cb) : _mm256_setzero_ps();
         const __m256 cb1 = kind == MM_Q4 ? _mm256_loadu_ps(j->cb + 8) : _mm256_setzero_ps();
         const float *am = j->absmax + row * j->a_stride;
@@ -455,7 +516,6 @@ T256 INLINE void avx2_tile(const mm_kind kind, const unsigned R, const unsigned 
             k += 8;
         }
         if (k < cols)
-            UNROLL
             for (unsigned i = 0; i < R; i++)
                 airllm_mm_tail_raw(kind, p[i], k, cols, x, ldx, T, tail[i]);
     }
@@ -473,13 +533,22 @@ MM_TILES(avx2, T256, MM_F16, 2)
 MM_TILES(avx2, T256, MM_BF16, 2)
 MM_TILES(avx2, T256, MM_Q4, 2)
 MM_TILES(avx2, T256, MM_I8, 2)
+MM_TILES(avx2, T256, MM_Q4T, 2)
+MM_TILE(avx2, T256, MM_F32, 4, 1)
+MM_TILE(avx2, T256, MM_F16, 4, 1)
+MM_TILE(avx2, T256, MM_BF16, 4, 1)
+MM_TILE(avx2, T256, MM_Q4, 4, 1)
+MM_TILE(avx2, T256, MM_I8, 4, 1)
+MM_TILE(avx2, T256, MM_Q4T, 4, 1)
 
 const mm_isa airllm_mm_isa_avx2 = {
-    {2, 2, 2, 2, 2, 0},
+    {2, 2, 2, 2, 2, 2},
     {MM_ROW(avx2, MM_F32, 2), MM_ROW(avx2, MM_F16, 2), MM_ROW(avx2, MM_BF16, 2),
-     MM_ROW(avx2, MM_Q4, 2), MM_ROW(avx2, MM_I8, 2), {{NULL}}},
-    {0},
-    {NULL},
+     MM_ROW(avx2, MM_Q4, 2), MM_ROW(avx2, MM_I8, 2), MM_ROW(avx2, MM_Q4T, 2)},
+    {4, 4, 4, 4, 4, 4},
+    {avx2_MM_F32_4_1, avx2_MM_F16_4_1, avx2_MM_BF16_4_1, avx2_MM_Q4_4_1, avx2_MM_I8_4_1,
+     avx2_MM_Q4T_4_1},
+    8,
 };
 
 #endif /* MM_X86 */
@@ -663,6 +732,7 @@ const mm_isa airllm_mm_isa_neon = {
      MM_ROW(neon, MM_Q4, 2), MM_ROW(neon, MM_I8, 4), {{NULL}}},
     {0},
     {NULL},
+    0,
 };
 
 #endif /* __aarch64__ */

@@ -7,8 +7,9 @@
  * 256 MiB array with the widest vectors this CPU has.
  *
  *   bench_matmul [-r ROWS] [-c COLS] [-b BLOCK] [-t SECONDS] [-i IMPL] [-f FORMAT]
- *                [--no-ref]
- * -i / -f keep one implementation (ref, scalar, avx2, ...) / format. Defaults: 4096 x 11008 (a 7B MLP down projection), block 64, 0.5 s per
+ *                [--hot] [--no-ref]
+ * -i / -f keep one implementation (ref, scalar, avx2, ...) / format; --hot
+ * uses one copy of W (in cache if small: the kernels' compute limit). Defaults: 4096 x 11008 (a 7B MLP down projection), block 64, 0.5 s per
  * figure. For n > 1 the figure in parentheses is the gain in tokens per
  * second over n = 1. Not run by ctest. */
 #include "airllm_matmul.h"
@@ -200,7 +201,7 @@ int main(int argc, char **argv)
     uint64_t rows = 4096, cols = 11008;
     size_t block = 64;
     double seconds = 0.5;
-    int with_ref = 1;
+    int with_ref = 1, hot = 0;
     const char *only_impl = NULL, *only_fmt = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-r") && i + 1 < argc)
@@ -215,12 +216,14 @@ int main(int argc, char **argv)
             only_impl = argv[++i];
         else if (!strcmp(argv[i], "-f") && i + 1 < argc)
             only_fmt = argv[++i];
+        else if (!strcmp(argv[i], "--hot"))
+            hot = 1;
         else if (!strcmp(argv[i], "--no-ref"))
             with_ref = 0;
         else {
             fprintf(stderr,
                     "usage: %s [-r ROWS] [-c COLS] [-b BLOCK] [-t SECONDS] [-i IMPL] [-f FORMAT] "
-                    "[--no-ref]\n",
+                    "[--hot] [--no-ref]\n",
                     argv[0]);
             return 2;
         }
@@ -265,7 +268,7 @@ int main(int argc, char **argv)
             continue;
         size_t data_bytes, bytes = format_bytes(f, n_el, block, &data_bytes);
         size_t stride = (bytes + 4095) & ~(size_t)4095;
-        size_t copies = (((size_t)256 << 20) + bytes - 1) / bytes;
+        size_t copies = hot ? 1 : (((size_t)256 << 20) + bytes - 1) / bytes;
         uint8_t *buf = aligned_alloc(4096, stride * copies);
         if (!buf || fill_weight(f, src, n_el, block, buf, data_bytes))
             return 1;

@@ -101,7 +101,7 @@ static tweight make_weight(const format *f, uint64_t rows, uint64_t cols, uint32
     t.w.cols = cols;
     if (f->enc == AIRLLM_ENC_RAW) {
         size_t esz = f->dtype == AIRLLM_DTYPE_F32 ? 4 : 2;
-        t.data = malloc(n * esz + 1);
+        t.data = malloc(n * esz);
         for (size_t i = 0; i < n; i++) {
             if (f->dtype == AIRLLM_DTYPE_F32) {
                 memcpy(t.data + 4 * i, &src[i], 4);
@@ -124,8 +124,8 @@ static tweight make_weight(const format *f, uint64_t rows, uint64_t cols, uint32
     } else {
         airllm_err err;
         size_t nc = airllm_quant_code_bytes(f->qt, n), nb = airllm_quant_nblocks(n, block);
-        t.data = malloc(nc + 1);
-        t.absmax = malloc((nb + 1) * sizeof *t.absmax);
+        t.data = malloc(nc); /* exact: ASan sees any over-read */
+        t.absmax = malloc(nb * sizeof *t.absmax);
         int rc = airllm_quantize_ref(f->qt, src, n, block, t.data, nc, t.absmax, nb, &err);
         CHECK(rc == 0, "quantize %s: %s", f->name, err.msg);
         rc = airllm_dequantize_ref(f->qt, t.data, nc, t.absmax, nb, n, block, t.deq, &err);
@@ -262,6 +262,7 @@ static void test_shapes(void)
         {2, 20, 64},     /* cols < block: several rows per block */
         {1, 64, 64},     /* one row, one block */
         {6, 64, 32},     {13, 128, 64}, {5, 96, 32},  /* whole blocks per row: the fast path */
+        {9, 256, 32},    {8, 384, 128}, {17, 512, 256}, /* 4-bit by 128 columns, 1-4 scales */
         {11, 100, 64},   /* straddling, even cols */
         {10, 255, 32},   {9, 320, 64},  {4, 1000, 128}, {6, 1024, 1024},
         {3, 3000, 1024}, /* straddling with a big block */
@@ -287,14 +288,18 @@ static void test_shapes(void)
             }
 }
 
-/* A larger matrix with realistic row lengths: 4-row tiles plus a leftover,
- * every token tail. */
+/* Larger matrices with realistic row lengths: 8- and 4-row tiles plus
+ * leftovers, token tails; 4160 columns are a multiple of 64 but not of 128
+ * (AVX-512 reads 4-bit codes 8 bytes at a time, AVX2 a vector at a time),
+ * 4096 of both. */
 static void test_large(void)
 {
     static const size_t ns[] = {1, 7};
     for (size_t fi = 0; fi < NFORMATS; fi++)
-        for (size_t ni = 0; ni < 2; ni++)
+        for (size_t ni = 0; ni < 2; ni++) {
             check_case(&formats[fi], 23, 4160, 64, ns[ni], 2, 23);
+            check_case(&formats[fi], 19, 4096, 32, ns[ni], 1, 19);
+        }
 }
 
 /* Quantized kernels against airllm_dequantize_ref then a plain float dot
@@ -452,9 +457,36 @@ static void test_errors(void)
             EXPECT_FAIL(airllm_mm_set_impl(all_impls[i], &err), "unavailable impl");
     CHECK(airllm_mm_impl_name((airllm_mm_impl)99) == NULL, "name of unknown impl");
     airllm_mm_impl a;
-    CHECK(airllm_mm_impl_active(&a, &err) == 0 && a != AIRLLM_MM_IMPL_AUTO, "active impl: %s",
-          err.msg);
+    CHECK(airllm_mm_impl_active(&a, &err) == 0 && a == AIRLLM_MM_IMPL_SCALAR,
+          "active impl: the environment's, remembered: %s", err.msg);
 #undef EXPECT_FAIL
+}
+
+/* AIRLLM_MM_IMPL, before anything else has read it: a bad value fails
+ * every call, a good one is used. */
+static void test_env(void)
+{
+    airllm_err err;
+    airllm_mm_impl a;
+    float x[32] = {0}, y[1];
+    float w[32] = {0};
+    airllm_mm_weight mw = {AIRLLM_ENC_RAW, AIRLLM_DTYPE_F32, (const uint8_t *)w, NULL, 0, 1, 32};
+    setenv("AIRLLM_MM_IMPL", "bogus", 1);
+    CHECK(airllm_mm_impl_active(&a, &err) == -1 && strstr(err.msg, "bogus"),
+          "bad AIRLLM_MM_IMPL refused: %s", err.msg);
+    CHECK(airllm_mm(&mw, x, 1, 32, y, 1, 0, 1, &err) == -1, "airllm_mm fails with it");
+    for (size_t i = 0; i < sizeof all_impls / sizeof all_impls[0]; i++)
+        if (!airllm_mm_impl_available(all_impls[i])) {
+            setenv("AIRLLM_MM_IMPL", airllm_mm_impl_name(all_impls[i]), 1);
+            CHECK(airllm_mm_impl_active(&a, &err) == -1, "unavailable %s refused",
+                  airllm_mm_impl_name(all_impls[i]));
+        }
+    setenv("AIRLLM_MM_IMPL", "scalar", 1);
+    CHECK(airllm_mm_impl_active(&a, &err) == 0 && a == AIRLLM_MM_IMPL_SCALAR,
+          "AIRLLM_MM_IMPL=scalar: %s", err.msg);
+    CHECK(airllm_mm(&mw, x, 1, 32, y, 1, 0, 1, &err) == 0 && y[0] == 0.0f, "then it runs");
+    unsetenv("AIRLLM_MM_IMPL");
+    set_impl(AIRLLM_MM_IMPL_AUTO);
 }
 
 int main(void)
@@ -466,6 +498,7 @@ int main(void)
     for (int i = 0; i < nimpls; i++)
         printf(" %s", airllm_mm_impl_name(impls[i]));
     printf("\n");
+    test_env();
     test_errors();
     test_exact();
     test_against_dequantize();
