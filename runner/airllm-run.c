@@ -488,9 +488,17 @@ int main(int argc, char **argv)
     snprintf(tpath, sizeof tpath, "%s/tokenizer.json", o.dir);
     if (access(tpath, F_OK) == 0) {
         if (airllm_tok_load(o.dir, &tok, &err)) {
-            rt_model_close(&m);
-            return fail(&o, &err);
+            if (o.prompt) {
+                rt_model_close(&m);
+                return fail(&o, &err);
+            }
+            /* Token ids in, token ids out: the tokenizer is not needed
+             * (a text line in --prompts is refused when it is read). */
+            cli_info("note: %s; printing token ids", err.msg);
+            tok = NULL;
         }
+    }
+    if (tok) {
         if (c->bos_id >= 0 && airllm_tok_bos(tok) < 0)
             airllm_tok_set_bos(tok, c->bos_id, NULL);
     } else if (o.prompt) {

@@ -57,12 +57,19 @@ int rt_tensor_vec(const rt_tensor *w, float *out, size_t n, airllm_err *err)
     return rt_tensor_row(&flat, 0, out, err);
 }
 
+/* Up to four matrices that read the same input (q/k/v, gate/up) go to the
+ * pool as one run: on the development VM a hand-off between cores costs
+ * 15-50 us, as much as a small model's whole matrix takes on one core. */
+#define MM_MAX 4
+
 typedef struct {
-    const rt_tensor *w;
+    const rt_tensor *w[MM_MAX];
+    float *y[MM_MAX];
+    uint64_t per[MM_MAX];     /* rows per job of each matrix */
+    size_t first_job[MM_MAX + 1];
+    size_t count;
     const float *x;
     size_t n;
-    float *y;
-    uint64_t rows_per_job;
     int rc;
     airllm_err err;
 } mm_job;
@@ -71,40 +78,59 @@ static void mm_run(void *ctx, size_t job, int thread)
 {
     (void)thread;
     mm_job *j = ctx;
-    uint64_t r0 = job * j->rows_per_job;
-    uint64_t r1 = r0 + j->rows_per_job < j->w->rows ? r0 + j->rows_per_job : j->w->rows;
-    airllm_mm_weight mw = {j->w->enc, j->w->dtype, j->w->data, j->w->absmax,
-                           j->w->block, j->w->rows, j->w->cols};
+    size_t k = 0;
+    while (job >= j->first_job[k + 1])
+        k++;
+    const rt_tensor *w = j->w[k];
+    uint64_t r0 = (job - j->first_job[k]) * j->per[k];
+    uint64_t r1 = r0 + j->per[k] < w->rows ? r0 + j->per[k] : w->rows;
+    airllm_mm_weight mw = {w->enc, w->dtype, w->data, w->absmax, w->block, w->rows, w->cols};
     airllm_err e;
-    if (airllm_mm(&mw, j->x, j->n, (size_t)j->w->cols, j->y, (size_t)j->w->rows, r0, r1, &e)) {
-        j->rc = -1;
+    if (airllm_mm(&mw, j->x, j->n, (size_t)w->cols, j->y[k], (size_t)w->rows, r0, r1, &e)) {
+        j->rc = -1; /* any one failure; the message is that job's */
         j->err = e;
     }
+}
+
+/* y_i = x W_i^T for the count matrices (all with the same cols), on the pool. */
+static int matmul_multi(rt_pool *p, const rt_tensor *const *w, float *const *y, size_t count,
+                        const float *x, size_t n, airllm_err *err)
+{
+    /* Jobs of whole rows (rows of 4-bit codes start on byte boundaries when
+     * cols is even; multiples of 16 rows), enough to balance the threads,
+     * none below MIN_JOB_ELEMS weights. */
+    const uint64_t MIN_JOB_ELEMS = (uint64_t)1 << 18;
+    int th = rt_pool_threads(p);
+    mm_job j;
+    memset(&j, 0, sizeof j);
+    j.count = count;
+    j.x = x;
+    j.n = n;
+    for (size_t k = 0; k < count; k++) {
+        j.w[k] = w[k];
+        j.y[k] = y[k];
+        uint64_t jobs = (uint64_t)th * 4;
+        uint64_t by_size = w[k]->rows * w[k]->cols * (n < 4 ? 1 : n / 4) / MIN_JOB_ELEMS;
+        if (jobs > by_size)
+            jobs = by_size ? by_size : 1;
+        uint64_t per = (w[k]->rows + jobs - 1) / jobs;
+        per = (per + 15) / 16 * 16;
+        j.per[k] = per ? per : 1;
+        j.first_job[k + 1] = j.first_job[k] + (size_t)((w[k]->rows + j.per[k] - 1) / j.per[k]);
+    }
+    rt_pool_run(p, mm_run, &j, j.first_job[count]);
+    if (j.rc) {
+        *err = j.err;
+        return -1;
+    }
+    return 0;
 }
 
 int rt_matmul(rt_pool *p, const rt_tensor *w, const float *x, size_t n, float *y,
               airllm_err *err)
 {
-    /* Jobs of whole rows (rows of 4-bit codes start on byte boundaries when
-     * cols is even), enough to balance the threads, but none smaller than
-     * MIN_JOB_ELEMS weights: handing work to another core costs 15-50 us
-     * on a VM, more than a small matrix takes on one core (SmolLM2's are
-     * 0.9 M weights, 50 us). */
-    const uint64_t MIN_JOB_ELEMS = (uint64_t)1 << 20;
-    int th = rt_pool_threads(p);
-    uint64_t jobs = (uint64_t)th * 4;
-    uint64_t by_size = w->rows * w->cols * (n < 4 ? 1 : n / 4) / MIN_JOB_ELEMS;
-    if (jobs > by_size)
-        jobs = by_size ? by_size : 1;
-    uint64_t per = (w->rows + jobs - 1) / jobs;
-    per = (per + 15) / 16 * 16;
-    mm_job j = {w, x, n, y, per ? per : 1, 0, {{0}}};
-    size_t n_jobs = (size_t)((w->rows + j.rows_per_job - 1) / j.rows_per_job);
-    rt_pool_run(p, mm_run, &j, n_jobs);
-    if (j.rc) {
-        *err = j.err;
+    if (matmul_multi(p, &w, &y, 1, x, n, err))
         return airllm_err_prefix(err, "%s", w->name);
-    }
     return 0;
 }
 
@@ -383,8 +409,10 @@ static int mlp(rt_model *m, const rt_tensor *g, const rt_tensor *u, const rt_ten
                const float *h, size_t n, float *out, airllm_err *err)
 {
     size_t I = (size_t)g->rows;
-    if (rt_matmul(m->pool, g, h, n, m->hb, err) || rt_matmul(m->pool, u, h, n, m->hb2, err))
-        return -1;
+    const rt_tensor *gu[2] = {g, u};
+    float *out2[2] = {m->hb, m->hb2};
+    if (matmul_multi(m->pool, gu, out2, 2, h, n, err))
+        return airllm_err_prefix(err, "%s", g->name);
     for (size_t i = 0; i < n * I; i++)
         m->hb[i] = silu(m->hb[i]) * m->hb2[i];
     return rt_matmul(m->pool, d, m->hb, n, out, err);
@@ -493,10 +521,11 @@ static int layer_forward(rt_model *m, step *st, const rt_slot *sl, const char *u
         return -1;
     for (size_t t = 0; t < n; t++)
         rmsnorm(m->xb + t * H, m->x + t * H, w, (int)H, c->rms_eps);
-    if (rt_matmul(m->pool, wq, m->xb, n, m->q, err) ||
-        rt_matmul(m->pool, wk, m->xb, n, m->k, err) ||
-        rt_matmul(m->pool, wv, m->xb, n, m->v, err) ||
-        add_bias(sl, "self_attn.q_proj.bias", m->q, n, Q, w, err) ||
+    const rt_tensor *qkv[3] = {wq, wk, wv};
+    float *out3[3] = {m->q, m->k, m->v};
+    if (matmul_multi(m->pool, qkv, out3, 3, m->xb, n, err))
+        return airllm_err_prefix(err, "%s", unit);
+    if (add_bias(sl, "self_attn.q_proj.bias", m->q, n, Q, w, err) ||
         add_bias(sl, "self_attn.k_proj.bias", m->k, n, KV, w, err) ||
         add_bias(sl, "self_attn.v_proj.bias", m->v, n, KV, w, err))
         return -1;
