@@ -33,7 +33,7 @@ for t in airllm-split airllm-quant airllm-run; do [ -x "$BIN/$t" ] || die "no $B
 [ -f "$HF7/model.safetensors.index.json" ] || die "no $HF7: run scripts/bench_split.sh first"
 WORK=$(mktemp -d "$BENCH_DIR/runwork.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
-cc -O2 -pthread -o "$WORK/membw" "$ROOT/scripts/membw.c" || die "cannot build membw"
+cc -O3 -march=native -pthread -o "$WORK/membw" "$ROOT/scripts/membw.c" || die "cannot build membw"
 MEMBW=$("$WORK/membw" 1024 "$(nproc)" 2>/dev/null)
 SMOL=$("$ROOT/scripts/fetch_smollm2.sh" | tail -n 1)
 SMOL32=$("$ROOT/scripts/fetch_smollm2.sh" --dtype f32 | tail -n 1)
@@ -97,14 +97,18 @@ rm -rf "$WORK/l7-bf16"
 D=$WORK/l7-nf4
 BPT=$(per_token "$D")
 files=$(ls "$D"/*.airc)
-# page-cache read rate: warm the files, then read them again
+# Read rates of the same files with dd (8 MiB requests), each file on its
+# own: warm in the page cache (read once first), and with O_DIRECT.
+read_rate() { # DD_FLAGS...
+    local t0 t1
+    t0=$(date +%s.%N)
+    for f in $files; do dd if="$f" of=/dev/null bs=8M status=none "$@"; done
+    t1=$(date +%s.%N)
+    python3 -c "import os,sys; fs=sys.argv[3:]; print('%.2f' % (sum(os.path.getsize(f) for f in fs)/(float(sys.argv[2])-float(sys.argv[1]))/1e9))" "$t0" "$t1" $files
+}
 cat $files >/dev/null
-CACHE_GBS=$(dd if=<(cat $files) of=/dev/null bs=8M 2>&1 | awk '/copied/ { print $(NF-1) * ($NF == "GB/s" ? 1 : $NF == "MB/s" ? 0.001 : 1) }')
-DIRECT_BYTES=0
-t0=$(date +%s.%N)
-for f in $files; do dd if="$f" of=/dev/null bs=8M iflag=direct status=none; done
-t1=$(date +%s.%N)
-DIRECT_GBS=$(python3 -c "import os,sys; fs=sys.argv[3:]; print(sum(os.path.getsize(f) for f in fs)/(float(sys.argv[2])-float(sys.argv[1]))/1e9)" "$t0" "$t1" $files)
+CACHE_GBS=$(read_rate)
+DIRECT_GBS=$(read_rate iflag=direct)
 echo
 echo "disk:   page cache $CACHE_GBS GB/s (dd, warm); O_DIRECT $DIRECT_GBS GB/s (dd iflag=direct)"
 echo "7B nf4: $BPT bytes per token"
@@ -119,6 +123,8 @@ done
 # ---------------------------------------------------------------- (d) prefetch
 measure "(d) 7B nf4 streamed, prefetch" "$D" "$BPT" "$CACHE_GBS" --mem-budget 0 --ids 1,2,3 -n "${N:-4}"
 measure "(d) 7B nf4 streamed, --no-prefetch" "$D" "$BPT" "$CACHE_GBS" --mem-budget 0 --no-prefetch --ids 1,2,3 -n "${N:-4}"
+measure "(d) 7B nf4 O_DIRECT, prefetch" "$D" "$BPT" "$DIRECT_GBS" --mem-budget 0 --direct --ids 1,2,3 -n "${N:-4}"
+measure "(d) 7B nf4 O_DIRECT, --no-prefetch" "$D" "$BPT" "$DIRECT_GBS" --mem-budget 0 --direct --no-prefetch --ids 1,2,3 -n "${N:-4}"
 S=$WORK/smol-bf16
 measure "(d) SmolLM2 bf16 streamed, prefetch" "$S" "$(per_token "$S")" "$CACHE_GBS" --mem-budget 0 --ids 1,2,3 -n "${N:-32}"
 measure "(d) SmolLM2 bf16 streamed, --no-prefetch" "$S" "$(per_token "$S")" "$CACHE_GBS" --mem-budget 0 --no-prefetch --ids 1,2,3 -n "${N:-32}"
