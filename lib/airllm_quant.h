@@ -189,8 +189,9 @@ int airllm_quant_error_stats(const float *x, const float *y, size_t n, airllm_qu
 
 /* Per-block error sums, the streaming form of the statistics. Each block is
  * first scaled by the power of two 2^-exp that brings its absmax a into
- * [0.5, 1) (exp = 0 when a is 0), exactly, so that float sums neither
- * underflow for tiny weights nor overflow for huge ones. With xs = x 2^-exp,
+ * [0.5, 1) (exp = 0 when a is 0; exp clamped to [-126, 126] so 2^-exp is a
+ * normal float), exactly, so that float sums neither underflow for tiny
+ * weights nor overflow for huge ones. With xs = x 2^-exp,
  * ys = y 2^-exp, e = xs - ys and v = ys / (a 2^-exp) (the codebook value),
  *   e2 = sum e^2, x2 = sum xs^2, ev = sum e*v, v2 = sum v^2,
  *   max_e = max |e|, max_v = max |v|,
