@@ -56,7 +56,8 @@ static void usage(FILE *f)
             "      --no-prefetch        read each streamed layer when it is needed\n"
             "      --direct             read layers with O_DIRECT (bypass the page cache)\n"
             "      --verify-load        check each layer's SHA-256 as it is read\n"
-            "  -t, --threads N          compute threads (default: all cores)\n"
+            "  -t, --threads N          compute threads (default: all cores, one fewer when\n"
+            "                           layers stream, for the prefetch thread)\n"
             "Output:\n"
             "      --json               one JSON object: prompt_ids, generated_ids, text, timings\n"
             "      --dump-logits FILE   logits at the last prompt position, float32 LE\n"
@@ -124,8 +125,7 @@ static int parse_args(int argc, char **argv, run_opts *o)
     o->top_p = 1.0;
     o->prefetch = true;
     o->budget = default_budget();
-    long nproc = sysconf(_SC_NPROCESSORS_ONLN);
-    o->threads = nproc > 0 ? (int)nproc : 1;
+    o->threads = 0; /* all cores, one fewer when layers stream (rt_model_open) */
     int ch;
     uint64_t v;
     char *end;

@@ -188,6 +188,7 @@ typedef struct {
     double compute_s;
 } rt_model;
 
+/* threads <= 0: all cores, one fewer when some units stream with prefetch. */
 int rt_model_open(rt_model *m, const char *dir, uint64_t budget, bool prefetch, bool direct,
                   bool verify_load, int threads, airllm_err *err);
 void rt_model_close(rt_model *m);
