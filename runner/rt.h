@@ -147,7 +147,10 @@ const rt_tensor *rt_slot_find(const rt_slot *sl, const char *suffix);
 typedef struct rt_pool rt_pool;
 int rt_pool_new(int threads, rt_pool **out, airllm_err *err);
 void rt_pool_free(rt_pool *p);
-int rt_pool_threads(const rt_pool *p);
+int rt_pool_threads(const rt_pool *p); /* taking part now */
+/* Uses only the first `threads` threads (the caller included) for the next
+ * runs; the others sleep. Call between runs. */
+void rt_pool_set_active(rt_pool *p, int threads);
 /* Runs fn(ctx, job, thread) for job in [0, n_jobs) on all threads; returns
  * when every job is done. */
 void rt_pool_run(rt_pool *p, void (*fn)(void *ctx, size_t job, int thread), void *ctx,
@@ -185,10 +188,13 @@ typedef struct {
     float *router;
     float *rope_inv_freq;
     float *vec; /* scratch for 1-D tensors */
+    int threads;        /* in the pool */
+    bool spare_core;    /* leave one core to the prefetch thread in light steps */
     double compute_s;
 } rt_model;
 
-/* threads <= 0: all cores, one fewer when some units stream with prefetch. */
+/* threads <= 0: all cores; then, when some units stream with prefetch, steps
+ * of fewer than 4 tokens (decode) leave one core to the prefetch thread. */
 int rt_model_open(rt_model *m, const char *dir, uint64_t budget, bool prefetch, bool direct,
                   bool verify_load, int threads, airllm_err *err);
 void rt_model_close(rt_model *m);

@@ -208,15 +208,17 @@ int rt_model_open(rt_model *m, const char *dir, uint64_t budget, bool prefetch, 
     if (rt_store_open(&m->store, dir, budget, prefetch, direct, verify_load, err))
         return -1;
     if (threads <= 0) {
-        /* Default: every core, but one left to the prefetch thread when
-         * layers stream: copying a layer out of the page cache is CPU work,
-         * and on 2 cores sharing it with the kernels cost a quarter of the
-         * speed (7B nf4 streamed: 2.69 tok/s on 2 threads, 3.46 on 1). */
+        /* Default: every core. When layers stream, copying a layer out of
+         * the page cache is CPU work: on 2 cores, sharing them with the
+         * kernels cost a quarter of the decode speed (7B nf4 streamed: 2.69
+         * tok/s on 2 threads, 3.46 on 1), so light steps leave one core to
+         * the prefetch thread; heavy ones (prefill, batches) are
+         * compute-bound and use them all. */
         long nproc = sysconf(_SC_NPROCESSORS_ONLN);
         threads = nproc > 0 ? (int)nproc : 1;
-        if (m->store.n_stream && prefetch && threads > 1)
-            threads--;
+        m->spare_core = m->store.n_stream && prefetch && threads > 1;
     }
+    m->threads = threads;
     if (rt_pool_new(threads, &m->pool, err))
         return -1;
     const rt_config *c = &m->cfg;
@@ -621,6 +623,8 @@ int rt_forward(rt_model *m, rt_seq **seqs, size_t n_seqs, float *logits, airllm_
         return airllm_errf(err, "nothing to run");
     if (ensure_buffers(m, n, max_ctx, err))
         return -1;
+    if (m->spare_core)
+        rt_pool_set_active(m->pool, n < 4 ? m->threads - 1 : m->threads);
     step st = {m, malloc(sizeof(rt_seq *) * n), malloc(sizeof(size_t) * n), n, 0};
     int32_t *ids = malloc(sizeof(int32_t) * n);
     size_t *last = malloc(sizeof(size_t) * n_seqs);

@@ -26,6 +26,8 @@ struct rt_pool {
     pthread_t *th;
     pthread_mutex_t lock;
     pthread_cond_t go;
+    pthread_cond_t resume; /* for workers set aside by rt_pool_set_active */
+    atomic_int active;     /* threads taking part, the caller included */
     atomic_ulong gen;      /* bumped per run */
     atomic_int pending;    /* workers still in the current run */
     atomic_int sleepers;   /* workers blocked on go */
@@ -59,6 +61,16 @@ static void *worker(void *arg)
     free(a);
     unsigned long seen = 0;
     for (;;) {
+        if (id >= atomic_load(&p->active) && !atomic_load(&p->stop)) {
+            /* Set aside: sleep until rt_pool_set_active takes us back,
+             * without spinning on the core left to the prefetch thread. */
+            pthread_mutex_lock(&p->lock);
+            while (id >= atomic_load(&p->active) && !atomic_load(&p->stop))
+                pthread_cond_wait(&p->resume, &p->lock);
+            pthread_mutex_unlock(&p->lock);
+            seen = atomic_load(&p->gen); /* runs held meanwhile are not ours */
+            continue;
+        }
         int spins = 0;
         while (atomic_load(&p->gen) == seen && !atomic_load(&p->stop) && spins < SPIN_LIMIT) {
             cpu_relax();
@@ -78,10 +90,28 @@ static void *worker(void *arg)
         if (atomic_load(&p->stop))
             break;
         seen = atomic_load(&p->gen);
+        /* active is set before gen is bumped: a run that leaves us out did
+         * not count us in pending. */
+        if (id >= atomic_load(&p->active))
+            continue;
         drain(p, id);
         atomic_fetch_sub(&p->pending, 1);
     }
     return NULL;
+}
+
+void rt_pool_set_active(rt_pool *p, int threads)
+{
+    if (threads < 1)
+        threads = 1;
+    if (threads > p->n)
+        threads = p->n;
+    int old = atomic_exchange(&p->active, threads);
+    if (threads > old) {
+        pthread_mutex_lock(&p->lock);
+        pthread_cond_broadcast(&p->resume);
+        pthread_mutex_unlock(&p->lock);
+    }
 }
 
 int rt_pool_new(int threads, rt_pool **out, airllm_err *err)
@@ -92,6 +122,8 @@ int rt_pool_new(int threads, rt_pool **out, airllm_err *err)
     p->n = threads < 1 ? 1 : threads;
     pthread_mutex_init(&p->lock, NULL);
     pthread_cond_init(&p->go, NULL);
+    pthread_cond_init(&p->resume, NULL);
+    atomic_store(&p->active, p->n);
     p->th = calloc((size_t)p->n, sizeof *p->th);
     if (!p->th) {
         free(p);
@@ -117,24 +149,27 @@ void rt_pool_free(rt_pool *p)
     pthread_mutex_lock(&p->lock);
     atomic_store(&p->stop, true);
     pthread_cond_broadcast(&p->go);
+    pthread_cond_broadcast(&p->resume);
     pthread_mutex_unlock(&p->lock);
     for (int i = 1; i < p->n; i++)
         pthread_join(p->th[i], NULL);
     free(p->th);
     pthread_mutex_destroy(&p->lock);
     pthread_cond_destroy(&p->go);
+    pthread_cond_destroy(&p->resume);
     free(p);
 }
 
 int rt_pool_threads(const rt_pool *p)
 {
-    return p->n;
+    return atomic_load(&((rt_pool *)p)->active);
 }
 
 void rt_pool_run(rt_pool *p, void (*fn)(void *ctx, size_t job, int thread), void *ctx,
                  size_t n_jobs)
 {
-    if (p->n == 1 || n_jobs <= 1) {
+    int active = atomic_load(&p->active);
+    if (active == 1 || n_jobs <= 1) {
         for (size_t j = 0; j < n_jobs; j++)
             fn(ctx, j, 0);
         return;
@@ -143,7 +178,7 @@ void rt_pool_run(rt_pool *p, void (*fn)(void *ctx, size_t job, int thread), void
     p->ctx = ctx;
     p->n_jobs = n_jobs;
     atomic_store(&p->next, 0);
-    atomic_store(&p->pending, p->n - 1);
+    atomic_store(&p->pending, active - 1);
     atomic_fetch_add(&p->gen, 1); /* publishes the fields above */
     if (atomic_load(&p->sleepers) > 0) {
         pthread_mutex_lock(&p->lock);
