@@ -663,11 +663,18 @@ int airllm_encoding_is_quant(airllm_encoding e)
     return e == AIRLLM_ENC_NF4 || e == AIRLLM_ENC_FP4 || e == AIRLLM_ENC_INT8;
 }
 
-static airllm_quant_type enc_qtype(airllm_encoding e)
+airllm_quant_type airllm_encoding_quant_type(airllm_encoding e)
 {
     return e == AIRLLM_ENC_NF4 ? AIRLLM_QUANT_NF4
          : e == AIRLLM_ENC_FP4 ? AIRLLM_QUANT_FP4
                                : AIRLLM_QUANT_INT8;
+}
+
+airllm_encoding airllm_quant_encoding(airllm_quant_type t)
+{
+    return t == AIRLLM_QUANT_NF4 ? AIRLLM_ENC_NF4
+         : t == AIRLLM_QUANT_FP4 ? AIRLLM_ENC_FP4
+                                 : AIRLLM_ENC_INT8;
 }
 
 int airllm_ct_qlayout_make(airllm_encoding enc, uint64_t n, uint32_t block, int double_quant,
@@ -764,7 +771,7 @@ int airllm_ct_dequantize(airllm_encoding enc, const airllm_ct_qlayout *l, const 
         return airllm_errf(err, "out of memory");
     int rc = airllm_ct_quant_absmax(l, stored + l->scales_off, absmax, err);
     if (!rc)
-        rc = airllm_dequantize(enc_qtype(enc), stored, (size_t)l->codes_len, absmax,
+        rc = airllm_dequantize(airllm_encoding_quant_type(enc), stored, (size_t)l->codes_len, absmax,
                                (size_t)l->nblocks, (size_t)l->n, l->block, out, err);
     free(absmax);
     return rc;

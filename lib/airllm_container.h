@@ -16,6 +16,7 @@
 
 #include "airllm_dtype.h"
 #include "airllm_err.h"
+#include "airllm_quant.h"
 
 #define AIRLLM_CT_MAGIC "AIRLLMCT" /* 8 bytes, no NUL in the file */
 #define AIRLLM_CT_VERSION_MAJOR 1
@@ -101,6 +102,10 @@ typedef struct {
 
 /* 1 for nf4, fp4, int8. */
 int airllm_encoding_is_quant(airllm_encoding e);
+/* The codebook of a quantized encoding, and back (the codes differ:
+ * encodings are file codes, types are the kernels' enum). */
+airllm_quant_type airllm_encoding_quant_type(airllm_encoding e); /* e must be quantized */
+airllm_encoding airllm_quant_encoding(airllm_quant_type t);
 /* Layout of a quantized tensor of n elements. Fails on a bad encoding or
  * block size or on overflow. */
 int airllm_ct_qlayout_make(airllm_encoding enc, uint64_t n, uint32_t block, int double_quant,

@@ -10,6 +10,8 @@
  * round once where bitsandbytes rounds twice. */
 #include "airllm_quant.h"
 
+#include "airllm_bytes.h"
+
 #include <float.h>
 #include <math.h>
 #include <pthread.h>
@@ -654,6 +656,21 @@ void airllm_bf16_to_f32_array(const uint8_t *src, size_t n, float *dst)
     for (; i < n; i++) {
         uint32_t u = ((uint32_t)src[2 * i] | (uint32_t)src[2 * i + 1] << 8) << 16;
         memcpy(&dst[i], &u, sizeof u);
+    }
+}
+
+int airllm_float_to_f32_array(airllm_dtype dt, const uint8_t *src, size_t n, float *dst,
+                              airllm_err *err)
+{
+    switch (dt) {
+    case AIRLLM_DTYPE_BF16: airllm_bf16_to_f32_array(src, n, dst); return 0;
+    case AIRLLM_DTYPE_F16: airllm_f16_to_f32_array(src, n, dst); return 0;
+    case AIRLLM_DTYPE_F32:
+        for (size_t i = 0; i < n; i++)
+            dst[i] = airllm_get_lef32(src + 4 * i);
+        return 0;
+    default:
+        return airllm_errf(err, "dtype %s is not F32, F16 or BF16", airllm_dtype_name(dt));
     }
 }
 

@@ -27,6 +27,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "airllm_dtype.h"
 #include "airllm_err.h"
 
 typedef enum {
@@ -173,6 +174,10 @@ float airllm_bf16_to_f32(uint16_t b);
 /* n little-endian 2-byte values from src (2n bytes) to dst (n floats). */
 void airllm_f16_to_f32_array(const uint8_t *src, size_t n, float *dst);
 void airllm_bf16_to_f32_array(const uint8_t *src, size_t n, float *dst);
+/* n little-endian elements of dtype F32, F16 or BF16 to float32; any other
+ * dtype is an error. */
+int airllm_float_to_f32_array(airllm_dtype dt, const uint8_t *src, size_t n, float *dst,
+                              airllm_err *err);
 
 /* ---- error statistics ---- */
 

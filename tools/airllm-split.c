@@ -583,9 +583,7 @@ static int writer_open(split_ctx *s, size_t unit, unit_writer **out, airllm_err 
         ct->stored_len = ct->raw_len;
         ct->encoding = AIRLLM_ENC_RAW;
         if (s->quantize && s->quantize[t]) {
-            ct->encoding = s->o.qtype == AIRLLM_QUANT_NF4   ? AIRLLM_ENC_NF4
-                           : s->o.qtype == AIRLLM_QUANT_FP4 ? AIRLLM_ENC_FP4
-                                                            : AIRLLM_ENC_INT8;
+            ct->encoding = airllm_quant_encoding(s->o.qtype);
             ct->enc_param[0] = s->o.block;
             ct->enc_param[1] = s->o.double_quant ? AIRLLM_CT_QFLAG_DOUBLE_QUANT : 0;
             airllm_ct_qlayout l;
@@ -730,25 +728,12 @@ static int writer_compress(split_ctx *s, unit_writer *w, const airllm_ct_tensor 
 
 static size_t elem_size(airllm_dtype dt)
 {
-    return dt == AIRLLM_DTYPE_F32 ? 4 : 2;
-}
-
-/* Source elements (little-endian F32, F16 or BF16) to float32. */
-static void to_f32(airllm_dtype dt, const uint8_t *src, size_t n, float *dst)
-{
-    if (dt == AIRLLM_DTYPE_BF16) {
-        airllm_bf16_to_f32_array(src, n, dst);
-    } else if (dt == AIRLLM_DTYPE_F16) {
-        airllm_f16_to_f32_array(src, n, dst);
-    } else {
-        for (size_t i = 0; i < n; i++)
-            dst[i] = airllm_get_lef32(src + 4 * i);
-    }
+    return airllm_dtype_bits(dt) / 8;
 }
 
 static size_t qcode_bytes(const split_ctx *s, uint64_t n)
 {
-    return (size_t)(s->o.qtype == AIRLLM_QUANT_INT8 ? n : (n + 1) / 2);
+    return airllm_quant_code_bytes(s->o.qtype, (size_t)n);
 }
 
 typedef struct {
@@ -778,8 +763,8 @@ static void *qjob_run(void *arg)
         size_t off = k * QSLICE, m = j->n - off < QSLICE ? j->n - off : QSLICE;
         size_t b0 = (size_t)((j->first + off) / block), nb = (m + block - 1) / block;
         size_t coff = qcode_bytes(s, off);
-        to_f32(j->dt, j->src + off * es, m, x);
-        if (airllm_quantize(s->o.qtype, x, m, block, s->qcodes + coff, s->qcodes_cap - coff,
+        if (airllm_float_to_f32_array(j->dt, j->src + off * es, m, x, &j->err) ||
+            airllm_quantize(s->o.qtype, x, m, block, s->qcodes + coff, s->qcodes_cap - coff,
                             w->qabsmax + b0, nb, &j->err) ||
             airllm_dequantize(s->o.qtype, s->qcodes + coff, qcode_bytes(s, m), w->qabsmax + b0,
                               nb, m, block, y, &j->err) ||
@@ -1507,6 +1492,22 @@ static void *writer_thread(void *arg)
     return NULL;
 }
 
+/* Reads [*off, end) of a source that no writer needs (the header, the
+ * padding between container tensors, the tail), only to hash it; *off ends
+ * at end. */
+static int hash_range(split_ctx *s, int fd, const char *path, airllm_sha256 *h, uint64_t *off,
+                      uint64_t end, airllm_err *err)
+{
+    while (*off < end) {
+        size_t n = (size_t)(end - *off < s->buf_size ? end - *off : s->buf_size);
+        if (airllm_pread_full(fd, s->buf, n, *off, path, err))
+            return -1;
+        airllm_sha256_update(h, s->buf, n);
+        *off += n;
+    }
+    return 0;
+}
+
 /* Reads source i once, front to back: hashes every byte and hands each
  * tensor's bytes to its unit's writer (through the pipeline). */
 static int stream_source(split_ctx *s, size_t i, airllm_err *err)
@@ -1565,14 +1566,7 @@ static int stream_source(split_ctx *s, size_t i, airllm_err *err)
         return airllm_errf(err, "cannot start the writer thread");
     }
     uint64_t off = 0;
-    while (off < src->st.data_start && !rc) {
-        size_t n = (size_t)(src->st.data_start - off < s->buf_size ? src->st.data_start - off
-                                                                    : s->buf_size);
-        rc = airllm_pread_full(fd, s->buf, n, off, path, err);
-        if (!rc)
-            airllm_sha256_update(h, s->buf, n);
-        off += n;
-    }
+    rc = hash_range(s, fd, path, h, &off, src->st.data_start, err);
     for (size_t t = 0; t < c->n_tensors && !rc; t++) {
         if (c->tensors[t].source != i)
             continue;
@@ -1581,13 +1575,8 @@ static int stream_source(split_ctx *s, size_t i, airllm_err *err)
         uint64_t pos = src->st.data_start + stt->begin, end = src->st.data_start + stt->end;
         /* Container sources have padding between tensors: it is hashed too,
          * so the digest is the file's. */
-        while (off < pos && !rc) {
-            size_t n = (size_t)(pos - off < s->buf_size ? pos - off : s->buf_size);
-            rc = airllm_pread_full(fd, s->buf, n, off, path, err);
-            if (!rc)
-                airllm_sha256_update(h, s->buf, n);
-            off += n;
-        }
+        if (!rc)
+            rc = hash_range(s, fd, path, h, &off, pos, err);
         if (send && pos == end)
             pipe_push(&p, (pipe_msg){NULL, 0, t, true});
         while (pos < end && !rc) {
@@ -1610,14 +1599,8 @@ static int stream_source(split_ctx *s, size_t i, airllm_err *err)
             cli_progress_add(&s->prog, n);
         }
     }
-    while (off < src->st.file_size && !rc) {
-        size_t n = (size_t)(src->st.file_size - off < s->buf_size ? src->st.file_size - off
-                                                                   : s->buf_size);
-        rc = airllm_pread_full(fd, s->buf, n, off, path, err);
-        if (!rc)
-            airllm_sha256_update(h, s->buf, n);
-        off += n;
-    }
+    if (!rc)
+        rc = hash_range(s, fd, path, h, &off, src->st.file_size, err);
     if (rc)
         pipe_fail(&p);
     airllm_sha256_final_hex(h, p.source_sha);
@@ -1977,6 +1960,18 @@ static uint64_t disk_available(const char *dir)
     return (uint64_t)v.f_bavail * v.f_frsize;
 }
 
+/* The options and notes airllm-split and airllm-quant share. */
+#define USAGE_COMMON                                                                   \
+    "  -n, --dry-run          print the plan (units, sizes, disk needed) and exit\n"      \
+    "  -f, --force            replace whatever OUT_DIR holds\n"                           \
+    "      --json             print a machine-readable summary on stdout\n"               \
+    "  -q, --quiet            only errors\n"                                              \
+    "  -v, --verbose          more detail\n"                                              \
+    "  -h, --help             this help\n"                                                \
+    "  -V, --version          print the version\n\n"                                      \
+    "A run that is interrupted resumes when the same command is run again.\n"          \
+    "Exit status: 0 success, 1 failure, 2 usage error.\n"
+
 #ifdef AIRLLM_QUANT_TOOL
 static void usage(FILE *f)
 {
@@ -1995,15 +1990,7 @@ static void usage(FILE *f)
             "      --report           print each quantized tensor's error (RMSE, max abs,\n"
             "                         relative Frobenius) as a table\n"
             "  -j, --jobs N           quantization threads (default 1)\n"
-            "  -n, --dry-run          print the plan (units, sizes, disk needed) and exit\n"
-            "  -f, --force            replace whatever OUT_DIR holds\n"
-            "      --json             print a machine-readable summary on stdout\n"
-            "  -q, --quiet            only errors\n"
-            "  -v, --verbose          more detail\n"
-            "  -h, --help             this help\n"
-            "  -V, --version          print the version\n\n"
-            "A run that is interrupted resumes when the same command is run again.\n"
-            "Exit status: 0 success, 1 failure, 2 usage error.\n");
+            USAGE_COMMON);
 }
 #else
 static void usage(FILE *f)
@@ -2017,15 +2004,7 @@ static void usage(FILE *f)
             "      --delete-original  delete each source shard once every layer holding its\n"
             "                         tensors is written, synced and re-read; index and\n"
             "                         config files go last, after the manifest\n"
-            "  -n, --dry-run          print the plan (units, sizes, disk needed) and exit\n"
-            "  -f, --force            replace whatever OUT_DIR holds\n"
-            "      --json             print a machine-readable summary on stdout\n"
-            "  -q, --quiet            only errors\n"
-            "  -v, --verbose          more detail\n"
-            "  -h, --help             this help\n"
-            "  -V, --version          print the version\n\n"
-            "A run that is interrupted resumes when the same command is run again.\n"
-            "Exit status: 0 success, 1 failure, 2 usage error.\n");
+            USAGE_COMMON);
 }
 #endif
 
@@ -2223,7 +2202,7 @@ static bool is_router(const char *name)
 {
     static const char *const suffixes[] = {".block_sparse_moe.gate.weight", ".mlp.gate.weight",
                                            ".shared_expert_gate.weight", ".router.weight",
-                                           ".mlp.router.weight", ".moe.gate.weight"};
+                                           ".moe.gate.weight"};
     size_t n = strlen(name);
     for (size_t i = 0; i < sizeof suffixes / sizeof *suffixes; i++) {
         size_t k = strlen(suffixes[i]);
@@ -2279,10 +2258,10 @@ static void quant_summary(const split_ctx *s, cJSON *j)
     uint64_t nq = 0, elems = 0, qstored = 0, qsrc = 0;
     double worst_rel = 0;
     for (size_t t = 0; t < c->n_tensors; t++) {
-        const airllm_st_tensor *st = airllm_ckpt_st(c, t);
-        uint64_t n = airllm_ckpt_raw_len(c, t) / (airllm_dtype_bits(st->dtype) / 8 ? airllm_dtype_bits(st->dtype) / 8 : 1);
         if (!airllm_encoding_is_quant(s->encoding[t]))
             continue;
+        /* quantized tensors are F32, F16 or BF16: whole bytes per element */
+        uint64_t n = airllm_ckpt_raw_len(c, t) / elem_size(airllm_ckpt_st(c, t)->dtype);
         nq++;
         elems += n;
         qstored += s->stored_len[t];
@@ -2324,7 +2303,7 @@ static void quant_report(const split_ctx *s)
             if (!airllm_encoding_is_quant(s->encoding[t]))
                 continue;
             const airllm_st_tensor *st = airllm_ckpt_st(c, t);
-            uint64_t n = airllm_ckpt_raw_len(c, t) / (airllm_dtype_bits(st->dtype) / 8);
+            uint64_t n = airllm_ckpt_raw_len(c, t) / elem_size(st->dtype);
             printf("%-56s %-6s %12.5g %12.5g %12.5g %8.3f\n", st->name,
                    airllm_encoding_name(s->encoding[t]), s->qstats[t].rmse,
                    s->qstats[t].max_abs, s->qstats[t].rel_fro,

@@ -202,9 +202,7 @@ static void compare_quantized(verify_ctx *v, const airllm_mf_unit *mu, int ufd, 
     }
     if (l.n == 0)
         return;
-    airllm_quant_type type = ct->encoding == AIRLLM_ENC_NF4   ? AIRLLM_QUANT_NF4
-                             : ct->encoding == AIRLLM_ENC_FP4 ? AIRLLM_QUANT_FP4
-                                                              : AIRLLM_QUANT_INT8;
+    airllm_quant_type type = airllm_encoding_quant_type(ct->encoding);
     double g = type == AIRLLM_QUANT_NF4 ? 0.15190640 : type == AIRLLM_QUANT_FP4 ? 1.0 / 6 : 1.0 / 254;
     size_t es = airllm_dtype_bits(ct->dtype) / 8;
     size_t scales_len = (size_t)(l.stored_len - l.scales_off);
@@ -233,14 +231,8 @@ static void compare_quantized(verify_ctx *v, const airllm_mf_unit *mu, int ufd, 
             report(v, mu->file, ct->name, "%s", strip_dir(v, err.msg));
             goto out;
         }
-        if (ct->dtype == AIRLLM_DTYPE_BF16)
-            airllm_bf16_to_f32_array(src, m, x);
-        else if (ct->dtype == AIRLLM_DTYPE_F16)
-            airllm_f16_to_f32_array(src, m, x);
-        else
-            for (size_t i = 0; i < m; i++)
-                x[i] = airllm_get_lef32(src + 4 * i);
-        if (airllm_dequantize(type, codes, clen, absmax + b0, nb, m, l.block, y, &err)) {
+        if (airllm_float_to_f32_array(ct->dtype, src, m, x, &err) ||
+            airllm_dequantize(type, codes, clen, absmax + b0, nb, m, l.block, y, &err)) {
             report(v, mu->file, ct->name, "cannot dequantize: %s", err.msg);
             goto out;
         }
