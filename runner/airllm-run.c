@@ -291,11 +291,9 @@ static int32_t sample(const float *logits, int vocab, const run_opts *o, uint64_
     float mx = -INFINITY;
     for (int i = 0; i < vocab; i++)
         mx = logits[i] > mx ? logits[i] : mx;
-    double sum = 0;
     for (int i = 0; i < vocab; i++) {
         buf[i].p = expf((float)((logits[i] - mx) / o->temperature));
         buf[i].id = i;
-        sum += buf[i].p;
     }
     size_t n = (size_t)vocab;
     qsort(buf, n, sizeof *buf, cand_cmp);
@@ -315,7 +313,6 @@ static int32_t sample(const float *logits, int vocab, const run_opts *o, uint64_
         }
         kept = acc < kept ? acc : kept;
     }
-    (void)sum;
     double r = (double)(rng_next(rng) >> 11) / 9007199254740992.0 * kept, acc = 0;
     for (size_t i = 0; i < n; i++) {
         acc += buf[i].p;

@@ -38,12 +38,18 @@ static double now(void)
 
 /* ---- tensors ---- */
 
+/* The kernels' view of a tensor. */
+static airllm_mm_weight mm_weight(const rt_tensor *w)
+{
+    return (airllm_mm_weight){w->enc, w->dtype, w->data, w->absmax, w->block, w->rows, w->cols};
+}
+
 int rt_tensor_row(const rt_tensor *w, uint64_t r, float *out, airllm_err *err)
 {
     if (r >= w->rows)
         return airllm_errf(err, "%s: row %llu of %llu", w->name, (unsigned long long)r,
                            (unsigned long long)w->rows);
-    airllm_mm_weight mw = {w->enc, w->dtype, w->data, w->absmax, w->block, w->rows, w->cols};
+    airllm_mm_weight mw = mm_weight(w);
     return airllm_mm_row_f32(&mw, r, out, err);
 }
 
@@ -85,7 +91,7 @@ static void mm_run(void *ctx, size_t job, int thread)
     const rt_tensor *w = j->w[k];
     uint64_t r0 = (job - j->first_job[k]) * j->per[k];
     uint64_t r1 = r0 + j->per[k] < w->rows ? r0 + j->per[k] : w->rows;
-    airllm_mm_weight mw = {w->enc, w->dtype, w->data, w->absmax, w->block, w->rows, w->cols};
+    airllm_mm_weight mw = mm_weight(w);
     airllm_err e;
     if (airllm_mm(&mw, j->x, j->n, (size_t)w->cols, j->y[k], (size_t)w->rows, r0, r1, &e)) {
         j->rc = -1; /* any one failure; the message is that job's */
@@ -261,10 +267,10 @@ void rt_model_close(rt_model *m)
 }
 
 /* Work buffers for n tokens. */
-static int ensure_buffers(rt_model *m, size_t n, size_t max_ctx, airllm_err *err)
+static int ensure_buffers(rt_model *m, size_t n, airllm_err *err)
 {
     const rt_config *c = &m->cfg;
-    if (n <= m->max_tokens && m->scores && max_ctx <= (size_t)m->cfg.max_pos)
+    if (n <= m->max_tokens && m->scores)
         return 0;
     size_t H = (size_t)c->hidden, Q = (size_t)c->n_heads * c->head_dim,
            KV = (size_t)c->n_kv_heads * c->head_dim, I = (size_t)c->intermediate;
@@ -280,8 +286,9 @@ static int ensure_buffers(rt_model *m, size_t n, size_t max_ctx, airllm_err *err
     m->hb2 = malloc(sizeof(float) * n * (I > H ? I : H));
     m->moe_acc = malloc(sizeof(float) * n * H);
     m->router = malloc(sizeof(float) * n * (c->n_experts ? c->n_experts : 1));
-    /* attention scores: one row of the context per thread */
-    m->scores = malloc(sizeof(float) * (size_t)rt_pool_threads(m->pool) * (size_t)c->max_pos);
+    /* attention scores: one row of the context per pool thread (all of
+     * them, not just those active now: rt_pool_set_active changes that) */
+    m->scores = malloc(sizeof(float) * (size_t)m->threads * (size_t)c->max_pos);
     m->max_tokens = n;
     if (!m->x || !m->xb || !m->q || !m->k || !m->v || !m->att_out || !m->hb || !m->hb2 ||
         !m->moe_acc || !m->router || !m->scores)
@@ -545,8 +552,8 @@ static int layer_forward(rt_model *m, step *st, const rt_slot *sl, const char *u
     if (c->arch == RT_ARCH_QWEN3) {
         const rt_tensor *qn = need(sl, unit, "self_attn.q_norm.weight", 1, hd, err);
         const rt_tensor *kn = qn ? need(sl, unit, "self_attn.k_norm.weight", 1, hd, err) : NULL;
-        float *wq2 = w + hd;
-        if (!kn || rt_tensor_vec(qn, w, hd, err) || rt_tensor_vec(kn, wq2, hd, err))
+        float *kw = w + hd; /* k_norm weight; w holds q_norm's */
+        if (!kn || rt_tensor_vec(qn, w, hd, err) || rt_tensor_vec(kn, kw, hd, err))
             return -1;
         for (size_t t = 0; t < n; t++) {
             for (int h = 0; h < c->n_heads; h++) {
@@ -555,7 +562,7 @@ static int layer_forward(rt_model *m, step *st, const rt_slot *sl, const char *u
             }
             for (int h = 0; h < c->n_kv_heads; h++) {
                 float *v = m->k + t * KV + h * hd;
-                rmsnorm(v, v, wq2, (int)hd, c->rms_eps);
+                rmsnorm(v, v, kw, (int)hd, c->rms_eps);
             }
         }
     }
@@ -601,27 +608,20 @@ static int layer_forward(rt_model *m, step *st, const rt_slot *sl, const char *u
     return 0;
 }
 
-/* Acquires unit u, runs fn on it, releases it; timing for --profile. */
-static int with_unit(rt_model *m, size_t u, rt_slot **sl, airllm_err *err)
-{
-    return rt_store_acquire(&m->store, u, sl, err);
-}
-
 int rt_forward(rt_model *m, rt_seq **seqs, size_t n_seqs, float *logits, airllm_err *err)
 {
     const rt_config *c = &m->cfg;
     rt_store *st_ = &m->store;
-    size_t H = (size_t)c->hidden, n = 0, max_ctx = 0;
+    size_t H = (size_t)c->hidden, n = 0;
     for (size_t i = 0; i < n_seqs; i++) {
         n += seqs[i]->n_ids - seqs[i]->n_cached;
-        max_ctx = seqs[i]->ctx > max_ctx ? seqs[i]->ctx : max_ctx;
         if (seqs[i]->n_ids > seqs[i]->ctx)
             return airllm_errf(err, "sequence longer than its KV cache (%zu positions)",
                                seqs[i]->ctx);
     }
     if (n == 0)
         return airllm_errf(err, "nothing to run");
-    if (ensure_buffers(m, n, max_ctx, err))
+    if (ensure_buffers(m, n, err))
         return -1;
     if (m->spare_core)
         rt_pool_set_active(m->pool, n < 4 ? m->threads - 1 : m->threads);
@@ -645,7 +645,7 @@ int rt_forward(rt_model *m, rt_seq **seqs, size_t n_seqs, float *logits, airllm_
         rt_unit *eu = &st_->units[st_->embed_unit];
         if (st_->embed_rows) {
             rc = rt_store_embed_rows(st_, ids, n, (int)H, m->x, err);
-        } else if (!(rc = with_unit(m, (size_t)st_->embed_unit, &sl, err))) {
+        } else if (!(rc = rt_store_acquire(st_, (size_t)st_->embed_unit, &sl, err))) {
             const rt_tensor *e = need(sl, eu->file, "embed_tokens.weight", (uint64_t)c->vocab, H, err);
             for (size_t t = 0; !rc && t < n; t++)
                 rc = e ? rt_tensor_row(e, (uint64_t)ids[t], m->x + t * H, err) : -1;
@@ -657,7 +657,7 @@ int rt_forward(rt_model *m, rt_seq **seqs, size_t n_seqs, float *logits, airllm_
         rt_unit *un = &st_->units[u];
         if (un->kind != AIRLLM_UNIT_LAYER)
             continue;
-        if ((rc = with_unit(m, u, &sl, err)))
+        if ((rc = rt_store_acquire(st_, u, &sl, err)))
             break;
         double c0 = now();
         st.layer = un->layer;
@@ -667,7 +667,7 @@ int rt_forward(rt_model *m, rt_seq **seqs, size_t n_seqs, float *logits, airllm_
     }
     /* final norm on each sequence's last token, then the head */
     float *xl = m->xb;
-    if (!rc && !(rc = with_unit(m, (size_t)st_->norm_unit, &sl, err))) {
+    if (!rc && !(rc = rt_store_acquire(st_, (size_t)st_->norm_unit, &sl, err))) {
         const rt_tensor *nw = rt_slot_find(sl, "norm.weight");
         if (!nw)
             rc = airllm_errf(err, "%s: no norm weight", st_->units[st_->norm_unit].file);
@@ -680,7 +680,7 @@ int rt_forward(rt_model *m, rt_seq **seqs, size_t n_seqs, float *logits, airllm_
     }
     if (!rc) {
         size_t hu = st_->head_unit >= 0 ? (size_t)st_->head_unit : (size_t)st_->embed_unit;
-        if (!(rc = with_unit(m, hu, &sl, err))) {
+        if (!(rc = rt_store_acquire(st_, hu, &sl, err))) {
             const rt_tensor *hw = st_->head_unit >= 0
                                       ? need(sl, st_->units[hu].file, "lm_head.weight",
                                              (uint64_t)c->vocab, H, err)

@@ -120,25 +120,14 @@ static int tensor_decode(const rt_unit *u, rt_slot *sl, uint32_t i, const char *
     } else if (t->encoding == AIRLLM_ENC_ZSTD) {
         uint8_t *dst = sl->dec + u->dec_off[i];
         unsigned w = t->enc_param[0];
-        size_t chunk = t->enc_param[1], done = 0, zpos = 0;
-        uint8_t *scratch = w ? malloc(chunk) : NULL;
+        uint8_t *scratch = w ? malloc(t->enc_param[1]) : NULL;
         if (w && !scratch)
             return airllm_errf(err, "out of memory");
-        while (done < t->raw_len && !rc) {
-            size_t used, produced;
-            rc = airllm_zstd_frame_decode(dst + done, (size_t)t->raw_len - done, &produced,
-                                          stored + zpos, (size_t)t->stored_len - zpos, &used, w,
-                                          scratch, err);
-            done += produced;
-            zpos += used;
-            if (!rc && produced == 0)
-                rc = airllm_errf(err, "no progress");
-        }
+        rc = airllm_zstd_tensor_decode(dst, t->raw_len, stored, t->stored_len, w,
+                                       t->enc_param[1], scratch, err);
         free(scratch);
-        if (rc || done != t->raw_len || zpos != t->stored_len)
-            return rc ? airllm_err_prefix(err, "%s: %s", path, t->name)
-                      : airllm_errf(err, "%s: %s: frames do not decode to its size", path,
-                                    t->name);
+        if (rc)
+            return airllm_err_prefix(err, "%s: %s", path, t->name);
         v->data = dst;
     } else {
         airllm_ct_qlayout l;
