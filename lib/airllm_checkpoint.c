@@ -13,6 +13,7 @@
 
 #include "airllm_bytes.h"
 #include "airllm_io.h"
+#include "airllm_json.h"
 #include "airllm_manifest.h"
 
 #define SAVED_HDR_MAGIC "AIRLHDR1"
@@ -61,24 +62,6 @@ static int64_t config_int(const cJSON *cfg, const char *key)
     return (int64_t)v->valuedouble;
 }
 
-static int parse_json_object(const char *text, size_t len, const char *path, cJSON **out,
-                             airllm_err *err)
-{
-    if (airllm_utf8_check((const uint8_t *)text, len))
-        return airllm_errf(err, "%s: not valid UTF-8", path);
-    const char *end = NULL;
-    cJSON *j = cJSON_ParseWithLengthOpts(text, len, &end, 0);
-    if (!j)
-        return airllm_errf(err, "%s: not valid JSON (near byte %zu)", path,
-                           end ? (size_t)(end - text) : (size_t)0);
-    if (!cJSON_IsObject(j)) {
-        cJSON_Delete(j);
-        return airllm_errf(err, "%s: not a JSON object", path);
-    }
-    *out = j;
-    return 0;
-}
-
 static int load_config(airllm_ckpt *c, airllm_err *err)
 {
     char path[4096];
@@ -90,7 +73,7 @@ static int load_config(airllm_ckpt *c, airllm_err *err)
     if (airllm_read_small_file(path, CONFIG_MAX_BYTES, &c->config_text, &c->config_len, err))
         return -1;
     cJSON *cfg;
-    if (parse_json_object(c->config_text, c->config_len, path, &cfg, err))
+    if (airllm_json_parse_object(c->config_text, c->config_len, path, &cfg, err))
         return -1;
     const cJSON *archs = cJSON_GetObjectItemCaseSensitive(cfg, "architectures");
     const cJSON *a0 = cJSON_IsArray(archs) ? cJSON_GetArrayItem(archs, 0) : NULL;
@@ -254,19 +237,14 @@ static int find_sources(airllm_ckpt *c, const char *saved_dir, airllm_err *err)
     char path[4096];
     if (exists(c->dir, AIRLLM_INDEX_NAME)) {
         c->sharded = true;
-        char *text;
-        size_t len;
         cJSON *idx;
         if (airllm_path_join(path, sizeof path, c->dir, AIRLLM_INDEX_NAME, err) ||
-            airllm_read_small_file(path, INDEX_MAX_BYTES, &text, &len, err))
-            return -1;
-        int rc = parse_json_object(text, len, path, &idx, err);
-        free(text);
-        if (rc)
+            airllm_json_load_object(path, INDEX_MAX_BYTES, &idx, err))
             return -1;
         const cJSON *wm = cJSON_GetObjectItemCaseSensitive(idx, "weight_map");
         char **shards = NULL;
         size_t n_shards = 0;
+        int rc;
         if (!cJSON_IsObject(wm))
             rc = airllm_errf(err, "%s: \"weight_map\" is missing or not an object", path);
         else

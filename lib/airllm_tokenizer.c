@@ -27,6 +27,7 @@
 
 #include "airllm_bytes.h"
 #include "airllm_io.h"
+#include "airllm_json.h"
 #include "airllm_unicode.h"
 
 /* Longest token string accepted; real ones are under a few hundred bytes. */
@@ -1537,20 +1538,14 @@ int airllm_tok_read_config_buffer(airllm_tokenizer *t, const char *json, size_t 
 {
     if (!name)
         name = "tokenizer_config.json";
-    if (airllm_utf8_check((const uint8_t *)json, len))
-        return airllm_errf(err, "%s: not valid UTF-8", name);
-    const char *end = NULL;
-    cJSON *root = cJSON_ParseWithLengthOpts(json, len, &end, 0);
-    if (!root)
-        return airllm_errf(err, "%s: not valid JSON (near byte %zu)", name,
-                           end ? (size_t)(end - json) : (size_t)0);
+    cJSON *root;
+    if (airllm_json_parse_object(json, len, name, &root, err))
+        return -1;
     int32_t bos = t->bos, eos = t->eos;
     bool add_bos = t->add_bos;
     int rc = -1;
     const cJSON *ab = jget(root, "add_bos_token");
-    if (!cJSON_IsObject(root))
-        airllm_errf(err, "not a JSON object");
-    else if (config_token(root, "bos_token", &bos, t, err) ||
+    if (config_token(root, "bos_token", &bos, t, err) ||
              config_token(root, "eos_token", &eos, t, err))
         ;
     else if (ab && !cJSON_IsNull(ab) && !cJSON_IsBool(ab))

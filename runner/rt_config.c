@@ -14,6 +14,7 @@
 #include <cjson/cJSON.h>
 
 #include "airllm_io.h"
+#include "airllm_json.h"
 
 static const cJSON *item(const cJSON *o, const char *k)
 {
@@ -131,16 +132,9 @@ int rt_config_load(const char *dir, rt_config *c, airllm_err *err)
     char path[4096];
     if (airllm_path_join(path, sizeof path, dir, "config.json", err))
         return -1;
-    char *text;
-    size_t len;
-    if (airllm_read_small_file(path, 16u << 20, &text, &len, err))
+    cJSON *cfg;
+    if (airllm_json_load_object(path, 16u << 20, &cfg, err))
         return -1;
-    cJSON *cfg = cJSON_ParseWithLength(text, len);
-    free(text);
-    if (!cJSON_IsObject(cfg)) {
-        cJSON_Delete(cfg);
-        return airllm_errf(err, "%s: not a JSON object", path);
-    }
     int rc = -1;
     const cJSON *mt = item(cfg, "model_type");
     const char *type = cJSON_IsString(mt) ? mt->valuestring : "";

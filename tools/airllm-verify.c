@@ -26,6 +26,7 @@
 #include "airllm_container.h"
 #include "airllm_hash.h"
 #include "airllm_io.h"
+#include "airllm_json.h"
 #include "airllm_bytes.h"
 #include "airllm_manifest.h"
 #include "airllm_quant.h"
@@ -457,8 +458,6 @@ static void *worker(void *arg)
 static void check_config(verify_ctx *v)
 {
     char path[4096];
-    char *text;
-    size_t len;
     airllm_err err;
     bool listed = false;
     for (size_t i = 0; i < v->m.n_files; i++)
@@ -468,13 +467,11 @@ static void check_config(verify_ctx *v)
         return;
     }
     snprintf(path, sizeof path, "%s/%s", v->o.dir, AIRLLM_CONFIG_NAME);
-    if (airllm_read_small_file(path, 16u << 20, &text, &len, &err))
+    if (access(path, F_OK) != 0)
         return; /* reported as missing by the file checks */
-    cJSON *cfg = cJSON_ParseWithLength(text, len);
-    free(text);
-    if (!cJSON_IsObject(cfg)) {
-        report(v, AIRLLM_CONFIG_NAME, NULL, "not a JSON object");
-        cJSON_Delete(cfg);
+    cJSON *cfg;
+    if (airllm_json_load_object(path, 16u << 20, &cfg, &err)) {
+        report(v, AIRLLM_CONFIG_NAME, NULL, "%s", strip_dir(v, err.msg));
         return;
     }
     const airllm_arch *a = airllm_arch_by_family(v->m.model.family);
