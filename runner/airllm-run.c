@@ -20,6 +20,7 @@
 #include "airllm_tokenizer.h"
 #include "cli.h"
 #include "rt.h"
+#include "rt_cuda.h"
 
 typedef struct {
     const char *dir, *prompt, *ids, *prompts_file, *dump_logits;
@@ -30,6 +31,8 @@ typedef struct {
     bool json, chat, prefetch, profile, verify_load, direct;
     uint64_t budget;
     int threads;
+    bool cuda;              /* --device cuda[:N] */
+    rt_cuda_opts cuda_opts;
 } run_opts;
 
 static void usage(FILE *f)
@@ -58,6 +61,12 @@ static void usage(FILE *f)
             "      --verify-load        check each layer's SHA-256 as it is read\n"
             "  -t, --threads N          compute threads (default: all cores, one fewer when\n"
             "                           layers stream, for the prefetch thread)\n"
+            "Device:\n"
+            "      --device DEV         cpu (default) or cuda[:N]\n"
+            "      --gpu-mem-budget SIZE  bytes of weights kept in GPU memory (the rest stream\n"
+            "                           through two buffers of the largest layer; default:\n"
+            "                           the free GPU memory less a reserve)\n"
+            "      --kv-host            keep the KV cache in pinned host memory (cuda)\n"
             "Output:\n"
             "      --json               one JSON object: prompt_ids, generated_ids, text, timings\n"
             "      --dump-logits FILE   logits at the last prompt position, float32 LE\n"
@@ -116,6 +125,8 @@ static int parse_args(int argc, char **argv, run_opts *o)
         {"direct", no_argument, 0, 'D'},          {"verify-load", no_argument, 0, 'L'},
         {"threads", required_argument, 0, 't'},   {"json", no_argument, 0, 'J'},
         {"dump-logits", required_argument, 0, 'd'}, {"profile", no_argument, 0, 'R'},
+        {"device", required_argument, 0, 'E'},    {"gpu-mem-budget", required_argument, 0, 'G'},
+        {"kv-host", no_argument, 0, 'H'},
         {"quiet", no_argument, 0, 'q'},           {"verbose", no_argument, 0, 'v'},
         {"help", no_argument, 0, 'h'},            {"version", no_argument, 0, 'V'},
         {0, 0, 0, 0},
@@ -126,6 +137,8 @@ static int parse_args(int argc, char **argv, run_opts *o)
     o->prefetch = true;
     o->budget = default_budget();
     o->threads = 0; /* all cores, one fewer when layers stream (rt_model_open) */
+    o->cuda_opts.budget = UINT64_MAX;
+    bool gpu_opt = false;
     int ch;
     uint64_t v;
     char *end;
@@ -164,6 +177,26 @@ static int parse_args(int argc, char **argv, run_opts *o)
             if (parse_size(optarg, &o->budget))
                 return cli_usage_error("bad --mem-budget '%s' (e.g. 0, 512M, 4G)", optarg);
             break;
+        case 'E':
+            if (strcmp(optarg, "cpu") == 0) {
+                o->cuda = false;
+            } else if (strcmp(optarg, "cuda") == 0) {
+                o->cuda = true;
+                o->cuda_opts.device = 0;
+            } else if (strncmp(optarg, "cuda:", 5) == 0 &&
+                       cli_parse_uint(optarg + 5, 0, 255, &v) == 0) {
+                o->cuda = true;
+                o->cuda_opts.device = (int)v;
+            } else {
+                return cli_usage_error("bad --device '%s' (cpu, cuda or cuda:N)", optarg);
+            }
+            break;
+        case 'G':
+            if (parse_size(optarg, &o->cuda_opts.budget))
+                return cli_usage_error("bad --gpu-mem-budget '%s' (e.g. 2G, 900M)", optarg);
+            gpu_opt = true;
+            break;
+        case 'H': o->cuda_opts.kv_host = true; gpu_opt = true; break;
         case 'N': o->prefetch = false; break;
         case 'D': o->direct = true; break;
         case 'L': o->verify_load = true; break;
@@ -189,6 +222,8 @@ static int parse_args(int argc, char **argv, run_opts *o)
         return cli_usage_error("give exactly one of --prompt, --ids, --prompts");
     if (o->ids && o->chat)
         return cli_usage_error("--chat needs text, not --ids");
+    if (gpu_opt && !o->cuda)
+        return cli_usage_error("--gpu-mem-budget and --kv-host need --device cuda");
     return 0;
 }
 
@@ -462,6 +497,20 @@ static void print_profile(const rt_model *m, double total)
             total, (double)s->bytes_read / 1048576.0, io, ws,
             io > 0 ? 100.0 * (1.0 - (ws < io ? ws : io) / io) : 100.0,
             (double)s->resident_bytes / 1048576.0, s->n_stream);
+    if (m->gpu) {
+        rt_cuda_info g;
+        rt_cuda_get_info(m->gpu, &g);
+        fprintf(stderr,
+                "gpu %s%s: %zu units held (%.1f MiB), %zu streamed through 2 x %.1f MiB; "
+                "KV %.1f MiB, work %.1f MiB, peak %.1f MiB (device used %.1f MiB); %.1f MiB "
+                "copied in %.3f s (%.2f GB/s)\n",
+                g.device, g.unified ? " (unified memory)" : "", g.n_held,
+                (double)g.held_bytes / 1048576.0, g.n_streamed,
+                (double)g.stream_bytes / 1048576.0, (double)g.kv_bytes / 1048576.0,
+                (double)g.work_bytes / 1048576.0, (double)g.peak_bytes / 1048576.0,
+                (double)g.peak_used / 1048576.0, (double)g.h2d_bytes / 1048576.0, g.h2d_s,
+                g.h2d_s > 0 ? (double)g.h2d_bytes / g.h2d_s / 1e9 : 0.0);
+    }
 }
 
 int main(int argc, char **argv)
@@ -475,7 +524,7 @@ int main(int argc, char **argv)
     double t_start = cli_now();
     rt_model m;
     if (rt_model_open(&m, o.dir, o.budget, o.prefetch, o.direct, o.verify_load, o.threads,
-                      &err)) {
+                      o.cuda ? &o.cuda_opts : NULL, &err)) {
         rt_model_close(&m);
         return fail(&o, &err);
     }
@@ -624,6 +673,24 @@ int main(int argc, char **argv)
         cJSON_AddNumberToObject(tm, "read_s", m.store.read_s);
         cJSON_AddNumberToObject(tm, "decode_s", m.store.decode_s);
         cJSON_AddNumberToObject(tm, "io_wait_s", m.store.wait_s);
+        if (m.gpu) {
+            rt_cuda_info gi;
+            rt_cuda_get_info(m.gpu, &gi);
+            cJSON *g = cJSON_AddObjectToObject(j, "gpu");
+            cJSON_AddStringToObject(g, "device", gi.device);
+            cJSON_AddBoolToObject(g, "unified", gi.unified);
+            cJSON_AddNumberToObject(g, "budget", (double)gi.budget);
+            cJSON_AddNumberToObject(g, "held_bytes", (double)gi.held_bytes);
+            cJSON_AddNumberToObject(g, "stream_buffer_bytes", (double)gi.stream_bytes);
+            cJSON_AddNumberToObject(g, "units_held", (double)gi.n_held);
+            cJSON_AddNumberToObject(g, "units_streamed", (double)gi.n_streamed);
+            cJSON_AddNumberToObject(g, "kv_bytes", (double)gi.kv_bytes);
+            cJSON_AddNumberToObject(g, "work_bytes", (double)gi.work_bytes);
+            cJSON_AddNumberToObject(g, "peak_bytes", (double)gi.peak_bytes);
+            cJSON_AddNumberToObject(g, "peak_device_used", (double)gi.peak_used);
+            cJSON_AddNumberToObject(g, "h2d_bytes", (double)gi.h2d_bytes);
+            cJSON_AddNumberToObject(g, "h2d_s", gi.h2d_s);
+        }
         char *text = cJSON_Print(j);
         puts(text);
         free(text);

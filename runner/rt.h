@@ -86,8 +86,20 @@ typedef struct {
     size_t *dec_off, *abs_off; /* per tensor: where its decoded data goes */
     bool moe;             /* has expert tensors: streamed, they are read on demand */
     bool resident;
+    bool external;        /* held by a device backend (loaded once through
+                           * rt_store_load): neither resident here nor streamed */
     rt_slot *slot;        /* resident: its own slot */
 } rt_unit;
+
+/* Where slot memory comes from: NULL functions mean posix_memalign/free. A
+ * device backend gives pinned (page-locked) host memory, so copies to the
+ * device run asynchronously at full bus speed. alloc must return memory
+ * aligned to 4096 (O_DIRECT reads go straight into it). */
+typedef struct {
+    void *(*alloc)(size_t bytes, void *ctx);
+    void (*free)(void *p, void *ctx);
+    void *ctx;
+} rt_allocator;
 
 typedef struct rt_store {
     char dir[4096];
@@ -98,6 +110,7 @@ typedef struct rt_store {
     long first_layer_unit;
     bool verify_load, direct, prefetch;
     bool embed_rows; /* embedding rows are read from the file on demand */
+    rt_allocator alloc;
     uint64_t resident_bytes;
     /* streaming: units not resident, in execution order, cycled */
     size_t *stream;
@@ -122,9 +135,28 @@ typedef struct rt_store {
 } rt_store;
 
 /* Opens MODEL_DIR: manifest, every unit header, and decides which units stay
- * resident within budget bytes (UINT64_MAX: all). Loads resident units now. */
+ * resident within budget bytes (UINT64_MAX: all). Loads resident units now.
+ * It is rt_store_scan followed by rt_store_start. */
 int rt_store_open(rt_store *s, const char *dir, uint64_t budget, bool prefetch, bool direct,
                   bool verify_load, airllm_err *err);
+/* The first half: reads the manifest and every unit header and sizes the
+ * units (need_*); allocates no slot. Between the halves a device backend
+ * marks the units it holds itself (external). */
+int rt_store_scan(rt_store *s, const char *dir, bool prefetch, bool direct, bool verify_load,
+                  airllm_err *err);
+/* The second half: residency of the non-external units within budget,
+ * the stream list, slots from alloc (NULL: the default), the prefetcher. */
+int rt_store_start(rt_store *s, uint64_t budget, const rt_allocator *alloc, airllm_err *err);
+/* Whether embedding rows can be read straight from the embedding's file
+ * (a raw matrix, or a plainly quantized one with whole blocks per row). */
+bool rt_store_rows_readable(const rt_store *s);
+/* Bytes a unit occupies in a slot (file, decoded zstd, absmax). */
+uint64_t rt_unit_bytes(const rt_unit *u);
+/* A slot of the store's allocator big enough for unit ui, and a load of it
+ * (every tensor, experts included): how a backend reads an external unit. */
+int rt_store_slot_new(rt_store *s, size_t ui, rt_slot *sl, airllm_err *err);
+int rt_store_load(rt_store *s, size_t ui, rt_slot *sl, airllm_err *err);
+void rt_store_slot_free(rt_store *s, rt_slot *sl);
 void rt_store_close(rt_store *s);
 /* The unit's tensors, in memory until rt_store_release: a resident slot, or a
  * streamed one (waiting for the prefetcher, or loading it now without
@@ -168,6 +200,16 @@ int rt_tensor_vec(const rt_tensor *w, float *out, size_t n, airllm_err *err);
 
 /* ---- the model ---- */
 
+struct rt_cuda;
+
+/* --device cuda[:N] (runner/rt_cuda.h). */
+typedef struct {
+    int device;      /* cuda:N */
+    uint64_t budget; /* bytes of weights in device memory; UINT64_MAX: what is free,
+                      * less a reserve for the KV cache and work buffers */
+    bool kv_host;    /* keep KV caches in pinned host memory the GPU reads */
+} rt_cuda_opts;
+
 typedef struct {
     int32_t *ids;        /* prompt + generated */
     size_t n_ids, cap;
@@ -176,6 +218,8 @@ typedef struct {
     size_t ctx;          /* positions the cache holds */
     size_t n_cached;     /* positions already in the cache */
     bool done;
+    struct rt_cuda *gpu; /* the device backend holding k/v, or NULL */
+    void *dev;           /* its per-sequence state (device KV cache) */
 } rt_seq;
 
 typedef struct {
@@ -191,12 +235,13 @@ typedef struct {
     int threads;        /* in the pool */
     bool spare_core;    /* leave one core to the prefetch thread in light steps */
     double compute_s;
+    struct rt_cuda *gpu; /* --device cuda: the forward pass runs there */
 } rt_model;
 
 /* threads <= 0: all cores; then, when some units stream with prefetch, steps
  * of fewer than 4 tokens (decode) leave one core to the prefetch thread. */
 int rt_model_open(rt_model *m, const char *dir, uint64_t budget, bool prefetch, bool direct,
-                  bool verify_load, int threads, airllm_err *err);
+                  bool verify_load, int threads, const rt_cuda_opts *cuda, airllm_err *err);
 void rt_model_close(rt_model *m);
 int rt_seq_init(rt_seq *s, const rt_model *m, const int32_t *prompt, size_t n, size_t ctx,
                 airllm_err *err);
@@ -205,5 +250,16 @@ void rt_seq_free(rt_seq *s);
  * (prefill: the whole prompt at once; decode: one token each) and writes the
  * logits of each sequence's last token to logits + i * vocab. */
 int rt_forward(rt_model *m, rt_seq **seqs, size_t n_seqs, float *logits, airllm_err *err);
+
+/* ---- pieces the device backend shares ---- */
+
+/* Embedding rows of ids into out (n x hidden floats), on the host. */
+int rt_embed(rt_model *m, const int32_t *ids, size_t n, float *out, airllm_err *err);
+/* Mixtral routing from router logits [n, n_experts]: sel/wsel [n, k] get each
+ * token's top k experts (ties to the lower index) and their renormalized
+ * softmax weights. */
+void rt_moe_route(const rt_config *c, const float *router, size_t n, int *sel, float *wsel);
+/* RoPE inverse frequencies [head_dim / 2], llama3 scaling included. */
+void rt_rope_init(const rt_config *c, float *inv);
 
 #endif

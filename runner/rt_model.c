@@ -17,6 +17,7 @@
  * layer serves them all. Activations are float32; weights stay as stored
  * (F32/F16/BF16 or quantized) and are widened inside the kernels. */
 #include "rt.h"
+#include "rt_cuda.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -159,7 +160,7 @@ static float silu(float x)
 }
 
 /* transformers' inverse frequencies, with llama3 scaling when configured. */
-static void rope_init(const rt_config *c, float *inv)
+void rt_rope_init(const rt_config *c, float *inv)
 {
     int half = c->head_dim / 2;
     for (int i = 0; i < half; i++) {
@@ -200,7 +201,7 @@ static void rope_apply(float *v, int heads, int hd, const float *inv, size_t pos
 /* ---- model ---- */
 
 int rt_model_open(rt_model *m, const char *dir, uint64_t budget, bool prefetch, bool direct,
-                  bool verify_load, int threads, airllm_err *err)
+                  bool verify_load, int threads, const rt_cuda_opts *cuda, airllm_err *err)
 {
     memset(m, 0, sizeof *m);
     /* The manifest first: a directory without one is not a converted model,
@@ -211,8 +212,20 @@ int rt_model_open(rt_model *m, const char *dir, uint64_t budget, bool prefetch, 
     airllm_manifest_free(&probe);
     if (rt_config_load(dir, &m->cfg, err))
         return -1;
-    if (rt_store_open(&m->store, dir, budget, prefetch, direct, verify_load, err))
+    if (cuda) {
+        /* The device backend decides first which units it holds, and the
+         * store's slots come from its pinned allocator. The host only looks
+         * up embeddings and feeds layers: one compute thread. */
+        rt_allocator alloc = {0};
+        if (rt_store_scan(&m->store, dir, prefetch, direct, verify_load, err) ||
+            rt_cuda_open(&m->gpu, m, cuda, &alloc, err) ||
+            rt_store_start(&m->store, budget, &alloc, err) || rt_cuda_load(m->gpu, m, err))
+            return -1;
+        if (threads <= 0)
+            threads = 1;
+    } else if (rt_store_open(&m->store, dir, budget, prefetch, direct, verify_load, err)) {
         return -1;
+    }
     if (threads <= 0) {
         /* Default: every core. When layers stream, copying a layer out of
          * the page cache is CPU work: on 2 cores, sharing them with the
@@ -242,13 +255,16 @@ int rt_model_open(rt_model *m, const char *dir, uint64_t budget, bool prefetch, 
     m->vec = malloc(sizeof(float) * (vec + 64));
     if (!m->rope_inv_freq || !m->vec)
         return airllm_errf(err, "out of memory");
-    rope_init(c, m->rope_inv_freq);
+    rt_rope_init(c, m->rope_inv_freq);
     return 0;
 }
 
 void rt_model_close(rt_model *m)
 {
+    /* The store's slots are the backend's pinned memory: the store goes
+     * first, while the allocator still works. */
     rt_store_close(&m->store);
+    rt_cuda_close(m->gpu);
     rt_pool_free(m->pool);
     free(m->x);
     free(m->xb);
@@ -315,9 +331,20 @@ int rt_seq_init(rt_seq *s, const rt_model *m, const int32_t *prompt, size_t n, s
     s->ctx = ctx;
     s->cap = ctx;
     s->ids = malloc(sizeof *s->ids * ctx);
-    s->k = malloc(sizeof(float) * (size_t)c->n_layers * ctx * kv);
-    s->v = malloc(sizeof(float) * (size_t)c->n_layers * ctx * kv);
-    if (!s->ids || !s->k || !s->v) {
+    if (!s->ids)
+        return airllm_errf(err, "out of memory");
+    if (m->gpu) {
+        /* the KV cache lives with the backend */
+        s->gpu = m->gpu;
+        if (rt_cuda_seq_init(m->gpu, s, err)) {
+            rt_seq_free(s);
+            return -1;
+        }
+    } else {
+        s->k = malloc(sizeof(float) * (size_t)c->n_layers * ctx * kv);
+        s->v = malloc(sizeof(float) * (size_t)c->n_layers * ctx * kv);
+    }
+    if (!m->gpu && (!s->k || !s->v)) {
         rt_seq_free(s);
         return airllm_errf(err, "out of memory for a KV cache of %zu positions", ctx);
     }
@@ -328,6 +355,8 @@ int rt_seq_init(rt_seq *s, const rt_model *m, const int32_t *prompt, size_t n, s
 
 void rt_seq_free(rt_seq *s)
 {
+    if (s->gpu)
+        rt_cuda_seq_free(s->gpu, s);
     free(s->ids);
     free(s->k);
     free(s->v);
@@ -438,24 +467,12 @@ static int mlp(rt_model *m, const rt_tensor *g, const rt_tensor *u, const rt_ten
     return rt_matmul(m->pool, d, m->hb, n, out, err);
 }
 
-/* Mixtral: softmax over the router logits, the top k renormalized, each
- * token's output the weighted sum of its experts' SwiGLU. Tokens are
- * grouped by expert so each expert's weights serve all its tokens. */
-static int moe(rt_model *m, const rt_slot *sl, const char *unit, float *h, size_t n,
-               airllm_err *err)
+void rt_moe_route(const rt_config *c, const float *router, size_t n, int *sel, float *wsel)
 {
-    const rt_config *c = &m->cfg;
-    size_t H = (size_t)c->hidden, E = (size_t)c->n_experts, K = (size_t)c->n_experts_used;
-    const rt_tensor *gate = need(sl, unit, "block_sparse_moe.gate.weight", E, H, err);
-    if (!gate || rt_matmul(m->pool, gate, h, n, m->router, err))
-        return -1;
-    int *sel = malloc(sizeof(int) * n * K);
-    float *wsel = malloc(sizeof(float) * n * K);
-    float *gath = malloc(sizeof(float) * n * H);
-    size_t *tok = malloc(sizeof(size_t) * n);
-    int rc = sel && wsel && gath && tok ? 0 : airllm_errf(err, "out of memory");
-    for (size_t t = 0; !rc && t < n; t++) {
-        float *r = m->router + t * E, mx = -INFINITY;
+    size_t E = (size_t)c->n_experts, K = (size_t)c->n_experts_used;
+    for (size_t t = 0; t < n; t++) {
+        const float *r = router + t * E;
+        float mx = -INFINITY;
         for (size_t e = 0; e < E; e++)
             mx = r[e] > mx ? r[e] : mx;
         double sum = 0;
@@ -480,6 +497,26 @@ static int moe(rt_model *m, const rt_slot *sl, const char *unit, float *h, size_
         for (size_t k = 0; k < K; k++)
             wsel[t * K + k] = (float)(wsel[t * K + k] / tot);
     }
+}
+
+/* Mixtral: softmax over the router logits, the top k renormalized, each
+ * token's output the weighted sum of its experts' SwiGLU. Tokens are
+ * grouped by expert so each expert's weights serve all its tokens. */
+static int moe(rt_model *m, const rt_slot *sl, const char *unit, float *h, size_t n,
+               airllm_err *err)
+{
+    const rt_config *c = &m->cfg;
+    size_t H = (size_t)c->hidden, E = (size_t)c->n_experts, K = (size_t)c->n_experts_used;
+    const rt_tensor *gate = need(sl, unit, "block_sparse_moe.gate.weight", E, H, err);
+    if (!gate || rt_matmul(m->pool, gate, h, n, m->router, err))
+        return -1;
+    int *sel = malloc(sizeof(int) * n * K);
+    float *wsel = malloc(sizeof(float) * n * K);
+    float *gath = malloc(sizeof(float) * n * H);
+    size_t *tok = malloc(sizeof(size_t) * n);
+    int rc = sel && wsel && gath && tok ? 0 : airllm_errf(err, "out of memory");
+    if (!rc)
+        rt_moe_route(c, m->router, n, sel, wsel);
     memset(m->moe_acc, 0, sizeof(float) * n * H);
     for (size_t e = 0; !rc && e < E; e++) {
         size_t cnt = 0;
@@ -608,6 +645,25 @@ static int layer_forward(rt_model *m, step *st, const rt_slot *sl, const char *u
     return 0;
 }
 
+int rt_embed(rt_model *m, const int32_t *ids, size_t n, float *out, airllm_err *err)
+{
+    const rt_config *c = &m->cfg;
+    rt_store *st = &m->store;
+    size_t H = (size_t)c->hidden;
+    if (st->embed_rows)
+        return rt_store_embed_rows(st, ids, n, (int)H, out, err);
+    rt_slot *sl;
+    if (rt_store_acquire(st, (size_t)st->embed_unit, &sl, err))
+        return -1;
+    const rt_tensor *e = need(sl, st->units[st->embed_unit].file, "embed_tokens.weight",
+                              (uint64_t)c->vocab, H, err);
+    int rc = e ? 0 : -1;
+    for (size_t t = 0; !rc && t < n; t++)
+        rc = rt_tensor_row(e, (uint64_t)ids[t], out + t * H, err);
+    rt_store_release(st, (size_t)st->embed_unit);
+    return rc;
+}
+
 int rt_forward(rt_model *m, rt_seq **seqs, size_t n_seqs, float *logits, airllm_err *err)
 {
     const rt_config *c = &m->cfg;
@@ -623,6 +679,8 @@ int rt_forward(rt_model *m, rt_seq **seqs, size_t n_seqs, float *logits, airllm_
         return airllm_errf(err, "nothing to run");
     if (ensure_buffers(m, n, err))
         return -1;
+    if (m->gpu)
+        return rt_cuda_forward(m->gpu, m, seqs, n_seqs, logits, err);
     if (m->spare_core)
         rt_pool_set_active(m->pool, n < 4 ? m->threads - 1 : m->threads);
     step st = {m, malloc(sizeof(rt_seq *) * n), malloc(sizeof(size_t) * n), n, 0};
@@ -641,17 +699,8 @@ int rt_forward(rt_model *m, rt_seq **seqs, size_t n_seqs, float *logits, airllm_
     /* embeddings */
     double t0 = now();
     rt_slot *sl = NULL;
-    if (!rc) {
-        rt_unit *eu = &st_->units[st_->embed_unit];
-        if (st_->embed_rows) {
-            rc = rt_store_embed_rows(st_, ids, n, (int)H, m->x, err);
-        } else if (!(rc = rt_store_acquire(st_, (size_t)st_->embed_unit, &sl, err))) {
-            const rt_tensor *e = need(sl, eu->file, "embed_tokens.weight", (uint64_t)c->vocab, H, err);
-            for (size_t t = 0; !rc && t < n; t++)
-                rc = e ? rt_tensor_row(e, (uint64_t)ids[t], m->x + t * H, err) : -1;
-            rt_store_release(st_, (size_t)st_->embed_unit);
-        }
-    }
+    if (!rc)
+        rc = rt_embed(m, ids, n, m->x, err);
     /* layers */
     for (size_t u = 0; !rc && u < st_->n_units; u++) {
         rt_unit *un = &st_->units[u];

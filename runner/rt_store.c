@@ -73,34 +73,49 @@ static int unit_needs(rt_unit *u, airllm_err *err)
     return 0;
 }
 
-static void slot_free(rt_slot *sl)
+static void *mem_alloc(const rt_store *s, size_t bytes, size_t align)
 {
-    free(sl->buf);
-    free(sl->dec);
-    free(sl->absmax);
+    if (s->alloc.alloc)
+        return s->alloc.alloc(bytes, s->alloc.ctx);
+    void *p;
+    return posix_memalign(&p, align, bytes) == 0 ? p : NULL;
+}
+
+static void mem_free(const rt_store *s, void *p)
+{
+    if (p && s->alloc.free)
+        s->alloc.free(p, s->alloc.ctx);
+    else
+        free(p);
+}
+
+static void slot_free(const rt_store *s, rt_slot *sl)
+{
+    mem_free(s, sl->buf);
+    mem_free(s, sl->dec);
+    mem_free(s, sl->absmax);
     free(sl->tensors);
     memset(sl, 0, sizeof *sl);
     sl->unit = -1;
 }
 
-static int slot_alloc(rt_slot *sl, size_t buf, size_t dec, size_t absmax, size_t n_tensors,
-                      airllm_err *err)
+static int slot_alloc(const rt_store *s, rt_slot *sl, size_t buf, size_t dec, size_t absmax,
+                      size_t n_tensors, airllm_err *err)
 {
     memset(sl, 0, sizeof *sl);
     sl->unit = -1;
     buf = (size_t)airllm_align_up(buf ? buf : 1, AIRLLM_CT_ALIGN);
-    if (posix_memalign((void **)&sl->buf, AIRLLM_CT_ALIGN, buf) != 0)
-        sl->buf = NULL;
+    sl->buf = mem_alloc(s, buf, AIRLLM_CT_ALIGN);
     sl->cap = buf;
-    if (dec && posix_memalign((void **)&sl->dec, 64, dec) != 0)
-        sl->dec = NULL;
+    if (dec)
+        sl->dec = mem_alloc(s, dec, 64);
     sl->dec_cap = dec;
-    if (absmax && posix_memalign((void **)&sl->absmax, 64, absmax * sizeof(float)) != 0)
-        sl->absmax = NULL;
+    if (absmax)
+        sl->absmax = mem_alloc(s, absmax * sizeof(float), 64);
     sl->absmax_cap = absmax;
     sl->tensors = calloc(n_tensors ? n_tensors : 1, sizeof *sl->tensors);
     if (!sl->buf || (dec && !sl->dec) || (absmax && !sl->absmax) || !sl->tensors) {
-        slot_free(sl);
+        slot_free(s, sl);
         return airllm_errf(err, "out of memory for a %zu-byte layer buffer", buf + dec);
     }
     return 0;
@@ -192,7 +207,7 @@ static int slot_load(rt_store *s, size_t ui, rt_slot *sl, airllm_err *err)
     char path[4096];
     if (u->need_buf > sl->cap || u->need_dec > sl->dec_cap || u->need_absmax > sl->absmax_cap)
         return airllm_errf(err, "internal error: %s does not fit its slot", u->file);
-    bool partial = u->moe && !u->resident && !s->verify_load;
+    bool partial = u->moe && !u->resident && !u->external && !s->verify_load;
     double t0 = now();
     int fd = open_unit(s, u, path, err);
     if (fd < 0)
@@ -310,6 +325,7 @@ const rt_tensor *rt_slot_find(const rt_slot *sl, const char *suffix)
 
 /* ---- prefetch thread ---- */
 
+
 static void *prefetch_main(void *arg)
 {
     rt_store *s = arg;
@@ -366,12 +382,8 @@ int rt_store_acquire(rt_store *s, size_t ui, rt_slot **out, airllm_err *err)
         return airllm_errf(err, "internal error: %s taken out of order", u->file);
     if (!s->prefetch) {
         rt_slot *sl = &s->sslots[0];
-        if (slot_load(s, ui, sl, err))
+        if (rt_store_load(s, ui, sl, err))
             return -1;
-        s->read_s += sl->read_s;
-        s->decode_s += sl->decode_s;
-        s->unit_read_s[ui] += sl->read_s;
-        s->unit_decode_s[ui] += sl->decode_s;
         s->next_use++;
         *out = sl;
         return 0;
@@ -483,8 +495,8 @@ int rt_store_embed_rows(rt_store *s, const int32_t *ids, size_t n, int hidden, f
 
 /* ---- open / close ---- */
 
-int rt_store_open(rt_store *s, const char *dir, uint64_t budget, bool prefetch, bool direct,
-                  bool verify_load, airllm_err *err)
+int rt_store_scan(rt_store *s, const char *dir, bool prefetch, bool direct, bool verify_load,
+                  airllm_err *err)
 {
     memset(s, 0, sizeof *s);
     s->embed_unit = s->norm_unit = s->head_unit = s->first_layer_unit = -1;
@@ -508,7 +520,6 @@ int rt_store_open(rt_store *s, const char *dir, uint64_t budget, bool prefetch, 
     if (!s->units || !s->unit_read_s || !s->unit_decode_s || !s->unit_wait_s ||
         !s->unit_compute_s || !s->stream)
         return airllm_errf(err, "out of memory");
-    size_t max_tensors = 1;
     for (size_t i = 0; i < s->mf.n_units; i++) {
         const airllm_mf_unit *mu = &s->mf.units[i];
         if (!mu->file)
@@ -535,8 +546,6 @@ int rt_store_open(rt_store *s, const char *dir, uint64_t budget, bool prefetch, 
             return airllm_errf(err, "%s: header and manifest disagree on the unit", path);
         if (unit_needs(u, err))
             return -1;
-        if (u->hdr.n_tensors > max_tensors)
-            max_tensors = u->hdr.n_tensors;
         size_t idx = s->n_units++;
         if (mu->kind == AIRLLM_UNIT_EMBED)
             s->embed_unit = (long)idx;
@@ -549,6 +558,61 @@ int rt_store_open(rt_store *s, const char *dir, uint64_t budget, bool prefetch, 
     }
     if (s->embed_unit < 0 || s->norm_unit < 0 || s->first_layer_unit < 0)
         return airllm_errf(err, "%s: the model needs embed, layer and norm units", dir);
+    return 0;
+}
+
+bool rt_store_rows_readable(const rt_store *s)
+{
+    const rt_unit *eu = &s->units[s->embed_unit];
+    bool ok = false;
+    for (uint32_t i = 0; i < eu->hdr.n_tensors; i++) {
+        const airllm_ct_tensor *t = &eu->hdr.tensors[i];
+        if (t->ndim != 2)
+            continue;
+        airllm_ct_qlayout l;
+        ok = t->encoding == AIRLLM_ENC_RAW ||
+             (airllm_encoding_is_quant(t->encoding) &&
+              airllm_ct_tensor_qlayout(t, &l, NULL) == 0 && !l.double_quant &&
+              t->shape[1] % l.block == 0);
+    }
+    return ok;
+}
+
+uint64_t rt_unit_bytes(const rt_unit *u)
+{
+    return u->need_buf + u->need_dec + 4 * (uint64_t)u->need_absmax;
+}
+
+int rt_store_slot_new(rt_store *s, size_t ui, rt_slot *sl, airllm_err *err)
+{
+    const rt_unit *u = &s->units[ui];
+    return slot_alloc(s, sl, u->need_buf, u->need_dec, u->need_absmax, u->hdr.n_tensors, err);
+}
+
+int rt_store_load(rt_store *s, size_t ui, rt_slot *sl, airllm_err *err)
+{
+    if (slot_load(s, ui, sl, err))
+        return -1;
+    s->read_s += sl->read_s;
+    s->decode_s += sl->decode_s;
+    s->unit_read_s[ui] += sl->read_s;
+    s->unit_decode_s[ui] += sl->decode_s;
+    return 0;
+}
+
+void rt_store_slot_free(rt_store *s, rt_slot *sl)
+{
+    slot_free(s, sl);
+}
+
+int rt_store_start(rt_store *s, uint64_t budget, const rt_allocator *alloc, airllm_err *err)
+{
+    if (alloc)
+        s->alloc = *alloc;
+    size_t max_tensors = 1;
+    for (size_t i = 0; i < s->n_units; i++)
+        if (s->units[i].hdr.n_tensors > max_tensors)
+            max_tensors = s->units[i].hdr.n_tensors;
     /* Residency: layers, the norm and the head in execution order while
      * the budget lasts, then the embedding (streamed, it costs only the
      * rows the tokens need, unless the head is tied to it). */
@@ -557,9 +621,9 @@ int rt_store_open(rt_store *s, const char *dir, uint64_t budget, bool prefetch, 
         for (size_t i = 0; i < s->n_units; i++) {
             rt_unit *u = &s->units[i];
             bool embed_pass = (long)i == s->embed_unit;
-            if (embed_pass != (pass == 1))
+            if (embed_pass != (pass == 1) || u->external)
                 continue;
-            uint64_t need = u->need_buf + u->need_dec + 4 * (uint64_t)u->need_absmax;
+            uint64_t need = rt_unit_bytes(u);
             if (budget != UINT64_MAX && used + need > budget)
                 continue;
             u->resident = true;
@@ -569,39 +633,32 @@ int rt_store_open(rt_store *s, const char *dir, uint64_t budget, bool prefetch, 
     /* The embedding: rows are read on demand when its matrix is raw or
      * plainly quantized with whole blocks per row; otherwise it streams
      * whole at the start of each pass. A tied head streams it (again) at
-     * the end. The stream list is in the order the model takes units. */
+     * the end, unless a device backend holds it. The stream list is in the
+     * order the model takes units. */
     rt_unit *eu = &s->units[s->embed_unit];
-    s->embed_rows = false;
-    for (uint32_t i = 0; i < eu->hdr.n_tensors; i++) {
-        const airllm_ct_tensor *t = &eu->hdr.tensors[i];
-        if (t->ndim != 2)
-            continue;
-        airllm_ct_qlayout l;
-        s->embed_rows = t->encoding == AIRLLM_ENC_RAW ||
-                        (airllm_encoding_is_quant(t->encoding) &&
-                         airllm_ct_tensor_qlayout(t, &l, NULL) == 0 && !l.double_quant &&
-                         t->shape[1] % l.block == 0);
-    }
-    s->embed_rows = s->embed_rows && !eu->resident;
+    s->embed_rows = rt_store_rows_readable(s) && !eu->resident;
+    if (eu->external && !s->embed_rows)
+        return airllm_errf(err, "internal error: %s is held by the device but its rows "
+                                "cannot be read from the file",
+                           eu->file);
     if (!eu->resident && !s->embed_rows)
         s->stream[s->n_stream++] = (size_t)s->embed_unit;
     for (size_t i = 0; i < s->n_units; i++)
-        if (!s->units[i].resident && (long)i != s->embed_unit)
+        if (!s->units[i].resident && !s->units[i].external && (long)i != s->embed_unit)
             s->stream[s->n_stream++] = i;
-    if (!eu->resident && s->head_unit < 0)
+    if (!eu->resident && !eu->external && s->head_unit < 0)
         s->stream[s->n_stream++] = (size_t)s->embed_unit;
     size_t max_buf = 0, max_dec = 0, max_abs = 0;
     for (size_t i = 0; i < s->n_units; i++) {
         rt_unit *u = &s->units[i];
+        if (u->external)
+            continue;
         if (u->resident) {
             u->slot = calloc(1, sizeof *u->slot);
-            if (!u->slot || slot_alloc(u->slot, u->need_buf, u->need_dec, u->need_absmax,
-                                       u->hdr.n_tensors, err))
+            if (!u->slot || rt_store_slot_new(s, i, u->slot, err))
                 return u->slot ? -1 : airllm_errf(err, "out of memory");
-            if (slot_load(s, i, u->slot, err))
+            if (rt_store_load(s, i, u->slot, err))
                 return -1;
-            s->read_s += u->slot->read_s;
-            s->decode_s += u->slot->decode_s;
             continue;
         }
         max_buf = u->need_buf > max_buf ? u->need_buf : max_buf;
@@ -609,16 +666,24 @@ int rt_store_open(rt_store *s, const char *dir, uint64_t budget, bool prefetch, 
         max_abs = u->need_absmax > max_abs ? u->need_absmax : max_abs;
     }
     if (s->n_stream) {
-        for (int k = 0; k < (prefetch ? 2 : 1); k++)
-            if (slot_alloc(&s->sslots[k], max_buf, max_dec, max_abs, max_tensors, err))
+        for (int k = 0; k < (s->prefetch ? 2 : 1); k++)
+            if (slot_alloc(s, &s->sslots[k], max_buf, max_dec, max_abs, max_tensors, err))
                 return -1;
-        if (prefetch) {
+        if (s->prefetch) {
             if (pthread_create(&s->thread, NULL, prefetch_main, s) != 0)
                 return airllm_errf(err, "cannot start the prefetch thread");
             s->thread_started = true;
         }
     }
     return 0;
+}
+
+int rt_store_open(rt_store *s, const char *dir, uint64_t budget, bool prefetch, bool direct,
+                  bool verify_load, airllm_err *err)
+{
+    if (rt_store_scan(s, dir, prefetch, direct, verify_load, err))
+        return -1;
+    return rt_store_start(s, budget, NULL, err);
 }
 
 void rt_store_close(rt_store *s)
@@ -632,15 +697,15 @@ void rt_store_close(rt_store *s)
     }
     for (size_t i = 0; s->units && i < s->n_units; i++) {
         if (s->units[i].slot) {
-            slot_free(s->units[i].slot);
+            slot_free(s, s->units[i].slot);
             free(s->units[i].slot);
         }
         airllm_ct_free(&s->units[i].hdr);
         free(s->units[i].dec_off);
         free(s->units[i].abs_off);
     }
-    slot_free(&s->sslots[0]);
-    slot_free(&s->sslots[1]);
+    slot_free(s, &s->sslots[0]);
+    slot_free(s, &s->sslots[1]);
     free(s->units);
     free(s->stream);
     free(s->unit_read_s);

@@ -1,0 +1,1355 @@
+/* The CUDA backend of airllm-run: see runner/rt_cuda.h and docs/runner.md
+ * "CUDA". Activations are float32 [tokens, width], row-major, as on the CPU;
+ * weights stay as stored (F32/F16/BF16, int8, nf4, fp4) and are decoded in
+ * registers by the matrix-vector kernel (decode, up to RT_MAXT tokens), or
+ * dequantized a slice of rows at a time into a float32 scratch for a cuBLAS
+ * SGEMM (prefill, large batches). Every CUDA call is checked and reports
+ * its file and line. */
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+extern "C" {
+#include "airllm_quant.h"
+#include "rt_cuda.h"
+#include "rt_gpu.h"
+}
+#include "rt_decode.h"
+
+/* ---- errors ---- */
+
+static int cuda_fail(airllm_err *err, cudaError_t e, const char *what, const char *file,
+                     int line)
+{
+    return airllm_errf(err, "CUDA error at %s:%d: %s: %s", file, line, what,
+                       cudaGetErrorString(e));
+}
+
+static int blas_fail(airllm_err *err, cublasStatus_t e, const char *what, const char *file,
+                     int line)
+{
+    return airllm_errf(err, "cuBLAS error at %s:%d: %s: status %d", file, line, what, (int)e);
+}
+
+#define CU(call)                                                                           \
+    do {                                                                                   \
+        cudaError_t e_ = (call);                                                           \
+        if (e_ != cudaSuccess)                                                             \
+            return cuda_fail(err, e_, #call, __FILE__, __LINE__);                          \
+    } while (0)
+#define BLAS(call)                                                                         \
+    do {                                                                                   \
+        cublasStatus_t e_ = (call);                                                        \
+        if (e_ != CUBLAS_STATUS_SUCCESS)                                                   \
+            return blas_fail(err, e_, #call, __FILE__, __LINE__);                          \
+    } while (0)
+/* after a kernel launch: a bad configuration shows up here */
+#define KCHECK() CU(cudaGetLastError())
+
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static const char *mib(char *buf, size_t n, uint64_t b)
+{
+    snprintf(buf, n, "%.0fM", (double)b / 1048576.0 + 0.5);
+    return buf;
+}
+
+/* ---- state ---- */
+
+typedef struct {
+    void *buf;           /* held: the unit's device buffer */
+    rt_tensor *views;    /* held: its tensors in device memory */
+    rt_gpu_layout lay;
+    bool has_lay;
+} dev_unit;
+
+typedef struct {
+    float *k, *v;        /* [layer][ctx][kv_heads * head_dim], device-visible */
+    bool host;           /* pinned host memory (--kv-host, unified) */
+    void *hk, *hv;       /* then: the host addresses */
+    uint64_t bytes;      /* each of k and v */
+} seq_dev;
+
+struct rt_cuda {
+    int dev;
+    cudaDeviceProp prop;
+    bool unified, kv_host;
+    uint64_t budget, total_mem, max_tensors;
+    int n_layers;
+    size_t kvd;          /* kv_heads * head_dim */
+    rt_gpu_plan plan;
+    dev_unit *units; /* per store unit */
+    cudaStream_t compute, copy;
+    cudaEvent_t copy_start[2], copied[2], done[2];
+    bool done_recorded[2];
+    void *sbuf[2];        /* stream buffers */
+    rt_tensor *sviews[2];
+    int next_buf;
+    cublasHandle_t blas;
+    /* work buffers, for cap tokens and cap_seqs sequences */
+    size_t cap, cap_seqs;
+    float *x, *xb, *q, *k, *v, *att, *hb, *hb2, *acc, *router, *xg, *vec, *vec2, *xl, *logits;
+    int *tok_pos, *tok_seq, *idx;
+    float *wts;
+    float **seq_k, **seq_v;
+    long long *seq_ctx;
+    float *deq;            /* dequantized rows for SGEMM */
+    size_t deq_elems;
+    float *inv_freq;
+    /* accounting */
+    uint64_t alloc_bytes, peak_bytes, kv_bytes, work_bytes, held_bytes, peak_used;
+    uint64_t h2d_bytes;
+    double h2d_s;
+    size_t n_held, n_streamed;
+};
+
+__constant__ float c_book[2][16]; /* nf4, fp4 codebooks */
+
+/* ---- device memory, with a clear message when it runs out ---- */
+
+static int dev_alloc(rt_cuda *g, void **p, uint64_t bytes, const char *what, airllm_err *err)
+{
+    cudaError_t e = cudaMalloc(p, bytes ? bytes : 1);
+    if (e == cudaErrorMemoryAllocation) {
+        cudaGetLastError(); /* clear it */
+        size_t fr = 0, tot = 0;
+        cudaMemGetInfo(&fr, &tot);
+        /* weights could shrink by what is missing, down to two stream
+         * buffers of the largest unit */
+        uint64_t weights = g->held_bytes + 2 * g->plan.stream_bytes;
+        uint64_t short_by = bytes > fr ? bytes - fr : bytes;
+        uint64_t fit = weights > short_by + (64u << 20) ? weights - short_by - (64u << 20) : 0;
+        char a[32], b[32], c[32], d[32];
+        if (fit >= g->plan.min_budget)
+            return airllm_errf(err, "out of GPU memory for %s (%s; %s free): a "
+                                    "--gpu-mem-budget of %s would fit",
+                               what, mib(a, sizeof a, bytes), mib(b, sizeof b, fr),
+                               mib(c, sizeof c, fit));
+        return airllm_errf(err, "out of GPU memory for %s (%s; %s free): even the smallest "
+                                "budget (%s, two buffers of the largest layer) leaves too "
+                                "little; use --kv-host or fewer tokens",
+                           what, mib(a, sizeof a, bytes), mib(b, sizeof b, fr),
+                           mib(d, sizeof d, g->plan.min_budget));
+    }
+    if (e != cudaSuccess)
+        return cuda_fail(err, e, "cudaMalloc", __FILE__, __LINE__);
+    g->alloc_bytes += bytes;
+    if (g->alloc_bytes > g->peak_bytes)
+        g->peak_bytes = g->alloc_bytes;
+    return 0;
+}
+
+static void dev_free(rt_cuda *g, void *p, uint64_t bytes)
+{
+    if (!p)
+        return;
+    cudaFree(p);
+    g->alloc_bytes -= bytes;
+}
+
+/* Pinned host memory for the store's slots: copies from it run
+ * asynchronously at full bus speed; mapped, so an integrated GPU reads it in
+ * place. cudaHostAlloc returns page-aligned memory (O_DIRECT reads). */
+static void *pin_alloc(size_t bytes, void *ctx)
+{
+    rt_cuda *g = (rt_cuda *)ctx;
+    void *p = NULL;
+    if (cudaHostAlloc(&p, bytes, g->unified ? cudaHostAllocMapped : cudaHostAllocDefault) !=
+        cudaSuccess) {
+        cudaGetLastError();
+        return NULL;
+    }
+    return p;
+}
+
+static void pin_free(void *p, void *ctx)
+{
+    (void)ctx;
+    cudaFreeHost(p);
+}
+
+/* ---- kernels ---- */
+
+__device__ __forceinline__ float warp_sum(float v)
+{
+    for (int o = 16; o > 0; o >>= 1)
+        v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+__device__ __forceinline__ float warp_max(float v)
+{
+    for (int o = 16; o > 0; o >>= 1)
+        v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+/* Sum (or max) over the block, returned to every thread; red has one float
+ * per warp. Starts with a barrier so red can be reused right away. */
+__device__ float block_reduce(float v, float *red, bool is_max)
+{
+    v = is_max ? warp_max(v) : warp_sum(v);
+    int w = threadIdx.x / 32, nw = (blockDim.x + 31) / 32;
+    __syncthreads();
+    if (threadIdx.x % 32 == 0)
+        red[w] = v;
+    __syncthreads();
+    float r = red[0];
+    for (int i = 1; i < nw; i++)
+        r = is_max ? fmaxf(r, red[i]) : r + red[i];
+    return r;
+}
+
+__device__ __forceinline__ void load_book(int kind, float *book)
+{
+    if (threadIdx.x < 16)
+        book[threadIdx.x] = kind == RT_W_FP4 ? c_book[1][threadIdx.x] : c_book[0][threadIdx.x];
+    __syncthreads();
+}
+
+#define MV_WARPS 8
+
+/* y[t, r] = W[r] . x[t], t < nt <= RT_MAXT: one warp per row, the weights
+ * decoded in registers (rt_row_dot_part), read once for all nt tokens. */
+template <int KIND>
+__global__ void __launch_bounds__(MV_WARPS * 32)
+k_matvec(rt_dmat w, const float *__restrict__ x, int nt, uint64_t ldx, float *__restrict__ y,
+         uint64_t ldy)
+{
+    __shared__ float book[16];
+    load_book(KIND, book);
+    w.kind = KIND; /* a constant: the decoder's switch folds away */
+    uint64_t row = (uint64_t)blockIdx.x * MV_WARPS + threadIdx.x / 32;
+    if (row >= w.rows)
+        return;
+    float acc[RT_MAXT];
+#pragma unroll
+    for (int t = 0; t < RT_MAXT; t++)
+        acc[t] = 0;
+    rt_row_dot_part(&w, row, x, nt, ldx, threadIdx.x % 32, 32, book, acc);
+#pragma unroll
+    for (int t = 0; t < RT_MAXT; t++) {
+        if (t < nt) {
+            float s = warp_sum(acc[t]);
+            if (threadIdx.x % 32 == 0)
+                y[(uint64_t)t * ldy + row] = s;
+        }
+    }
+}
+
+/* out[i] = W element e0 + i, i < count: 8 per thread when rows split into
+ * groups of 8 (then e0 and count are multiples of 8), else one. */
+template <int KIND>
+__global__ void k_dequant(rt_dmat w, uint64_t e0, uint64_t count, float *__restrict__ out)
+{
+    __shared__ float book[16];
+    load_book(KIND, book);
+    w.kind = KIND;
+    uint64_t i = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (rt_w_vec8(&w)) {
+        if (i * 8 >= count)
+            return;
+        float v[8];
+        rt_w_dec8(&w, e0 + i * 8, book, v);
+#pragma unroll
+        for (int k = 0; k < 8; k++)
+            out[i * 8 + k] = v[k];
+    } else if (i < count) {
+        out[i] = rt_w_elem(&w, e0 + i, book);
+    }
+}
+
+/* out[r] = w * (in[r] / rms(in[r])), one block per row of width n. */
+__global__ void k_rmsnorm(float *out, const float *in, const float *__restrict__ w, int n,
+                          float eps)
+{
+    __shared__ float red[32];
+    const float *x = in + (size_t)blockIdx.x * n;
+    float *o = out + (size_t)blockIdx.x * n;
+    float ss = 0;
+    for (int i = threadIdx.x; i < n; i += blockDim.x)
+        ss += x[i] * x[i];
+    ss = block_reduce(ss, red, false);
+    float r = (float)(1.0 / sqrt((double)ss / n + eps));
+    for (int i = threadIdx.x; i < n; i += blockDim.x)
+        o[i] = w[i] * (x[i] * r);
+}
+
+__global__ void k_add(float *x, const float *y, size_t n)
+{
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n)
+        x[i] += y[i];
+}
+
+/* y[t, i] += b[i] over n * dim elements */
+__global__ void k_add_bias(float *y, const float *b, size_t n, size_t dim)
+{
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n * dim)
+        y[i] += b[i % dim];
+}
+
+__global__ void k_silu_mul(float *a, const float *b, size_t n)
+{
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) {
+        float x = a[i];
+        a[i] = x / (1.0f + expf(-x)) * b[i];
+    }
+}
+
+/* rotate_half RoPE on v [n, heads, hd] at each token's position. */
+__global__ void k_rope(float *v, int n, int heads, int hd, const int *pos, const float *inv)
+{
+    int half = hd / 2;
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= (size_t)n * heads * half)
+        return;
+    int f = (int)(i % half);
+    size_t th = i / half; /* token * heads + head */
+    int t = (int)(th / heads);
+    float ang = (float)pos[t] * inv[f];
+    float c = cosf(ang), s = sinf(ang);
+    float *x = v + th * hd;
+    float a = x[f], b = x[f + half];
+    x[f] = a * c - b * s;
+    x[f + half] = b * c + a * s;
+}
+
+/* Each token's k and v rows [kvd] into its sequence's cache at (layer, pos). */
+__global__ void k_kv_store(const float *k, const float *v, int n, int kvd, int layer,
+                           const int *tok_seq, const int *tok_pos, float *const *seq_k,
+                           float *const *seq_v, const long long *seq_ctx)
+{
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= (size_t)n * kvd)
+        return;
+    int t = (int)(i / kvd), d = (int)(i % kvd);
+    int s = tok_seq[t];
+    size_t off = ((size_t)layer * (size_t)seq_ctx[s] + (size_t)tok_pos[t]) * kvd + d;
+    seq_k[s][off] = k[i];
+    seq_v[s][off] = v[i];
+}
+
+#define ATT_THREADS 128
+#define ATT_CHUNK 1024
+#define ATT_MAXD 2 /* head_dim <= ATT_THREADS * ATT_MAXD */
+
+/* Causal (and sliding-window) attention of one (token, head) per block over
+ * its sequence's cached positions: scores a chunk at a time in shared
+ * memory, with a running max and sum (online softmax), so any context
+ * length works in fixed memory. q, out: [n, heads * hd]. */
+__global__ void __launch_bounds__(ATT_THREADS)
+k_attention(const float *q, float *out, int n_heads, int n_kv, int hd, int layer, int window,
+            float scale, const int *tok_seq, const int *tok_pos, float *const *seq_k,
+            float *const *seq_v, const long long *seq_ctx)
+{
+    extern __shared__ float sh[];
+    float *qs = sh, *sc = sh + hd, *red = sc + ATT_CHUNK;
+    int t = blockIdx.x / n_heads, h = blockIdx.x % n_heads;
+    int s = tok_seq[t];
+    long long pos = tok_pos[t], ctx = seq_ctx[s];
+    size_t kvd = (size_t)n_kv * hd;
+    size_t head_off = (size_t)(h / (n_heads / n_kv)) * hd;
+    const float *kc = seq_k[s] + (size_t)layer * ctx * kvd + head_off;
+    const float *vc = seq_v[s] + (size_t)layer * ctx * kvd + head_off;
+    for (int i = threadIdx.x; i < hd; i += blockDim.x)
+        qs[i] = q[((size_t)t * n_heads + h) * hd + i];
+    long long lo = window > 0 && pos + 1 > window ? pos + 1 - window : 0;
+    float m = -INFINITY, l = 0, o[ATT_MAXD] = {0, 0};
+    for (long long c0 = lo; c0 <= pos; c0 += ATT_CHUNK) {
+        int len = (int)((pos + 1 - c0) < ATT_CHUNK ? pos + 1 - c0 : ATT_CHUNK);
+        __syncthreads(); /* qs written; the last chunk's sc read */
+        float lmax = -INFINITY;
+        for (int j = threadIdx.x; j < len; j += blockDim.x) {
+            const float *k = kc + (size_t)(c0 + j) * kvd;
+            float d = 0;
+            for (int i = 0; i < hd; i++)
+                d += qs[i] * k[i];
+            d *= scale;
+            sc[j] = d;
+            lmax = fmaxf(lmax, d);
+        }
+        float cmax = block_reduce(lmax, red, true);
+        float mnew = fmaxf(m, cmax);
+        float corr = expf(m - mnew); /* 0 on the first chunk */
+        float lsum = 0;
+        for (int j = threadIdx.x; j < len; j += blockDim.x) {
+            float p = expf(sc[j] - mnew);
+            sc[j] = p;
+            lsum += p;
+        }
+        float csum = block_reduce(lsum, red, false); /* its barrier publishes sc */
+        l = l * corr + csum;
+#pragma unroll
+        for (int k = 0; k < ATT_MAXD; k++) {
+            int d = threadIdx.x + k * ATT_THREADS;
+            if (d >= hd)
+                break;
+            float a = 0;
+            for (int j = 0; j < len; j++)
+                a += sc[j] * vc[(size_t)(c0 + j) * kvd + d];
+            o[k] = o[k] * corr + a;
+        }
+        m = mnew;
+    }
+#pragma unroll
+    for (int k = 0; k < ATT_MAXD; k++) {
+        int d = threadIdx.x + k * ATT_THREADS;
+        if (d < hd)
+            out[((size_t)t * n_heads + h) * hd + d] = o[k] / l;
+    }
+}
+
+/* dst[i] = src[idx[i]], rows of width w */
+__global__ void k_gather(float *dst, const float *src, const int *idx, int cnt, int w)
+{
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < (size_t)cnt * w)
+        dst[i] = src[(size_t)idx[i / w] * w + i % w];
+}
+
+/* acc[idx[i]] += wts[i] * src[i], rows of width w (idx distinct) */
+__global__ void k_scatter_add(float *acc, const float *src, const int *idx, const float *wts,
+                              int cnt, int w)
+{
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < (size_t)cnt * w) {
+        size_t r = i / w;
+        acc[(size_t)idx[r] * w + i % w] += wts[r] * src[i];
+    }
+}
+
+static unsigned blocks(size_t n, unsigned per)
+{
+    return (unsigned)((n + per - 1) / per);
+}
+
+/* ---- matrices ---- */
+
+static int dmat_of(const rt_tensor *t, rt_dmat *d, airllm_err *err)
+{
+    d->data = t->data;
+    d->absmax = t->absmax;
+    d->rows = t->rows;
+    d->cols = t->cols;
+    d->block = t->block;
+    switch (t->enc) {
+    case AIRLLM_ENC_NF4: d->kind = RT_W_NF4; return 0;
+    case AIRLLM_ENC_FP4: d->kind = RT_W_FP4; return 0;
+    case AIRLLM_ENC_INT8: d->kind = RT_W_INT8; return 0;
+    case AIRLLM_ENC_RAW:
+        if (t->dtype == AIRLLM_DTYPE_F32)
+            d->kind = RT_W_F32;
+        else if (t->dtype == AIRLLM_DTYPE_F16)
+            d->kind = RT_W_F16;
+        else if (t->dtype == AIRLLM_DTYPE_BF16)
+            d->kind = RT_W_BF16;
+        else
+            return airllm_errf(err, "%s: dtype %s is not a float type", t->name,
+                               airllm_dtype_name(t->dtype));
+        return 0;
+    default: return airllm_errf(err, "%s: encoding %d unsupported", t->name, (int)t->enc);
+    }
+}
+
+template <int KIND>
+static void launch_matvec(const rt_dmat &w, const float *x, int nt, float *y, cudaStream_t st)
+{
+    k_matvec<KIND><<<blocks(w.rows, MV_WARPS), MV_WARPS * 32, 0, st>>>(w, x, nt, w.cols, y,
+                                                                       w.rows);
+}
+
+template <int KIND>
+static void launch_dequant(const rt_dmat &w, uint64_t e0, uint64_t count, float *out,
+                           cudaStream_t st)
+{
+    uint64_t threads = rt_w_vec8(&w) ? (count + 7) / 8 : count;
+    k_dequant<KIND><<<blocks(threads, 256), 256, 0, st>>>(w, e0, count, out);
+}
+
+static void dispatch_dequant(const rt_dmat &w, uint64_t e0, uint64_t count, float *out,
+                             cudaStream_t st)
+{
+    switch (w.kind) {
+    case RT_W_F32: launch_dequant<RT_W_F32>(w, e0, count, out, st); break;
+    case RT_W_F16: launch_dequant<RT_W_F16>(w, e0, count, out, st); break;
+    case RT_W_BF16: launch_dequant<RT_W_BF16>(w, e0, count, out, st); break;
+    case RT_W_INT8: launch_dequant<RT_W_INT8>(w, e0, count, out, st); break;
+    case RT_W_NF4: launch_dequant<RT_W_NF4>(w, e0, count, out, st); break;
+    default: launch_dequant<RT_W_FP4>(w, e0, count, out, st); break;
+    }
+}
+
+/* y [n, rows] = x [n, cols] W^T. */
+static int mm(rt_cuda *g, const rt_tensor *t, const float *x, size_t n, float *y,
+              airllm_err *err)
+{
+    rt_dmat w;
+    if (dmat_of(t, &w, err))
+        return -1;
+    cudaStream_t st = g->compute;
+    if (n <= RT_MAXT) {
+        switch (w.kind) {
+        case RT_W_F32: launch_matvec<RT_W_F32>(w, x, (int)n, y, st); break;
+        case RT_W_F16: launch_matvec<RT_W_F16>(w, x, (int)n, y, st); break;
+        case RT_W_BF16: launch_matvec<RT_W_BF16>(w, x, (int)n, y, st); break;
+        case RT_W_INT8: launch_matvec<RT_W_INT8>(w, x, (int)n, y, st); break;
+        case RT_W_NF4: launch_matvec<RT_W_NF4>(w, x, (int)n, y, st); break;
+        default: launch_matvec<RT_W_FP4>(w, x, (int)n, y, st); break;
+        }
+        KCHECK();
+        return 0;
+    }
+    /* Column-major view for cuBLAS: C [rows, n] (ldc rows) = A^T B with A
+     * the weight rows as a [cols, rc] matrix (lda cols) and B = x^T
+     * [cols, n] (ldb cols). */
+    const float one = 1.0f, zero = 0.0f;
+    int cols = (int)w.cols;
+    if (w.kind == RT_W_F32) {
+        BLAS(cublasSgemm(g->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)w.rows, (int)n, cols, &one,
+                         (const float *)(const void *)w.data, cols, x, cols, &zero, y,
+                         (int)w.rows));
+        return 0;
+    }
+    uint64_t rc = g->deq_elems / w.cols;
+    if (rc > w.rows)
+        rc = w.rows;
+    if (rt_w_vec8(&w) == 0)
+        rc = rc ? rc : 1;
+    for (uint64_t r0 = 0; r0 < w.rows; r0 += rc) {
+        uint64_t r1 = r0 + rc < w.rows ? r0 + rc : w.rows;
+        dispatch_dequant(w, r0 * w.cols, (r1 - r0) * w.cols, g->deq, st);
+        KCHECK();
+        BLAS(cublasSgemm(g->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)(r1 - r0), (int)n, cols, &one,
+                         g->deq, cols, x, cols, &zero, y + r0, (int)w.rows));
+    }
+    return 0;
+}
+
+/* A 1-D tensor (norm weight, bias) widened to n floats at out. */
+static int vec(rt_cuda *g, const rt_tensor *t, float *out, size_t n, airllm_err *err)
+{
+    rt_dmat w;
+    if (dmat_of(t, &w, err))
+        return -1;
+    if (t->rows * t->cols != n)
+        return airllm_errf(err, "%s: %llu elements, %zu expected", t->name,
+                           (unsigned long long)(t->rows * t->cols), n);
+    w.rows = 1;
+    w.cols = n;
+    dispatch_dequant(w, 0, n, out, g->compute);
+    KCHECK();
+    return 0;
+}
+
+/* ---- open ---- */
+
+extern "C" int rt_cuda_built(void)
+{
+    return 1;
+}
+
+extern "C" int rt_cuda_open(rt_cuda **out, rt_model *m, const rt_cuda_opts *o,
+                            rt_allocator *alloc, airllm_err *err)
+{
+    *out = NULL;
+    const rt_config *c = &m->cfg;
+    int count = 0;
+    cudaError_t e = cudaGetDeviceCount(&count);
+    if (e != cudaSuccess || count == 0)
+        return airllm_errf(err, "--device cuda: no CUDA device is available (%s)",
+                           e != cudaSuccess ? cudaGetErrorString(e) : "none found");
+    if (o->device >= count)
+        return airllm_errf(err, "--device cuda:%d: this machine has %d CUDA device%s",
+                           o->device, count, count == 1 ? "" : "s");
+    if (c->head_dim > ATT_THREADS * ATT_MAXD || c->head_dim % 2)
+        return airllm_errf(err, "head_dim %d: the CUDA attention kernel takes even sizes up "
+                                "to %d",
+                           c->head_dim, ATT_THREADS * ATT_MAXD);
+    rt_cuda *g = (rt_cuda *)calloc(1, sizeof *g);
+    if (!g)
+        return airllm_errf(err, "out of memory");
+    *out = g;
+    g->dev = o->device;
+    g->kv_host = o->kv_host;
+    g->n_layers = c->n_layers;
+    g->kvd = (size_t)c->n_kv_heads * c->head_dim;
+    CU(cudaSetDevice(g->dev));
+    CU(cudaGetDeviceProperties(&g->prop, g->dev));
+    if (g->prop.major < 8)
+        return airllm_errf(err, "%s is compute capability %d.%d; the CUDA backend needs 8.0 "
+                                "(Ampere) or newer",
+                           g->prop.name, g->prop.major, g->prop.minor);
+    g->unified = g->prop.integrated != 0;
+    size_t fr = 0, tot = 0;
+    CU(cudaMemGetInfo(&fr, &tot));
+    g->total_mem = tot;
+    g->peak_used = tot - fr;
+    uint64_t budget = o->budget;
+    if (budget == UINT64_MAX) {
+        /* what is free, less a tenth and 512 MiB for the KV cache, the
+         * work buffers and cuBLAS */
+        uint64_t reserve = fr / 10 + (512u << 20);
+        budget = fr > reserve ? fr - reserve : 0;
+    }
+    g->budget = budget;
+    if (rt_gpu_plan_make(&m->store, budget, g->unified, &g->plan, err))
+        return -1;
+    g->units = (dev_unit *)calloc(m->store.n_units, sizeof *g->units);
+    if (!g->units)
+        return airllm_errf(err, "out of memory");
+    for (size_t k = 0; k < g->plan.n_units; k++) {
+        size_t u = g->plan.units[k];
+        m->store.units[u].external = g->plan.held[u];
+        g->n_held += g->plan.held[u];
+        g->n_streamed += !g->plan.held[u];
+        if (rt_gpu_layout_make(&m->store.units[u], &g->units[u].lay, err))
+            return -1;
+        g->units[u].has_lay = true;
+        if (m->store.units[u].hdr.n_tensors > g->max_tensors)
+            g->max_tensors = m->store.units[u].hdr.n_tensors;
+    }
+    CU(cudaStreamCreateWithFlags(&g->compute, cudaStreamNonBlocking));
+    CU(cudaStreamCreateWithFlags(&g->copy, cudaStreamNonBlocking));
+    for (int b = 0; b < 2; b++) {
+        CU(cudaEventCreate(&g->copy_start[b]));
+        CU(cudaEventCreate(&g->copied[b]));
+        CU(cudaEventCreateWithFlags(&g->done[b], cudaEventDisableTiming));
+    }
+    BLAS(cublasCreate(&g->blas));
+    BLAS(cublasSetStream(g->blas, g->compute));
+    /* float32 GEMMs stay float32 (no TF32), like the CPU backend */
+    BLAS(cublasSetMathMode(g->blas, CUBLAS_DEFAULT_MATH));
+    float books[2][16];
+    memcpy(books[0], airllm_nf4_code, sizeof books[0]);
+    memcpy(books[1], airllm_fp4_code, sizeof books[1]);
+    CU(cudaMemcpyToSymbol(c_book, books, sizeof books));
+    alloc->alloc = pin_alloc;
+    alloc->free = pin_free;
+    alloc->ctx = g;
+    return 0;
+}
+
+/* The copies of a loaded slot into a device buffer, on the copy stream. */
+static int copy_slot(rt_cuda *g, const rt_unit *u, const rt_slot *sl, const rt_gpu_layout *l,
+                     long only, void *dst, cudaStream_t st, airllm_err *err)
+{
+    rt_gpu_copy cp[2 * 64];
+    rt_gpu_copy *c = cp;
+    if (u->hdr.n_tensors > 64) {
+        c = (rt_gpu_copy *)malloc(sizeof *c * 2 * u->hdr.n_tensors);
+        if (!c)
+            return airllm_errf(err, "out of memory");
+    }
+    size_t n = rt_gpu_copies(u, sl, l, only, c);
+    int rc = 0;
+    for (size_t i = 0; i < n && !rc; i++) {
+        cudaError_t e = cudaMemcpyAsync((uint8_t *)dst + c[i].dst_off, c[i].src, c[i].len,
+                                        cudaMemcpyHostToDevice, st);
+        if (e != cudaSuccess)
+            rc = cuda_fail(err, e, "cudaMemcpyAsync", __FILE__, __LINE__);
+        g->h2d_bytes += c[i].len;
+    }
+    if (c != cp)
+        free(c);
+    return rc;
+}
+
+extern "C" int rt_cuda_load(rt_cuda *g, rt_model *m, airllm_err *err)
+{
+    rt_store *s = &m->store;
+    const rt_config *c = &m->cfg;
+    float *inv = (float *)malloc(sizeof(float) * (size_t)c->head_dim / 2);
+    if (!inv)
+        return airllm_errf(err, "out of memory");
+    rt_rope_init(c, inv);
+    int rc = dev_alloc(g, (void **)&g->inv_freq, sizeof(float) * (size_t)c->head_dim / 2,
+                       "RoPE frequencies", err);
+    if (!rc && cudaMemcpy(g->inv_freq, inv, sizeof(float) * (size_t)c->head_dim / 2,
+                          cudaMemcpyHostToDevice) != cudaSuccess)
+        rc = airllm_errf(err, "CUDA error at %s:%d: copying RoPE frequencies", __FILE__,
+                         __LINE__);
+    free(inv);
+    if (rc || g->unified)
+        return rc;
+    if (g->plan.stream_bytes)
+        for (int b = 0; b < 2; b++) {
+            if (dev_alloc(g, &g->sbuf[b], g->plan.stream_bytes, "a layer stream buffer", err))
+                return -1;
+            g->sviews[b] = (rt_tensor *)calloc(g->max_tensors + 1, sizeof(rt_tensor));
+            if (!g->sviews[b])
+                return airllm_errf(err, "out of memory");
+        }
+    /* Held units: read once into a pinned slot, copied, viewed. */
+    for (size_t k = 0; k < g->plan.n_units; k++) {
+        size_t u = g->plan.units[k];
+        if (!g->plan.held[u])
+            continue;
+        dev_unit *du = &g->units[u];
+        rt_slot tmp;
+        char what[128];
+        snprintf(what, sizeof what, "%s (held in GPU memory)", s->units[u].file);
+        if (dev_alloc(g, &du->buf, du->lay.bytes, what, err))
+            return -1;
+        g->held_bytes += du->lay.bytes;
+        du->views = (rt_tensor *)calloc(s->units[u].hdr.n_tensors + 1, sizeof(rt_tensor));
+        if (!du->views)
+            return airllm_errf(err, "out of memory");
+        if (rt_store_slot_new(s, u, &tmp, err))
+            return -1;
+        rc = rt_store_load(s, u, &tmp, err);
+        if (!rc)
+            rc = copy_slot(g, &s->units[u], &tmp, &du->lay, -1, du->buf, g->copy, err);
+        cudaError_t e = cudaStreamSynchronize(g->copy);
+        if (!rc && e != cudaSuccess)
+            rc = cuda_fail(err, e, "cudaStreamSynchronize", __FILE__, __LINE__);
+        if (!rc)
+            rt_gpu_views(&tmp, &du->lay, (uintptr_t)du->buf, du->views);
+        rt_store_slot_free(s, &tmp);
+        if (rc)
+            return -1;
+    }
+    return 0;
+}
+
+/* ---- sequences ---- */
+
+extern "C" int rt_cuda_seq_init(rt_cuda *g, rt_seq *s, airllm_err *err)
+{
+    seq_dev *d = (seq_dev *)calloc(1, sizeof *d);
+    if (!d)
+        return airllm_errf(err, "out of memory");
+    s->dev = d;
+    d->bytes = sizeof(float) * (uint64_t)g->n_layers * s->ctx * g->kvd;
+    d->host = g->kv_host || g->unified;
+    if (d->host) {
+        /* mapped pinned memory: the kernels read it over the bus (in place
+         * on an integrated GPU) */
+        void *k = NULL, *v = NULL;
+        if (cudaHostAlloc(&k, d->bytes, cudaHostAllocMapped) != cudaSuccess ||
+            cudaHostAlloc(&v, d->bytes, cudaHostAllocMapped) != cudaSuccess) {
+            cudaGetLastError();
+            cudaFreeHost(k);
+            return airllm_errf(err, "out of pinned host memory for a KV cache of %zu "
+                                    "positions",
+                               s->ctx);
+        }
+        d->k = (float *)k;
+        d->v = (float *)v;
+        CU(cudaHostGetDevicePointer((void **)&d->k, k, 0));
+        CU(cudaHostGetDevicePointer((void **)&d->v, v, 0));
+        d->hk = k;
+        d->hv = v;
+        return 0;
+    }
+    char what[96];
+    snprintf(what, sizeof what, "a KV cache of %zu positions", s->ctx);
+    if (dev_alloc(g, (void **)&d->k, d->bytes, what, err))
+        return -1;
+    if (dev_alloc(g, (void **)&d->v, d->bytes, what, err)) {
+        dev_free(g, d->k, d->bytes);
+        d->k = NULL;
+        return -1;
+    }
+    g->kv_bytes += 2 * d->bytes;
+    return 0;
+}
+
+extern "C" void rt_cuda_seq_free(rt_cuda *g, rt_seq *s)
+{
+    seq_dev *d = (seq_dev *)s->dev;
+    if (!d)
+        return;
+    if (d->host) {
+        cudaFreeHost(d->hk);
+        cudaFreeHost(d->hv);
+    } else {
+        dev_free(g, d->k, d->bytes);
+        dev_free(g, d->v, d->bytes);
+        g->kv_bytes -= 2 * d->bytes;
+    }
+    free(d);
+    s->dev = NULL;
+}
+
+/* ---- work buffers ---- */
+
+static void work_free(rt_cuda *g)
+{
+    float **f[] = {&g->x, &g->xb, &g->q, &g->k, &g->v, &g->att, &g->hb, &g->hb2, &g->acc,
+                   &g->router, &g->xg, &g->vec, &g->vec2, &g->xl, &g->logits, &g->wts, &g->deq};
+    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
+        cudaFree(*f[i]);
+        *f[i] = NULL;
+    }
+    void **p[] = {(void **)&g->tok_pos, (void **)&g->tok_seq, (void **)&g->idx,
+                  (void **)&g->seq_k, (void **)&g->seq_v, (void **)&g->seq_ctx};
+    for (size_t i = 0; i < sizeof p / sizeof p[0]; i++) {
+        cudaFree(*p[i]);
+        *p[i] = NULL;
+    }
+    g->alloc_bytes -= g->work_bytes;
+    g->work_bytes = 0;
+    g->cap = g->cap_seqs = 0;
+}
+
+/* Activations for n tokens of n_seqs sequences (as the CPU's
+ * ensure_buffers), and the dequantization scratch for SGEMM: up to 16M
+ * floats, a slice of rows of the largest matrix. */
+static int work_ensure(rt_cuda *g, const rt_model *m, size_t n, size_t n_seqs, airllm_err *err)
+{
+    if (n <= g->cap && n_seqs <= g->cap_seqs)
+        return 0;
+    work_free(g);
+    const rt_config *c = &m->cfg;
+    size_t H = (size_t)c->hidden, Q = (size_t)c->n_heads * c->head_dim, KV = g->kvd,
+           I = (size_t)c->intermediate, E = c->n_experts ? (size_t)c->n_experts : 1;
+    size_t V = (size_t)c->vocab, W = H > Q ? H : Q, big = I > W ? I : W;
+    n = n > g->cap ? n : g->cap;
+    n_seqs = n_seqs > g->cap_seqs ? n_seqs : g->cap_seqs;
+    size_t max_cols = big > H ? big : H;
+    g->deq_elems = (size_t)16 << 20;
+    if (g->deq_elems < max_cols * 8)
+        g->deq_elems = max_cols * 8;
+    struct {
+        void **p;
+        uint64_t bytes;
+    } want[] = {
+        {(void **)&g->x, 4 * n * H},          {(void **)&g->xb, 4 * n * W},
+        {(void **)&g->q, 4 * n * Q},          {(void **)&g->k, 4 * n * KV},
+        {(void **)&g->v, 4 * n * KV},         {(void **)&g->att, 4 * n * W},
+        {(void **)&g->hb, 4 * n * I},         {(void **)&g->hb2, 4 * n * (I > H ? I : H)},
+        {(void **)&g->acc, 4 * n * H},        {(void **)&g->router, 4 * n * E},
+        {(void **)&g->xg, 4 * n * H},         {(void **)&g->vec, 4 * (big + 64)},
+        {(void **)&g->vec2, 4 * (big + 64)},  {(void **)&g->xl, 4 * n_seqs * H},
+        {(void **)&g->logits, 4 * n_seqs * V}, {(void **)&g->wts, 4 * n * 8},
+        {(void **)&g->deq, 4 * g->deq_elems}, {(void **)&g->tok_pos, 4 * n},
+        {(void **)&g->tok_seq, 4 * n},        {(void **)&g->idx, 4 * n * 8},
+        {(void **)&g->seq_k, 8 * n_seqs},     {(void **)&g->seq_v, 8 * n_seqs},
+        {(void **)&g->seq_ctx, 8 * n_seqs},
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        if (dev_alloc(g, want[i].p, want[i].bytes, "activations", err)) {
+            work_free(g);
+            return -1;
+        }
+        g->work_bytes += want[i].bytes;
+    }
+    g->cap = n;
+    g->cap_seqs = n_seqs;
+    return 0;
+}
+
+/* ---- the forward pass ---- */
+
+typedef struct {
+    rt_cuda *g;
+    rt_model *m;
+    size_t n;            /* tokens */
+    int *h_idx;          /* host scratch, n * 8 */
+    float *h_wts;
+    float *h_router;
+} fwd;
+
+static const rt_tensor *find(const rt_tensor *v, size_t n_t, const char *unit, const char *suffix,
+                             uint64_t rows, uint64_t cols, bool required, airllm_err *err)
+{
+    rt_slot sl;
+    memset(&sl, 0, sizeof sl);
+    sl.tensors = (rt_tensor *)v;
+    sl.n_tensors = n_t;
+    const rt_tensor *t = rt_slot_find(&sl, suffix);
+    if (!t) {
+        if (required)
+            airllm_errf(err, "%s: no tensor \"*.%s\"", unit, suffix);
+        return NULL;
+    }
+    if (rows && (t->rows != rows || t->cols != cols)) {
+        airllm_errf(err, "%s: %s is [%llu, %llu], expected [%llu, %llu]", unit, t->name,
+                    (unsigned long long)t->rows, (unsigned long long)t->cols,
+                    (unsigned long long)rows, (unsigned long long)cols);
+        return NULL;
+    }
+    return t;
+}
+
+static int rmsnorm(rt_cuda *g, float *out, const float *in, const rt_tensor *w, size_t rows,
+                   size_t width, float eps, airllm_err *err)
+{
+    if (vec(g, w, g->vec, width, err))
+        return -1;
+    k_rmsnorm<<<(unsigned)rows, 256, 0, g->compute>>>(out, in, g->vec, (int)width, eps);
+    KCHECK();
+    return 0;
+}
+
+static int add_bias(rt_cuda *g, const rt_tensor *v, size_t nv, const char *suffix, float *y,
+                    size_t n, size_t dim, airllm_err *err)
+{
+    const rt_tensor *b = find(v, nv, "", suffix, 0, 0, false, err);
+    if (!b)
+        return 0;
+    if (vec(g, b, g->vec2, dim, err))
+        return -1;
+    k_add_bias<<<blocks(n * dim, 256), 256, 0, g->compute>>>(y, g->vec2, n, dim);
+    KCHECK();
+    return 0;
+}
+
+static int mlp(rt_cuda *g, const rt_tensor *gt, const rt_tensor *up, const rt_tensor *dn,
+               const float *h, size_t n, float *out, airllm_err *err)
+{
+    size_t I = (size_t)gt->rows;
+    if (mm(g, gt, h, n, g->hb, err) || mm(g, up, h, n, g->hb2, err))
+        return -1;
+    k_silu_mul<<<blocks(n * I, 256), 256, 0, g->compute>>>(g->hb, g->hb2, n * I);
+    KCHECK();
+    return mm(g, dn, g->hb, n, out, err);
+}
+
+/* The device views of a slot's tensors, re-derived after experts arrive. */
+typedef struct {
+    rt_tensor *v;
+    size_t n;
+    rt_slot *host;       /* streamed MoE: the host slot experts are read into */
+    const rt_unit *unit;
+    const rt_gpu_layout *lay;
+    void *dev;           /* its device buffer */
+} unit_views;
+
+/* Mixtral's experts on the device; routing on the host (the router logits
+ * are n x n_experts floats). A streamed layer's experts are read and copied
+ * only when picked. Result in g->xb. */
+static int moe(fwd *f, unit_views *uv, const char *unit, airllm_err *err)
+{
+    rt_cuda *g = f->g;
+    const rt_config *c = &f->m->cfg;
+    size_t n = f->n, H = (size_t)c->hidden, E = (size_t)c->n_experts,
+           K = (size_t)c->n_experts_used, I = (size_t)c->intermediate;
+    const rt_tensor *gate = find(uv->v, uv->n, unit, "block_sparse_moe.gate.weight", E, H, true,
+                                 err);
+    if (!gate || mm(g, gate, g->xb, n, g->router, err))
+        return -1;
+    CU(cudaMemcpyAsync(f->h_router, g->router, sizeof(float) * n * E, cudaMemcpyDeviceToHost,
+                       g->compute));
+    CU(cudaStreamSynchronize(g->compute));
+    int *sel = (int *)malloc(sizeof(int) * n * K);
+    float *wsel = (float *)malloc(sizeof(float) * n * K);
+    if (!sel || !wsel) {
+        free(sel);
+        free(wsel);
+        return airllm_errf(err, "out of memory");
+    }
+    rt_moe_route(c, f->h_router, n, sel, wsel);
+    int rc = 0;
+    cudaError_t ce = cudaMemsetAsync(g->acc, 0, sizeof(float) * n * H, g->compute);
+    if (ce != cudaSuccess)
+        rc = cuda_fail(err, ce, "cudaMemsetAsync", __FILE__, __LINE__);
+    for (size_t e = 0; !rc && e < E; e++) {
+        int cnt = 0;
+        for (size_t t = 0; t < n; t++)
+            for (size_t k = 0; k < K; k++)
+                if (sel[t * K + k] == (int)e) {
+                    f->h_idx[cnt] = (int)t;
+                    f->h_wts[cnt++] = wsel[t * K + k];
+                }
+        if (!cnt)
+            continue;
+        char s1[96], s2[96], s3[96];
+        snprintf(s1, sizeof s1, "block_sparse_moe.experts.%zu.w1.weight", e);
+        snprintf(s2, sizeof s2, "block_sparse_moe.experts.%zu.w3.weight", e);
+        snprintf(s3, sizeof s3, "block_sparse_moe.experts.%zu.w2.weight", e);
+        const char *names[3] = {s1, s2, s3};
+        const rt_tensor *w[3];
+        for (int i = 0; i < 3 && !rc; i++) {
+            w[i] = find(uv->v, uv->n, unit, names[i], i < 2 ? I : H, i < 2 ? H : I, true, err);
+            if (!w[i]) {
+                rc = -1;
+                break;
+            }
+            if (uv->host && !uv->host->tensors[w[i]->index].loaded) {
+                /* read from disk into the host slot, copied in order on the
+                 * compute stream; the layer's end synchronizes before the
+                 * slot is given back */
+                if (rt_store_ensure(&f->m->store, uv->host, &uv->host->tensors[w[i]->index],
+                                    err) ||
+                    (uv->dev && copy_slot(g, uv->unit, uv->host, uv->lay, (long)w[i]->index,
+                                          uv->dev, g->compute, err)))
+                    rc = -1;
+                else if (uv->dev)
+                    rt_gpu_views(uv->host, uv->lay, (uintptr_t)uv->dev, uv->v);
+                else
+                    uv->v[w[i]->index] = uv->host->tensors[w[i]->index];
+                w[i] = &uv->v[w[i]->index];
+            }
+        }
+        if (rc)
+            break;
+        /* pageable sources: the calls return once the bytes are staged */
+        ce = cudaMemcpyAsync(g->idx, f->h_idx, sizeof(int) * cnt, cudaMemcpyHostToDevice,
+                             g->compute);
+        if (ce == cudaSuccess)
+            ce = cudaMemcpyAsync(g->wts, f->h_wts, sizeof(float) * cnt, cudaMemcpyHostToDevice,
+                                 g->compute);
+        if (ce != cudaSuccess) {
+            rc = cuda_fail(err, ce, "cudaMemcpyAsync", __FILE__, __LINE__);
+            break;
+        }
+        k_gather<<<blocks((size_t)cnt * H, 256), 256, 0, g->compute>>>(g->xg, g->xb, g->idx,
+                                                                         cnt, (int)H);
+        if ((ce = cudaGetLastError()) != cudaSuccess) {
+            rc = cuda_fail(err, ce, "k_gather", __FILE__, __LINE__);
+            break;
+        }
+        if (mlp(g, w[0], w[1], w[2], g->xg, (size_t)cnt, g->att, err)) {
+            rc = -1;
+            break;
+        }
+        k_scatter_add<<<blocks((size_t)cnt * H, 256), 256, 0, g->compute>>>(
+            g->acc, g->att, g->idx, g->wts, cnt, (int)H);
+        if ((ce = cudaGetLastError()) != cudaSuccess)
+            rc = cuda_fail(err, ce, "k_scatter_add", __FILE__, __LINE__);
+        /* idx/wts are reused by the next expert: the staged copies are
+         * ordered on the stream, so nothing to wait for */
+    }
+    free(sel);
+    free(wsel);
+    if (rc)
+        return -1;
+    CU(cudaMemcpyAsync(g->xb, g->acc, sizeof(float) * n * H, cudaMemcpyDeviceToDevice,
+                       g->compute));
+    return 0;
+}
+
+static int layer(fwd *f, unit_views *uv, const char *unit, int li, airllm_err *err)
+{
+    rt_cuda *g = f->g;
+    const rt_config *c = &f->m->cfg;
+    size_t n = f->n, H = (size_t)c->hidden, hd = (size_t)c->head_dim;
+    size_t Q = (size_t)c->n_heads * hd, KV = g->kvd;
+    const rt_tensor *v = uv->v;
+    size_t nv = uv->n;
+    const rt_tensor *ln1 = find(v, nv, unit, "input_layernorm.weight", 1, H, true, err);
+    const rt_tensor *ln2 =
+        ln1 ? find(v, nv, unit, "post_attention_layernorm.weight", 1, H, true, err) : NULL;
+    const rt_tensor *wq = ln2 ? find(v, nv, unit, "self_attn.q_proj.weight", Q, H, true, err) : NULL;
+    const rt_tensor *wk = wq ? find(v, nv, unit, "self_attn.k_proj.weight", KV, H, true, err) : NULL;
+    const rt_tensor *wv = wk ? find(v, nv, unit, "self_attn.v_proj.weight", KV, H, true, err) : NULL;
+    const rt_tensor *wo = wv ? find(v, nv, unit, "self_attn.o_proj.weight", H, Q, true, err) : NULL;
+    if (!wo)
+        return -1;
+    if (rmsnorm(g, g->xb, g->x, ln1, n, H, c->rms_eps, err) || mm(g, wq, g->xb, n, g->q, err) ||
+        mm(g, wk, g->xb, n, g->k, err) || mm(g, wv, g->xb, n, g->v, err) ||
+        add_bias(g, v, nv, "self_attn.q_proj.bias", g->q, n, Q, err) ||
+        add_bias(g, v, nv, "self_attn.k_proj.bias", g->k, n, KV, err) ||
+        add_bias(g, v, nv, "self_attn.v_proj.bias", g->v, n, KV, err))
+        return -1;
+    if (c->arch == RT_ARCH_QWEN3) {
+        const rt_tensor *qn = find(v, nv, unit, "self_attn.q_norm.weight", 1, hd, true, err);
+        const rt_tensor *kn = qn ? find(v, nv, unit, "self_attn.k_norm.weight", 1, hd, true, err)
+                                 : NULL;
+        /* per head: rows of hd */
+        if (!kn || rmsnorm(g, g->q, g->q, qn, n * c->n_heads, hd, c->rms_eps, err) ||
+            rmsnorm(g, g->k, g->k, kn, n * c->n_kv_heads, hd, c->rms_eps, err))
+            return -1;
+    }
+    size_t half = hd / 2;
+    k_rope<<<blocks(n * c->n_heads * half, 256), 256, 0, g->compute>>>(
+        g->q, (int)n, c->n_heads, (int)hd, g->tok_pos, g->inv_freq);
+    KCHECK();
+    k_rope<<<blocks(n * c->n_kv_heads * half, 256), 256, 0, g->compute>>>(
+        g->k, (int)n, c->n_kv_heads, (int)hd, g->tok_pos, g->inv_freq);
+    KCHECK();
+    k_kv_store<<<blocks(n * KV, 256), 256, 0, g->compute>>>(
+        g->k, g->v, (int)n, (int)KV, li, g->tok_seq, g->tok_pos, g->seq_k, g->seq_v,
+        g->seq_ctx);
+    KCHECK();
+    size_t shmem = sizeof(float) * (hd + ATT_CHUNK + 32);
+    k_attention<<<(unsigned)(n * c->n_heads), ATT_THREADS, shmem, g->compute>>>(
+        g->q, g->att, c->n_heads, c->n_kv_heads, (int)hd, li, c->sliding_window,
+        1.0f / sqrtf((float)hd), g->tok_seq, g->tok_pos, g->seq_k, g->seq_v, g->seq_ctx);
+    KCHECK();
+    if (mm(g, wo, g->att, n, g->xb, err))
+        return -1;
+    k_add<<<blocks(n * H, 256), 256, 0, g->compute>>>(g->x, g->xb, n * H);
+    KCHECK();
+    if (rmsnorm(g, g->xb, g->x, ln2, n, H, c->rms_eps, err))
+        return -1;
+    if (c->arch == RT_ARCH_MIXTRAL) {
+        if (moe(f, uv, unit, err))
+            return -1;
+    } else {
+        size_t I = (size_t)c->intermediate;
+        const rt_tensor *gt = find(v, nv, unit, "mlp.gate_proj.weight", I, H, true, err);
+        const rt_tensor *up = gt ? find(v, nv, unit, "mlp.up_proj.weight", I, H, true, err) : NULL;
+        const rt_tensor *dn = up ? find(v, nv, unit, "mlp.down_proj.weight", H, I, true, err) : NULL;
+        if (!dn || mlp(g, gt, up, dn, g->xb, n, g->xb, err))
+            return -1;
+    }
+    k_add<<<blocks(n * H, 256), 256, 0, g->compute>>>(g->x, g->xb, n * H);
+    KCHECK();
+    return 0;
+}
+
+extern "C" int rt_cuda_forward(rt_cuda *g, rt_model *m, rt_seq **seqs, size_t n_seqs,
+                               float *logits, airllm_err *err)
+{
+    const rt_config *c = &m->cfg;
+    rt_store *st = &m->store;
+    size_t H = (size_t)c->hidden, n = 0;
+    for (size_t i = 0; i < n_seqs; i++)
+        n += seqs[i]->n_ids - seqs[i]->n_cached;
+    CU(cudaSetDevice(g->dev));
+    if (work_ensure(g, m, n, n_seqs, err))
+        return -1;
+    double t0 = now();
+    /* the step's tokens: sequence, position, id; each sequence's last */
+    int *tpos = (int *)malloc(sizeof(int) * n), *tseq = (int *)malloc(sizeof(int) * n);
+    int32_t *ids = (int32_t *)malloc(sizeof(int32_t) * n);
+    int *last = (int *)malloc(sizeof(int) * n_seqs);
+    float **sk = (float **)malloc(sizeof(float *) * n_seqs);
+    float **sv = (float **)malloc(sizeof(float *) * n_seqs);
+    long long *sctx = (long long *)malloc(sizeof(long long) * n_seqs);
+    fwd f = {g, m, n, (int *)malloc(sizeof(int) * n * 8), (float *)malloc(sizeof(float) * n * 8),
+             (float *)malloc(sizeof(float) * n * (c->n_experts ? c->n_experts : 1))};
+    int rc = tpos && tseq && ids && last && sk && sv && sctx && f.h_idx && f.h_wts && f.h_router
+                 ? 0
+                 : airllm_errf(err, "out of memory");
+    size_t k = 0;
+    for (size_t i = 0; !rc && i < n_seqs; i++) {
+        seq_dev *d = (seq_dev *)seqs[i]->dev;
+        sk[i] = d->k;
+        sv[i] = d->v;
+        sctx[i] = (long long)seqs[i]->ctx;
+        for (size_t p = seqs[i]->n_cached; p < seqs[i]->n_ids; p++, k++) {
+            tseq[k] = (int)i;
+            tpos[k] = (int)p;
+            ids[k] = seqs[i]->ids[p];
+        }
+        last[i] = (int)k - 1;
+    }
+    /* embeddings on the host (rows read from the file, or the host's copy) */
+    if (!rc)
+        rc = rt_embed(m, ids, n, m->x, err);
+    struct {
+        void *dst;
+        const void *src;
+        size_t bytes;
+    } up[] = {
+        {g->x, m->x, sizeof(float) * n * H}, {g->tok_pos, tpos, sizeof(int) * n},
+        {g->tok_seq, tseq, sizeof(int) * n}, {g->seq_k, sk, sizeof(float *) * n_seqs},
+        {g->seq_v, sv, sizeof(float *) * n_seqs}, {g->seq_ctx, sctx, sizeof(long long) * n_seqs},
+    };
+    for (size_t i = 0; !rc && i < sizeof up / sizeof up[0]; i++) {
+        cudaError_t e = cudaMemcpyAsync(up[i].dst, up[i].src, up[i].bytes,
+                                        cudaMemcpyHostToDevice, g->compute);
+        if (e != cudaSuccess)
+            rc = cuda_fail(err, e, "cudaMemcpyAsync", __FILE__, __LINE__);
+    }
+    /* the units in execution order: held ones in place; streamed ones from
+     * the host slot into stream buffer b while the previous unit computes */
+    for (size_t ki = 0; !rc && ki < g->plan.n_units; ki++) {
+        size_t u = g->plan.units[ki];
+        rt_unit *un = &st->units[u];
+        dev_unit *du = &g->units[u];
+        unit_views uv;
+        memset(&uv, 0, sizeof uv);
+        uv.unit = un;
+        uv.lay = &du->lay;
+        uv.n = un->hdr.n_tensors;
+        int b = -1;
+        rt_slot *sl = NULL;
+        double c0 = now();
+        if (g->plan.held[u]) {
+            uv.v = du->views;
+        } else {
+            if ((rc = rt_store_acquire(st, u, &sl, err)))
+                break;
+            if (g->unified) {
+                /* the GPU reads the pinned slot in place */
+                uv.v = g->sviews[0] ? g->sviews[0] : NULL;
+                if (!uv.v) {
+                    g->sviews[0] = (rt_tensor *)calloc(g->max_tensors + 1, sizeof(rt_tensor));
+                    uv.v = g->sviews[0];
+                }
+                if (!uv.v) {
+                    rc = airllm_errf(err, "out of memory");
+                    rt_store_release(st, u);
+                    break;
+                }
+                memcpy(uv.v, sl->tensors, sizeof(rt_tensor) * uv.n);
+                uv.host = un->moe ? sl : NULL;
+            } else {
+                b = g->next_buf;
+                g->next_buf ^= 1;
+                cudaError_t e = cudaSuccess;
+                if (g->done_recorded[b])
+                    e = cudaStreamWaitEvent(g->copy, g->done[b], 0);
+                if (e == cudaSuccess)
+                    e = cudaEventRecord(g->copy_start[b], g->copy);
+                if (e != cudaSuccess)
+                    rc = cuda_fail(err, e, "stream ordering", __FILE__, __LINE__);
+                if (!rc)
+                    rc = copy_slot(g, un, sl, &du->lay, -1, g->sbuf[b], g->copy, err);
+                if (!rc && (e = cudaEventRecord(g->copied[b], g->copy)) == cudaSuccess)
+                    e = cudaStreamWaitEvent(g->compute, g->copied[b], 0);
+                if (!rc && e != cudaSuccess)
+                    rc = cuda_fail(err, e, "stream ordering", __FILE__, __LINE__);
+                uv.v = g->sviews[b];
+                uv.dev = g->sbuf[b];
+                uv.host = un->moe ? sl : NULL;
+                if (!rc)
+                    rt_gpu_views(sl, &du->lay, (uintptr_t)g->sbuf[b], uv.v);
+            }
+        }
+        if (!rc) {
+            if (un->kind == AIRLLM_UNIT_LAYER) {
+                rc = layer(&f, &uv, un->file, un->layer, err);
+            } else if (un->kind == AIRLLM_UNIT_NORM) {
+                const rt_tensor *nw = find(uv.v, uv.n, un->file, "norm.weight", 1, H, true, err);
+                cudaError_t e = cudaMemcpyAsync(g->idx, last, sizeof(int) * n_seqs,
+                                                cudaMemcpyHostToDevice, g->compute);
+                if (!nw)
+                    rc = -1;
+                else if (e != cudaSuccess)
+                    rc = cuda_fail(err, e, "cudaMemcpyAsync", __FILE__, __LINE__);
+                if (!rc) {
+                    k_gather<<<blocks(n_seqs * H, 256), 256, 0, g->compute>>>(
+                        g->xg, g->x, g->idx, (int)n_seqs, (int)H);
+                    rc = rmsnorm(g, g->xl, g->xg, nw, n_seqs, H, c->rms_eps, err);
+                }
+            } else {
+                const char *name = un->kind == AIRLLM_UNIT_LM_HEAD ? "lm_head.weight"
+                                                                   : "embed_tokens.weight";
+                const rt_tensor *hw = find(uv.v, uv.n, un->file, name, (uint64_t)c->vocab, H,
+                                           true, err);
+                rc = hw ? mm(g, hw, g->xl, n_seqs, g->logits, err) : -1;
+            }
+        }
+        if (b >= 0) {
+            cudaError_t e = cudaEventRecord(g->done[b], g->compute);
+            g->done_recorded[b] = e == cudaSuccess;
+            /* the host slot is free once its bytes are on the device */
+            cudaError_t e2 = cudaEventSynchronize(g->copied[b]);
+            float ms = 0;
+            if (e2 == cudaSuccess && cudaEventElapsedTime(&ms, g->copy_start[b], g->copied[b]) ==
+                                         cudaSuccess)
+                g->h2d_s += ms * 1e-3;
+            if (!rc && (e != cudaSuccess || e2 != cudaSuccess))
+                rc = cuda_fail(err, e != cudaSuccess ? e : e2, "event", __FILE__, __LINE__);
+        }
+        if (sl && (g->unified || uv.host)) {
+            /* kernels read the slot (unified) or experts were copied from
+             * it on the compute stream */
+            cudaError_t e = cudaStreamSynchronize(g->compute);
+            if (!rc && e != cudaSuccess)
+                rc = cuda_fail(err, e, "cudaStreamSynchronize", __FILE__, __LINE__);
+        }
+        if (sl)
+            rt_store_release(st, u);
+        st->unit_compute_s[u] += now() - c0;
+    }
+    if (!rc) {
+        cudaError_t e = cudaMemcpyAsync(logits, g->logits, sizeof(float) * n_seqs * c->vocab,
+                                        cudaMemcpyDeviceToHost, g->compute);
+        if (e == cudaSuccess)
+            e = cudaStreamSynchronize(g->compute);
+        if (e != cudaSuccess)
+            rc = cuda_fail(err, e, "copying the logits back", __FILE__, __LINE__);
+    } else {
+        cudaStreamSynchronize(g->compute);
+        cudaStreamSynchronize(g->copy);
+    }
+    if (!rc) {
+        for (size_t i = 0; i < n_seqs; i++)
+            seqs[i]->n_cached = seqs[i]->n_ids;
+        size_t fr = 0, tot = 0;
+        if (cudaMemGetInfo(&fr, &tot) == cudaSuccess && tot - fr > g->peak_used)
+            g->peak_used = tot - fr;
+    }
+    m->compute_s += now() - t0;
+    free(tpos);
+    free(tseq);
+    free(ids);
+    free(last);
+    free(sk);
+    free(sv);
+    free(sctx);
+    free(f.h_idx);
+    free(f.h_wts);
+    free(f.h_router);
+    return rc;
+}
+
+/* ---- info, close ---- */
+
+extern "C" void rt_cuda_get_info(const rt_cuda *g, rt_cuda_info *o)
+{
+    memset(o, 0, sizeof *o);
+    if (!g)
+        return;
+    snprintf(o->device, sizeof o->device, "cuda:%d %.200s (sm_%d%d, %.1f GiB)", g->dev,
+             g->prop.name, g->prop.major, g->prop.minor, (double)g->total_mem / 1073741824.0);
+    o->unified = g->unified;
+    o->budget = g->budget;
+    o->held_bytes = g->held_bytes;
+    o->stream_bytes = g->sbuf[0] ? g->plan.stream_bytes : 0;
+    o->n_held = g->n_held;
+    o->n_streamed = g->n_streamed;
+    o->kv_bytes = g->kv_bytes;
+    o->work_bytes = g->work_bytes;
+    o->peak_bytes = g->peak_bytes;
+    o->peak_used = g->peak_used;
+    o->h2d_bytes = g->h2d_bytes;
+    o->h2d_s = g->h2d_s;
+}
+
+extern "C" void rt_cuda_close(rt_cuda *g)
+{
+    if (!g)
+        return;
+    if (g->compute)
+        cudaStreamSynchronize(g->compute);
+    if (g->copy)
+        cudaStreamSynchronize(g->copy);
+    work_free(g);
+    for (int b = 0; b < 2; b++) {
+        cudaFree(g->sbuf[b]);
+        free(g->sviews[b]);
+        if (g->copy_start[b])
+            cudaEventDestroy(g->copy_start[b]);
+        if (g->copied[b])
+            cudaEventDestroy(g->copied[b]);
+        if (g->done[b])
+            cudaEventDestroy(g->done[b]);
+    }
+    for (size_t k = 0; g->units && k < g->plan.n_units; k++) {
+        dev_unit *du = &g->units[g->plan.units[k]];
+        cudaFree(du->buf);
+        free(du->views);
+        if (du->has_lay)
+            rt_gpu_layout_free(&du->lay);
+    }
+    free(g->units);
+    cudaFree(g->inv_freq);
+    if (g->blas)
+        cublasDestroy(g->blas);
+    if (g->compute)
+        cudaStreamDestroy(g->compute);
+    if (g->copy)
+        cudaStreamDestroy(g->copy);
+    rt_gpu_plan_free(&g->plan);
+    free(g);
+}
