@@ -18,6 +18,13 @@ G="python3 $SRC_DIR/tests/run_golden.py"
 
 "$AIRLLM_SPLIT" -q "$MODELS/stories260K" "$S/f32"
 
+# Usage errors, with or without a GPU.
+run 2 "a bad --device is a usage error" "$R" --device gpu --ids 1 "$S/f32"
+expect_err "cpu, cuda or cuda:N" "it lists the devices"
+run 2 "--gpu-mem-budget needs --device cuda" "$R" --gpu-mem-budget 1G --ids 1 "$S/f32"
+run 2 "a bad --gpu-mem-budget is a usage error" "$R" --device cuda --gpu-mem-budget 1Q --ids 1 "$S/f32"
+run 0 "--device cpu is the CPU" "$R" -q --device cpu --ids 1,2 -n 2 "$S/f32"
+
 # Without the backend or a device, --device cuda must fail cleanly (exit 1,
 # a message saying why), never crash; then the GPU checks are skipped.
 "$R" -q --device cuda --ids 1,2,3 -n 2 "$S/f32" >"$S/probe.out" 2>"$S/probe.err"
