@@ -677,10 +677,19 @@ int rt_forward(rt_model *m, rt_seq **seqs, size_t n_seqs, float *logits, airllm_
     }
     if (n == 0)
         return airllm_errf(err, "nothing to run");
+    if (m->gpu) {
+        /* the host only looks up the embeddings */
+        if (n > m->max_tokens || !m->x) {
+            free(m->x);
+            m->x = malloc(sizeof(float) * n * H);
+            m->max_tokens = m->x ? n : 0;
+            if (!m->x)
+                return airllm_errf(err, "out of memory for %zu tokens of embeddings", n);
+        }
+        return rt_cuda_forward(m->gpu, m, seqs, n_seqs, logits, err);
+    }
     if (ensure_buffers(m, n, err))
         return -1;
-    if (m->gpu)
-        return rt_cuda_forward(m->gpu, m, seqs, n_seqs, logits, err);
     if (m->spare_core)
         rt_pool_set_active(m->pool, n < 4 ? m->threads - 1 : m->threads);
     step st = {m, malloc(sizeof(rt_seq *) * n), malloc(sizeof(size_t) * n), n, 0};

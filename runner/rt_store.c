@@ -236,7 +236,9 @@ static int slot_load(rt_store *s, size_t ui, rt_slot *sl, airllm_err *err)
         return -1;
     double t1 = now();
     sl->read_s = t1 - t0;
+    pthread_mutex_lock(&s->lock); /* the prefetch thread and the model both load */
     s->bytes_read += bytes;
+    pthread_mutex_unlock(&s->lock);
     airllm_ct_header h;
     size_t hlen = partial ? (size_t)u->hdr.data_start : (size_t)u->file_size;
     if (airllm_ct_parse(sl->buf, hlen, u->file_size, &h, err))
@@ -306,7 +308,9 @@ int rt_store_ensure(rt_store *s, rt_slot *sl, const rt_tensor *t, airllm_err *er
     close(fd);
     if (!rc)
         rc = tensor_decode(u, sl, t->index, path, err);
+    pthread_mutex_lock(&s->lock); /* the prefetch thread and the model both load */
     s->bytes_read += bytes;
+    pthread_mutex_unlock(&s->lock);
     s->expert_read_s += now() - t0;
     return rc;
 }
@@ -593,10 +597,13 @@ int rt_store_load(rt_store *s, size_t ui, rt_slot *sl, airllm_err *err)
 {
     if (slot_load(s, ui, sl, err))
         return -1;
+    /* the prefetch thread may be updating the same counters */
+    pthread_mutex_lock(&s->lock);
     s->read_s += sl->read_s;
     s->decode_s += sl->decode_s;
     s->unit_read_s[ui] += sl->read_s;
     s->unit_decode_s[ui] += sl->decode_s;
+    pthread_mutex_unlock(&s->lock);
     return 0;
 }
 

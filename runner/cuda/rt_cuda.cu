@@ -164,18 +164,27 @@ static void *pin_alloc(size_t bytes, void *ctx)
 {
     rt_cuda *g = (rt_cuda *)ctx;
     void *p = NULL;
-    if (cudaHostAlloc(&p, bytes, g->unified ? cudaHostAllocMapped : cudaHostAllocDefault) !=
-        cudaSuccess) {
-        cudaGetLastError();
+    if (cudaHostAlloc(&p, bytes, g->unified ? cudaHostAllocMapped : cudaHostAllocDefault) ==
+        cudaSuccess)
+        return p;
+    cudaGetLastError();
+    /* A discrete GPU can still copy from pageable memory (through the
+     * driver's staging buffers, slower); an integrated one must map it. */
+    if (g->unified || posix_memalign(&p, 4096, bytes) != 0)
         return NULL;
-    }
     return p;
 }
 
 static void pin_free(void *p, void *ctx)
 {
     (void)ctx;
-    cudaFreeHost(p);
+    cudaPointerAttributes a;
+    if (cudaPointerGetAttributes(&a, p) == cudaSuccess && a.type == cudaMemoryTypeHost) {
+        cudaFreeHost(p);
+    } else {
+        cudaGetLastError();
+        free(p);
+    }
 }
 
 /* ---- kernels ---- */
@@ -371,14 +380,18 @@ k_attention(const float *q, float *out, int n_heads, int n_kv, int hd, int layer
     for (long long c0 = lo; c0 <= pos; c0 += ATT_CHUNK) {
         int len = (int)((pos + 1 - c0) < ATT_CHUNK ? pos + 1 - c0 : ATT_CHUNK);
         __syncthreads(); /* qs written; the last chunk's sc read */
+        /* q.k: a warp per position, its lanes across head_dim (coalesced
+         * reads of the cached row) */
         float lmax = -INFINITY;
-        for (int j = threadIdx.x; j < len; j += blockDim.x) {
+        int lane = threadIdx.x % 32, nw = blockDim.x / 32;
+        for (int j = threadIdx.x / 32; j < len; j += nw) {
             const float *k = kc + (size_t)(c0 + j) * kvd;
             float d = 0;
-            for (int i = 0; i < hd; i++)
+            for (int i = lane; i < hd; i += 32)
                 d += qs[i] * k[i];
-            d *= scale;
-            sc[j] = d;
+            d = warp_sum(d) * scale;
+            if (lane == 0)
+                sc[j] = d;
             lmax = fmaxf(lmax, d);
         }
         float cmax = block_reduce(lmax, red, true);
@@ -586,6 +599,10 @@ extern "C" int rt_cuda_open(rt_cuda **out, rt_model *m, const rt_cuda_opts *o,
     g->kv_host = o->kv_host;
     g->n_layers = c->n_layers;
     g->kvd = (size_t)c->n_kv_heads * c->head_dim;
+    /* Waiting host threads sleep rather than spin: the prefetch thread
+     * needs the cores. Fails harmlessly if the context already exists. */
+    if (cudaSetDeviceFlags(cudaDeviceScheduleBlockingSync | cudaDeviceMapHost) != cudaSuccess)
+        cudaGetLastError();
     CU(cudaSetDevice(g->dev));
     CU(cudaGetDeviceProperties(&g->prop, g->dev));
     if (g->prop.major < 8)
@@ -746,12 +763,10 @@ extern "C" int rt_cuda_seq_init(rt_cuda *g, rt_seq *s, airllm_err *err)
                                     "positions",
                                s->ctx);
         }
-        d->k = (float *)k;
-        d->v = (float *)v;
-        CU(cudaHostGetDevicePointer((void **)&d->k, k, 0));
-        CU(cudaHostGetDevicePointer((void **)&d->v, v, 0));
         d->hk = k;
         d->hv = v;
+        CU(cudaHostGetDevicePointer((void **)&d->k, k, 0));
+        CU(cudaHostGetDevicePointer((void **)&d->v, v, 0));
         return 0;
     }
     char what[96];
@@ -776,9 +791,10 @@ extern "C" void rt_cuda_seq_free(rt_cuda *g, rt_seq *s)
         cudaFreeHost(d->hk);
         cudaFreeHost(d->hv);
     } else {
+        if (d->k && d->v)
+            g->kv_bytes -= 2 * d->bytes;
         dev_free(g, d->k, d->bytes);
         dev_free(g, d->v, d->bytes);
-        g->kv_bytes -= 2 * d->bytes;
     }
     free(d);
     s->dev = NULL;
@@ -820,6 +836,9 @@ static int work_ensure(rt_cuda *g, const rt_model *m, size_t n, size_t n_seqs, a
     n = n > g->cap ? n : g->cap;
     n_seqs = n_seqs > g->cap_seqs ? n_seqs : g->cap_seqs;
     size_t max_cols = big > H ? big : H;
+    /* MoE: an entry per (token, expert picked); the final norm: one per
+     * sequence (<= n) */
+    size_t per_tok = c->n_experts_used > 1 ? (size_t)c->n_experts_used : 1;
     g->deq_elems = (size_t)16 << 20;
     if (g->deq_elems < max_cols * 8)
         g->deq_elems = max_cols * 8;
@@ -834,9 +853,9 @@ static int work_ensure(rt_cuda *g, const rt_model *m, size_t n, size_t n_seqs, a
         {(void **)&g->acc, 4 * n * H},        {(void **)&g->router, 4 * n * E},
         {(void **)&g->xg, 4 * n * H},         {(void **)&g->vec, 4 * (big + 64)},
         {(void **)&g->vec2, 4 * (big + 64)},  {(void **)&g->xl, 4 * n_seqs * H},
-        {(void **)&g->logits, 4 * n_seqs * V}, {(void **)&g->wts, 4 * n * 8},
+        {(void **)&g->logits, 4 * n_seqs * V}, {(void **)&g->wts, 4 * n * per_tok},
         {(void **)&g->deq, 4 * g->deq_elems}, {(void **)&g->tok_pos, 4 * n},
-        {(void **)&g->tok_seq, 4 * n},        {(void **)&g->idx, 4 * n * 8},
+        {(void **)&g->tok_seq, 4 * n},        {(void **)&g->idx, 4 * n * per_tok},
         {(void **)&g->seq_k, 8 * n_seqs},     {(void **)&g->seq_v, 8 * n_seqs},
         {(void **)&g->seq_ctx, 8 * n_seqs},
     };
@@ -858,7 +877,7 @@ typedef struct {
     rt_cuda *g;
     rt_model *m;
     size_t n;            /* tokens */
-    int *h_idx;          /* host scratch, n * 8 */
+    int *h_idx;          /* host scratch: an entry per (token, expert picked) */
     float *h_wts;
     float *h_router;
 } fwd;
@@ -953,18 +972,39 @@ static int moe(fwd *f, unit_views *uv, const char *unit, airllm_err *err)
         return airllm_errf(err, "out of memory");
     }
     rt_moe_route(c, f->h_router, n, sel, wsel);
-    int rc = 0;
-    cudaError_t ce = cudaMemsetAsync(g->acc, 0, sizeof(float) * n * H, g->compute);
-    if (ce != cudaSuccess)
-        rc = cuda_fail(err, ce, "cudaMemsetAsync", __FILE__, __LINE__);
-    for (size_t e = 0; !rc && e < E; e++) {
-        int cnt = 0;
+    /* Each expert's tokens and weights, grouped by expert, uploaded once:
+     * expert e has entries [off[e], off[e + 1]). */
+    size_t *off = (size_t *)malloc(sizeof(size_t) * (E + 1));
+    if (!off) {
+        free(sel);
+        free(wsel);
+        return airllm_errf(err, "out of memory");
+    }
+    size_t tot = 0;
+    for (size_t e = 0; e < E; e++) {
+        off[e] = tot;
         for (size_t t = 0; t < n; t++)
             for (size_t k = 0; k < K; k++)
                 if (sel[t * K + k] == (int)e) {
-                    f->h_idx[cnt] = (int)t;
-                    f->h_wts[cnt++] = wsel[t * K + k];
+                    f->h_idx[tot] = (int)t;
+                    f->h_wts[tot++] = wsel[t * K + k];
                 }
+    }
+    off[E] = tot;
+    int rc = 0;
+    cudaError_t ce = cudaMemsetAsync(g->acc, 0, sizeof(float) * n * H, g->compute);
+    if (ce == cudaSuccess)
+        ce = cudaMemcpyAsync(g->idx, f->h_idx, sizeof(int) * tot, cudaMemcpyHostToDevice,
+                             g->compute);
+    if (ce == cudaSuccess)
+        ce = cudaMemcpyAsync(g->wts, f->h_wts, sizeof(float) * tot, cudaMemcpyHostToDevice,
+                             g->compute);
+    if (ce != cudaSuccess)
+        rc = cuda_fail(err, ce, "cudaMemcpyAsync", __FILE__, __LINE__);
+    for (size_t e = 0; !rc && e < E; e++) {
+        int cnt = (int)(off[e + 1] - off[e]);
+        const int *idx = g->idx + off[e];
+        const float *wts = g->wts + off[e];
         if (!cnt)
             continue;
         char s1[96], s2[96], s3[96];
@@ -997,18 +1037,8 @@ static int moe(fwd *f, unit_views *uv, const char *unit, airllm_err *err)
         }
         if (rc)
             break;
-        /* pageable sources: the calls return once the bytes are staged */
-        ce = cudaMemcpyAsync(g->idx, f->h_idx, sizeof(int) * cnt, cudaMemcpyHostToDevice,
-                             g->compute);
-        if (ce == cudaSuccess)
-            ce = cudaMemcpyAsync(g->wts, f->h_wts, sizeof(float) * cnt, cudaMemcpyHostToDevice,
-                                 g->compute);
-        if (ce != cudaSuccess) {
-            rc = cuda_fail(err, ce, "cudaMemcpyAsync", __FILE__, __LINE__);
-            break;
-        }
-        k_gather<<<blocks((size_t)cnt * H, 256), 256, 0, g->compute>>>(g->xg, g->xb, g->idx,
-                                                                         cnt, (int)H);
+        k_gather<<<blocks((size_t)cnt * H, 256), 256, 0, g->compute>>>(g->xg, g->xb, idx, cnt,
+                                                                         (int)H);
         if ((ce = cudaGetLastError()) != cudaSuccess) {
             rc = cuda_fail(err, ce, "k_gather", __FILE__, __LINE__);
             break;
@@ -1018,12 +1048,15 @@ static int moe(fwd *f, unit_views *uv, const char *unit, airllm_err *err)
             break;
         }
         k_scatter_add<<<blocks((size_t)cnt * H, 256), 256, 0, g->compute>>>(
-            g->acc, g->att, g->idx, g->wts, cnt, (int)H);
+            g->acc, g->att, idx, wts, cnt, (int)H);
         if ((ce = cudaGetLastError()) != cudaSuccess)
             rc = cuda_fail(err, ce, "k_scatter_add", __FILE__, __LINE__);
-        /* idx/wts are reused by the next expert: the staged copies are
-         * ordered on the stream, so nothing to wait for */
     }
+    /* h_idx/h_wts are pageable: make sure the upload has read them before
+     * the next layer overwrites them */
+    if (!rc && (ce = cudaStreamSynchronize(g->compute)) != cudaSuccess)
+        rc = cuda_fail(err, ce, "cudaStreamSynchronize", __FILE__, __LINE__);
+    free(off);
     free(sel);
     free(wsel);
     if (rc)
@@ -1122,7 +1155,9 @@ extern "C" int rt_cuda_forward(rt_cuda *g, rt_model *m, rt_seq **seqs, size_t n_
     float **sk = (float **)malloc(sizeof(float *) * n_seqs);
     float **sv = (float **)malloc(sizeof(float *) * n_seqs);
     long long *sctx = (long long *)malloc(sizeof(long long) * n_seqs);
-    fwd f = {g, m, n, (int *)malloc(sizeof(int) * n * 8), (float *)malloc(sizeof(float) * n * 8),
+    size_t per_tok = c->n_experts_used > 1 ? (size_t)c->n_experts_used : 1;
+    fwd f = {g, m, n, (int *)malloc(sizeof(int) * n * per_tok),
+             (float *)malloc(sizeof(float) * n * per_tok),
              (float *)malloc(sizeof(float) * n * (c->n_experts ? c->n_experts : 1))};
     int rc = tpos && tseq && ids && last && sk && sv && sctx && f.h_idx && f.h_wts && f.h_router
                  ? 0
@@ -1239,6 +1274,8 @@ extern "C" int rt_cuda_forward(rt_cuda *g, rt_model *m, rt_seq **seqs, size_t n_
             }
         }
         if (b >= 0) {
+            if (rc) /* copies may be queued without copied[b] recorded after them */
+                cudaStreamSynchronize(g->copy);
             cudaError_t e = cudaEventRecord(g->done[b], g->compute);
             g->done_recorded[b] = e == cudaSuccess;
             /* the host slot is free once its bytes are on the device */
