@@ -30,7 +30,7 @@ typedef struct {
     uint64_t seed;
     bool json, chat, prefetch, profile, verify_load, direct;
     uint64_t budget;
-    int threads;
+    int threads, io_threads;
     bool cuda;              /* --device cuda[:N] */
     rt_cuda_opts cuda_opts;
 } run_opts;
@@ -61,6 +61,8 @@ static void usage(FILE *f)
             "      --verify-load        check each layer's SHA-256 as it is read\n"
             "  -t, --threads N          compute threads (default: all cores, one fewer when\n"
             "                           layers stream, for the prefetch thread)\n"
+            "      --io-threads N       threads reading each streamed layer (default 1; with\n"
+            "                           cuda, half the cores up to 8)\n"
             "Device:\n"
             "      --device DEV         cpu (default) or cuda[:N]\n"
             "      --gpu-mem-budget SIZE  bytes of weights kept in GPU memory (the rest stream\n"
@@ -126,7 +128,7 @@ static int parse_args(int argc, char **argv, run_opts *o)
         {"threads", required_argument, 0, 't'},   {"json", no_argument, 0, 'J'},
         {"dump-logits", required_argument, 0, 'd'}, {"profile", no_argument, 0, 'R'},
         {"device", required_argument, 0, 'E'},    {"gpu-mem-budget", required_argument, 0, 'G'},
-        {"kv-host", no_argument, 0, 'H'},
+        {"kv-host", no_argument, 0, 'H'},         {"io-threads", required_argument, 0, 'i'},
         {"quiet", no_argument, 0, 'q'},           {"verbose", no_argument, 0, 'v'},
         {"help", no_argument, 0, 'h'},            {"version", no_argument, 0, 'V'},
         {0, 0, 0, 0},
@@ -197,6 +199,11 @@ static int parse_args(int argc, char **argv, run_opts *o)
             gpu_opt = true;
             break;
         case 'H': o->cuda_opts.kv_host = true; gpu_opt = true; break;
+        case 'i':
+            if (cli_parse_uint(optarg, 1, 16, &v))
+                return cli_usage_error("bad --io-threads '%s' (1-16)", optarg);
+            o->io_threads = (int)v;
+            break;
         case 'N': o->prefetch = false; break;
         case 'D': o->direct = true; break;
         case 'L': o->verify_load = true; break;
@@ -524,7 +531,7 @@ int main(int argc, char **argv)
     double t_start = cli_now();
     rt_model m;
     if (rt_model_open(&m, o.dir, o.budget, o.prefetch, o.direct, o.verify_load, o.threads,
-                      o.cuda ? &o.cuda_opts : NULL, &err)) {
+                      o.io_threads, o.cuda ? &o.cuda_opts : NULL, &err)) {
         rt_model_close(&m);
         return fail(&o, &err);
     }

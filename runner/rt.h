@@ -109,6 +109,7 @@ typedef struct rt_store {
     long embed_unit, norm_unit, head_unit; /* -1 when absent (tied head) */
     long first_layer_unit;
     bool verify_load, direct, prefetch;
+    int readers;     /* threads reading each whole unit (1: the loader alone) */
     bool embed_rows; /* embedding rows are read from the file on demand */
     rt_allocator alloc;
     uint64_t resident_bytes;
@@ -240,8 +241,11 @@ typedef struct {
 
 /* threads <= 0: all cores; then, when some units stream with prefetch, steps
  * of fewer than 4 tokens (decode) leave one core to the prefetch thread. */
+/* io_threads <= 0: 1 on the CPU (its cores compute), up to 8 (half the
+ * cores) with cuda. */
 int rt_model_open(rt_model *m, const char *dir, uint64_t budget, bool prefetch, bool direct,
-                  bool verify_load, int threads, const rt_cuda_opts *cuda, airllm_err *err);
+                  bool verify_load, int threads, int io_threads, const rt_cuda_opts *cuda,
+                  airllm_err *err);
 void rt_model_close(rt_model *m);
 int rt_seq_init(rt_seq *s, const rt_model *m, const int32_t *prompt, size_t n, size_t ctx,
                 airllm_err *err);

@@ -201,7 +201,8 @@ static void rope_apply(float *v, int heads, int hd, const float *inv, size_t pos
 /* ---- model ---- */
 
 int rt_model_open(rt_model *m, const char *dir, uint64_t budget, bool prefetch, bool direct,
-                  bool verify_load, int threads, const rt_cuda_opts *cuda, airllm_err *err)
+                  bool verify_load, int threads, int io_threads, const rt_cuda_opts *cuda,
+                  airllm_err *err)
 {
     memset(m, 0, sizeof *m);
     /* The manifest first: a directory without one is not a converted model,
@@ -212,18 +213,27 @@ int rt_model_open(rt_model *m, const char *dir, uint64_t budget, bool prefetch, 
     airllm_manifest_free(&probe);
     if (rt_config_load(dir, &m->cfg, err))
         return -1;
+    if (rt_store_scan(&m->store, dir, prefetch, direct, verify_load, err))
+        return -1;
+    long nproc = sysconf(_SC_NPROCESSORS_ONLN);
+    if (io_threads <= 0) {
+        /* The CPU backend's cores compute; a device backend's host has
+         * cores to spare for copying layers out of the page cache. */
+        io_threads = cuda ? (int)(nproc / 2 > 8 ? 8 : nproc / 2) : 1;
+        io_threads = io_threads > 0 ? io_threads : 1;
+    }
+    m->store.readers = io_threads;
     if (cuda) {
         /* The device backend decides first which units it holds, and the
          * store's slots come from its pinned allocator. The host only looks
          * up embeddings and feeds layers: one compute thread. */
         rt_allocator alloc = {0};
-        if (rt_store_scan(&m->store, dir, prefetch, direct, verify_load, err) ||
-            rt_cuda_open(&m->gpu, m, cuda, &alloc, err) ||
+        if (rt_cuda_open(&m->gpu, m, cuda, &alloc, err) ||
             rt_store_start(&m->store, budget, &alloc, err) || rt_cuda_load(m->gpu, m, err))
             return -1;
         if (threads <= 0)
             threads = 1;
-    } else if (rt_store_open(&m->store, dir, budget, prefetch, direct, verify_load, err)) {
+    } else if (rt_store_start(&m->store, budget, NULL, err)) {
         return -1;
     }
     if (threads <= 0) {
@@ -233,7 +243,6 @@ int rt_model_open(rt_model *m, const char *dir, uint64_t budget, bool prefetch, 
          * tok/s on 2 threads, 3.46 on 1), so light steps leave one core to
          * the prefetch thread; heavy ones (prefill, batches) are
          * compute-bound and use them all. */
-        long nproc = sysconf(_SC_NPROCESSORS_ONLN);
         threads = nproc > 0 ? (int)nproc : 1;
         m->spare_core = m->store.n_stream && prefetch && threads > 1;
     }

@@ -111,6 +111,18 @@ if [ -n "$SMOL" ] && [ -f "$SMOL/config.json" ]; then
     "$AIRLLM_SPLIT" -q "$SMOL" "$S/smol"
     out=$("$R" -q --chat -p "What is the capital of France?" -n 24 "$S/smol")
     case $out in *Paris*) ok "SmolLM2: '$out'" ;; *) bad "SmolLM2 answer: '$out'" ;; esac
+    # Streamed layers (7 MB) and the tied head (56 MB) read by several
+    # threads, in the page cache and with O_DIRECT: the same bytes, so the
+    # same logits, bit for bit.
+    for extra in "" "--direct"; do
+        "$R" -q --mem-budget 0 $extra --ids 1,504,3458,28 -n 6 --dump-logits "$S/io1.bin" "$S/smol" >"$S/io1.out" &&
+            "$R" -q --mem-budget 0 $extra --io-threads 5 --ids 1,504,3458,28 -n 6 --dump-logits "$S/io5.bin" "$S/smol" >"$S/io5.out"
+        if [ $? -eq 0 ] && cmp -s "$S/io1.bin" "$S/io5.bin" && cmp -s "$S/io1.out" "$S/io5.out"; then
+            ok "SmolLM2 streamed with --io-threads 5 $extra: identical logits and ids"
+        else
+            bad "SmolLM2 --io-threads 5 $extra differs from 1"
+        fi
+    done
     for t in nf4:0.5:0.2 int8:0.02:0.5; do
         ty=${t%%:*}
         rest=${t#*:}
