@@ -153,9 +153,10 @@ int rt_store_start(rt_store *s, uint64_t budget, const rt_allocator *alloc, airl
 bool rt_store_rows_readable(const rt_store *s);
 /* Bytes a unit occupies in a slot (file, decoded zstd, absmax). */
 uint64_t rt_unit_bytes(const rt_unit *u);
-/* A slot of the store's allocator big enough for unit ui, and a load of it
- * (every tensor, experts included): how a backend reads an external unit. */
-int rt_store_slot_new(rt_store *s, size_t ui, rt_slot *sl, airllm_err *err);
+/* A slot of the store's allocator big enough for any of the n units, and a
+ * load of one (every tensor, experts included): how a backend reads its
+ * external units. */
+int rt_store_slot_new(rt_store *s, const size_t *units, size_t n, rt_slot *sl, airllm_err *err);
 int rt_store_load(rt_store *s, size_t ui, rt_slot *sl, airllm_err *err);
 void rt_store_slot_free(rt_store *s, rt_slot *sl);
 void rt_store_close(rt_store *s);

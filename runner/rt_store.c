@@ -642,10 +642,17 @@ uint64_t rt_unit_bytes(const rt_unit *u)
     return u->need_buf + u->need_dec + 4 * (uint64_t)u->need_absmax;
 }
 
-int rt_store_slot_new(rt_store *s, size_t ui, rt_slot *sl, airllm_err *err)
+int rt_store_slot_new(rt_store *s, const size_t *units, size_t n, rt_slot *sl, airllm_err *err)
 {
-    const rt_unit *u = &s->units[ui];
-    return slot_alloc(s, sl, u->need_buf, u->need_dec, u->need_absmax, u->hdr.n_tensors, err);
+    size_t buf = 0, dec = 0, abs = 0, nt = 0;
+    for (size_t i = 0; i < n; i++) {
+        const rt_unit *u = &s->units[units[i]];
+        buf = u->need_buf > buf ? u->need_buf : buf;
+        dec = u->need_dec > dec ? u->need_dec : dec;
+        abs = u->need_absmax > abs ? u->need_absmax : abs;
+        nt = u->hdr.n_tensors > nt ? u->hdr.n_tensors : nt;
+    }
+    return slot_alloc(s, sl, buf, dec, abs, nt, err);
 }
 
 int rt_store_load(rt_store *s, size_t ui, rt_slot *sl, airllm_err *err)
@@ -717,7 +724,7 @@ int rt_store_start(rt_store *s, uint64_t budget, const rt_allocator *alloc, airl
             continue;
         if (u->resident) {
             u->slot = calloc(1, sizeof *u->slot);
-            if (!u->slot || rt_store_slot_new(s, i, u->slot, err))
+            if (!u->slot || rt_store_slot_new(s, &i, 1, u->slot, err))
                 return u->slot ? -1 : airllm_errf(err, "out of memory");
             if (rt_store_load(s, i, u->slot, err))
                 return -1;

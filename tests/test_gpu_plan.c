@@ -55,7 +55,7 @@ static void check_unit(rt_store *s, size_t ui, bool partial)
     rt_gpu_layout l;
     rt_slot sl;
     airllm_err err;
-    if (rt_gpu_layout_make(u, &l, &err) || rt_store_slot_new(s, ui, &sl, &err)) {
+    if (rt_gpu_layout_make(u, &l, &err) || rt_store_slot_new(s, &ui, 1, &sl, &err)) {
         CHECK(0, "%s: %s", u->file, err.msg);
         return;
     }

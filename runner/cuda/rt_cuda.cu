@@ -709,36 +709,45 @@ extern "C" int rt_cuda_load(rt_cuda *g, rt_model *m, airllm_err *err)
             if (!g->sviews[b])
                 return airllm_errf(err, "out of memory");
         }
-    /* Held units: read once into a pinned slot, copied, viewed. */
-    for (size_t k = 0; k < g->plan.n_units; k++) {
-        size_t u = g->plan.units[k];
-        if (!g->plan.held[u])
-            continue;
+    /* Held units: read once into one pinned slot (sized for the largest),
+     * copied, viewed. */
+    size_t *held = (size_t *)malloc(sizeof(size_t) * (g->plan.n_units + 1));
+    size_t n_held = 0;
+    if (!held)
+        return airllm_errf(err, "out of memory");
+    for (size_t k = 0; k < g->plan.n_units; k++)
+        if (g->plan.held[g->plan.units[k]])
+            held[n_held++] = g->plan.units[k];
+    rt_slot tmp;
+    memset(&tmp, 0, sizeof tmp);
+    rc = n_held ? rt_store_slot_new(s, held, n_held, &tmp, err) : 0;
+    for (size_t k = 0; !rc && k < n_held; k++) {
+        size_t u = held[k];
         dev_unit *du = &g->units[u];
-        rt_slot tmp;
         char what[128];
         snprintf(what, sizeof what, "%s (held in GPU memory)", s->units[u].file);
-        if (dev_alloc(g, &du->buf, du->lay.bytes, what, err))
-            return -1;
+        if ((rc = dev_alloc(g, &du->buf, du->lay.bytes, what, err)))
+            break;
         g->held_bytes += du->lay.bytes;
         du->views = (rt_tensor *)calloc(s->units[u].hdr.n_tensors + 1, sizeof(rt_tensor));
-        if (!du->views)
-            return airllm_errf(err, "out of memory");
-        if (rt_store_slot_new(s, u, &tmp, err))
-            return -1;
+        if (!du->views) {
+            rc = airllm_errf(err, "out of memory");
+            break;
+        }
         rc = rt_store_load(s, u, &tmp, err);
         if (!rc)
             rc = copy_slot(g, &s->units[u], &tmp, &du->lay, -1, du->buf, g->copy, err);
+        /* the slot is reused by the next unit: wait for the copies */
         cudaError_t e = cudaStreamSynchronize(g->copy);
         if (!rc && e != cudaSuccess)
             rc = cuda_fail(err, e, "cudaStreamSynchronize", __FILE__, __LINE__);
         if (!rc)
             rt_gpu_views(&tmp, &du->lay, (uintptr_t)du->buf, du->views);
-        rt_store_slot_free(s, &tmp);
-        if (rc)
-            return -1;
     }
-    return 0;
+    if (n_held)
+        rt_store_slot_free(s, &tmp);
+    free(held);
+    return rc;
 }
 
 /* ---- sequences ---- */
