@@ -95,6 +95,20 @@ RT_HD uint32_t rt_ld4(const uint8_t *p)
 #endif
 }
 
+/* Eight floats of an activation row at p, 32-byte aligned on the device
+ * (work buffers come from cudaMalloc and rows are a multiple of 8 floats
+ * long in the 8-wide path). */
+RT_HD void rt_ldx8(const float *p, float v[8])
+{
+#ifdef __CUDA_ARCH__
+    float4 a = *(const float4 *)p, b = *(const float4 *)(p + 4);
+    v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w;
+    v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
+#else
+    memcpy(v, p, 32);
+#endif
+}
+
 /* Element e of the flattened matrix; book: the 16-entry codebook of a 4-bit
  * kind. The same formulas as airllm_mm_row_f32: value[code] * absmax,
  * q * (absmax / 127), exact widening. */
@@ -167,7 +181,8 @@ RT_HD int rt_w_vec8(const rt_dmat *w)
  * (<= RT_MAXT) vectors x + t * ldx, added to acc[t]: groups of 8 columns go
  * to the lanes in turn (neighbouring lanes read neighbouring bytes), or,
  * when rows do not split into groups of 8, single columns. The kernel sums
- * the lanes' acc. */
+ * the lanes' acc. In the 8-wide path x and ldx keep each group of 8 floats
+ * 32-byte aligned on the device (rt_ldx8). */
 RT_HD void rt_row_dot_part(const rt_dmat *w, uint64_t r, const float *x, int nt, uint64_t ldx,
                            int lane, int lanes, const float *book, float *acc)
 {
@@ -179,7 +194,8 @@ RT_HD void rt_row_dot_part(const rt_dmat *w, uint64_t r, const float *x, int nt,
             for (int t = 0; t < RT_MAXT; t++) {
                 if (t >= nt)
                     break;
-                const float *xv = x + (uint64_t)t * ldx + c;
+                float xv[8];
+                rt_ldx8(x + (uint64_t)t * ldx + c, xv);
                 float s = acc[t];
                 for (int i = 0; i < 8; i++)
                     s += wv[i] * xv[i];
