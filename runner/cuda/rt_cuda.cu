@@ -599,11 +599,12 @@ extern "C" int rt_cuda_open(rt_cuda **out, rt_model *m, const rt_cuda_opts *o,
     g->kv_host = o->kv_host;
     g->n_layers = c->n_layers;
     g->kvd = (size_t)c->n_kv_heads * c->head_dim;
+    CU(cudaSetDevice(g->dev));
     /* Waiting host threads sleep rather than spin: the prefetch thread
-     * needs the cores. Fails harmlessly if the context already exists. */
+     * needs the cores. (Applies to the device just made current; a failure
+     * only costs that.) */
     if (cudaSetDeviceFlags(cudaDeviceScheduleBlockingSync | cudaDeviceMapHost) != cudaSuccess)
         cudaGetLastError();
-    CU(cudaSetDevice(g->dev));
     CU(cudaGetDeviceProperties(&g->prop, g->dev));
     if (g->prop.major < 8)
         return airllm_errf(err, "%s is compute capability %d.%d; the CUDA backend needs 8.0 "
