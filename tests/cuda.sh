@@ -129,6 +129,32 @@ for dir in "$SRC_DIR"/tests/data/arch/*/; do
     vs_cpu "$S/archq" "$c nf4 streamed" --gpu-mem-budget "${mb:-1G}" --mem-budget 0
 done
 
+# ---- peak VRAM: within the weight budget + KV cache + work buffers ----
+mb=$(min_budget "$S/nf4")
+"$R" -q --json --device cuda --gpu-mem-budget "${mb:-1G}" --mem-budget 0 --ids "$IDS" -n 8 \
+    "$S/nf4" >"$S/vram.json" 2>"$S/err"
+if python3 - "$S/vram.json" "${mb:-1G}" >"$S/cmp" 2>&1 <<'PY'
+import json, sys
+g = json.load(open(sys.argv[1]))["gpu"]
+budget = float(sys.argv[2].rstrip("M")) * 2**20 if sys.argv[2].endswith("M") else 2**30
+weights = g["held_bytes"] + 2 * g["stream_buffer_bytes"]
+fixed = 1 << 20  # RoPE table and rounding
+print("peak %.2f MiB: weights %.2f (budget %.2f) + KV %.2f + work %.2f" % (
+    g["peak_bytes"] / 2**20, weights / 2**20, budget / 2**20, g["kv_bytes"] / 2**20,
+    g["work_bytes"] / 2**20))
+sys.exit(0 if weights <= budget and
+         g["peak_bytes"] <= weights + g["kv_bytes"] + g["work_bytes"] + fixed else 1)
+PY
+then
+    ok "VRAM: $(cat "$S/cmp")"
+else
+    bad "VRAM: $(cat "$S/cmp") $(head -c 300 "$S/err")"
+fi
+run 0 "--profile and --verify-load --direct --io-threads 3 on the GPU" "$R" -q --profile \
+    --device cuda --gpu-mem-budget "${mb:-1G}" --mem-budget 0 --verify-load --direct \
+    --io-threads 3 --ids "$IDS" -n 4 "$S/nf4"
+expect_err "copied in" "the profile reports the copies"
+
 # ---- errors ----
 run 1 "a GPU budget below two layers is refused" "$R" --device cuda --gpu-mem-budget 1K --ids 1 "$S/f32"
 expect_err "--gpu-mem-budget" "the refusal names a budget that fits"
