@@ -135,18 +135,14 @@ typedef struct rt_store {
     double *unit_read_s, *unit_decode_s, *unit_wait_s, *unit_compute_s;
 } rt_store;
 
-/* Opens MODEL_DIR: manifest, every unit header, and decides which units stay
- * resident within budget bytes (UINT64_MAX: all). Loads resident units now.
- * It is rt_store_scan followed by rt_store_start. */
-int rt_store_open(rt_store *s, const char *dir, uint64_t budget, bool prefetch, bool direct,
-                  bool verify_load, airllm_err *err);
-/* The first half: reads the manifest and every unit header and sizes the
- * units (need_*); allocates no slot. Between the halves a device backend
- * marks the units it holds itself (external). */
+/* Opening MODEL_DIR, in two halves. The first reads the manifest and every
+ * unit header and sizes the units (need_*); it allocates no slot. Between
+ * the halves a device backend marks the units it holds itself (external). */
 int rt_store_scan(rt_store *s, const char *dir, bool prefetch, bool direct, bool verify_load,
                   airllm_err *err);
-/* The second half: residency of the non-external units within budget,
- * the stream list, slots from alloc (NULL: the default), the prefetcher. */
+/* The second half: which non-external units stay resident within budget
+ * bytes (UINT64_MAX: all), loaded now; the stream list; slots from alloc
+ * (NULL: the default); the prefetcher. */
 int rt_store_start(rt_store *s, uint64_t budget, const rt_allocator *alloc, airllm_err *err);
 /* Whether embedding rows can be read straight from the embedding's file
  * (a raw matrix, or a plainly quantized one with whole blocks per row). */
@@ -175,6 +171,10 @@ int rt_store_embed_rows(rt_store *s, const int32_t *ids, size_t n, int hidden, f
 int rt_store_ensure(rt_store *s, rt_slot *sl, const rt_tensor *t, airllm_err *err);
 /* A tensor of a slot by name suffix (e.g. "self_attn.q_proj.weight"), NULL if none. */
 const rt_tensor *rt_slot_find(const rt_slot *sl, const char *suffix);
+/* The same, required to exist with shape [rows, cols] (1-D: [1, n]); NULL
+ * and a message naming unit otherwise. */
+const rt_tensor *rt_slot_need(const rt_slot *sl, const char *unit, const char *suffix,
+                              uint64_t rows, uint64_t cols, airllm_err *err);
 
 /* ---- thread pool ---- */
 
@@ -266,5 +266,9 @@ int rt_embed(rt_model *m, const int32_t *ids, size_t n, float *out, airllm_err *
 void rt_moe_route(const rt_config *c, const float *router, size_t n, int *sel, float *wsel);
 /* RoPE inverse frequencies [head_dim / 2], llama3 scaling included. */
 void rt_rope_init(const rt_config *c, float *inv);
+/* Expert e's w1 (gate), w3 (up) and w2 (down) tensor name suffixes. */
+void rt_moe_expert_names(size_t e, char names[3][96]);
+/* CLOCK_MONOTONIC seconds. */
+double rt_now(void);
 
 #endif

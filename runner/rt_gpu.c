@@ -95,7 +95,7 @@ void rt_gpu_plan_free(rt_gpu_plan *p)
     memset(p, 0, sizeof *p);
 }
 
-static char *fmt_mib(char *buf, size_t n, uint64_t b)
+const char *rt_gpu_mib(char *buf, size_t n, uint64_t b)
 {
     snprintf(buf, n, "%.0fM", (double)b / 1048576.0 + 0.5);
     return buf;
@@ -146,9 +146,9 @@ int rt_gpu_plan_make(const rt_store *s, uint64_t budget, bool unified, rt_gpu_pl
         airllm_errf(err, "GPU memory budget %s is too small: streaming needs two buffers of "
                          "the largest unit (%s each); use --gpu-mem-budget %s or more (%s "
                          "holds every layer)",
-                    fmt_mib(a, sizeof a, budget), fmt_mib(b, sizeof b, p->min_budget / 2),
-                    fmt_mib(c, sizeof c, p->min_budget),
-                    fmt_mib(d, sizeof d, p->all_budget));
+                    rt_gpu_mib(a, sizeof a, budget), rt_gpu_mib(b, sizeof b, p->min_budget / 2),
+                    rt_gpu_mib(c, sizeof c, p->min_budget),
+                    rt_gpu_mib(d, sizeof d, p->all_budget));
         rt_gpu_plan_free(p);
         return -1;
     }

@@ -73,4 +73,8 @@ int rt_gpu_plan_make(const rt_store *s, uint64_t budget, bool unified, rt_gpu_pl
                      airllm_err *err);
 void rt_gpu_plan_free(rt_gpu_plan *p);
 
+/* b bytes as whole MiB, rounded up ("123M"), as --gpu-mem-budget takes
+ * them: a budget named in a message always fits what it describes. */
+const char *rt_gpu_mib(char *buf, size_t n, uint64_t b);
+
 #endif

@@ -23,19 +23,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "airllm_bytes.h"
 #include "airllm_matmul.h"
 #include "airllm_quant.h"
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
 
 /* ---- tensors ---- */
 
@@ -445,23 +437,6 @@ static int add_bias(const rt_slot *sl, const char *suffix, float *y, size_t n, s
     return 0;
 }
 
-static const rt_tensor *need(const rt_slot *sl, const char *unit, const char *suffix,
-                             uint64_t rows, uint64_t cols, airllm_err *err)
-{
-    const rt_tensor *t = rt_slot_find(sl, suffix);
-    if (!t) {
-        airllm_errf(err, "%s: no tensor \"*.%s\"", unit, suffix);
-        return NULL;
-    }
-    if (t->rows != rows || t->cols != cols) {
-        airllm_errf(err, "%s: %s is [%llu, %llu], expected [%llu, %llu]", unit, t->name,
-                    (unsigned long long)t->rows, (unsigned long long)t->cols,
-                    (unsigned long long)rows, (unsigned long long)cols);
-        return NULL;
-    }
-    return t;
-}
-
 /* SwiGLU MLP of the rows of h (n tokens): out = down(silu(gate h) * up h). */
 static int mlp(rt_model *m, const rt_tensor *g, const rt_tensor *u, const rt_tensor *d,
                const float *h, size_t n, float *out, airllm_err *err)
@@ -508,6 +483,13 @@ void rt_moe_route(const rt_config *c, const float *router, size_t n, int *sel, f
     }
 }
 
+void rt_moe_expert_names(size_t e, char names[3][96])
+{
+    snprintf(names[0], 96, "block_sparse_moe.experts.%zu.w1.weight", e);
+    snprintf(names[1], 96, "block_sparse_moe.experts.%zu.w3.weight", e);
+    snprintf(names[2], 96, "block_sparse_moe.experts.%zu.w2.weight", e);
+}
+
 /* Mixtral: softmax over the router logits, the top k renormalized, each
  * token's output the weighted sum of its experts' SwiGLU. Tokens are
  * grouped by expert so each expert's weights serve all its tokens. */
@@ -516,7 +498,7 @@ static int moe(rt_model *m, const rt_slot *sl, const char *unit, float *h, size_
 {
     const rt_config *c = &m->cfg;
     size_t H = (size_t)c->hidden, E = (size_t)c->n_experts, K = (size_t)c->n_experts_used;
-    const rt_tensor *gate = need(sl, unit, "block_sparse_moe.gate.weight", E, H, err);
+    const rt_tensor *gate = rt_slot_need(sl, unit, "block_sparse_moe.gate.weight", E, H, err);
     if (!gate || rt_matmul(m->pool, gate, h, n, m->router, err))
         return -1;
     int *sel = malloc(sizeof(int) * n * K);
@@ -537,13 +519,11 @@ static int moe(rt_model *m, const rt_slot *sl, const char *unit, float *h, size_
                 }
         if (!cnt)
             continue;
-        char s1[96], s2[96], s3[96];
-        snprintf(s1, sizeof s1, "block_sparse_moe.experts.%zu.w1.weight", e);
-        snprintf(s2, sizeof s2, "block_sparse_moe.experts.%zu.w3.weight", e);
-        snprintf(s3, sizeof s3, "block_sparse_moe.experts.%zu.w2.weight", e);
-        const rt_tensor *w1 = need(sl, unit, s1, (uint64_t)c->intermediate, H, err);
-        const rt_tensor *w3 = w1 ? need(sl, unit, s2, (uint64_t)c->intermediate, H, err) : NULL;
-        const rt_tensor *w2 = w3 ? need(sl, unit, s3, H, (uint64_t)c->intermediate, err) : NULL;
+        char nm[3][96];
+        rt_moe_expert_names(e, nm);
+        const rt_tensor *w1 = rt_slot_need(sl, unit, nm[0], (uint64_t)c->intermediate, H, err);
+        const rt_tensor *w3 = w1 ? rt_slot_need(sl, unit, nm[1], (uint64_t)c->intermediate, H, err) : NULL;
+        const rt_tensor *w2 = w3 ? rt_slot_need(sl, unit, nm[2], H, (uint64_t)c->intermediate, err) : NULL;
         /* A streamed layer holds only the experts asked for. */
         if (!w2 || rt_store_ensure(&m->store, (rt_slot *)sl, w1, err) ||
             rt_store_ensure(&m->store, (rt_slot *)sl, w3, err) ||
@@ -574,12 +554,12 @@ static int layer_forward(rt_model *m, step *st, const rt_slot *sl, const char *u
     const rt_config *c = &m->cfg;
     size_t n = st->n, H = (size_t)c->hidden, hd = (size_t)c->head_dim;
     size_t Q = (size_t)c->n_heads * hd, KV = (size_t)c->n_kv_heads * hd;
-    const rt_tensor *ln1 = need(sl, unit, "input_layernorm.weight", 1, H, err);
-    const rt_tensor *ln2 = ln1 ? need(sl, unit, "post_attention_layernorm.weight", 1, H, err) : NULL;
-    const rt_tensor *wq = ln2 ? need(sl, unit, "self_attn.q_proj.weight", Q, H, err) : NULL;
-    const rt_tensor *wk = wq ? need(sl, unit, "self_attn.k_proj.weight", KV, H, err) : NULL;
-    const rt_tensor *wv = wk ? need(sl, unit, "self_attn.v_proj.weight", KV, H, err) : NULL;
-    const rt_tensor *wo = wv ? need(sl, unit, "self_attn.o_proj.weight", H, Q, err) : NULL;
+    const rt_tensor *ln1 = rt_slot_need(sl, unit, "input_layernorm.weight", 1, H, err);
+    const rt_tensor *ln2 = ln1 ? rt_slot_need(sl, unit, "post_attention_layernorm.weight", 1, H, err) : NULL;
+    const rt_tensor *wq = ln2 ? rt_slot_need(sl, unit, "self_attn.q_proj.weight", Q, H, err) : NULL;
+    const rt_tensor *wk = wq ? rt_slot_need(sl, unit, "self_attn.k_proj.weight", KV, H, err) : NULL;
+    const rt_tensor *wv = wk ? rt_slot_need(sl, unit, "self_attn.v_proj.weight", KV, H, err) : NULL;
+    const rt_tensor *wo = wv ? rt_slot_need(sl, unit, "self_attn.o_proj.weight", H, Q, err) : NULL;
     if (!wo)
         return -1;
     float *w = m->vec;
@@ -596,8 +576,8 @@ static int layer_forward(rt_model *m, step *st, const rt_slot *sl, const char *u
         add_bias(sl, "self_attn.v_proj.bias", m->v, n, KV, w, err))
         return -1;
     if (c->arch == RT_ARCH_QWEN3) {
-        const rt_tensor *qn = need(sl, unit, "self_attn.q_norm.weight", 1, hd, err);
-        const rt_tensor *kn = qn ? need(sl, unit, "self_attn.k_norm.weight", 1, hd, err) : NULL;
+        const rt_tensor *qn = rt_slot_need(sl, unit, "self_attn.q_norm.weight", 1, hd, err);
+        const rt_tensor *kn = qn ? rt_slot_need(sl, unit, "self_attn.k_norm.weight", 1, hd, err) : NULL;
         float *kw = w + hd; /* k_norm weight; w holds q_norm's */
         if (!kn || rt_tensor_vec(qn, w, hd, err) || rt_tensor_vec(kn, kw, hd, err))
             return -1;
@@ -643,9 +623,9 @@ static int layer_forward(rt_model *m, step *st, const rt_slot *sl, const char *u
         if (moe(m, sl, unit, m->xb, n, err))
             return -1;
     } else {
-        const rt_tensor *g = need(sl, unit, "mlp.gate_proj.weight", (uint64_t)c->intermediate, H, err);
-        const rt_tensor *u = g ? need(sl, unit, "mlp.up_proj.weight", (uint64_t)c->intermediate, H, err) : NULL;
-        const rt_tensor *d = u ? need(sl, unit, "mlp.down_proj.weight", H, (uint64_t)c->intermediate, err) : NULL;
+        const rt_tensor *g = rt_slot_need(sl, unit, "mlp.gate_proj.weight", (uint64_t)c->intermediate, H, err);
+        const rt_tensor *u = g ? rt_slot_need(sl, unit, "mlp.up_proj.weight", (uint64_t)c->intermediate, H, err) : NULL;
+        const rt_tensor *d = u ? rt_slot_need(sl, unit, "mlp.down_proj.weight", H, (uint64_t)c->intermediate, err) : NULL;
         if (!d || mlp(m, g, u, d, m->xb, n, m->xb, err))
             return -1;
     }
@@ -664,7 +644,7 @@ int rt_embed(rt_model *m, const int32_t *ids, size_t n, float *out, airllm_err *
     rt_slot *sl;
     if (rt_store_acquire(st, (size_t)st->embed_unit, &sl, err))
         return -1;
-    const rt_tensor *e = need(sl, st->units[st->embed_unit].file, "embed_tokens.weight",
+    const rt_tensor *e = rt_slot_need(sl, st->units[st->embed_unit].file, "embed_tokens.weight",
                               (uint64_t)c->vocab, H, err);
     int rc = e ? 0 : -1;
     for (size_t t = 0; !rc && t < n; t++)
@@ -715,7 +695,7 @@ int rt_forward(rt_model *m, rt_seq **seqs, size_t n_seqs, float *logits, airllm_
         last[i] = k - 1;
     }
     /* embeddings */
-    double t0 = now();
+    double t0 = rt_now();
     rt_slot *sl = NULL;
     if (!rc)
         rc = rt_embed(m, ids, n, m->x, err);
@@ -726,10 +706,10 @@ int rt_forward(rt_model *m, rt_seq **seqs, size_t n_seqs, float *logits, airllm_
             continue;
         if ((rc = rt_store_acquire(st_, u, &sl, err)))
             break;
-        double c0 = now();
+        double c0 = rt_now();
         st.layer = un->layer;
         rc = layer_forward(m, &st, sl, un->file, err);
-        st_->unit_compute_s[u] += now() - c0;
+        st_->unit_compute_s[u] += rt_now() - c0;
         rt_store_release(st_, u);
     }
     /* final norm on each sequence's last token, then the head */
@@ -749,20 +729,20 @@ int rt_forward(rt_model *m, rt_seq **seqs, size_t n_seqs, float *logits, airllm_
         size_t hu = st_->head_unit >= 0 ? (size_t)st_->head_unit : (size_t)st_->embed_unit;
         if (!(rc = rt_store_acquire(st_, hu, &sl, err))) {
             const rt_tensor *hw = st_->head_unit >= 0
-                                      ? need(sl, st_->units[hu].file, "lm_head.weight",
+                                      ? rt_slot_need(sl, st_->units[hu].file, "lm_head.weight",
                                              (uint64_t)c->vocab, H, err)
-                                      : need(sl, st_->units[hu].file, "embed_tokens.weight",
+                                      : rt_slot_need(sl, st_->units[hu].file, "embed_tokens.weight",
                                              (uint64_t)c->vocab, H, err);
-            double c0 = now();
+            double c0 = rt_now();
             rc = hw ? rt_matmul(m->pool, hw, xl, n_seqs, logits, err) : -1;
-            st_->unit_compute_s[hu] += now() - c0;
+            st_->unit_compute_s[hu] += rt_now() - c0;
             rt_store_release(st_, hu);
         }
     }
     if (!rc)
         for (size_t i = 0; i < n_seqs; i++)
             seqs[i]->n_cached = seqs[i]->n_ids;
-    m->compute_s += now() - t0;
+    m->compute_s += rt_now() - t0;
     free(st.seq);
     free(st.pos);
     free(ids);

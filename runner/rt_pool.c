@@ -12,6 +12,7 @@
 
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <time.h>
 
 /* No PAUSE in the spin: under KVM a PAUSE loop exits to the hypervisor
  * (pause-loop exiting), which made every run cost a millisecond on the
@@ -188,4 +189,11 @@ void rt_pool_run(rt_pool *p, void (*fn)(void *ctx, size_t job, int thread), void
     drain(p, 0);
     while (atomic_load(&p->pending) > 0)
         cpu_relax();
+}
+
+double rt_now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }

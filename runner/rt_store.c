@@ -23,7 +23,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "airllm_bytes.h"
@@ -32,20 +31,13 @@
 #include "airllm_io.h"
 #include "airllm_quant.h"
 
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
-/* Bytes a slot needs for unit u: the file, the decoded zstd tensors, the
- * double-quant absmax. */
 static bool is_expert(const char *name)
 {
     return strstr(name, ".experts.") != NULL;
 }
 
+/* Bytes a slot needs for unit u: the file, the decoded zstd tensors, the
+ * double-quant absmax. */
 static int unit_needs(rt_unit *u, airllm_err *err)
 {
     u->need_buf = (size_t)u->file_size;
@@ -262,7 +254,7 @@ static int slot_load(rt_store *s, size_t ui, rt_slot *sl, airllm_err *err)
     if (u->need_buf > sl->cap || u->need_dec > sl->dec_cap || u->need_absmax > sl->absmax_cap)
         return airllm_errf(err, "internal error: %s does not fit its slot", u->file);
     bool partial = u->moe && !u->resident && !u->external && !s->verify_load;
-    double t0 = now();
+    double t0 = rt_now();
     int fd = open_unit(s, u, path, err);
     if (fd < 0)
         return -1;
@@ -288,7 +280,7 @@ static int slot_load(rt_store *s, size_t ui, rt_slot *sl, airllm_err *err)
     close(fd);
     if (rc)
         return -1;
-    double t1 = now();
+    double t1 = rt_now();
     sl->read_s = t1 - t0;
     pthread_mutex_lock(&s->lock); /* the prefetch thread and the model both load */
     s->bytes_read += bytes;
@@ -341,7 +333,7 @@ static int slot_load(rt_store *s, size_t ui, rt_slot *sl, airllm_err *err)
             return -1;
     }
     sl->unit = (long)ui;
-    sl->decode_s = now() - t1;
+    sl->decode_s = rt_now() - t1;
     return 0;
 }
 
@@ -353,7 +345,7 @@ int rt_store_ensure(rt_store *s, rt_slot *sl, const rt_tensor *t, airllm_err *er
         return airllm_errf(err, "internal error: expert of an empty slot");
     const rt_unit *u = &s->units[sl->unit];
     char path[4096];
-    double t0 = now();
+    double t0 = rt_now();
     int fd = open_unit(s, u, path, err);
     if (fd < 0)
         return -1;
@@ -365,8 +357,25 @@ int rt_store_ensure(rt_store *s, rt_slot *sl, const rt_tensor *t, airllm_err *er
     pthread_mutex_lock(&s->lock); /* the prefetch thread and the model both load */
     s->bytes_read += bytes;
     pthread_mutex_unlock(&s->lock);
-    s->expert_read_s += now() - t0;
+    s->expert_read_s += rt_now() - t0;
     return rc;
+}
+
+const rt_tensor *rt_slot_need(const rt_slot *sl, const char *unit, const char *suffix,
+                              uint64_t rows, uint64_t cols, airllm_err *err)
+{
+    const rt_tensor *t = rt_slot_find(sl, suffix);
+    if (!t) {
+        airllm_errf(err, "%s: no tensor \"*.%s\"", unit, suffix);
+        return NULL;
+    }
+    if (t->rows != rows || t->cols != cols) {
+        airllm_errf(err, "%s: %s is [%llu, %llu], expected [%llu, %llu]", unit, t->name,
+                    (unsigned long long)t->rows, (unsigned long long)t->cols,
+                    (unsigned long long)rows, (unsigned long long)cols);
+        return NULL;
+    }
+    return t;
 }
 
 const rt_tensor *rt_slot_find(const rt_slot *sl, const char *suffix)
@@ -446,7 +455,7 @@ int rt_store_acquire(rt_store *s, size_t ui, rt_slot **out, airllm_err *err)
         *out = sl;
         return 0;
     }
-    double t0 = now();
+    double t0 = rt_now();
     pthread_mutex_lock(&s->lock);
     int k = -1;
     for (;;) {
@@ -466,7 +475,7 @@ int rt_store_acquire(rt_store *s, size_t ui, rt_slot **out, airllm_err *err)
     s->next_use++;
     pthread_cond_broadcast(&s->cond);
     pthread_mutex_unlock(&s->lock);
-    double w = now() - t0;
+    double w = rt_now() - t0;
     s->wait_s += w;
     s->unit_wait_s[ui] += w;
     *out = &s->sslots[k];
@@ -745,14 +754,6 @@ int rt_store_start(rt_store *s, uint64_t budget, const rt_allocator *alloc, airl
         }
     }
     return 0;
-}
-
-int rt_store_open(rt_store *s, const char *dir, uint64_t budget, bool prefetch, bool direct,
-                  bool verify_load, airllm_err *err)
-{
-    if (rt_store_scan(s, dir, prefetch, direct, verify_load, err))
-        return -1;
-    return rt_store_start(s, budget, NULL, err);
 }
 
 void rt_store_close(rt_store *s)

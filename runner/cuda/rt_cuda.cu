@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 extern "C" {
 #include "airllm_quant.h"
@@ -50,19 +49,6 @@ static int blas_fail(airllm_err *err, cublasStatus_t e, const char *what, const 
     } while (0)
 /* after a kernel launch: a bad configuration shows up here */
 #define KCHECK() CU(cudaGetLastError())
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
-static const char *mib(char *buf, size_t n, uint64_t b)
-{
-    snprintf(buf, n, "%.0fM", (double)b / 1048576.0 + 0.5);
-    return buf;
-}
 
 /* ---- state ---- */
 
@@ -133,13 +119,13 @@ static int dev_alloc(rt_cuda *g, void **p, uint64_t bytes, const char *what, air
         if (fit >= g->plan.min_budget)
             return airllm_errf(err, "out of GPU memory for %s (%s; %s free): a "
                                     "--gpu-mem-budget of %s would fit",
-                               what, mib(a, sizeof a, bytes), mib(b, sizeof b, fr),
-                               mib(c, sizeof c, fit));
+                               what, rt_gpu_mib(a, sizeof a, bytes), rt_gpu_mib(b, sizeof b, fr),
+                               rt_gpu_mib(c, sizeof c, fit));
         return airllm_errf(err, "out of GPU memory for %s (%s; %s free): even the smallest "
                                 "budget (%s, two buffers of the largest layer) leaves too "
                                 "little; use --kv-host or fewer tokens",
-                           what, mib(a, sizeof a, bytes), mib(b, sizeof b, fr),
-                           mib(d, sizeof d, g->plan.min_budget));
+                           what, rt_gpu_mib(a, sizeof a, bytes), rt_gpu_mib(b, sizeof b, fr),
+                           rt_gpu_mib(d, sizeof d, g->plan.min_budget));
     }
     if (e != cudaSuccess)
         return cuda_fail(err, e, "cudaMalloc", __FILE__, __LINE__);
@@ -892,26 +878,21 @@ typedef struct {
     float *h_router;
 } fwd;
 
-static const rt_tensor *find(const rt_tensor *v, size_t n_t, const char *unit, const char *suffix,
-                             uint64_t rows, uint64_t cols, bool required, airllm_err *err)
+/* rt_slot_find / rt_slot_need over an array of device views. */
+static rt_slot views_slot(const rt_tensor *v, size_t n_t)
 {
     rt_slot sl;
     memset(&sl, 0, sizeof sl);
     sl.tensors = (rt_tensor *)v;
     sl.n_tensors = n_t;
-    const rt_tensor *t = rt_slot_find(&sl, suffix);
-    if (!t) {
-        if (required)
-            airllm_errf(err, "%s: no tensor \"*.%s\"", unit, suffix);
-        return NULL;
-    }
-    if (rows && (t->rows != rows || t->cols != cols)) {
-        airllm_errf(err, "%s: %s is [%llu, %llu], expected [%llu, %llu]", unit, t->name,
-                    (unsigned long long)t->rows, (unsigned long long)t->cols,
-                    (unsigned long long)rows, (unsigned long long)cols);
-        return NULL;
-    }
-    return t;
+    return sl;
+}
+
+static const rt_tensor *find(const rt_tensor *v, size_t n_t, const char *unit, const char *suffix,
+                             uint64_t rows, uint64_t cols, airllm_err *err)
+{
+    rt_slot sl = views_slot(v, n_t);
+    return rt_slot_need(&sl, unit, suffix, rows, cols, err);
 }
 
 static int rmsnorm(rt_cuda *g, float *out, const float *in, const rt_tensor *w, size_t rows,
@@ -927,7 +908,8 @@ static int rmsnorm(rt_cuda *g, float *out, const float *in, const rt_tensor *w, 
 static int add_bias(rt_cuda *g, const rt_tensor *v, size_t nv, const char *suffix, float *y,
                     size_t n, size_t dim, airllm_err *err)
 {
-    const rt_tensor *b = find(v, nv, "", suffix, 0, 0, false, err);
+    rt_slot sl = views_slot(v, nv);
+    const rt_tensor *b = rt_slot_find(&sl, suffix);
     if (!b)
         return 0;
     if (vec(g, b, g->vec2, dim, err))
@@ -967,8 +949,7 @@ static int moe(fwd *f, unit_views *uv, const char *unit, airllm_err *err)
     const rt_config *c = &f->m->cfg;
     size_t n = f->n, H = (size_t)c->hidden, E = (size_t)c->n_experts,
            K = (size_t)c->n_experts_used, I = (size_t)c->intermediate;
-    const rt_tensor *gate = find(uv->v, uv->n, unit, "block_sparse_moe.gate.weight", E, H, true,
-                                 err);
+    const rt_tensor *gate = find(uv->v, uv->n, unit, "block_sparse_moe.gate.weight", E, H, err);
     if (!gate || mm(g, gate, g->xb, n, g->router, err))
         return -1;
     CU(cudaMemcpyAsync(f->h_router, g->router, sizeof(float) * n * E, cudaMemcpyDeviceToHost,
@@ -1017,14 +998,11 @@ static int moe(fwd *f, unit_views *uv, const char *unit, airllm_err *err)
         const float *wts = g->wts + off[e];
         if (!cnt)
             continue;
-        char s1[96], s2[96], s3[96];
-        snprintf(s1, sizeof s1, "block_sparse_moe.experts.%zu.w1.weight", e);
-        snprintf(s2, sizeof s2, "block_sparse_moe.experts.%zu.w3.weight", e);
-        snprintf(s3, sizeof s3, "block_sparse_moe.experts.%zu.w2.weight", e);
-        const char *names[3] = {s1, s2, s3};
+        char names[3][96];
+        rt_moe_expert_names(e, names);
         const rt_tensor *w[3];
         for (int i = 0; i < 3 && !rc; i++) {
-            w[i] = find(uv->v, uv->n, unit, names[i], i < 2 ? I : H, i < 2 ? H : I, true, err);
+            w[i] = find(uv->v, uv->n, unit, names[i], i < 2 ? I : H, i < 2 ? H : I, err);
             if (!w[i]) {
                 rc = -1;
                 break;
@@ -1084,13 +1062,13 @@ static int layer(fwd *f, unit_views *uv, const char *unit, int li, airllm_err *e
     size_t Q = (size_t)c->n_heads * hd, KV = g->kvd;
     const rt_tensor *v = uv->v;
     size_t nv = uv->n;
-    const rt_tensor *ln1 = find(v, nv, unit, "input_layernorm.weight", 1, H, true, err);
+    const rt_tensor *ln1 = find(v, nv, unit, "input_layernorm.weight", 1, H, err);
     const rt_tensor *ln2 =
-        ln1 ? find(v, nv, unit, "post_attention_layernorm.weight", 1, H, true, err) : NULL;
-    const rt_tensor *wq = ln2 ? find(v, nv, unit, "self_attn.q_proj.weight", Q, H, true, err) : NULL;
-    const rt_tensor *wk = wq ? find(v, nv, unit, "self_attn.k_proj.weight", KV, H, true, err) : NULL;
-    const rt_tensor *wv = wk ? find(v, nv, unit, "self_attn.v_proj.weight", KV, H, true, err) : NULL;
-    const rt_tensor *wo = wv ? find(v, nv, unit, "self_attn.o_proj.weight", H, Q, true, err) : NULL;
+        ln1 ? find(v, nv, unit, "post_attention_layernorm.weight", 1, H, err) : NULL;
+    const rt_tensor *wq = ln2 ? find(v, nv, unit, "self_attn.q_proj.weight", Q, H, err) : NULL;
+    const rt_tensor *wk = wq ? find(v, nv, unit, "self_attn.k_proj.weight", KV, H, err) : NULL;
+    const rt_tensor *wv = wk ? find(v, nv, unit, "self_attn.v_proj.weight", KV, H, err) : NULL;
+    const rt_tensor *wo = wv ? find(v, nv, unit, "self_attn.o_proj.weight", H, Q, err) : NULL;
     if (!wo)
         return -1;
     if (rmsnorm(g, g->xb, g->x, ln1, n, H, c->rms_eps, err) || mm(g, wq, g->xb, n, g->q, err) ||
@@ -1100,8 +1078,8 @@ static int layer(fwd *f, unit_views *uv, const char *unit, int li, airllm_err *e
         add_bias(g, v, nv, "self_attn.v_proj.bias", g->v, n, KV, err))
         return -1;
     if (c->arch == RT_ARCH_QWEN3) {
-        const rt_tensor *qn = find(v, nv, unit, "self_attn.q_norm.weight", 1, hd, true, err);
-        const rt_tensor *kn = qn ? find(v, nv, unit, "self_attn.k_norm.weight", 1, hd, true, err)
+        const rt_tensor *qn = find(v, nv, unit, "self_attn.q_norm.weight", 1, hd, err);
+        const rt_tensor *kn = qn ? find(v, nv, unit, "self_attn.k_norm.weight", 1, hd, err)
                                  : NULL;
         /* per head: rows of hd */
         if (!kn || rmsnorm(g, g->q, g->q, qn, n * c->n_heads, hd, c->rms_eps, err) ||
@@ -1135,9 +1113,9 @@ static int layer(fwd *f, unit_views *uv, const char *unit, int li, airllm_err *e
             return -1;
     } else {
         size_t I = (size_t)c->intermediate;
-        const rt_tensor *gt = find(v, nv, unit, "mlp.gate_proj.weight", I, H, true, err);
-        const rt_tensor *up = gt ? find(v, nv, unit, "mlp.up_proj.weight", I, H, true, err) : NULL;
-        const rt_tensor *dn = up ? find(v, nv, unit, "mlp.down_proj.weight", H, I, true, err) : NULL;
+        const rt_tensor *gt = find(v, nv, unit, "mlp.gate_proj.weight", I, H, err);
+        const rt_tensor *up = gt ? find(v, nv, unit, "mlp.up_proj.weight", I, H, err) : NULL;
+        const rt_tensor *dn = up ? find(v, nv, unit, "mlp.down_proj.weight", H, I, err) : NULL;
         if (!dn || mlp(g, gt, up, dn, g->xb, n, g->xb, err))
             return -1;
     }
@@ -1157,7 +1135,7 @@ extern "C" int rt_cuda_forward(rt_cuda *g, rt_model *m, rt_seq **seqs, size_t n_
     CU(cudaSetDevice(g->dev));
     if (work_ensure(g, m, n, n_seqs, err))
         return -1;
-    double t0 = now();
+    double t0 = rt_now();
     /* the step's tokens: sequence, position, id; each sequence's last */
     int *tpos = (int *)malloc(sizeof(int) * n), *tseq = (int *)malloc(sizeof(int) * n);
     int32_t *ids = (int32_t *)malloc(sizeof(int32_t) * n);
@@ -1216,7 +1194,7 @@ extern "C" int rt_cuda_forward(rt_cuda *g, rt_model *m, rt_seq **seqs, size_t n_
         uv.n = un->hdr.n_tensors;
         int b = -1;
         rt_slot *sl = NULL;
-        double c0 = now();
+        double c0 = rt_now();
         if (g->plan.held[u]) {
             uv.v = du->views;
         } else {
@@ -1263,7 +1241,7 @@ extern "C" int rt_cuda_forward(rt_cuda *g, rt_model *m, rt_seq **seqs, size_t n_
             if (un->kind == AIRLLM_UNIT_LAYER) {
                 rc = layer(&f, &uv, un->file, un->layer, err);
             } else if (un->kind == AIRLLM_UNIT_NORM) {
-                const rt_tensor *nw = find(uv.v, uv.n, un->file, "norm.weight", 1, H, true, err);
+                const rt_tensor *nw = find(uv.v, uv.n, un->file, "norm.weight", 1, H, err);
                 cudaError_t e = cudaMemcpyAsync(g->idx, last, sizeof(int) * n_seqs,
                                                 cudaMemcpyHostToDevice, g->compute);
                 if (!nw)
@@ -1278,8 +1256,7 @@ extern "C" int rt_cuda_forward(rt_cuda *g, rt_model *m, rt_seq **seqs, size_t n_
             } else {
                 const char *name = un->kind == AIRLLM_UNIT_LM_HEAD ? "lm_head.weight"
                                                                    : "embed_tokens.weight";
-                const rt_tensor *hw = find(uv.v, uv.n, un->file, name, (uint64_t)c->vocab, H,
-                                           true, err);
+                const rt_tensor *hw = find(uv.v, uv.n, un->file, name, (uint64_t)c->vocab, H, err);
                 rc = hw ? mm(g, hw, g->xl, n_seqs, g->logits, err) : -1;
             }
         }
@@ -1306,7 +1283,7 @@ extern "C" int rt_cuda_forward(rt_cuda *g, rt_model *m, rt_seq **seqs, size_t n_
         }
         if (sl)
             rt_store_release(st, u);
-        st->unit_compute_s[u] += now() - c0;
+        st->unit_compute_s[u] += rt_now() - c0;
     }
     if (!rc) {
         cudaError_t e = cudaMemcpyAsync(logits, g->logits, sizeof(float) * n_seqs * c->vocab,
@@ -1326,7 +1303,7 @@ extern "C" int rt_cuda_forward(rt_cuda *g, rt_model *m, rt_seq **seqs, size_t n_
         if (cudaMemGetInfo(&fr, &tot) == cudaSuccess && tot - fr > g->peak_used)
             g->peak_used = tot - fr;
     }
-    m->compute_s += now() - t0;
+    m->compute_s += rt_now() - t0;
     free(tpos);
     free(tseq);
     free(ids);
