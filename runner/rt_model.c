@@ -522,8 +522,10 @@ static int moe(rt_model *m, const rt_slot *sl, const char *unit, float *h, size_
         char nm[3][96];
         rt_moe_expert_names(e, nm);
         const rt_tensor *w1 = rt_slot_need(sl, unit, nm[0], (uint64_t)c->intermediate, H, err);
-        const rt_tensor *w3 = w1 ? rt_slot_need(sl, unit, nm[1], (uint64_t)c->intermediate, H, err) : NULL;
-        const rt_tensor *w2 = w3 ? rt_slot_need(sl, unit, nm[2], H, (uint64_t)c->intermediate, err) : NULL;
+        const rt_tensor *w3 =
+            w1 ? rt_slot_need(sl, unit, nm[1], (uint64_t)c->intermediate, H, err) : NULL;
+        const rt_tensor *w2 =
+            w3 ? rt_slot_need(sl, unit, nm[2], H, (uint64_t)c->intermediate, err) : NULL;
         /* A streamed layer holds only the experts asked for. */
         if (!w2 || rt_store_ensure(&m->store, (rt_slot *)sl, w1, err) ||
             rt_store_ensure(&m->store, (rt_slot *)sl, w3, err) ||
@@ -555,7 +557,8 @@ static int layer_forward(rt_model *m, step *st, const rt_slot *sl, const char *u
     size_t n = st->n, H = (size_t)c->hidden, hd = (size_t)c->head_dim;
     size_t Q = (size_t)c->n_heads * hd, KV = (size_t)c->n_kv_heads * hd;
     const rt_tensor *ln1 = rt_slot_need(sl, unit, "input_layernorm.weight", 1, H, err);
-    const rt_tensor *ln2 = ln1 ? rt_slot_need(sl, unit, "post_attention_layernorm.weight", 1, H, err) : NULL;
+    const rt_tensor *ln2 =
+        ln1 ? rt_slot_need(sl, unit, "post_attention_layernorm.weight", 1, H, err) : NULL;
     const rt_tensor *wq = ln2 ? rt_slot_need(sl, unit, "self_attn.q_proj.weight", Q, H, err) : NULL;
     const rt_tensor *wk = wq ? rt_slot_need(sl, unit, "self_attn.k_proj.weight", KV, H, err) : NULL;
     const rt_tensor *wv = wk ? rt_slot_need(sl, unit, "self_attn.v_proj.weight", KV, H, err) : NULL;
@@ -577,7 +580,8 @@ static int layer_forward(rt_model *m, step *st, const rt_slot *sl, const char *u
         return -1;
     if (c->arch == RT_ARCH_QWEN3) {
         const rt_tensor *qn = rt_slot_need(sl, unit, "self_attn.q_norm.weight", 1, hd, err);
-        const rt_tensor *kn = qn ? rt_slot_need(sl, unit, "self_attn.k_norm.weight", 1, hd, err) : NULL;
+        const rt_tensor *kn =
+            qn ? rt_slot_need(sl, unit, "self_attn.k_norm.weight", 1, hd, err) : NULL;
         float *kw = w + hd; /* k_norm weight; w holds q_norm's */
         if (!kn || rt_tensor_vec(qn, w, hd, err) || rt_tensor_vec(kn, kw, hd, err))
             return -1;
@@ -623,9 +627,10 @@ static int layer_forward(rt_model *m, step *st, const rt_slot *sl, const char *u
         if (moe(m, sl, unit, m->xb, n, err))
             return -1;
     } else {
-        const rt_tensor *g = rt_slot_need(sl, unit, "mlp.gate_proj.weight", (uint64_t)c->intermediate, H, err);
-        const rt_tensor *u = g ? rt_slot_need(sl, unit, "mlp.up_proj.weight", (uint64_t)c->intermediate, H, err) : NULL;
-        const rt_tensor *d = u ? rt_slot_need(sl, unit, "mlp.down_proj.weight", H, (uint64_t)c->intermediate, err) : NULL;
+        uint64_t I = (uint64_t)c->intermediate;
+        const rt_tensor *g = rt_slot_need(sl, unit, "mlp.gate_proj.weight", I, H, err);
+        const rt_tensor *u = g ? rt_slot_need(sl, unit, "mlp.up_proj.weight", I, H, err) : NULL;
+        const rt_tensor *d = u ? rt_slot_need(sl, unit, "mlp.down_proj.weight", H, I, err) : NULL;
         if (!d || mlp(m, g, u, d, m->xb, n, m->xb, err))
             return -1;
     }
