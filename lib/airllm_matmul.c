@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "airllm_impl.h"
 #include "airllm_matmul_impl.h"
 #include "airllm_quant.h"
 
@@ -455,21 +456,16 @@ static atomic_int forced_impl = AIRLLM_MM_IMPL_AUTO;
 /* AIRLLM_MM_IMPL once read and valid (an impl, AUTO when unset), else -1 */
 static atomic_int env_impl = -1;
 
+_Static_assert((int)AIRLLM_MM_IMPL_AUTO == AIRLLM_IMPL_AUTO &&
+                   (int)AIRLLM_MM_IMPL_SCALAR == AIRLLM_IMPL_SCALAR &&
+                   (int)AIRLLM_MM_IMPL_AVX2 == AIRLLM_IMPL_AVX2 &&
+                   (int)AIRLLM_MM_IMPL_AVX512 == AIRLLM_IMPL_AVX512 &&
+                   (int)AIRLLM_MM_IMPL_NEON == AIRLLM_IMPL_NEON,
+               "airllm_mm_impl follows airllm_impl.h's numbering");
+
 const char *airllm_mm_impl_name(airllm_mm_impl impl)
 {
-    switch (impl) {
-    case AIRLLM_MM_IMPL_AUTO:
-        return "auto";
-    case AIRLLM_MM_IMPL_SCALAR:
-        return "scalar";
-    case AIRLLM_MM_IMPL_AVX2:
-        return "avx2";
-    case AIRLLM_MM_IMPL_AVX512:
-        return "avx512";
-    case AIRLLM_MM_IMPL_NEON:
-        return "neon";
-    }
-    return NULL;
+    return airllm_impl_name((int)impl);
 }
 
 int airllm_mm_impl_available(airllm_mm_impl impl)
@@ -495,43 +491,17 @@ int airllm_mm_impl_available(airllm_mm_impl impl)
     }
 }
 
-static airllm_mm_impl best_impl(void)
+static int available(int impl)
 {
-    static const airllm_mm_impl order[] = {AIRLLM_MM_IMPL_AVX512, AIRLLM_MM_IMPL_AVX2,
-                                           AIRLLM_MM_IMPL_NEON};
-    for (size_t i = 0; i < sizeof order / sizeof order[0]; i++)
-        if (airllm_mm_impl_available(order[i]))
-            return order[i];
-    return AIRLLM_MM_IMPL_SCALAR;
+    return airllm_mm_impl_available((airllm_mm_impl)impl);
 }
 
 int airllm_mm_set_impl(airllm_mm_impl impl, airllm_err *err)
 {
-    if (!airllm_mm_impl_name(impl))
-        return airllm_errf(err, "unknown matmul implementation %d", (int)impl);
-    if (!airllm_mm_impl_available(impl))
-        return airllm_errf(err, "matmul implementation '%s' is not available on this CPU",
-                           airllm_mm_impl_name(impl));
+    if (airllm_impl_check((int)impl, available, "matmul", err))
+        return -1;
     atomic_store(&forced_impl, (int)impl);
     return 0;
-}
-
-/* Parses AIRLLM_MM_IMPL: 0 and *out (AUTO when unset), or -1 with a message. */
-static int parse_env(airllm_mm_impl *out, airllm_err *err)
-{
-    const char *env = getenv("AIRLLM_MM_IMPL");
-    *out = AIRLLM_MM_IMPL_AUTO;
-    if (!env || !*env)
-        return 0;
-    for (int i = AIRLLM_MM_IMPL_AUTO; i <= AIRLLM_MM_IMPL_NEON; i++)
-        if (!strcmp(env, airllm_mm_impl_name((airllm_mm_impl)i))) {
-            if (!airllm_mm_impl_available((airllm_mm_impl)i))
-                return airllm_errf(err, "AIRLLM_MM_IMPL='%s' is not available on this CPU", env);
-            *out = (airllm_mm_impl)i;
-            return 0;
-        }
-    return airllm_errf(err, "AIRLLM_MM_IMPL='%s' is not one of auto, scalar, avx2, avx512, neon",
-                       env);
 }
 
 int airllm_mm_impl_active(airllm_mm_impl *out, airllm_err *err)
@@ -545,15 +515,13 @@ int airllm_mm_impl_active(airllm_mm_impl *out, airllm_err *err)
          * reported) every time */
         int e = atomic_load(&env_impl);
         if (e < 0) {
-            airllm_mm_impl p;
-            if (parse_env(&p, err))
+            if (airllm_impl_from_env("AIRLLM_MM_IMPL", available, &e, err))
                 return -1;
-            e = (int)p;
             atomic_store(&env_impl, e);
         }
         impl = e;
     }
-    *out = impl == AIRLLM_MM_IMPL_AUTO ? best_impl() : (airllm_mm_impl)impl;
+    *out = (airllm_mm_impl)(impl == AIRLLM_MM_IMPL_AUTO ? airllm_impl_best(available) : impl);
     return 0;
 }
 

@@ -18,6 +18,7 @@
  * the default flags and the choice is made at run time; none enables FMA,
  * so the compiler cannot fuse a multiply and an add the reference rounds
  * separately. NEON is the aarch64 baseline and needs no check. */
+#include "airllm_impl.h"
 #include "airllm_quant.h"
 
 #include <stdatomic.h>
@@ -474,21 +475,16 @@ static void dequant8_block_neon(const kernel_tab *t, const uint8_t *codes, float
 
 static atomic_int forced_impl = AIRLLM_QUANT_IMPL_AUTO;
 
+_Static_assert((int)AIRLLM_QUANT_IMPL_AUTO == AIRLLM_IMPL_AUTO &&
+                   (int)AIRLLM_QUANT_IMPL_SCALAR == AIRLLM_IMPL_SCALAR &&
+                   (int)AIRLLM_QUANT_IMPL_AVX2 == AIRLLM_IMPL_AVX2 &&
+                   (int)AIRLLM_QUANT_IMPL_AVX512 == AIRLLM_IMPL_AVX512 &&
+                   (int)AIRLLM_QUANT_IMPL_NEON == AIRLLM_IMPL_NEON,
+               "airllm_quant_impl follows airllm_impl.h's numbering");
+
 const char *airllm_quant_impl_name(airllm_quant_impl impl)
 {
-    switch (impl) {
-    case AIRLLM_QUANT_IMPL_AUTO:
-        return "auto";
-    case AIRLLM_QUANT_IMPL_SCALAR:
-        return "scalar";
-    case AIRLLM_QUANT_IMPL_AVX2:
-        return "avx2";
-    case AIRLLM_QUANT_IMPL_AVX512:
-        return "avx512";
-    case AIRLLM_QUANT_IMPL_NEON:
-        return "neon";
-    }
-    return NULL;
+    return airllm_impl_name((int)impl);
 }
 
 int airllm_quant_impl_available(airllm_quant_impl impl)
@@ -514,23 +510,15 @@ int airllm_quant_impl_available(airllm_quant_impl impl)
     }
 }
 
-static airllm_quant_impl best_impl(void)
+static int available(int impl)
 {
-    static const airllm_quant_impl order[] = {AIRLLM_QUANT_IMPL_AVX512, AIRLLM_QUANT_IMPL_AVX2,
-                                              AIRLLM_QUANT_IMPL_NEON};
-    for (size_t i = 0; i < sizeof order / sizeof order[0]; i++)
-        if (airllm_quant_impl_available(order[i]))
-            return order[i];
-    return AIRLLM_QUANT_IMPL_SCALAR;
+    return airllm_quant_impl_available((airllm_quant_impl)impl);
 }
 
 int airllm_quant_set_impl(airllm_quant_impl impl, airllm_err *err)
 {
-    if (!airllm_quant_impl_name(impl))
-        return airllm_errf(err, "unknown quantization implementation %d", (int)impl);
-    if (!airllm_quant_impl_available(impl))
-        return airllm_errf(err, "quantization implementation '%s' is not available on this CPU",
-                           airllm_quant_impl_name(impl));
+    if (airllm_impl_check((int)impl, available, "quantization", err))
+        return -1;
     atomic_store(&forced_impl, (int)impl);
     return 0;
 }
@@ -539,29 +527,14 @@ int airllm_quant_impl_active(airllm_quant_impl *out, airllm_err *err)
 {
     if (!out)
         return airllm_errf(err, "NULL argument");
-    airllm_quant_impl impl = (airllm_quant_impl)atomic_load(&forced_impl);
-    if (impl == AIRLLM_QUANT_IMPL_AUTO) {
-        /* Read each time (not cached) so a test can change it between calls. */
-        const char *env = getenv("AIRLLM_QUANT_IMPL");
-        if (env && *env) {
-            static const airllm_quant_impl all[] = {
-                AIRLLM_QUANT_IMPL_AUTO, AIRLLM_QUANT_IMPL_SCALAR, AIRLLM_QUANT_IMPL_AVX2,
-                AIRLLM_QUANT_IMPL_AVX512, AIRLLM_QUANT_IMPL_NEON};
-            size_t i = 0;
-            while (i < sizeof all / sizeof all[0] && strcmp(env, airllm_quant_impl_name(all[i])))
-                i++;
-            if (i == sizeof all / sizeof all[0])
-                return airllm_errf(err,
-                                   "AIRLLM_QUANT_IMPL='%s' is not one of auto, scalar, avx2, "
-                                   "avx512, neon",
-                                   env);
-            if (!airllm_quant_impl_available(all[i]))
-                return airllm_errf(err, "AIRLLM_QUANT_IMPL='%s' is not available on this CPU",
-                                   env);
-            impl = all[i];
-        }
-    }
-    *out = impl == AIRLLM_QUANT_IMPL_AUTO ? best_impl() : impl;
+    int impl = atomic_load(&forced_impl);
+    /* The environment is read each time (not cached) so a test can change
+     * it between calls. */
+    if (impl == AIRLLM_QUANT_IMPL_AUTO &&
+        airllm_impl_from_env("AIRLLM_QUANT_IMPL", available, &impl, err))
+        return -1;
+    *out = (airllm_quant_impl)(impl == AIRLLM_QUANT_IMPL_AUTO ? airllm_impl_best(available)
+                                                              : impl);
     return 0;
 }
 
