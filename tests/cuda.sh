@@ -14,7 +14,6 @@
 R=$AIRLLM_RUN
 S=$SCRATCH
 GOLD="$SHARED_DIR/golden"
-G="python3 $SRC_DIR/tests/run_golden.py"
 
 "$AIRLLM_SPLIT" -q "$MODELS/stories260K" "$S/f32"
 
@@ -49,15 +48,6 @@ ok "--device cuda runs"
 "$AIRLLM_QUANT" -q -t int8 "$MODELS/stories260K" "$S/int8"
 "$AIRLLM_QUANT" -q -t fp4 --double-quant "$MODELS/stories260K" "$S/fp4dq"
 
-golden() { # DIR GOLDEN TOL [--batch] [-- ARGS]
-    local d=$1 g=$2
-    shift 2
-    if $G "$R" "$d" "$g" "$@" >"$S/g.out" 2>&1; then
-        ok "$(tail -n 1 "$S/g.out")"
-    else
-        bad "golden $(basename "$d") $*: $(head -c 600 "$S/g.out")"
-    fi
-}
 
 # The smallest budget that streams: twice the largest unit (the error of a
 # budget of 1 byte names it).

@@ -11,22 +11,12 @@
 R=$AIRLLM_RUN
 S=$SCRATCH
 GOLD="$SHARED_DIR/golden"
-G="python3 $SRC_DIR/tests/run_golden.py"
 
 "$AIRLLM_SPLIT" -q "$MODELS/stories260K" "$S/f32"
 "$AIRLLM_SPLIT" -q "$MODELS/stories260K-bf16-sharded" "$S/bf16"
 "$AIRLLM_SPLIT" -q -c zstd "$MODELS/stories260K-bf16-sharded" "$S/bf16z"
 
 # ---- shared goldens: every setting ----
-golden() { # DIR GOLDEN TOL [--batch] [-- ARGS]
-    local d=$1 g=$2
-    shift 2
-    if $G "$R" "$d" "$g" "$@" >"$S/g.out" 2>&1; then
-        ok "$(tail -n 1 "$S/g.out")"
-    else
-        bad "golden $(basename "$d") $*: $(head -c 600 "$S/g.out")"
-    fi
-}
 for m in f32:stories260K bf16:stories260K-bf16-sharded bf16z:stories260K-bf16-sharded; do
     d="$S/${m%%:*}"
     g="$GOLD/${m#*:}.json"

@@ -43,3 +43,15 @@ expect_err() {
 
 # Digest of every file under a directory, for "nothing changed" checks.
 tree_digest() { (cd "$1" && find . -type f -print0 | sort -z | xargs -0 -r sha256sum); }
+
+# golden DIR GOLDEN TOL [--batch] [-- ARGS]: $AIRLLM_RUN on DIR against a
+# golden file (tests/run_golden.py), one PASS/FAIL line
+golden() {
+    local d=$1 g=$2
+    shift 2
+    if python3 "$SRC_DIR/tests/run_golden.py" "$AIRLLM_RUN" "$d" "$g" "$@" >"$SCRATCH/g.out" 2>&1; then
+        ok "$(tail -n 1 "$SCRATCH/g.out")"
+    else
+        bad "golden $(basename "$d") $*: $(head -c 600 "$SCRATCH/g.out")"
+    fi
+}
