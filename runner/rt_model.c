@@ -58,15 +58,17 @@ int rt_tensor_vec(const rt_tensor *w, float *out, size_t n, airllm_err *err)
 }
 
 /* Up to four matrices that read the same input (q/k/v, gate/up) go to the
- * pool as one run: on the development VM a hand-off between cores costs
- * 15-50 us, as much as a small model's whole matrix takes on one core. */
+ * pool as one run, their rows stacked: on the development VM a hand-off
+ * between cores costs microseconds, as much as a small model's matrix
+ * takes, and stacking lets a run split q/k/v (576 + 192 + 192 rows in
+ * SmolLM2) into equal parts where a split per matrix could not. */
 #define MM_MAX 4
 
 typedef struct {
     const rt_tensor *w[MM_MAX];
     float *y[MM_MAX];
-    uint64_t per[MM_MAX];     /* rows per job of each matrix */
-    size_t first_job[MM_MAX + 1];
+    uint64_t first_row[MM_MAX + 1]; /* of each matrix in the stacked rows */
+    uint64_t per;                   /* stacked rows per job */
     size_t count;
     const float *x;
     size_t n;
@@ -78,17 +80,20 @@ static void mm_run(void *ctx, size_t job, int thread)
 {
     (void)thread;
     mm_job *j = ctx;
-    size_t k = 0;
-    while (job >= j->first_job[k + 1])
-        k++;
-    const rt_tensor *w = j->w[k];
-    uint64_t r0 = (job - j->first_job[k]) * j->per[k];
-    uint64_t r1 = r0 + j->per[k] < w->rows ? r0 + j->per[k] : w->rows;
-    airllm_mm_weight mw = mm_weight(w);
-    airllm_err e;
-    if (airllm_mm(&mw, j->x, j->n, (size_t)w->cols, j->y[k], (size_t)w->rows, r0, r1, &e)) {
-        j->rc = -1; /* any one failure; the message is that job's */
-        j->err = e;
+    uint64_t b = job * j->per, e = b + j->per;
+    for (size_t k = 0; k < j->count; k++) {
+        uint64_t lo = b > j->first_row[k] ? b : j->first_row[k];
+        uint64_t hi = e < j->first_row[k + 1] ? e : j->first_row[k + 1];
+        if (lo >= hi)
+            continue;
+        const rt_tensor *w = j->w[k];
+        airllm_mm_weight mw = mm_weight(w);
+        airllm_err er;
+        if (airllm_mm(&mw, j->x, j->n, (size_t)w->cols, j->y[k], (size_t)w->rows,
+                      lo - j->first_row[k], hi - j->first_row[k], &er)) {
+            j->rc = -1; /* any one failure; the message is that job's */
+            j->err = er;
+        }
     }
 }
 
@@ -96,10 +101,10 @@ static void mm_run(void *ctx, size_t job, int thread)
 static int matmul_multi(rt_pool *p, const rt_tensor *const *w, float *const *y, size_t count,
                         const float *x, size_t n, airllm_err *err)
 {
-    /* Jobs of whole rows (rows of 4-bit codes start on byte boundaries when
-     * cols is even; multiples of 16 rows), enough to balance the threads,
-     * none below MIN_JOB_ELEMS weights. */
-    const uint64_t MIN_JOB_ELEMS = (uint64_t)1 << 18;
+    /* Jobs of whole stacked rows, in multiples of 16 (whole tiles), none
+     * below MIN_JOB_ELEMS weights, and a multiple of the threads where
+     * there are enough, so that no thread is left with one job more. */
+    const uint64_t MIN_JOB_ELEMS = (uint64_t)1 << 17;
     int th = rt_pool_threads(p);
     mm_job j;
     memset(&j, 0, sizeof j);
@@ -109,16 +114,16 @@ static int matmul_multi(rt_pool *p, const rt_tensor *const *w, float *const *y, 
     for (size_t k = 0; k < count; k++) {
         j.w[k] = w[k];
         j.y[k] = y[k];
-        uint64_t jobs = (uint64_t)th * 4;
-        uint64_t by_size = w[k]->rows * w[k]->cols * (n < 4 ? 1 : n / 4) / MIN_JOB_ELEMS;
-        if (jobs > by_size)
-            jobs = by_size ? by_size : 1;
-        uint64_t per = (w[k]->rows + jobs - 1) / jobs;
-        per = (per + 15) / 16 * 16;
-        j.per[k] = per ? per : 1;
-        j.first_job[k + 1] = j.first_job[k] + (size_t)((w[k]->rows + j.per[k] - 1) / j.per[k]);
+        j.first_row[k + 1] = j.first_row[k] + w[k]->rows;
     }
-    rt_pool_run(p, mm_run, &j, j.first_job[count]);
+    uint64_t rows = j.first_row[count];
+    uint64_t jobs = (uint64_t)th * 4;
+    uint64_t by_size = rows * w[0]->cols * (n < 4 ? 1 : n / 4) / MIN_JOB_ELEMS;
+    if (jobs > by_size)
+        jobs = by_size >= (uint64_t)th ? by_size / th * th : by_size ? by_size : 1;
+    uint64_t per = (rows + jobs - 1) / jobs;
+    j.per = (per + 15) / 16 * 16;
+    rt_pool_run(p, mm_run, &j, (size_t)((rows + j.per - 1) / j.per));
     if (j.rc) {
         *err = j.err;
         return -1;
@@ -378,6 +383,23 @@ typedef struct {
     size_t n_heads;
 } att_job;
 
+/* q . k over n floats in 8 independent partial sums: one running sum is a
+ * chain of dependent adds (4 cycles each), which made decode attention a
+ * tenth of a SmolLM2 step at 200 positions; eight chains the compiler can
+ * also put in one vector. */
+static float dot8(const float *a, const float *b, int n)
+{
+    float s[8] = {0};
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int l = 0; l < 8; l++)
+            s[l] += a[i + l] * b[i + l];
+    float d = ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]));
+    for (; i < n; i++)
+        d += a[i] * b[i];
+    return d;
+}
+
 /* One (token, head): causal attention over the cached positions. */
 static void attention_run(void *ctx, size_t job, int thread)
 {
@@ -399,11 +421,7 @@ static void attention_run(void *ctx, size_t job, int thread)
     float *sc = m->scores + (size_t)thread * c->max_pos;
     float scale = 1.0f / sqrtf((float)hd), mx = -INFINITY;
     for (size_t j = lo; j <= pos; j++) {
-        const float *k = kc + j * kvd;
-        float d = 0;
-        for (int i = 0; i < hd; i++)
-            d += q[i] * k[i];
-        d *= scale;
+        float d = dot8(q, kc + j * kvd, hd) * scale;
         sc[j] = d;
         mx = d > mx ? d : mx;
     }
