@@ -1,5 +1,13 @@
-/* The CUDA backend of airllm-run (runner/cuda/rt_cuda.cu; runner/rt_cuda_stub.c
- * when built without the toolkit). docs/runner.md "CUDA" describes it.
+/* The CUDA backend of airllm-run (runner/cuda/rt_cuda.cu). docs/runner.md
+ * "CUDA" describes it.
+ *
+ * It is a module, airllm-cuda.so, that runner/rt_cuda_loader.c loads with
+ * dlopen on the first --device cuda: linking the CUDA runtime and cuBLAS
+ * into airllm-run cost every CPU run 150 MiB of RSS (their relocations),
+ * and made the binary fail to start where the toolkit's libraries are
+ * missing. The functions below are the loader's; they forward to the
+ * module's rt_cuda_backend table, or fail with a message saying why there
+ * is no backend.
  *
  * Layers move disk -> pinned host slot (the store's prefetch thread) ->
  * device stream buffer (cudaMemcpyAsync on a copy stream) -> kernels (a
@@ -34,8 +42,22 @@ typedef struct {
     double h2d_s;           /* time the copy stream spent on them */
 } rt_cuda_info;
 
-/* 1 when this airllm-run has the CUDA backend. */
-int rt_cuda_built(void);
+/* The module's table: airllm_cuda_backend() returns it. RT_CUDA_ABI changes
+ * whenever this table, rt_model, rt_seq, rt_store or any struct they reach
+ * changes layout (the module is built from the same tree as airllm-run). */
+#define RT_CUDA_ABI 1
+typedef struct rt_cuda_backend {
+    int abi;
+    int (*open)(struct rt_cuda **out, rt_model *m, const rt_cuda_opts *o, rt_allocator *alloc,
+                airllm_err *err);
+    int (*load)(struct rt_cuda *g, rt_model *m, airllm_err *err);
+    int (*seq_init)(struct rt_cuda *g, rt_seq *s, airllm_err *err);
+    void (*seq_free)(struct rt_cuda *g, rt_seq *s);
+    int (*forward)(struct rt_cuda *g, rt_model *m, rt_seq **seqs, size_t n_seqs, float *logits,
+                   airllm_err *err);
+    void (*get_info)(const struct rt_cuda *g, rt_cuda_info *out);
+    void (*close)(struct rt_cuda *g);
+} rt_cuda_backend;
 /* Between rt_store_scan and rt_store_start: opens the device, plans which
  * units stay in VRAM (marks them external in m->store) and fills *alloc with
  * the pinned-memory allocator the store must use. */

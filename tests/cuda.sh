@@ -24,6 +24,20 @@ run 2 "--gpu-mem-budget needs --device cuda" "$R" --gpu-mem-budget 1G --ids 1 "$
 run 2 "a bad --gpu-mem-budget is a usage error" "$R" --device cuda --gpu-mem-budget 1Q --ids 1 "$S/f32"
 run 0 "--device cpu is the CPU" "$R" -q --device cpu --ids 1,2 -n 2 "$S/f32"
 
+# The backend is a module loaded on --device cuda: a CPU run must not map
+# the CUDA libraries (they cost 150 MiB of RSS), and a missing module is a
+# clear error, not a crash.
+if [ -f "$(dirname "$R")/airllm-cuda.so" ]; then
+    if ldd "$R" | grep -qE "libcudart|libcublas"; then
+        bad "airllm-run links the CUDA libraries: $(ldd "$R" | grep -E "libcudart|libcublas" | tr -s ' \n' ' ')"
+    else
+        ok "airllm-run does not link the CUDA libraries (the module does)"
+    fi
+    run 1 "a missing CUDA module is a clear error" env AIRLLM_CUDA_MODULE="$S/none.so" \
+        "$R" -q --device cuda --ids 1 "$S/f32"
+    expect_err "cannot load the CUDA backend $S/none.so" "it names the module"
+fi
+
 # Without the backend or a device, --device cuda must fail cleanly (exit 1,
 # a message saying why), never crash; then the GPU checks are skipped.
 "$R" -q --device cuda --ids 1,2,3 -n 2 "$S/f32" >"$S/probe.out" 2>"$S/probe.err"

@@ -555,13 +555,8 @@ static int vec(rt_cuda *g, const rt_tensor *t, float *out, size_t n, airllm_err 
 
 /* ---- open ---- */
 
-extern "C" int rt_cuda_built(void)
-{
-    return 1;
-}
-
-extern "C" int rt_cuda_open(rt_cuda **out, rt_model *m, const rt_cuda_opts *o,
-                            rt_allocator *alloc, airllm_err *err)
+static int cu_open(rt_cuda **out, rt_model *m, const rt_cuda_opts *o, rt_allocator *alloc,
+                   airllm_err *err)
 {
     *out = NULL;
     const rt_config *c = &m->cfg;
@@ -671,7 +666,7 @@ static int copy_slot(rt_cuda *g, const rt_unit *u, const rt_slot *sl, const rt_g
     return rc;
 }
 
-extern "C" int rt_cuda_load(rt_cuda *g, rt_model *m, airllm_err *err)
+static int cu_load(rt_cuda *g, rt_model *m, airllm_err *err)
 {
     rt_store *s = &m->store;
     const rt_config *c = &m->cfg;
@@ -739,7 +734,7 @@ extern "C" int rt_cuda_load(rt_cuda *g, rt_model *m, airllm_err *err)
 
 /* ---- sequences ---- */
 
-extern "C" int rt_cuda_seq_init(rt_cuda *g, rt_seq *s, airllm_err *err)
+static int cu_seq_init(rt_cuda *g, rt_seq *s, airllm_err *err)
 {
     seq_dev *d = (seq_dev *)calloc(1, sizeof *d);
     if (!d)
@@ -778,7 +773,7 @@ extern "C" int rt_cuda_seq_init(rt_cuda *g, rt_seq *s, airllm_err *err)
     return 0;
 }
 
-extern "C" void rt_cuda_seq_free(rt_cuda *g, rt_seq *s)
+static void cu_seq_free(rt_cuda *g, rt_seq *s)
 {
     seq_dev *d = (seq_dev *)s->dev;
     if (!d)
@@ -1124,8 +1119,8 @@ static int layer(fwd *f, unit_views *uv, const char *unit, int li, airllm_err *e
     return 0;
 }
 
-extern "C" int rt_cuda_forward(rt_cuda *g, rt_model *m, rt_seq **seqs, size_t n_seqs,
-                               float *logits, airllm_err *err)
+static int cu_forward(rt_cuda *g, rt_model *m, rt_seq **seqs, size_t n_seqs, float *logits,
+                      airllm_err *err)
 {
     const rt_config *c = &m->cfg;
     rt_store *st = &m->store;
@@ -1319,7 +1314,7 @@ extern "C" int rt_cuda_forward(rt_cuda *g, rt_model *m, rt_seq **seqs, size_t n_
 
 /* ---- info, close ---- */
 
-extern "C" void rt_cuda_get_info(const rt_cuda *g, rt_cuda_info *o)
+static void cu_get_info(const rt_cuda *g, rt_cuda_info *o)
 {
     memset(o, 0, sizeof *o);
     if (!g)
@@ -1340,7 +1335,7 @@ extern "C" void rt_cuda_get_info(const rt_cuda *g, rt_cuda_info *o)
     o->h2d_s = g->h2d_s;
 }
 
-extern "C" void rt_cuda_close(rt_cuda *g)
+static void cu_close(rt_cuda *g)
 {
     if (!g)
         return;
@@ -1376,4 +1371,14 @@ extern "C" void rt_cuda_close(rt_cuda *g)
         cudaStreamDestroy(g->copy);
     rt_gpu_plan_free(&g->plan);
     free(g);
+}
+
+/* ---- the module's one exported symbol (runner/rt_cuda_loader.c) ---- */
+
+extern "C" __attribute__((visibility("default"))) const rt_cuda_backend *airllm_cuda_backend(void)
+{
+    static const rt_cuda_backend b = {
+        RT_CUDA_ABI, cu_open, cu_load, cu_seq_init, cu_seq_free, cu_forward, cu_get_info, cu_close,
+    };
+    return &b;
 }
