@@ -235,7 +235,7 @@ static inline __attribute__((always_inline)) void sc_tile(const mm_kind kind, co
         p[i] = j->w + (row + i) * j->w_stride;
     size_t cols = j->cols;
     if (kind == MM_Q4 || kind == MM_I8) {
-        size_t nb = j->a_stride;
+        size_t nb = j->cols / j->block;
         for (size_t b = 0; b < nb; b++) {
             float s[4];
             for (unsigned i = 0; i < R; i++) {
@@ -340,6 +340,15 @@ void airllm_mm_tail_raw(mm_kind kind, const uint8_t *row, size_t k0, size_t k1, 
  * T tokens. nb >= 16, so up to 16 tokens read the weights exactly once.
  * One token uses the implementation's matrix-vector tiles where it has
  * them. */
+/* The taller one-token tiles (8 rows for int8 and 4-bit on AVX-512) only for
+ * rows shorter than this many bytes: with longer rows, 8 streams each
+ * prefetched ahead in its own row read slower than 4 rows whose next tile
+ * is prefetched (pf_dist in airllm_matmul_simd.c). Measured, one thread,
+ * cold, 4096 columns: int8 19 -> 34 GB/s, nf4 18.5 -> 22.5; 576 columns
+ * (SmolLM2) unchanged at 35 and 22 with 8 rows. */
+#ifndef MM_VTILE_MAX_STRIDE
+#define MM_VTILE_MAX_STRIDE 2048
+#endif
 static void run_job(const mm_isa *isa, const mm_job *j, size_t nrows, const float *x, size_t n,
                     float *y, size_t ldy, int accumulate)
 {
@@ -347,7 +356,7 @@ static void run_job(const mm_isa *isa, const mm_job *j, size_t nrows, const floa
     nb = nb < 16 ? 16 : nb & ~(size_t)3;
     const unsigned R = isa->rows[j->kind];
     float out[8 * MM_TMAX];
-    if (n == 1 && isa->vtile[j->kind]) {
+    if (n == 1 && isa->vtile[j->kind] && j->w_stride < MM_VTILE_MAX_STRIDE) {
         const unsigned V = isa->vrows[j->kind];
         for (size_t i = 0; i < nrows;) {
             unsigned r = nrows - i >= V ? V : 1;
@@ -379,15 +388,19 @@ static void run_job(const mm_isa *isa, const mm_job *j, size_t nrows, const floa
 }
 
 /* x [n, cols] (stride ldx) transposed per 8 L columns for the MM_Q4T tiles
- * of L lanes: xt[t * cols + c + L s + l] = x[t * ldx + c + 8 l + (s ^ 1)]. */
+ * of L lanes: xt[t * cols + c + L s + l] = x[t * ldx + c + 8 l + (s ^ 1)];
+ * the columns after the last whole chunk (the MM_Q4 tail) as they are. */
 static void transpose_q4t(const float *x, size_t n, size_t ldx, size_t cols, unsigned L,
                           float *xt)
 {
-    for (size_t t = 0; t < n; t++)
-        for (size_t c = 0; c < cols; c += 8 * L)
+    size_t body = cols - cols % (8 * L);
+    for (size_t t = 0; t < n; t++) {
+        for (size_t c = 0; c < body; c += 8 * L)
             for (unsigned s = 0; s < 8; s++)
                 for (unsigned l = 0; l < L; l++)
                     xt[t * cols + c + L * s + l] = x[t * ldx + c + 8 * l + (s ^ 1)];
+        memcpy(xt + t * cols + body, x + t * ldx + body, (cols - body) * sizeof *xt);
+    }
 }
 
 /* Quantized matrices whose rows do not hold whole blocks (cols % block !=
@@ -591,8 +604,12 @@ int airllm_mm(const airllm_mm_weight *w, const float *x, size_t n, size_t ldx, f
         j.absmax = w->absmax + (size_t)row_begin * j.a_stride;
         j.cb = j.kind == MM_Q4 ? codebook(w->enc) : NULL;
     }
+    /* 4-bit: the MM_Q4T tiles take the columns in chunks of 8 * lanes, then
+     * a tail of whole blocks in MM_Q4 steps (SmolLM2's 576 columns on
+     * AVX-512: 4 chunks of 128, then one block of 64). */
     float *xt = NULL;
-    if (j.kind == MM_Q4 && isa->q4t_lanes && cols % (8 * isa->q4t_lanes) == 0) {
+    if (j.kind == MM_Q4 && isa->q4t_lanes && cols >= 8 * (size_t)isa->q4t_lanes &&
+        cols % (8 * isa->q4t_lanes) % w->block == 0) {
         /* n * cols floats, the size of x: a per-call copy of the activations
          * in the order whole-vector code loads produce weights */
         xt = malloc(n * cols * sizeof *xt);

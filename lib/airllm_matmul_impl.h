@@ -33,10 +33,11 @@ typedef struct {
     const uint8_t *w;    /* first element of row 0 */
     size_t w_stride;     /* bytes from a row to the next */
     const float *absmax; /* quantized: first block scale of row 0 */
-    size_t a_stride;     /* quantized: blocks per row, cols / block */
+    size_t a_stride;     /* quantized: scales from a row to the next (a row's
+                          * cols / block blocks, or more for a column slice) */
     size_t block;        /* quantized: elements per block, a multiple of 32 */
     const float *cb;     /* MM_Q4: the 16-entry codebook, by code */
-    size_t cols;
+    size_t cols;         /* columns taken from each row (a multiple of block) */
     size_t ldx; /* floats from a token's x row to the next */
 } mm_job;
 

@@ -210,7 +210,7 @@ T512 INLINE __m512 scales512(const float *a, unsigned lg, __m512i sidx)
  * (see airllm_matmul_impl.h): one 64-byte load, 7 shifts, 8 vpermps and 8
  * multiplies by the lanes' scales (cb * sc, the reference's product) per
  * 128 weights, against 8 broadcasts, byte shuffles and variable shifts for
- * MM_Q4. (Summing cb * x per lane and scaling once per chunk was slower.) */
+ * MM_Q4. With one token the scale is factored out (below). */
 T512 INLINE void chunk512_q4t(const unsigned R, const unsigned T, const unsigned U,
                               const uint8_t *p0, size_t ws, size_t pf, const float *am0,
                               size_t as, size_t k, unsigned lg, __m512i sidx, __m512 cb,
@@ -229,6 +229,35 @@ T512 INLINE void chunk512_q4t(const unsigned R, const unsigned T, const unsigned
         if (MM_PF_DIST != 0)
             _mm_prefetch((const char *)(c + i * ws + pf), _MM_HINT_T0);
         v[i] = _mm512_loadu_si512(c + i * ws);
+    }
+    if (T == 1) {
+        /* One token: a lane's 8 columns lie in one block, so its scale
+         * factors out of their sum: sum_s cb[code] * x, then one FMA by the
+         * lanes' scales, 9 or 10 floating-point operations per 128 weights
+         * instead of 16 (one token is compute-bound on 4-bit codes). 8 / R
+         * partial sums per row keep 8 FMA chains in flight. */
+        const unsigned C = R >= 8 ? 1 : R >= 4 ? 2 : 4;
+        __m512 tmp[R512][4];
+        UNROLL
+        for (unsigned s = 0; s < 8; s++) {
+            __m512 xv = _mm512_loadu_ps(xt + k + 16 * s);
+            UNROLL
+            for (unsigned i = 0; i < R; i++) {
+                __m512 c = _mm512_permutexvar_ps(v[i], cb);
+                v[i] = _mm512_srli_epi32(v[i], 4);
+                tmp[i][s % C] = s < C ? _mm512_mul_ps(c, xv)
+                                      : _mm512_fmadd_ps(c, xv, tmp[i][s % C]);
+            }
+        }
+        UNROLL
+        for (unsigned i = 0; i < R; i++) {
+            __m512 t = tmp[i][0];
+            UNROLL
+            for (unsigned c = 1; c < C; c++)
+                t = _mm512_add_ps(t, tmp[i][c]);
+            acc[i][0][0] = _mm512_fmadd_ps(t, scales512(a0 + i * as, lg, sidx), acc[i][0][0]);
+        }
+        return;
     }
     __m512 sc[R512];
     UNROLL
@@ -281,25 +310,31 @@ T512 INLINE void avx512_tile(const mm_kind kind, const unsigned R, const unsigne
             _mm512_setr_epi32(0, 8, 16, 24, 32, 40, 48, 56, 64, 72, 80, 88, 96, 104, 112, 120),
             _mm_cvtsi32_si128((int)lg));
         const __m512 cb = _mm512_loadu_ps(j->cb);
-        for (size_t k = 0; k < cols; k += 128)
+        const size_t body = cols / 128 * 128;
+        for (size_t k = 0; k < body; k += 128)
             chunk512_q4t(R, T, U, p[0], j->w_stride, pf, j->absmax + row * j->a_stride, j->a_stride,
                          k, lg, sidx, cb, x, ldx, acc);
-    } else if (kind == MM_Q4 || kind == MM_I8) {
-        const __m512 cb = kind == MM_Q4 ? _mm512_loadu_ps(j->cb) : _mm512_setzero_ps();
+    }
+    if (kind == MM_Q4 || kind == MM_I8 || (kind == MM_Q4T && cols % 128)) {
+        /* whole blocks; for MM_Q4T the tail after the last chunk of 128,
+         * whose x is in column order (transpose_q4t) */
+        const mm_kind sk = kind == MM_Q4T ? MM_Q4 : kind;
+        const __m512 cb = sk == MM_Q4 ? _mm512_loadu_ps(j->cb) : _mm512_setzero_ps();
         const float *am = j->absmax + row * j->a_stride;
-        for (size_t b = 0; b < j->a_stride; b++) {
+        for (size_t b = kind == MM_Q4T ? cols / 128 * 128 / j->block : 0; b < cols / j->block;
+             b++) {
             UNROLL
             for (unsigned i = 0; i < R; i++) {
                 float a = am[i * j->a_stride + b];
-                s[i] = kind == MM_I8 ? _mm512_set1_ps(a / 127.0f)
-                                     : _mm512_mul_ps(cb, _mm512_set1_ps(a));
+                s[i] = sk == MM_I8 ? _mm512_set1_ps(a / 127.0f)
+                                   : _mm512_mul_ps(cb, _mm512_set1_ps(a));
             }
             for (size_t k = b * j->block; k < (b + 1) * j->block; k += 32) {
-                step512(kind, R, T, 0, p, pf, k, s, x, ldx, acc, 0, 0);
-                step512(kind, R, T, U - 1, p, pf, k + 16, s, x, ldx, acc, 0, 0);
+                step512(sk, R, T, 0, p, pf, k, s, x, ldx, acc, 0, 0);
+                step512(sk, R, T, U - 1, p, pf, k + 16, s, x, ldx, acc, 0, 0);
             }
         }
-    } else {
+    } else if (kind == MM_F32 || kind == MM_F16 || kind == MM_BF16) {
         UNROLL
         for (unsigned i = 0; i < R; i++)
             s[i] = _mm512_setzero_ps();
@@ -500,18 +535,23 @@ T256 INLINE void avx2_tile(const mm_kind kind, const unsigned R, const unsigned 
         while (((size_t)1 << lg) < j->block)
             lg++;
         const __m256 cb0 = _mm256_loadu_ps(j->cb), cb1 = _mm256_loadu_ps(j->cb + 8);
-        for (size_t k = 0; k < cols; k += 64)
+        const size_t body = cols / 64 * 64;
+        for (size_t k = 0; k < body; k += 64)
             chunk256_q4t(R, T, U, p[0], j->w_stride, pf, j->absmax + row * j->a_stride, j->a_stride,
                          k, lg, cb0, cb1, x, ldx, acc);
-    } else if (kind == MM_Q4 || kind == MM_I8) {
-        const __m256 cb0 = kind == MM_Q4 ? _mm256_loadu_ps(j->cb) : _mm256_setzero_ps();
-        const __m256 cb1 = kind == MM_Q4 ? _mm256_loadu_ps(j->cb + 8) : _mm256_setzero_ps();
+    }
+    if (kind == MM_Q4 || kind == MM_I8 || (kind == MM_Q4T && cols % 64)) {
+        /* whole blocks; for MM_Q4T the tail after the last chunk of 64 */
+        const mm_kind sk = kind == MM_Q4T ? MM_Q4 : kind;
+        const __m256 cb0 = sk == MM_Q4 ? _mm256_loadu_ps(j->cb) : _mm256_setzero_ps();
+        const __m256 cb1 = sk == MM_Q4 ? _mm256_loadu_ps(j->cb + 8) : _mm256_setzero_ps();
         const float *am = j->absmax + row * j->a_stride;
-        for (size_t b = 0; b < j->a_stride; b++) {
+        for (size_t b = kind == MM_Q4T ? cols / 64 * 64 / j->block : 0; b < cols / j->block;
+             b++) {
             UNROLL
             for (unsigned i = 0; i < R; i++) {
                 float a = am[i * j->a_stride + b];
-                if (kind == MM_I8) {
+                if (sk == MM_I8) {
                     s[i].s0 = s[i].s1 = _mm256_set1_ps(a / 127.0f);
                 } else {
                     s[i].s0 = _mm256_mul_ps(cb0, _mm256_set1_ps(a));
@@ -519,11 +559,11 @@ T256 INLINE void avx2_tile(const mm_kind kind, const unsigned R, const unsigned 
                 }
             }
             for (size_t k = b * j->block; k < (b + 1) * j->block; k += 16) {
-                step256(kind, R, T, 0, p, pf, k, s, x, ldx, acc);
-                step256(kind, R, T, U - 1, p, pf, k + 8, s, x, ldx, acc);
+                step256(sk, R, T, 0, p, pf, k, s, x, ldx, acc);
+                step256(sk, R, T, U - 1, p, pf, k + 8, s, x, ldx, acc);
             }
         }
-    } else {
+    } else if (kind == MM_F32 || kind == MM_F16 || kind == MM_BF16) {
         UNROLL
         for (unsigned i = 0; i < R; i++)
             s[i].s0 = s[i].s1 = _mm256_setzero_ps();
@@ -699,7 +739,7 @@ INLINE void neon_tile(const mm_kind kind, const unsigned R, const unsigned T, co
     scale_neon s[4];
     if (kind == MM_Q4 || kind == MM_I8) {
         const float *am = j->absmax + row * j->a_stride;
-        for (size_t b = 0; b < j->a_stride; b++) {
+        for (size_t b = 0; b < j->cols / j->block; b++) {
             UNROLL
             for (unsigned i = 0; i < R; i++) {
                 float a = am[i * j->a_stride + b];

@@ -290,8 +290,8 @@ static void test_shapes(void)
 
 /* Larger matrices with realistic row lengths: 8- and 4-row tiles plus
  * leftovers, token tails; 4160 columns are a multiple of 64 but not of 128
- * (AVX-512 reads 4-bit codes 8 bytes at a time, AVX2 a vector at a time),
- * 4096 of both. */
+ * (AVX-512 takes 4-bit codes a vector of 128 at a time, then the tail of
+ * 64 in 8-byte loads), 4096 of both; 576 is SmolLM2's hidden size. */
 static void test_large(void)
 {
     static const size_t ns[] = {1, 7};
@@ -299,6 +299,10 @@ static void test_large(void)
         for (size_t ni = 0; ni < 2; ni++) {
             check_case(&formats[fi], 23, 4160, 64, ns[ni], 2, 23);
             check_case(&formats[fi], 19, 4096, 32, ns[ni], 1, 19);
+            /* chunks of 128 then a tail of whole blocks: 1, 1 and 3 */
+            check_case(&formats[fi], 37, 576, 64, ns[ni], 0, 37);
+            check_case(&formats[fi], 9, 160, 32, ns[ni], 0, 9);
+            check_case(&formats[fi], 21, 224, 32, ns[ni], 3, 20);
         }
 }
 
