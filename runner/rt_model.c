@@ -180,12 +180,24 @@ void rt_rope_init(const rt_config *c, float *inv)
     }
 }
 
-static void rope_apply(float *v, int heads, int hd, const float *inv, size_t pos)
+/* cs[i] = cos, cs[hd / 2 + i] = sin of position pos's angle i: once per
+ * token and step, for every layer (cosf and sinf per layer were a tenth of
+ * a SmolLM2 nf4 step). */
+static void rope_angles(float *cs, int hd, const float *inv, size_t pos)
 {
     int half = hd / 2;
     for (int i = 0; i < half; i++) {
         float ang = (float)pos * inv[i];
-        float c = cosf(ang), s = sinf(ang);
+        cs[i] = cosf(ang);
+        cs[half + i] = sinf(ang);
+    }
+}
+
+static void rope_apply(float *v, int heads, int hd, const float *cs)
+{
+    int half = hd / 2;
+    for (int i = 0; i < half; i++) {
+        float c = cs[i], s = cs[half + i];
         for (int h = 0; h < heads; h++) {
             float *x = v + (size_t)h * hd;
             float a = x[i], b = x[i + half];
@@ -376,6 +388,7 @@ typedef struct {
     size_t *pos;     /* per token */
     size_t n;
     int layer;
+    float *rope_cs;  /* [n, head_dim]: cos and sin of each token's angles */
 } step;
 
 typedef struct {
@@ -615,8 +628,8 @@ static int layer_forward(rt_model *m, step *st, const rt_slot *sl, const char *u
         }
     }
     for (size_t t = 0; t < n; t++) {
-        rope_apply(m->q + t * Q, c->n_heads, (int)hd, m->rope_inv_freq, st->pos[t]);
-        rope_apply(m->k + t * KV, c->n_kv_heads, (int)hd, m->rope_inv_freq, st->pos[t]);
+        rope_apply(m->q + t * Q, c->n_heads, (int)hd, st->rope_cs + t * hd);
+        rope_apply(m->k + t * KV, c->n_kv_heads, (int)hd, st->rope_cs + t * hd);
         rt_seq *s = st->seq[t];
         size_t off = ((size_t)st->layer * s->ctx + st->pos[t]) * KV;
         memcpy(s->k + off, m->k + t * KV, KV * sizeof(float));
@@ -704,16 +717,18 @@ int rt_forward(rt_model *m, rt_seq **seqs, size_t n_seqs, float *logits, airllm_
         return -1;
     if (m->spare_core)
         rt_pool_set_active(m->pool, n < 4 ? m->threads - 1 : m->threads);
-    step st = {m, malloc(sizeof(rt_seq *) * n), malloc(sizeof(size_t) * n), n, 0};
+    step st = {m, malloc(sizeof(rt_seq *) * n), malloc(sizeof(size_t) * n), n, 0,
+               malloc(sizeof(float) * n * (size_t)c->head_dim)};
     int32_t *ids = malloc(sizeof(int32_t) * n);
     size_t *last = malloc(sizeof(size_t) * n_seqs);
-    int rc = st.seq && st.pos && ids && last ? 0 : airllm_errf(err, "out of memory");
+    int rc = st.seq && st.pos && st.rope_cs && ids && last ? 0 : airllm_errf(err, "out of memory");
     size_t k = 0;
     for (size_t i = 0; !rc && i < n_seqs; i++) {
         for (size_t p = seqs[i]->n_cached; p < seqs[i]->n_ids; p++, k++) {
             st.seq[k] = seqs[i];
             st.pos[k] = p;
             ids[k] = seqs[i]->ids[p];
+            rope_angles(st.rope_cs + k * (size_t)c->head_dim, c->head_dim, m->rope_inv_freq, p);
         }
         last[i] = k - 1;
     }
@@ -768,6 +783,7 @@ int rt_forward(rt_model *m, rt_seq **seqs, size_t n_seqs, float *logits, airllm_
     m->compute_s += rt_now() - t0;
     free(st.seq);
     free(st.pos);
+    free(st.rope_cs);
     free(ids);
     free(last);
     return rc;
