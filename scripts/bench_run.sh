@@ -12,7 +12,8 @@
 #                4 for 7B)
 #
 # Bounds, measured in the same run:
-#   memory:  scripts/membw.c, a multi-threaded sum over 1 GiB (GB/s);
+#   memory:  scripts/membw.c, a multi-threaded sum over 1 GiB (GB/s), right
+#            before and after each resident run, the higher kept;
 #            resident bound = that rate / weight bytes read per token;
 #   disk:    dd iflag=direct of the 7B nf4 unit files (O_DIRECT bound), and
 #            dd of the same files warm in the page cache (page-cache bound);
@@ -52,14 +53,24 @@ print(sum(u["size"] for u in units if "file" in u and (u["kind"] != "embed" or t
 EOF
 }
 
-# measure LABEL DIR BYTES_PER_TOKEN BOUND_GBS ARGS...: prints a table row
-printf '\n%-44s %9s %9s %9s %7s %8s\n' "run" "tok/s" "bound" "ratio" "ms/tok" "RSS MiB"
+# measure LABEL DIR BYTES_PER_TOKEN BOUND_GBS ARGS...: prints a table row.
+# BOUND_GBS "mem": the memory rate, measured right before and right after
+# the run, the higher kept. This VM's memory bandwidth drifts by a third
+# within minutes (other guests), so a rate taken once at the start made
+# the ratios of later rows depend on the drift more than on the runner.
+printf '\n%-44s %9s %9s %9s %7s %8s %7s\n' "run" "tok/s" "bound" "ratio" "ms/tok" "RSS MiB" "GB/s"
 measure() {
     local label=$1 dir=$2 bpt=$3 gbs=$4
     shift 4
     sync
+    local before=
+    [ "$gbs" = mem ] && before=$("$WORK/membw" 1024 "$(nproc)" 2>/dev/null)
     "$TIME" -f '%M' -o "$WORK/rss" "$BIN/airllm-run" -q --json "$@" "$dir" >"$WORK/out.json" 2>"$WORK/err" ||
         { cat "$WORK/err" >&2; die "airllm-run failed: $label"; }
+    if [ "$gbs" = mem ]; then
+        gbs=$("$WORK/membw" 1024 "$(nproc)" 2>/dev/null)
+        gbs=$(python3 -c "import sys; print(max(float(sys.argv[1]), float(sys.argv[2])))" "$before" "$gbs")
+    fi
     python3 - "$WORK/out.json" "$bpt" "$gbs" "$label" "$(cat "$WORK/rss")" <<'EOF'
 import json, sys
 j = json.load(open(sys.argv[1]))
@@ -69,8 +80,8 @@ n_seq = len(j["results"]) if "results" in j else 1
 tps = t["tokens_per_s"]
 bound = gbs * 1e9 / bpt * n_seq if gbs > 0 else 0
 ratio = tps / bound if bound else 0
-print("%-44s %9.2f %9.2f %9s %7.1f %8.0f" % (label, tps, bound, ("%.2f" % ratio) if bound else "-",
-      1000.0 * n_seq / tps if tps else 0, rss / 1024))
+print("%-44s %9.2f %9.2f %9s %7.1f %8.0f %7.1f" % (label, tps, bound, ("%.2f" % ratio) if bound else "-",
+      1000.0 * n_seq / tps if tps else 0, rss / 1024, gbs))
 EOF
 }
 
@@ -80,16 +91,19 @@ EOF
 "$BIN/airllm-quant" -q -f -t nf4 "$WORK/smol-bf16" "$WORK/smol-nf4"
 "$BIN/airllm-quant" -q -f -t int8 "$WORK/smol-bf16" "$WORK/smol-int8"
 N=${BENCH_TOKENS:-}
-for v in f32 bf16 nf4 int8; do
+# nf4 with the (tied) embeddings quantized too: by default they stay BF16,
+# and on SmolLM2 they are half of nf4's bytes per token.
+"$BIN/airllm-quant" -q -f -t nf4 --include embed "$WORK/smol-bf16" "$WORK/smol-nf4e"
+for v in f32 bf16 nf4 int8 nf4e; do
     d=$WORK/smol-$v
-    measure "(a) SmolLM2 $v resident" "$d" "$(per_token "$d")" "$MEMBW" --ids 1,2,3 -n "${N:-64}"
+    measure "(a) SmolLM2 $v resident" "$d" "$(per_token "$d")" mem --ids 1,2,3 -n "${N:-64}"
 done
 "$BIN/airllm-split" -q -f "$HF7" "$WORK/l7-bf16"
 "$BIN/airllm-quant" -q -f -t nf4 "$WORK/l7-bf16" "$WORK/l7-nf4"
 "$BIN/airllm-quant" -q -f -t int8 "$WORK/l7-bf16" "$WORK/l7-int8"
 for v in bf16 nf4 int8; do
     d=$WORK/l7-$v
-    measure "(a) 7B $v resident" "$d" "$(per_token "$d")" "$MEMBW" --mem-budget 20G --ids 1,2,3 -n "${N:-4}"
+    measure "(a) 7B $v resident" "$d" "$(per_token "$d")" mem --mem-budget 20G --ids 1,2,3 -n "${N:-4}"
 done
 rm -rf "$WORK/l7-bf16"
 
