@@ -310,12 +310,44 @@ SC_TILES(MM_BF16)
 SC_TILES(MM_Q4)
 SC_TILES(MM_I8)
 
+/* Attention, portable: eight partial sums per dot product (one running
+ * sum is a chain of dependent adds), four outputs at a time for the mix. */
+static void scalar_scores(const float *q, const float *k, size_t kstride, size_t d, size_t n,
+                          float scale, float *scores)
+{
+    for (size_t j = 0; j < n; j++) {
+        const float *kj = k + j * kstride;
+        float a[8] = {0};
+        size_t i = 0;
+        for (; i + 8 <= d; i += 8)
+            for (int l = 0; l < 8; l++)
+                a[l] += q[i + l] * kj[i + l];
+        float sum = ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]));
+        for (; i < d; i++)
+            sum += q[i] * kj[i];
+        scores[j] = scale * sum;
+    }
+}
+
+static void scalar_mix(const float *p, const float *v, size_t vstride, size_t d, size_t n,
+                       float *o)
+{
+    memset(o, 0, d * sizeof *o);
+    for (size_t j = 0; j < n; j++) {
+        const float *vj = v + j * vstride;
+        for (size_t i = 0; i < d; i++)
+            o[i] += p[j] * vj[i];
+    }
+}
+
 static const mm_isa isa_scalar = {
     {4, 4, 4, 4, 4, 0},
     {SC_ROW(MM_F32), SC_ROW(MM_F16), SC_ROW(MM_BF16), SC_ROW(MM_Q4), SC_ROW(MM_I8), {{NULL}}},
     {0},
     {NULL},
     0,
+    scalar_scores,
+    scalar_mix,
 };
 
 void airllm_mm_tail_raw(mm_kind kind, const uint8_t *row, size_t k0, size_t k1, const float *x,
@@ -554,6 +586,78 @@ static const mm_isa *isa_of(airllm_mm_impl impl)
     default:
         return &isa_scalar;
     }
+}
+
+/* ------------------------------------------------------------------ */
+/* attention                                                           */
+/* ------------------------------------------------------------------ */
+
+void airllm_attn_scores_ref(const float *q, const float *k, size_t kstride, size_t d, size_t n,
+                            float scale, float *scores)
+{
+    for (size_t j = 0; j < n; j++) {
+        double sum = 0;
+        for (size_t i = 0; i < d; i++)
+            sum += (double)q[i] * k[j * kstride + i];
+        scores[j] = (float)(scale * sum);
+    }
+}
+
+void airllm_attn_mix_ref(const float *p, const float *v, size_t vstride, size_t d, size_t n,
+                         float *o)
+{
+    for (size_t i = 0; i < d; i++) {
+        double sum = 0;
+        for (size_t j = 0; j < n; j++)
+            sum += (double)p[j] * v[j * vstride + i];
+        o[i] = (float)sum;
+    }
+}
+
+static int attn_args(const void *a, const void *b, const void *out, size_t stride, size_t d,
+                     size_t n, const mm_isa **isa, airllm_err *err)
+{
+    if (n && d && (!a || !b || !out))
+        return airllm_errf(err, "NULL argument");
+    if (n > 1 && stride < d)
+        return airllm_errf(err, "row stride %zu below the row length %zu", stride, d);
+    airllm_mm_impl impl;
+    if (airllm_mm_impl_active(&impl, err))
+        return -1;
+    *isa = isa_of(impl);
+    return 0;
+}
+
+int airllm_attn_scores(const float *q, const float *k, size_t kstride, size_t d, size_t n,
+                       float scale, float *scores, airllm_err *err)
+{
+    const mm_isa *isa;
+    if (attn_args(q, k, scores, kstride, d, n, &isa, err))
+        return -1;
+    if (!n)
+        return 0;
+    if (!d) {
+        memset(scores, 0, n * sizeof *scores);
+        return 0;
+    }
+    isa->scores(q, k, kstride, d, n, scale, scores);
+    return 0;
+}
+
+int airllm_attn_mix(const float *p, const float *v, size_t vstride, size_t d, size_t n, float *o,
+                    airllm_err *err)
+{
+    const mm_isa *isa;
+    if (attn_args(p, v, o, vstride, d, n, &isa, err))
+        return -1;
+    if (!d)
+        return 0;
+    if (!n) {
+        memset(o, 0, d * sizeof *o);
+        return 0;
+    }
+    isa->mix(p, v, vstride, d, n, o);
+    return 0;
 }
 
 /* ------------------------------------------------------------------ */

@@ -66,6 +66,25 @@ int airllm_mm_ref(const airllm_mm_weight *w, const float *x, size_t n, size_t ld
  * identical to airllm_dequantize_ref / airllm_ct_dequantize. */
 int airllm_mm_row_f32(const airllm_mm_weight *w, uint64_t r, float *out, airllm_err *err);
 
+/* ---- attention over cached positions (one query head at a time) ----
+ * K and V rows are d floats, kstride / vstride floats apart (a KV cache of
+ * [position][kv_heads * head_dim]: stride kv_heads * head_dim). Same
+ * implementation choice, accumulation and tolerance as airllm_mm. Fail
+ * (-1, message) on NULL pointers with n and d > 0, a stride below d with
+ * n > 1, or an implementation error. */
+
+/* scores[j] = scale * sum_i q[i] K[j, i], for j < n, i < d. */
+int airllm_attn_scores(const float *q, const float *k, size_t kstride, size_t d, size_t n,
+                       float scale, float *scores, airllm_err *err);
+/* o[i] = sum_j p[j] V[j, i], for i < d, j < n (o is overwritten). */
+int airllm_attn_mix(const float *p, const float *v, size_t vstride, size_t d, size_t n, float *o,
+                    airllm_err *err);
+/* The oracles: products summed in double, rounded once. */
+void airllm_attn_scores_ref(const float *q, const float *k, size_t kstride, size_t d, size_t n,
+                            float scale, float *scores);
+void airllm_attn_mix_ref(const float *p, const float *v, size_t vstride, size_t d, size_t n,
+                         float *o);
+
 /* ---- implementation choice (as airllm_quant_impl) ---- */
 
 typedef enum {

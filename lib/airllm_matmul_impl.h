@@ -51,12 +51,20 @@ typedef void (*mm_tile_fn)(const mm_job *j, size_t row, const float *x, float *o
  * more weight streams in flight, and x read once for all of them; NULL: use
  * tile). tile[MM_Q4T] is all NULL where the implementation has none. */
 #define MM_TMAX 4
+/* Attention kernels (airllm_attn_scores / airllm_attn_mix), arguments
+ * checked by the caller. */
+typedef void (*mm_scores_fn)(const float *q, const float *k, size_t kstride, size_t d, size_t n,
+                             float scale, float *scores);
+typedef void (*mm_mix_fn)(const float *p, const float *v, size_t vstride, size_t d, size_t n,
+                          float *o);
 typedef struct {
     unsigned rows[MM_NKIND];
     mm_tile_fn tile[MM_NKIND][2][MM_TMAX];
     unsigned vrows[MM_NKIND];
     mm_tile_fn vtile[MM_NKIND];
     unsigned q4t_lanes; /* MM_Q4T: lanes per vector (0: no MM_Q4T tiles) */
+    mm_scores_fn scores;
+    mm_mix_fn mix;
 } mm_isa;
 
 /* NULL-free tables, defined only where the build supports them. */

@@ -372,6 +372,53 @@ MM_TILE(avx512, T512, MM_Q4, 8, 1)
 MM_TILE(avx512, T512, MM_I8, 8, 1)
 MM_TILE(avx512, T512, MM_Q4T, 8, 1)
 
+/* Attention: a dot product per position (two accumulators, masked tail,
+ * one horizontal sum); the mix keeps 64 outputs in 4 registers while it
+ * runs over the positions. */
+T512 static void avx512_scores(const float *q, const float *k, size_t kstride, size_t d, size_t n,
+                               float scale, float *scores)
+{
+    for (size_t j = 0; j < n; j++) {
+        const float *kj = k + j * kstride;
+        __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+        size_t i = 0;
+        for (; i + 32 <= d; i += 32) {
+            a0 = _mm512_fmadd_ps(_mm512_loadu_ps(q + i), _mm512_loadu_ps(kj + i), a0);
+            a1 = _mm512_fmadd_ps(_mm512_loadu_ps(q + i + 16), _mm512_loadu_ps(kj + i + 16), a1);
+        }
+        for (; i < d; i += 16) {
+            __mmask16 m = d - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (d - i)) - 1);
+            a0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, q + i), _mm512_maskz_loadu_ps(m, kj + i),
+                                 a0);
+        }
+        scores[j] = scale * _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+    }
+}
+
+T512 static void avx512_mix(const float *p, const float *v, size_t vstride, size_t d, size_t n,
+                            float *o)
+{
+    for (size_t c = 0; c < d; c += 64) {
+        __mmask16 m[4];
+        for (unsigned u = 0; u < 4; u++) {
+            size_t lo = c + 16 * u;
+            m[u] = lo >= d ? 0 : d - lo >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (d - lo)) - 1);
+        }
+        __m512 a[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
+                       _mm512_setzero_ps()};
+        for (size_t j = 0; j < n; j++) {
+            __m512 pj = _mm512_set1_ps(p[j]);
+            const float *vj = v + j * vstride + c;
+            UNROLL
+            for (unsigned u = 0; u < 4; u++)
+                a[u] = _mm512_fmadd_ps(pj, _mm512_maskz_loadu_ps(m[u], vj + 16 * u), a[u]);
+        }
+        UNROLL
+        for (unsigned u = 0; u < 4; u++)
+            _mm512_mask_storeu_ps(o + c + 16 * u, m[u], a[u]);
+    }
+}
+
 const mm_isa airllm_mm_isa_avx512 = {
     {4, 4, 4, 4, 4, 4},
     {MM_ROW(avx512, MM_F32, 4), MM_ROW(avx512, MM_F16, 4), MM_ROW(avx512, MM_BF16, 4),
@@ -380,6 +427,8 @@ const mm_isa airllm_mm_isa_avx512 = {
     {avx512_MM_F32_4_1, avx512_MM_F16_4_1, avx512_MM_BF16_4_1, avx512_MM_Q4_8_1,
      avx512_MM_I8_8_1, avx512_MM_Q4T_8_1},
     16,
+    avx512_scores,
+    avx512_mix,
 };
 
 /* ------------------------------------------------------------------ */
@@ -602,6 +651,61 @@ MM_TILE(avx2, T256, MM_Q4, 4, 1)
 MM_TILE(avx2, T256, MM_I8, 4, 1)
 MM_TILE(avx2, T256, MM_Q4T, 4, 1)
 
+/* Attention (as avx512_scores / avx512_mix), scalar column tails. */
+T256 static void avx2_scores(const float *q, const float *k, size_t kstride, size_t d, size_t n,
+                             float scale, float *scores)
+{
+    for (size_t j = 0; j < n; j++) {
+        const float *kj = k + j * kstride;
+        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+        size_t i = 0;
+        for (; i + 16 <= d; i += 16) {
+            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), _mm256_loadu_ps(kj + i), a0);
+            a1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i + 8), _mm256_loadu_ps(kj + i + 8), a1);
+        }
+        if (i + 8 <= d) {
+            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), _mm256_loadu_ps(kj + i), a0);
+            i += 8;
+        }
+        float sum = hsum256(_mm256_add_ps(a0, a1));
+        for (; i < d; i++)
+            sum += q[i] * kj[i];
+        scores[j] = scale * sum;
+    }
+}
+
+T256 static void avx2_mix(const float *p, const float *v, size_t vstride, size_t d, size_t n,
+                          float *o)
+{
+    size_t c = 0;
+    for (; c + 32 <= d; c += 32) {
+        __m256 a[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                       _mm256_setzero_ps()};
+        for (size_t j = 0; j < n; j++) {
+            __m256 pj = _mm256_set1_ps(p[j]);
+            const float *vj = v + j * vstride + c;
+            UNROLL
+            for (unsigned u = 0; u < 4; u++)
+                a[u] = _mm256_fmadd_ps(pj, _mm256_loadu_ps(vj + 8 * u), a[u]);
+        }
+        UNROLL
+        for (unsigned u = 0; u < 4; u++)
+            _mm256_storeu_ps(o + c + 8 * u, a[u]);
+    }
+    for (; c + 8 <= d; c += 8) {
+        __m256 a = _mm256_setzero_ps();
+        for (size_t j = 0; j < n; j++)
+            a = _mm256_fmadd_ps(_mm256_set1_ps(p[j]), _mm256_loadu_ps(v + j * vstride + c), a);
+        _mm256_storeu_ps(o + c, a);
+    }
+    for (; c < d; c++) {
+        float a = 0;
+        for (size_t j = 0; j < n; j++)
+            a += p[j] * v[j * vstride + c];
+        o[c] = a;
+    }
+}
+
 const mm_isa airllm_mm_isa_avx2 = {
     {2, 2, 2, 2, 2, 2},
     {MM_ROW(avx2, MM_F32, 2), MM_ROW(avx2, MM_F16, 2), MM_ROW(avx2, MM_BF16, 2),
@@ -610,6 +714,8 @@ const mm_isa airllm_mm_isa_avx2 = {
     {avx2_MM_F32_4_1, avx2_MM_F16_4_1, avx2_MM_BF16_4_1, avx2_MM_Q4_4_1, avx2_MM_I8_4_1,
      avx2_MM_Q4T_4_1},
     8,
+    avx2_scores,
+    avx2_mix,
 };
 
 #endif /* MM_X86 */
@@ -787,6 +893,59 @@ MM_TILES(neon, NEON_ATTR, MM_BF16, 4)
 MM_TILES(neon, NEON_ATTR, MM_Q4, 2)
 MM_TILES(neon, NEON_ATTR, MM_I8, 4)
 
+/* Attention (as avx512_scores / avx512_mix), scalar column tails. */
+static void neon_scores(const float *q, const float *k, size_t kstride, size_t d, size_t n,
+                        float scale, float *scores)
+{
+    for (size_t j = 0; j < n; j++) {
+        const float *kj = k + j * kstride;
+        float32x4_t a0 = vdupq_n_f32(0.0f), a1 = vdupq_n_f32(0.0f);
+        size_t i = 0;
+        for (; i + 8 <= d; i += 8) {
+            a0 = vfmaq_f32(a0, vld1q_f32(q + i), vld1q_f32(kj + i));
+            a1 = vfmaq_f32(a1, vld1q_f32(q + i + 4), vld1q_f32(kj + i + 4));
+        }
+        if (i + 4 <= d) {
+            a0 = vfmaq_f32(a0, vld1q_f32(q + i), vld1q_f32(kj + i));
+            i += 4;
+        }
+        float sum = vaddvq_f32(vaddq_f32(a0, a1));
+        for (; i < d; i++)
+            sum += q[i] * kj[i];
+        scores[j] = scale * sum;
+    }
+}
+
+static void neon_mix(const float *p, const float *v, size_t vstride, size_t d, size_t n, float *o)
+{
+    size_t c = 0;
+    for (; c + 16 <= d; c += 16) {
+        float32x4_t a[4] = {vdupq_n_f32(0.0f), vdupq_n_f32(0.0f), vdupq_n_f32(0.0f),
+                            vdupq_n_f32(0.0f)};
+        for (size_t j = 0; j < n; j++) {
+            const float *vj = v + j * vstride + c;
+            UNROLL
+            for (unsigned u = 0; u < 4; u++)
+                a[u] = vfmaq_n_f32(a[u], vld1q_f32(vj + 4 * u), p[j]);
+        }
+        UNROLL
+        for (unsigned u = 0; u < 4; u++)
+            vst1q_f32(o + c + 4 * u, a[u]);
+    }
+    for (; c + 4 <= d; c += 4) {
+        float32x4_t a = vdupq_n_f32(0.0f);
+        for (size_t j = 0; j < n; j++)
+            a = vfmaq_n_f32(a, vld1q_f32(v + j * vstride + c), p[j]);
+        vst1q_f32(o + c, a);
+    }
+    for (; c < d; c++) {
+        float a = 0;
+        for (size_t j = 0; j < n; j++)
+            a += p[j] * v[j * vstride + c];
+        o[c] = a;
+    }
+}
+
 const mm_isa airllm_mm_isa_neon = {
     {4, 4, 4, 2, 4, 0},
     {MM_ROW(neon, MM_F32, 4), MM_ROW(neon, MM_F16, 4), MM_ROW(neon, MM_BF16, 4),
@@ -794,6 +953,8 @@ const mm_isa airllm_mm_isa_neon = {
     {0},
     {NULL},
     0,
+    neon_scores,
+    neon_mix,
 };
 
 #endif /* __aarch64__ */

@@ -394,24 +394,9 @@ typedef struct {
 typedef struct {
     step *st;
     size_t n_heads;
+    int rc;
+    airllm_err err;
 } att_job;
-
-/* q . k over n floats in 8 independent partial sums: one running sum is a
- * chain of dependent adds (4 cycles each), which made decode attention a
- * tenth of a SmolLM2 step at 200 positions; eight chains the compiler can
- * also put in one vector. */
-static float dot8(const float *a, const float *b, int n)
-{
-    float s[8] = {0};
-    int i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int l = 0; l < 8; l++)
-            s[l] += a[i + l] * b[i + l];
-    float d = ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]));
-    for (; i < n; i++)
-        d += a[i] * b[i];
-    return d;
-}
 
 /* One (token, head): causal attention over the cached positions. */
 static void attention_run(void *ctx, size_t job, int thread)
@@ -432,25 +417,29 @@ static void attention_run(void *ctx, size_t job, int thread)
     const float *kc = s->k + (size_t)st->layer * s->ctx * kvd + (h / group) * hd;
     const float *vc = s->v + (size_t)st->layer * s->ctx * kvd + (h / group) * hd;
     float *sc = m->scores + (size_t)thread * c->max_pos;
-    float scale = 1.0f / sqrtf((float)hd), mx = -INFINITY;
-    for (size_t j = lo; j <= pos; j++) {
-        float d = dot8(q, kc + j * kvd, hd) * scale;
-        sc[j] = d;
-        mx = d > mx ? d : mx;
+    size_t np = pos + 1 - lo;
+    airllm_err e;
+    if (airllm_attn_scores(q, kc + lo * kvd, kvd, (size_t)hd, np, 1.0f / sqrtf((float)hd), sc,
+                           &e)) {
+        a->rc = -1; /* any one failure; the message is that job's */
+        a->err = e;
+        return;
     }
+    float mx = -INFINITY;
+    for (size_t j = 0; j < np; j++)
+        mx = sc[j] > mx ? sc[j] : mx;
     double sum = 0;
-    for (size_t j = lo; j <= pos; j++) {
+    for (size_t j = 0; j < np; j++) {
         sc[j] = expf(sc[j] - mx);
         sum += sc[j];
     }
     float inv = (float)(1.0 / sum);
+    for (size_t j = 0; j < np; j++)
+        sc[j] *= inv;
     float *o = m->att_out + t * (size_t)c->n_heads * hd + h * hd;
-    memset(o, 0, sizeof(float) * hd);
-    for (size_t j = lo; j <= pos; j++) {
-        float p = sc[j] * inv;
-        const float *v = vc + j * kvd;
-        for (int i = 0; i < hd; i++)
-            o[i] += p * v[i];
+    if (airllm_attn_mix(sc, vc + lo * kvd, kvd, (size_t)hd, np, o, &e)) {
+        a->rc = -1;
+        a->err = e;
     }
 }
 
@@ -635,7 +624,7 @@ static int layer_forward(rt_model *m, step *st, const rt_slot *sl, const char *u
         memcpy(s->k + off, m->k + t * KV, KV * sizeof(float));
         memcpy(s->v + off, m->v + t * KV, KV * sizeof(float));
     }
-    att_job aj = {st, (size_t)c->n_heads};
+    att_job aj = {st, (size_t)c->n_heads, 0, {{0}}};
     /* Decode attention over a short context is microseconds: run it here
      * rather than pay a hand-off (see rt_matmul). */
     size_t work = 0;
@@ -646,6 +635,10 @@ static int layer_forward(rt_model *m, step *st, const rt_slot *sl, const char *u
             attention_run(&aj, j, 0);
     else
         rt_pool_run(m->pool, attention_run, &aj, n * (size_t)c->n_heads);
+    if (aj.rc) {
+        *err = aj.err;
+        return airllm_err_prefix(err, "%s: attention", unit);
+    }
     if (rt_matmul(m->pool, wo, m->att_out, n, m->xb, err))
         return -1;
     for (size_t i = 0; i < n * H; i++)

@@ -493,6 +493,70 @@ static void test_env(void)
     set_impl(AIRLLM_MM_IMPL_AUTO);
 }
 
+/* Attention kernels against their oracles: head sizes with and without
+ * vector tails, strides wider than a row (the gaps hold NaN, so a read past
+ * a row shows), outputs past n untouched; empty inputs and bad arguments. */
+static void test_attention(void)
+{
+    static const size_t ds[] = {1, 3, 7, 8, 15, 16, 17, 31, 33, 64, 80, 128, 200};
+    static const size_t ns[] = {1, 2, 3, 17, 100};
+    airllm_err err;
+    for (size_t di = 0; di < sizeof ds / sizeof ds[0]; di++)
+        for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++) {
+            size_t d = ds[di], n = ns[ni], stride = d + 5;
+            float *q = malloc(d * sizeof *q), *kv = malloc(n * stride * sizeof *kv);
+            float *p = malloc(n * sizeof *p), *want = malloc((n + d) * sizeof *want);
+            float *got = malloc((n + d + 1) * sizeof *got);
+            double *mag = malloc((n + d) * sizeof *mag);
+            for (size_t i = 0; i < d; i++)
+                q[i] = gauss();
+            for (size_t i = 0; i < n * stride; i++)
+                kv[i] = i % stride < d ? gauss() : NAN;
+            for (size_t j = 0; j < n; j++)
+                p[j] = (float)(rnd() / 4294967296.0);
+            for (size_t j = 0; j < n; j++) {
+                mag[j] = 0;
+                for (size_t i = 0; i < d; i++)
+                    mag[j] += fabs((double)q[i] * kv[j * stride + i]) * 0.125;
+            }
+            for (size_t i = 0; i < d; i++) {
+                mag[n + i] = 0;
+                for (size_t j = 0; j < n; j++)
+                    mag[n + i] += fabs((double)p[j] * kv[j * stride + i]);
+            }
+            airllm_attn_scores_ref(q, kv, stride, d, n, 0.125f, want);
+            airllm_attn_mix_ref(p, kv, stride, d, n, want + n);
+            for (int v = 0; v < nimpls; v++) {
+                if (set_impl(impls[v]))
+                    continue;
+                got[n] = 12345.0f;
+                CHECK(airllm_attn_scores(q, kv, stride, d, n, 0.125f, got, &err) == 0, "%s",
+                      err.msg);
+                CHECK(got[n] == 12345.0f, "%s d %zu n %zu: scores past n written",
+                      airllm_mm_impl_name(impls[v]), d, n);
+                got[n + d] = 12345.0f;
+                CHECK(airllm_attn_mix(p, kv, stride, d, n, got + n, &err) == 0, "%s", err.msg);
+                CHECK(got[n + d] == 12345.0f, "%s d %zu n %zu: mix past d written",
+                      airllm_mm_impl_name(impls[v]), d, n);
+                for (size_t i = 0; i < n + d; i++)
+                    CHECK(fabs((double)got[i] - want[i]) <= 1e-5 * mag[i] + 1e-6,
+                          "%s d %zu n %zu: %s[%zu] %g, want %g", airllm_mm_impl_name(impls[v]), d,
+                          n, i < n ? "score" : "mix", i < n ? i : i - n, got[i], want[i]);
+            }
+            free(q), free(kv), free(p), free(want), free(got), free(mag);
+        }
+    set_impl(AIRLLM_MM_IMPL_AUTO);
+    float x[4] = {1, 2, 3, 4}, out[4] = {7, 7, 7, 7};
+    CHECK(airllm_attn_mix(x, x, 2, 2, 0, out, &err) == 0 && out[0] == 0 && out[1] == 0 &&
+              out[2] == 7,
+          "mix over no positions is zero");
+    CHECK(airllm_attn_scores(x, x, 2, 2, 0, 1.0f, NULL, &err) == 0, "no positions, no output");
+    CHECK(airllm_attn_scores(x, x, 1, 2, 2, 1.0f, out, &err) == -1 &&
+              strstr(err.msg, "stride") != NULL,
+          "a stride below the row is refused: %s", err.msg);
+    CHECK(airllm_attn_mix(NULL, x, 2, 2, 2, out, &err) == -1, "NULL is refused");
+}
+
 int main(void)
 {
     for (size_t i = 0; i < sizeof all_impls / sizeof all_impls[0]; i++)
@@ -508,5 +572,6 @@ int main(void)
     test_against_dequantize();
     test_shapes();
     test_large();
+    test_attention();
     return test_summary();
 }
