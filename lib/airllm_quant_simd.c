@@ -545,6 +545,7 @@ void airllm_quant_block_stats_one(const float *x, const float *y, size_t m, floa
                                   airllm_qblock_stats *o);
 void airllm_quant_block_scale(float a, float *s, float *inv, int32_t *exp);
 
+#ifdef AIRLLM_X86
 /* The reference's lane reduction, on stored lanes. */
 static void stats_finish(float e2[16], float x2[16], float ev[16], float v2[16],
                          const float me[16], const float mv[16], int32_t exp,
@@ -567,7 +568,6 @@ static void stats_finish(float e2[16], float x2[16], float ev[16], float v2[16],
     *o = (airllm_qblock_stats){res[0], res[1], res[2], res[3], m1, m2, exp};
 }
 
-#ifdef AIRLLM_X86
 /* Lanes 0..7 and 8..15 in two registers. m is a multiple of 16. */
 __attribute__((target("avx2"))) static void stats_block_avx2(const float *x, const float *y,
                                                               size_t m, float absmax,
