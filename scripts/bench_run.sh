@@ -8,8 +8,9 @@
 #   BENCH_DIR    work directory (default /work/bench-data); the 7B-shaped
 #                checkpoint of scripts/bench_split.sh is reused from there
 #   BENCH_LAYERS layers of that checkpoint (default 32)
-#   BENCH_TOKENS tokens generated per measurement (default 8 for SmolLM2,
-#                4 for 7B)
+#   BENCH_TOKENS tokens generated per measurement (default 64 for SmolLM2
+#                resident, 32 streamed, 4 for 7B)
+#   BENCH_RUNS   runs per row, the best kept (default 2)
 #
 # Bounds, measured in the same run:
 #   memory:  scripts/membw.c, a multi-threaded sum over 1 GiB (GB/s), right
@@ -53,33 +54,46 @@ print(sum(u["size"] for u in units if "file" in u and (u["kind"] != "embed" or t
 EOF
 }
 
-# measure LABEL DIR BYTES_PER_TOKEN BOUND_GBS ARGS...: prints a table row.
-# BOUND_GBS "mem": the memory rate, measured right before and right after
-# the run, the higher kept. This VM's memory bandwidth drifts by a third
-# within minutes (other guests), so a rate taken once at the start made
-# the ratios of later rows depend on the drift more than on the runner.
+# measure LABEL DIR BYTES_PER_TOKEN BOUND_GBS ARGS...: prints a table row,
+# the best of BENCH_RUNS runs (default 2) by ratio (by tok/s without a
+# bound), with the highest peak RSS of the runs. BOUND_GBS "mem": the
+# memory rate measured right before and right after each run, the higher
+# kept. This VM's memory bandwidth drifts by a third within minutes (other
+# guests), so a rate taken once at the start made the ratios of later rows
+# depend on the drift more than on the runner.
+RUNS=${BENCH_RUNS:-2}
 printf '\n%-44s %9s %9s %9s %7s %8s %7s\n' "run" "tok/s" "bound" "ratio" "ms/tok" "RSS MiB" "GB/s"
 measure() {
-    local label=$1 dir=$2 bpt=$3 gbs=$4
+    local label=$1 dir=$2 bpt=$3 gbs0=$4 gbs before r
     shift 4
-    sync
-    local before=
-    [ "$gbs" = mem ] && before=$("$WORK/membw" 1024 "$(nproc)" 2>/dev/null)
-    "$TIME" -f '%M' -o "$WORK/rss" "$BIN/airllm-run" -q --json "$@" "$dir" >"$WORK/out.json" 2>"$WORK/err" ||
-        { cat "$WORK/err" >&2; die "airllm-run failed: $label"; }
-    if [ "$gbs" = mem ]; then
-        gbs=$("$WORK/membw" 1024 "$(nproc)" 2>/dev/null)
-        gbs=$(python3 -c "import sys; print(max(float(sys.argv[1]), float(sys.argv[2])))" "$before" "$gbs")
-    fi
-    python3 - "$WORK/out.json" "$bpt" "$gbs" "$label" "$(cat "$WORK/rss")" <<'EOF'
+    : >"$WORK/runs"
+    for r in $(seq "$RUNS"); do
+        sync
+        gbs=$gbs0
+        [ "$gbs0" = mem ] && before=$("$WORK/membw" 1024 "$(nproc)" 2>/dev/null)
+        "$TIME" -f '%M' -o "$WORK/rss" "$BIN/airllm-run" -q --json "$@" "$dir" >"$WORK/out.json" 2>"$WORK/err" ||
+            { cat "$WORK/err" >&2; die "airllm-run failed: $label"; }
+        if [ "$gbs0" = mem ]; then
+            gbs=$("$WORK/membw" 1024 "$(nproc)" 2>/dev/null)
+            gbs=$(python3 -c "import sys; print(max(float(sys.argv[1]), float(sys.argv[2])))" "$before" "$gbs")
+        fi
+        python3 - "$WORK/out.json" "$gbs" "$(cat "$WORK/rss")" >>"$WORK/runs" <<'EOF'
 import json, sys
-j = json.load(open(sys.argv[1]))
-bpt, gbs, label, rss = float(sys.argv[2]), float(sys.argv[3]), sys.argv[4], int(sys.argv[5])
-t = j["timings"]
-n_seq = len(j["results"]) if "results" in j else 1
-tps = t["tokens_per_s"]
-bound = gbs * 1e9 / bpt * n_seq if gbs > 0 else 0
-ratio = tps / bound if bound else 0
+t = json.load(open(sys.argv[1]))
+print(t["timings"]["tokens_per_s"], len(t["results"]) if "results" in t else 1, sys.argv[2], sys.argv[3])
+EOF
+    done
+    python3 - "$WORK/runs" "$bpt" "$label" <<'EOF'
+import sys
+bpt, label = float(sys.argv[2]), sys.argv[3]
+rows = []
+for line in open(sys.argv[1]):
+    tps, n_seq, gbs, rss = line.split()
+    tps, n_seq, gbs, rss = float(tps), int(n_seq), float(gbs), int(rss)
+    bound = gbs * 1e9 / bpt * n_seq if gbs > 0 else 0
+    rows.append((tps / bound if bound else tps, tps, bound, gbs, n_seq, rss))
+ratio, tps, bound, gbs, n_seq, _ = max(rows)
+rss = max(r[5] for r in rows)
 print("%-44s %9.2f %9.2f %9s %7.1f %8.0f %7.1f" % (label, tps, bound, ("%.2f" % ratio) if bound else "-",
       1000.0 * n_seq / tps if tps else 0, rss / 1024, gbs))
 EOF
