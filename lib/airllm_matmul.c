@@ -346,6 +346,7 @@ static const mm_isa isa_scalar = {
     {0},
     {NULL},
     0,
+    0,
     scalar_scores,
     scalar_mix,
 };
@@ -372,15 +373,6 @@ void airllm_mm_tail_raw(mm_kind kind, const uint8_t *row, size_t k0, size_t k1, 
  * T tokens. nb >= 16, so up to 16 tokens read the weights exactly once.
  * One token uses the implementation's matrix-vector tiles where it has
  * them. */
-/* The taller one-token tiles (8 rows for int8 and 4-bit on AVX-512) only for
- * rows shorter than this many bytes: with longer rows, 8 streams each
- * prefetched ahead in its own row read slower than 4 rows whose next tile
- * is prefetched (pf_dist in airllm_matmul_simd.c). Measured, one thread,
- * cold, 4096 columns: int8 19 -> 34 GB/s, nf4 18.5 -> 22.5; 576 columns
- * (SmolLM2) unchanged at 35 and 22 with 8 rows. */
-#ifndef MM_VTILE_MAX_STRIDE
-#define MM_VTILE_MAX_STRIDE 2048
-#endif
 static void run_job(const mm_isa *isa, const mm_job *j, size_t nrows, const float *x, size_t n,
                     float *y, size_t ldy, int accumulate)
 {
@@ -388,7 +380,8 @@ static void run_job(const mm_isa *isa, const mm_job *j, size_t nrows, const floa
     nb = nb < 16 ? 16 : nb & ~(size_t)3;
     const unsigned R = isa->rows[j->kind];
     float out[8 * MM_TMAX];
-    if (n == 1 && isa->vtile[j->kind] && j->w_stride < MM_VTILE_MAX_STRIDE) {
+    if (n == 1 && isa->vtile[j->kind] &&
+        (!isa->vtile_max_stride || j->w_stride < isa->vtile_max_stride)) {
         const unsigned V = isa->vrows[j->kind];
         for (size_t i = 0; i < nrows;) {
             unsigned r = nrows - i >= V ? V : 1;

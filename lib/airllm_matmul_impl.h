@@ -63,6 +63,8 @@ typedef struct {
     unsigned vrows[MM_NKIND];
     mm_tile_fn vtile[MM_NKIND];
     unsigned q4t_lanes; /* MM_Q4T: lanes per vector (0: no MM_Q4T tiles) */
+    size_t vtile_max_stride; /* vtile only for rows shorter than this many
+                              * bytes (0: any) */
     mm_scores_fn scores;
     mm_mix_fn mix;
 } mm_isa;
