@@ -126,6 +126,12 @@ T512 INLINE __m512 w16_512(const mm_kind kind, const uint8_t *p, size_t k, __m51
     }
 }
 
+/* The first min(left, 16) of 16 lanes. */
+static inline __mmask16 lanes16(size_t left)
+{
+    return left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
+}
+
 /* The first m < 16 weights from column k (raw kinds), zeros after. */
 T512 INLINE __m512 w16_512_mask(const mm_kind kind, const uint8_t *p, size_t k, __mmask16 m)
 {
@@ -348,8 +354,7 @@ T512 INLINE void avx512_tile(const mm_kind kind, const unsigned R, const unsigne
             k += 16;
         }
         if (k < cols)
-            step512(kind, R, T, 0, p, pf, k, s, x, ldx, acc, 1,
-                    (__mmask16)((1u << (cols - k)) - 1));
+            step512(kind, R, T, 0, p, pf, k, s, x, ldx, acc, 1, lanes16(cols - k));
     }
     UNROLL
     for (unsigned i = 0; i < R; i++)
@@ -366,8 +371,9 @@ MM_TILES(avx512, T512, MM_Q4, 4)
 MM_TILES(avx512, T512, MM_I8, 4)
 MM_TILES(avx512, T512, MM_Q4T, 4)
 /* One token: 8-row tiles for the formats whose decoding costs most per byte
- * (more streams in flight; measured +10..30% for 4-bit), the 4-row tiles for
- * the 16- and 32-bit ones (8 rows were 10% slower at 4096 columns). */
+ * (more streams in flight), for rows under vtile_max_stride bytes (below);
+ * the 4-row tiles for the 16- and 32-bit ones (8 rows were 10% slower at
+ * 4096 columns). */
 MM_TILE(avx512, T512, MM_Q4, 8, 1)
 MM_TILE(avx512, T512, MM_I8, 8, 1)
 MM_TILE(avx512, T512, MM_Q4T, 8, 1)
@@ -387,7 +393,7 @@ T512 static void avx512_scores(const float *q, const float *k, size_t kstride, s
             a1 = _mm512_fmadd_ps(_mm512_loadu_ps(q + i + 16), _mm512_loadu_ps(kj + i + 16), a1);
         }
         for (; i < d; i += 16) {
-            __mmask16 m = d - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (d - i)) - 1);
+            __mmask16 m = lanes16(d - i);
             a0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, q + i), _mm512_maskz_loadu_ps(m, kj + i),
                                  a0);
         }
@@ -400,10 +406,8 @@ T512 static void avx512_mix(const float *p, const float *v, size_t vstride, size
 {
     for (size_t c = 0; c < d; c += 64) {
         __mmask16 m[4];
-        for (unsigned u = 0; u < 4; u++) {
-            size_t lo = c + 16 * u;
-            m[u] = lo >= d ? 0 : d - lo >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (d - lo)) - 1);
-        }
+        for (unsigned u = 0; u < 4; u++)
+            m[u] = c + 16 * u >= d ? 0 : lanes16(d - c - 16 * u);
         __m512 a[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
                        _mm512_setzero_ps()};
         for (size_t j = 0; j < n; j++) {
