@@ -17,13 +17,9 @@
 #   layer). Peak VRAM: the backend's own allocations and the device's used
 #   memory at the peak (CUDA context included), from --json.
 set -euo pipefail
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-BIN=${AIRLLM_BIN:-$ROOT/build}
-case $BIN in /*) ;; *) BIN=$ROOT/$BIN ;; esac
 BENCH_DIR=${BENCH_DIR:-/tmp/bench-data}
-LAYERS=${BENCH_LAYERS:-32}
+. "$(dirname "${BASH_SOURCE[0]}")/bench_env.sh"
 TOK=${BENCH_TOKENS:-16}
-die() { echo "bench_cuda: $*" >&2; exit 1; }
 mkdir -p "$BENCH_DIR"
 command -v nvcc >/dev/null || export PATH=/usr/local/cuda/bin:$PATH
 for t in airllm-split airllm-quant airllm-run; do [ -x "$BIN/$t" ] || die "no $BIN/$t"; done
@@ -35,12 +31,8 @@ nvidia-smi --query-gpu=name,memory.total,pcie.link.gen.current,pcie.link.width.c
     --format=csv,noheader || true
 echo "h2d (pinned): $H2D GB/s; hbm (read): $HBM GB/s"
 
-HF=$BENCH_DIR/llama7b-bf16-L$LAYERS
-if [ ! -f "$HF/model.safetensors.index.json" ]; then
-    cc -O2 -o "$BENCH_DIR/gen_llama7b" "$ROOT/scripts/gen_llama7b.c"
-    "$BENCH_DIR/gen_llama7b" "$HF" --layers "$LAYERS"
-fi
-[ -f "$BENCH_DIR/bf16/manifest.json" ] || "$BIN/airllm-split" -q -j "$(nproc)" "$HF" "$BENCH_DIR/bf16"
+bench_checkpoint
+[ -f "$BENCH_DIR/bf16/manifest.json" ] || "$BIN/airllm-split" -q -j "$(nproc)" "$HF7" "$BENCH_DIR/bf16"
 [ -f "$BENCH_DIR/nf4/manifest.json" ] ||
     "$BIN/airllm-quant" -q -j "$(nproc)" -t nf4 -b 64 "$BENCH_DIR/bf16" "$BENCH_DIR/nf4"
 

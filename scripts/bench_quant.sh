@@ -22,29 +22,15 @@
 # Wall time and peak RSS come from /usr/bin/time -f '%e %M'.
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-BIN=${AIRLLM_BIN:-$ROOT/build}
-case $BIN in /*) ;; *) BIN=$ROOT/$BIN ;; esac
-BENCH_DIR=${BENCH_DIR:-/work/bench-data}
-LAYERS=${BENCH_LAYERS:-32}
+. "$(dirname "${BASH_SOURCE[0]}")/bench_env.sh"
 RUNS=${BENCH_RUNS:-2}
 JOBS=${BENCH_JOBS:-$(nproc)}
 QUANT=$BIN/airllm-quant
 TIME=/usr/bin/time
-HF=$BENCH_DIR/llama7b-bf16-L$LAYERS
-
-die() { echo "bench_quant: $*" >&2; exit 1; }
 [ -x "$QUANT" ] || die "no $QUANT (build first, or set AIRLLM_BIN)"
 [ -x "$TIME" ] || die "no $TIME (apt-get install time)"
-if [ ! -f "$HF/model.safetensors.index.json" ]; then
-    echo "no checkpoint at $HF: generating it with scripts/gen_llama7b.c"
-    gen=$(mktemp)
-    cc -O2 -o "$gen" "$ROOT/scripts/gen_llama7b.c" || die "cannot compile gen_llama7b.c"
-    rm -rf "$HF"
-    "$gen" "$HF" --layers "$LAYERS" || die "gen_llama7b failed"
-    rm -f "$gen"
-fi
-mapfile -t SHARDS < <(ls "$HF"/*.safetensors)
+bench_checkpoint
+mapfile -t SHARDS < <(ls "$HF7"/*.safetensors)
 SRC_BYTES=$(stat -c %s "${SHARDS[@]}" | awk '{ s += $1 } END { printf "%.0f\n", s }')
 WORK=$(mktemp -d "$BENCH_DIR/qwork.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
@@ -52,7 +38,7 @@ trap 'exit 130' INT TERM
 
 echo "host:        $(nproc) CPUs, $(awk '/^MemTotal:/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) RAM"
 echo "disk:        $(df -P "$BENCH_DIR" | awk 'NR == 2 { print $1 " mounted on " $6 }')"
-echo "checkpoint:  $HF, ${#SHARDS[@]} shards, $SRC_BYTES bytes"
+echo "checkpoint:  $HF7, ${#SHARDS[@]} shards, $SRC_BYTES bytes"
 echo "tool:        $QUANT --jobs $JOBS"
 
 # best_of CMD...: sync, run CMD $RUNS times (OUT removed first), keep the
@@ -86,7 +72,7 @@ printf '%-28s %8.2f %9.0f %8s %8s %8s %8s\n' "cp + sync (baseline)" "$CPS" "$(aw
 measure() {
     local label=$1
     shift
-    best_of "$QUANT" -q --json "$@" "$HF" "$WORK/out"
+    best_of "$QUANT" -q --json "$@" "$HF7" "$WORK/out"
     read -r ratio bpw < <(python3 -c '
 import json, sys
 j = json.load(open(sys.argv[1]))

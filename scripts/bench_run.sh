@@ -23,14 +23,8 @@
 # which count when the LM head is tied to them. tokens/s is over the steps
 # after the first (decode); peak RSS from /usr/bin/time.
 set -euo pipefail
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-BIN=${AIRLLM_BIN:-$ROOT/build}
-case $BIN in /*) ;; *) BIN=$ROOT/$BIN ;; esac
-BENCH_DIR=${BENCH_DIR:-/work/bench-data}
-LAYERS=${BENCH_LAYERS:-32}
-HF7=$BENCH_DIR/llama7b-bf16-L$LAYERS
+. "$(dirname "${BASH_SOURCE[0]}")/bench_env.sh"
 TIME=/usr/bin/time
-die() { echo "bench_run: $*" >&2; exit 1; }
 for t in airllm-split airllm-quant airllm-run; do [ -x "$BIN/$t" ] || die "no $BIN/$t"; done
 [ -f "$HF7/model.safetensors.index.json" ] || die "no $HF7: run scripts/bench_split.sh first"
 WORK=$(mktemp -d "$BENCH_DIR/runwork.XXXXXX")

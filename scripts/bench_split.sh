@@ -21,18 +21,12 @@
 # Copies and outputs are removed on exit; the generated checkpoint is kept.
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-BIN=${AIRLLM_BIN:-$ROOT/build}
-case $BIN in /*) ;; *) BIN=$ROOT/$BIN ;; esac
-BENCH_DIR=${BENCH_DIR:-/work/bench-data}
-LAYERS=${BENCH_LAYERS:-32}
+. "$(dirname "${BASH_SOURCE[0]}")/bench_env.sh"
 RUNS=${BENCH_RUNS:-2}
 CC=${CC:-cc}
 SPLIT=$BIN/airllm-split
 VERIFY=$BIN/airllm-verify
 TIME=/usr/bin/time
-
-die() { echo "bench_split: $*" >&2; exit 1; }
 
 [[ $LAYERS =~ ^[1-9][0-9]*$ ]] || die "BENCH_LAYERS must be a positive integer"
 [[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "BENCH_RUNS must be a positive integer"
@@ -44,7 +38,6 @@ command -v python3 >/dev/null || die "no python3"
 
 mkdir -p "$BENCH_DIR"
 BENCH_DIR=$(cd "$BENCH_DIR" && pwd)
-HF=$BENCH_DIR/llama7b-bf16-L$LAYERS
 WORK=$(mktemp -d "$BENCH_DIR/work.XXXXXX")
 cleanup() { rm -rf "$WORK"; }
 trap cleanup EXIT
@@ -86,18 +79,18 @@ EOF
 
 GEN=$WORK/gen_llama7b
 "$CC" -O2 -o "$GEN" "$ROOT/scripts/gen_llama7b.c" || die "cannot compile gen_llama7b.c"
-if SHARDS=$(checkpoint_ok "$HF"); then
-    echo "reusing checkpoint $HF"
+if SHARDS=$(checkpoint_ok "$HF7"); then
+    echo "reusing checkpoint $HF7"
 else
-    echo "generating checkpoint $HF ($LAYERS layers) ..."
-    rm -rf "$HF"
+    echo "generating checkpoint $HF7 ($LAYERS layers) ..."
+    rm -rf "$HF7"
     t0=$(date +%s.%N)
-    "$GEN" "$HF" --layers "$LAYERS" || die "gen_llama7b failed"
+    "$GEN" "$HF7" --layers "$LAYERS" || die "gen_llama7b failed"
     t1=$(date +%s.%N)
-    SHARDS=$(checkpoint_ok "$HF") || die "generated checkpoint does not check out"
+    SHARDS=$(checkpoint_ok "$HF7") || die "generated checkpoint does not check out"
     awk -v a="$t0" -v b="$t1" 'BEGIN { printf "generated in %.1f s\n", b - a }'
 fi
-mapfile -t SHARD_FILES < <(printf '%s\n' "$SHARDS" | sed "s|^|$HF/|")
+mapfile -t SHARD_FILES < <(printf '%s\n' "$SHARDS" | sed "s|^|$HF7/|")
 SRC_BYTES=$(stat -c %s "${SHARD_FILES[@]}" | awk '{ s += $1 } END { printf "%.0f\n", s }')
 
 MEM_KB=$(awk '/^MemTotal:/ { print $2 }' /proc/meminfo)
@@ -188,7 +181,7 @@ CPS_WALL=$BEST_WALL
 rm -rf "$COPY"
 row "cp shards + sync" "$CPS_WALL" "$BEST_RSS" "$SRC_BYTES"
 
-best_of 'rm -rf "$OUT"' "$SPLIT" "$HF" "$OUT"
+best_of 'rm -rf "$OUT"' "$SPLIT" "$HF7" "$OUT"
 SPLIT_WALL=$BEST_WALL
 SPLIT_RSS=$BEST_RSS
 row "airllm-split" "$SPLIT_WALL" "$SPLIT_RSS" "$SRC_BYTES" \
@@ -223,7 +216,7 @@ rm -rf "$OUT"
 
 echo
 echo "(c) split --compress zstd"
-best_of 'rm -rf "$OUT"' "$SPLIT" --compress zstd "$HF" "$OUT"
+best_of 'rm -rf "$OUT"' "$SPLIT" --compress zstd "$HF7" "$OUT"
 Z_WALL=$BEST_WALL
 Z_RSS=$BEST_RSS
 shopt -s nullglob
