@@ -311,7 +311,8 @@ SC_TILES(MM_Q4)
 SC_TILES(MM_I8)
 
 /* Attention, portable: eight partial sums per dot product (one running
- * sum is a chain of dependent adds), four outputs at a time for the mix. */
+ * sum is a chain of dependent adds); the mix adds one position's row at a
+ * time into the outputs. */
 static void scalar_scores(const float *q, const float *k, size_t kstride, size_t d, size_t n,
                           float scale, float *scores)
 {
@@ -607,10 +608,12 @@ void airllm_attn_mix_ref(const float *p, const float *v, size_t vstride, size_t 
     }
 }
 
-static int attn_args(const void *a, const void *b, const void *out, size_t stride, size_t d,
-                     size_t n, const mm_isa **isa, airllm_err *err)
+/* out_len: the outputs written (n scores, d mixed values), even when the
+ * sums are empty. */
+static int attn_args(const void *a, const void *b, const void *out, size_t out_len,
+                     size_t stride, size_t d, size_t n, const mm_isa **isa, airllm_err *err)
 {
-    if (n && d && (!a || !b || !out))
+    if ((n && d && (!a || !b)) || (out_len && !out))
         return airllm_errf(err, "NULL argument");
     if (n > 1 && stride < d)
         return airllm_errf(err, "row stride %zu below the row length %zu", stride, d);
@@ -625,7 +628,7 @@ int airllm_attn_scores(const float *q, const float *k, size_t kstride, size_t d,
                        float scale, float *scores, airllm_err *err)
 {
     const mm_isa *isa;
-    if (attn_args(q, k, scores, kstride, d, n, &isa, err))
+    if (attn_args(q, k, scores, n, kstride, d, n, &isa, err))
         return -1;
     if (!n)
         return 0;
@@ -641,7 +644,7 @@ int airllm_attn_mix(const float *p, const float *v, size_t vstride, size_t d, si
                     airllm_err *err)
 {
     const mm_isa *isa;
-    if (attn_args(p, v, o, vstride, d, n, &isa, err))
+    if (attn_args(p, v, o, d, vstride, d, n, &isa, err))
         return -1;
     if (!d)
         return 0;

@@ -70,7 +70,8 @@ int airllm_mm_row_f32(const airllm_mm_weight *w, uint64_t r, float *out, airllm_
  * K and V rows are d floats, kstride / vstride floats apart (a KV cache of
  * [position][kv_heads * head_dim]: stride kv_heads * head_dim). Same
  * implementation choice, accumulation and tolerance as airllm_mm. Fail
- * (-1, message) on NULL pointers with n and d > 0, a stride below d with
+ * (-1, message) on a NULL output where there are outputs (n scores, d
+ * mixed values), NULL inputs with n and d > 0, a stride below d with
  * n > 1, or an implementation error. */
 
 /* scores[j] = scale * sum_i q[i] K[j, i], for j < n, i < d. */

@@ -555,6 +555,10 @@ static void test_attention(void)
               strstr(err.msg, "stride") != NULL,
           "a stride below the row is refused: %s", err.msg);
     CHECK(airllm_attn_mix(NULL, x, 2, 2, 2, out, &err) == -1, "NULL is refused");
+    CHECK(airllm_attn_mix(x, x, 2, 2, 0, NULL, &err) == -1,
+          "a NULL output is refused even over no positions");
+    CHECK(airllm_attn_scores(x, x, 2, 0, 2, 1.0f, NULL, &err) == -1,
+          "a NULL output is refused even for empty rows");
 }
 
 int main(void)
