@@ -185,10 +185,13 @@ int rt_pool_threads(const rt_pool *p); /* taking part now */
 /* Uses only the first `threads` threads (the caller included) for the next
  * runs; the others sleep. Call between runs. */
 void rt_pool_set_active(rt_pool *p, int threads);
-/* Runs fn(ctx, job, thread) for job in [0, n_jobs) on all threads; returns
- * when every job is done. */
-void rt_pool_run(rt_pool *p, void (*fn)(void *ctx, size_t job, int thread), void *ctx,
-                 size_t n_jobs);
+/* A job: returns 0, or -1 with a message in err (the calling thread's own
+ * slot, which nothing else writes during the run). */
+typedef int (*rt_pool_job)(void *ctx, size_t job, int thread, airllm_err *err);
+/* Runs fn(ctx, job, thread, err) for job in [0, n_jobs) on all threads;
+ * returns when every job is done: 0, or -1 with the message of the failed
+ * job of lowest index in err (the same whatever the thread count). */
+int rt_pool_run(rt_pool *p, rt_pool_job fn, void *ctx, size_t n_jobs, airllm_err *err);
 
 /* ---- kernels ---- */
 

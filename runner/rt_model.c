@@ -72,11 +72,9 @@ typedef struct {
     size_t count;
     const float *x;
     size_t n;
-    int rc;
-    airllm_err err;
 } mm_job;
 
-static void mm_run(void *ctx, size_t job, int thread)
+static int mm_run(void *ctx, size_t job, int thread, airllm_err *err)
 {
     (void)thread;
     mm_job *j = ctx;
@@ -88,13 +86,11 @@ static void mm_run(void *ctx, size_t job, int thread)
             continue;
         const rt_tensor *w = j->w[k];
         airllm_mm_weight mw = mm_weight(w);
-        airllm_err er;
         if (airllm_mm(&mw, j->x, j->n, (size_t)w->cols, j->y[k], (size_t)w->rows,
-                      lo - j->first_row[k], hi - j->first_row[k], &er)) {
-            j->rc = -1; /* any one failure; the message is that job's */
-            j->err = er;
-        }
+                      lo - j->first_row[k], hi - j->first_row[k], err))
+            return -1;
     }
+    return 0;
 }
 
 /* y_i = x W_i^T for the count matrices (all with the same cols), on the pool. */
@@ -123,12 +119,7 @@ static int matmul_multi(rt_pool *p, const rt_tensor *const *w, float *const *y, 
         jobs = by_size >= (uint64_t)th ? by_size / th * th : by_size ? by_size : 1;
     uint64_t per = (rows + jobs - 1) / jobs;
     j.per = (per + 15) / 16 * 16;
-    rt_pool_run(p, mm_run, &j, (size_t)((rows + j.per - 1) / j.per));
-    if (j.rc) {
-        *err = j.err;
-        return -1;
-    }
-    return 0;
+    return rt_pool_run(p, mm_run, &j, (size_t)((rows + j.per - 1) / j.per), err);
 }
 
 int rt_matmul(rt_pool *p, const rt_tensor *w, const float *x, size_t n, float *y,
@@ -394,12 +385,10 @@ typedef struct {
 typedef struct {
     step *st;
     size_t n_heads;
-    int rc;
-    airllm_err err;
 } att_job;
 
 /* One (token, head): causal attention over the cached positions. */
-static void attention_run(void *ctx, size_t job, int thread)
+static int attention_run(void *ctx, size_t job, int thread, airllm_err *err)
 {
     att_job *a = ctx;
     step *st = a->st;
@@ -418,13 +407,9 @@ static void attention_run(void *ctx, size_t job, int thread)
     const float *vc = s->v + (size_t)st->layer * s->ctx * kvd + (h / group) * hd;
     float *sc = m->scores + (size_t)thread * c->max_pos;
     size_t np = pos + 1 - lo;
-    airllm_err e;
     if (airllm_attn_scores(q, kc + lo * kvd, kvd, (size_t)hd, np, 1.0f / sqrtf((float)hd), sc,
-                           &e)) {
-        a->rc = -1; /* any one failure; the message is that job's */
-        a->err = e;
-        return;
-    }
+                           err))
+        return -1;
     float mx = -INFINITY;
     for (size_t j = 0; j < np; j++)
         mx = sc[j] > mx ? sc[j] : mx;
@@ -437,10 +422,7 @@ static void attention_run(void *ctx, size_t job, int thread)
     for (size_t j = 0; j < np; j++)
         sc[j] *= inv;
     float *o = m->att_out + t * (size_t)c->n_heads * hd + h * hd;
-    if (airllm_attn_mix(sc, vc + lo * kvd, kvd, (size_t)hd, np, o, &e)) {
-        a->rc = -1;
-        a->err = e;
-    }
+    return airllm_attn_mix(sc, vc + lo * kvd, kvd, (size_t)hd, np, o, err);
 }
 
 static int add_bias(const rt_slot *sl, const char *suffix, float *y, size_t n, size_t dim,
@@ -624,21 +606,20 @@ static int layer_forward(rt_model *m, step *st, const rt_slot *sl, const char *u
         memcpy(s->k + off, m->k + t * KV, KV * sizeof(float));
         memcpy(s->v + off, m->v + t * KV, KV * sizeof(float));
     }
-    att_job aj = {st, (size_t)c->n_heads, 0, {{0}}};
+    att_job aj = {st, (size_t)c->n_heads};
     /* Decode attention over a short context is microseconds: run it here
      * rather than pay a hand-off (see rt_matmul). */
-    size_t work = 0;
+    size_t work = 0, jobs = n * (size_t)c->n_heads;
     for (size_t t = 0; t < n; t++)
         work += (st->pos[t] + 1) * (size_t)c->n_heads * hd;
+    int arc = 0;
     if (work < ((size_t)1 << 18))
-        for (size_t j = 0; j < n * (size_t)c->n_heads; j++)
-            attention_run(&aj, j, 0);
+        for (size_t j = 0; j < jobs && !arc; j++)
+            arc = attention_run(&aj, j, 0, err);
     else
-        rt_pool_run(m->pool, attention_run, &aj, n * (size_t)c->n_heads);
-    if (aj.rc) {
-        *err = aj.err;
+        arc = rt_pool_run(m->pool, attention_run, &aj, jobs, err);
+    if (arc)
         return airllm_err_prefix(err, "%s: attention", unit);
-    }
     if (rt_matmul(m->pool, wo, m->att_out, n, m->xb, err))
         return -1;
     for (size_t i = 0; i < n * H; i++)

@@ -30,6 +30,12 @@
 /* Loads between two looks at the clock (a vDSO call, ~20 ns). */
 #define SPIN_CHECK 2048
 
+typedef struct {
+    bool failed;
+    size_t job;
+    airllm_err err;
+} rt_pool_fail;
+
 struct rt_pool {
     int n;                 /* threads including the caller */
     pthread_t *th;
@@ -41,10 +47,14 @@ struct rt_pool {
     atomic_int pending;    /* workers still in the current run */
     atomic_int sleepers;   /* workers blocked on go */
     atomic_bool stop;
-    void (*fn)(void *, size_t, int);
+    rt_pool_job fn;
     void *ctx;
     size_t n_jobs;
     atomic_size_t next;
+    /* [n]: one per thread, written only by that thread during a run and
+     * read by the caller once pending is 0 (the atomic orders the two), so
+     * failing jobs never copy messages over each other. */
+    rt_pool_fail *fails;
 };
 
 typedef struct {
@@ -54,11 +64,19 @@ typedef struct {
 
 static void drain(rt_pool *p, int id)
 {
+    rt_pool_fail *f = &p->fails[id];
     for (;;) {
         size_t j = atomic_fetch_add(&p->next, 1);
         if (j >= p->n_jobs)
             break;
-        p->fn(p->ctx, j, id);
+        airllm_err e;
+        /* Jobs are taken in increasing order, so a thread's first failure
+         * is its lowest. */
+        if (p->fn(p->ctx, j, id, &e) && !f->failed) {
+            f->failed = true;
+            f->job = j;
+            f->err = e;
+        }
     }
 }
 
@@ -141,7 +159,10 @@ int rt_pool_new(int threads, rt_pool **out, airllm_err *err)
     pthread_cond_init(&p->resume, NULL);
     atomic_store(&p->active, p->n);
     p->th = calloc((size_t)p->n, sizeof *p->th);
-    if (!p->th) {
+    p->fails = calloc((size_t)p->n, sizeof *p->fails);
+    if (!p->th || !p->fails) {
+        free(p->th);
+        free(p->fails);
         free(p);
         return airllm_errf(err, "out of memory");
     }
@@ -170,6 +191,7 @@ void rt_pool_free(rt_pool *p)
     for (int i = 1; i < p->n; i++)
         pthread_join(p->th[i], NULL);
     free(p->th);
+    free(p->fails);
     pthread_mutex_destroy(&p->lock);
     pthread_cond_destroy(&p->go);
     pthread_cond_destroy(&p->resume);
@@ -181,29 +203,38 @@ int rt_pool_threads(const rt_pool *p)
     return atomic_load(&((rt_pool *)p)->active);
 }
 
-void rt_pool_run(rt_pool *p, void (*fn)(void *ctx, size_t job, int thread), void *ctx,
-                 size_t n_jobs)
+int rt_pool_run(rt_pool *p, rt_pool_job fn, void *ctx, size_t n_jobs, airllm_err *err)
 {
     int active = atomic_load(&p->active);
-    if (active == 1 || n_jobs <= 1) {
-        for (size_t j = 0; j < n_jobs; j++)
-            fn(ctx, j, 0);
-        return;
-    }
     p->fn = fn;
     p->ctx = ctx;
     p->n_jobs = n_jobs;
+    for (int i = 0; i < active; i++)
+        p->fails[i].failed = false;
     atomic_store(&p->next, 0);
-    atomic_store(&p->pending, active - 1);
-    atomic_fetch_add(&p->gen, 1); /* publishes the fields above */
-    if (atomic_load(&p->sleepers) > 0) {
-        pthread_mutex_lock(&p->lock);
-        pthread_cond_broadcast(&p->go);
-        pthread_mutex_unlock(&p->lock);
+    if (active == 1 || n_jobs <= 1) {
+        drain(p, 0);
+    } else {
+        atomic_store(&p->pending, active - 1);
+        atomic_fetch_add(&p->gen, 1); /* publishes the fields above */
+        if (atomic_load(&p->sleepers) > 0) {
+            pthread_mutex_lock(&p->lock);
+            pthread_cond_broadcast(&p->go);
+            pthread_mutex_unlock(&p->lock);
+        }
+        drain(p, 0);
+        while (atomic_load(&p->pending) > 0)
+            cpu_relax();
     }
-    drain(p, 0);
-    while (atomic_load(&p->pending) > 0)
-        cpu_relax();
+    const rt_pool_fail *first = NULL;
+    for (int i = 0; i < active; i++)
+        if (p->fails[i].failed && (!first || p->fails[i].job < first->job))
+            first = &p->fails[i];
+    if (first) {
+        *err = first->err;
+        return -1;
+    }
+    return 0;
 }
 
 double rt_now(void)
