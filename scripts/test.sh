@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: the normal build's tests, the same tests under
-# AddressSanitizer + UndefinedBehaviorSanitizer, and each libFuzzer target
-# for a short run. Exits non-zero if anything fails.
+# AddressSanitizer + UndefinedBehaviorSanitizer, the threaded paths under
+# ThreadSanitizer, and each libFuzzer target for a short run. Exits non-zero
+# if anything fails.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 "$root/scripts/install-deps.sh" || exit 1
@@ -17,6 +18,11 @@ echo "== build and test with ASan + UBSan"
 "$root/scripts/build.sh" "$root/build-asan" -DAIRLLM_SANITIZE=ON -DAIRLLM_CUDA=OFF || exit 1
 (cd "$root/build-asan" && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
     ctest --output-on-failure -j "$(nproc)") || status=1
+
+echo "== ThreadSanitizer: the threaded paths (tests/threads.sh, the pool's unit test)"
+"$root/scripts/build.sh" "$root/build-tsan" -DAIRLLM_TSAN=ON -DAIRLLM_CUDA=OFF || exit 1
+(cd "$root/build-tsan" && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
+    ctest --output-on-failure -R '^(threads|test_pool)$') || status=1
 
 echo "== fuzz targets (clang libFuzzer, ${AIRLLM_FUZZ_SECONDS:-20} s each)"
 CC=clang "$root/scripts/build.sh" "$root/build-fuzz" -DAIRLLM_FUZZ=ON -DAIRLLM_SANITIZE=ON -DAIRLLM_CUDA=OFF \

@@ -10,6 +10,10 @@ the shard is open at once while it is converted.
 
 usage: make_llama_checkpoint.py OUT_DIR [--hidden N] [--intermediate N]
        [--layers N] [--vocab N] [--shards K] [--dtype D] [--norm-dtype D] [--seed S]
+       [--finite]
+
+--finite draws every value from [-0.1, 0.1) (F32 or BF16 only) instead of
+random bytes, so that airllm-run computes finite logits on the checkpoint.
 """
 import argparse
 import json
@@ -40,7 +44,10 @@ def main():
     ap.add_argument("--dtype", default="F32", choices=sorted(SIZE))
     ap.add_argument("--norm-dtype", default=None, choices=sorted(SIZE))
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--finite", action="store_true")
     a = ap.parse_args()
+    if a.finite and {a.dtype, a.norm_dtype or a.dtype} - {"F32", "BF16"}:
+        ap.error("--finite takes F32 or BF16")
     h, i, L, v = a.hidden, a.intermediate, a.layers, a.vocab
     norm_dtype = a.norm_dtype or a.dtype
     units = [[("model.embed_tokens.weight", a.dtype, [v, h])]]
@@ -51,7 +58,14 @@ def main():
     shards = [[t for u in units[k:k + per] for t in u] for k in range(0, len(units), per)]
     os.makedirs(a.out)
     rng = random.Random(a.seed)
-    pool = rng.randbytes(1 << 20)
+    if a.finite:
+        # F32 values; a BF16 tensor takes the high halves of a slice that
+        # starts on a 4-byte boundary (little endian: bytes 2-3 of each).
+        vals = struct.pack("<%df" % (1 << 18), *(rng.uniform(-0.1, 0.1) for _ in range(1 << 18)))
+        pool = vals if a.dtype == "F32" else b"".join(vals[k + 2:k + 4] for k in range(0, len(vals), 4))
+        pool_f32 = vals
+    else:
+        pool = rng.randbytes(1 << 20)
     weight_map = {}
     for k, group in enumerate(shards):
         name = f"model-{k + 1:05d}-of-{len(shards):05d}.safetensors"
@@ -68,6 +82,18 @@ def main():
         hdr += b" " * (-len(hdr) % 8)
         with open(os.path.join(a.out, name), "wb") as f:
             f.write(struct.pack("<Q", len(hdr)) + hdr)
+            if a.finite:
+                # Tensor by tensor, each from its own dtype's pool.
+                for t, dt, shape in group:
+                    src = pool_f32 if dt == "F32" else pool
+                    left = header[t]["data_offsets"][1] - header[t]["data_offsets"][0]
+                    while left:
+                        n = min(left, len(src))
+                        start = rng.randrange(len(src) - n + 1)
+                        start -= start % SIZE[dt]
+                        f.write(src[start:start + n])
+                        left -= n
+                continue
             left = off
             while left:
                 n = min(left, len(pool))
