@@ -13,6 +13,7 @@
 #include "airllm_container.h"
 #include "airllm_err.h"
 #include "airllm_manifest.h"
+#include "airllm_matmul.h"
 
 /* ---- configuration (config.json) ---- */
 
@@ -198,10 +199,37 @@ int rt_pool_run(rt_pool *p, rt_pool_job fn, void *ctx, size_t n_jobs, airllm_err
 /* y[t, r] = sum_k W[r, k] x[t, k], t < n, every row of W, on the pool. */
 int rt_matmul(rt_pool *p, const rt_tensor *w, const float *x, size_t n, float *y,
               airllm_err *err);
+/* The matmul kernels' view of a tensor (rt_tensor.c). */
+airllm_mm_weight rt_tensor_mm(const rt_tensor *w);
 /* One row of W (cols floats), widened/dequantized. */
 int rt_tensor_row(const rt_tensor *w, uint64_t r, float *out, airllm_err *err);
 /* A 1-D tensor (norm weight, bias) as floats. */
 int rt_tensor_vec(const rt_tensor *w, float *out, size_t n, airllm_err *err);
+
+/* ---- one layer's tensors by role (rt_layer.c) ---- */
+
+/* Bound once per layer and step by rt_layer_bind, which checks every shape
+ * against the config; both backends compute from these roles only. Shapes
+ * (rows x cols), H hidden, Q = heads * head_dim, KV = kv_heads * head_dim,
+ * I intermediate, E experts: */
+typedef struct {
+    const rt_tensor *attn_norm, *ffn_norm; /* [1, H] */
+    const rt_tensor *wq, *wk, *wv, *wo;    /* [Q, H] [KV, H] [KV, H] [H, Q] */
+    const rt_tensor *bq, *bk, *bv;         /* [1, Q] [1, KV] [1, KV], or NULL */
+    const rt_tensor *q_norm, *k_norm;      /* Qwen3: [1, head_dim] each, else NULL */
+    const rt_tensor *gate, *up, *down;     /* [I, H] [I, H] [H, I]; NULL with MoE */
+    const rt_tensor *router;               /* Mixtral: [E, H], else NULL */
+} rt_layer;
+
+/* The layer's tensors from its slot (unit names it in messages): 0, or -1
+ * with a message naming the unit and the missing or misshapen tensor. */
+int rt_layer_bind(const rt_slot *sl, const char *unit, const rt_config *c, rt_layer *l,
+                  airllm_err *err);
+/* Expert e of an MoE layer: w[0] w1 (gate) [I, H], w[1] w3 (up) [I, H],
+ * w[2] w2 (down) [H, I]. A streamed layer may not hold their bytes yet
+ * (rt_store_ensure). */
+int rt_layer_expert(const rt_slot *sl, const char *unit, const rt_config *c, size_t e,
+                    const rt_tensor *w[3], airllm_err *err);
 
 /* ---- the model ---- */
 

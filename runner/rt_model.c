@@ -29,34 +29,6 @@
 #include "airllm_matmul.h"
 #include "airllm_quant.h"
 
-/* ---- tensors ---- */
-
-/* The kernels' view of a tensor. */
-static airllm_mm_weight mm_weight(const rt_tensor *w)
-{
-    return (airllm_mm_weight){w->enc, w->dtype, w->data, w->absmax, w->block, w->rows, w->cols};
-}
-
-int rt_tensor_row(const rt_tensor *w, uint64_t r, float *out, airllm_err *err)
-{
-    if (r >= w->rows)
-        return airllm_errf(err, "%s: row %llu of %llu", w->name, (unsigned long long)r,
-                           (unsigned long long)w->rows);
-    airllm_mm_weight mw = mm_weight(w);
-    return airllm_mm_row_f32(&mw, r, out, err);
-}
-
-int rt_tensor_vec(const rt_tensor *w, float *out, size_t n, airllm_err *err)
-{
-    if (w->rows * w->cols != n)
-        return airllm_errf(err, "%s: %llu elements, %zu expected", w->name,
-                           (unsigned long long)(w->rows * w->cols), n);
-    rt_tensor flat = *w;
-    flat.rows = 1;
-    flat.cols = n;
-    return rt_tensor_row(&flat, 0, out, err);
-}
-
 /* Up to four matrices that read the same input (q/k/v, gate/up) go to the
  * pool as one run, their rows stacked: on the development VM a hand-off
  * between cores costs microseconds, as much as a small model's matrix
@@ -85,7 +57,7 @@ static int mm_run(void *ctx, size_t job, int thread, airllm_err *err)
         if (lo >= hi)
             continue;
         const rt_tensor *w = j->w[k];
-        airllm_mm_weight mw = mm_weight(w);
+        airllm_mm_weight mw = rt_tensor_mm(w);
         if (airllm_mm(&mw, j->x, j->n, (size_t)w->cols, j->y[k], (size_t)w->rows,
                       lo - j->first_row[k], hi - j->first_row[k], err))
             return -1;
@@ -425,10 +397,9 @@ static int attention_run(void *ctx, size_t job, int thread, airllm_err *err)
     return airllm_attn_mix(sc, vc + lo * kvd, kvd, (size_t)hd, np, o, err);
 }
 
-static int add_bias(const rt_slot *sl, const char *suffix, float *y, size_t n, size_t dim,
-                    float *vec, airllm_err *err)
+static int add_bias(const rt_tensor *b, float *y, size_t n, size_t dim, float *vec,
+                    airllm_err *err)
 {
-    const rt_tensor *b = rt_slot_find(sl, suffix);
     if (!b)
         return 0;
     if (rt_tensor_vec(b, vec, dim, err))
@@ -485,23 +456,15 @@ void rt_moe_route(const rt_config *c, const float *router, size_t n, int *sel, f
     }
 }
 
-void rt_moe_expert_names(size_t e, char names[3][96])
-{
-    snprintf(names[0], 96, "block_sparse_moe.experts.%zu.w1.weight", e);
-    snprintf(names[1], 96, "block_sparse_moe.experts.%zu.w3.weight", e);
-    snprintf(names[2], 96, "block_sparse_moe.experts.%zu.w2.weight", e);
-}
-
 /* Mixtral: softmax over the router logits, the top k renormalized, each
  * token's output the weighted sum of its experts' SwiGLU. Tokens are
  * grouped by expert so each expert's weights serve all its tokens. */
-static int moe(rt_model *m, const rt_slot *sl, const char *unit, float *h, size_t n,
-               airllm_err *err)
+static int moe(rt_model *m, const rt_slot *sl, const char *unit, const rt_tensor *router,
+               float *h, size_t n, airllm_err *err)
 {
     const rt_config *c = &m->cfg;
     size_t H = (size_t)c->hidden, E = (size_t)c->n_experts, K = (size_t)c->n_experts_used;
-    const rt_tensor *gate = rt_slot_need(sl, unit, "block_sparse_moe.gate.weight", E, H, err);
-    if (!gate || rt_matmul(m->pool, gate, h, n, m->router, err))
+    if (rt_matmul(m->pool, router, h, n, m->router, err))
         return -1;
     int *sel = malloc(sizeof(int) * n * K);
     float *wsel = malloc(sizeof(float) * n * K);
@@ -521,18 +484,13 @@ static int moe(rt_model *m, const rt_slot *sl, const char *unit, float *h, size_
                 }
         if (!cnt)
             continue;
-        char nm[3][96];
-        rt_moe_expert_names(e, nm);
-        const rt_tensor *w1 = rt_slot_need(sl, unit, nm[0], (uint64_t)c->intermediate, H, err);
-        const rt_tensor *w3 =
-            w1 ? rt_slot_need(sl, unit, nm[1], (uint64_t)c->intermediate, H, err) : NULL;
-        const rt_tensor *w2 =
-            w3 ? rt_slot_need(sl, unit, nm[2], H, (uint64_t)c->intermediate, err) : NULL;
+        const rt_tensor *w[3];
         /* A streamed layer holds only the experts asked for. */
-        if (!w2 || rt_store_ensure(&m->store, (rt_slot *)sl, w1, err) ||
-            rt_store_ensure(&m->store, (rt_slot *)sl, w3, err) ||
-            rt_store_ensure(&m->store, (rt_slot *)sl, w2, err) ||
-            mlp(m, w1, w3, w2, gath, cnt, m->att_out, err)) {
+        if (rt_layer_expert(sl, unit, c, e, w, err) ||
+            rt_store_ensure(&m->store, (rt_slot *)sl, w[0], err) ||
+            rt_store_ensure(&m->store, (rt_slot *)sl, w[1], err) ||
+            rt_store_ensure(&m->store, (rt_slot *)sl, w[2], err) ||
+            mlp(m, w[0], w[1], w[2], gath, cnt, m->att_out, err)) {
             rc = -1;
             break;
         }
@@ -558,34 +516,24 @@ static int layer_forward(rt_model *m, step *st, const rt_slot *sl, const char *u
     const rt_config *c = &m->cfg;
     size_t n = st->n, H = (size_t)c->hidden, hd = (size_t)c->head_dim;
     size_t Q = (size_t)c->n_heads * hd, KV = (size_t)c->n_kv_heads * hd;
-    const rt_tensor *ln1 = rt_slot_need(sl, unit, "input_layernorm.weight", 1, H, err);
-    const rt_tensor *ln2 =
-        ln1 ? rt_slot_need(sl, unit, "post_attention_layernorm.weight", 1, H, err) : NULL;
-    const rt_tensor *wq = ln2 ? rt_slot_need(sl, unit, "self_attn.q_proj.weight", Q, H, err) : NULL;
-    const rt_tensor *wk = wq ? rt_slot_need(sl, unit, "self_attn.k_proj.weight", KV, H, err) : NULL;
-    const rt_tensor *wv = wk ? rt_slot_need(sl, unit, "self_attn.v_proj.weight", KV, H, err) : NULL;
-    const rt_tensor *wo = wv ? rt_slot_need(sl, unit, "self_attn.o_proj.weight", H, Q, err) : NULL;
-    if (!wo)
+    rt_layer l;
+    if (rt_layer_bind(sl, unit, c, &l, err))
         return -1;
     float *w = m->vec;
-    if (rt_tensor_vec(ln1, w, H, err))
+    if (rt_tensor_vec(l.attn_norm, w, H, err))
         return -1;
     for (size_t t = 0; t < n; t++)
         rmsnorm(m->xb + t * H, m->x + t * H, w, (int)H, c->rms_eps);
-    const rt_tensor *qkv[3] = {wq, wk, wv};
+    const rt_tensor *qkv[3] = {l.wq, l.wk, l.wv};
     float *out3[3] = {m->q, m->k, m->v};
     if (matmul_multi(m->pool, qkv, out3, 3, m->xb, n, err))
         return airllm_err_prefix(err, "%s", unit);
-    if (add_bias(sl, "self_attn.q_proj.bias", m->q, n, Q, w, err) ||
-        add_bias(sl, "self_attn.k_proj.bias", m->k, n, KV, w, err) ||
-        add_bias(sl, "self_attn.v_proj.bias", m->v, n, KV, w, err))
+    if (add_bias(l.bq, m->q, n, Q, w, err) || add_bias(l.bk, m->k, n, KV, w, err) ||
+        add_bias(l.bv, m->v, n, KV, w, err))
         return -1;
-    if (c->arch == RT_ARCH_QWEN3) {
-        const rt_tensor *qn = rt_slot_need(sl, unit, "self_attn.q_norm.weight", 1, hd, err);
-        const rt_tensor *kn =
-            qn ? rt_slot_need(sl, unit, "self_attn.k_norm.weight", 1, hd, err) : NULL;
+    if (l.q_norm) {
         float *kw = w + hd; /* k_norm weight; w holds q_norm's */
-        if (!kn || rt_tensor_vec(qn, w, hd, err) || rt_tensor_vec(kn, kw, hd, err))
+        if (rt_tensor_vec(l.q_norm, w, hd, err) || rt_tensor_vec(l.k_norm, kw, hd, err))
             return -1;
         for (size_t t = 0; t < n; t++) {
             for (int h = 0; h < c->n_heads; h++) {
@@ -620,25 +568,17 @@ static int layer_forward(rt_model *m, step *st, const rt_slot *sl, const char *u
         arc = rt_pool_run(m->pool, attention_run, &aj, jobs, err);
     if (arc)
         return airllm_err_prefix(err, "%s: attention", unit);
-    if (rt_matmul(m->pool, wo, m->att_out, n, m->xb, err))
+    if (rt_matmul(m->pool, l.wo, m->att_out, n, m->xb, err))
         return -1;
     for (size_t i = 0; i < n * H; i++)
         m->x[i] += m->xb[i];
-    if (rt_tensor_vec(ln2, w, H, err))
+    if (rt_tensor_vec(l.ffn_norm, w, H, err))
         return -1;
     for (size_t t = 0; t < n; t++)
         rmsnorm(m->xb + t * H, m->x + t * H, w, (int)H, c->rms_eps);
-    if (c->arch == RT_ARCH_MIXTRAL) {
-        if (moe(m, sl, unit, m->xb, n, err))
-            return -1;
-    } else {
-        uint64_t I = (uint64_t)c->intermediate;
-        const rt_tensor *g = rt_slot_need(sl, unit, "mlp.gate_proj.weight", I, H, err);
-        const rt_tensor *u = g ? rt_slot_need(sl, unit, "mlp.up_proj.weight", I, H, err) : NULL;
-        const rt_tensor *d = u ? rt_slot_need(sl, unit, "mlp.down_proj.weight", H, I, err) : NULL;
-        if (!d || mlp(m, g, u, d, m->xb, n, m->xb, err))
-            return -1;
-    }
+    if (l.router ? moe(m, sl, unit, l.router, m->xb, n, err)
+                 : mlp(m, l.gate, l.up, l.down, m->xb, n, m->xb, err))
+        return -1;
     for (size_t i = 0; i < n * H; i++)
         m->x[i] += m->xb[i];
     return 0;

@@ -900,11 +900,9 @@ static int rmsnorm(rt_cuda *g, float *out, const float *in, const rt_tensor *w, 
     return 0;
 }
 
-static int add_bias(rt_cuda *g, const rt_tensor *v, size_t nv, const char *suffix, float *y,
-                    size_t n, size_t dim, airllm_err *err)
+static int add_bias(rt_cuda *g, const rt_tensor *b, float *y, size_t n, size_t dim,
+                    airllm_err *err)
 {
-    rt_slot sl = views_slot(v, nv);
-    const rt_tensor *b = rt_slot_find(&sl, suffix);
     if (!b)
         return 0;
     if (vec(g, b, g->vec2, dim, err))
@@ -938,14 +936,14 @@ typedef struct {
 /* Mixtral's experts on the device; routing on the host (the router logits
  * are n x n_experts floats). A streamed layer's experts are read and copied
  * only when picked. Result in g->xb. */
-static int moe(fwd *f, unit_views *uv, const char *unit, airllm_err *err)
+static int moe(fwd *f, unit_views *uv, const char *unit, const rt_tensor *router,
+               airllm_err *err)
 {
     rt_cuda *g = f->g;
     const rt_config *c = &f->m->cfg;
     size_t n = f->n, H = (size_t)c->hidden, E = (size_t)c->n_experts,
-           K = (size_t)c->n_experts_used, I = (size_t)c->intermediate;
-    const rt_tensor *gate = find(uv->v, uv->n, unit, "block_sparse_moe.gate.weight", E, H, err);
-    if (!gate || mm(g, gate, g->xb, n, g->router, err))
+           K = (size_t)c->n_experts_used;
+    if (mm(g, router, g->xb, n, g->router, err))
         return -1;
     CU(cudaMemcpyAsync(f->h_router, g->router, sizeof(float) * n * E, cudaMemcpyDeviceToHost,
                        g->compute));
@@ -993,15 +991,13 @@ static int moe(fwd *f, unit_views *uv, const char *unit, airllm_err *err)
         const float *wts = g->wts + off[e];
         if (!cnt)
             continue;
-        char names[3][96];
-        rt_moe_expert_names(e, names);
         const rt_tensor *w[3];
+        rt_slot vs = views_slot(uv->v, uv->n);
+        if (rt_layer_expert(&vs, unit, c, e, w, err)) {
+            rc = -1;
+            break;
+        }
         for (int i = 0; i < 3 && !rc; i++) {
-            w[i] = find(uv->v, uv->n, unit, names[i], i < 2 ? I : H, i < 2 ? H : I, err);
-            if (!w[i]) {
-                rc = -1;
-                break;
-            }
             if (uv->host && !uv->host->tensors[w[i]->index].loaded) {
                 /* read from disk into the host slot, copied in order on the
                  * compute stream; the layer's end synchronizes before the
@@ -1055,32 +1051,19 @@ static int layer(fwd *f, unit_views *uv, const char *unit, int li, airllm_err *e
     const rt_config *c = &f->m->cfg;
     size_t n = f->n, H = (size_t)c->hidden, hd = (size_t)c->head_dim;
     size_t Q = (size_t)c->n_heads * hd, KV = g->kvd;
-    const rt_tensor *v = uv->v;
-    size_t nv = uv->n;
-    const rt_tensor *ln1 = find(v, nv, unit, "input_layernorm.weight", 1, H, err);
-    const rt_tensor *ln2 =
-        ln1 ? find(v, nv, unit, "post_attention_layernorm.weight", 1, H, err) : NULL;
-    const rt_tensor *wq = ln2 ? find(v, nv, unit, "self_attn.q_proj.weight", Q, H, err) : NULL;
-    const rt_tensor *wk = wq ? find(v, nv, unit, "self_attn.k_proj.weight", KV, H, err) : NULL;
-    const rt_tensor *wv = wk ? find(v, nv, unit, "self_attn.v_proj.weight", KV, H, err) : NULL;
-    const rt_tensor *wo = wv ? find(v, nv, unit, "self_attn.o_proj.weight", H, Q, err) : NULL;
-    if (!wo)
+    rt_slot vs = views_slot(uv->v, uv->n);
+    rt_layer l;
+    if (rt_layer_bind(&vs, unit, c, &l, err))
         return -1;
-    if (rmsnorm(g, g->xb, g->x, ln1, n, H, c->rms_eps, err) || mm(g, wq, g->xb, n, g->q, err) ||
-        mm(g, wk, g->xb, n, g->k, err) || mm(g, wv, g->xb, n, g->v, err) ||
-        add_bias(g, v, nv, "self_attn.q_proj.bias", g->q, n, Q, err) ||
-        add_bias(g, v, nv, "self_attn.k_proj.bias", g->k, n, KV, err) ||
-        add_bias(g, v, nv, "self_attn.v_proj.bias", g->v, n, KV, err))
+    if (rmsnorm(g, g->xb, g->x, l.attn_norm, n, H, c->rms_eps, err) ||
+        mm(g, l.wq, g->xb, n, g->q, err) || mm(g, l.wk, g->xb, n, g->k, err) ||
+        mm(g, l.wv, g->xb, n, g->v, err) || add_bias(g, l.bq, g->q, n, Q, err) ||
+        add_bias(g, l.bk, g->k, n, KV, err) || add_bias(g, l.bv, g->v, n, KV, err))
         return -1;
-    if (c->arch == RT_ARCH_QWEN3) {
-        const rt_tensor *qn = find(v, nv, unit, "self_attn.q_norm.weight", 1, hd, err);
-        const rt_tensor *kn = qn ? find(v, nv, unit, "self_attn.k_norm.weight", 1, hd, err)
-                                 : NULL;
-        /* per head: rows of hd */
-        if (!kn || rmsnorm(g, g->q, g->q, qn, n * c->n_heads, hd, c->rms_eps, err) ||
-            rmsnorm(g, g->k, g->k, kn, n * c->n_kv_heads, hd, c->rms_eps, err))
-            return -1;
-    }
+    /* Qwen3: per head, rows of hd */
+    if (l.q_norm && (rmsnorm(g, g->q, g->q, l.q_norm, n * c->n_heads, hd, c->rms_eps, err) ||
+                     rmsnorm(g, g->k, g->k, l.k_norm, n * c->n_kv_heads, hd, c->rms_eps, err)))
+        return -1;
     size_t half = hd / 2;
     k_rope<<<blocks(n * c->n_heads * half, 256), 256, 0, g->compute>>>(
         g->q, (int)n, c->n_heads, (int)hd, g->tok_pos, g->inv_freq);
@@ -1097,23 +1080,15 @@ static int layer(fwd *f, unit_views *uv, const char *unit, int li, airllm_err *e
         g->q, g->att, c->n_heads, c->n_kv_heads, (int)hd, li, c->sliding_window,
         1.0f / sqrtf((float)hd), g->tok_seq, g->tok_pos, g->seq_k, g->seq_v, g->seq_ctx);
     KCHECK();
-    if (mm(g, wo, g->att, n, g->xb, err))
+    if (mm(g, l.wo, g->att, n, g->xb, err))
         return -1;
     k_add<<<blocks(n * H, 256), 256, 0, g->compute>>>(g->x, g->xb, n * H);
     KCHECK();
-    if (rmsnorm(g, g->xb, g->x, ln2, n, H, c->rms_eps, err))
+    if (rmsnorm(g, g->xb, g->x, l.ffn_norm, n, H, c->rms_eps, err))
         return -1;
-    if (c->arch == RT_ARCH_MIXTRAL) {
-        if (moe(f, uv, unit, err))
-            return -1;
-    } else {
-        size_t I = (size_t)c->intermediate;
-        const rt_tensor *gt = find(v, nv, unit, "mlp.gate_proj.weight", I, H, err);
-        const rt_tensor *up = gt ? find(v, nv, unit, "mlp.up_proj.weight", I, H, err) : NULL;
-        const rt_tensor *dn = up ? find(v, nv, unit, "mlp.down_proj.weight", H, I, err) : NULL;
-        if (!dn || mlp(g, gt, up, dn, g->xb, n, g->xb, err))
-            return -1;
-    }
+    if (l.router ? moe(f, uv, unit, l.router, err)
+                 : mlp(g, l.gate, l.up, l.down, g->xb, n, g->xb, err))
+        return -1;
     k_add<<<blocks(n * H, 256), 256, 0, g->compute>>>(g->x, g->xb, n * H);
     KCHECK();
     return 0;
