@@ -259,12 +259,22 @@ typedef struct {
     rt_config cfg;
     rt_store store;
     rt_pool *pool;
-    /* per-step work buffers, sized for max_tokens tokens */
+    /* Per-step work buffers, sized for n = max_tokens tokens of a step
+     * (ensure_buffers); H hidden, Q = heads * head_dim, KV = kv_heads *
+     * head_dim, I intermediate, E experts (1 without MoE). */
     size_t max_tokens;
-    float *x, *xb, *q, *k, *v, *att_out, *hb, *hb2, *logits, *scores, *moe_acc;
-    float *router;
-    float *rope_inv_freq;
-    float *vec; /* scratch for 1-D tensors */
+    float *x;       /* [n, H]: the residual stream */
+    float *xb;      /* [n, max(H, Q)]: normed input of a block, block output */
+    float *q;       /* [n, Q] */
+    float *k, *v;   /* [n, KV]: this step's keys/values, before the KV cache */
+    float *att_out; /* [n, max(Q, H)]: attention output; MoE: expert output */
+    float *hb;      /* [n, I]: silu(gate) * up */
+    float *hb2;     /* [n, max(I, H)]: up */
+    float *moe_acc; /* [n, H]: weighted sum of the experts */
+    float *router;  /* [n, E]: router logits */
+    float *scores;  /* [threads, max_pos]: one attention row per pool thread */
+    float *rope_inv_freq; /* [head_dim / 2] */
+    float *vec;     /* [max(H, I, Q) + 64]: scratch for 1-D tensors (norms, biases) */
     int threads;        /* in the pool */
     bool spare_core;    /* leave one core to the prefetch thread in light steps */
     double compute_s;

@@ -255,7 +255,6 @@ void rt_model_close(rt_model *m)
     free(m->att_out);
     free(m->hb);
     free(m->hb2);
-    free(m->logits);
     free(m->scores);
     free(m->moe_acc);
     free(m->router);
