@@ -1,5 +1,6 @@
-/* Shared command-line plumbing for the tools: messages, number parsing,
- * the progress bar and the fault-injection hook used by the tests. */
+/* Shared command-line plumbing for the programs (tools/ and runner/):
+ * messages, number parsing, the progress bar and the fault-injection hook
+ * used by the tests. */
 #ifndef AIRLLM_CLI_H
 #define AIRLLM_CLI_H
 
