@@ -316,6 +316,11 @@ typedef struct {
     float **qx, **qy;          /* per job: QSLICE floats each */
     uint8_t *qcodes;           /* codes of one batch of slices */
     size_t qcodes_cap;
+    /* OUT_DIR safety */
+    int lock_fd;               /* the writer's lock on OUT_DIR, or -1 */
+    bool out_missing;          /* OUT_DIR could not be created at the start */
+    bool out_made;             /* OUT_DIR was created by this run... */
+    char out_above[4096];      /* ...below this existing ancestor */
 } split_ctx;
 
 /* ------------------------------------------------------------------ */
@@ -1781,9 +1786,9 @@ out:
 /* ------------------------------------------------------------------ */
 /* OUT_DIR housekeeping                                               */
 
-/* Removes the regular files of dir (and of its state directory). Anything
- * else (a subdirectory, a device) makes it refuse: --force must never turn
- * a mistyped path into a recursive delete. */
+/* Removes the regular files of dir (and of its state directory, but for the
+ * lock this run holds). Anything else (a subdirectory, a device) makes it
+ * refuse: --force must never turn a mistyped path into a recursive delete. */
 static int clear_out_dir(const char *dir, bool include_state, airllm_err *err)
 {
     DIR *d = opendir(dir);
@@ -1801,9 +1806,9 @@ static int clear_out_dir(const char *dir, bool include_state, airllm_err *err)
             break;
         }
         if (S_ISDIR(st.st_mode) && include_state && strcmp(e->d_name, STATE_DIR) == 0) {
-            rc = clear_out_dir(path, false, err);
-            if (!rc && rmdir(path) != 0)
-                rc = airllm_errf(err, "%s: cannot remove: %s", path, strerror(errno));
+            rc = clear_out_dir(path, false, err); /* the folder stays: it holds the lock */
+        } else if (!include_state && strcmp(e->d_name, AIRLLM_LOCK_NAME) == 0) {
+            continue;
         } else if (S_ISREG(st.st_mode) || S_ISLNK(st.st_mode)) {
             if (unlink(path) != 0)
                 rc = airllm_errf(err, "%s: cannot remove: %s", path, strerror(errno));
@@ -1816,7 +1821,25 @@ static int clear_out_dir(const char *dir, bool include_state, airllm_err *err)
     return rc;
 }
 
-/* 1 if dir has entries other than stale temporaries, 0 if empty or absent. */
+/* Whether the state folder holds a run's plan or journal. One with nothing
+ * but the lock was made by a run that then refused, or was stopped before
+ * writing its plan: no run at all. */
+static bool state_dir_used(const char *state_dir)
+{
+    DIR *d = opendir(state_dir);
+    if (!d)
+        return false;
+    struct dirent *e;
+    bool used = false;
+    while (!used && (e = readdir(d)) != NULL)
+        used = strcmp(e->d_name, ".") && strcmp(e->d_name, "..") &&
+               strcmp(e->d_name, AIRLLM_LOCK_NAME);
+    closedir(d);
+    return used;
+}
+
+/* 1 if dir has entries other than stale temporaries, 0 if empty or absent.
+ * A state folder holding only a lock does not count. */
 static int dir_nonempty(const char *dir)
 {
     DIR *d = opendir(dir);
@@ -1824,8 +1847,11 @@ static int dir_nonempty(const char *dir)
         return 0;
     struct dirent *e;
     int n = 0;
+    char state[4096];
+    snprintf(state, sizeof state, "%s/%s", dir, STATE_DIR);
     while ((e = readdir(d)) != NULL)
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") &&
+            (strcmp(e->d_name, STATE_DIR) || state_dir_used(state)))
             n++;
     closedir(d);
     return n > 0;
@@ -1849,15 +1875,85 @@ static void remove_stale_temps(const char *dir)
     closedir(d);
 }
 
+/* Removes the lock file if it is the one this run holds (still held until
+ * exit: a contender that opened it first sees it replaced and looks again). */
+static void remove_own_lock(split_ctx *s)
+{
+    char path[4096];
+    struct stat a, b;
+    if (s->lock_fd >= 0 &&
+        airllm_path_join(path, sizeof path, s->state_dir, AIRLLM_LOCK_NAME, NULL) == 0 &&
+        fstat(s->lock_fd, &a) == 0 && lstat(path, &b) == 0 && a.st_dev == b.st_dev &&
+        a.st_ino == b.st_ino)
+        unlink(path);
+}
+
 static int remove_state_dir(split_ctx *s, airllm_err *err)
 {
     if (access(s->state_dir, F_OK) != 0)
         return 0;
     if (clear_out_dir(s->state_dir, false, err))
         return -1;
-    if (rmdir(s->state_dir) != 0)
+    remove_own_lock(s);
+    /* Not empty: a new run created its lock as soon as ours was gone, and
+     * owns the folder now. */
+    if (rmdir(s->state_dir) != 0 && errno != ENOTEMPTY && errno != EEXIST)
         return airllm_errf(err, "%s: cannot remove: %s", s->state_dir, strerror(errno));
     return airllm_fsync_path(s->o.out_dir, err);
+}
+
+/* One writer per OUT_DIR (airllm_lock_writer), taken before OUT_DIR is
+ * looked at. A missing OUT_DIR is created for it (and removed at exit if the
+ * run leaves it empty). An OUT_DIR that cannot be created or locked (not a
+ * folder, read-only, not ours) is left, unless late, for the step that
+ * creates OUT_DIR to report, after HF_DIR's checks, as before: a run that
+ * has nothing to write (a finished conversion) does not need the lock. */
+static int lock_out_dir(split_ctx *s, bool late, airllm_err *err)
+{
+    struct stat st;
+    if (stat(s->o.out_dir, &st) != 0) {
+        char top[4096];
+        if (errno != ENOENT)
+            return 0;
+        airllm_existing_ancestor(s->o.out_dir, top, sizeof top);
+        if (airllm_mkdir_p(s->o.out_dir, NULL)) {
+            s->out_missing = true;
+            return 0;
+        }
+        s->out_made = true;
+        snprintf(s->out_above, sizeof s->out_above, "%s", top);
+    } else if (!S_ISDIR(st.st_mode)) {
+        return 0;
+    }
+    bool created;
+    int rc = airllm_lock_writer(s->o.out_dir, TOOL_NAME, &s->lock_fd, &created, err);
+    return rc == AIRLLM_LOCK_BUSY || (rc && late) ? -1 : 0;
+}
+
+/* At exit: a state folder holding nothing but this run's lock (it refused,
+ * or had nothing to do) goes with the lock, and an OUT_DIR this run created
+ * and left empty is removed, so that a refused run leaves no trace. close()
+ * releases the lock. */
+static void release_out_dir(split_ctx *s)
+{
+    if (s->lock_fd < 0)
+        return;
+    if (!state_dir_used(s->state_dir)) {
+        remove_own_lock(s);
+        rmdir(s->state_dir);
+    }
+    if (s->out_made) {
+        char p[4096];
+        snprintf(p, sizeof p, "%s", s->o.out_dir);
+        while (strcmp(p, s->out_above) != 0 && (rmdir(p) == 0 || errno == ENOENT)) {
+            char *slash = strrchr(p, '/');
+            if (!slash || slash == p)
+                break;
+            *slash = '\0';
+        }
+    }
+    close(s->lock_fd);
+    s->lock_fd = -1;
 }
 
 /* After the manifest is durable: delete the index and the copied config and
@@ -2329,7 +2425,9 @@ static int split_main(split_ctx *sp, int argc, char **argv)
         airllm_errf(&err, "%s: OUT_DIR must not be the checkpoint directory", o->out_dir);
         return fail(o, &err);
     }
-    bool have_state = access(sp->state_dir, F_OK) == 0;
+    if (!o->dry_run && lock_out_dir(sp, false, &err))
+        return fail(o, &err);
+    bool have_state = state_dir_used(sp->state_dir);
     char mpath[4096];
     snprintf(mpath, sizeof mpath, "%s/%s", o->out_dir, AIRLLM_MANIFEST_NAME);
     if (access(mpath, F_OK) == 0 && !o->force) {
@@ -2458,6 +2556,18 @@ static int split_main(split_ctx *sp, int argc, char **argv)
     /* Prepare OUT_DIR. */
     if (airllm_mkdir_p(o->out_dir, &err))
         return fail(o, &err);
+    if (sp->lock_fd < 0) {
+        /* If OUT_DIR could not be created at the start and now could, what
+         * was checked then no longer holds if another run wrote it since. */
+        bool was_missing = sp->out_missing;
+        if (lock_out_dir(sp, true, &err))
+            return fail(o, &err);
+        if (was_missing && dir_nonempty(o->out_dir)) {
+            airllm_errf(&err, "%s: another run wrote OUT_DIR while this one started; run the "
+                              "command again", o->out_dir);
+            return fail(o, &err);
+        }
+    }
     if (!resume && dir_nonempty(o->out_dir)) {
         /* The manifest goes first: an interrupted --force must not leave an
          * old manifest standing over a half-cleared directory. */
@@ -2656,7 +2766,9 @@ int main(int argc, char **argv)
     split_ctx s;
     memset(&s, 0, sizeof s);
     s.journal_fd = -1;
+    s.lock_fd = -1;
     int rc = split_main(&s, argc, argv);
-    split_ctx_free(&s);
+    split_ctx_free(&s); /* stops the I/O thread first: the lock outlives every write */
+    release_out_dir(&s);
     return rc;
 }
