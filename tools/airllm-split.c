@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
@@ -239,6 +240,7 @@ typedef struct {
     int level;
     unsigned jobs;
     bool delete_original, dry_run, force, json;
+    bool follow_symlinks; /* read checkpoint files that link outside HF_DIR */
     /* airllm-quant */
     bool quant;
     airllm_quant_type qtype;
@@ -321,6 +323,9 @@ typedef struct {
     bool out_missing;          /* OUT_DIR could not be created at the start */
     bool out_made;             /* OUT_DIR was created by this run... */
     char out_above[4096];      /* ...below this existing ancestor */
+    struct stat *src_stat;     /* what each checkpoint file read resolves to */
+    const char **src_name;
+    size_t n_src_stat;
 } split_ctx;
 
 /* ------------------------------------------------------------------ */
@@ -1237,6 +1242,111 @@ static int unit_check_kept(split_ctx *s, size_t u, airllm_err *err)
 }
 
 /* ------------------------------------------------------------------ */
+/* where the checkpoint's bytes really are                            */
+
+/* Whether real (a path from realpath(), so its prefixes are its real
+ * ancestors) is dir or lies inside it. Compared by device and inode: names
+ * lie (symlinks, bind mounts, "..", case-insensitive file systems). */
+static bool real_within(const char *real, const struct stat *dir)
+{
+    char p[PATH_MAX];
+    snprintf(p, sizeof p, "%s", real);
+    for (;;) {
+        struct stat st;
+        if (stat(p, &st) == 0 && st.st_dev == dir->st_dev && st.st_ino == dir->st_ino)
+            return true;
+        char *slash = strrchr(p, '/');
+        if (!slash || p[1] == '\0')
+            return false;
+        slash[slash == p] = '\0'; /* "/x" goes to "/" */
+    }
+}
+
+/* Whether the folder holding real is dir. */
+static bool parent_is(const char *real, const char *dir)
+{
+    char p[PATH_MAX];
+    struct stat a, b;
+    snprintf(p, sizeof p, "%s", real);
+    char *slash = strrchr(p, '/');
+    if (!slash)
+        return false;
+    slash[slash == p] = '\0';
+    return stat(p, &a) == 0 && stat(dir, &b) == 0 && a.st_dev == b.st_dev &&
+           a.st_ino == b.st_ino;
+}
+
+/* A Hugging Face cache keeps a checkpoint as REPO/snapshots/REV/NAME, each a
+ * link to REPO/blobs/HASH, where the bytes are. If hf_dir is such a REV
+ * folder, repo gets REPO's real path. */
+static bool hf_cache_repo(const char *hf_dir, char repo[PATH_MAX])
+{
+    char blobs[PATH_MAX + 8];
+    struct stat st;
+    if (!realpath(hf_dir, repo))
+        return false;
+    char *rev = strrchr(repo, '/');
+    if (!rev || rev == repo)
+        return false;
+    *rev = '\0';
+    char *snap = strrchr(repo, '/');
+    if (!snap || strcmp(snap + 1, "snapshots") != 0)
+        return false;
+    *snap = '\0';
+    snprintf(blobs, sizeof blobs, "%s/blobs", repo);
+    return stat(blobs, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* Before anything is written: every checkpoint file the run reads (shards,
+ * index, config, tokenizer files) must really be inside HF_DIR, or in its
+ * Hugging Face cache's blobs/, unless --follow-symlinks (a link to
+ * /etc/passwd named tokenizer_config.json would be copied and published);
+ * and none may really be inside OUT_DIR, where writing, or --force, would
+ * destroy it. Each file's identity is kept for the check of OUT_DIR's
+ * entries before --force clears them. */
+static int check_sources(split_ctx *s, airllm_err *err)
+{
+    const airllm_ckpt *c = &s->ck;
+    size_t n = c->n_sources + 1 + N_AUX;
+    s->src_stat = calloc(n, sizeof *s->src_stat);
+    s->src_name = calloc(n, sizeof *s->src_name);
+    if (!s->src_stat || !s->src_name)
+        return airllm_errf(err, "out of memory");
+    struct stat hf, out;
+    if (stat(c->dir, &hf) != 0)
+        return airllm_errf(err, "%s: %s", c->dir, strerror(errno));
+    bool have_out = stat(s->o.out_dir, &out) == 0;
+    char repo[PATH_MAX], blobs[PATH_MAX + 8];
+    bool cache = hf_cache_repo(c->dir, repo);
+    if (cache)
+        snprintf(blobs, sizeof blobs, "%s/blobs", repo);
+    for (size_t k = 0; k < n; k++) {
+        const char *name = k < c->n_sources    ? c->sources[k].file
+                           : k == c->n_sources ? (c->sharded ? AIRLLM_INDEX_NAME : NULL)
+                                               : aux_files[k - c->n_sources - 1];
+        char path[4096], real[PATH_MAX];
+        struct stat st;
+        if (!name || (k < c->n_sources && !c->sources[k].present))
+            continue;
+        if (airllm_path_join(path, sizeof path, c->dir, name, err))
+            return -1;
+        if (stat(path, &st) != 0)
+            continue; /* absent: not read */
+        if (!realpath(path, real))
+            return airllm_errf(err, "%s: cannot resolve: %s", path, strerror(errno));
+        if (!s->o.follow_symlinks && !real_within(real, &hf) && !(cache && parent_is(real, blobs)))
+            return airllm_errf(err, "%s: links to %s, outside HF_DIR; refusing to read it "
+                                    "(--follow-symlinks allows it)", path, real);
+        if (have_out && real_within(real, &out))
+            return airllm_errf(err, "%s: its data is %s, inside OUT_DIR %s; refusing to write "
+                                    "there (--force would delete it)", path, real, s->o.out_dir);
+        s->src_name[s->n_src_stat] = name;
+        s->src_stat[s->n_src_stat++] = st;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
 /* --delete-original                                                  */
 
 static bool source_units_done(const split_ctx *s, size_t i)
@@ -1788,7 +1898,8 @@ out:
 
 /* Removes the regular files of dir (and of its state directory, but for the
  * lock this run holds). Anything else (a subdirectory, a device) makes it
- * refuse: --force must never turn a mistyped path into a recursive delete. */
+ * refuse: --force must never turn a mistyped path into a recursive delete.
+ * check_clearable has already refused what this would stop at. */
 static int clear_out_dir(const char *dir, bool include_state, airllm_err *err)
 {
     DIR *d = opendir(dir);
@@ -1836,6 +1947,41 @@ static bool state_dir_used(const char *state_dir)
                strcmp(e->d_name, AIRLLM_LOCK_NAME);
     closedir(d);
     return used;
+}
+
+/* --force: every entry of OUT_DIR (and of its state folder) is checked
+ * before the first is deleted, so that a refusal leaves everything as it
+ * was. Only regular files and links are removed, and never a file that is
+ * one of the checkpoint's (a hard link to it, or the file a link of HF_DIR
+ * resolves to). */
+static int check_clearable(const split_ctx *s, const char *dir, bool top, airllm_err *err)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return airllm_errf(err, "%s: cannot open: %s", dir, strerror(errno));
+    struct dirent *e;
+    int rc = 0;
+    while (!rc && (e = readdir(d)) != NULL) {
+        char path[4096];
+        struct stat st;
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        if (airllm_path_join(path, sizeof path, dir, e->d_name, err))
+            rc = -1;
+        else if (lstat(path, &st) != 0)
+            rc = airllm_errf(err, "%s: cannot stat: %s", path, strerror(errno));
+        else if (S_ISDIR(st.st_mode) && top && strcmp(e->d_name, STATE_DIR) == 0)
+            rc = check_clearable(s, path, false, err);
+        else if (!S_ISREG(st.st_mode) && !S_ISLNK(st.st_mode))
+            rc = airllm_errf(err, "%s: refusing to remove %s (not a regular file)", dir,
+                             e->d_name);
+        for (size_t k = 0; !rc && S_ISREG(st.st_mode) && k < s->n_src_stat; k++)
+            if (st.st_dev == s->src_stat[k].st_dev && st.st_ino == s->src_stat[k].st_ino)
+                rc = airllm_errf(err, "%s: is the checkpoint's %s/%s (the same file); refusing "
+                                      "to delete it", path, s->ck.dir, s->src_name[k]);
+    }
+    closedir(d);
+    return rc;
 }
 
 /* 1 if dir has entries other than stale temporaries, 0 if empty or absent.
@@ -1900,6 +2046,19 @@ static int remove_state_dir(split_ctx *s, airllm_err *err)
     if (rmdir(s->state_dir) != 0 && errno != ENOTEMPTY && errno != EEXIST)
         return airllm_errf(err, "%s: cannot remove: %s", s->state_dir, strerror(errno));
     return airllm_fsync_path(s->o.out_dir, err);
+}
+
+/* OUT_DIR must not hold HF_DIR: --force would empty it, and without --force
+ * the checkpoint would sit among the outputs. Checked before anything is
+ * created; a HF_DIR that does not exist is reported later, as before. */
+static int check_out_place(const split_opts *o, airllm_err *err)
+{
+    struct stat out;
+    char real[PATH_MAX];
+    if (stat(o->out_dir, &out) != 0 || !realpath(o->hf_dir, real) || !real_within(real, &out))
+        return 0;
+    return airllm_errf(err, "%s: OUT_DIR contains the checkpoint directory %s; choose an "
+                            "OUT_DIR outside it", o->out_dir, o->hf_dir);
 }
 
 /* One writer per OUT_DIR (airllm_lock_writer), taken before OUT_DIR is
@@ -2060,6 +2219,9 @@ static uint64_t disk_available(const char *dir)
 #define USAGE_COMMON                                                                   \
     "  -n, --dry-run          print the plan (units, sizes, disk needed) and exit\n"      \
     "  -f, --force            replace whatever OUT_DIR holds\n"                           \
+    "      --follow-symlinks  read checkpoint files that link outside the input folder\n"  \
+    "                         (links of a Hugging Face cache snapshot into its blobs/\n"  \
+    "                         are always followed)\n"                                     \
     "      --json             print a machine-readable summary on stdout\n"               \
     "  -q, --quiet            only errors\n"                                              \
     "  -v, --verbose          more detail\n"                                              \
@@ -2142,6 +2304,7 @@ static int parse_args(int argc, char **argv, split_opts *o)
         {"double-quant", no_argument, 0, 'Q'},
         {"include", required_argument, 0, 'I'},
         {"report", no_argument, 0, 'R'},
+        {"follow-symlinks", no_argument, 0, 'L'},
         {0, 0, 0, 0},
     };
     memset(o, 0, sizeof *o);
@@ -2203,6 +2366,7 @@ static int parse_args(int argc, char **argv, split_opts *o)
         case 'D': o->delete_original = true; break;
         case 'n': o->dry_run = true; break;
         case 'f': o->force = true; break;
+        case 'L': o->follow_symlinks = true; break;
         case 'J': o->json = true; break;
         case 'q': cli_verbosity = 0; break;
         case 'v': cli_verbosity = 2; break;
@@ -2425,7 +2589,7 @@ static int split_main(split_ctx *sp, int argc, char **argv)
         airllm_errf(&err, "%s: OUT_DIR must not be the checkpoint directory", o->out_dir);
         return fail(o, &err);
     }
-    if (!o->dry_run && lock_out_dir(sp, false, &err))
+    if (check_out_place(o, &err) || (!o->dry_run && lock_out_dir(sp, false, &err)))
         return fail(o, &err);
     bool have_state = state_dir_used(sp->state_dir);
     char mpath[4096];
@@ -2461,7 +2625,7 @@ static int split_main(split_ctx *sp, int argc, char **argv)
         return fail(o, &err);
     }
     const airllm_ckpt *c = &sp->ck;
-    if (o->quant && plan_quant(sp, &err))
+    if ((o->quant && plan_quant(sp, &err)) || check_sources(sp, &err))
         return fail(o, &err);
 
     char fp[AIRLLM_SHA256_HEX];
@@ -2570,8 +2734,11 @@ static int split_main(split_ctx *sp, int argc, char **argv)
     }
     if (!resume && dir_nonempty(o->out_dir)) {
         /* The manifest goes first: an interrupted --force must not leave an
-         * old manifest standing over a half-cleared directory. */
+         * old manifest standing over a half-cleared directory. Before it,
+         * everything that would stop the clearing is refused. */
         char mp[4096];
+        if (check_clearable(sp, o->out_dir, true, &err))
+            return fail(o, &err);
         if (airllm_path_join(mp, sizeof mp, o->out_dir, AIRLLM_MANIFEST_NAME, &err) ||
             (unlink(mp) != 0 && errno != ENOENT) || airllm_fsync_path(o->out_dir, &err) ||
             clear_out_dir(o->out_dir, true, &err)) {
@@ -2757,6 +2924,8 @@ static void split_ctx_free(split_ctx *s)
     free(s->qx);
     free(s->qy);
     free(s->qcodes);
+    free(s->src_stat);
+    free(s->src_name);
     airllm_ckpt_free(&s->ck);
 }
 
