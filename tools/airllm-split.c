@@ -1297,6 +1297,83 @@ static bool hf_cache_repo(const char *hf_dir, char repo[PATH_MAX])
     return stat(blobs, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
+/* Whether a link under dir (a cache's snapshots/, every revision), other than
+ * self, resolves to blob: two revisions share the blob of a file they both
+ * hold, and deleting it would break the other. A folder that cannot be read
+ * counts as sharing it: when in doubt, keep the blob. */
+static bool blob_shared(const char *dir, int depth, const struct stat *blob,
+                        const struct stat *self, char *other, size_t cap)
+{
+    DIR *d = opendir(dir);
+    if (!d) {
+        snprintf(other, cap, "%s (unreadable)", dir);
+        return true;
+    }
+    bool found = false;
+    struct dirent *e;
+    while (!found && (e = readdir(d)) != NULL) {
+        char p[4096];
+        struct stat l, t;
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0 ||
+            snprintf(p, sizeof p, "%s/%s", dir, e->d_name) >= (int)sizeof p || lstat(p, &l) != 0)
+            continue;
+        if (S_ISDIR(l.st_mode) && depth < 16) {
+            found = blob_shared(p, depth + 1, blob, self, other, cap);
+        } else if (S_ISLNK(l.st_mode) && !(l.st_dev == self->st_dev && l.st_ino == self->st_ino) &&
+                   stat(p, &t) == 0 && t.st_dev == blob->st_dev && t.st_ino == blob->st_ino) {
+            snprintf(other, cap, "%s", p);
+            found = true;
+        }
+    }
+    closedir(d);
+    return found;
+}
+
+/* --delete-original removes path, a checkpoint file of hf_dir. In a Hugging
+ * Face cache it is a link into REPO/blobs/, and removing only the link would
+ * free nothing: the blob goes first (unless another snapshot links to it),
+ * then the link. A run stopped in between leaves a dangling link, which the
+ * checkpoint reader takes for a deleted shard (its header was saved before
+ * any deletion) and a rerun removes; the other order could leave a blob that
+ * nothing names. With present false the file was found missing: only such a
+ * dangling link is removed. A link to anything else loses only the link. */
+static int delete_checkpoint_file(const char *hf_dir, const char *path, bool present,
+                                  airllm_err *err)
+{
+    struct stat l, t, hf;
+    if (lstat(path, &l) != 0)
+        return errno == ENOENT ? 0
+                               : airllm_errf(err, "%s: cannot delete: %s", path, strerror(errno));
+    bool dangling = S_ISLNK(l.st_mode) && stat(path, &t) != 0;
+    if (!present && !dangling)
+        return 0;
+    char repo[PATH_MAX], real[PATH_MAX], dir[PATH_MAX + 16], other[4096];
+    if (S_ISLNK(l.st_mode) && !dangling && realpath(path, real)) {
+        bool cache = hf_cache_repo(hf_dir, repo);
+        if (cache)
+            snprintf(dir, sizeof dir, "%s/blobs", repo);
+        if (cache && parent_is(real, dir)) {
+            snprintf(dir, sizeof dir, "%s/snapshots", repo);
+            if (blob_shared(dir, 0, &t, &l, other, sizeof other)) {
+                cli_info("keeping %s: %s links to it too", real, other);
+            } else {
+                snprintf(dir, sizeof dir, "%s/blobs", repo);
+                if (unlink(real) != 0 && errno != ENOENT)
+                    return airllm_errf(err, "%s: cannot delete: %s", real, strerror(errno));
+                if (airllm_fsync_path(dir, err))
+                    return -1;
+                airllm_step("blob deleted");
+                cli_verbose("deleted %s", real);
+            }
+        } else if (stat(hf_dir, &hf) == 0 && !real_within(real, &hf)) {
+            cli_info("%s: deleting the link only; %s, outside HF_DIR, is kept", path, real);
+        }
+    }
+    if (unlink(path) != 0 && errno != ENOENT)
+        return airllm_errf(err, "%s: cannot delete: %s", path, strerror(errno));
+    return 0;
+}
+
 /* Before anything is written: every checkpoint file the run reads (shards,
  * index, config, tokenizer files) must really be inside HF_DIR, or in its
  * Hugging Face cache's blobs/, unless --follow-symlinks (a link to
@@ -1426,8 +1503,8 @@ static int try_delete_sources(split_ctx *s, airllm_err *err)
         char path[4096], line[1200];
         if (airllm_path_join(path, sizeof path, c->dir, c->sources[i].file, err))
             return -1;
-        if (c->sources[i].present && unlink(path) != 0 && errno != ENOENT)
-            return airllm_errf(err, "%s: cannot delete: %s", path, strerror(errno));
+        if (delete_checkpoint_file(c->dir, path, c->sources[i].present, err))
+            return -1;
         if (airllm_fsync_path(c->dir, err))
             return -1;
         airllm_step("source deleted");
@@ -2126,16 +2203,20 @@ static int delete_leftovers(const char *hf_dir, const airllm_mf_file *files, siz
         uint64_t size;
         if (airllm_path_join(path, sizeof path, hf_dir, files[i].file, err))
             return -1;
-        if (access(path, F_OK) != 0)
+        if (access(path, F_OK) != 0) {
+            /* gone, or a cache link whose blob a stopped run deleted */
+            if (delete_checkpoint_file(hf_dir, path, false, err))
+                return -1;
             continue;
+        }
         if (airllm_sha256_file(path, sha, &size, err))
             return -1;
         if (size != files[i].size || strcmp(sha, files[i].sha256) != 0) {
             cli_info("keeping %s: it changed since it was converted", path);
             continue;
         }
-        if (unlink(path) != 0)
-            return airllm_errf(err, "%s: cannot delete: %s", path, strerror(errno));
+        if (delete_checkpoint_file(hf_dir, path, true, err))
+            return -1;
         airllm_step("leftover deleted");
     }
     return airllm_fsync_path(hf_dir, err);
