@@ -146,12 +146,13 @@ void cli_progress_finish(cli_progress *p)
 
 static long fault_step_target = -1;
 static long fault_step_count;
+static int fault_signal = SIGKILL;
 
 static void fault_hook(const char *what)
 {
     (void)what;
     if (++fault_step_count == fault_step_target)
-        raise(SIGKILL);
+        raise(fault_signal);
 }
 
 void cli_install_fault_hook(void)
@@ -160,6 +161,11 @@ void cli_install_fault_hook(void)
     uint64_t n;
     if (s && cli_parse_uint(s, 1, 1000000000, &n) == 0) {
         fault_step_target = (long)n;
+        /* STOP: the process pauses there, holding whatever it holds (its
+         * lock on OUT_DIR), until SIGCONT: a window tests can rely on. */
+        const char *sig = getenv("AIRLLM_FAULT_SIGNAL");
+        if (sig && strcmp(sig, "STOP") == 0)
+            fault_signal = SIGSTOP;
         airllm_set_step_hook(fault_hook);
     }
 }

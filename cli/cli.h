@@ -41,7 +41,8 @@ void cli_progress_finish(cli_progress *p);
 
 /* If AIRLLM_FAULT_STEP=N is set, the process SIGKILLs itself at the N-th
  * durable step (see airllm_step): tests use this to interrupt a run at every
- * point where the disk state changes. */
+ * point where the disk state changes. With AIRLLM_FAULT_SIGNAL=STOP it
+ * SIGSTOPs itself there instead, to be resumed with SIGCONT. */
 void cli_install_fault_hook(void);
 
 /* Writes a JSON string literal (with quotes) for s into a malloc'ed buffer. */

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -206,4 +207,131 @@ void airllm_existing_ancestor(const char *path, char *buf, size_t cap)
         }
         *slash = '\0';
     }
+}
+
+/* Names the holder of a lock from the "PID TOOL" its writer recorded. */
+static int lock_busy(const char *dir, int fd, airllm_err *err)
+{
+    char buf[64], tool[32] = "airllm-split", who[48] = "pid unknown";
+    ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+    if (n > 0) {
+        long pid;
+        char t[32];
+        buf[n] = '\0';
+        int k = sscanf(buf, "%ld %31s", &pid, t);
+        if (k >= 1 && pid > 0)
+            snprintf(who, sizeof who, "pid %ld", pid);
+        if (k == 2 && strncmp(t, "airllm-", 7) == 0)
+            snprintf(tool, sizeof tool, "%s", t);
+    }
+    airllm_errf(err, "%s: OUT_DIR is being written by another %s (%s); wait for it to finish",
+                dir, tool, who);
+    return AIRLLM_LOCK_BUSY;
+}
+
+/* After flock() succeeded: is path still the file locked? Between our open()
+ * and flock(), a writer that finished may have removed the lock file with its
+ * folder, and another writer may have created a new one: a lock on the old
+ * file would then exclude nobody. 1 yes, 0 no (retry), -1 error. */
+static int lock_current(int fd, const char *path)
+{
+    struct stat a, b;
+    if (fstat(fd, &a) != 0)
+        return -1;
+    if (lstat(path, &b) != 0)
+        return errno == ENOENT || errno == ENOTDIR ? 0 : -1;
+    return a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
+static int lock_paths(const char *dir, char *sdir, char *path, airllm_err *err)
+{
+    if (airllm_path_join(sdir, 4096, dir, AIRLLM_STATE_DIR, err) ||
+        airllm_path_join(path, 4096, sdir, AIRLLM_LOCK_NAME, err))
+        return -1;
+    return 0;
+}
+
+int airllm_lock_writer(const char *dir, const char *tool, int *fd, bool *created_state,
+                       airllm_err *err)
+{
+    char sdir[4096], path[4096];
+    *fd = -1;
+    *created_state = false;
+    if (lock_paths(dir, sdir, path, err))
+        return -1;
+    for (int tries = 0; tries < 100; tries++) {
+        if (mkdir(sdir, 0755) == 0)
+            *created_state = true;
+        else if (errno != EEXIST)
+            return airllm_errf(err, "%s: cannot create: %s", sdir, strerror(errno));
+        int f = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+        if (f < 0) {
+            if (errno == ENOENT) /* a finishing writer removed the folder: again */
+                continue;
+            return airllm_errf(err, "%s: cannot open: %s", path, strerror(errno));
+        }
+        if (flock(f, LOCK_EX | LOCK_NB) != 0) {
+            int e = errno, rc;
+            if (e != EWOULDBLOCK)
+                rc = airllm_errf(err, "%s: cannot lock: %s", path, strerror(e));
+            else if (flock(f, LOCK_SH | LOCK_NB) == 0) { /* only readers hold it */
+                airllm_errf(err, "%s: OUT_DIR is in use by airllm-run or airllm-verify; try "
+                                 "again when they finish", dir);
+                rc = AIRLLM_LOCK_BUSY;
+            } else
+                rc = lock_busy(dir, f, err);
+            close(f);
+            return rc;
+        }
+        int cur = lock_current(f, path);
+        if (cur == 0) {
+            close(f);
+            continue;
+        }
+        /* The record is written over the old one, then cut to length, so
+         * that a contender reading it never sees it empty. */
+        char rec[64];
+        int n = snprintf(rec, sizeof rec, "%ld %s\n", (long)getpid(), tool);
+        if (cur < 0 || pwrite(f, rec, (size_t)n, 0) != n || ftruncate(f, n) != 0) {
+            int e = errno;
+            close(f);
+            return airllm_errf(err, "%s: cannot record the lock: %s", path, strerror(e));
+        }
+        *fd = f;
+        return 0;
+    }
+    return airllm_errf(err, "%s: cannot take the lock: the file keeps being replaced", path);
+}
+
+int airllm_lock_reader(const char *dir, int *fd, airllm_err *err)
+{
+    char sdir[4096], path[4096];
+    *fd = -1;
+    if (lock_paths(dir, sdir, path, err))
+        return -1;
+    for (int tries = 0; tries < 100; tries++) {
+        int f = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (f < 0) {
+            if (errno == ENOENT || errno == ENOTDIR)
+                return 0; /* no writer has this directory */
+            return airllm_errf(err, "%s: cannot open: %s", path, strerror(errno));
+        }
+        if (flock(f, LOCK_SH | LOCK_NB) != 0) {
+            int rc = errno == EWOULDBLOCK
+                         ? lock_busy(dir, f, err)
+                         : airllm_errf(err, "%s: cannot lock: %s", path, strerror(errno));
+            close(f);
+            return rc;
+        }
+        int cur = lock_current(f, path), e = errno;
+        if (cur == 1) {
+            *fd = f;
+            return 0;
+        }
+        close(f);
+        if (cur < 0)
+            return airllm_errf(err, "%s: cannot stat: %s", path, strerror(e));
+        /* The writer finished (and removed the file) meanwhile: look again. */
+    }
+    return airllm_errf(err, "%s: cannot take the lock: the file keeps being replaced", path);
 }

@@ -4,6 +4,7 @@
 #ifndef AIRLLM_IO_H
 #define AIRLLM_IO_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stddef.h>
 
@@ -35,6 +36,27 @@ void airllm_existing_ancestor(const char *path, char *buf, size_t cap);
 /* Joins dir and name into buf (cap bytes); error if it does not fit. */
 int airllm_path_join(char *buf, size_t cap, const char *dir, const char *name,
                      airllm_err *err);
+
+/* One writer per output directory. airllm-split and airllm-quant hold an
+ * exclusive flock() on OUT_DIR/.airllm-split/lock from before they look at
+ * OUT_DIR until they exit; airllm-run and airllm-verify hold a shared one
+ * while that folder exists (a directory without it has no writer). flock()
+ * dies with its process, so a lock never goes stale. The file holds the
+ * writer's "PID TOOL", for messages only. */
+#define AIRLLM_STATE_DIR ".airllm-split"
+#define AIRLLM_LOCK_NAME "lock"
+#define AIRLLM_LOCK_BUSY 1
+/* Takes the writer's lock on dir (which must exist), creating the state
+ * folder and the lock file when missing (*created_state says whether the
+ * folder was created here). Returns 0 with *fd holding the lock,
+ * AIRLLM_LOCK_BUSY with a message naming the holder when another process
+ * holds it, or -1 on error. */
+int airllm_lock_writer(const char *dir, const char *tool, int *fd, bool *created_state,
+                       airllm_err *err);
+/* Takes a reader's (shared) lock on dir. *fd is -1 when there is no lock
+ * file: no writer has the directory. Returns 0, AIRLLM_LOCK_BUSY with a
+ * message when a writer holds it, or -1 on error. Never creates anything. */
+int airllm_lock_reader(const char *dir, int *fd, airllm_err *err);
 
 /* Fault injection. Tools may install a hook; library code calls
  * airllm_step(what) right after each durable step (a file fsynced, renamed or

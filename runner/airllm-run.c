@@ -529,6 +529,11 @@ int main(int argc, char **argv)
         return rc;
     airllm_err err = {{0}};
     double t_start = cli_now();
+    /* Not a directory that airllm-split or airllm-quant is still writing;
+     * the shared lock is held until exit, so that none starts meanwhile. */
+    int lock_fd;
+    if (airllm_lock_reader(o.dir, &lock_fd, &err))
+        return fail(&o, &err);
     rt_model m;
     if (rt_model_open(&m, o.dir, o.budget, o.prefetch, o.direct, o.verify_load, o.threads,
                       o.io_threads, o.cuda ? &o.cuda_opts : NULL, &err)) {

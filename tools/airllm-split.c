@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
@@ -239,6 +240,7 @@ typedef struct {
     int level;
     unsigned jobs;
     bool delete_original, dry_run, force, json;
+    bool follow_symlinks; /* read checkpoint files that link outside HF_DIR */
     /* airllm-quant */
     bool quant;
     airllm_quant_type qtype;
@@ -316,6 +318,14 @@ typedef struct {
     float **qx, **qy;          /* per job: QSLICE floats each */
     uint8_t *qcodes;           /* codes of one batch of slices */
     size_t qcodes_cap;
+    /* OUT_DIR safety */
+    int lock_fd;               /* the writer's lock on OUT_DIR, or -1 */
+    bool out_missing;          /* OUT_DIR could not be created at the start */
+    bool out_made;             /* OUT_DIR was created by this run... */
+    char out_above[4096];      /* ...below this existing ancestor */
+    struct stat *src_stat;     /* what each checkpoint file read resolves to */
+    const char **src_name;
+    size_t n_src_stat;
 } split_ctx;
 
 /* ------------------------------------------------------------------ */
@@ -1232,6 +1242,188 @@ static int unit_check_kept(split_ctx *s, size_t u, airllm_err *err)
 }
 
 /* ------------------------------------------------------------------ */
+/* where the checkpoint's bytes really are                            */
+
+/* Whether real (a path from realpath(), so its prefixes are its real
+ * ancestors) is dir or lies inside it. Compared by device and inode: names
+ * lie (symlinks, bind mounts, "..", case-insensitive file systems). */
+static bool real_within(const char *real, const struct stat *dir)
+{
+    char p[PATH_MAX];
+    snprintf(p, sizeof p, "%s", real);
+    for (;;) {
+        struct stat st;
+        if (stat(p, &st) == 0 && st.st_dev == dir->st_dev && st.st_ino == dir->st_ino)
+            return true;
+        char *slash = strrchr(p, '/');
+        if (!slash || p[1] == '\0')
+            return false;
+        slash[slash == p] = '\0'; /* "/x" goes to "/" */
+    }
+}
+
+/* Whether the folder holding real is dir. */
+static bool parent_is(const char *real, const char *dir)
+{
+    char p[PATH_MAX];
+    struct stat a, b;
+    snprintf(p, sizeof p, "%s", real);
+    char *slash = strrchr(p, '/');
+    if (!slash)
+        return false;
+    slash[slash == p] = '\0';
+    return stat(p, &a) == 0 && stat(dir, &b) == 0 && a.st_dev == b.st_dev &&
+           a.st_ino == b.st_ino;
+}
+
+/* A Hugging Face cache keeps a checkpoint as REPO/snapshots/REV/NAME, each a
+ * link to REPO/blobs/HASH, where the bytes are. If hf_dir is such a REV
+ * folder, repo gets REPO's real path. */
+static bool hf_cache_repo(const char *hf_dir, char repo[PATH_MAX])
+{
+    char blobs[PATH_MAX + 8];
+    struct stat st;
+    if (!realpath(hf_dir, repo))
+        return false;
+    char *rev = strrchr(repo, '/');
+    if (!rev || rev == repo)
+        return false;
+    *rev = '\0';
+    char *snap = strrchr(repo, '/');
+    if (!snap || strcmp(snap + 1, "snapshots") != 0)
+        return false;
+    *snap = '\0';
+    snprintf(blobs, sizeof blobs, "%s/blobs", repo);
+    return stat(blobs, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* Whether a link under dir (a cache's snapshots/, every revision), other than
+ * self, resolves to blob: two revisions share the blob of a file they both
+ * hold, and deleting it would break the other. A folder that cannot be read
+ * counts as sharing it: when in doubt, keep the blob. */
+static bool blob_shared(const char *dir, int depth, const struct stat *blob,
+                        const struct stat *self, char *other, size_t cap)
+{
+    DIR *d = opendir(dir);
+    if (!d) {
+        snprintf(other, cap, "%s (unreadable)", dir);
+        return true;
+    }
+    bool found = false;
+    struct dirent *e;
+    while (!found && (e = readdir(d)) != NULL) {
+        char p[4096];
+        struct stat l, t;
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0 ||
+            snprintf(p, sizeof p, "%s/%s", dir, e->d_name) >= (int)sizeof p || lstat(p, &l) != 0)
+            continue;
+        if (S_ISDIR(l.st_mode) && depth < 16) {
+            found = blob_shared(p, depth + 1, blob, self, other, cap);
+        } else if (S_ISLNK(l.st_mode) && !(l.st_dev == self->st_dev && l.st_ino == self->st_ino) &&
+                   stat(p, &t) == 0 && t.st_dev == blob->st_dev && t.st_ino == blob->st_ino) {
+            snprintf(other, cap, "%s", p);
+            found = true;
+        }
+    }
+    closedir(d);
+    return found;
+}
+
+/* --delete-original removes path, a checkpoint file of hf_dir. In a Hugging
+ * Face cache it is a link into REPO/blobs/, and removing only the link would
+ * free nothing: the blob goes first (unless another snapshot links to it),
+ * then the link. A run stopped in between leaves a dangling link, which the
+ * checkpoint reader takes for a deleted shard (its header was saved before
+ * any deletion) and a rerun removes; the other order could leave a blob that
+ * nothing names. With present false the file was found missing: only such a
+ * dangling link is removed. A link to anything else loses only the link. */
+static int delete_checkpoint_file(const char *hf_dir, const char *path, bool present,
+                                  airllm_err *err)
+{
+    struct stat l, t, hf;
+    if (lstat(path, &l) != 0)
+        return errno == ENOENT ? 0
+                               : airllm_errf(err, "%s: cannot delete: %s", path, strerror(errno));
+    bool dangling = S_ISLNK(l.st_mode) && stat(path, &t) != 0;
+    if (!present && !dangling)
+        return 0;
+    char repo[PATH_MAX], real[PATH_MAX], dir[PATH_MAX + 16], other[4096];
+    if (S_ISLNK(l.st_mode) && !dangling && realpath(path, real)) {
+        bool cache = hf_cache_repo(hf_dir, repo);
+        if (cache)
+            snprintf(dir, sizeof dir, "%s/blobs", repo);
+        if (cache && parent_is(real, dir)) {
+            snprintf(dir, sizeof dir, "%s/snapshots", repo);
+            if (blob_shared(dir, 0, &t, &l, other, sizeof other)) {
+                cli_info("keeping %s: %s links to it too", real, other);
+            } else {
+                snprintf(dir, sizeof dir, "%s/blobs", repo);
+                if (unlink(real) != 0 && errno != ENOENT)
+                    return airllm_errf(err, "%s: cannot delete: %s", real, strerror(errno));
+                if (airllm_fsync_path(dir, err))
+                    return -1;
+                airllm_step("blob deleted");
+                cli_verbose("deleted %s", real);
+            }
+        } else if (stat(hf_dir, &hf) == 0 && !real_within(real, &hf)) {
+            cli_info("%s: deleting the link only; %s, outside HF_DIR, is kept", path, real);
+        }
+    }
+    if (unlink(path) != 0 && errno != ENOENT)
+        return airllm_errf(err, "%s: cannot delete: %s", path, strerror(errno));
+    return 0;
+}
+
+/* Before anything is written: every checkpoint file the run reads (shards,
+ * index, config, tokenizer files) must really be inside HF_DIR, or in its
+ * Hugging Face cache's blobs/, unless --follow-symlinks (a link to
+ * /etc/passwd named tokenizer_config.json would be copied and published);
+ * and none may really be inside OUT_DIR, where writing, or --force, would
+ * destroy it. Each file's identity is kept for the check of OUT_DIR's
+ * entries before --force clears them. */
+static int check_sources(split_ctx *s, airllm_err *err)
+{
+    const airllm_ckpt *c = &s->ck;
+    size_t n = c->n_sources + 1 + N_AUX;
+    s->src_stat = calloc(n, sizeof *s->src_stat);
+    s->src_name = calloc(n, sizeof *s->src_name);
+    if (!s->src_stat || !s->src_name)
+        return airllm_errf(err, "out of memory");
+    struct stat hf, out;
+    if (stat(c->dir, &hf) != 0)
+        return airllm_errf(err, "%s: %s", c->dir, strerror(errno));
+    bool have_out = stat(s->o.out_dir, &out) == 0;
+    char repo[PATH_MAX], blobs[PATH_MAX + 8];
+    bool cache = hf_cache_repo(c->dir, repo);
+    if (cache)
+        snprintf(blobs, sizeof blobs, "%s/blobs", repo);
+    for (size_t k = 0; k < n; k++) {
+        const char *name = k < c->n_sources    ? c->sources[k].file
+                           : k == c->n_sources ? (c->sharded ? AIRLLM_INDEX_NAME : NULL)
+                                               : aux_files[k - c->n_sources - 1];
+        char path[4096], real[PATH_MAX];
+        struct stat st;
+        if (!name || (k < c->n_sources && !c->sources[k].present))
+            continue;
+        if (airllm_path_join(path, sizeof path, c->dir, name, err))
+            return -1;
+        if (stat(path, &st) != 0)
+            continue; /* absent: not read */
+        if (!realpath(path, real))
+            return airllm_errf(err, "%s: cannot resolve: %s", path, strerror(errno));
+        if (!s->o.follow_symlinks && !real_within(real, &hf) && !(cache && parent_is(real, blobs)))
+            return airllm_errf(err, "%s: links to %s, outside HF_DIR; refusing to read it "
+                                    "(--follow-symlinks allows it)", path, real);
+        if (have_out && real_within(real, &out))
+            return airllm_errf(err, "%s: its data is %s, inside OUT_DIR %s; refusing to write "
+                                    "there (--force would delete it)", path, real, s->o.out_dir);
+        s->src_name[s->n_src_stat] = name;
+        s->src_stat[s->n_src_stat++] = st;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
 /* --delete-original                                                  */
 
 static bool source_units_done(const split_ctx *s, size_t i)
@@ -1311,8 +1503,8 @@ static int try_delete_sources(split_ctx *s, airllm_err *err)
         char path[4096], line[1200];
         if (airllm_path_join(path, sizeof path, c->dir, c->sources[i].file, err))
             return -1;
-        if (c->sources[i].present && unlink(path) != 0 && errno != ENOENT)
-            return airllm_errf(err, "%s: cannot delete: %s", path, strerror(errno));
+        if (delete_checkpoint_file(c->dir, path, c->sources[i].present, err))
+            return -1;
         if (airllm_fsync_path(c->dir, err))
             return -1;
         airllm_step("source deleted");
@@ -1781,9 +1973,10 @@ out:
 /* ------------------------------------------------------------------ */
 /* OUT_DIR housekeeping                                               */
 
-/* Removes the regular files of dir (and of its state directory). Anything
- * else (a subdirectory, a device) makes it refuse: --force must never turn
- * a mistyped path into a recursive delete. */
+/* Removes the regular files of dir (and of its state directory, but for the
+ * lock this run holds). Anything else (a subdirectory, a device) makes it
+ * refuse: --force must never turn a mistyped path into a recursive delete.
+ * check_clearable has already refused what this would stop at. */
 static int clear_out_dir(const char *dir, bool include_state, airllm_err *err)
 {
     DIR *d = opendir(dir);
@@ -1801,9 +1994,9 @@ static int clear_out_dir(const char *dir, bool include_state, airllm_err *err)
             break;
         }
         if (S_ISDIR(st.st_mode) && include_state && strcmp(e->d_name, STATE_DIR) == 0) {
-            rc = clear_out_dir(path, false, err);
-            if (!rc && rmdir(path) != 0)
-                rc = airllm_errf(err, "%s: cannot remove: %s", path, strerror(errno));
+            rc = clear_out_dir(path, false, err); /* the folder stays: it holds the lock */
+        } else if (!include_state && strcmp(e->d_name, AIRLLM_LOCK_NAME) == 0) {
+            continue;
         } else if (S_ISREG(st.st_mode) || S_ISLNK(st.st_mode)) {
             if (unlink(path) != 0)
                 rc = airllm_errf(err, "%s: cannot remove: %s", path, strerror(errno));
@@ -1816,7 +2009,60 @@ static int clear_out_dir(const char *dir, bool include_state, airllm_err *err)
     return rc;
 }
 
-/* 1 if dir has entries other than stale temporaries, 0 if empty or absent. */
+/* Whether the state folder holds a run's plan or journal. One with nothing
+ * but the lock was made by a run that then refused, or was stopped before
+ * writing its plan: no run at all. */
+static bool state_dir_used(const char *state_dir)
+{
+    DIR *d = opendir(state_dir);
+    if (!d)
+        return false;
+    struct dirent *e;
+    bool used = false;
+    while (!used && (e = readdir(d)) != NULL)
+        used = strcmp(e->d_name, ".") && strcmp(e->d_name, "..") &&
+               strcmp(e->d_name, AIRLLM_LOCK_NAME);
+    closedir(d);
+    return used;
+}
+
+/* --force: every entry of OUT_DIR (and of its state folder) is checked
+ * before the first is deleted, so that a refusal leaves everything as it
+ * was. Only regular files and links are removed, and never a file that is
+ * one of the checkpoint's (a hard link to it, or the file a link of HF_DIR
+ * resolves to). */
+static int check_clearable(const split_ctx *s, const char *dir, bool top, airllm_err *err)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return airllm_errf(err, "%s: cannot open: %s", dir, strerror(errno));
+    struct dirent *e;
+    int rc = 0;
+    while (!rc && (e = readdir(d)) != NULL) {
+        char path[4096];
+        struct stat st;
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        if (airllm_path_join(path, sizeof path, dir, e->d_name, err))
+            rc = -1;
+        else if (lstat(path, &st) != 0)
+            rc = airllm_errf(err, "%s: cannot stat: %s", path, strerror(errno));
+        else if (S_ISDIR(st.st_mode) && top && strcmp(e->d_name, STATE_DIR) == 0)
+            rc = check_clearable(s, path, false, err);
+        else if (!S_ISREG(st.st_mode) && !S_ISLNK(st.st_mode))
+            rc = airllm_errf(err, "%s: refusing to remove %s (not a regular file)", dir,
+                             e->d_name);
+        for (size_t k = 0; !rc && S_ISREG(st.st_mode) && k < s->n_src_stat; k++)
+            if (st.st_dev == s->src_stat[k].st_dev && st.st_ino == s->src_stat[k].st_ino)
+                rc = airllm_errf(err, "%s: is the checkpoint's %s/%s (the same file); refusing "
+                                      "to delete it", path, s->ck.dir, s->src_name[k]);
+    }
+    closedir(d);
+    return rc;
+}
+
+/* 1 if dir has entries other than stale temporaries, 0 if empty or absent.
+ * A state folder holding only a lock does not count. */
 static int dir_nonempty(const char *dir)
 {
     DIR *d = opendir(dir);
@@ -1824,8 +2070,11 @@ static int dir_nonempty(const char *dir)
         return 0;
     struct dirent *e;
     int n = 0;
+    char state[4096];
+    snprintf(state, sizeof state, "%s/%s", dir, STATE_DIR);
     while ((e = readdir(d)) != NULL)
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") &&
+            (strcmp(e->d_name, STATE_DIR) || state_dir_used(state)))
             n++;
     closedir(d);
     return n > 0;
@@ -1849,15 +2098,98 @@ static void remove_stale_temps(const char *dir)
     closedir(d);
 }
 
+/* Removes the lock file if it is the one this run holds (still held until
+ * exit: a contender that opened it first sees it replaced and looks again). */
+static void remove_own_lock(split_ctx *s)
+{
+    char path[4096];
+    struct stat a, b;
+    if (s->lock_fd >= 0 &&
+        airllm_path_join(path, sizeof path, s->state_dir, AIRLLM_LOCK_NAME, NULL) == 0 &&
+        fstat(s->lock_fd, &a) == 0 && lstat(path, &b) == 0 && a.st_dev == b.st_dev &&
+        a.st_ino == b.st_ino)
+        unlink(path);
+}
+
 static int remove_state_dir(split_ctx *s, airllm_err *err)
 {
     if (access(s->state_dir, F_OK) != 0)
         return 0;
     if (clear_out_dir(s->state_dir, false, err))
         return -1;
-    if (rmdir(s->state_dir) != 0)
+    remove_own_lock(s);
+    /* Not empty: a new run created its lock as soon as ours was gone, and
+     * owns the folder now. */
+    if (rmdir(s->state_dir) != 0 && errno != ENOTEMPTY && errno != EEXIST)
         return airllm_errf(err, "%s: cannot remove: %s", s->state_dir, strerror(errno));
     return airllm_fsync_path(s->o.out_dir, err);
+}
+
+/* OUT_DIR must not hold HF_DIR: --force would empty it, and without --force
+ * the checkpoint would sit among the outputs. Checked before anything is
+ * created; a HF_DIR that does not exist is reported later, as before. */
+static int check_out_place(const split_opts *o, airllm_err *err)
+{
+    struct stat out;
+    char real[PATH_MAX];
+    if (stat(o->out_dir, &out) != 0 || !realpath(o->hf_dir, real) || !real_within(real, &out))
+        return 0;
+    return airllm_errf(err, "%s: OUT_DIR contains the checkpoint directory %s; choose an "
+                            "OUT_DIR outside it", o->out_dir, o->hf_dir);
+}
+
+/* One writer per OUT_DIR (airllm_lock_writer), taken before OUT_DIR is
+ * looked at. A missing OUT_DIR is created for it (and removed at exit if the
+ * run leaves it empty). An OUT_DIR that cannot be created or locked (not a
+ * folder, read-only, not ours) is left, unless late, for the step that
+ * creates OUT_DIR to report, after HF_DIR's checks, as before: a run that
+ * has nothing to write (a finished conversion) does not need the lock. */
+static int lock_out_dir(split_ctx *s, bool late, airllm_err *err)
+{
+    struct stat st;
+    if (stat(s->o.out_dir, &st) != 0) {
+        char top[4096];
+        if (errno != ENOENT)
+            return 0;
+        airllm_existing_ancestor(s->o.out_dir, top, sizeof top);
+        if (airllm_mkdir_p(s->o.out_dir, NULL)) {
+            s->out_missing = true;
+            return 0;
+        }
+        s->out_made = true;
+        snprintf(s->out_above, sizeof s->out_above, "%s", top);
+    } else if (!S_ISDIR(st.st_mode)) {
+        return 0;
+    }
+    bool created;
+    int rc = airllm_lock_writer(s->o.out_dir, TOOL_NAME, &s->lock_fd, &created, err);
+    return rc == AIRLLM_LOCK_BUSY || (rc && late) ? -1 : 0;
+}
+
+/* At exit: a state folder holding nothing but this run's lock (it refused,
+ * or had nothing to do) goes with the lock, and an OUT_DIR this run created
+ * and left empty is removed, so that a refused run leaves no trace. close()
+ * releases the lock. */
+static void release_out_dir(split_ctx *s)
+{
+    if (s->lock_fd < 0)
+        return;
+    if (!state_dir_used(s->state_dir)) {
+        remove_own_lock(s);
+        rmdir(s->state_dir);
+    }
+    if (s->out_made) {
+        char p[4096];
+        snprintf(p, sizeof p, "%s", s->o.out_dir);
+        while (strcmp(p, s->out_above) != 0 && (rmdir(p) == 0 || errno == ENOENT)) {
+            char *slash = strrchr(p, '/');
+            if (!slash || slash == p)
+                break;
+            *slash = '\0';
+        }
+    }
+    close(s->lock_fd);
+    s->lock_fd = -1;
 }
 
 /* After the manifest is durable: delete the index and the copied config and
@@ -1871,16 +2203,20 @@ static int delete_leftovers(const char *hf_dir, const airllm_mf_file *files, siz
         uint64_t size;
         if (airllm_path_join(path, sizeof path, hf_dir, files[i].file, err))
             return -1;
-        if (access(path, F_OK) != 0)
+        if (access(path, F_OK) != 0) {
+            /* gone, or a cache link whose blob a stopped run deleted */
+            if (delete_checkpoint_file(hf_dir, path, false, err))
+                return -1;
             continue;
+        }
         if (airllm_sha256_file(path, sha, &size, err))
             return -1;
         if (size != files[i].size || strcmp(sha, files[i].sha256) != 0) {
             cli_info("keeping %s: it changed since it was converted", path);
             continue;
         }
-        if (unlink(path) != 0)
-            return airllm_errf(err, "%s: cannot delete: %s", path, strerror(errno));
+        if (delete_checkpoint_file(hf_dir, path, true, err))
+            return -1;
         airllm_step("leftover deleted");
     }
     return airllm_fsync_path(hf_dir, err);
@@ -1964,6 +2300,9 @@ static uint64_t disk_available(const char *dir)
 #define USAGE_COMMON                                                                   \
     "  -n, --dry-run          print the plan (units, sizes, disk needed) and exit\n"      \
     "  -f, --force            replace whatever OUT_DIR holds\n"                           \
+    "      --follow-symlinks  read checkpoint files that link outside the input folder\n"  \
+    "                         (links of a Hugging Face cache snapshot into its blobs/\n"  \
+    "                         are always followed)\n"                                     \
     "      --json             print a machine-readable summary on stdout\n"               \
     "  -q, --quiet            only errors\n"                                              \
     "  -v, --verbose          more detail\n"                                              \
@@ -2046,6 +2385,7 @@ static int parse_args(int argc, char **argv, split_opts *o)
         {"double-quant", no_argument, 0, 'Q'},
         {"include", required_argument, 0, 'I'},
         {"report", no_argument, 0, 'R'},
+        {"follow-symlinks", no_argument, 0, 'L'},
         {0, 0, 0, 0},
     };
     memset(o, 0, sizeof *o);
@@ -2107,6 +2447,7 @@ static int parse_args(int argc, char **argv, split_opts *o)
         case 'D': o->delete_original = true; break;
         case 'n': o->dry_run = true; break;
         case 'f': o->force = true; break;
+        case 'L': o->follow_symlinks = true; break;
         case 'J': o->json = true; break;
         case 'q': cli_verbosity = 0; break;
         case 'v': cli_verbosity = 2; break;
@@ -2329,7 +2670,9 @@ static int split_main(split_ctx *sp, int argc, char **argv)
         airllm_errf(&err, "%s: OUT_DIR must not be the checkpoint directory", o->out_dir);
         return fail(o, &err);
     }
-    bool have_state = access(sp->state_dir, F_OK) == 0;
+    if (check_out_place(o, &err) || (!o->dry_run && lock_out_dir(sp, false, &err)))
+        return fail(o, &err);
+    bool have_state = state_dir_used(sp->state_dir);
     char mpath[4096];
     snprintf(mpath, sizeof mpath, "%s/%s", o->out_dir, AIRLLM_MANIFEST_NAME);
     if (access(mpath, F_OK) == 0 && !o->force) {
@@ -2363,7 +2706,7 @@ static int split_main(split_ctx *sp, int argc, char **argv)
         return fail(o, &err);
     }
     const airllm_ckpt *c = &sp->ck;
-    if (o->quant && plan_quant(sp, &err))
+    if ((o->quant && plan_quant(sp, &err)) || check_sources(sp, &err))
         return fail(o, &err);
 
     char fp[AIRLLM_SHA256_HEX];
@@ -2458,10 +2801,25 @@ static int split_main(split_ctx *sp, int argc, char **argv)
     /* Prepare OUT_DIR. */
     if (airllm_mkdir_p(o->out_dir, &err))
         return fail(o, &err);
+    if (sp->lock_fd < 0) {
+        /* If OUT_DIR could not be created at the start and now could, what
+         * was checked then no longer holds if another run wrote it since. */
+        bool was_missing = sp->out_missing;
+        if (lock_out_dir(sp, true, &err))
+            return fail(o, &err);
+        if (was_missing && dir_nonempty(o->out_dir)) {
+            airllm_errf(&err, "%s: another run wrote OUT_DIR while this one started; run the "
+                              "command again", o->out_dir);
+            return fail(o, &err);
+        }
+    }
     if (!resume && dir_nonempty(o->out_dir)) {
         /* The manifest goes first: an interrupted --force must not leave an
-         * old manifest standing over a half-cleared directory. */
+         * old manifest standing over a half-cleared directory. Before it,
+         * everything that would stop the clearing is refused. */
         char mp[4096];
+        if (check_clearable(sp, o->out_dir, true, &err))
+            return fail(o, &err);
         if (airllm_path_join(mp, sizeof mp, o->out_dir, AIRLLM_MANIFEST_NAME, &err) ||
             (unlink(mp) != 0 && errno != ENOENT) || airllm_fsync_path(o->out_dir, &err) ||
             clear_out_dir(o->out_dir, true, &err)) {
@@ -2647,6 +3005,8 @@ static void split_ctx_free(split_ctx *s)
     free(s->qx);
     free(s->qy);
     free(s->qcodes);
+    free(s->src_stat);
+    free(s->src_name);
     airllm_ckpt_free(&s->ck);
 }
 
@@ -2656,7 +3016,9 @@ int main(int argc, char **argv)
     split_ctx s;
     memset(&s, 0, sizeof s);
     s.journal_fd = -1;
+    s.lock_fd = -1;
     int rc = split_main(&s, argc, argv);
-    split_ctx_free(&s);
+    split_ctx_free(&s); /* stops the I/O thread first: the lock outlives every write */
+    release_out_dir(&s);
     return rc;
 }

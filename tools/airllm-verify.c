@@ -711,6 +711,14 @@ static int verify_main(verify_ctx *vp, int argc, char **argv)
         snprintf(msg, sizeof msg, "%s: not a directory", vp->o.dir);
         return finish(vp, 0, msg);
     }
+    /* A directory that airllm-split or airllm-quant is still writing is
+     * reported as such, not as a list of mismatches; the shared lock is held
+     * until exit, so that no writer starts meanwhile. */
+    int lock_fd;
+    if (airllm_lock_reader(vp->o.dir, &lock_fd, &err)) {
+        snprintf(msg, sizeof msg, "%s", err.msg);
+        return finish(vp, cli_now() - t0, msg);
+    }
     snprintf(path, sizeof path, "%s/%s", vp->o.dir, AIRLLM_MANIFEST_NAME);
     if (access(path, F_OK) != 0) {
         snprintf(path, sizeof path, "%s/.airllm-split", vp->o.dir);
