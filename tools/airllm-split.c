@@ -1687,11 +1687,18 @@ static bool same_file_state(const struct stat *a, const struct stat *b)
 
 /* What to do about a source that changed: --force is only offered while it
  * can lose nothing, that is while no source has been deleted. */
-static const char *changed_advice(const split_ctx *s)
+static bool any_source_deleted(const split_ctx *s)
 {
     for (size_t i = 0; i < s->ck.n_sources; i++)
         if (s->src_deleted[i] || !s->ck.sources[i].present)
-            return "Restore the file as it was to finish the conversion (shards already "
+            return true;
+    return false;
+}
+
+static const char *changed_advice(const split_ctx *s)
+{
+    if (any_source_deleted(s))
+        return "Restore the file as it was to finish the conversion (shards already "
                    "deleted have tensors that now exist only in OUT_DIR)";
     return "Restore the file as it was and rerun, or rerun with --force to convert it as "
            "it is now";
@@ -3010,8 +3017,22 @@ static int split_main(split_ctx *sp, int argc, char **argv)
     /* A resumed run first proves that each source is still the bytes the
      * journal says its units were made from, before it keeps, writes or
      * deletes anything. */
-    if (resume && verify_journaled_sources(sp, &err))
-        return fail(o, &err);
+    if (resume && verify_journaled_sources(sp, &err)) {
+        if (!o->force || any_source_deleted(sp))
+            return fail(o, &err);
+        /* --force, and every source is still there: start over from the
+         * sources as they are now, forgetting the journal. */
+        cli_info("%s; starting over (--force)", err.msg);
+        resume = false;
+        memset(sp->unit_done, 0, c->n_units * sizeof *sp->unit_done);
+        memset(sp->src_done, 0, c->n_sources * sizeof *sp->src_done);
+        for (size_t u = 0; u < c->n_units; u++)
+            sp->unit_ck[u].source = SIZE_MAX;
+        sp->n_jck = 0;
+        free(sp->journal_rewrite);
+        sp->journal_rewrite = NULL;
+        sp->journal_valid = 0;
+    }
 
     /* Free space first, before anything is created. */
     {
