@@ -1850,19 +1850,21 @@ static int verify_journaled_sources(split_ctx *s, airllm_err *err)
     return rc;
 }
 
-/* A journaled unit is kept only if, for each present source it has tensors
- * in, a checkpoint verified by verify_journaled_sources covers them: the
- * bytes it was made from are the bytes there now. (A unit journaled by
- * format 1 has no checkpoint of its own; one whose sources are deleted
- * cannot be redone, and they were deleted only after it was verified.) */
+/* A journaled unit is kept only if, for each source it has tensors in, a
+ * checkpoint verified by verify_journaled_sources covers them: the bytes it
+ * was made from are the bytes there now. Format 2 always journals one. A
+ * unit journaled by format 1 has none; it is redone, unless one of its
+ * sources is deleted: then it cannot be redone, and is kept as that
+ * version would have kept it. */
 static bool unit_proven(const split_ctx *s, size_t u)
 {
     const airllm_ckpt *c = &s->ck;
     const airllm_ckpt_unit *un = &c->units[u];
+    for (size_t k = 0; k < un->n_tensors; k++)
+        if (!c->sources[c->tensors[un->tensors[k]].source].present)
+            return true;
     for (size_t k = 0; k < un->n_tensors; k++) {
         size_t t = un->tensors[k], i = c->tensors[t].source;
-        if (!c->sources[i].present)
-            continue;
         uint64_t end = c->sources[i].st.data_start + airllm_ckpt_st(c, t)->end;
         bool covered = false;
         for (size_t j = 0; j < s->n_jck && !covered; j++)
