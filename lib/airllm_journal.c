@@ -60,7 +60,7 @@ size_t airllm_journal_encode(const airllm_jrec *r, char *out, size_t cap)
     switch (r->kind) {
     case AIRLLM_JR_UNIT:
         ok = airllm_sha256_hex_valid(r->sha) && airllm_sha256_hex_valid(r->ck_sha) &&
-             name_ok(r->ck_source) && put_name(out, cap, &n, r->name) &&
+             (!r->ck_source[0] || name_ok(r->ck_source)) && put_name(out, cap, &n, r->name) &&
              put_fmt(out, cap, &n, " %" PRIu64 " %s", r->size, r->sha) &&
              put_name(out, cap, &n, r->ck_source) &&
              put_fmt(out, cap, &n, " %" PRIu64 " %s", r->ck_offset, r->ck_sha);
@@ -111,10 +111,10 @@ static bool get_u64(cur *c, uint64_t *v)
     return true;
 }
 
-static bool get_name(cur *c, char out[AIRLLM_JOURNAL_NAME_MAX + 1])
+static bool get_name_or_empty(cur *c, char out[AIRLLM_JOURNAL_NAME_MAX + 1], bool empty_ok)
 {
     uint64_t l;
-    if (!get_u64(c, &l) || l == 0 || l > AIRLLM_JOURNAL_NAME_MAX || c->p >= c->end ||
+    if (!get_u64(c, &l) || (l == 0 && !empty_ok) || l > AIRLLM_JOURNAL_NAME_MAX || c->p >= c->end ||
         *c->p != ':' || (uint64_t)(c->end - c->p - 1) < l)
         return false;
     memcpy(out, c->p + 1, (size_t)l);
@@ -123,6 +123,11 @@ static bool get_name(cur *c, char out[AIRLLM_JOURNAL_NAME_MAX + 1])
         return false;
     c->p += 1 + l;
     return true;
+}
+
+static bool get_name(cur *c, char out[AIRLLM_JOURNAL_NAME_MAX + 1])
+{
+    return get_name_or_empty(c, out, false);
 }
 
 static bool get_sha(cur *c, char out[AIRLLM_SHA256_HEX])
@@ -181,7 +186,7 @@ int airllm_journal_decode(const char *line, size_t len, airllm_jrec *r)
     switch (r->kind) {
     case AIRLLM_JR_UNIT:
         ok = get_name(&c, r->name) && get_u64(&c, &r->size) && get_sha(&c, r->sha) &&
-             get_name(&c, r->ck_source) && get_u64(&c, &r->ck_offset) &&
+             get_name_or_empty(&c, r->ck_source, true) && get_u64(&c, &r->ck_offset) &&
              get_sha(&c, r->ck_sha);
         break;
     case AIRLLM_JR_SOURCE:

@@ -16,7 +16,8 @@
  * A unit record also says which source bytes it was made from: SOURCE_SHA
  * is the SHA-256 of SOURCE's first OFFSET bytes when the unit was
  * finished, so that a resumed run can prove the source unchanged before it
- * keeps the unit.
+ * keeps the unit. A unit read from format 1 has no checkpoint: SOURCE is
+ * empty ("0:").
  *
  * Format 1 (no magic line) had the same records with bare names, no
  * checkpoint in unit records. airllm_journal_decode_v1 reads its lines

@@ -99,6 +99,11 @@ int main(void)
         r.stats[0] = INFINITY;
         roundtrip(&r, "qstats inf");
     }
+    /* a unit without a checkpoint (read from format 1) */
+    airllm_jrec u = rec(AIRLLM_JR_UNIT, "embed.airc");
+    strcpy(u.sha, SHA_A);
+    memset(u.ck_sha, '0', 64);
+    roundtrip(&u, "unit without checkpoint");
     /* a 1024-byte tensor name */
     airllm_jrec q = rec(AIRLLM_JR_QSTATS, "");
     memset(q.name, 'n', AIRLLM_JOURNAL_NAME_MAX);
