@@ -259,6 +259,9 @@ static int find_sources(airllm_ckpt *c, const char *saved_dir, airllm_err *err)
     char path[4096];
     if (exists(c->dir, AIRLLM_INDEX_NAME)) {
         c->sharded = true;
+        /* model.safetensors beside an index that does not name it: which
+         * one is the model is a guess, so refuse rather than pick. */
+        bool single = exists(c->dir, AIRLLM_SINGLE_NAME);
         cJSON *idx;
         if (airllm_path_join(path, sizeof path, c->dir, AIRLLM_INDEX_NAME, err) ||
             airllm_json_load_object(path, INDEX_MAX_BYTES, &idx, err))
@@ -278,6 +281,13 @@ static int find_sources(airllm_ckpt *c, const char *saved_dir, airllm_err *err)
             if (!c->sources)
                 rc = airllm_errf(err, "out of memory");
         }
+        for (size_t i = 0; !rc && single && i < n_shards; i++)
+            single = strcmp(shards[i], AIRLLM_SINGLE_NAME) != 0;
+        if (!rc && single)
+            rc = airllm_errf(err, "%s: holds both %s and %s, which does not name it: it is not "
+                                  "clear which is the model. Move the one that is not aside "
+                                  "(or delete it) and run again",
+                             c->dir, AIRLLM_SINGLE_NAME, AIRLLM_INDEX_NAME);
         for (size_t i = 0; !rc && i < n_shards; i++)
             rc = add_source(c, shards[i], saved_dir, err);
         if (!rc)
