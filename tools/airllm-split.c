@@ -13,10 +13,12 @@
  *
  * Crash safety: every file is written under a temporary name, fsynced and
  * renamed. A journal in OUT_DIR/.airllm-split/ records each completed unit
- * and source with its digest; a rerun keeps units whose file still matches
- * and redoes the rest. manifest.json is written last. With
- * --delete-original, a shard is removed only after every unit holding any
- * of its tensors is durable and re-read against its digest. */
+ * and source with its digest, and with each unit the digest of its source
+ * up to that unit's last byte; a rerun first proves the sources unchanged,
+ * then keeps units whose file still matches and redoes the rest.
+ * manifest.json is written last. With --delete-original, a shard is removed
+ * only after every unit holding any of its tensors is durable and re-read
+ * against its digest, and the shard still hashes to what was read. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -1787,10 +1789,6 @@ static int source_unchanged(const split_ctx *s, size_t i, bool rehash, airllm_er
     return 0;
 }
 
-/* Resume, before anything is kept, written or deleted: every present source
- * must hash, at each checkpoint the journal recorded for it, to the digest
- * recorded there. One sequential read per source, up to its last
- * checkpoint. */
 static int cmp_u64(const void *a, const void *b)
 {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -1800,6 +1798,10 @@ static int cmp_u64(const void *a, const void *b)
 static int hash_range(split_ctx *s, int fd, const char *path, airllm_sha256 *h, uint64_t *off,
                       uint64_t end, airllm_err *err);
 
+/* Resume, before anything is kept, written or deleted: every present source
+ * must hash, at each checkpoint the journal recorded for it, to the digest
+ * recorded there. One sequential read per source, up to its last
+ * checkpoint. */
 static int verify_journaled_sources(split_ctx *s, airllm_err *err)
 {
     const airllm_ckpt *c = &s->ck;
