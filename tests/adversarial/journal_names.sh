@@ -66,6 +66,26 @@ done
 [ $resumed -eq $steps ] && ok "every resumed run verifies byte-exact ($resumed)" ||
     bad "$resumed of $steps resumes verified"
 
+# A torn last line (a crash mid-append) is ignored and cut off; a damaged
+# complete line is refused, never read as another record.
+rm -rf "$SCRATCH/hf" "$SCRATCH/out"
+cp -r "$pristine" "$SCRATCH/hf"
+J="$SCRATCH/out/.airllm-split/journal"
+(J="$J" AIRLLM_FAULT_HOOK='grep -q "^deleted " "$J" 2>/dev/null && kill -9 $PPID; :' \
+    "$AIRLLM_SPLIT" -q --delete-original "$SCRATCH/hf" "$SCRATCH/out" >/dev/null 2>&1 &
+    wait $!) 2>/dev/null
+cp "$J" "$SCRATCH/journal.good"
+sed -i 's/^unit 10:embed.airc /unit 11:embed.airc /' "$J"
+hf_before=$(tree_digest "$SCRATCH/hf")
+run 1 "a damaged journal line is refused" "$AIRLLM_SPLIT" -q --delete-original "$SCRATCH/hf" "$SCRATCH/out"
+expect_err "line 2 is not a valid record" "the message names the journal line"
+[ "$(tree_digest "$SCRATCH/hf")" = "$hf_before" ] && ok "nothing deleted after the refusal" ||
+    bad "HF_DIR changed after the refusal"
+cp "$SCRATCH/journal.good" "$J"
+printf 'unit 16:layer.00001.ai' >>"$J"
+run 0 "a torn last line is ignored" "$AIRLLM_SPLIT" -q --delete-original "$SCRATCH/hf" "$SCRATCH/out"
+run 0 "and the run verifies" "$AIRLLM_VERIFY" -q --against "$pristine" "$SCRATCH/out"
+
 # A format 1 journal (as airllm-split 1 wrote it: "deleted NAME", "unit
 # NAME SIZE SHA", names bare) of a run killed after deleting the shard
 # whose name has spaces.
