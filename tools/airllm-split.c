@@ -2947,7 +2947,8 @@ static int split_main(split_ctx *sp, int argc, char **argv)
             airllm_errf(&err, "%s: an interrupted --delete-original run deleted %s%s from its "
                               "checkpoint: their tensors now exist only in this directory, so "
                               "it cannot be replaced, not even with --force. Finish that run "
-                              "first: rerun it with the same HF_DIR and options",
+                              "first: rerun it with the same HF_DIR and options (the "
+                              "shards left as they were)",
                         o->out_dir, first, more);
             return fail(o, &err);
         }
