@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
@@ -147,11 +148,32 @@ void cli_progress_finish(cli_progress *p)
 static long fault_step_target = -1;
 static long fault_step_count;
 static int fault_signal = SIGKILL;
+static const char *fault_command;
+
+/* AIRLLM_FAULT_HOOK: a shell command run (and waited for) at every durable
+ * step, with the step's number and name as $1 and $2, so that a test can
+ * act at a precise point of a run, e.g. change a source it already read. */
+static void run_fault_command(long step, const char *what)
+{
+    char num[32];
+    snprintf(num, sizeof num, "%ld", step);
+    pid_t pid = fork();
+    if (pid == 0) {
+        execl("/bin/sh", "sh", "-c", fault_command, "airllm-fault-hook", num, what,
+              (char *)NULL);
+        _exit(127);
+    }
+    int status;
+    while (pid > 0 && waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+}
 
 static void fault_hook(const char *what)
 {
-    (void)what;
-    if (++fault_step_count == fault_step_target)
+    ++fault_step_count;
+    if (fault_command)
+        run_fault_command(fault_step_count, what);
+    if (fault_step_count == fault_step_target)
         raise(fault_signal);
 }
 
@@ -159,15 +181,18 @@ void cli_install_fault_hook(void)
 {
     const char *s = getenv("AIRLLM_FAULT_STEP");
     uint64_t n;
-    if (s && cli_parse_uint(s, 1, 1000000000, &n) == 0) {
+    if (s && cli_parse_uint(s, 1, 1000000000, &n) == 0)
         fault_step_target = (long)n;
-        /* STOP: the process pauses there, holding whatever it holds (its
-         * lock on OUT_DIR), until SIGCONT: a window tests can rely on. */
-        const char *sig = getenv("AIRLLM_FAULT_SIGNAL");
-        if (sig && strcmp(sig, "STOP") == 0)
-            fault_signal = SIGSTOP;
+    /* STOP: the process pauses there, holding whatever it holds (its
+     * lock on OUT_DIR), until SIGCONT: a window tests can rely on. */
+    const char *sig = getenv("AIRLLM_FAULT_SIGNAL");
+    if (sig && strcmp(sig, "STOP") == 0)
+        fault_signal = SIGSTOP;
+    fault_command = getenv("AIRLLM_FAULT_HOOK");
+    if (fault_command && !*fault_command)
+        fault_command = NULL;
+    if (fault_step_target > 0 || fault_command)
         airllm_set_step_hook(fault_hook);
-    }
 }
 
 char *cli_json_string(const char *s)

@@ -42,7 +42,10 @@ void cli_progress_finish(cli_progress *p);
 /* If AIRLLM_FAULT_STEP=N is set, the process SIGKILLs itself at the N-th
  * durable step (see airllm_step): tests use this to interrupt a run at every
  * point where the disk state changes. With AIRLLM_FAULT_SIGNAL=STOP it
- * SIGSTOPs itself there instead, to be resumed with SIGCONT. */
+ * SIGSTOPs itself there instead, to be resumed with SIGCONT. If
+ * AIRLLM_FAULT_HOOK=COMMAND is set, COMMAND runs through /bin/sh at every
+ * such step, with the step's number and name as $1 and $2: tests use it to
+ * change a file at a precise point. */
 void cli_install_fault_hook(void);
 
 /* Writes a JSON string literal (with quotes) for s into a malloc'ed buffer. */

@@ -12,6 +12,7 @@
 #include <cjson/cJSON.h>
 
 #include "airllm_bytes.h"
+#include "airllm_hash.h"
 #include "airllm_io.h"
 #include "airllm_json.h"
 #include "airllm_manifest.h"
@@ -105,14 +106,35 @@ static int load_config(airllm_ckpt *c, airllm_err *err)
     return 0;
 }
 
+/* The file a shard's header is saved in: "<shard>.hdr", unless that name
+ * or its temporary (".<shard>.hdr.tmp") would pass the 255-byte limit of
+ * file names; then "~<SHA-256 of the shard name>.hdr". */
+static void saved_header_name(const char *shard, char name[1024])
+{
+    if (strlen(shard) + 9 <= 255) {
+        snprintf(name, 1024, "%s.hdr", shard);
+        return;
+    }
+    char hex[AIRLLM_SHA256_HEX];
+    airllm_sha256 *h = airllm_sha256_new();
+    if (!h) {
+        snprintf(name, 1024, "%s.hdr", shard); /* fails later, with a message */
+        return;
+    }
+    airllm_sha256_update(h, shard, strlen(shard));
+    airllm_sha256_final_hex(h, hex);
+    airllm_sha256_free(h);
+    snprintf(name, 1024, "~%s.hdr", hex);
+}
+
 static int load_saved_header(const char *saved_dir, const char *shard, airllm_st_file *st,
                              airllm_err *err)
 {
     char name[1024], path[4096];
     char *buf;
     size_t len;
-    if (snprintf(name, sizeof name, "%s.hdr", shard) >= (int)sizeof name ||
-        airllm_path_join(path, sizeof path, saved_dir, name, err))
+    saved_header_name(shard, name);
+    if (airllm_path_join(path, sizeof path, saved_dir, name, err))
         return airllm_errf(err, "shard name too long: %s", shard);
     if (airllm_read_small_file(path, AIRLLM_ST_MAX_HEADER + 64, &buf, &len, err))
         return -1;
@@ -237,6 +259,9 @@ static int find_sources(airllm_ckpt *c, const char *saved_dir, airllm_err *err)
     char path[4096];
     if (exists(c->dir, AIRLLM_INDEX_NAME)) {
         c->sharded = true;
+        /* model.safetensors beside an index that does not name it: which
+         * one is the model is a guess, so refuse rather than pick. */
+        bool single = exists(c->dir, AIRLLM_SINGLE_NAME);
         cJSON *idx;
         if (airllm_path_join(path, sizeof path, c->dir, AIRLLM_INDEX_NAME, err) ||
             airllm_json_load_object(path, INDEX_MAX_BYTES, &idx, err))
@@ -256,6 +281,13 @@ static int find_sources(airllm_ckpt *c, const char *saved_dir, airllm_err *err)
             if (!c->sources)
                 rc = airllm_errf(err, "out of memory");
         }
+        for (size_t i = 0; !rc && single && i < n_shards; i++)
+            single = strcmp(shards[i], AIRLLM_SINGLE_NAME) != 0;
+        if (!rc && single)
+            rc = airllm_errf(err, "%s: holds both %s and %s, which does not name it: it is not "
+                                  "clear which is the model. Move the one that is not aside "
+                                  "(or delete it) and run again",
+                             c->dir, AIRLLM_SINGLE_NAME, AIRLLM_INDEX_NAME);
         for (size_t i = 0; !rc && i < n_shards; i++)
             rc = add_source(c, shards[i], saved_dir, err);
         if (!rc)
@@ -526,7 +558,7 @@ int airllm_ckpt_save_header(const airllm_ckpt *c, size_t source, const char *out
         close(fd);
     }
     if (!rc) {
-        snprintf(name, sizeof name, "%s.hdr", s->file);
+        saved_header_name(s->file, name);
         rc = airllm_write_file_atomic(out_dir, name, buf, 16 + hdr, err);
     }
     free(buf);

@@ -46,6 +46,13 @@ void airllm_sha256_final_hex(airllm_sha256 *h, char hex[AIRLLM_SHA256_HEX])
     EVP_DigestInit_ex(h->ctx, EVP_sha256(), NULL);
 }
 
+void airllm_sha256_peek_hex(const airllm_sha256 *h, airllm_sha256 *scratch,
+                            char hex[AIRLLM_SHA256_HEX])
+{
+    EVP_MD_CTX_copy_ex(scratch->ctx, h->ctx);
+    airllm_sha256_final_hex(scratch, hex);
+}
+
 void airllm_sha256_free(airllm_sha256 *h)
 {
     if (!h)

@@ -17,6 +17,11 @@ void airllm_sha256_update(airllm_sha256 *h, const void *data, size_t n);
  * (it is reset). */
 void airllm_sha256_final_hex(airllm_sha256 *h, char hex[AIRLLM_SHA256_HEX]);
 void airllm_sha256_free(airllm_sha256 *h);
+/* The digest of what h has hashed so far, without ending h: a prefix's
+ * digest, computed on the way. scratch is any context (it is overwritten),
+ * kept by the caller so that this allocates nothing. */
+void airllm_sha256_peek_hex(const airllm_sha256 *h, airllm_sha256 *scratch,
+                            char hex[AIRLLM_SHA256_HEX]);
 
 /* Hashes a whole file with large sequential reads. Sets *size to the bytes
  * hashed. Messages name the file. */

@@ -41,8 +41,13 @@ expect_err() {
     fi
 }
 
-# Digest of every file under a directory, for "nothing changed" checks.
-tree_digest() { (cd "$1" && find . -type f -print0 | sort -z | xargs -0 -r sha256sum); }
+# Digest of every file under a directory, for "nothing changed" checks. The
+# writer's lock file (.airllm-split/lock, which holds the pid of whichever
+# run last took it) is not data and is left out.
+tree_digest() {
+    (cd "$1" && find . -type f ! -path ./.airllm-split/lock -print0 | sort -z |
+        xargs -0 -r sha256sum)
+}
 
 # golden DIR GOLDEN TOL [--batch] [-- ARGS]: $AIRLLM_RUN on DIR against a
 # golden file (tests/run_golden.py), one PASS/FAIL line

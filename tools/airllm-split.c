@@ -13,10 +13,12 @@
  *
  * Crash safety: every file is written under a temporary name, fsynced and
  * renamed. A journal in OUT_DIR/.airllm-split/ records each completed unit
- * and source with its digest; a rerun keeps units whose file still matches
- * and redoes the rest. manifest.json is written last. With
- * --delete-original, a shard is removed only after every unit holding any
- * of its tensors is durable and re-read against its digest. */
+ * and source with its digest, and with each unit the digest of its source
+ * up to that unit's last byte; a rerun first proves the sources unchanged,
+ * then keeps units whose file still matches and redoes the rest.
+ * manifest.json is written last. With --delete-original, a shard is removed
+ * only after every unit holding any of its tensors is durable and re-read
+ * against its digest, and the shard still hashes to what was read. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -40,6 +42,7 @@
 #include "airllm_container.h"
 #include "airllm_hash.h"
 #include "airllm_io.h"
+#include "airllm_journal.h"
 #include "airllm_manifest.h"
 #include "airllm_quant.h"
 #include "cli.h"
@@ -260,6 +263,15 @@ typedef struct {
     char sha[AIRLLM_SHA256_HEX];
 } done_rec;
 
+/* A source checkpoint: the SHA-256 of source `source`'s first `off` bytes.
+ * Each journaled unit records one (the bytes it was made from end there),
+ * each journaled source one for the whole file. */
+typedef struct {
+    size_t source; /* SIZE_MAX: none */
+    uint64_t off;
+    char sha[AIRLLM_SHA256_HEX];
+} src_ck;
+
 typedef struct {
     size_t unit;
     int fd;
@@ -298,6 +310,14 @@ typedef struct {
     int journal_fd;
     done_rec *unit_done, *src_done;
     bool *src_deleted, *unit_reverified;
+    src_ck *unit_ck;           /* per unit: where its source bytes end (journaled) */
+    src_ck *jck;               /* checkpoints read from the journal (resume) */
+    size_t n_jck;
+    struct stat *src_stat;     /* per source: as it was when read or verified */
+    bool *src_stat_ok;
+    char *journal_rewrite;     /* a format 1 journal, re-encoded (resume) */
+    size_t journal_rewrite_len;
+    uint64_t journal_valid;    /* bytes of complete lines in the journal */
     uint64_t *stored_len;      /* per plan tensor */
     airllm_encoding *encoding; /* per plan tensor */
     unit_writer **writers;     /* per unit, while open */
@@ -323,17 +343,22 @@ typedef struct {
     bool out_missing;          /* OUT_DIR could not be created at the start */
     bool out_made;             /* OUT_DIR was created by this run... */
     char out_above[4096];      /* ...below this existing ancestor */
-    struct stat *src_stat;     /* what each checkpoint file read resolves to */
-    const char **src_name;
-    size_t n_src_stat;
+    struct stat *real_stat;    /* what each checkpoint file read resolves to */
+    const char **real_name;
+    size_t n_real_stat;
 } split_ctx;
 
 /* ------------------------------------------------------------------ */
 /* journal                                                            */
 
-static int journal_append(split_ctx *s, const char *line, airllm_err *err)
+static int journal_append(split_ctx *s, const airllm_jrec *r, airllm_err *err)
 {
-    if (airllm_write_full(s->journal_fd, line, strlen(line), "journal", err))
+    char line[AIRLLM_JOURNAL_LINE_MAX];
+    size_t n = airllm_journal_encode(r, line, sizeof line);
+    if (!n)
+        return airllm_errf(err, "%s/%s: cannot record \"%s\"", s->state_dir, JOURNAL_NAME,
+                           r->name);
+    if (airllm_write_full(s->journal_fd, line, n, "journal", err))
         return airllm_err_prefix(err, "%s", s->state_dir);
     if (fdatasync(s->journal_fd) != 0)
         return airllm_errf(err, "%s/%s: fsync failed: %s", s->state_dir, JOURNAL_NAME,
@@ -358,7 +383,62 @@ static long find_source(const airllm_ckpt *c, const char *file)
     return -1;
 }
 
-/* Reads the journal. A torn last line (a crash mid-append) is ignored. */
+static int add_jck(split_ctx *s, size_t source, uint64_t off, const char *sha,
+                   airllm_err *err)
+{
+    if ((s->n_jck & (s->n_jck + 1)) == 0) { /* 0, 1, 3, 7...: grow to 2^k */
+        src_ck *n = realloc(s->jck, (2 * s->n_jck + 2) * sizeof *n);
+        if (!n)
+            return airllm_errf(err, "out of memory");
+        s->jck = n;
+    }
+    src_ck *k = &s->jck[s->n_jck++];
+    k->source = source;
+    k->off = off;
+    memcpy(k->sha, sha, AIRLLM_SHA256_HEX);
+    return 0;
+}
+
+static int journal_apply(split_ctx *s, const airllm_jrec *r, airllm_err *err)
+{
+    long i;
+    switch (r->kind) {
+    case AIRLLM_JR_UNIT:
+        if ((i = find_unit_by_file(&s->ck, r->name)) < 0)
+            return 0;
+        s->unit_done[i] = (done_rec){true, r->size, {0}};
+        memcpy(s->unit_done[i].sha, r->sha, AIRLLM_SHA256_HEX);
+        s->unit_ck[i].source = SIZE_MAX;
+        long src = r->ck_source[0] ? find_source(&s->ck, r->ck_source) : -1;
+        if (src >= 0) {
+            s->unit_ck[i] = (src_ck){(size_t)src, r->ck_offset, {0}};
+            memcpy(s->unit_ck[i].sha, r->ck_sha, AIRLLM_SHA256_HEX);
+            return add_jck(s, (size_t)src, r->ck_offset, r->ck_sha, err);
+        }
+        return 0;
+    case AIRLLM_JR_SOURCE:
+        if ((i = find_source(&s->ck, r->name)) < 0)
+            return 0;
+        s->src_done[i] = (done_rec){true, r->size, {0}};
+        memcpy(s->src_done[i].sha, r->sha, AIRLLM_SHA256_HEX);
+        return add_jck(s, (size_t)i, r->size, r->sha, err);
+    case AIRLLM_JR_DELETED:
+        if ((i = find_source(&s->ck, r->name)) >= 0)
+            s->src_deleted[i] = true;
+        return 0;
+    case AIRLLM_JR_QSTATS:
+        if (s->qstats && r->size < s->ck.n_tensors &&
+            strcmp(s->ck.tensors[r->size].name, r->name) == 0)
+            s->qstats[r->size] = (airllm_quant_stats){r->stats[0], r->stats[1], r->stats[2]};
+        return 0;
+    }
+    return 0;
+}
+
+/* Reads the journal. A torn last line (a crash mid-append) is ignored, and
+ * cut off before the next append. A journal in format 1 (written by an
+ * older version) is read, and re-encoded before anything is appended to
+ * it. A complete line that is not a record means damage: refused. */
 static int journal_load(split_ctx *s, airllm_err *err)
 {
     char path[4096];
@@ -368,44 +448,123 @@ static int journal_load(split_ctx *s, airllm_err *err)
         return -1;
     if (access(path, F_OK) != 0)
         return 0;
-    if (airllm_read_small_file(path, 64u << 20, &text, &len, err))
+    if (airllm_read_small_file(path, 256u << 20, &text, &len, err))
         return -1;
-    char *line = text;
-    for (char *nl; (nl = memchr(line, '\n', len - (size_t)(line - text))) != NULL;
+    size_t ml = strlen(AIRLLM_JOURNAL_MAGIC);
+    bool v2 = len >= ml && memcmp(text, AIRLLM_JOURNAL_MAGIC, ml) == 0;
+    bool v1 = !v2 && len > 0 && !(len < ml && memcmp(text, AIRLLM_JOURNAL_MAGIC, len) == 0);
+    size_t cap = v1 ? ml + 2 * len + 4096 : 0, rl = 0;
+    if (v1 && !(s->journal_rewrite = malloc(cap))) {
+        free(text);
+        return airllm_errf(err, "out of memory");
+    }
+    if (v1) {
+        memcpy(s->journal_rewrite, AIRLLM_JOURNAL_MAGIC, ml);
+        rl = ml;
+    }
+    char *line = text + (v2 ? ml : 0);
+    size_t lineno = v2, valid = v2 ? ml : 0;
+    int rc = 0;
+    for (char *nl; !rc && (nl = memchr(line, '\n', len - (size_t)(line - text))) != NULL;
          line = nl + 1) {
-        *nl = '\0';
-        char kind[16], file[1024], sha[80];
-        unsigned long long size;
-        if (sscanf(line, "%15s %1023s %llu %79s", kind, file, &size, sha) == 4 &&
-            airllm_sha256_hex_valid(sha)) {
-            done_rec *r = NULL;
-            long i;
-            if (strcmp(kind, "unit") == 0 && (i = find_unit_by_file(&s->ck, file)) >= 0)
-                r = &s->unit_done[i];
-            else if (strcmp(kind, "source") == 0 && (i = find_source(&s->ck, file)) >= 0)
-                r = &s->src_done[i];
-            if (r) {
-                r->done = true;
-                r->size = size;
-                memcpy(r->sha, sha, AIRLLM_SHA256_HEX);
-            }
-        } else if (strncmp(line, "qstats ", 7) == 0 && s->qstats) {
-            /* qstats INDEX NAME RMSE MAX REL, in hex floats (exact). */
-            unsigned long long t;
-            char name[1024];
-            double v[3];
-            if (sscanf(line + 7, "%llu %1023s %la %la %la", &t, name, &v[0], &v[1], &v[2]) == 5 &&
-                t < s->ck.n_tensors && strcmp(s->ck.tensors[t].name, name) == 0)
-                s->qstats[t] = (airllm_quant_stats){v[0], v[1], v[2]};
-        } else if (sscanf(line, "%15s %1023s", kind, file) == 2 &&
-                   strcmp(kind, "deleted") == 0) {
-            long i = find_source(&s->ck, file);
-            if (i >= 0)
-                s->src_deleted[i] = true;
+        lineno++;
+        airllm_jrec r;
+        size_t ll = (size_t)(nl - line);
+        if (v2 && airllm_journal_decode(line, ll, &r) != 0) {
+            rc = airllm_errf(err, "%s: line %zu is not a valid record: the journal is "
+                                  "damaged, so this run cannot be resumed safely",
+                             path, lineno);
+            break;
         }
+        valid = (size_t)(nl + 1 - text);
+        /* format 1: a line it cannot read was ignored by its reader too */
+        if (v1 && airllm_journal_decode_v1(line, ll, &r) != 0)
+            continue;
+        if (v1) {
+            if (r.kind == AIRLLM_JR_UNIT) /* no checkpoint: see unit_proven() */
+                memset(r.ck_sha, '0', 64);
+            size_t n = airllm_journal_encode(&r, s->journal_rewrite + rl, cap - rl);
+            rl += n;
+        }
+        rc = journal_apply(s, &r, err);
     }
     free(text);
+    s->journal_valid = valid;
+    s->journal_rewrite_len = rl;
+    return rc;
+}
+
+/* Opens the journal for appending: a new one starts with its format line, a
+ * torn last line is cut off (the step it records was never durable), a
+ * format 1 journal is replaced by its re-encoding. */
+static int journal_open(split_ctx *s, airllm_err *err)
+{
+    char jpath[4096];
+    if (airllm_path_join(jpath, sizeof jpath, s->state_dir, JOURNAL_NAME, err))
+        return -1;
+    if (s->journal_rewrite &&
+        airllm_write_file_atomic(s->state_dir, JOURNAL_NAME, s->journal_rewrite,
+                                 s->journal_rewrite_len, err))
+        return -1;
+    s->journal_fd = open(jpath, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    struct stat st;
+    if (s->journal_fd < 0 || fstat(s->journal_fd, &st) != 0)
+        return airllm_errf(err, "%s: cannot open: %s", jpath, strerror(errno));
+    if (st.st_size == 0 || (!s->journal_rewrite && s->journal_valid == 0)) {
+        if (ftruncate(s->journal_fd, 0) != 0)
+            return airllm_errf(err, "%s: cannot truncate: %s", jpath, strerror(errno));
+        return airllm_write_full(s->journal_fd, AIRLLM_JOURNAL_MAGIC,
+                                 strlen(AIRLLM_JOURNAL_MAGIC), jpath, err);
+    }
+    if (!s->journal_rewrite && (uint64_t)st.st_size > s->journal_valid &&
+        (ftruncate(s->journal_fd, (off_t)s->journal_valid) != 0 ||
+         fdatasync(s->journal_fd) != 0))
+        return airllm_errf(err, "%s: cannot cut its torn last line: %s", jpath,
+                           strerror(errno));
     return 0;
+}
+
+/* Names a source that the journal in state_dir records as deleted (and how
+ * many it records), whatever the plan: for the --force check, which runs
+ * when the plan does not match. Damaged lines are skipped. */
+static size_t journal_deleted(const char *state_dir, char first[AIRLLM_JOURNAL_NAME_MAX + 1])
+{
+    char path[4096];
+    char *text;
+    size_t len, n = 0;
+    first[0] = '\0';
+    if (airllm_path_join(path, sizeof path, state_dir, JOURNAL_NAME, NULL) ||
+        airllm_read_small_file(path, 256u << 20, &text, &len, NULL))
+        return 0;
+    size_t ml = strlen(AIRLLM_JOURNAL_MAGIC);
+    bool v2 = len >= ml && memcmp(text, AIRLLM_JOURNAL_MAGIC, ml) == 0;
+    char *line = text + (v2 ? ml : 0);
+    for (char *nl; (nl = memchr(line, '\n', len - (size_t)(line - text))) != NULL;
+         line = nl + 1) {
+        airllm_jrec r;
+        int rc = v2 ? airllm_journal_decode(line, (size_t)(nl - line), &r)
+                    : airllm_journal_decode_v1(line, (size_t)(nl - line), &r);
+        if (rc == 0 && r.kind == AIRLLM_JR_DELETED && n++ == 0)
+            strcpy(first, r.name);
+    }
+    free(text);
+    return n;
+}
+
+/* Records finished unit u with the source checkpoint its bytes end at. */
+static int journal_unit(split_ctx *s, size_t u, airllm_err *err)
+{
+    const src_ck *k = &s->unit_ck[u];
+    if (k->source == SIZE_MAX)
+        return airllm_errf(err, "internal error: %s has no source checkpoint",
+                           s->ck.units[u].file);
+    airllm_jrec r = {.kind = AIRLLM_JR_UNIT, .size = s->unit_done[u].size,
+                     .ck_offset = k->off};
+    snprintf(r.name, sizeof r.name, "%s", s->ck.units[u].file);
+    memcpy(r.sha, s->unit_done[u].sha, AIRLLM_SHA256_HEX);
+    snprintf(r.ck_source, sizeof r.ck_source, "%s", s->ck.sources[k->source].file);
+    memcpy(r.ck_sha, k->sha, AIRLLM_SHA256_HEX);
+    return journal_append(s, &r, err);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1167,20 +1326,19 @@ static int writer_finish(split_ctx *s, unit_writer *w, airllm_err *err)
         s->stored_len[un->tensors[i]] = w->hdr.tensors[i].stored_len;
         s->encoding[un->tensors[i]] = w->hdr.tensors[i].encoding;
     }
-    char line[1400];
+    airllm_jrec jr;
     for (uint32_t i = 0; i < w->hdr.n_tensors; i++) {
         size_t t = un->tensors[i];
-        if (!airllm_encoding_is_quant(w->hdr.tensors[i].encoding) ||
-            strlen(w->hdr.tensors[i].name) > 1000 || strchr(w->hdr.tensors[i].name, ' '))
+        if (!airllm_encoding_is_quant(w->hdr.tensors[i].encoding))
             continue;
-        snprintf(line, sizeof line, "qstats %zu %s %a %a %a\n", t, w->hdr.tensors[i].name,
-                 s->qstats[t].rmse, s->qstats[t].max_abs, s->qstats[t].rel_fro);
-        if (journal_append(s, line, err))
+        jr = (airllm_jrec){.kind = AIRLLM_JR_QSTATS, .size = t,
+                           .stats = {s->qstats[t].rmse, s->qstats[t].max_abs,
+                                     s->qstats[t].rel_fro}};
+        snprintf(jr.name, sizeof jr.name, "%s", w->hdr.tensors[i].name);
+        if (journal_append(s, &jr, err))
             return -1;
     }
-    snprintf(line, sizeof line, "unit %s %llu %s\n", un->file, (unsigned long long)r->size,
-             r->sha);
-    return journal_append(s, line, err);
+    return journal_unit(s, w->unit, err);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1385,9 +1543,9 @@ static int check_sources(split_ctx *s, airllm_err *err)
 {
     const airllm_ckpt *c = &s->ck;
     size_t n = c->n_sources + 1 + N_AUX;
-    s->src_stat = calloc(n, sizeof *s->src_stat);
-    s->src_name = calloc(n, sizeof *s->src_name);
-    if (!s->src_stat || !s->src_name)
+    s->real_stat = calloc(n, sizeof *s->real_stat);
+    s->real_name = calloc(n, sizeof *s->real_name);
+    if (!s->real_stat || !s->real_name)
         return airllm_errf(err, "out of memory");
     struct stat hf, out;
     if (stat(c->dir, &hf) != 0)
@@ -1417,8 +1575,8 @@ static int check_sources(split_ctx *s, airllm_err *err)
         if (have_out && real_within(real, &out))
             return airllm_errf(err, "%s: its data is %s, inside OUT_DIR %s; refusing to write "
                                     "there (--force would delete it)", path, real, s->o.out_dir);
-        s->src_name[s->n_src_stat] = name;
-        s->src_stat[s->n_src_stat++] = st;
+        s->real_name[s->n_real_stat] = name;
+        s->real_stat[s->n_real_stat++] = st;
     }
     return 0;
 }
@@ -1487,6 +1645,24 @@ static int unit_reverify(split_ctx *s, size_t u, airllm_err *err)
     return 0;
 }
 
+static int source_unchanged(const split_ctx *s, size_t i, bool rehash, airllm_err *err);
+
+/* The deletion itself, once source i is proved converted and unchanged. */
+static int delete_source_file(split_ctx *s, size_t i, airllm_err *err)
+{
+    const airllm_ckpt *c = &s->ck;
+    char path[4096];
+    if (airllm_path_join(path, sizeof path, c->dir, c->sources[i].file, err))
+        return -1;
+    /* A link into a Hugging Face cache's blobs/ takes its blob with it. */
+    if (delete_checkpoint_file(c->dir, path, c->sources[i].present, err))
+        return -1;
+    if (airllm_fsync_path(c->dir, err))
+        return -1;
+    cli_verbose("deleted %s", path);
+    return 0;
+}
+
 static int try_delete_sources(split_ctx *s, airllm_err *err)
 {
     if (!s->o.delete_original)
@@ -1500,19 +1676,17 @@ static int try_delete_sources(split_ctx *s, airllm_err *err)
         for (size_t k = 0; k < s->n_src_units[i]; k++)
             if (unit_reverify(s, s->src_units[i][k], err))
                 return -1;
-        char path[4096], line[1200];
-        if (airllm_path_join(path, sizeof path, c->dir, c->sources[i].file, err))
+        /* The file deleted must be the bytes the units were made from. */
+        if (c->sources[i].present && source_unchanged(s, i, true, err))
             return -1;
-        if (delete_checkpoint_file(c->dir, path, c->sources[i].present, err))
-            return -1;
-        if (airllm_fsync_path(c->dir, err))
+        if (delete_source_file(s, i, err))
             return -1;
         airllm_step("source deleted");
         s->src_deleted[i] = true;
-        snprintf(line, sizeof line, "deleted %s\n", c->sources[i].file);
-        if (journal_append(s, line, err))
+        airllm_jrec jr = {.kind = AIRLLM_JR_DELETED};
+        snprintf(jr.name, sizeof jr.name, "%s", c->sources[i].file);
+        if (journal_append(s, &jr, err))
             return -1;
-        cli_verbose("deleted %s", path);
     }
     return 0;
 }
@@ -1534,6 +1708,8 @@ typedef struct {
     size_t n;
     size_t tensor; /* plan tensor index, or SIZE_MAX for the end of the source */
     bool last;     /* last chunk of the tensor */
+    uint64_t end_off; /* last: the tensor's end in the source, and the */
+    char end_sha[AIRLLM_SHA256_HEX]; /* digest of the source up to there */
 } pipe_msg;
 
 typedef struct {
@@ -1628,6 +1804,11 @@ static int consume(pipeline *p, const pipe_msg *m, airllm_err *err)
     if (m->n && writer_feed(s, w, m->buf, m->n, err))
         return -1;
     bool complete = false;
+    if (m->last) {
+        /* The unit's bytes from this source end here (so far). */
+        s->unit_ck[u] = (src_ck){p->source, m->end_off, {0}};
+        memcpy(s->unit_ck[u].sha, m->end_sha, AIRLLM_SHA256_HEX);
+    }
     if (m->last && writer_tensor_done(s, w, &complete, err))
         return -1;
     if (!complete || s->ck.converted) {
@@ -1660,7 +1841,12 @@ static void *writer_thread(void *arg)
             }
             for (size_t k = 0; k < s->n_src_units[p->source]; k++) {
                 size_t u = s->src_units[p->source][k];
-                if (s->writers[u] && s->writers[u]->deferred && unit_complete(s, u, &p->err))
+                if (!s->writers[u] || !s->writers[u]->deferred)
+                    continue;
+                /* its bytes were proved only by the whole file's digest */
+                s->unit_ck[u] = (src_ck){p->source, src->st.file_size, {0}};
+                memcpy(s->unit_ck[u].sha, p->source_sha, AIRLLM_SHA256_HEX);
+                if (unit_complete(s, u, &p->err))
                     pipe_fail(p);
             }
             if (p->failed)
@@ -1669,10 +1855,10 @@ static void *writer_thread(void *arg)
             r->done = true;
             r->size = src->st.file_size;
             memcpy(r->sha, p->source_sha, AIRLLM_SHA256_HEX);
-            char line[1200];
-            snprintf(line, sizeof line, "source %s %llu %s\n", src->file,
-                     (unsigned long long)r->size, r->sha);
-            if (journal_append(s, line, &p->err) || try_delete_sources(s, &p->err))
+            airllm_jrec jr = {.kind = AIRLLM_JR_SOURCE, .size = r->size};
+            snprintf(jr.name, sizeof jr.name, "%s", src->file);
+            memcpy(jr.sha, r->sha, AIRLLM_SHA256_HEX);
+            if (journal_append(s, &jr, &p->err) || try_delete_sources(s, &p->err))
                 pipe_fail(p);
             break;
         }
@@ -1682,6 +1868,206 @@ static void *writer_thread(void *arg)
             pipe_fail(p);
     }
     return NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* source identity: a source must be, when it is used, kept or deleted,
+ * the bytes that were read from it                                    */
+
+static bool same_file_state(const struct stat *a, const struct stat *b)
+{
+    return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
+           a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
+
+/* What to do about a source that changed: --force is only offered while it
+ * can lose nothing, that is while no source has been deleted. */
+static bool any_source_deleted(const split_ctx *s)
+{
+    for (size_t i = 0; i < s->ck.n_sources; i++)
+        if (s->src_deleted[i] || !s->ck.sources[i].present)
+            return true;
+    return false;
+}
+
+static const char *changed_advice(const split_ctx *s)
+{
+    if (any_source_deleted(s))
+        return "Restore the file as it was to finish the conversion (shards already "
+                   "deleted have tensors that now exist only in OUT_DIR)";
+    return "Restore the file as it was and rerun, or rerun with --force to convert it as "
+           "it is now";
+}
+
+static int source_changed(const split_ctx *s, const char *path, uint64_t off, airllm_err *err)
+{
+    return airllm_errf(err, "%s: changed since it was read: its first %llu bytes no longer "
+                            "match the SHA-256 journaled for them, and units already converted "
+                            "hold the old bytes; nothing more is kept or deleted. %s",
+                       path, (unsigned long long)off, changed_advice(s));
+}
+
+static bool has_jck(const split_ctx *s, size_t i, uint64_t off)
+{
+    for (size_t k = 0; k < s->n_jck; k++)
+        if (s->jck[k].source == i && s->jck[k].off == off)
+            return true;
+    return false;
+}
+
+/* sha is the digest of source i's first off bytes as read now; the journal
+ * must not have recorded another. */
+static int check_jck(const split_ctx *s, size_t i, uint64_t off, const char *sha,
+                     const char *path, airllm_err *err)
+{
+    for (size_t k = 0; k < s->n_jck; k++)
+        if (s->jck[k].source == i && s->jck[k].off == off && strcmp(s->jck[k].sha, sha) != 0)
+            return source_changed(s, path, off, err);
+    return 0;
+}
+
+/* At the end of a tensor, source offset off: the digest so far, checked
+ * against the journal's checkpoint there if there is one, and carried by the
+ * tensor's last message, for its unit's journal record. */
+static int tensor_end(const split_ctx *s, size_t i, airllm_sha256 *h, airllm_sha256 *scratch,
+                      uint64_t off, bool send, pipe_msg *m, const char *path, airllm_err *err)
+{
+    bool ck = has_jck(s, i, off);
+    if (!send && !ck)
+        return 0;
+    airllm_sha256_peek_hex(h, scratch, m->end_sha);
+    m->end_off = off;
+    return ck ? check_jck(s, i, off, m->end_sha, path, err) : 0;
+}
+
+/* After source i was read through fd: the file (and the path, which may
+ * have been replaced) must be as it was when it was opened. */
+static int source_as_read(const split_ctx *s, size_t i, int fd, const char *path,
+                          airllm_err *err)
+{
+    struct stat a, b;
+    if (fstat(fd, &a) != 0 || stat(path, &b) != 0 || !same_file_state(&s->src_stat[i], &a) ||
+        !same_file_state(&s->src_stat[i], &b))
+        return airllm_errf(err, "%s: modified while it was being read (its size, mtime or "
+                                "inode changed); the units made from it are not trusted, and "
+                                "nothing was deleted. %s",
+                           path, changed_advice(s));
+    return 0;
+}
+
+/* Before source i is deleted, and before a run that read it ends well: it
+ * must still be the file that was read (size, mtime, inode) and, when
+ * rehash is set, still hash to the digest computed while reading it. */
+static int source_unchanged(const split_ctx *s, size_t i, bool rehash, airllm_err *err)
+{
+    char path[4096], sha[AIRLLM_SHA256_HEX];
+    struct stat now;
+    uint64_t size;
+    if (airllm_path_join(path, sizeof path, s->ck.dir, s->ck.sources[i].file, err))
+        return -1;
+    if (stat(path, &now) != 0)
+        return errno == ENOENT ? 0 : airllm_errf(err, "%s: cannot stat: %s", path,
+                                                 strerror(errno));
+    bool same = !s->src_stat_ok[i] || same_file_state(&s->src_stat[i], &now);
+    if (same && rehash) {
+        if (airllm_sha256_file(path, sha, &size, err))
+            return -1;
+        same = size == s->src_done[i].size && strcmp(sha, s->src_done[i].sha) == 0;
+    }
+    if (!same)
+        return airllm_errf(err, "%s: changed since it was read (the output holds the bytes "
+                                "read before the change): it is kept, and the conversion "
+                                "stops. %s",
+                           path, changed_advice(s));
+    return 0;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int hash_range(split_ctx *s, int fd, const char *path, airllm_sha256 *h, uint64_t *off,
+                      uint64_t end, airllm_err *err);
+
+/* Resume, before anything is kept, written or deleted: every present source
+ * must hash, at each checkpoint the journal recorded for it, to the digest
+ * recorded there. One sequential read per source, up to its last
+ * checkpoint. */
+static int verify_journaled_sources(split_ctx *s, airllm_err *err)
+{
+    const airllm_ckpt *c = &s->ck;
+    airllm_sha256 *h = airllm_sha256_new(), *hs = airllm_sha256_new();
+    uint64_t *offs = malloc((s->n_jck ? s->n_jck : 1) * sizeof *offs);
+    int rc = h && hs && offs ? 0 : airllm_errf(err, "out of memory");
+    for (size_t i = 0; !rc && i < c->n_sources; i++) {
+        size_t n = 0;
+        for (size_t k = 0; k < s->n_jck; k++)
+            if (s->jck[k].source == i)
+                offs[n++] = s->jck[k].off;
+        if (n == 0 || !c->sources[i].present)
+            continue;
+        qsort(offs, n, sizeof *offs, cmp_u64);
+        char path[4096], sha[AIRLLM_SHA256_HEX];
+        if (airllm_path_join(path, sizeof path, c->dir, c->sources[i].file, err)) {
+            rc = -1;
+            break;
+        }
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || fstat(fd, &s->src_stat[i]) != 0) {
+            rc = airllm_errf(err, "%s: cannot open: %s", path, strerror(errno));
+            if (fd >= 0)
+                close(fd);
+            break;
+        }
+        s->src_stat_ok[i] = true;
+        posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+        cli_verbose("checking %s against the journal", path);
+        if ((uint64_t)s->src_stat[i].st_size < offs[n - 1])
+            rc = source_changed(s, path, offs[n - 1], err);
+        uint64_t off = 0;
+        for (size_t j = 0; !rc && j < n; j++) {
+            if (j && offs[j] == offs[j - 1])
+                continue;
+            rc = hash_range(s, fd, path, h, &off, offs[j], err);
+            if (!rc) {
+                airllm_sha256_peek_hex(h, hs, sha);
+                rc = check_jck(s, i, off, sha, path, err);
+            }
+        }
+        airllm_sha256_final_hex(h, sha); /* resets h for the next source */
+        close(fd);
+    }
+    free(offs);
+    airllm_sha256_free(h);
+    airllm_sha256_free(hs);
+    return rc;
+}
+
+/* A journaled unit is kept only if, for each source it has tensors in, a
+ * checkpoint verified by verify_journaled_sources covers them: the bytes it
+ * was made from are the bytes there now. Format 2 always journals one. A
+ * unit journaled by format 1 has none; it is redone, unless one of its
+ * sources is deleted: then it cannot be redone, and is kept as that
+ * version would have kept it. */
+static bool unit_proven(const split_ctx *s, size_t u)
+{
+    const airllm_ckpt *c = &s->ck;
+    const airllm_ckpt_unit *un = &c->units[u];
+    for (size_t k = 0; k < un->n_tensors; k++)
+        if (!c->sources[c->tensors[un->tensors[k]].source].present)
+            return true;
+    for (size_t k = 0; k < un->n_tensors; k++) {
+        size_t t = un->tensors[k], i = c->tensors[t].source;
+        uint64_t end = c->sources[i].st.data_start + airllm_ckpt_st(c, t)->end;
+        bool covered = false;
+        for (size_t j = 0; j < s->n_jck && !covered; j++)
+            covered = s->jck[j].source == i && s->jck[j].off >= end;
+        if (!covered)
+            return false;
+    }
+    return true;
 }
 
 /* Reads [*off, end) of a source that no writer needs (the header, the
@@ -1729,6 +2115,9 @@ static int stream_source(split_ctx *s, size_t i, airllm_err *err)
                            (unsigned long long)src->st.file_size,
                            (unsigned long long)st.st_size);
     }
+    /* Set before the writer thread starts, which reads it to delete. */
+    s->src_stat[i] = st;
+    s->src_stat_ok[i] = true;
     pipeline p;
     memset(&p, 0, sizeof p);
     p.s = s;
@@ -1740,12 +2129,13 @@ static int stream_source(split_ctx *s, size_t i, airllm_err *err)
     /* Which units still need data was fixed before this source started;
      * only the writer thread changes it, from data that we send. */
     bool *need = calloc(c->n_units, sizeof *need);
-    airllm_sha256 *h = airllm_sha256_new();
+    airllm_sha256 *h = airllm_sha256_new(), *hs = airllm_sha256_new();
     pthread_t th;
     int rc = 0;
-    if (!need || !h) {
+    if (!need || !h || !hs) {
         free(need);
         airllm_sha256_free(h);
+        airllm_sha256_free(hs);
         close(fd);
         return airllm_errf(err, "out of memory");
     }
@@ -1754,6 +2144,7 @@ static int stream_source(split_ctx *s, size_t i, airllm_err *err)
     if (pthread_create(&th, NULL, writer_thread, &p) != 0) {
         free(need);
         airllm_sha256_free(h);
+        airllm_sha256_free(hs);
         close(fd);
         return airllm_errf(err, "cannot start the writer thread");
     }
@@ -1769,8 +2160,13 @@ static int stream_source(split_ctx *s, size_t i, airllm_err *err)
          * so the digest is the file's. */
         if (!rc)
             rc = hash_range(s, fd, path, h, &off, pos, err);
-        if (send && pos == end)
-            pipe_push(&p, (pipe_msg){NULL, 0, t, true});
+        if (pos == end) {
+            pipe_msg m = {NULL, 0, t, true, 0, {0}};
+            if (!rc)
+                rc = tensor_end(s, i, h, hs, end, send, &m, path, err);
+            if (send && !rc)
+                pipe_push(&p, m);
+        }
         while (pos < end && !rc) {
             size_t n = (size_t)(end - pos < s->buf_size ? end - pos : s->buf_size);
             uint8_t *buf = send ? pipe_get_buffer(&p) : s->buf;
@@ -1785,28 +2181,40 @@ static int stream_source(split_ctx *s, size_t i, airllm_err *err)
             airllm_sha256_update(h, buf, n);
             pos += n;
             off = pos;
+            pipe_msg m = {buf, n, t, pos == end, 0, {0}};
+            if (pos == end && (rc = tensor_end(s, i, h, hs, end, send, &m, path, err)) != 0) {
+                if (send)
+                    pipe_release(&p, buf);
+                break;
+            }
             if (send)
-                pipe_push(&p, (pipe_msg){buf, n, t, pos == end});
+                pipe_push(&p, m);
             s->bytes_read += n;
             cli_progress_add(&s->prog, n);
         }
     }
     if (!rc)
         rc = hash_range(s, fd, path, h, &off, src->st.file_size, err);
+    airllm_sha256_final_hex(h, p.source_sha);
+    if (!rc)
+        rc = check_jck(s, i, src->st.file_size, p.source_sha, path, err);
+    /* The bytes read must be the file's: a write during the read would
+     * leave units, digest and file disagreeing. */
+    if (!rc)
+        rc = source_as_read(s, i, fd, path, err);
     if (rc)
         pipe_fail(&p);
-    airllm_sha256_final_hex(h, p.source_sha);
     /* The end marker must get through even when the queue is full, so the
      * writer can stop: wait for room unless the writer already failed. */
     pthread_mutex_lock(&p.lock);
     while (p.count == PIPE_DEPTH && !p.failed)
         pthread_cond_wait(&p.cond, &p.lock);
     if (p.count < PIPE_DEPTH) {
-        p.q[(p.head + p.count) % PIPE_DEPTH] = (pipe_msg){NULL, 0, SIZE_MAX, false};
+        p.q[(p.head + p.count) % PIPE_DEPTH] = (pipe_msg){NULL, 0, SIZE_MAX, false, 0, {0}};
         p.count++;
     } else {
         /* Failed with a full queue: drop the queued chunks and stop. */
-        p.q[p.head] = (pipe_msg){NULL, 0, SIZE_MAX, false};
+        p.q[p.head] = (pipe_msg){NULL, 0, SIZE_MAX, false, 0, {0}};
         p.count = 1;
     }
     pthread_cond_broadcast(&p.cond);
@@ -1820,6 +2228,7 @@ static int stream_source(split_ctx *s, size_t i, airllm_err *err)
     pthread_cond_destroy(&p.cond);
     free(need);
     airllm_sha256_free(h);
+    airllm_sha256_free(hs);
     close(fd);
     return rc;
 }
@@ -2052,10 +2461,10 @@ static int check_clearable(const split_ctx *s, const char *dir, bool top, airllm
         else if (!S_ISREG(st.st_mode) && !S_ISLNK(st.st_mode))
             rc = airllm_errf(err, "%s: refusing to remove %s (not a regular file)", dir,
                              e->d_name);
-        for (size_t k = 0; !rc && S_ISREG(st.st_mode) && k < s->n_src_stat; k++)
-            if (st.st_dev == s->src_stat[k].st_dev && st.st_ino == s->src_stat[k].st_ino)
+        for (size_t k = 0; !rc && S_ISREG(st.st_mode) && k < s->n_real_stat; k++)
+            if (st.st_dev == s->real_stat[k].st_dev && st.st_ino == s->real_stat[k].st_ino)
                 rc = airllm_errf(err, "%s: is the checkpoint's %s/%s (the same file); refusing "
-                                      "to delete it", path, s->ck.dir, s->src_name[k]);
+                                      "to delete it", path, s->ck.dir, s->real_name[k]);
     }
     closedir(d);
     return rc;
@@ -2225,7 +2634,13 @@ static int delete_leftovers(const char *hf_dir, const airllm_mf_file *files, siz
 /* ------------------------------------------------------------------ */
 /* dry run and summary                                                */
 
-static void print_plan(const split_ctx *s, uint64_t need, uint64_t avail)
+typedef struct {
+    uint64_t need;    /* free space the run needs (its peak, with a margin) */
+    uint64_t written; /* unit bytes it writes in all */
+    bool freed;       /* --delete-original frees space on OUT_DIR's filesystem */
+} disk_plan;
+
+static void print_plan(const split_ctx *s, const disk_plan *dp, uint64_t avail)
 {
     const airllm_ckpt *c = &s->ck;
     char a[32], b[32], d[32];
@@ -2248,7 +2663,9 @@ static void print_plan(const split_ctx *s, uint64_t need, uint64_t avail)
             cJSON_AddNumberToObject(o, "bytes", (double)c->units[u].raw_bytes);
             cJSON_AddItemToArray(units, o);
         }
-        cJSON_AddNumberToObject(j, "disk_needed", (double)need);
+        cJSON_AddNumberToObject(j, "disk_needed", (double)dp->need);
+        cJSON_AddNumberToObject(j, "disk_written", (double)dp->written);
+        cJSON_AddBoolToObject(j, "sources_deleted_as_it_goes", dp->freed);
         cJSON_AddNumberToObject(j, "disk_available", (double)avail);
         char *text = cJSON_Print(j);
         puts(text);
@@ -2270,22 +2687,157 @@ static void print_plan(const split_ctx *s, uint64_t need, uint64_t avail)
             printf("%-12s %-20s %8s %14s  (tied to %s)\n", un->name, "-", "-", "-", c->tied_to);
     }
     printf("tensor bytes: %s; disk needed: %s%s; available: %s\n",
-           cli_human_size(c->total_tensor_bytes, a), cli_human_size(need, b),
+           cli_human_size(c->total_tensor_bytes, a), cli_human_size(dp->need, b),
            s->o.zstd ? " (at most)" : "", cli_human_size(avail, d));
+    if (dp->freed)
+        printf("--delete-original: %s written in all; the need above is the peak, as each "
+               "source is deleted once its units are written\n",
+               cli_human_size(dp->written, a));
 }
 
-static uint64_t disk_needed(const split_ctx *s)
+/* Bytes unit u's file takes: the layout the writer gives it, quantized
+ * tensors at their quantized size (codes, scales, padding) as
+ * airllm_ct_tensor_qlayout lays them out. For zstd an upper bound: a tensor
+ * that does not shrink is stored raw. */
+static uint64_t unit_file_bytes(const split_ctx *s, size_t u)
 {
-    /* Raw size plus per-tensor alignment and headers: an upper bound for
-     * zstd too, which stores a tensor raw when it does not shrink. */
-    uint64_t need = 0;
-    for (size_t u = 0; u < s->ck.n_units; u++) {
-        const airllm_ckpt_unit *un = &s->ck.units[u];
-        if (!un->n_tensors || (s->unit_done && s->unit_done[u].done))
-            continue;
-        need += un->raw_bytes + (uint64_t)un->n_tensors * AIRLLM_CT_ALIGN + 2 * AIRLLM_CT_ALIGN;
+    const airllm_ckpt_unit *un = &s->ck.units[u];
+    uint64_t bound =
+        un->raw_bytes + (uint64_t)un->n_tensors * AIRLLM_CT_ALIGN + 2 * AIRLLM_CT_ALIGN;
+    airllm_ct_header h = {0};
+    h.n_tensors = (uint32_t)un->n_tensors;
+    h.tensors = calloc(un->n_tensors ? un->n_tensors : 1, sizeof *h.tensors);
+    if (!h.tensors)
+        return bound;
+    for (size_t i = 0; i < un->n_tensors; i++) {
+        size_t t = un->tensors[i];
+        const airllm_st_tensor *st = airllm_ckpt_st(&s->ck, t);
+        const airllm_ct_tensor *src = airllm_ckpt_ct(&s->ck, t);
+        airllm_ct_tensor *ct = &h.tensors[i];
+        ct->name = (char *)st->name;
+        ct->dtype = st->dtype;
+        ct->ndim = st->ndim;
+        memcpy(ct->shape, st->shape, sizeof ct->shape);
+        ct->raw_len = ct->stored_len = airllm_ckpt_raw_len(&s->ck, t);
+        if (s->quantize && s->quantize[t]) {
+            airllm_ct_qlayout l;
+            ct->encoding = airllm_quant_encoding(s->o.qtype);
+            ct->enc_param[0] = s->o.block;
+            ct->enc_param[1] = s->o.double_quant ? AIRLLM_CT_QFLAG_DOUBLE_QUANT : 0;
+            if (airllm_ct_tensor_qlayout(ct, &l, NULL) == 0)
+                ct->stored_len = l.stored_len;
+        } else if (src && src->encoding == AIRLLM_ENC_ZSTD) {
+            ct->stored_len = src->stored_len;
+        }
     }
-    return need + (1u << 20);
+    uint64_t size = airllm_ct_layout(&h, NULL) == 0 ? h.file_size : bound;
+    free(h.tensors);
+    return size;
+}
+
+static bool plan_all_done(const split_ctx *s, const bool *done, size_t i)
+{
+    for (size_t k = 0; k < s->n_src_units[i]; k++)
+        if (!done[s->src_units[i][k]])
+            return false;
+    return true;
+}
+
+/* The source bytes try_delete_sources would delete now, in plan_disk's
+ * replay. */
+static uint64_t plan_deletions(const split_ctx *s, const disk_plan *dp, const bool *sdone,
+                               const bool *done, bool *gone)
+{
+    uint64_t freed = 0;
+    for (size_t j = 0; s->o.delete_original && j < s->ck.n_sources; j++)
+        if (!gone[j] && sdone[j] && plan_all_done(s, done, j)) {
+            gone[j] = true;
+            freed += dp->freed ? s->ck.sources[j].st.file_size : 0;
+        }
+    return freed;
+}
+
+/* Without --delete-original a run needs room for every unit still to be
+ * written. With it, sources are deleted as it goes, so what it needs is
+ * the peak of (bytes written - source bytes deleted), replayed in the order
+ * the run works: sources in order; a unit's file counted whole from its
+ * first tensor on; units finished when their last tensor arrives (a
+ * converted input's at the end of its source); a source deleted once it is
+ * read and all its units are finished, as try_delete_sources does. Deleting
+ * frees space for OUT_DIR only on the same filesystem (probe: OUT_DIR or its
+ * closest existing ancestor). Copied config/tokenizer files and 1 MiB of
+ * margin come on top. */
+static void plan_disk(const split_ctx *s, const char *probe, disk_plan *dp)
+{
+    const airllm_ckpt *c = &s->ck;
+    struct stat a, b;
+    memset(dp, 0, sizeof *dp);
+    dp->freed = s->o.delete_original && stat(c->dir, &a) == 0 && stat(probe, &b) == 0 &&
+                a.st_dev == b.st_dev;
+    uint64_t extra = 1u << 20;
+    for (size_t i = 0; i < N_AUX; i++) {
+        char p[4096];
+        struct stat st;
+        if (airllm_path_join(p, sizeof p, c->dir, aux_files[i], NULL) == 0 && stat(p, &st) == 0)
+            extra += (uint64_t)st.st_size;
+    }
+    bool *done = calloc(c->n_units + 1, sizeof *done), *opened = calloc(c->n_units + 1, 1);
+    size_t *left = calloc(c->n_units + 1, sizeof *left);
+    bool *sdone = calloc(c->n_sources + 1, sizeof *sdone), *gone = calloc(c->n_sources + 1, 1);
+    uint64_t *size = calloc(c->n_units + 1, sizeof *size);
+    if (!done || !opened || !left || !sdone || !gone || !size) {
+        /* no memory for the replay: count every unit, free nothing */
+        for (size_t u = 0; u < c->n_units; u++)
+            if (c->units[u].n_tensors && !(s->unit_done && s->unit_done[u].done))
+                dp->written += unit_file_bytes(s, u);
+        dp->need = dp->written + extra;
+        dp->freed = false;
+        goto out;
+    }
+    for (size_t u = 0; u < c->n_units; u++) {
+        done[u] = !c->units[u].n_tensors || (s->unit_done && s->unit_done[u].done);
+        left[u] = c->units[u].n_tensors;
+        size[u] = done[u] ? 0 : unit_file_bytes(s, u);
+    }
+    for (size_t i = 0; i < c->n_sources; i++) {
+        sdone[i] = s->src_done && s->src_done[i].done;
+        gone[i] = (s->src_deleted && s->src_deleted[i]) || !c->sources[i].present;
+    }
+    uint64_t written = 0, freed = 0, peak = 0;
+    for (size_t i = 0; i < c->n_sources; i++) {
+        if (sdone[i] && plan_all_done(s, done, i))
+            continue; /* not read again: source_needed() */
+        for (size_t t = 0; t < c->n_tensors; t++) {
+            size_t u = c->tensors[t].unit;
+            if (c->tensors[t].source != i || done[u])
+                continue;
+            if (!opened[u]) {
+                opened[u] = true;
+                written += size[u];
+                /* freed may exceed written: a resumed run deletes sources
+                 * whose units an earlier run wrote */
+                if (written > freed && written - freed > peak)
+                    peak = written - freed;
+            }
+            if (--left[u] == 0 && !c->converted) {
+                done[u] = true;
+                freed += plan_deletions(s, dp, sdone, done, gone);
+            }
+        }
+        sdone[i] = true;
+        for (size_t k = 0; k < s->n_src_units[i]; k++)
+            done[s->src_units[i][k]] |= left[s->src_units[i][k]] == 0;
+        freed += plan_deletions(s, dp, sdone, done, gone);
+    }
+    dp->written = written;
+    dp->need = peak + extra;
+out:
+    free(done);
+    free(opened);
+    free(left);
+    free(sdone);
+    free(gone);
+    free(size);
 }
 
 static uint64_t disk_available(const char *dir)
@@ -2727,6 +3279,24 @@ static int split_main(split_ctx *sp, int argc, char **argv)
             resume = strncmp(saved, fp, 64) == 0;
         free(saved);
     }
+    if (!resume && have_state) {
+        /* Replacing the directory would lose tensors whose only copy it
+         * holds: --force must not, and no message may suggest it. */
+        char first[AIRLLM_JOURNAL_NAME_MAX + 1];
+        size_t nd = journal_deleted(sp->state_dir, first);
+        if (nd) {
+            char more[64] = "";
+            if (nd > 1)
+                snprintf(more, sizeof more, " and %zu more", nd - 1);
+            airllm_errf(&err, "%s: an interrupted --delete-original run deleted %s%s from its "
+                              "checkpoint: their tensors now exist only in this directory, so "
+                              "it cannot be replaced, not even with --force. Finish that run "
+                              "first: rerun it with the same HF_DIR and options (the "
+                              "shards left as they were)",
+                        o->out_dir, first, more);
+            return fail(o, &err);
+        }
+    }
     if (!resume && !stale_state && dir_nonempty(o->out_dir) && !o->force) {
         airllm_errf(&err, "%s: not empty and not an interrupted conversion of this input "
                           "with these options; use --force to replace its contents",
@@ -2739,6 +3309,11 @@ static int split_main(split_ctx *sp, int argc, char **argv)
     sp->writers = calloc(c->n_units, sizeof *sp->writers);
     sp->src_done = calloc(c->n_sources, sizeof *sp->src_done);
     sp->src_deleted = calloc(c->n_sources, sizeof *sp->src_deleted);
+    sp->unit_ck = calloc(c->n_units + 1, sizeof *sp->unit_ck);
+    sp->src_stat = calloc(c->n_sources, sizeof *sp->src_stat);
+    sp->src_stat_ok = calloc(c->n_sources, sizeof *sp->src_stat_ok);
+    for (size_t u = 0; sp->unit_ck && u < c->n_units; u++)
+        sp->unit_ck[u].source = SIZE_MAX;
     sp->stored_len = calloc(c->n_tensors + 1, sizeof *sp->stored_len);
     sp->encoding = calloc(c->n_tensors + 1, sizeof *sp->encoding);
     sp->buf_size = (size_t)READ_CHUNK * (o->zstd ? o->jobs : 2);
@@ -2749,7 +3324,8 @@ static int split_main(split_ctx *sp, int argc, char **argv)
     sp->zdst = calloc(o->jobs, sizeof *sp->zdst);
     sp->zscratch = calloc(o->jobs, sizeof *sp->zscratch);
     if (!sp->unit_done || !sp->unit_reverified || !sp->writers || !sp->src_done || !sp->src_deleted ||
-        !sp->stored_len || !sp->encoding || !bufs_ok || !sp->zdst || !sp->zscratch) {
+        !sp->stored_len || !sp->encoding || !bufs_ok || !sp->zdst || !sp->zscratch ||
+        !sp->unit_ck || !sp->src_stat || !sp->src_stat_ok) {
         airllm_errf(&err, "out of memory");
         return fail(o, &err);
     }
@@ -2781,16 +3357,39 @@ static int split_main(split_ctx *sp, int argc, char **argv)
 
     if (o->dry_run) {
         char probe[4096];
+        disk_plan dp;
         airllm_existing_ancestor(o->out_dir, probe, sizeof probe);
-        print_plan(sp, disk_needed(sp), disk_available(probe));
+        plan_disk(sp, probe, &dp);
+        print_plan(sp, &dp, disk_available(probe));
         return AIRLLM_EXIT_OK;
+    }
+    /* A resumed run first proves that each source is still the bytes the
+     * journal says its units were made from, before it keeps, writes or
+     * deletes anything. */
+    if (resume && verify_journaled_sources(sp, &err)) {
+        if (!o->force || any_source_deleted(sp))
+            return fail(o, &err);
+        /* --force, and every source is still there: start over from the
+         * sources as they are now, forgetting the journal. */
+        cli_info("%s; starting over (--force)", err.msg);
+        resume = false;
+        memset(sp->unit_done, 0, c->n_units * sizeof *sp->unit_done);
+        memset(sp->src_done, 0, c->n_sources * sizeof *sp->src_done);
+        for (size_t u = 0; u < c->n_units; u++)
+            sp->unit_ck[u].source = SIZE_MAX;
+        sp->n_jck = 0;
+        free(sp->journal_rewrite);
+        sp->journal_rewrite = NULL;
+        sp->journal_valid = 0;
     }
 
     /* Free space first, before anything is created. */
     {
         char probe[4096];
+        disk_plan dp;
         airllm_existing_ancestor(o->out_dir, probe, sizeof probe);
-        uint64_t need = disk_needed(sp), avail = disk_available(probe);
+        plan_disk(sp, probe, &dp);
+        uint64_t need = dp.need, avail = disk_available(probe);
         if (need > avail) {
             char a[32], b[32];
             airllm_errf(&err, "%s: not enough free space: need %s, %s available", o->out_dir,
@@ -2834,7 +3433,11 @@ static int split_main(split_ctx *sp, int argc, char **argv)
             if (!sp->unit_done[u].done)
                 continue;
             airllm_err kerr;
-            if (unit_check_kept(sp, u, &kerr) == 0) {
+            if (!unit_proven(sp, u)) {
+                cli_info("redoing %s: the journal cannot prove its source bytes unchanged",
+                         c->units[u].file);
+                sp->unit_done[u].done = false;
+            } else if (unit_check_kept(sp, u, &kerr) == 0) {
                 sp->units_kept++;
                 cli_verbose("keeping %s", c->units[u].file);
             } else {
@@ -2863,14 +3466,8 @@ static int split_main(split_ctx *sp, int argc, char **argv)
     for (size_t i = 0; i < c->n_sources; i++)
         if (c->sources[i].present && airllm_ckpt_save_header(c, i, sp->state_dir, &err))
             return fail(o, &err);
-    char jpath[4096];
-    if (airllm_path_join(jpath, sizeof jpath, sp->state_dir, JOURNAL_NAME, &err))
+    if (journal_open(sp, &err))
         return fail(o, &err);
-    sp->journal_fd = open(jpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (sp->journal_fd < 0) {
-        airllm_errf(&err, "%s: cannot open: %s", jpath, strerror(errno));
-        return fail(o, &err);
-    }
 
     if (io_start(&sp->io, &err))
         return fail(o, &err);
@@ -2895,6 +3492,10 @@ static int split_main(split_ctx *sp, int argc, char **argv)
             airllm_errf(&err, "internal error: %s was not written", c->units[u].file);
             return fail(o, &err);
         }
+    /* No manifest over sources that changed after they were read. */
+    for (size_t i = 0; i < c->n_sources; i++)
+        if (c->sources[i].present && !sp->src_deleted[i] && source_unchanged(sp, i, false, &err))
+            return fail(o, &err);
 
     /* Copies, then the manifest, last. */
     airllm_mf_file *aux = sp->aux;
@@ -2994,6 +3595,11 @@ static void split_ctx_free(split_ctx *s)
     free(s->writers);
     free(s->src_done);
     free(s->src_deleted);
+    free(s->unit_ck);
+    free(s->jck);
+    free(s->src_stat);
+    free(s->src_stat_ok);
+    free(s->journal_rewrite);
     free(s->stored_len);
     free(s->encoding);
     free(s->quantize);
@@ -3005,8 +3611,8 @@ static void split_ctx_free(split_ctx *s)
     free(s->qx);
     free(s->qy);
     free(s->qcodes);
-    free(s->src_stat);
-    free(s->src_name);
+    free(s->real_stat);
+    free(s->real_name);
     airllm_ckpt_free(&s->ck);
 }
 
