@@ -80,6 +80,54 @@ int cli_parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out)
     return 0;
 }
 
+int cli_parse_size(const char *s, uint64_t *out)
+{
+    if (!s || *s < '0' || *s > '9')
+        return -1; /* no sign, no "inf", no "nan", no leading space */
+    const char *p = s;
+    uint64_t whole = 0;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        unsigned d = (unsigned)(*p - '0');
+        if (whole > (UINT64_MAX - d) / 10)
+            return -1;
+        whole = whole * 10 + d;
+    }
+    /* The fraction in billionths: more digits than that cannot matter for
+     * a multiplier of at most 2^30. */
+    uint64_t frac = 0, scale = 1;
+    if (*p == '.') {
+        p++;
+        if (*p < '0' || *p > '9')
+            return -1;
+        for (; *p >= '0' && *p <= '9'; p++)
+            if (scale < 1000000000u) {
+                frac = frac * 10 + (uint64_t)(*p - '0');
+                scale *= 10;
+            }
+    }
+    uint64_t mul = 1;
+    if (*p == 'k' || *p == 'K')
+        mul = 1ull << 10, p++;
+    else if (*p == 'm' || *p == 'M')
+        mul = 1ull << 20, p++;
+    else if (*p == 'g' || *p == 'G')
+        mul = 1ull << 30, p++;
+    if (*p == 'i' || *p == 'B')
+        p++;
+    if (*p == 'B')
+        p++;
+    if (*p)
+        return -1;
+    if (whole > UINT64_MAX / mul)
+        return -1;
+    uint64_t v = whole * mul;
+    uint64_t f = frac * mul / scale; /* frac < scale <= 1e9, mul <= 2^30: no overflow */
+    if (v > UINT64_MAX - f)
+        return -1;
+    *out = v + f;
+    return 0;
+}
+
 const char *cli_human_size(uint64_t bytes, char *buf)
 {
     static const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};

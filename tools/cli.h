@@ -22,6 +22,11 @@ int cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Parses a decimal integer in [min, max] with overflow checks. */
 int cli_parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out);
+/* Parses a byte count: a decimal number (a fraction allowed) with an
+ * optional K, M or G suffix (powers of 1024; "Ki", "KiB", "KB" and a bare
+ * "B" too). -1 for anything else, and for a value past UINT64_MAX, which a
+ * float product would turn into garbage (a cast out of range is undefined). */
+int cli_parse_size(const char *s, uint64_t *out);
 /* Human-readable size: "1.5 GiB". buf must hold 32 bytes. */
 const char *cli_human_size(uint64_t bytes, char *buf);
 double cli_now(void); /* monotonic seconds */
