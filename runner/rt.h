@@ -42,7 +42,15 @@ typedef struct {
     int n_eos;
 } rt_config;
 
+/* config.json of DIR, or len bytes of such a file (named path in messages).
+ * 0 ok; RT_CONFIG_UNSUPPORTED for a valid configuration this runner does
+ * not implement (another architecture, RoPE scaling, activation, per-layer
+ * windows): airllm-verify skips the runner's checks then; -1 for a value
+ * that is wrong whoever reads it. */
+#define RT_CONFIG_UNSUPPORTED (-2)
 int rt_config_load(const char *dir, rt_config *c, airllm_err *err);
+int rt_config_parse(const char *text, size_t len, const char *path, rt_config *c,
+                    airllm_err *err);
 
 /* ---- weights of one unit, as the kernels see them ---- */
 
