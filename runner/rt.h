@@ -52,6 +52,14 @@ int rt_config_load(const char *dir, rt_config *c, airllm_err *err);
 int rt_config_parse(const char *text, size_t len, const char *path, rt_config *c,
                     airllm_err *err);
 
+/* Checks a unit's header against config: every tensor the forward pass
+ * takes from it is there, in a dtype the kernels compute with, with the
+ * shape config gives it; for the embedding, that tied_to (the manifest's
+ * tied LM head, or NULL) names the embedding matrix. Messages name the
+ * tensor, not the file (rt_check.c; airllm-run and airllm-verify). */
+int rt_check_unit(const rt_config *c, const airllm_ct_header *h, const char *tied_to,
+                  airllm_err *err);
+
 /* ---- weights of one unit, as the kernels see them ---- */
 
 typedef struct {

@@ -31,6 +31,7 @@
 #include "airllm_manifest.h"
 #include "airllm_quant.h"
 #include "cli.h"
+#include "rt.h"
 
 #define CMP_CHUNK (4u << 20)
 #define MAX_PROBLEMS 1000
@@ -75,6 +76,11 @@ typedef struct {
     /* work list: unit files, then copied files */
     size_t n_work, next_work;
     uint64_t bytes_hashed;
+    /* airllm-run's view of config.json, when it is a model the runner
+     * implements: every unit is then checked as the runner would. */
+    rt_config rcfg;
+    bool rcfg_ok;
+    const char *tied_to; /* the manifest's tied LM head, or NULL */
 } verify_ctx;
 
 static void report(verify_ctx *v, const char *file, const char *tensor, const char *fmt, ...)
@@ -413,6 +419,10 @@ static void check_work_item(verify_ctx *v, size_t w)
             return;
         }
         check_unit_header(v, unit, &h);
+        if (v->rcfg_ok &&
+            rt_check_unit(&v->rcfg, &h, h.unit_kind == AIRLLM_UNIT_EMBED ? v->tied_to : NULL,
+                          &err))
+            report(v, file, NULL, "airllm-run would refuse it: %s", err.msg);
         if (v->o.against) {
             int fd = open(path, O_RDONLY | O_CLOEXEC);
             if (fd >= 0) {
@@ -474,6 +484,22 @@ static void check_config(verify_ctx *v)
         report(v, AIRLLM_CONFIG_NAME, NULL, "%s", strip_dir(v, err.msg));
         return;
     }
+    /* The runner's own reading of the file (rt_config.c). What it cannot
+     * read is not a problem of the conversion (verify checks every family,
+     * and faithful copies of configs airllm-run refuses), but a value it
+     * refuses is worth a note; a model it does not implement only in
+     * verbose mode. */
+    int rrc = rt_config_load(v->o.dir, &v->rcfg, &err);
+    if (rrc == 0)
+        v->rcfg_ok = true;
+    else if (rrc == RT_CONFIG_UNSUPPORTED)
+        cli_verbose("%s (the runner's shape checks are skipped)", err.msg);
+    else
+        cli_info("note: airllm-run would refuse it: %s (its shape checks are skipped)",
+                 err.msg);
+    for (size_t u = 0; u < v->m.n_units; u++)
+        if (v->m.units[u].kind == AIRLLM_UNIT_LM_HEAD && !v->m.units[u].file)
+            v->tied_to = v->m.units[u].tied_to;
     const airllm_arch *a = airllm_arch_by_family(v->m.model.family);
     if (!a) {
         report(v, AIRLLM_MANIFEST_NAME, NULL, "unknown model family \"%s\"", v->m.model.family);
