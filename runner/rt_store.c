@@ -631,11 +631,13 @@ int rt_store_scan(rt_store *s, const char *dir, bool prefetch, bool direct, bool
                                path, (long long)st.st_size, (unsigned long long)mu->size);
         if (airllm_ct_read_file(path, &u->hdr, err))
             return -1;
+        /* Counted before the checks below, so that rt_store_close frees the
+         * header (and unit_needs' tables) of a unit they refuse. */
+        size_t idx = s->n_units++;
         if (u->hdr.unit_kind != mu->kind || u->hdr.layer_index != mu->layer)
             return airllm_errf(err, "%s: header and manifest disagree on the unit", path);
         if (unit_needs(u, err))
             return -1;
-        size_t idx = s->n_units++;
         if (mu->kind == AIRLLM_UNIT_EMBED)
             s->embed_unit = (long)idx;
         else if (mu->kind == AIRLLM_UNIT_NORM)
