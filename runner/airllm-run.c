@@ -387,6 +387,18 @@ static int load_prompts(const run_opts *o, airllm_tokenizer *tok, prompt **out, 
             size_t len;
             if (airllm_read_small_file(o->prompts_file, 64u << 20, &file_text, &len, err))
                 return -1;
+            /* The lines are C strings below: a NUL would end the text there
+             * and silently drop the rest of the file. */
+            const char *nul = memchr(file_text, '\0', len);
+            if (nul) {
+                size_t line = 1;
+                for (const char *q = file_text; q < nul; q++)
+                    line += *q == '\n';
+                free(file_text);
+                return airllm_errf(err, "%s: line %zu holds a NUL byte (prompts are text, one "
+                                        "per line)",
+                                   o->prompts_file, line);
+            }
             texts = malloc(sizeof *texts * (len + 1));
             for (char *p = file_text, *nl; texts && p && *p; p = nl ? nl + 1 : NULL) {
                 nl = strchr(p, '\n');
