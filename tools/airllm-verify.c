@@ -275,6 +275,16 @@ out:
     free(y);
 }
 
+/* Where two buffers known to differ first do: the chunk's start is only
+ * where the search began. */
+static size_t first_diff(const uint8_t *a, const uint8_t *b, size_t n)
+{
+    size_t i = 0;
+    while (i < n && a[i] == b[i])
+        i++;
+    return i;
+}
+
 static int compare_tensor_bufs(verify_ctx *v, const airllm_mf_unit *mu, int ufd,
                                const char *upath, const airllm_ct_tensor *ct, uint8_t *a,
                                uint8_t *b, uint8_t *zin, uint8_t *scratch)
@@ -313,8 +323,8 @@ static int compare_tensor_bufs(verify_ctx *v, const airllm_mf_unit *mu, int ufd,
                 report(v, mu->file, ct->name, "%s", strip_dir(v, err.msg));
                 rc = -1;
             } else if (memcmp(a, b, n) != 0) {
-                report(v, mu->file, ct->name, "bytes differ from the source near offset %llu",
-                       (unsigned long long)done);
+                report(v, mu->file, ct->name, "bytes differ from the source at offset %llu "
+                       "of the tensor's data", (unsigned long long)(done + first_diff(a, b, n)));
                 rc = -1;
             }
             done += n;
@@ -351,8 +361,9 @@ static int compare_tensor_bufs(verify_ctx *v, const airllm_mf_unit *mu, int ufd,
                 report(v, mu->file, ct->name, "%s", err.msg);
                 rc = -1;
             } else if (memcmp(a, b, produced) != 0) {
-                report(v, mu->file, ct->name, "decoded bytes differ from the source near "
-                       "offset %llu", (unsigned long long)done);
+                report(v, mu->file, ct->name, "decoded bytes differ from the source at offset "
+                       "%llu of the tensor's data",
+                       (unsigned long long)(done + first_diff(a, b, produced)));
                 rc = -1;
             }
             done += produced;
