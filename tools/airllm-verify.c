@@ -690,12 +690,21 @@ static int finish(verify_ctx *v, double secs, const char *fatal)
     if (fatal)
         cli_error("%s", fatal);
     for (size_t i = 0; i < v->n_problems; i++) {
+        /* File and tensor names come from the manifest and the headers:
+         * escaped, like every message (tools/cli.c). */
         const problem *p = &v->problems[i];
-        if (p->tensor)
-            fprintf(stderr, "%s: %s/%s: tensor \"%s\": %s\n", cli_prog, v->o.dir, p->file,
-                    p->tensor, p->msg);
-        else
-            fprintf(stderr, "%s: %s/%s: %s\n", cli_prog, v->o.dir, p->file, p->msg);
+        fprintf(stderr, "%s: ", cli_prog);
+        cli_fputs_escaped(stderr, v->o.dir);
+        fputc('/', stderr);
+        cli_fputs_escaped(stderr, p->file);
+        if (p->tensor) {
+            fputs(": tensor \"", stderr);
+            cli_fputs_escaped(stderr, p->tensor);
+            fputc('"', stderr);
+        }
+        fputs(": ", stderr);
+        cli_fputs_escaped(stderr, p->msg);
+        fputc('\n', stderr);
     }
     if (v->n_dropped)
         fprintf(stderr, "%s: ... and %zu more problems\n", cli_prog, v->n_dropped);

@@ -16,11 +16,72 @@
 const char *cli_prog = "airllm";
 int cli_verbosity = 1;
 
+/* Length of the control character at s (C0, DEL, or C1 as UTF-8), else 0. */
+static size_t control_len(const unsigned char *s)
+{
+    if (*s < 0x20 || *s == 0x7f)
+        return 1;
+    if (s[0] == 0xc2 && s[1] >= 0x80 && s[1] <= 0x9f)
+        return 2;
+    return 0;
+}
+
+char *cli_escape(const char *s)
+{
+    size_t n = 0;
+    for (const unsigned char *p = (const unsigned char *)s; *p;) {
+        size_t k = control_len(p);
+        n += k ? 4 * k : 1;
+        p += k ? k : 1;
+    }
+    char *out = malloc(n + 1), *o = out;
+    if (!out)
+        return NULL;
+    for (const unsigned char *p = (const unsigned char *)s; *p;) {
+        size_t k = control_len(p);
+        if (!k) {
+            *o++ = (char)*p++;
+            continue;
+        }
+        for (size_t i = 0; i < k; i++, p++)
+            o += sprintf(o, "\\x%02x", *p);
+    }
+    *o = '\0';
+    return out;
+}
+
+void cli_fputs_escaped(FILE *f, const char *s)
+{
+    for (const unsigned char *p = (const unsigned char *)s; *p;) {
+        size_t k = control_len(p);
+        if (!k) {
+            fputc(*p++, f);
+            continue;
+        }
+        for (size_t i = 0; i < k; i++, p++)
+            fprintf(f, "\\x%02x", *p);
+    }
+}
+
+/* Messages quote names from the input files (tensors, paths, JSON
+ * strings): an ESC, CR or LF in one must not reach the terminal, where it
+ * could forge or hide lines. Every message goes through here, escaped. */
 static void vmsg(const char *kind, const char *fmt, va_list ap)
 {
+    char small[1024], *text = small;
+    va_list aq;
+    va_copy(aq, ap);
+    int n = vsnprintf(small, sizeof small, fmt, ap);
+    if (n >= (int)sizeof small && (text = malloc((size_t)n + 1)) != NULL)
+        vsnprintf(text, (size_t)n + 1, fmt, aq);
+    va_end(aq);
+    if (!text)
+        text = small; /* out of memory: the truncated message */
     fprintf(stderr, "%s: %s", cli_prog, kind);
-    vfprintf(stderr, fmt, ap);
+    cli_fputs_escaped(stderr, n < 0 ? "(unprintable message)" : text);
     fputc('\n', stderr);
+    if (text != small)
+        free(text);
 }
 
 void cli_error(const char *fmt, ...)
