@@ -17,11 +17,72 @@
 const char *cli_prog = "airllm";
 int cli_verbosity = 1;
 
+/* Length of the control character at s (C0, DEL, or C1 as UTF-8), else 0. */
+static size_t control_len(const unsigned char *s)
+{
+    if (*s < 0x20 || *s == 0x7f)
+        return 1;
+    if (s[0] == 0xc2 && s[1] >= 0x80 && s[1] <= 0x9f)
+        return 2;
+    return 0;
+}
+
+char *cli_escape(const char *s)
+{
+    size_t n = 0;
+    for (const unsigned char *p = (const unsigned char *)s; *p;) {
+        size_t k = control_len(p);
+        n += k ? 4 * k : 1;
+        p += k ? k : 1;
+    }
+    char *out = malloc(n + 1), *o = out;
+    if (!out)
+        return NULL;
+    for (const unsigned char *p = (const unsigned char *)s; *p;) {
+        size_t k = control_len(p);
+        if (!k) {
+            *o++ = (char)*p++;
+            continue;
+        }
+        for (size_t i = 0; i < k; i++, p++)
+            o += sprintf(o, "\\x%02x", *p);
+    }
+    *o = '\0';
+    return out;
+}
+
+void cli_fputs_escaped(FILE *f, const char *s)
+{
+    for (const unsigned char *p = (const unsigned char *)s; *p;) {
+        size_t k = control_len(p);
+        if (!k) {
+            fputc(*p++, f);
+            continue;
+        }
+        for (size_t i = 0; i < k; i++, p++)
+            fprintf(f, "\\x%02x", *p);
+    }
+}
+
+/* Messages quote names from the input files (tensors, paths, JSON
+ * strings): an ESC, CR or LF in one must not reach the terminal, where it
+ * could forge or hide lines. Every message goes through here, escaped. */
 static void vmsg(const char *kind, const char *fmt, va_list ap)
 {
+    char small[1024], *text = small;
+    va_list aq;
+    va_copy(aq, ap);
+    int n = vsnprintf(small, sizeof small, fmt, ap);
+    if (n >= (int)sizeof small && (text = malloc((size_t)n + 1)) != NULL)
+        vsnprintf(text, (size_t)n + 1, fmt, aq);
+    va_end(aq);
+    if (!text)
+        text = small; /* out of memory: the truncated message */
     fprintf(stderr, "%s: %s", cli_prog, kind);
-    vfprintf(stderr, fmt, ap);
+    cli_fputs_escaped(stderr, n < 0 ? "(unprintable message)" : text);
     fputc('\n', stderr);
+    if (text != small)
+        free(text);
 }
 
 void cli_error(const char *fmt, ...)
@@ -78,6 +139,54 @@ int cli_parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out)
     if (v < min || v > max)
         return -1;
     *out = v;
+    return 0;
+}
+
+int cli_parse_size(const char *s, uint64_t *out)
+{
+    if (!s || *s < '0' || *s > '9')
+        return -1; /* no sign, no "inf", no "nan", no leading space */
+    const char *p = s;
+    uint64_t whole = 0;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        unsigned d = (unsigned)(*p - '0');
+        if (whole > (UINT64_MAX - d) / 10)
+            return -1;
+        whole = whole * 10 + d;
+    }
+    /* The fraction in billionths: more digits than that cannot matter for
+     * a multiplier of at most 2^30. */
+    uint64_t frac = 0, scale = 1;
+    if (*p == '.') {
+        p++;
+        if (*p < '0' || *p > '9')
+            return -1;
+        for (; *p >= '0' && *p <= '9'; p++)
+            if (scale < 1000000000u) {
+                frac = frac * 10 + (uint64_t)(*p - '0');
+                scale *= 10;
+            }
+    }
+    uint64_t mul = 1;
+    if (*p == 'k' || *p == 'K')
+        mul = 1ull << 10, p++;
+    else if (*p == 'm' || *p == 'M')
+        mul = 1ull << 20, p++;
+    else if (*p == 'g' || *p == 'G')
+        mul = 1ull << 30, p++;
+    if (*p == 'i' || *p == 'B')
+        p++;
+    if (*p == 'B')
+        p++;
+    if (*p)
+        return -1;
+    if (whole > UINT64_MAX / mul)
+        return -1;
+    uint64_t v = whole * mul;
+    uint64_t f = frac * mul / scale; /* frac < scale <= 1e9, mul <= 2^30: no overflow */
+    if (v > UINT64_MAX - f)
+        return -1;
+    *out = v + f;
     return 0;
 }
 

@@ -6,6 +6,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "airllm_err.h"
 
@@ -21,8 +22,21 @@ void cli_verbose(const char *fmt, ...) __attribute__((format(printf, 1, 2))); /*
 /* Prints "PROG: error: MSG" plus a hint to run --help, returns exit code 2. */
 int cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* Control characters (C0, DEL, C1) in names taken from input files, as
+ * \xHH, so that they cannot move the cursor or forge lines on a terminal.
+ * cli_error/info/verbose/usage_error escape their whole message already;
+ * these are for other output that quotes such names. cli_escape returns a
+ * malloc'ed copy (NULL when out of memory). */
+char *cli_escape(const char *s);
+void cli_fputs_escaped(FILE *f, const char *s);
+
 /* Parses a decimal integer in [min, max] with overflow checks. */
 int cli_parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out);
+/* Parses a byte count: a decimal number (a fraction allowed) with an
+ * optional K, M or G suffix (powers of 1024; "Ki", "KiB", "KB" and a bare
+ * "B" too). -1 for anything else, and for a value past UINT64_MAX, which a
+ * float product would turn into garbage (a cast out of range is undefined). */
+int cli_parse_size(const char *s, uint64_t *out);
 /* Human-readable size: "1.5 GiB". buf must hold 32 bytes. */
 const char *cli_human_size(uint64_t bytes, char *buf);
 double cli_now(void); /* monotonic seconds */

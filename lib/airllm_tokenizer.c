@@ -1039,6 +1039,9 @@ static int load_merges(ld *L, const cJSON *model)
 
 /* -- added tokens -- */
 
+/* How far normalize lets a text grow (see there). */
+#define TOK_NORM_GROWTH 16
+#define TOK_NORM_SLACK 4096
 static int normalize(const airllm_tokenizer *t, const uint8_t *s, size_t n, buf *x, buf *y,
                      buf *w, const uint8_t **out, size_t *on);
 
@@ -1167,8 +1170,14 @@ static int load_added(ld *L, const cJSON *list)
         if (a.normalized && t->n_norm) {
             const uint8_t *ns;
             size_t nn;
-            if (normalize(t, S(t, a.content), a.content.len, &x, &y, &w, &ns, &nn)) {
-                airllm_errf(L->err, "out of memory");
+            int nrc = normalize(t, S(t, a.content), a.content.len, &x, &y, &w, &ns, &nn);
+            if (nrc) {
+                if (nrc == -2)
+                    airllm_errf(L->err, "%s: the normalizer grows \"%.100s\" past %d times "
+                                        "its length plus %d bytes",
+                                where, content, TOK_NORM_GROWTH, TOK_NORM_SLACK);
+                else
+                    airllm_errf(L->err, "out of memory");
                 goto out;
             }
             if (nn == 0) {
@@ -1633,17 +1642,22 @@ static size_t find_str(const uint8_t *s, size_t n, size_t from, const uint8_t *p
     return n;
 }
 
+/* -2 as soon as the output would pass max bytes (see normalize). */
 static int replace_all(const uint8_t *s, size_t n, const uint8_t *pat, size_t np,
-                       const uint8_t *rep, size_t nr, buf *dst)
+                       const uint8_t *rep, size_t nr, buf *dst, size_t max)
 {
     dst->n = 0;
     size_t i = 0;
     for (;;) {
         size_t j = find_str(s, n, i, pat, np);
+        if (j - i > max - dst->n)
+            return -2;
         if (buf_add(dst, s + i, j - i))
             return -1;
         if (j == n)
             return 0;
+        if (nr > max - dst->n)
+            return -2;
         if (buf_add(dst, rep, nr))
             return -1;
         i = j + np;
@@ -1762,12 +1776,19 @@ static int nfc(const uint8_t *s, size_t n, buf *dst, buf *w)
 }
 
 /* Runs the normalizer over s; the result lands in x or y (or is s itself);
- * w is scratch. */
+ * w is scratch. -1: out of memory; -2: the text grew past
+ * TOK_NORM_GROWTH times its length plus TOK_NORM_SLACK. Real normalizers
+ * grow text by a few bytes per character at most (a Prepend, " " to the
+ * 3-byte "\u2581", NFC's decompositions), while a kilobyte of chained
+ * Replace steps, each multiplying the text, reaches gigabytes. */
 static int normalize(const airllm_tokenizer *t, const uint8_t *s, size_t n, buf *x, buf *y,
                      buf *w, const uint8_t **out, size_t *on)
 {
     const uint8_t *cur = s;
     size_t cn = n;
+    size_t max = n > (SIZE_MAX - TOK_NORM_SLACK) / TOK_NORM_GROWTH
+                     ? SIZE_MAX
+                     : n * TOK_NORM_GROWTH + TOK_NORM_SLACK;
     for (size_t k = 0; k < t->n_norm; k++) {
         const norm_step *st = &t->norm[k];
         buf *dst = cur == x->p ? y : x;
@@ -1776,13 +1797,18 @@ static int normalize(const airllm_tokenizer *t, const uint8_t *s, size_t n, buf 
             if (cn == 0)
                 continue;
             dst->n = 0;
+            if (st->a.len > max - cn)
+                return -2;
             if (buf_add(dst, S(t, st->a), st->a.len) || buf_add(dst, cur, cn))
                 return -1;
             break;
-        case NORM_REPLACE:
-            if (replace_all(cur, cn, S(t, st->a), st->a.len, S(t, st->b), st->b.len, dst))
-                return -1;
+        case NORM_REPLACE: {
+            int rc = replace_all(cur, cn, S(t, st->a), st->a.len, S(t, st->b), st->b.len, dst,
+                                 max);
+            if (rc)
+                return rc;
             break;
+        }
         case NORM_NFC: {
             /* everything below U+0300 (lead bytes below 0xCC) is NFC already */
             size_t i = 0;
@@ -1792,6 +1818,8 @@ static int normalize(const airllm_tokenizer *t, const uint8_t *s, size_t n, buf 
                 continue;
             if (nfc(cur, cn, dst, w))
                 return -1;
+            if (dst->n > max)
+                return -2;
             break;
         }
         case NORM_STRIP: {
@@ -2440,7 +2468,12 @@ static int pass1_text(enc *c, const uint8_t *s, size_t n, bool at_origin)
 {
     const uint8_t *ns;
     size_t nn;
-    if (normalize(c->t, s, n, &c->nx, &c->ny, &c->nw, &ns, &nn))
+    int rc = normalize(c->t, s, n, &c->nx, &c->ny, &c->nw, &ns, &nn);
+    if (rc == -2)
+        return airllm_errf(c->err, "encode: tokenizer.json's normalizer grows %zu bytes of "
+                                   "text past %d times that length plus %d bytes: refused",
+                           n, TOK_NORM_GROWTH, TOK_NORM_SLACK);
+    if (rc)
         return airllm_errf(c->err, "out of memory");
     return split_added(c, &c->t->trie_norm, ns, nn, at_origin, pass2_text);
 }
@@ -2659,7 +2692,7 @@ static int token_stages(airllm_tok_decoder *d, const uint8_t **ps, size_t *pn)
         dst->n = 0;
         if (st->kind == DS_REPLACE) {
             if (replace_all(s, n, S(t, st->pat), st->pat.len, S(t, st->content), st->content.len,
-                            dst))
+                            dst, SIZE_MAX))
                 return -1;
         } else if (st->kind == DS_METASPACE) {
             /* tokenizers drops every replacement character of the first

@@ -78,30 +78,6 @@ static void usage(FILE *f)
             "Exit status: 0 success, 1 failure, 2 usage error.\n");
 }
 
-static int parse_size(const char *s, uint64_t *out)
-{
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || v < 0)
-        return -1;
-    double mul = 1;
-    if (*end == 'k' || *end == 'K')
-        mul = 1024.0, end++;
-    else if (*end == 'm' || *end == 'M')
-        mul = 1024.0 * 1024, end++;
-    else if (*end == 'g' || *end == 'G')
-        mul = 1024.0 * 1024 * 1024, end++;
-    if (*end == 'i' || *end == 'B')
-        end++;
-    if (*end == 'B')
-        end++;
-    if (*end)
-        return -1;
-    *out = (uint64_t)(v * mul);
-    return 0;
-}
-
 static uint64_t default_budget(void)
 {
     FILE *f = fopen("/proc/meminfo", "r");
@@ -176,7 +152,7 @@ static int parse_args(int argc, char **argv, run_opts *o)
             o->seed = v;
             break;
         case 'M':
-            if (parse_size(optarg, &o->budget))
+            if (cli_parse_size(optarg, &o->budget))
                 return cli_usage_error("bad --mem-budget '%s' (e.g. 0, 512M, 4G)", optarg);
             break;
         case 'E':
@@ -194,7 +170,7 @@ static int parse_args(int argc, char **argv, run_opts *o)
             }
             break;
         case 'G':
-            if (parse_size(optarg, &o->cuda_opts.budget))
+            if (cli_parse_size(optarg, &o->cuda_opts.budget))
                 return cli_usage_error("bad --gpu-mem-budget '%s' (e.g. 2G, 900M)", optarg);
             gpu_opt = true;
             break;
@@ -411,6 +387,18 @@ static int load_prompts(const run_opts *o, airllm_tokenizer *tok, prompt **out, 
             size_t len;
             if (airllm_read_small_file(o->prompts_file, 64u << 20, &file_text, &len, err))
                 return -1;
+            /* The lines are C strings below: a NUL would end the text there
+             * and silently drop the rest of the file. */
+            const char *nul = memchr(file_text, '\0', len);
+            if (nul) {
+                size_t line = 1;
+                for (const char *q = file_text; q < nul; q++)
+                    line += *q == '\n';
+                free(file_text);
+                return airllm_errf(err, "%s: line %zu holds a NUL byte (prompts are text, one "
+                                        "per line)",
+                                   o->prompts_file, line);
+            }
             texts = malloc(sizeof *texts * (len + 1));
             for (char *p = file_text, *nl; texts && p && *p; p = nl ? nl + 1 : NULL) {
                 nl = strchr(p, '\n');

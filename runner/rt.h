@@ -43,7 +43,23 @@ typedef struct {
     int n_eos;
 } rt_config;
 
+/* config.json of DIR, or len bytes of such a file (named path in messages).
+ * 0 ok; RT_CONFIG_UNSUPPORTED for a valid configuration this runner does
+ * not implement (another architecture, RoPE scaling, activation, per-layer
+ * windows): airllm-verify skips the runner's checks then; -1 for a value
+ * that is wrong whoever reads it. */
+#define RT_CONFIG_UNSUPPORTED (-2)
 int rt_config_load(const char *dir, rt_config *c, airllm_err *err);
+int rt_config_parse(const char *text, size_t len, const char *path, rt_config *c,
+                    airllm_err *err);
+
+/* Checks a unit's header against config: every tensor the forward pass
+ * takes from it is there, in a dtype the kernels compute with, with the
+ * shape config gives it; for the embedding, that tied_to (the manifest's
+ * tied LM head, or NULL) names the embedding matrix. Messages name the
+ * tensor, not the file (rt_check.c; airllm-run and airllm-verify). */
+int rt_check_unit(const rt_config *c, const airllm_ct_header *h, const char *tied_to,
+                  airllm_err *err);
 
 /* ---- weights of one unit, as the kernels see them ---- */
 
@@ -221,6 +237,21 @@ typedef struct {
     const rt_tensor *router;               /* Mixtral: [E, H], else NULL */
 } rt_layer;
 
+/* One role of a layer: the tensor name's suffix, its shape from the config
+ * (rows 0: a vector of cols values in any shape), whether a layer may lack
+ * it, and where rt_layer_bind puts it (an offset into rt_layer). */
+typedef struct {
+    const char *suffix;
+    uint64_t rows, cols;
+    bool optional;
+    size_t field;
+} rt_role;
+#define RT_LAYER_ROLES_MAX 24
+/* The roles of a layer of c's family, in binding order (experts apart):
+ * rt_layer_bind binds them, rt_check_unit checks unit headers against them. */
+size_t rt_layer_roles(const rt_config *c, rt_role out[RT_LAYER_ROLES_MAX]);
+/* Shapes of an expert's w1, w3, w2 (names: rt_moe_expert_names). */
+void rt_expert_shapes(const rt_config *c, uint64_t rows[3], uint64_t cols[3]);
 /* The layer's tensors from its slot (unit names it in messages): 0, or -1
  * with a message naming the unit and the missing or misshapen tensor. */
 int rt_layer_bind(const rt_slot *sl, const char *unit, const rt_config *c, rt_layer *l,

@@ -6,6 +6,7 @@
  * layer-dependent sliding window) is refused by name. */
 #include "rt.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,10 +78,12 @@ static int parse_rope(const cJSON *cfg, const char *path, rt_config *c, airllm_e
     const char *t = cJSON_IsString(type) ? type->valuestring : "default";
     if (strcmp(t, "default") == 0)
         return 0;
-    if (strcmp(t, "llama3") != 0)
-        return airllm_errf(err, "%s: rope scaling type \"%s\" is not supported (default and "
-                                "llama3 are)",
-                           path, t);
+    if (strcmp(t, "llama3") != 0) {
+        airllm_errf(err, "%s: rope scaling type \"%s\" is not supported (default and llama3 "
+                         "are)",
+                    path, t);
+        return RT_CONFIG_UNSUPPORTED;
+    }
     c->rope_llama3 = true;
     if (get_num(sc, "factor", NAN, path, &c->rope_factor, err) ||
         get_num(sc, "low_freq_factor", NAN, path, &c->rope_low_freq, err) ||
@@ -105,23 +108,29 @@ static int parse_eos(const cJSON *cfg, const char *path, rt_config *c, airllm_er
     if (!v || cJSON_IsNull(v))
         return 0;
     const cJSON *e;
+    double ids[8];
     if (cJSON_IsNumber(v)) {
-        c->eos_ids[c->n_eos++] = (int32_t)v->valuedouble;
+        ids[c->n_eos++] = v->valuedouble;
     } else if (cJSON_IsArray(v)) {
         cJSON_ArrayForEach(e, v)
         {
             if (!cJSON_IsNumber(e) || c->n_eos == 8)
                 return airllm_errf(err, "%s: \"eos_token_id\" must hold at most 8 integers",
                                    path);
-            c->eos_ids[c->n_eos++] = (int32_t)e->valuedouble;
+            ids[c->n_eos++] = e->valuedouble;
         }
     } else {
         return airllm_errf(err, "%s: \"eos_token_id\" must be an integer or a list", path);
     }
-    for (int i = 0; i < c->n_eos; i++)
-        if (c->eos_ids[i] < 0 || c->eos_ids[i] >= c->vocab)
-            return airllm_errf(err, "%s: eos_token_id %d is outside the vocabulary", path,
-                               c->eos_ids[i]);
+    /* Range-checked as doubles: converting 1e30 (or a NaN) to int32_t is
+     * undefined behaviour, not a large id. */
+    for (int i = 0; i < c->n_eos; i++) {
+        if (!(ids[i] >= 0 && ids[i] < c->vocab) || ids[i] != floor(ids[i]))
+            return airllm_errf(err, "%s: eos_token_id %g is not a token id of the "
+                                    "vocabulary (0..%d)",
+                               path, ids[i], c->vocab - 1);
+        c->eos_ids[i] = (int32_t)ids[i];
+    }
     c->eos_id = c->n_eos ? c->eos_ids[0] : -1;
     return 0;
 }
@@ -132,8 +141,42 @@ int rt_config_load(const char *dir, rt_config *c, airllm_err *err)
     char path[4096];
     if (airllm_path_join(path, sizeof path, dir, "config.json", err))
         return -1;
+    char *text;
+    size_t len;
+    if (airllm_read_small_file(path, 16u << 20, &text, &len, err))
+        return -1;
+    int rc = rt_config_parse(text, len, path, c, err);
+    free(text);
+    return rc;
+}
+
+/* The activation of the MLP: SwiGLU is all the forward pass computes, so a
+ * config that asks for another (gelu, relu, ...) must not silently run
+ * SiLU. transformers' ACT2FN maps both "silu" and "swish" to SiLU. */
+static int check_act(const cJSON *cfg, const char *path, airllm_err *err)
+{
+    static const char *const keys[] = {"hidden_act", "hidden_activation"};
+    for (size_t i = 0; i < 2; i++) {
+        const cJSON *v = item(cfg, keys[i]);
+        if (!v || cJSON_IsNull(v))
+            continue;
+        if (!cJSON_IsString(v))
+            return airllm_errf(err, "%s: \"%s\" must be a string", path, keys[i]);
+        if (strcmp(v->valuestring, "silu") != 0 && strcmp(v->valuestring, "swish") != 0) {
+            airllm_errf(err, "%s: %s \"%s\" is not supported by airllm-run (silu is)", path,
+                        keys[i], v->valuestring);
+            return RT_CONFIG_UNSUPPORTED;
+        }
+    }
+    return 0;
+}
+
+int rt_config_parse(const char *text, size_t len, const char *path, rt_config *c,
+                    airllm_err *err)
+{
+    memset(c, 0, sizeof *c);
     cJSON *cfg;
-    if (airllm_json_load_object(path, 16u << 20, &cfg, err))
+    if (airllm_json_parse_object(text, len, path, &cfg, err))
         return -1;
     int rc = -1;
     const cJSON *mt = item(cfg, "model_type");
@@ -153,6 +196,7 @@ int rt_config_load(const char *dir, rt_config *c, airllm_err *err)
         airllm_errf(err, "%s: architecture \"%s\" is not supported by airllm-run (supported: "
                          "llama, mistral, qwen2, qwen3, mixtral)",
                     path, *type ? type : "(no model_type)");
+        rc = RT_CONFIG_UNSUPPORTED;
         goto out;
     }
     long v;
@@ -190,12 +234,28 @@ int rt_config_load(const char *dir, rt_config *c, airllm_err *err)
     if (get_int(cfg, "max_position_embeddings", 2048, 1, 1 << 24, path, &v, err))
         goto out;
     c->max_pos = (int)v;
-    double eps = 1e-6;
-    if (get_num(cfg, "rms_norm_eps", 1e-6, path, &eps, err))
+    /* The epsilon inside the norm's square root: zero or negative divides
+     * by zero or takes the root of a negative number on a zero row, and the
+     * run goes on with NaNs. layer_norm_epsilon is the other spelling
+     * (Qwen v1, InternLM); both are checked wherever they appear. */
+    double eps = 1e-6, eps2;
+    if (get_num(cfg, "rms_norm_eps", 1e-6, path, &eps, err) ||
+        get_num(cfg, "layer_norm_epsilon", 1e-6, path, &eps2, err))
         goto out;
+    /* Checked as the float the norm uses: 1e-50 would round to 0 (and a
+     * double past FLT_MAX has no float: its conversion is undefined). */
+    if (!(eps2 > 0 && eps2 <= FLT_MAX && (float)eps2 > 0)) {
+        airllm_errf(err, "%s: layer_norm_epsilon %g must be a positive float", path, eps2);
+        goto out;
+    }
+    if (!(eps > 0 && eps <= FLT_MAX && (float)eps > 0)) {
+        airllm_errf(err, "%s: rms_norm_eps %g must be a positive float", path, eps);
+        goto out;
+    }
     c->rms_eps = (float)eps;
-    if (parse_rope(cfg, path, c, err))
+    if ((rc = check_act(cfg, path, err)) != 0 || (rc = parse_rope(cfg, path, c, err)) != 0)
         goto out;
+    rc = -1;
     /* Sliding window: Mistral and Mixtral apply it to every layer. Qwen2/3
      * configs carry a window that only counts with use_sliding_window (and
      * then per layer, which this runner does not do). */
@@ -206,6 +266,7 @@ int rt_config_load(const char *dir, rt_config *c, airllm_err *err)
         c->sliding_window = (int)v;
     } else if (cJSON_IsTrue(item(cfg, "use_sliding_window")) && cJSON_IsNumber(sw)) {
         airllm_errf(err, "%s: use_sliding_window (per-layer windows) is not supported", path);
+        rc = RT_CONFIG_UNSUPPORTED;
         goto out;
     }
     if (c->arch == RT_ARCH_MIXTRAL) {

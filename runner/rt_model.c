@@ -187,6 +187,17 @@ int rt_model_open(rt_model *m, const char *dir, uint64_t budget, bool prefetch, 
         return -1;
     if (rt_store_scan(&m->store, dir, prefetch, direct, verify_load, err))
         return -1;
+    /* Every unit's shapes against the config now, before any buffer is
+     * sized from them and before anything runs. */
+    const char *tied_to = NULL;
+    for (size_t i = 0; i < m->store.mf.n_units; i++)
+        if (m->store.mf.units[i].kind == AIRLLM_UNIT_LM_HEAD && !m->store.mf.units[i].file)
+            tied_to = m->store.mf.units[i].tied_to;
+    for (size_t i = 0; i < m->store.n_units; i++) {
+        const rt_unit *u = &m->store.units[i];
+        if (rt_check_unit(&m->cfg, &u->hdr, u->kind == AIRLLM_UNIT_EMBED ? tied_to : NULL, err))
+            return airllm_err_prefix(err, "%s/%s", dir, u->file);
+    }
     long nproc = sysconf(_SC_NPROCESSORS_ONLN);
     if (io_threads <= 0) {
         /* The CPU backend's cores compute; a device backend's host has

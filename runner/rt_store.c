@@ -515,14 +515,38 @@ int rt_store_embed_rows(rt_store *s, const int32_t *ids, size_t n, int hidden, f
     int rc = 0;
     uint64_t rows = t->shape[0];
     size_t es = airllm_dtype_bits(t->dtype) / 8;
-    uint8_t *tmp = malloc((size_t)hidden * 4 + 64);
     airllm_ct_qlayout l = {0};
-    if (!tmp)
-        rc = airllm_errf(err, "out of memory");
     /* rt_store_open allows row reads only for raw and plain quantized
-     * matrices with whole blocks per row. */
-    if (!rc && airllm_encoding_is_quant(t->encoding) && airllm_ct_tensor_qlayout(t, &l, err))
+     * matrices with whole blocks per row. The buffer is sized from what is
+     * read into it, and the dtype checked first: a 64-bit dtype read into a
+     * buffer sized for floats overflowed the heap with file bytes. */
+    size_t cb = 0, nb = 0, need = 0;
+    if (t->encoding == AIRLLM_ENC_RAW) {
+        if (t->dtype != AIRLLM_DTYPE_F32 && t->dtype != AIRLLM_DTYPE_F16 &&
+            t->dtype != AIRLLM_DTYPE_BF16)
+            rc = airllm_errf(err, "%s: %s is %s: airllm-run reads F32, F16 or BF16 rows", path,
+                             t->name, airllm_dtype_name(t->dtype));
+        cb = (size_t)hidden * es;
+        need = cb;
+        if (!rc && rows * cb > t->stored_len)
+            rc = airllm_errf(err, "%s: %s: %llu rows of %zu bytes do not fit its %llu bytes",
+                             path, t->name, (unsigned long long)rows, cb,
+                             (unsigned long long)t->stored_len);
+    } else if (airllm_ct_tensor_qlayout(t, &l, err)) {
         rc = -1;
+    } else {
+        nb = (size_t)hidden / l.block;
+        cb = t->encoding == AIRLLM_ENC_INT8 ? (size_t)hidden : (size_t)hidden / 2;
+        need = ((cb + 63) & ~(size_t)63) + nb * 4;
+        if (rows * cb > l.scales_off || l.scales_off + rows * nb * 4 > t->stored_len)
+            rc = airllm_errf(err, "%s: %s: %llu rows of codes and scales do not fit its %llu "
+                                  "bytes",
+                             path, t->name, (unsigned long long)rows,
+                             (unsigned long long)t->stored_len);
+    }
+    uint8_t *tmp = rc ? NULL : malloc(need ? need : 1);
+    if (!rc && !tmp)
+        rc = airllm_errf(err, "out of memory");
     for (size_t i = 0; !rc && i < n; i++) {
         if (ids[i] < 0 || (uint64_t)ids[i] >= rows) {
             rc = airllm_errf(err, "token id %d is outside the embedding's %llu rows", ids[i],
@@ -532,17 +556,14 @@ int rt_store_embed_rows(rt_store *s, const int32_t *ids, size_t n, int hidden, f
         float *o = out + i * (size_t)hidden;
         uint64_t r = (uint64_t)ids[i];
         if (t->encoding == AIRLLM_ENC_RAW) {
-            rc = airllm_pread_full(fd, tmp, (size_t)hidden * es, t->offset + r * hidden * es, path,
-                                   err);
+            rc = airllm_pread_full(fd, tmp, cb, t->offset + r * cb, path, err);
             rt_tensor v = {.name = t->name, .enc = AIRLLM_ENC_RAW, .dtype = t->dtype, .data = tmp,
                            .rows = 1, .cols = (uint64_t)hidden, .loaded = true};
             if (!rc)
                 rc = rt_tensor_row(&v, 0, o, err);
         } else {
             /* One row of codes and its blocks' scales. */
-            uint64_t nb = (uint64_t)hidden / l.block;
-            size_t cb = t->encoding == AIRLLM_ENC_INT8 ? (size_t)hidden : (size_t)hidden / 2;
-            float *a = (float *)(void *)(tmp + (((size_t)hidden * 2 + 63) & ~(size_t)63));
+            float *a = (float *)(void *)(tmp + ((cb + 63) & ~(size_t)63));
             uint8_t *codes = tmp;
             rc = airllm_pread_full(fd, codes, cb, t->offset + r * cb, path, err);
             if (!rc)
@@ -610,11 +631,13 @@ int rt_store_scan(rt_store *s, const char *dir, bool prefetch, bool direct, bool
                                path, (long long)st.st_size, (unsigned long long)mu->size);
         if (airllm_ct_read_file(path, &u->hdr, err))
             return -1;
+        /* Counted before the checks below, so that rt_store_close frees the
+         * header (and unit_needs' tables) of a unit they refuse. */
+        size_t idx = s->n_units++;
         if (u->hdr.unit_kind != mu->kind || u->hdr.layer_index != mu->layer)
             return airllm_errf(err, "%s: header and manifest disagree on the unit", path);
         if (unit_needs(u, err))
             return -1;
-        size_t idx = s->n_units++;
         if (mu->kind == AIRLLM_UNIT_EMBED)
             s->embed_unit = (long)idx;
         else if (mu->kind == AIRLLM_UNIT_NORM)

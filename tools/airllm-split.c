@@ -2683,8 +2683,12 @@ static void print_plan(const split_ctx *s, const disk_plan *dp, uint64_t avail)
         if (un->n_tensors)
             printf("%-12s %-20s %8zu %14llu\n", un->name, un->file, un->n_tensors,
                    (unsigned long long)un->raw_bytes);
-        else
-            printf("%-12s %-20s %8s %14s  (tied to %s)\n", un->name, "-", "-", "-", c->tied_to);
+        else {
+            char *tied = cli_escape(c->tied_to); /* a name from the checkpoint */
+            printf("%-12s %-20s %8s %14s  (tied to %s)\n", un->name, "-", "-", "-",
+                   tied ? tied : "?");
+            free(tied);
+        }
     }
     printf("tensor bytes: %s; disk needed: %s%s; available: %s\n",
            cli_human_size(c->total_tensor_bytes, a), cli_human_size(dp->need, b),
@@ -3197,10 +3201,12 @@ static void quant_report(const split_ctx *s)
                 continue;
             const airllm_st_tensor *st = airllm_ckpt_st(c, t);
             uint64_t n = airllm_ckpt_raw_len(c, t) / elem_size(st->dtype);
-            printf("%-56s %-6s %12.5g %12.5g %12.5g %8.3f\n", st->name,
+            char *name = cli_escape(st->name); /* a name from the checkpoint */
+            printf("%-56s %-6s %12.5g %12.5g %12.5g %8.3f\n", name ? name : "?",
                    airllm_encoding_name(s->encoding[t]), s->qstats[t].rmse,
                    s->qstats[t].max_abs, s->qstats[t].rel_fro,
                    n ? 8.0 * (double)s->stored_len[t] / (double)n : 0.0);
+            free(name);
         }
 }
 

@@ -31,6 +31,7 @@
 #include "airllm_manifest.h"
 #include "airllm_quant.h"
 #include "cli.h"
+#include "rt.h"
 
 #define CMP_CHUNK (4u << 20)
 #define MAX_PROBLEMS 1000
@@ -75,6 +76,11 @@ typedef struct {
     /* work list: unit files, then copied files */
     size_t n_work, next_work;
     uint64_t bytes_hashed;
+    /* airllm-run's view of config.json, when it is a model the runner
+     * implements: every unit is then checked as the runner would. */
+    rt_config rcfg;
+    bool rcfg_ok;
+    const char *tied_to; /* the manifest's tied LM head, or NULL */
 } verify_ctx;
 
 static void report(verify_ctx *v, const char *file, const char *tensor, const char *fmt, ...)
@@ -269,6 +275,16 @@ out:
     free(y);
 }
 
+/* Where two buffers known to differ first do: the chunk's start is only
+ * where the search began. */
+static size_t first_diff(const uint8_t *a, const uint8_t *b, size_t n)
+{
+    size_t i = 0;
+    while (i < n && a[i] == b[i])
+        i++;
+    return i;
+}
+
 static int compare_tensor_bufs(verify_ctx *v, const airllm_mf_unit *mu, int ufd,
                                const char *upath, const airllm_ct_tensor *ct, uint8_t *a,
                                uint8_t *b, uint8_t *zin, uint8_t *scratch)
@@ -307,8 +323,8 @@ static int compare_tensor_bufs(verify_ctx *v, const airllm_mf_unit *mu, int ufd,
                 report(v, mu->file, ct->name, "%s", strip_dir(v, err.msg));
                 rc = -1;
             } else if (memcmp(a, b, n) != 0) {
-                report(v, mu->file, ct->name, "bytes differ from the source near offset %llu",
-                       (unsigned long long)done);
+                report(v, mu->file, ct->name, "bytes differ from the source at offset %llu "
+                       "of the tensor's data", (unsigned long long)(done + first_diff(a, b, n)));
                 rc = -1;
             }
             done += n;
@@ -345,8 +361,9 @@ static int compare_tensor_bufs(verify_ctx *v, const airllm_mf_unit *mu, int ufd,
                 report(v, mu->file, ct->name, "%s", err.msg);
                 rc = -1;
             } else if (memcmp(a, b, produced) != 0) {
-                report(v, mu->file, ct->name, "decoded bytes differ from the source near "
-                       "offset %llu", (unsigned long long)done);
+                report(v, mu->file, ct->name, "decoded bytes differ from the source at offset "
+                       "%llu of the tensor's data",
+                       (unsigned long long)(done + first_diff(a, b, produced)));
                 rc = -1;
             }
             done += produced;
@@ -413,6 +430,10 @@ static void check_work_item(verify_ctx *v, size_t w)
             return;
         }
         check_unit_header(v, unit, &h);
+        if (v->rcfg_ok &&
+            rt_check_unit(&v->rcfg, &h, h.unit_kind == AIRLLM_UNIT_EMBED ? v->tied_to : NULL,
+                          &err))
+            report(v, file, NULL, "airllm-run would refuse it: %s", err.msg);
         if (v->o.against) {
             int fd = open(path, O_RDONLY | O_CLOEXEC);
             if (fd >= 0) {
@@ -474,6 +495,22 @@ static void check_config(verify_ctx *v)
         report(v, AIRLLM_CONFIG_NAME, NULL, "%s", strip_dir(v, err.msg));
         return;
     }
+    /* The runner's own reading of the file (rt_config.c). What it cannot
+     * read is not a problem of the conversion (verify checks every family,
+     * and faithful copies of configs airllm-run refuses), but a value it
+     * refuses is worth a note; a model it does not implement only in
+     * verbose mode. */
+    int rrc = rt_config_load(v->o.dir, &v->rcfg, &err);
+    if (rrc == 0)
+        v->rcfg_ok = true;
+    else if (rrc == RT_CONFIG_UNSUPPORTED)
+        cli_verbose("%s (the runner's shape checks are skipped)", err.msg);
+    else
+        cli_info("note: airllm-run would refuse it: %s (its shape checks are skipped)",
+                 err.msg);
+    for (size_t u = 0; u < v->m.n_units; u++)
+        if (v->m.units[u].kind == AIRLLM_UNIT_LM_HEAD && !v->m.units[u].file)
+            v->tied_to = v->m.units[u].tied_to;
     const airllm_arch *a = airllm_arch_by_family(v->m.model.family);
     if (!a) {
         report(v, AIRLLM_MANIFEST_NAME, NULL, "unknown model family \"%s\"", v->m.model.family);
@@ -653,12 +690,21 @@ static int finish(verify_ctx *v, double secs, const char *fatal)
     if (fatal)
         cli_error("%s", fatal);
     for (size_t i = 0; i < v->n_problems; i++) {
+        /* File and tensor names come from the manifest and the headers:
+         * escaped, like every message (tools/cli.c). */
         const problem *p = &v->problems[i];
-        if (p->tensor)
-            fprintf(stderr, "%s: %s/%s: tensor \"%s\": %s\n", cli_prog, v->o.dir, p->file,
-                    p->tensor, p->msg);
-        else
-            fprintf(stderr, "%s: %s/%s: %s\n", cli_prog, v->o.dir, p->file, p->msg);
+        fprintf(stderr, "%s: ", cli_prog);
+        cli_fputs_escaped(stderr, v->o.dir);
+        fputc('/', stderr);
+        cli_fputs_escaped(stderr, p->file);
+        if (p->tensor) {
+            fputs(": tensor \"", stderr);
+            cli_fputs_escaped(stderr, p->tensor);
+            fputc('"', stderr);
+        }
+        fputs(": ", stderr);
+        cli_fputs_escaped(stderr, p->msg);
+        fputc('\n', stderr);
     }
     if (v->n_dropped)
         fprintf(stderr, "%s: ... and %zu more problems\n", cli_prog, v->n_dropped);
