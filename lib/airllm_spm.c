@@ -91,6 +91,8 @@ static int pb_next(pb *r, pb_field *f)
 {
     uint64_t key;
     size_t at = (size_t)(r->p - r->base);
+    f->data = NULL;
+    f->len = 0;
     if (pb_varint(r, &key))
         return -1;
     f->num = (uint32_t)(key >> 3);
@@ -142,6 +144,8 @@ static int want(pb *r, const pb_field *f, int wt, const char *what)
 /* A sub-reader over a length-delimited field's bytes. */
 static pb pb_sub(const pb *r, const pb_field *f)
 {
+    if (f->wt != WT_LEN || !f->data) /* callers check the wire type first */
+        return (pb){r->base, r->p, r->p, r->err};
     return (pb){r->base, f->data, f->data + f->len, r->err};
 }
 
@@ -394,7 +398,7 @@ static int load_model(pb *r, airllm_spm *m)
     while (r1.p < r1.end) {
         if (pb_next(&r1, &f))
             return -1;
-        pb sub = pb_sub(&r1, &f);
+        pb sub = pb_sub(&r1, &f); /* empty unless f is length-delimited */
         if (f.num == 1) {
             if (want(&r1, &f, WT_LEN, "a piece"))
                 return -1;
