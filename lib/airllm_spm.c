@@ -317,8 +317,9 @@ static int32_t named(const airllm_spm *m, str s, const char *dflt, bool control)
 static int check_model(pb *r, airllm_spm *m, const spec *s)
 {
     static const char *types[] = {"?", "UNIGRAM", "BPE", "WORD", "CHAR"};
-    if (s->model_type != 2)
-        return airllm_errf(r->err, "unsupported model type %s (only BPE is implemented)",
+    if (s->model_type != 1 && s->model_type != 2)
+        return airllm_errf(r->err, "unsupported model type %s (only BPE and UNIGRAM are "
+                                   "implemented)",
                            s->model_type >= 1 && s->model_type <= 4 ? types[s->model_type]
                                                                      : "(unknown)");
     if (s->charsmap.n)
@@ -330,6 +331,7 @@ static int check_model(pb *r, airllm_spm *m, const spec *s)
         return airllm_errf(r->err, "a denormalizer charsmap is not supported");
     if (s->ws_suffix)
         return airllm_errf(r->err, "treat_whitespace_as_suffix is not supported");
+    m->unigram = s->model_type == 1;
     m->byte_fallback = s->byte_fallback;
     m->add_dummy_prefix = s->add_dummy_prefix;
     m->remove_ws = s->remove_ws;
@@ -376,6 +378,18 @@ static int check_model(pb *r, airllm_spm *m, const spec *s)
     for (size_t i = 0; i < m->n; i++)
         if (m->pc[i].type == AIRLLM_SPM_USER_DEFINED)
             seen[m->pc[i].len] = true;
+    m->min_score = 3.4028235e38f;
+    m->max_score = 1.1754944e-38f; /* FLT_MIN, as sentencepiece starts from */
+    for (size_t i = 0; i < m->n; i++) {
+        const spm_piece *p = &m->pc[i];
+        if (p->type == AIRLLM_SPM_NORMAL) {
+            m->min_score = p->score < m->min_score ? p->score : m->min_score;
+            m->max_score = p->score > m->max_score ? p->score : m->max_score;
+        }
+        if ((p->type == AIRLLM_SPM_NORMAL || p->type == AIRLLM_SPM_USER_DEFINED ||
+             p->type == AIRLLM_SPM_UNUSED) && p->len > m->max_len)
+            m->max_len = p->len;
+    }
     for (size_t l = maxlen; l > 0; l--)
         if (seen[l])
             m->ud_len[m->n_ud_len++] = (uint32_t)l;

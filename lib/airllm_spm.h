@@ -9,15 +9,18 @@
  * fields are skipped. What is supported:
  *
  * - model_type BPE (merge the adjacent pair whose merged piece has the
- *   highest score, leftmost on ties, as sentencepiece's bpe_model does),
- *   user-defined symbols (never merged), UNUSED pieces (re-split into the
- *   pieces they were merged from), unknown characters (consecutive ones fused
- *   into one <unk>) and byte fallback to <0xAB> pieces;
+ *   highest score, leftmost on ties, as sentencepiece's bpe_model does;
+ *   user-defined symbols never merged, UNUSED pieces re-split into the
+ *   pieces they were merged from) and UNIGRAM (unigram_model's Viterbi:
+ *   highest total score, user-defined symbols always chosen, unknown
+ *   characters scored min_score - 10, UNUSED pieces never used); unknown
+ *   characters (consecutive ones fused into one <unk>) or byte fallback to
+ *   <0xAB> pieces;
  * - normalizer_spec without a precompiled charsmap ("identity", what these
  *   families use): add_dummy_prefix, remove_extra_whitespaces,
  *   escape_whitespaces.
  *
- * Refused with a message naming the file: UNIGRAM, WORD and CHAR models, a
+ * Refused with a message naming the file: WORD and CHAR models, a
  * non-empty precompiled_charsmap (nmt_nfkc and other normalization rules),
  * treat_whitespace_as_suffix, and malformed files (truncated, a length past
  * the end, invalid UTF-8 in a piece, duplicate pieces, no <unk>, byte pieces
@@ -78,13 +81,16 @@ int airllm_spm_encode(const airllm_spm *m, const char *text, size_t len, int32_t
                       size_t *n, airllm_err *err);
 
 /* Streaming decoder state, as sentencepiece's decode(ids): control pieces
- * give nothing, <unk> the unk_surface (" ⁇ "), "▁" a space, the first
- * non-control piece loses one leading "▁" (when add_dummy_prefix or
- * remove_extra_whitespaces), and runs of byte pieces their bytes, each byte
- * that does not start a valid UTF-8 character becoming U+FFFD. Zero it to
- * start a sequence. */
+ * give nothing, <unk> the unk_surface (" ⁇ "), "▁" a space, and runs of byte
+ * pieces their bytes, each byte that does not start a valid UTF-8 character
+ * becoming U+FFFD. While no text has come out, a piece loses one leading "▁"
+ * (when add_dummy_prefix or remove_extra_whitespaces); with add_dummy_prefix
+ * alone only the first such "▁" goes, with remove_extra_whitespaces every one
+ * until text appears. Zero it to start a sequence. */
 typedef struct {
-    int started;      /* a non-control piece was seen */
+    int text_seen;    /* some text came out */
+    int ws_seen;      /* the last piece had its leading "▁" consumed */
+    int bos_done;     /* no more leading "▁" to consume */
     uint8_t pend[4];  /* a character begun by byte pieces */
     uint8_t npend, need;
 } airllm_spm_dec;

@@ -291,6 +291,77 @@ static int resegment(enc *c, uint32_t off, uint32_t len, uint32_t *stack, size_t
     return 0;
 }
 
+/* unigram_model.cc's EncodeOptimized: Viterbi over the normalized text.
+ * Every piece (NORMAL, USER_DEFINED; UNUSED ones are skipped) ending at a
+ * position extends the best path to its start; a user-defined piece scores
+ * length * max_score - 0.1 so that it always wins; a character no piece
+ * starts with one character is unknown, scored min_score - 10. Ties keep
+ * the earlier start. */
+typedef struct {
+    int32_t id, start; /* start -1: no path ends here yet */
+    float score;
+} vnode;
+
+static int unigram(enc *c, size_t n, airllm_err *err)
+{
+    const airllm_spm *m = c->m;
+    vnode *best = malloc((n + 1) * sizeof *best);
+    if (!best)
+        return airllm_errf(err, "out of memory");
+    for (size_t i = 0; i <= n; i++)
+        best[i] = (vnode){-1, -1, 0.0f};
+    const float unk_score = m->min_score - 10.0f;
+    for (size_t st = 0; st < n;) {
+        float here = best[st].score;
+        size_t mb = char_len(c->t[st]);
+        if (mb > n - st)
+            mb = n - st;
+        bool single = false;
+        for (size_t len = 1; len <= m->max_len && st + len <= n; len++) {
+            int32_t id = airllm_spm_map_get(m, c->t + st, len);
+            if (id < 0)
+                continue;
+            uint8_t ty = m->pc[id].type;
+            if (ty != AIRLLM_SPM_NORMAL && ty != AIRLLM_SPM_USER_DEFINED)
+                continue;
+            float sc = ty == AIRLLM_SPM_USER_DEFINED ? (float)len * m->max_score - 0.1f
+                                                     : m->pc[id].score;
+            float cand = sc + here;
+            vnode *t = &best[st + len];
+            if (t->start < 0 || cand > t->score)
+                *t = (vnode){id, (int32_t)st, cand};
+            if (len == mb)
+                single = true;
+        }
+        if (!single) {
+            vnode *t = &best[st + mb];
+            float cand = unk_score + here;
+            if (t->start < 0 || cand > t->score)
+                *t = (vnode){m->unk, (int32_t)st, cand};
+        }
+        st += mb;
+    }
+    /* back-track, then emit front to back */
+    size_t k = 0;
+    for (size_t e = n; e > 0; e = (size_t)best[e].start)
+        k++;
+    uint32_t *cut = malloc((k + 1) * sizeof *cut);
+    if (!cut) {
+        free(best);
+        return airllm_errf(err, "out of memory");
+    }
+    size_t j = k;
+    cut[j] = (uint32_t)n;
+    for (size_t e = n; e > 0; e = (size_t)best[e].start)
+        cut[--j] = (uint32_t)best[e].start;
+    int rc = 0;
+    for (size_t i = 0; i < k && rc == 0; i++)
+        rc = emit_piece(c, c->t + cut[i], cut[i + 1] - cut[i]);
+    free(cut);
+    free(best);
+    return rc ? airllm_errf(err, "out of memory") : 0;
+}
+
 int airllm_spm_encode(const airllm_spm *m, const char *text, size_t len, int32_t **ids,
                       size_t *n, airllm_err *err)
 {
@@ -312,6 +383,15 @@ int airllm_spm_encode(const airllm_spm *m, const char *text, size_t len, int32_t
         goto out;
     }
     c.t = norm.p;
+    if (m->unigram) {
+        rc = unigram(&c, norm.n, err);
+        if (rc == 0) {
+            *ids = c.ids;
+            *n = c.nids;
+            c.ids = NULL;
+        }
+        goto out;
+    }
     size_t ns = 0;
     c.sy = malloc((norm.n ? norm.n : 1) * sizeof *c.sy);
     if (!c.sy)
@@ -459,40 +539,49 @@ int airllm_spm_decode_step(const airllm_spm *m, airllm_spm_dec *d, int32_t id, c
         return 0;
     const spm_piece *p = &m->pc[id];
     const uint8_t *s = m->arena + p->off;
-    size_t n = p->len;
+    size_t n = p->len, before = *len;
     int rc = 0;
-    if (p->type == AIRLLM_SPM_CONTROL)
-        return 0; /* invisible; the first visible piece is still to come */
     if (p->type == AIRLLM_SPM_BYTE) {
-        d->started = 1;
         rc = byte_in(d, (uint8_t)airllm_spm_byte_of_piece(s, n), out, len, cap);
-    } else if (flush_bytes(d, out, len, cap)) {
-        rc = -1;
-    } else if (p->type == AIRLLM_SPM_UNKNOWN) {
-        d->started = 1;
+        goto done;
+    }
+    if (flush_bytes(d, out, len, cap))
+        return airllm_errf(err, "out of memory");
+    /* sentencepiece_processor.cc Decode: the leading "▁" is consumed until
+     * text appears or a piece had one consumed (never with
+     * remove_extra_whitespaces, which strips every leading one) */
+    if (d->ws_seen || d->text_seen || *len > before)
+        d->bos_done = 1;
+    d->ws_seen = 0;
+    if (p->type == AIRLLM_SPM_CONTROL)
+        goto done; /* invisible */
+    if (p->type == AIRLLM_SPM_UNKNOWN) {
         rc = out_add(out, len, cap, m->arena + m->unk_surface_off, m->unk_surface_len);
-    } else {
-        if (!d->started && (m->add_dummy_prefix || m->remove_ws) && n >= 3 &&
-            memcmp(s, SPM_WS, 3) == 0) {
-            s += 3;
-            n -= 3;
-        }
-        d->started = 1;
-        for (size_t i = 0; i < n && rc == 0;) {
-            if (i + 3 <= n && memcmp(s + i, SPM_WS, 3) == 0) {
-                rc = out_add(out, len, cap, " ", 1);
-                i += 3;
-            } else {
-                size_t j = i + 1;
-                while (j < n && !(j + 3 <= n && memcmp(s + j, SPM_WS, 3) == 0))
-                    j++;
-                rc = out_add(out, len, cap, s + i, j - i);
-                i = j;
-            }
+        goto done;
+    }
+    if (!d->bos_done && (m->add_dummy_prefix || m->remove_ws) && n >= 3 &&
+        memcmp(s, SPM_WS, 3) == 0) {
+        s += 3;
+        n -= 3;
+        d->ws_seen = !m->remove_ws;
+    }
+    for (size_t i = 0; i < n && rc == 0;) {
+        if (i + 3 <= n && memcmp(s + i, SPM_WS, 3) == 0) {
+            rc = out_add(out, len, cap, " ", 1);
+            i += 3;
+        } else {
+            size_t j = i + 1;
+            while (j < n && !(j + 3 <= n && memcmp(s + j, SPM_WS, 3) == 0))
+                j++;
+            rc = out_add(out, len, cap, s + i, j - i);
+            i = j;
         }
     }
+done:
     if (rc)
         return airllm_errf(err, "out of memory");
+    if (*len > before)
+        d->text_seen = 1;
     return 0;
 }
 

@@ -28,6 +28,9 @@ struct airllm_spm {
     int32_t unk, bos, eos, pad;
     int32_t byte_id[256];
     bool byte_fallback, add_dummy_prefix, remove_ws, escape_ws;
+    bool unigram;                 /* model_type UNIGRAM (else BPE) */
+    float min_score, max_score;   /* over NORMAL pieces, for unigram */
+    size_t max_len;               /* longest NORMAL/USER_DEFINED/UNUSED piece */
     uint32_t unk_surface_off, unk_surface_len;
     /* user-defined symbols: bytes they start with, and their lengths */
     bool ud_first[256];

@@ -3052,10 +3052,13 @@ static int decode_file(airllm_tok_decoder *d, int32_t id)
     size_t len = 0, cap = d->s1.cap;
     int rc;
     if (t->id_added[id]) {
-        /* ends a run of byte pieces; visible text, so no leading "▁" is
-         * stripped after it */
+        /* ends a run of byte pieces; it is text, so no leading "▁" is
+         * consumed after it */
+        airllm_spm_dec keep = d->sd;
         rc = airllm_spm_decode_end(t->spm, &d->sd, &p, &len, &cap, NULL);
-        d->sd.started = 1;
+        d->sd = keep;
+        d->sd.npend = 0;
+        d->sd.text_seen = 1;
         if (rc == 0)
             rc = buf_add(&d->s2, s, n) ? -1 : 0;
     } else {

@@ -23,6 +23,9 @@ Models (all identity normalization, as ChatGLM / Baichuan / InternLM ship):
   spm-unused.model    spm-plain with some merged pieces marked UNUSED (they
                       are re-split into the pieces they were merged from)
   spm-noescape.model  spm-fallback with escape_whitespaces off
+  spm-unigram.model   UNIGRAM (Viterbi), byte_fallback, sentencepiece's defaults
+                      for the whitespace flags
+  spm-unigram-plain.model  UNIGRAM without byte fallback
   tiny.tiktoken       byte-level BPE ranks, Qwen v1's split regex and special
                       tokens (<|endoftext|>, <|im_start|>, <|im_end|>,
                       <|extra_0..204|> from the first id after the ranks)
@@ -150,8 +153,14 @@ def train_spm():
     spm.SentencePieceTrainer.train(model_prefix=os.path.join(OUT, "spm-plain"),
                                    vocab_size=400, byte_fallback=False, add_dummy_prefix=False,
                                    remove_extra_whitespaces=True, **common)
+    uni = dict(common, model_type="unigram")
+    spm.SentencePieceTrainer.train(model_prefix=os.path.join(OUT, "spm-unigram"),
+                                   vocab_size=500, byte_fallback=True, **uni)
+    spm.SentencePieceTrainer.train(model_prefix=os.path.join(OUT, "spm-unigram-plain"),
+                                   vocab_size=300, byte_fallback=False,
+                                   remove_extra_whitespaces=True, **uni)
     os.remove(txt)
-    for n in ("spm-fallback", "spm-plain"):
+    for n in ("spm-fallback", "spm-plain", "spm-unigram", "spm-unigram-plain"):
         os.remove(os.path.join(OUT, n + ".vocab"))
 
     def edit(src, dst, fn):
@@ -302,7 +311,8 @@ def main():
         train_spm()
         train_tiktoken()
     spm_specials = ["<|user|>", "<|assistant|>", "<sep>", "<ctl>", "<s>", "</s>", "<unk>"]
-    for name in ("spm-fallback", "spm-plain", "spm-unused", "spm-noescape"):
+    for name in ("spm-fallback", "spm-plain", "spm-unused", "spm-noescape", "spm-unigram",
+                 "spm-unigram-plain"):
         spm_fixture(name, spm_specials)
     tiktoken_fixture()
 

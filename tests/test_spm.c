@@ -376,8 +376,10 @@ static void test_bad_spm(const char *data_dir)
     /* invalid UTF-8 in a piece */
     n = tiny_model(&w, 2, "x\xC3(");
     expect_spm_error(w.b, n, "UTF-8", "invalid UTF-8 piece");
-    n = tiny_model(&w, 1, NULL);
-    expect_spm_error(w.b, n, "UNIGRAM", "unigram model");
+    n = tiny_model(&w, 3, NULL);
+    expect_spm_error(w.b, n, "WORD", "word model");
+    n = tiny_model(&w, 4, NULL);
+    expect_spm_error(w.b, n, "CHAR", "char model");
     n = tiny_model(&w, 2, "ab");
     expect_spm_error(w.b, n, "both", "duplicate piece");
     expect_spm_error((const uint8_t *)"", 0, "no pieces", "empty file");
@@ -616,7 +618,8 @@ int main(int argc, char **argv)
 {
     const char *data_dir = argc > 1 ? argv[1] : "tests/data/tokenizer/files";
     const char *fixtures[] = {"spm-fallback.json", "spm-plain.json", "spm-unused.json",
-                              "spm-noescape.json", "tiny-tiktoken.json"};
+                              "spm-noescape.json", "spm-unigram.json",
+                              "spm-unigram-plain.json", "tiny-tiktoken.json"};
     for (size_t i = 0; i < sizeof fixtures / sizeof *fixtures; i++)
         run_fixture(data_dir, fixtures[i]);
     test_bad_spm(data_dir);
