@@ -3,6 +3,7 @@
  * decoder are in airllm_spm_encode.c). */
 #include "airllm_spm.h"
 
+#include <ctype.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -469,6 +470,20 @@ static int load_model(pb *r, airllm_spm *m)
     return check_model(r, m, &s);
 }
 
+/* The first line is "BASE64 DIGITS". */
+static bool looks_like_ranks(const uint8_t *d, size_t n)
+{
+    size_t i = 0;
+    while (i < n && i < 1024 && (isalnum(d[i]) || d[i] == '+' || d[i] == '/' || d[i] == '='))
+        i++;
+    if (i == 0 || i >= n || d[i] != ' ')
+        return false;
+    size_t j = ++i;
+    while (i < n && isdigit(d[i]))
+        i++;
+    return i > j && (i == n || d[i] == '\n' || d[i] == '\r');
+}
+
 int airllm_spm_load_buffer(const uint8_t *data, size_t len, const char *name, airllm_spm **out,
                            airllm_err *err)
 {
@@ -485,6 +500,12 @@ int airllm_spm_load_buffer(const uint8_t *data, size_t len, const char *name, ai
         return airllm_errf(err, "out of memory");
     pb r = {data, data, data + len, err};
     if (load_model(&r, m)) {
+        /* GLM-4 names its tiktoken ranks file tokenizer.model: say so
+         * rather than leave a protobuf error */
+        if (looks_like_ranks(data, len))
+            airllm_errf(err, "this is not a SentencePiece model but looks like a tiktoken "
+                             "ranks file (\"BASE64 RANK\" lines, as GLM-4 ships under this "
+                             "name), which is not supported as tokenizer.model");
         airllm_err_prefix(err, "%s", name);
         airllm_spm_free(m);
         return -1;

@@ -383,6 +383,8 @@ static void test_bad_spm(const char *data_dir)
     n = tiny_model(&w, 2, "ab");
     expect_spm_error(w.b, n, "both", "duplicate piece");
     expect_spm_error((const uint8_t *)"", 0, "no pieces", "empty file");
+    const char *ranks = "IQ== 0\nIg== 1\n";
+    expect_spm_error((const uint8_t *)ranks, strlen(ranks), "tiktoken", "a ranks file");
     /* wire type 3 (groups) */
     uint8_t g[] = {0x0B, 0x0C};
     expect_spm_error(g, sizeof g, "wire type", "group wire type");
