@@ -403,8 +403,29 @@ static void expect_tt_error(const char *s, const char *needle, const char *what)
     airllm_tiktoken_free(t);
 }
 
-static void test_bad_tiktoken(void)
+static void test_bad_tiktoken(const char *data_dir)
 {
+    /* every truncation: an error naming the file, or (cut at a line end,
+     * which the format cannot tell) fewer ranks; only the final newline
+     * may go unnoticed */
+    char path[8192];
+    snprintf(path, sizeof path, "%s/tiny.tiktoken", data_dir);
+    size_t len;
+    char *d = slurp(path, &len);
+    if (d) {
+        int ok = 1;
+        for (size_t cut = 0; cut < len; cut++) {
+            airllm_tiktoken *t = NULL;
+            airllm_err err = {{0}};
+            if (airllm_tiktoken_load_buffer(d, cut, "cut/qwen.tiktoken", &t, &err) == 0)
+                ok = ok && (airllm_tiktoken_n_ranks(t) < 547 || cut == len - 1);
+            else
+                ok = ok && strstr(err.msg, "cut/qwen.tiktoken") != NULL;
+            airllm_tiktoken_free(t);
+        }
+        CHECK(ok, "truncated .tiktoken: refused naming the file, or fewer ranks");
+        free(d);
+    }
     expect_tt_error("", "no ranks", "empty file");
     expect_tt_error("YQ== 0\nYg==\n", "line 2", "missing rank");
     expect_tt_error("YQ== 0\nY!== 1\n", "base64", "bad base64");
@@ -625,7 +646,7 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < sizeof fixtures / sizeof *fixtures; i++)
         run_fixture(data_dir, fixtures[i]);
     test_bad_spm(data_dir);
-    test_bad_tiktoken();
+    test_bad_tiktoken(data_dir);
     test_dirs(data_dir);
     return test_summary();
 }
