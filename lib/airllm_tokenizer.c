@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <pthread.h>
+#include <dirent.h>
 #include <sys/stat.h>
 
 #include <cjson/cJSON.h>
@@ -28,6 +29,8 @@
 #include "airllm_bytes.h"
 #include "airllm_io.h"
 #include "airllm_json.h"
+#include "airllm_spm.h"
+#include "airllm_tiktoken.h"
 #include "airllm_unicode.h"
 
 /* Longest token string accepted; real ones are under a few hundred bytes. */
@@ -418,6 +421,13 @@ struct airllm_tokenizer {
 
     int32_t bos, eos;
     bool add_bos;
+
+    /* read from tokenizer.model / *.tiktoken instead of tokenizer.json */
+    airllm_spm *spm;
+    airllm_tiktoken *tt;
+    bool nfc;          /* Qwen normalizes text to NFC before tiktoken */
+    size_t cap_added;
+    uint8_t *id_added; /* id decodes as an added token, not the model's piece */
 };
 
 static const uint8_t *S(const airllm_tokenizer *t, span s)
@@ -1379,6 +1389,9 @@ void airllm_tok_free(airllm_tokenizer *t)
     trie_free(&t->trie_raw);
     trie_free(&t->trie_norm);
     free(t->merges.s);
+    airllm_spm_free(t->spm);
+    airllm_tiktoken_free(t->tt);
+    free(t->id_added);
     free(t);
 }
 
@@ -1474,19 +1487,313 @@ int airllm_tok_load_buffer(const char *json, size_t len, const char *name,
     return 0;
 }
 
+/* ------------------------------------------------------------------------
+ * tokenizer.model (SentencePiece) and *.tiktoken
+ *
+ * Checkpoints without a tokenizer.json (ChatGLM, Baichuan, InternLM: a
+ * SentencePiece tokenizer.model; Qwen v1: qwen.tiktoken) are encoded by
+ * lib/airllm_spm.c and lib/airllm_tiktoken.c. This part fills the same id
+ * tables as a tokenizer.json would (vocab, id -> token, specials, BOS/EOS),
+ * adds the family's special tokens and tokenizer_config.json's
+ * added_tokens_decoder (split out of the text first, as transformers' slow
+ * tokenizers do), and hands the text between them to the model file's
+ * encoder.
+ * ------------------------------------------------------------------------ */
+
+/* ChatGLM2/3's specials, appended after the pieces by tokenization_chatglm.py
+ * (not in any file). They are given as ids by the chat format, never matched
+ * in text. */
+static const char *const chatglm_specials[] = {"[MASK]", "[gMASK]", "[sMASK]", "sop", "eop",
+                                               "<|system|>", "<|user|>", "<|assistant|>",
+                                               "<|observation|>"};
+
+/* One added token of a model file. match: split out of the text. A token
+ * listed twice with the same id (the config and the family) is kept once. */
+static int file_added(ld *L, const char *content, size_t len, int64_t id, bool special,
+                      bool lstrip, bool rstrip, bool match, const char *where)
+{
+    airllm_tokenizer *t = L->t;
+    if (id < 0 || id >= (int64_t)(t->n_vocab + TOK_ID_SLACK))
+        return airllm_errf(L->err, "%s: id %lld is out of range (the model has %zu tokens)",
+                           where, (long long)id, t->n_vocab);
+    if (len == 0)
+        return airllm_errf(L->err, "%s: empty token", where);
+    if (t->n_added == t->cap_added) {
+        size_t cap = t->cap_added ? t->cap_added * 2 : 16;
+        added_tok *q = realloc(t->added, cap * sizeof *q);
+        if (!q)
+            return airllm_errf(L->err, "out of memory");
+        t->added = q;
+        t->cap_added = cap;
+    }
+    added_tok a = {0};
+    if (intern(L, content, len, &a.content, where))
+        return -1;
+    a.norm = a.content;
+    a.id = (int32_t)id;
+    a.special = special;
+    a.lstrip = lstrip;
+    a.rstrip = rstrip;
+    int32_t old = sm_put(&t->added_by, t->arena.p, a.content, (int32_t)t->n_added);
+    if (old == -2)
+        return airllm_errf(L->err, "out of memory");
+    if (old >= 0) {
+        if (t->added[old].id == a.id)
+            return 0;
+        return airllm_errf(L->err, "%s: \"%.*s\" has id %lld, but also %d", where, (int)len,
+                           content, (long long)id, t->added[old].id);
+    }
+    if (match && trie_add(&t->trie_raw, S(t, a.content), len, (int32_t)t->n_added) == -2)
+        return airllm_errf(L->err, "out of memory");
+    t->added[t->n_added++] = a;
+    return 0;
+}
+
+/* tokenizer_config.json's added_tokens_decoder: {"ID": {"content": ...,
+ * "lstrip", "rstrip", "special"}, ...}. InternLM2 renames pieces this way
+ * (92543 "[UNUSED_TOKEN_145]" becomes "<|im_start|>"). */
+static int file_config_added(ld *L, const cJSON *root)
+{
+    const cJSON *d = jget(root, "added_tokens_decoder"), *e;
+    if (!d || cJSON_IsNull(d))
+        return 0;
+    if (!cJSON_IsObject(d))
+        return airllm_errf(L->err, "\"added_tokens_decoder\" is not an object");
+    cJSON_ArrayForEach(e, d)
+    {
+        char where[96];
+        snprintf(where, sizeof where, "added_tokens_decoder[\"%.40s\"]", e->string);
+        char *endp;
+        long long id = strtoll(e->string, &endp, 10);
+        const char *content;
+        bool special, lstrip, rstrip;
+        if (!*e->string || *endp || id < 0)
+            return airllm_errf(L->err, "%s: the key is not an id", where);
+        if (!cJSON_IsObject(e))
+            return airllm_errf(L->err, "%s is not an object", where);
+        if (jstr(L, e, "content", true, &content, where) ||
+            jbool(L, e, "special", false, &special, where) ||
+            jbool(L, e, "lstrip", false, &lstrip, where) ||
+            jbool(L, e, "rstrip", false, &rstrip, where) ||
+            file_added(L, content, strlen(content), id, special, lstrip, rstrip, true, where))
+            return -1;
+    }
+    return 0;
+}
+
+/* id tables for a model file: the model's tokens, overridden by added ones. */
+static int file_build_ids(ld *L)
+{
+    airllm_tokenizer *t = L->t;
+    size_t n_ids = t->n_vocab;
+    for (size_t i = 0; i < t->n_added; i++)
+        if ((size_t)t->added[i].id + 1 > n_ids)
+            n_ids = (size_t)t->added[i].id + 1;
+    t->n_ids = n_ids;
+    t->id_tok = malloc((n_ids ? n_ids : 1) * sizeof *t->id_tok);
+    t->id_dec = malloc((n_ids ? n_ids : 1) * sizeof *t->id_dec);
+    t->id_special = calloc(n_ids ? n_ids : 1, 1);
+    t->id_added = calloc(n_ids ? n_ids : 1, 1);
+    if (!t->id_tok || !t->id_dec || !t->id_special || !t->id_added)
+        return airllm_errf(L->err, "out of memory");
+    for (size_t i = 0; i < n_ids; i++)
+        t->id_tok[i].off = SPAN_NONE;
+    for (size_t i = 0; i < t->vocab.cap; i++)
+        if (t->vocab.s[i].val >= 0)
+            t->id_tok[t->vocab.s[i].val] = t->vocab.s[i].key;
+    for (size_t i = 0; i < n_ids; i++)
+        t->id_special[i] = t->spm && airllm_spm_type(t->spm, (int32_t)i) == AIRLLM_SPM_CONTROL;
+    for (size_t i = 0; i < t->n_added; i++) {
+        const added_tok *a = &t->added[i];
+        span *o = &t->id_tok[a->id];
+        bool same = o->off != SPAN_NONE && o->len == a->content.len &&
+                    memcmp(S(t, *o), S(t, a->content), o->len) == 0;
+        *o = a->content;
+        t->id_added[a->id] = !same;
+        t->id_special[a->id] = a->special || t->id_special[a->id];
+    }
+    memcpy(t->id_dec, t->id_tok, n_ids * sizeof *t->id_dec);
+    return 0;
+}
+
+/* The model's tokens into the vocab map. Tiktoken tokens are raw bytes (a
+ * piece of a UTF-8 character is a token), so they bypass intern's check. */
+static int file_vocab(ld *L)
+{
+    airllm_tokenizer *t = L->t;
+    size_t n = t->spm ? airllm_spm_size(t->spm) : airllm_tiktoken_n_ranks(t->tt);
+    size_t ids = t->spm ? n : airllm_tiktoken_vocab_size(t->tt), cap = 64;
+    while (cap < 2 * n + 2)
+        cap *= 2;
+    if (sm_alloc(&t->vocab, cap) || sm_alloc(&t->added_by, 64) || trie_init(&t->trie_raw) ||
+        trie_init(&t->trie_norm))
+        return airllm_errf(L->err, "out of memory");
+    for (size_t id = 0; id < ids; id++) {
+        size_t len;
+        int special = 0;
+        const void *p = t->spm ? (const void *)airllm_spm_piece(t->spm, (int32_t)id, &len)
+                               : (const void *)airllm_tiktoken_token(t->tt, (int32_t)id, &len,
+                                                                     &special);
+        if (!p || special)
+            continue;
+        if (t->arena.n + len >= SPAN_NONE)
+            return airllm_errf(L->err, "too much token text (over 4 GiB)");
+        span sp = {(uint32_t)t->arena.n, (uint32_t)len};
+        if (buf_add(&t->arena, p, len) || sm_put(&t->vocab, t->arena.p, sp, (int32_t)id) == -2)
+            return airllm_errf(L->err, "out of memory");
+        t->n_vocab = id + 1;
+    }
+    return 0;
+}
+
+/* cls: tokenizer_config.json's tokenizer_class, or NULL. */
+static int file_family(ld *L, const char *cls)
+{
+    airllm_tokenizer *t = L->t;
+    if (t->tt) {
+        if (cls && strcmp(cls, "QWenTokenizer") != 0)
+            return airllm_errf(L->err, "a tiktoken file with tokenizer_class \"%.60s\" is not "
+                                       "supported (only QWenTokenizer)", cls);
+        /* Qwen hard-codes 151643, which is qwen.tiktoken's rank count */
+        int32_t start = (int32_t)airllm_tiktoken_n_ranks(t->tt);
+        if (airllm_tiktoken_add_qwen_specials(t->tt, start, L->err))
+            return -1;
+        for (int32_t id = start; id < start + 208; id++) {
+            size_t len;
+            const uint8_t *p = airllm_tiktoken_token(t->tt, id, &len, NULL);
+            if (file_added(L, (const char *)p, len, id, true, false, false, false, "Qwen"))
+                return -1;
+        }
+        t->nfc = true;
+        t->eos = start; /* <|endoftext|> */
+        return 0;
+    }
+    t->bos = airllm_spm_bos_id(t->spm);
+    t->eos = airllm_spm_eos_id(t->spm);
+    if (cls && strcmp(cls, "ChatGLMTokenizer") == 0) {
+        int64_t next = (int64_t)airllm_spm_size(t->spm);
+        for (size_t i = 0; i < sizeof chatglm_specials / sizeof *chatglm_specials; i++)
+            if (file_added(L, chatglm_specials[i], strlen(chatglm_specials[i]), next + (int64_t)i,
+                           true, false, false, false, "ChatGLM"))
+                return -1;
+    }
+    return 0;
+}
+
+/* Loads a tokenizer.model or .tiktoken file; config is tokenizer_config.json
+ * or NULL. */
+static int load_model_file(const char *file, bool spm, const char *config,
+                           airllm_tokenizer **out, airllm_err *err)
+{
+    *out = NULL;
+    airllm_tokenizer *t = calloc(1, sizeof *t);
+    cJSON *root = NULL;
+    char *text = NULL;
+    size_t len;
+    ld L = {.t = t, .err = err};
+    int rc = -1;
+    if (!t || buf_reserve(&t->arena, 4096)) {
+        airllm_errf(err, "out of memory");
+        goto out;
+    }
+    t->bos = t->eos = -1;
+    if (spm ? airllm_spm_load(file, &t->spm, err) : airllm_tiktoken_load(file, &t->tt, err))
+        goto out;
+    const char *cls = NULL;
+    if (config) {
+        if (airllm_read_small_file(config, TOK_CONFIG_MAX, &text, &len, err) ||
+            airllm_json_parse_object(text, len, config, &root, err))
+            goto out;
+        const cJSON *c = jget(root, "tokenizer_class");
+        cls = cJSON_IsString(c) ? c->valuestring : NULL;
+    }
+    if (file_vocab(&L) || file_family(&L, cls)) {
+        airllm_err_prefix(err, "%s", file);
+        goto out;
+    }
+    if (root && file_config_added(&L, root)) {
+        airllm_err_prefix(err, "%s", config);
+        goto out;
+    }
+    if (file_build_ids(&L)) {
+        airllm_err_prefix(err, "%s", file);
+        goto out;
+    }
+    if (config && airllm_tok_read_config_buffer(t, text, len, config, err))
+        goto out;
+    rc = 0;
+out:
+    cJSON_Delete(root);
+    free(text);
+    buf_free(&L.scratch);
+    if (rc) {
+        airllm_tok_free(t);
+        return -1;
+    }
+    *out = t;
+    return 0;
+}
+
+/* The *.tiktoken file of a directory: qwen.tiktoken, else the only one. */
+static int find_tiktoken(const char *dir, char *file, size_t cap, airllm_err *err)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return airllm_errf(err, "%s: cannot open the directory", dir);
+    char found[256] = "";
+    int n = 0;
+    const struct dirent *e;
+    while ((e = readdir(d))) {
+        size_t l = strlen(e->d_name);
+        if (l > 9 && strcmp(e->d_name + l - 9, ".tiktoken") == 0 && l < sizeof found) {
+            if (n == 0 || strcmp(e->d_name, "qwen.tiktoken") == 0)
+                snprintf(found, sizeof found, "%s", e->d_name);
+            n++;
+        }
+    }
+    closedir(d);
+    if (n == 0)
+        return airllm_errf(err, "%s: no tokenizer.json, tokenizer.model or *.tiktoken file", dir);
+    if (n > 1 && strcmp(found, "qwen.tiktoken") != 0)
+        return airllm_errf(err, "%s: %d *.tiktoken files and none is qwen.tiktoken: which one "
+                                "is the tokenizer is unclear", dir, n);
+    return airllm_path_join(file, cap, dir, found, err);
+}
+
+static bool ends_with(const char *s, const char *suffix)
+{
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && strcmp(s + a - b, suffix) == 0;
+}
+
 int airllm_tok_load(const char *path, airllm_tokenizer **out, airllm_err *err)
 {
     *out = NULL;
     struct stat st;
     if (!path || stat(path, &st))
         return airllm_errf(err, "%s: cannot access", path ? path : "(null)");
-    char file[4096];
+    char file[4096], config[4096];
     bool dir = S_ISDIR(st.st_mode);
-    if (dir) {
-        if (airllm_path_join(file, sizeof file, path, "tokenizer.json", err))
+    if (!dir) {
+        if (snprintf(file, sizeof file, "%s", path) >= (int)sizeof file)
+            return airllm_errf(err, "%s: path too long", path);
+        if (ends_with(path, ".model") || ends_with(path, ".tiktoken"))
+            return load_model_file(file, ends_with(path, ".model"), NULL, out, err);
+    } else {
+        /* tokenizer.json first: it is what transformers' fast tokenizers
+         * read, and it says everything (normalizer, added tokens) itself */
+        if (airllm_path_join(file, sizeof file, path, "tokenizer.json", err) ||
+            airllm_path_join(config, sizeof config, path, "tokenizer_config.json", err))
             return -1;
-    } else if (snprintf(file, sizeof file, "%s", path) >= (int)sizeof file) {
-        return airllm_errf(err, "%s: path too long", path);
+        if (stat(file, &st) != 0) {
+            bool have_config = stat(config, &st) == 0;
+            if (airllm_path_join(file, sizeof file, path, "tokenizer.model", err))
+                return -1;
+            bool spm = stat(file, &st) == 0;
+            if (!spm && find_tiktoken(path, file, sizeof file, err))
+                return -1;
+            return load_model_file(file, spm, have_config ? config : NULL, out, err);
+        }
     }
     char *text;
     size_t len;
@@ -1496,9 +1803,8 @@ int airllm_tok_load(const char *path, airllm_tokenizer **out, airllm_err *err)
     free(text);
     if (rc || !dir)
         return rc;
-    if (airllm_path_join(file, sizeof file, path, "tokenizer_config.json", err) == 0 &&
-        stat(file, &st) == 0) {
-        if (airllm_tok_read_config(*out, file, err)) {
+    if (stat(config, &st) == 0) {
+        if (airllm_tok_read_config(*out, config, err)) {
             airllm_tok_free(*out);
             *out = NULL;
             return -1;
@@ -2478,6 +2784,33 @@ static int pass1_text(enc *c, const uint8_t *s, size_t n, bool at_origin)
     return split_added(c, &c->t->trie_norm, ns, nn, at_origin, pass2_text);
 }
 
+/* Text between added tokens, for a tokenizer.model / *.tiktoken file. */
+static int file_text(enc *c, const uint8_t *s, size_t n, bool at_origin)
+{
+    const airllm_tokenizer *t = c->t;
+    int32_t *ids;
+    size_t k;
+    (void)at_origin;
+    int rc;
+    if (t->spm) {
+        rc = airllm_spm_encode(t->spm, (const char *)s, n, &ids, &k, c->err);
+    } else {
+        if (t->nfc && n) {
+            if (nfc(s, n, &c->nx, &c->nw))
+                return airllm_errf(c->err, "out of memory");
+            s = c->nx.p;
+            n = c->nx.n;
+        }
+        rc = airllm_tiktoken_encode(t->tt, (const char *)s, n, &ids, &k, c->err);
+    }
+    if (rc)
+        return -1;
+    for (size_t i = 0; i < k && rc == 0; i++)
+        rc = emit_id(c, ids[i]);
+    free(ids);
+    return rc;
+}
+
 int airllm_tok_encode(const airllm_tokenizer *t, const char *text, size_t len, int add_bos,
                       int32_t **ids, size_t *n, airllm_err *err)
 {
@@ -2496,7 +2829,8 @@ int airllm_tok_encode(const airllm_tokenizer *t, const char *text, size_t len, i
     if (add_bos && t->bos >= 0)
         rc = emit_id(&c, t->bos);
     if (rc == 0 && len)
-        rc = split_added(&c, &t->trie_raw, (const uint8_t *)text, len, true, pass1_text);
+        rc = split_added(&c, &t->trie_raw, (const uint8_t *)text, len, true,
+                         t->spm || t->tt ? file_text : pass1_text);
     buf_free(&c.nx);
     buf_free(&c.ny);
     buf_free(&c.nw);
@@ -2531,6 +2865,7 @@ struct airllm_tok_decoder {
     size_t strip_done;
     bool strip_over;
     buf out, s1, s2;
+    airllm_spm_dec sd; /* tokenizer.model: sentencepiece's decoding state */
 };
 
 static const uint8_t FFFD[3] = {0xEF, 0xBF, 0xBD};
@@ -2726,9 +3061,58 @@ static int token_stages(airllm_tok_decoder *d, const uint8_t **ps, size_t *pn)
     return 0;
 }
 
+/* tokenizer.model / *.tiktoken ids. tiktoken: the token's bytes, invalid
+ * UTF-8 replaced as Python's decode(errors="replace") does (maximal
+ * subparts, like lossy_byte). SentencePiece: sentencepiece's decode, with
+ * added tokens as their text. */
+static int decode_file(airllm_tok_decoder *d, int32_t id)
+{
+    const airllm_tokenizer *t = d->t;
+    if (id < 0 || (size_t)id >= t->n_ids || t->id_dec[id].off == SPAN_NONE)
+        return 0;
+    if (d->skip_special && t->id_special[id])
+        return 0;
+    const uint8_t *s = S(t, t->id_dec[id]);
+    size_t n = t->id_dec[id].len;
+    d->count++;
+    if (t->tt) {
+        for (size_t i = 0; i < n; i++)
+            if (lossy_byte(d, s[i]))
+                return -1;
+        return 0;
+    }
+    char *p = (char *)d->s1.p;
+    size_t len = 0, cap = d->s1.cap;
+    int rc;
+    if (t->id_added[id]) {
+        /* ends a run of byte pieces; it is text, so no leading "▁" is
+         * consumed after it */
+        airllm_spm_dec keep = d->sd;
+        rc = airllm_spm_decode_end(t->spm, &d->sd, &p, &len, &cap, NULL);
+        d->sd = keep;
+        d->sd.npend = 0;
+        d->sd.text_seen = 1;
+        if (rc == 0)
+            rc = buf_add(&d->s2, s, n) ? -1 : 0;
+    } else {
+        rc = airllm_spm_decode_step(t->spm, &d->sd, id, &p, &len, &cap, NULL);
+    }
+    d->s1.p = (uint8_t *)p;
+    d->s1.cap = cap;
+    if (rc || emit_text(d, d->s1.p, len))
+        return -1;
+    if (t->id_added[id]) {
+        rc = emit_text(d, d->s2.p, d->s2.n);
+        d->s2.n = 0;
+    }
+    return rc;
+}
+
 static int decode_one(airllm_tok_decoder *d, int32_t id)
 {
     const airllm_tokenizer *t = d->t;
+    if (t->spm || t->tt)
+        return decode_file(d, id);
     if (id < 0 || (size_t)id >= t->n_ids || t->id_dec[id].off == SPAN_NONE)
         return 0; /* tokenizers' decode skips unknown ids too */
     if (d->skip_special && t->id_special[id])
@@ -2775,6 +3159,7 @@ void airllm_tok_decoder_reset(airllm_tok_decoder *d)
     d->strip_done = 0;
     d->strip_over = d->t->dec_strip_n == 0;
     d->out.n = 0;
+    memset(&d->sd, 0, sizeof d->sd);
 }
 
 int airllm_tok_decoder_new(const airllm_tokenizer *t, int skip_special,
@@ -2826,7 +3211,15 @@ int airllm_tok_decoder_flush(airllm_tok_decoder *d, const char **text, size_t *l
 {
     d->out.n = 0;
     int rc;
-    if (d->t->dec_byte_level) {
+    if (d->t->spm) {
+        char *p = (char *)d->s1.p;
+        size_t len = 0, cap = d->s1.cap;
+        rc = airllm_spm_decode_end(d->t->spm, &d->sd, &p, &len, &cap, NULL);
+        d->s1.p = (uint8_t *)p;
+        d->s1.cap = cap;
+        if (rc == 0)
+            rc = emit_text(d, d->s1.p, len);
+    } else if (d->t->dec_byte_level || d->t->tt) {
         rc = d->npend ? emit_fffd(d, 1) : 0;
         d->npend = 0;
     } else {

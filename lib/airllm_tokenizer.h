@@ -32,9 +32,26 @@ typedef struct airllm_tokenizer airllm_tokenizer;
 /* Largest tokenizer.json accepted (real ones are 2-35 MB). */
 #define AIRLLM_TOK_MAX_FILE (256u << 20)
 
-/* Loads a tokenizer. path is either a tokenizer.json file, or a directory
- * holding tokenizer.json and, optionally, tokenizer_config.json (read with
- * airllm_tok_read_config for BOS/EOS and add_bos_token). */
+/* Loads a tokenizer. path is a tokenizer.json, a SentencePiece *.model or a
+ * tiktoken *.tiktoken file, or a checkpoint directory. In a directory the
+ * first that exists is read: tokenizer.json, else tokenizer.model
+ * (lib/airllm_spm.h: ChatGLM, Baichuan, InternLM), else qwen.tiktoken or the
+ * only *.tiktoken file (lib/airllm_tiktoken.h: Qwen v1); then, when present,
+ * tokenizer_config.json (airllm_tok_read_config: BOS/EOS, add_bos_token).
+ *
+ * For a model file, the directory's tokenizer_config.json also gives
+ * added_tokens_decoder (tokens split out of the text before the model file's
+ * encoder sees it, as transformers' slow tokenizers do; an id there that the
+ * model gives to another piece takes the new text, as InternLM2 renames its
+ * [UNUSED_TOKEN_n] pieces) and tokenizer_class picks the family's specials:
+ * QWenTokenizer (also the default for *.tiktoken): <|endoftext|>,
+ * <|im_start|>, <|im_end|>, <|extra_0..204|> from the first id after the
+ * ranks, matched in text, NFC applied to the text first, EOS <|endoftext|>;
+ * ChatGLMTokenizer: [MASK] [gMASK] [sMASK] sop eop <|system|> <|user|>
+ * <|assistant|> <|observation|> after the pieces (ids only, never matched in
+ * text). SentencePiece BOS/EOS are the model's <s> / </s>. Token strings of
+ * a tiktoken file (airllm_tok_token, airllm_tok_id_of) are raw bytes, not
+ * necessarily UTF-8. */
 int airllm_tok_load(const char *path, airllm_tokenizer **out, airllm_err *err);
 /* Parses tokenizer.json from memory (json need not be NUL-terminated). name
  * prefixes error messages (NULL: "tokenizer.json"). */
