@@ -1910,11 +1910,6 @@ int airllm_tok_set_bos(airllm_tokenizer *t, int32_t id, airllm_err *err)
     return set_special(t, id, &t->bos, "BOS", err);
 }
 
-int airllm_tok_set_eos(airllm_tokenizer *t, int32_t id, airllm_err *err)
-{
-    return set_special(t, id, &t->eos, "EOS", err);
-}
-
 const char *airllm_tok_token(const airllm_tokenizer *t, int32_t id, size_t *len)
 {
     if (id < 0 || (size_t)id >= t->n_ids || t->id_tok[id].off == SPAN_NONE)

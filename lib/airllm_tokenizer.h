@@ -70,11 +70,10 @@ int airllm_tok_read_config_buffer(airllm_tokenizer *tok, const char *json, size_
 /* BOS / EOS ids, -1 when unknown. Before any config is read they come from
  * tokenizer.json's TemplateProcessing post-processor: the one special token
  * before the sequence is BOS, the one after it EOS. The caller may override
- * them (e.g. from config.json's bos_token_id); -1 clears. */
+ * BOS (e.g. from config.json's bos_token_id); -1 clears. */
 int32_t airllm_tok_bos(const airllm_tokenizer *tok);
 int32_t airllm_tok_eos(const airllm_tokenizer *tok);
 int airllm_tok_set_bos(airllm_tokenizer *tok, int32_t id, airllm_err *err);
-int airllm_tok_set_eos(airllm_tokenizer *tok, int32_t id, airllm_err *err);
 /* Whether the files ask for BOS to be added when encoding a prompt
  * (add_bos_token, else whether the post-processor template starts with one). */
 int airllm_tok_add_bos_default(const airllm_tokenizer *tok);
