@@ -1,6 +1,7 @@
 #include "airllm_checkpoint.h"
 
 #include <dirent.h>
+#include <stddef.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -12,6 +13,7 @@
 #include <cjson/cJSON.h>
 
 #include "airllm_bytes.h"
+#include "airllm_index.h"
 #include "airllm_io.h"
 #include "airllm_json.h"
 #include "airllm_manifest.h"
@@ -186,6 +188,11 @@ static int add_source(airllm_ckpt *c, const char *file, const char *saved_dir, a
                        c->sharded ? AIRLLM_INDEX_NAME : "the checkpoint");
 }
 
+static int cmp_source_file(const void *key, const void *elem)
+{
+    return strcmp(key, ((const airllm_ckpt_source *)elem)->file);
+}
+
 /* Every tensor the index maps to a shard must be in that shard, and every
  * tensor in a shard must be mapped to it: otherwise a tensor would be lost
  * or read from the wrong file. */
@@ -209,27 +216,56 @@ static int check_index(airllm_ckpt *c, const cJSON *wm, const char *path, airllm
     size_t total = 0;
     for (size_t s = 0; s < c->n_sources; s++)
         total += c->sources[s].st.n_tensors;
+    /* Lookups by name through indexes: a scan of the shard per weight_map
+     * entry made this quadratic (700k tensors took over 16 minutes). */
+    airllm_index *by_shard = calloc(c->n_sources ? c->n_sources : 1, sizeof *by_shard);
+    const cJSON **items = NULL;
+    airllm_index by_key = {0};
+    int rc = 0;
+    if (!by_shard)
+        return airllm_errf(err, "out of memory");
+    for (size_t s = 0; s < c->n_sources && !rc; s++)
+        rc = airllm_index_build(&by_shard[s], c->sources[s].st.tensors,
+                                c->sources[s].st.n_tensors, sizeof(airllm_st_tensor),
+                                offsetof(airllm_st_tensor, name), err);
     cJSON_ArrayForEach(it, wm)
     {
-        size_t s = 0;
-        while (strcmp(c->sources[s].file, it->valuestring) != 0)
-            s++;
-        if (airllm_st_find(&c->sources[s].st, it->string) < 0)
-            return airllm_errf(err, "%s: tensor \"%s\" is mapped to %s, which does not "
-                                    "contain it", path, it->string, it->valuestring);
+        if (rc)
+            break;
+        /* Sources were added from the index's sorted shard names. */
+        const airllm_ckpt_source *src = bsearch(it->valuestring, c->sources, c->n_sources,
+                                                sizeof *c->sources, cmp_source_file);
+        if (airllm_index_find(&by_shard[src - c->sources], it->string) < 0)
+            rc = airllm_errf(err, "%s: tensor \"%s\" is mapped to %s, which does not "
+                                  "contain it", path, it->string, it->valuestring);
     }
-    if (total != n) {
-        for (size_t s = 0; s < c->n_sources; s++)
-            for (size_t t = 0; t < c->sources[s].st.n_tensors; t++) {
+    if (!rc && total != n) {
+        items = malloc((n ? n : 1) * sizeof *items);
+        if (!items)
+            rc = airllm_errf(err, "out of memory");
+        k = 0;
+        if (!rc)
+            cJSON_ArrayForEach(it, wm) items[k++] = it;
+        if (!rc)
+            rc = airllm_index_build(&by_key, items, k, sizeof *items,
+                                    offsetof(cJSON, string), err);
+        for (size_t s = 0; s < c->n_sources && !rc; s++)
+            for (size_t t = 0; t < c->sources[s].st.n_tensors && !rc; t++) {
                 const char *name = c->sources[s].st.tensors[t].name;
-                const cJSON *m = cJSON_GetObjectItemCaseSensitive(wm, name);
+                long at = airllm_index_find(&by_key, name);
+                const cJSON *m = at < 0 ? NULL : items[at];
                 if (!m || strcmp(m->valuestring, c->sources[s].file) != 0)
-                    return airllm_errf(err, "%s/%s: tensor \"%s\" is not mapped to this "
-                                            "shard by %s", c->dir, c->sources[s].file, name,
-                                       path);
+                    rc = airllm_errf(err, "%s/%s: tensor \"%s\" is not mapped to this "
+                                          "shard by %s", c->dir, c->sources[s].file, name,
+                                     path);
             }
     }
-    return 0;
+    for (size_t s = 0; s < c->n_sources; s++)
+        airllm_index_free(&by_shard[s]);
+    free(by_shard);
+    airllm_index_free(&by_key);
+    free(items);
+    return rc;
 }
 
 static int find_sources(airllm_ckpt *c, const char *saved_dir, airllm_err *err)
@@ -597,6 +633,11 @@ static int add_converted_source(airllm_ckpt *c, const airllm_mf_unit *u, airllm_
     return 0;
 }
 
+static int cmp_source(const void *a, const void *b)
+{
+    return strcmp(((const airllm_ckpt_source *)a)->file, ((const airllm_ckpt_source *)b)->file);
+}
+
 int airllm_ckpt_open_converted(const char *dir, airllm_ckpt *c, airllm_err *err)
 {
     memset(c, 0, sizeof *c);
@@ -620,14 +661,9 @@ int airllm_ckpt_open_converted(const char *dir, airllm_ckpt *c, airllm_err *err)
             rc = add_converted_source(c, &m.units[u], err);
     if (!rc) {
         /* The planner wants sources sorted by name; move the headers with
-         * them. */
-        for (size_t i = 1; i < c->n_sources; i++)
-            for (size_t j = i; j > 0 && strcmp(c->sources[j - 1].file, c->sources[j].file) > 0;
-                 j--) {
-                airllm_ckpt_source tmp = c->sources[j];
-                c->sources[j] = c->sources[j - 1];
-                c->sources[j - 1] = tmp;
-            }
+         * them. The manifest makes unit file names unique, and qsort keeps
+         * a model with 100k layers from an insertion sort's n^2. */
+        qsort(c->sources, c->n_sources, sizeof *c->sources, cmp_source);
         rc = plan_units(c, err);
     }
     if (!rc && c->n_tensors != m.n_tensors)
