@@ -553,10 +553,10 @@ int airllm_ckpt_save_header(const airllm_ckpt *c, size_t source, const char *out
         return airllm_errf(err, "out of memory");
     memcpy(buf, SAVED_HDR_MAGIC, 8);
     airllm_put_le64(buf + 8, s->st.file_size);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = airllm_open_input(path, 0, err);
     int rc;
     if (fd < 0) {
-        rc = airllm_errf(err, "%s: cannot open: %s", path, strerror(errno));
+        rc = -1;
     } else {
         rc = airllm_pread_full(fd, buf + 16, hdr, 0, path, err);
         close(fd);

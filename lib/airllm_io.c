@@ -59,21 +59,51 @@ int airllm_write_full(int fd, const void *buf, size_t n, const char *path, airll
     return 0;
 }
 
+int airllm_open_input(const char *path, int extra_flags, airllm_err *err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | extra_flags);
+    if (fd < 0) {
+        int e = errno;
+        airllm_errf(err, "%s: cannot open: %s", path, strerror(e));
+        errno = e;
+        return -1;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        int e = errno;
+        close(fd);
+        airllm_errf(err, "%s: cannot stat: %s", path, strerror(e));
+        errno = e;
+        return -1;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        airllm_errf(err, "%s: not a regular file", path);
+        errno = EINVAL;
+        return -1;
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) != 0) {
+        int e = errno;
+        close(fd);
+        airllm_errf(err, "%s: cannot clear O_NONBLOCK: %s", path, strerror(e));
+        errno = e;
+        return -1;
+    }
+    return fd;
+}
+
 int airllm_read_small_file(const char *path, size_t max_bytes, char **out, size_t *len,
                            airllm_err *err)
 {
     *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = airllm_open_input(path, 0, err);
     if (fd < 0)
-        return airllm_errf(err, "%s: cannot open: %s", path, strerror(errno));
+        return -1;
     struct stat st;
     if (fstat(fd, &st) != 0) {
         close(fd);
         return airllm_errf(err, "%s: cannot stat: %s", path, strerror(errno));
-    }
-    if (!S_ISREG(st.st_mode)) {
-        close(fd);
-        return airllm_errf(err, "%s: not a regular file", path);
     }
     if ((uint64_t)st.st_size > max_bytes) {
         close(fd);

@@ -17,6 +17,15 @@ int airllm_pread_full(int fd, void *buf, size_t n, uint64_t off, const char *pat
 /* write until all n bytes are written (EINTR and short writes retried). */
 int airllm_write_full(int fd, const void *buf, size_t n, const char *path,
                       airllm_err *err);
+/* Opens an input file read-only (O_CLOEXEC plus extra_flags, e.g. O_DIRECT)
+ * and returns its descriptor, or -1 with err set: "<path>: cannot open:
+ * <reason>" (errno kept from open) or "<path>: not a regular file". Every
+ * file a tool reads goes through here: a FIFO given as a shard, config or
+ * manifest would block open() forever, and /dev/zero or a directory would
+ * be read or mapped as if it were data. The open is non-blocking, so that
+ * a FIFO without a writer is refused rather than waited on; the flag is
+ * cleared before returning. */
+int airllm_open_input(const char *path, int extra_flags, airllm_err *err);
 /* Reads a whole small file (config, index, manifest) into a NUL-terminated
  * malloc'ed buffer; refuses files over max_bytes. */
 int airllm_read_small_file(const char *path, size_t max_bytes, char **out, size_t *len,

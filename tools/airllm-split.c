@@ -1190,7 +1190,7 @@ static int unit_matches_journal(split_ctx *s, size_t u, bool from_disk, const ch
     if (airllm_path_join(path, 4096, s->o.out_dir, s->ck.units[u].file, err))
         return -1;
     if (from_disk) {
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        int fd = airllm_open_input(path, 0, NULL);
         if (fd >= 0) {
             posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
             close(fd);
@@ -1520,9 +1520,9 @@ static int stream_source(split_ctx *s, size_t i, airllm_err *err)
     if (!src->present)
         return airllm_errf(err, "%s: missing, and layers that need it are not complete; "
                                 "it cannot be recovered", path);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = airllm_open_input(path, 0, err);
     if (fd < 0)
-        return airllm_errf(err, "%s: cannot open: %s", path, strerror(errno));
+        return -1;
     posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
     struct stat st;
     if (fstat(fd, &st) != 0) {

@@ -316,10 +316,10 @@ static int compare_tensor_bufs(verify_ctx *v, const airllm_mf_unit *mu, int ufd,
     char spath[4096];
     airllm_err err;
     snprintf(spath, sizeof spath, "%s/%s", c->dir, c->sources[src_i].file);
-    int sfd = open(spath, O_RDONLY | O_CLOEXEC);
+    int sfd = airllm_open_input(spath, 0, &err);
     if (sfd < 0) {
         report(v, c->sources[src_i].file, ct->name, "cannot open the source: %s",
-               strerror(errno));
+               errno == EINVAL ? "not a regular file" : strerror(errno));
         return 0;
     }
     uint64_t src_off = c->sources[src_i].st.data_start + st->begin;
@@ -440,7 +440,7 @@ static void check_work_item(verify_ctx *v, size_t w)
         }
         check_unit_header(v, unit, &h);
         if (v->o.against) {
-            int fd = open(path, O_RDONLY | O_CLOEXEC);
+            int fd = airllm_open_input(path, 0, NULL);
             if (fd >= 0) {
                 for (uint32_t i = 0; i < h.n_tensors; i++)
                     compare_tensor(v, &v->m.units[unit], fd, path, &h.tensors[i]);
