@@ -150,8 +150,28 @@ int airllm_path_join(char *buf, size_t cap, const char *dir, const char *name,
     return 0;
 }
 
+typedef struct {
+    const void *data;
+    size_t n;
+} whole_buf;
+
+static int write_whole(int fd, const char *path, void *ctx, airllm_err *err)
+{
+    const whole_buf *b = ctx;
+    return airllm_write_full(fd, b->data, b->n, path, err);
+}
+
 int airllm_write_file_atomic(const char *dir, const char *name, const void *data,
                              size_t n, airllm_err *err)
+{
+    whole_buf b = {data, n};
+    return airllm_write_file_atomic_fn(dir, name, write_whole, &b, err);
+}
+
+int airllm_write_file_atomic_fn(const char *dir, const char *name,
+                                int (*fill)(int fd, const char *path, void *ctx,
+                                            airllm_err *err),
+                                void *ctx, airllm_err *err)
 {
     char tmp[4096], final[4096];
     char tmpname[1024];
@@ -162,7 +182,7 @@ int airllm_write_file_atomic(const char *dir, const char *name, const void *data
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
         return airllm_errf(err, "%s: cannot create: %s", tmp, strerror(errno));
-    if (airllm_write_full(fd, data, n, tmp, err)) {
+    if (fill(fd, tmp, ctx, err)) {
         close(fd);
         unlink(tmp);
         return -1;

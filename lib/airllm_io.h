@@ -33,6 +33,13 @@ int airllm_read_small_file(const char *path, size_t max_bytes, char **out, size_
 /* Writes data to dir/name atomically: dir/.name.tmp, fsync, rename, fsync(dir). */
 int airllm_write_file_atomic(const char *dir, const char *name, const void *data,
                              size_t n, airllm_err *err);
+/* The same, with the contents written by fill(fd, tmp_path, ctx, err), for
+ * files too large to build in memory first (a manifest of a million
+ * tensors). */
+int airllm_write_file_atomic_fn(const char *dir, const char *name,
+                                int (*fill)(int fd, const char *path, void *ctx,
+                                            airllm_err *err),
+                                void *ctx, airllm_err *err);
 int airllm_fsync_path(const char *path, airllm_err *err); /* file or directory */
 /* Size of a file, -1 with err if it cannot be stat'ed. */
 int airllm_file_size(const char *path, uint64_t *size, airllm_err *err);

@@ -631,9 +631,33 @@ static void add_opt_int(cJSON *o, const char *key, int64_t v)
         cJSON_AddNumberToObject(o, key, (double)v);
 }
 
-int airllm_manifest_to_json(const airllm_manifest *m, char **out, airllm_err *err)
+/* One tensor's object, as the manifest holds it. */
+static cJSON *tensor_object(const airllm_manifest *m, const airllm_mf_tensor *t)
 {
-    *out = NULL;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "name", t->name);
+    cJSON_AddStringToObject(o, "dtype", airllm_dtype_name(t->dtype));
+    cJSON *shape = cJSON_AddArrayToObject(o, "shape");
+    for (unsigned d = 0; d < t->ndim; d++)
+        cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)t->shape[d]));
+    cJSON_AddNumberToObject(o, "bytes", (double)t->raw_len);
+    cJSON_AddStringToObject(o, "unit", m->units[t->unit].name);
+    cJSON_AddStringToObject(o, "encoding", airllm_encoding_name(t->encoding));
+    cJSON_AddNumberToObject(o, "stored_bytes", (double)t->stored_len);
+    cJSON_AddStringToObject(o, "source", t->source);
+    if (airllm_encoding_is_quant(t->encoding)) {
+        cJSON *q = cJSON_AddObjectToObject(o, "quant");
+        cJSON_AddNumberToObject(q, "block_size", t->quant_block);
+        cJSON_AddBoolToObject(q, "double_quant", t->quant_double);
+        cJSON_AddNumberToObject(q, "rmse", t->quant_rmse);
+        cJSON_AddNumberToObject(q, "max_abs_error", t->quant_max_abs);
+        cJSON_AddNumberToObject(q, "rel_frobenius_error", t->quant_rel_fro);
+    }
+    return o;
+}
+
+int airllm_manifest_emit(const airllm_manifest *m, airllm_sink sink, void *ctx, airllm_err *err)
+{
     cJSON *root = cJSON_CreateObject();
     char version[32];
     snprintf(version, sizeof version, "%u.%u", m->version_major, m->version_minor);
@@ -679,31 +703,11 @@ int airllm_manifest_to_json(const airllm_manifest *m, char **out, airllm_err *er
         cJSON_AddItemToArray(units, o);
     }
 
-    cJSON *tensors = cJSON_AddArrayToObject(root, "tensors");
-    for (size_t i = 0; i < m->n_tensors; i++) {
-        const airllm_mf_tensor *t = &m->tensors[i];
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "name", t->name);
-        cJSON_AddStringToObject(o, "dtype", airllm_dtype_name(t->dtype));
-        cJSON *shape = cJSON_AddArrayToObject(o, "shape");
-        for (unsigned d = 0; d < t->ndim; d++)
-            cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)t->shape[d]));
-        cJSON_AddNumberToObject(o, "bytes", (double)t->raw_len);
-        cJSON_AddStringToObject(o, "unit", m->units[t->unit].name);
-        cJSON_AddStringToObject(o, "encoding", airllm_encoding_name(t->encoding));
-        cJSON_AddNumberToObject(o, "stored_bytes", (double)t->stored_len);
-        cJSON_AddStringToObject(o, "source", t->source);
-        if (airllm_encoding_is_quant(t->encoding)) {
-            cJSON *q = cJSON_AddObjectToObject(o, "quant");
-            cJSON_AddNumberToObject(q, "block_size", t->quant_block);
-            cJSON_AddBoolToObject(q, "double_quant", t->quant_double);
-            cJSON_AddNumberToObject(q, "rmse", t->quant_rmse);
-            cJSON_AddNumberToObject(q, "max_abs_error", t->quant_max_abs);
-            cJSON_AddNumberToObject(q, "rel_frobenius_error", t->quant_rel_fro);
-        }
-        cJSON_AddItemToArray(tensors, o);
-    }
-
+    /* The tensors are printed one object at a time, not as one tree: a tree
+     * of a million tensors took about 1.5 KiB each. A raw placeholder marks
+     * where they go in the rest of the document (\x01 cannot appear in its
+     * text otherwise: cJSON escapes control characters in strings). */
+    cJSON_AddRawToObject(root, "tensors", "\x01");
     cJSON *sources = cJSON_AddArrayToObject(root, "sources");
     for (size_t i = 0; i < m->n_sources; i++)
         cJSON_AddItemToArray(sources, file_entry(m->sources[i].file, m->sources[i].size,
@@ -717,15 +721,77 @@ int airllm_manifest_to_json(const airllm_manifest *m, char **out, airllm_err *er
     cJSON_Delete(root);
     if (!text)
         return airllm_errf(err, "out of memory while writing the manifest");
-    /* Append a final newline, as text files conventionally end with one. */
-    size_t n = strlen(text);
-    char *withnl = realloc(text, n + 2);
-    if (!withnl) {
+    char *mark = strchr(text, '\x01');
+    if (!mark) {
         free(text);
         return airllm_errf(err, "out of memory while writing the manifest");
     }
-    withnl[n] = '\n';
-    withnl[n + 1] = '\0';
-    *out = withnl;
+    int rc = sink(ctx, text, (size_t)(mark - text), err) || sink(ctx, "[", 1, err) ? -1 : 0;
+    for (size_t i = 0; !rc && i < m->n_tensors; i++) {
+        cJSON *o = tensor_object(m, &m->tensors[i]);
+        char *ot = o ? cJSON_Print(o) : NULL;
+        cJSON_Delete(o);
+        if (!ot) {
+            rc = airllm_errf(err, "out of memory while writing the manifest");
+            break;
+        }
+        /* Printed alone the object sits at depth 0; in the document it is an
+         * element of an array at depth 1, so every line after the first is
+         * indented by two more tabs (strings hold no raw newlines). */
+        if (i > 0)
+            rc = sink(ctx, ", ", 2, err);
+        for (char *p = ot, *nl; !rc && *p; p = nl + 1) {
+            nl = strchr(p, '\n');
+            if (!nl) {
+                rc = sink(ctx, p, strlen(p), err);
+                break;
+            }
+            rc = sink(ctx, p, (size_t)(nl - p) + 1, err) || sink(ctx, "\t\t", 2, err) ? -1 : 0;
+        }
+        free(ot);
+    }
+    /* A final newline, as text files conventionally end with one. */
+    if (!rc)
+        rc = sink(ctx, "]", 1, err) || sink(ctx, mark + 1, strlen(mark + 1), err) ||
+                     sink(ctx, "\n", 1, err)
+                 ? -1
+                 : 0;
+    free(text);
+    return rc;
+}
+
+typedef struct {
+    char *buf;
+    size_t len, cap;
+} text_buf;
+
+static int text_append(void *ctx, const void *data, size_t n, airllm_err *err)
+{
+    text_buf *t = ctx;
+    if (t->len + n + 1 > t->cap) {
+        size_t cap = t->cap ? t->cap : 4096;
+        while (cap < t->len + n + 1)
+            cap *= 2;
+        char *b = realloc(t->buf, cap);
+        if (!b)
+            return airllm_errf(err, "out of memory while writing the manifest");
+        t->buf = b;
+        t->cap = cap;
+    }
+    memcpy(t->buf + t->len, data, n);
+    t->len += n;
+    t->buf[t->len] = '\0';
+    return 0;
+}
+
+int airllm_manifest_to_json(const airllm_manifest *m, char **out, airllm_err *err)
+{
+    text_buf t = {0};
+    *out = NULL;
+    if (airllm_manifest_emit(m, text_append, &t, err)) {
+        free(t.buf);
+        return -1;
+    }
+    *out = t.buf;
     return 0;
 }

@@ -1683,6 +1683,45 @@ static char *options_json(const split_opts *o)
     return text;
 }
 
+/* airllm_manifest_emit's output into fd through a 1 MiB buffer. */
+typedef struct {
+    int fd;
+    const char *path;
+    size_t len;
+    char buf[1 << 20];
+} manifest_out;
+
+static int manifest_sink(void *ctx, const void *data, size_t n, airllm_err *err)
+{
+    manifest_out *o = ctx;
+    if (o->len + n > sizeof o->buf) {
+        if (airllm_write_full(o->fd, o->buf, o->len, o->path, err))
+            return -1;
+        o->len = 0;
+        if (n > sizeof o->buf)
+            return airllm_write_full(o->fd, data, n, o->path, err);
+    }
+    memcpy(o->buf + o->len, data, n);
+    o->len += n;
+    return 0;
+}
+
+static int write_manifest_fd(int fd, const char *path, void *ctx, airllm_err *err)
+{
+    manifest_out *o = malloc(sizeof *o);
+    if (!o)
+        return airllm_errf(err, "out of memory");
+    o->fd = fd;
+    o->path = path;
+    o->len = 0;
+    int rc = airllm_manifest_emit(ctx, manifest_sink, o, err) ||
+                     airllm_write_full(fd, o->buf, o->len, path, err)
+                 ? -1
+                 : 0;
+    free(o);
+    return rc;
+}
+
 /* index, when non-NULL, is listed after the shards among the sources. */
 static int write_manifest(split_ctx *s, airllm_mf_file *aux, size_t n_aux,
                           const airllm_mf_file *index, uint64_t *total_out, airllm_err *err)
@@ -1764,11 +1803,10 @@ static int write_manifest(split_ctx *s, airllm_mf_file *aux, size_t n_aux,
     }
     if (index)
         m.sources[c->n_sources] = *index;
-    char *json;
-    if ((rc = airllm_manifest_to_json(&m, &json, err)))
-        goto out;
-    rc = airllm_write_file_atomic(s->o.out_dir, AIRLLM_MANIFEST_NAME, json, strlen(json), err);
-    free(json);
+    /* Streamed to the file: the whole text of a million-tensor manifest
+     * would be a few hundred MiB. */
+    rc = airllm_write_file_atomic_fn(s->o.out_dir, AIRLLM_MANIFEST_NAME, write_manifest_fd, &m,
+                                     err);
     *total_out = total;
 out:
     free(m.options_json);
