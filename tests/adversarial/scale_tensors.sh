@@ -10,20 +10,20 @@
 S=$SCRATCH
 T=60
 
-# ---- planning a sharded checkpoint of 240k tensors ----
-python3 "$SRC_DIR/scripts/make_many_tensors.py" --tensors 240000 --out "$S/many" >/dev/null ||
+# ---- planning a sharded checkpoint of 300k tensors ----
+python3 "$SRC_DIR/scripts/make_many_tensors.py" --tensors 300000 --out "$S/many" >/dev/null ||
     bad "generator"
-run 0 "split --dry-run plans 240k tensors" timeout $T "$AIRLLM_SPLIT" -n "$S/many" "$S/out"
-grep -q "19999 layers, 239991 tensors" "$S/last.out" && ok "the plan counts every tensor" ||
+run 0 "split --dry-run plans 300k tensors" timeout $T "$AIRLLM_SPLIT" -n "$S/many" "$S/out"
+grep -q "24999 layers, 299991 tensors" "$S/last.out" && ok "the plan counts every tensor" ||
     bad "the plan's counts: $(head -c 300 "$S/last.out")"
 
-# ---- a manifest of 20k units and 240k tensors whose files are missing ----
+# ---- a manifest of 25k units and 300k tensors whose files are missing ----
 # verify and run parse it whole before they find the files missing.
 python3 - "$S/conv" <<'PY'
 import json, os, sys
 d = sys.argv[1]
 os.makedirs(d, exist_ok=True)
-L, sha = 19999, "0" * 64
+L, sha = 24999, "0" * 64
 units = [{"name": "embed", "kind": "embed", "file": "embed.airc", "size": 4096, "sha256": sha}]
 units += [{"name": f"layer.{i}", "kind": "layer", "layer": i, "file": f"layer.{i:05d}.airc",
            "size": 4096, "sha256": sha} for i in range(L)]
@@ -47,10 +47,10 @@ with open(os.path.join(d, "manifest.json"), "w") as f:
     json.dump(m, f, indent=1)
 PY
 cp "$S/many/config.json" "$S/conv/"
-run 1 "verify --quick of a 240k-tensor manifest finds the files missing" \
+run 1 "verify --quick of a 300k-tensor manifest finds the files missing" \
     timeout $T "$AIRLLM_VERIFY" --quick "$S/conv"
 expect_err "embed.airc" "verify names a missing unit file"
-run 1 "run of a 240k-tensor manifest finds the files missing" \
+run 1 "run of a 300k-tensor manifest finds the files missing" \
     timeout $T "$AIRLLM_RUN" -q --ids 1 -n 1 "$S/conv"
 expect_err "embed.airc" "run names the missing unit file"
 finish
