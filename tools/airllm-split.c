@@ -38,6 +38,7 @@
 #include "airllm_codec.h"
 #include "airllm_container.h"
 #include "airllm_hash.h"
+#include "airllm_index.h"
 #include "airllm_io.h"
 #include "airllm_manifest.h"
 #include "airllm_quant.h"
@@ -332,20 +333,32 @@ static int journal_append(split_ctx *s, const char *line, airllm_err *err)
     return 0;
 }
 
-static long find_unit_by_file(const airllm_ckpt *c, const char *file)
+/* Unit files by name, for the journal's lines: a scan of the units per
+ * line made a resume quadratic in the layer count. */
+static int index_unit_files(const airllm_ckpt *c, airllm_index *ix, airllm_err *err)
 {
+    long prev;
+    if (airllm_index_init(ix, c->n_units, err))
+        return -1;
     for (size_t u = 0; u < c->n_units; u++)
-        if (strcmp(c->units[u].file, file) == 0)
-            return (long)u;
-    return -1;
+        if (c->units[u].file[0] && airllm_index_add(ix, c->units[u].file, u, &prev, err)) {
+            airllm_index_free(ix);
+            return -1;
+        }
+    return 0;
 }
 
+static int cmp_source_file(const void *key, const void *elem)
+{
+    return strcmp(key, ((const airllm_ckpt_source *)elem)->file);
+}
+
+/* Sources are sorted by file name (airllm_ckpt). */
 static long find_source(const airllm_ckpt *c, const char *file)
 {
-    for (size_t i = 0; i < c->n_sources; i++)
-        if (strcmp(c->sources[i].file, file) == 0)
-            return (long)i;
-    return -1;
+    const airllm_ckpt_source *hit =
+        bsearch(file, c->sources, c->n_sources, sizeof *c->sources, cmp_source_file);
+    return hit ? (long)(hit - c->sources) : -1;
 }
 
 /* Reads the journal. A torn last line (a crash mid-append) is ignored. */
@@ -358,8 +371,13 @@ static int journal_load(split_ctx *s, airllm_err *err)
         return -1;
     if (access(path, F_OK) != 0)
         return 0;
-    if (airllm_read_small_file(path, 64u << 20, &text, &len, err))
+    airllm_index units;
+    if (index_unit_files(&s->ck, &units, err))
         return -1;
+    if (airllm_read_small_file(path, 64u << 20, &text, &len, err)) {
+        airllm_index_free(&units);
+        return -1;
+    }
     char *line = text;
     for (char *nl; (nl = memchr(line, '\n', len - (size_t)(line - text))) != NULL;
          line = nl + 1) {
@@ -370,7 +388,7 @@ static int journal_load(split_ctx *s, airllm_err *err)
             airllm_sha256_hex_valid(sha)) {
             done_rec *r = NULL;
             long i;
-            if (strcmp(kind, "unit") == 0 && (i = find_unit_by_file(&s->ck, file)) >= 0)
+            if (strcmp(kind, "unit") == 0 && (i = airllm_index_find(&units, file)) >= 0)
                 r = &s->unit_done[i];
             else if (strcmp(kind, "source") == 0 && (i = find_source(&s->ck, file)) >= 0)
                 r = &s->src_done[i];
@@ -395,6 +413,7 @@ static int journal_load(split_ctx *s, airllm_err *err)
         }
     }
     free(text);
+    airllm_index_free(&units);
     return 0;
 }
 
@@ -2555,11 +2574,19 @@ static int split_main(split_ctx *sp, int argc, char **argv)
     if (io_start(&sp->io, &err))
         return fail(o, &err);
     uint64_t todo = 0;
+    /* One pass over the tensors: a pass per source was quadratic when the
+     * sources are the unit files of a converted directory. */
+    bool *needed = calloc(c->n_sources ? c->n_sources : 1, sizeof *needed);
+    if (!needed) {
+        airllm_errf(&err, "out of memory");
+        return fail(o, &err);
+    }
     for (size_t i = 0; i < c->n_sources; i++)
-        if (source_needed(sp, i))
-            for (size_t t = 0; t < c->n_tensors; t++)
-                if (c->tensors[t].source == i)
-                    todo += airllm_ckpt_st(c, t)->end - airllm_ckpt_st(c, t)->begin;
+        needed[i] = source_needed(sp, i);
+    for (size_t t = 0; t < c->n_tensors; t++)
+        if (needed[c->tensors[t].source])
+            todo += airllm_ckpt_st(c, t)->end - airllm_ckpt_st(c, t)->begin;
+    free(needed);
     cli_progress_init(&sp->prog, TOOL_NAME, todo);
     for (size_t i = 0; i < c->n_sources; i++) {
         if (source_needed(sp, i) && stream_source(sp, i, &err)) {
