@@ -7,6 +7,7 @@
 # timeout only turns a hang into a failure.
 . "$(dirname "$0")/../testlib.sh"
 : "${AIRLLM_RUN:?set AIRLLM_RUN to the airllm-run binary}"
+: "${AIRLLM_QUANT:?set AIRLLM_QUANT to the airllm-quant binary}"
 S=$SCRATCH
 T=20
 
@@ -52,6 +53,19 @@ done
 
 # ---- airllm-verify: the manifest, a unit file, a copied file, the source ----
 "$AIRLLM_SPLIT" -q "$single" "$S/conv" || bad "split of the fixture"
+
+# ---- airllm-quant: a checkpoint's shard, a converted directory's unit file ----
+fresh "$S/in" "$single"
+swap "$S/in" model.safetensors fifo
+rm -rf "$S/out"
+run 1 "quant: a FIFO shard is refused" timeout $T "$AIRLLM_QUANT" -q "$S/in" "$S/out"
+expect_err "$S/in/model.safetensors: not a regular file" "quant: FIFO shard: named, and why"
+fresh "$S/in" "$S/conv"
+swap "$S/in" manifest.json fifo
+rm -rf "$S/out"
+run 1 "quant: a FIFO manifest in a converted input is refused" \
+    timeout $T "$AIRLLM_QUANT" -q "$S/in" "$S/out"
+expect_err "$S/in/manifest.json: not a regular file" "quant: FIFO manifest: named, and why"
 for c in "manifest.json fifo" "layer.00000.airc fifo" "layer.00001.airc zero" \
          "tokenizer.json fifo" "config.json fifo"; do
     set -- $c
