@@ -188,23 +188,53 @@ static int add_source(airllm_ckpt *c, const char *file, const char *saved_dir, a
                        c->sharded ? AIRLLM_INDEX_NAME : "the checkpoint");
 }
 
-static int cmp_source_file(const void *key, const void *elem)
+/* weight_map without its JSON tree, which costs about 200 bytes per entry
+ * and would otherwise stay alive while every shard's header is parsed. */
+typedef struct {
+    char *names;       /* the keys, NUL-terminated, back to back */
+    const char **key;  /* weight_map order */
+    uint32_t *shard;   /* each key's shard: an index into the sorted names */
+    size_t n;
+} weight_map;
+
+static int compact_weight_map(const cJSON *wm, const char *const *shards, size_t n_shards,
+                              weight_map *out, airllm_err *err)
 {
-    return strcmp(key, ((const airllm_ckpt_source *)elem)->file);
+    size_t n = (size_t)cJSON_GetArraySize(wm), bytes = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, wm) bytes += strlen(it->string) + 1;
+    out->names = malloc(bytes ? bytes : 1);
+    out->key = malloc((n ? n : 1) * sizeof *out->key);
+    out->shard = malloc((n ? n : 1) * sizeof *out->shard);
+    if (!out->names || !out->key || !out->shard)
+        return airllm_errf(err, "out of memory");
+    size_t at = 0;
+    cJSON_ArrayForEach(it, wm)
+    {
+        size_t l = strlen(it->string) + 1;
+        memcpy(out->names + at, it->string, l);
+        out->key[out->n] = out->names + at;
+        at += l;
+        /* index_shards collected every value, so it is there. */
+        const char *const *hit =
+            bsearch(&it->valuestring, shards, n_shards, sizeof *shards, cmp_str);
+        out->shard[out->n++] = (uint32_t)(hit - shards);
+    }
+    return 0;
 }
 
 /* Every tensor the index maps to a shard must be in that shard, and every
  * tensor in a shard must be mapped to it: otherwise a tensor would be lost
- * or read from the wrong file. */
-static int check_index(airllm_ckpt *c, const cJSON *wm, const char *path, airllm_err *err)
+ * or read from the wrong file. Sources are the shards in the order of
+ * their sorted names, as wm->shard counts them. */
+static int check_index(airllm_ckpt *c, const weight_map *wm, const char *path, airllm_err *err)
 {
-    size_t n = (size_t)cJSON_GetArraySize(wm);
+    size_t n = wm->n;
     const char **keys = malloc((n ? n : 1) * sizeof *keys);
     if (!keys)
         return airllm_errf(err, "out of memory");
-    size_t k = 0;
-    const cJSON *it;
-    cJSON_ArrayForEach(it, wm) keys[k++] = it->string;
+    memcpy(keys, wm->key, n * sizeof *keys);
+    size_t k = n;
     qsort(keys, k, sizeof *keys, cmp_str);
     for (size_t i = 1; i < k; i++)
         if (strcmp(keys[i - 1], keys[i]) == 0) {
@@ -219,7 +249,6 @@ static int check_index(airllm_ckpt *c, const cJSON *wm, const char *path, airllm
     /* Lookups by name through indexes: a scan of the shard per weight_map
      * entry made this quadratic (700k tensors took over 16 minutes). */
     airllm_index *by_shard = calloc(c->n_sources ? c->n_sources : 1, sizeof *by_shard);
-    const cJSON **items = NULL;
     airllm_index by_key = {0};
     int rc = 0;
     if (!by_shard)
@@ -228,33 +257,17 @@ static int check_index(airllm_ckpt *c, const cJSON *wm, const char *path, airllm
         rc = airllm_index_build(&by_shard[s], c->sources[s].st.tensors,
                                 c->sources[s].st.n_tensors, sizeof(airllm_st_tensor),
                                 offsetof(airllm_st_tensor, name), err);
-    cJSON_ArrayForEach(it, wm)
-    {
-        if (rc)
-            break;
-        /* Sources were added from the index's sorted shard names. */
-        const airllm_ckpt_source *src = bsearch(it->valuestring, c->sources, c->n_sources,
-                                                sizeof *c->sources, cmp_source_file);
-        if (airllm_index_find(&by_shard[src - c->sources], it->string) < 0)
+    for (size_t i = 0; i < n && !rc; i++)
+        if (airllm_index_find(&by_shard[wm->shard[i]], wm->key[i]) < 0)
             rc = airllm_errf(err, "%s: tensor \"%s\" is mapped to %s, which does not "
-                                  "contain it", path, it->string, it->valuestring);
-    }
+                                  "contain it", path, wm->key[i], c->sources[wm->shard[i]].file);
     if (!rc && total != n) {
-        items = malloc((n ? n : 1) * sizeof *items);
-        if (!items)
-            rc = airllm_errf(err, "out of memory");
-        k = 0;
-        if (!rc)
-            cJSON_ArrayForEach(it, wm) items[k++] = it;
-        if (!rc)
-            rc = airllm_index_build(&by_key, items, k, sizeof *items,
-                                    offsetof(cJSON, string), err);
+        rc = airllm_index_build(&by_key, wm->key, n, sizeof *wm->key, 0, err);
         for (size_t s = 0; s < c->n_sources && !rc; s++)
             for (size_t t = 0; t < c->sources[s].st.n_tensors && !rc; t++) {
                 const char *name = c->sources[s].st.tensors[t].name;
                 long at = airllm_index_find(&by_key, name);
-                const cJSON *m = at < 0 ? NULL : items[at];
-                if (!m || strcmp(m->valuestring, c->sources[s].file) != 0)
+                if (at < 0 || wm->shard[at] != s)
                     rc = airllm_errf(err, "%s/%s: tensor \"%s\" is not mapped to this "
                                           "shard by %s", c->dir, c->sources[s].file, name,
                                      path);
@@ -264,7 +277,6 @@ static int check_index(airllm_ckpt *c, const cJSON *wm, const char *path, airllm
         airllm_index_free(&by_shard[s]);
     free(by_shard);
     airllm_index_free(&by_key);
-    free(items);
     return rc;
 }
 
@@ -279,7 +291,8 @@ static int find_sources(airllm_ckpt *c, const char *saved_dir, airllm_err *err)
             return -1;
         const cJSON *wm = cJSON_GetObjectItemCaseSensitive(idx, "weight_map");
         char **shards = NULL;
-        size_t n_shards = 0;
+        size_t n_shards = 0, copied = 0;
+        weight_map map = {0};
         int rc;
         if (!cJSON_IsObject(wm))
             rc = airllm_errf(err, "%s: \"weight_map\" is missing or not an object", path);
@@ -287,6 +300,14 @@ static int find_sources(airllm_ckpt *c, const char *saved_dir, airllm_err *err)
             rc = index_shards(wm, path, &shards, &n_shards, err);
         if (!rc && n_shards == 0)
             rc = airllm_errf(err, "%s: weight_map lists no tensors", path);
+        if (!rc)
+            rc = compact_weight_map(wm, (const char *const *)shards, n_shards, &map, err);
+        /* The shard names outlive the tree, which goes before the shards'
+         * headers are parsed. */
+        for (; !rc && copied < n_shards; copied++)
+            if (!(shards[copied] = strdup(shards[copied])))
+                rc = airllm_errf(err, "out of memory");
+        cJSON_Delete(idx);
         if (!rc) {
             c->sources = calloc(n_shards, sizeof *c->sources);
             if (!c->sources)
@@ -295,9 +316,13 @@ static int find_sources(airllm_ckpt *c, const char *saved_dir, airllm_err *err)
         for (size_t i = 0; !rc && i < n_shards; i++)
             rc = add_source(c, shards[i], saved_dir, err);
         if (!rc)
-            rc = check_index(c, wm, path, err);
+            rc = check_index(c, &map, path, err);
+        for (size_t i = 0; i < copied; i++)
+            free(shards[i]);
         free(shards);
-        cJSON_Delete(idx);
+        free(map.names);
+        free(map.key);
+        free(map.shard);
         return rc;
     }
     if (exists(c->dir, AIRLLM_SINGLE_NAME) ||
