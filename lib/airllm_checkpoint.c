@@ -1,6 +1,7 @@
 #include "airllm_checkpoint.h"
 
 #include <dirent.h>
+#include <stddef.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -13,6 +14,7 @@
 
 #include "airllm_bytes.h"
 #include "airllm_hash.h"
+#include "airllm_index.h"
 #include "airllm_io.h"
 #include "airllm_json.h"
 #include "airllm_manifest.h"
@@ -208,18 +210,53 @@ static int add_source(airllm_ckpt *c, const char *file, const char *saved_dir, a
                        c->sharded ? AIRLLM_INDEX_NAME : "the checkpoint");
 }
 
+/* weight_map without its JSON tree, which costs about 200 bytes per entry
+ * and would otherwise stay alive while every shard's header is parsed. */
+typedef struct {
+    char *names;       /* the keys, NUL-terminated, back to back */
+    const char **key;  /* weight_map order */
+    uint32_t *shard;   /* each key's shard: an index into the sorted names */
+    size_t n;
+} weight_map;
+
+static int compact_weight_map(const cJSON *wm, const char *const *shards, size_t n_shards,
+                              weight_map *out, airllm_err *err)
+{
+    size_t n = (size_t)cJSON_GetArraySize(wm), bytes = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, wm) bytes += strlen(it->string) + 1;
+    out->names = malloc(bytes ? bytes : 1);
+    out->key = malloc((n ? n : 1) * sizeof *out->key);
+    out->shard = malloc((n ? n : 1) * sizeof *out->shard);
+    if (!out->names || !out->key || !out->shard)
+        return airllm_errf(err, "out of memory");
+    size_t at = 0;
+    cJSON_ArrayForEach(it, wm)
+    {
+        size_t l = strlen(it->string) + 1;
+        memcpy(out->names + at, it->string, l);
+        out->key[out->n] = out->names + at;
+        at += l;
+        /* index_shards collected every value, so it is there. */
+        const char *const *hit =
+            bsearch(&it->valuestring, shards, n_shards, sizeof *shards, cmp_str);
+        out->shard[out->n++] = (uint32_t)(hit - shards);
+    }
+    return 0;
+}
+
 /* Every tensor the index maps to a shard must be in that shard, and every
  * tensor in a shard must be mapped to it: otherwise a tensor would be lost
- * or read from the wrong file. */
-static int check_index(airllm_ckpt *c, const cJSON *wm, const char *path, airllm_err *err)
+ * or read from the wrong file. Sources are the shards in the order of
+ * their sorted names, as wm->shard counts them. */
+static int check_index(airllm_ckpt *c, const weight_map *wm, const char *path, airllm_err *err)
 {
-    size_t n = (size_t)cJSON_GetArraySize(wm);
+    size_t n = wm->n;
     const char **keys = malloc((n ? n : 1) * sizeof *keys);
     if (!keys)
         return airllm_errf(err, "out of memory");
-    size_t k = 0;
-    const cJSON *it;
-    cJSON_ArrayForEach(it, wm) keys[k++] = it->string;
+    memcpy(keys, wm->key, n * sizeof *keys);
+    size_t k = n;
     qsort(keys, k, sizeof *keys, cmp_str);
     for (size_t i = 1; i < k; i++)
         if (strcmp(keys[i - 1], keys[i]) == 0) {
@@ -231,27 +268,38 @@ static int check_index(airllm_ckpt *c, const cJSON *wm, const char *path, airllm
     size_t total = 0;
     for (size_t s = 0; s < c->n_sources; s++)
         total += c->sources[s].st.n_tensors;
-    cJSON_ArrayForEach(it, wm)
-    {
-        size_t s = 0;
-        while (strcmp(c->sources[s].file, it->valuestring) != 0)
-            s++;
-        if (airllm_st_find(&c->sources[s].st, it->string) < 0)
-            return airllm_errf(err, "%s: tensor \"%s\" is mapped to %s, which does not "
-                                    "contain it", path, it->string, it->valuestring);
-    }
-    if (total != n) {
-        for (size_t s = 0; s < c->n_sources; s++)
-            for (size_t t = 0; t < c->sources[s].st.n_tensors; t++) {
+    /* Lookups by name through indexes: a scan of the shard per weight_map
+     * entry made this quadratic (700k tensors took over 16 minutes). */
+    airllm_index *by_shard = calloc(c->n_sources ? c->n_sources : 1, sizeof *by_shard);
+    airllm_index by_key = {0};
+    int rc = 0;
+    if (!by_shard)
+        return airllm_errf(err, "out of memory");
+    for (size_t s = 0; s < c->n_sources && !rc; s++)
+        rc = airllm_index_build(&by_shard[s], c->sources[s].st.tensors,
+                                c->sources[s].st.n_tensors, sizeof(airllm_st_tensor),
+                                offsetof(airllm_st_tensor, name), err);
+    for (size_t i = 0; i < n && !rc; i++)
+        if (airllm_index_find(&by_shard[wm->shard[i]], wm->key[i]) < 0)
+            rc = airllm_errf(err, "%s: tensor \"%s\" is mapped to %s, which does not "
+                                  "contain it", path, wm->key[i], c->sources[wm->shard[i]].file);
+    if (!rc && total != n) {
+        rc = airllm_index_build(&by_key, wm->key, n, sizeof *wm->key, 0, err);
+        for (size_t s = 0; s < c->n_sources && !rc; s++)
+            for (size_t t = 0; t < c->sources[s].st.n_tensors && !rc; t++) {
                 const char *name = c->sources[s].st.tensors[t].name;
-                const cJSON *m = cJSON_GetObjectItemCaseSensitive(wm, name);
-                if (!m || strcmp(m->valuestring, c->sources[s].file) != 0)
-                    return airllm_errf(err, "%s/%s: tensor \"%s\" is not mapped to this "
-                                            "shard by %s", c->dir, c->sources[s].file, name,
-                                       path);
+                long at = airllm_index_find(&by_key, name);
+                if (at < 0 || wm->shard[at] != s)
+                    rc = airllm_errf(err, "%s/%s: tensor \"%s\" is not mapped to this "
+                                          "shard by %s", c->dir, c->sources[s].file, name,
+                                     path);
             }
     }
-    return 0;
+    for (size_t s = 0; s < c->n_sources; s++)
+        airllm_index_free(&by_shard[s]);
+    free(by_shard);
+    airllm_index_free(&by_key);
+    return rc;
 }
 
 static int find_sources(airllm_ckpt *c, const char *saved_dir, airllm_err *err)
@@ -268,7 +316,8 @@ static int find_sources(airllm_ckpt *c, const char *saved_dir, airllm_err *err)
             return -1;
         const cJSON *wm = cJSON_GetObjectItemCaseSensitive(idx, "weight_map");
         char **shards = NULL;
-        size_t n_shards = 0;
+        size_t n_shards = 0, copied = 0;
+        weight_map map = {0};
         int rc;
         if (!cJSON_IsObject(wm))
             rc = airllm_errf(err, "%s: \"weight_map\" is missing or not an object", path);
@@ -276,6 +325,14 @@ static int find_sources(airllm_ckpt *c, const char *saved_dir, airllm_err *err)
             rc = index_shards(wm, path, &shards, &n_shards, err);
         if (!rc && n_shards == 0)
             rc = airllm_errf(err, "%s: weight_map lists no tensors", path);
+        if (!rc)
+            rc = compact_weight_map(wm, (const char *const *)shards, n_shards, &map, err);
+        /* The shard names outlive the tree, which goes before the shards'
+         * headers are parsed. */
+        for (; !rc && copied < n_shards; copied++)
+            if (!(shards[copied] = strdup(shards[copied])))
+                rc = airllm_errf(err, "out of memory");
+        cJSON_Delete(idx);
         if (!rc) {
             c->sources = calloc(n_shards, sizeof *c->sources);
             if (!c->sources)
@@ -291,9 +348,13 @@ static int find_sources(airllm_ckpt *c, const char *saved_dir, airllm_err *err)
         for (size_t i = 0; !rc && i < n_shards; i++)
             rc = add_source(c, shards[i], saved_dir, err);
         if (!rc)
-            rc = check_index(c, wm, path, err);
+            rc = check_index(c, &map, path, err);
+        for (size_t i = 0; i < copied; i++)
+            free(shards[i]);
         free(shards);
-        cJSON_Delete(idx);
+        free(map.names);
+        free(map.key);
+        free(map.shard);
         return rc;
     }
     if (exists(c->dir, AIRLLM_SINGLE_NAME) ||
@@ -549,10 +610,10 @@ int airllm_ckpt_save_header(const airllm_ckpt *c, size_t source, const char *out
         return airllm_errf(err, "out of memory");
     memcpy(buf, SAVED_HDR_MAGIC, 8);
     airllm_put_le64(buf + 8, s->st.file_size);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = airllm_open_input(path, 0, err);
     int rc;
     if (fd < 0) {
-        rc = airllm_errf(err, "%s: cannot open: %s", path, strerror(errno));
+        rc = -1;
     } else {
         rc = airllm_pread_full(fd, buf + 16, hdr, 0, path, err);
         close(fd);
@@ -629,6 +690,11 @@ static int add_converted_source(airllm_ckpt *c, const airllm_mf_unit *u, airllm_
     return 0;
 }
 
+static int cmp_source(const void *a, const void *b)
+{
+    return strcmp(((const airllm_ckpt_source *)a)->file, ((const airllm_ckpt_source *)b)->file);
+}
+
 int airllm_ckpt_open_converted(const char *dir, airllm_ckpt *c, airllm_err *err)
 {
     memset(c, 0, sizeof *c);
@@ -652,14 +718,9 @@ int airllm_ckpt_open_converted(const char *dir, airllm_ckpt *c, airllm_err *err)
             rc = add_converted_source(c, &m.units[u], err);
     if (!rc) {
         /* The planner wants sources sorted by name; move the headers with
-         * them. */
-        for (size_t i = 1; i < c->n_sources; i++)
-            for (size_t j = i; j > 0 && strcmp(c->sources[j - 1].file, c->sources[j].file) > 0;
-                 j--) {
-                airllm_ckpt_source tmp = c->sources[j];
-                c->sources[j] = c->sources[j - 1];
-                c->sources[j - 1] = tmp;
-            }
+         * them. The manifest makes unit file names unique, and qsort keeps
+         * a model with 100k layers from an insertion sort's n^2. */
+        qsort(c->sources, c->n_sources, sizeof *c->sources, cmp_source);
         rc = plan_units(c, err);
     }
     if (!rc && c->n_tensors != m.n_tensors)

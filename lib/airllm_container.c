@@ -590,11 +590,9 @@ fail:
 int airllm_ct_read_file(const char *path, airllm_ct_header *out, airllm_err *err)
 {
     memset(out, 0, sizeof *out);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        airllm_errf(err, "cannot open: %s", strerror(errno));
-        return airllm_err_prefix(err, "%s", path);
-    }
+    int fd = airllm_open_input(path, 0, err);
+    if (fd < 0)
+        return -1;
     uint8_t *buf = NULL;
     struct stat st;
     if (fstat(fd, &st) != 0) {

@@ -1,5 +1,7 @@
 #include "airllm_hash.h"
 
+#include "airllm_io.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -67,9 +69,9 @@ int airllm_sha256_file(const char *path, char hex[AIRLLM_SHA256_HEX], uint64_t *
     /* 4 MiB reads: large enough that syscalls cost nothing next to hashing,
      * small enough to stay in L2/L3 while the digest runs over them. */
     enum { BUF = 4 << 20 };
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = airllm_open_input(path, 0, err);
     if (fd < 0)
-        return airllm_errf(err, "%s: cannot open: %s", path, strerror(errno));
+        return -1;
     posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
     uint8_t *buf = malloc(BUF);
     airllm_sha256 *h = airllm_sha256_new();

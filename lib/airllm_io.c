@@ -60,21 +60,51 @@ int airllm_write_full(int fd, const void *buf, size_t n, const char *path, airll
     return 0;
 }
 
+int airllm_open_input(const char *path, int extra_flags, airllm_err *err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | extra_flags);
+    if (fd < 0) {
+        int e = errno;
+        airllm_errf(err, "%s: cannot open: %s", path, strerror(e));
+        errno = e;
+        return -1;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        int e = errno;
+        close(fd);
+        airllm_errf(err, "%s: cannot stat: %s", path, strerror(e));
+        errno = e;
+        return -1;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        airllm_errf(err, "%s: not a regular file", path);
+        errno = EINVAL;
+        return -1;
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) != 0) {
+        int e = errno;
+        close(fd);
+        airllm_errf(err, "%s: cannot clear O_NONBLOCK: %s", path, strerror(e));
+        errno = e;
+        return -1;
+    }
+    return fd;
+}
+
 int airllm_read_small_file(const char *path, size_t max_bytes, char **out, size_t *len,
                            airllm_err *err)
 {
     *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = airllm_open_input(path, 0, err);
     if (fd < 0)
-        return airllm_errf(err, "%s: cannot open: %s", path, strerror(errno));
+        return -1;
     struct stat st;
     if (fstat(fd, &st) != 0) {
         close(fd);
         return airllm_errf(err, "%s: cannot stat: %s", path, strerror(errno));
-    }
-    if (!S_ISREG(st.st_mode)) {
-        close(fd);
-        return airllm_errf(err, "%s: not a regular file", path);
     }
     if ((uint64_t)st.st_size > max_bytes) {
         close(fd);
@@ -121,8 +151,28 @@ int airllm_path_join(char *buf, size_t cap, const char *dir, const char *name,
     return 0;
 }
 
+typedef struct {
+    const void *data;
+    size_t n;
+} whole_buf;
+
+static int write_whole(int fd, const char *path, void *ctx, airllm_err *err)
+{
+    const whole_buf *b = ctx;
+    return airllm_write_full(fd, b->data, b->n, path, err);
+}
+
 int airllm_write_file_atomic(const char *dir, const char *name, const void *data,
                              size_t n, airllm_err *err)
+{
+    whole_buf b = {data, n};
+    return airllm_write_file_atomic_fn(dir, name, write_whole, &b, err);
+}
+
+int airllm_write_file_atomic_fn(const char *dir, const char *name,
+                                int (*fill)(int fd, const char *path, void *ctx,
+                                            airllm_err *err),
+                                void *ctx, airllm_err *err)
 {
     char tmp[4096], final[4096];
     char tmpname[1024];
@@ -133,7 +183,7 @@ int airllm_write_file_atomic(const char *dir, const char *name, const void *data
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
         return airllm_errf(err, "%s: cannot create: %s", tmp, strerror(errno));
-    if (airllm_write_full(fd, data, n, tmp, err)) {
+    if (fill(fd, tmp, ctx, err)) {
         close(fd);
         unlink(tmp);
         return -1;

@@ -18,6 +18,15 @@ int airllm_pread_full(int fd, void *buf, size_t n, uint64_t off, const char *pat
 /* write until all n bytes are written (EINTR and short writes retried). */
 int airllm_write_full(int fd, const void *buf, size_t n, const char *path,
                       airllm_err *err);
+/* Opens an input file read-only (O_CLOEXEC plus extra_flags, e.g. O_DIRECT)
+ * and returns its descriptor, or -1 with err set: "<path>: cannot open:
+ * <reason>" (errno kept from open) or "<path>: not a regular file". Every
+ * file a tool reads goes through here: a FIFO given as a shard, config or
+ * manifest would block open() forever, and /dev/zero or a directory would
+ * be read or mapped as if it were data. The open is non-blocking, so that
+ * a FIFO without a writer is refused rather than waited on; the flag is
+ * cleared before returning. */
+int airllm_open_input(const char *path, int extra_flags, airllm_err *err);
 /* Reads a whole small file (config, index, manifest) into a NUL-terminated
  * malloc'ed buffer; refuses files over max_bytes. */
 int airllm_read_small_file(const char *path, size_t max_bytes, char **out, size_t *len,
@@ -25,6 +34,13 @@ int airllm_read_small_file(const char *path, size_t max_bytes, char **out, size_
 /* Writes data to dir/name atomically: dir/.name.tmp, fsync, rename, fsync(dir). */
 int airllm_write_file_atomic(const char *dir, const char *name, const void *data,
                              size_t n, airllm_err *err);
+/* The same, with the contents written by fill(fd, tmp_path, ctx, err), for
+ * files too large to build in memory first (a manifest of a million
+ * tensors). */
+int airllm_write_file_atomic_fn(const char *dir, const char *name,
+                                int (*fill)(int fd, const char *path, void *ctx,
+                                            airllm_err *err),
+                                void *ctx, airllm_err *err);
 int airllm_fsync_path(const char *path, airllm_err *err); /* file or directory */
 /* Size of a file, -1 with err if it cannot be stat'ed. */
 int airllm_file_size(const char *path, uint64_t *size, airllm_err *err);

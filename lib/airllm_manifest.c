@@ -2,12 +2,14 @@
 #include "airllm_quant.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <cjson/cJSON.h>
 
+#include "airllm_index.h"
 #include "airllm_io.h"
 #include "airllm_safetensors.h"
 
@@ -182,6 +184,11 @@ static int parse_file_list(const cJSON *root, const char *key, airllm_mf_file **
     if (!*out)
         return airllm_errf(err, "out of memory");
     *n_out = n;
+    /* Names seen so far: a scan of the earlier entries per entry would be
+     * quadratic in the list's length. */
+    airllm_index seen;
+    if (airllm_index_init(&seen, n, err))
+        return -1;
     size_t i = 0;
     const cJSON *it;
     cJSON_ArrayForEach(it, arr)
@@ -189,21 +196,36 @@ static int parse_file_list(const cJSON *root, const char *key, airllm_mf_file **
         char where[64];
         snprintf(where, sizeof where, "%s[%zu]", key, i);
         airllm_mf_file *f = &(*out)[i++];
-        if (!cJSON_IsObject(it))
-            return airllm_errf(err, "%s: must be an object", where);
+        if (!cJSON_IsObject(it)) {
+            airllm_errf(err, "%s: must be an object", where);
+            goto fail;
+        }
         if (get_str(it, "file", where, &f->file, err) || get_u64(it, "size", where, &f->size, err) ||
             get_sha(it, where, f->sha256, err))
-            return -1;
-        if (!airllm_safe_filename(f->file))
-            return airllm_errf(err, "%s: unsafe file name \"%s\"", where, f->file);
-        for (size_t j = 0; j + 1 < i; j++)
-            if (strcmp((*out)[j].file, f->file) == 0)
-                return airllm_errf(err, "%s: duplicate file \"%s\"", where, f->file);
+            goto fail;
+        if (!airllm_safe_filename(f->file)) {
+            airllm_errf(err, "%s: unsafe file name \"%s\"", where, f->file);
+            goto fail;
+        }
+        long prev;
+        if (airllm_index_add(&seen, f->file, i - 1, &prev, err))
+            goto fail;
+        if (prev >= 0) {
+            airllm_errf(err, "%s: duplicate file \"%s\"", where, f->file);
+            goto fail;
+        }
     }
+    airllm_index_free(&seen);
     return 0;
+fail:
+    airllm_index_free(&seen);
+    return -1;
 }
 
-static int parse_units(const cJSON *root, airllm_manifest *m, airllm_err *err)
+/* names and files: the unit names and files seen so far; first_of_kind: the
+ * first unit of each kind, -1 before one is seen. */
+static int parse_units_in(const cJSON *root, airllm_manifest *m, airllm_index *names,
+                          airllm_index *files, long *first_of_kind, airllm_err *err)
 {
     const cJSON *arr;
     size_t n;
@@ -260,15 +282,23 @@ static int parse_units(const cJSON *root, airllm_manifest *m, airllm_err *err)
             if (!airllm_safe_filename(u->file))
                 return airllm_errf(err, "%s: unsafe file name \"%s\"", where, u->file);
         }
-        for (size_t j = 0; j + 1 < i; j++) {
-            if (u->kind != AIRLLM_UNIT_LAYER && m->units[j].kind == u->kind)
-                return airllm_errf(err, "%s: a second %s unit", where,
-                                   airllm_unit_kind_name(u->kind));
-            if (strcmp(m->units[j].name, u->name) == 0)
-                return airllm_errf(err, "%s: duplicate unit \"%s\"", where, u->name);
-            if (u->file && m->units[j].file && strcmp(m->units[j].file, u->file) == 0)
-                return airllm_errf(err, "%s: file \"%s\" used twice", where, u->file);
-        }
+        /* Each check has at most one earlier unit it can trip on (earlier
+         * units passed them too); report the earliest, as a scan of the
+         * earlier units would. */
+        long j_kind = u->kind != AIRLLM_UNIT_LAYER ? first_of_kind[u->kind] : -1;
+        long j_name, j_file = -1;
+        if (airllm_index_add(names, u->name, i - 1, &j_name, err) ||
+            (u->file && airllm_index_add(files, u->file, i - 1, &j_file, err)))
+            return -1;
+        if (j_kind >= 0 && (j_name < 0 || j_kind <= j_name) && (j_file < 0 || j_kind <= j_file))
+            return airllm_errf(err, "%s: a second %s unit", where,
+                               airllm_unit_kind_name(u->kind));
+        if (j_name >= 0 && (j_file < 0 || j_name <= j_file))
+            return airllm_errf(err, "%s: duplicate unit \"%s\"", where, u->name);
+        if (j_file >= 0)
+            return airllm_errf(err, "%s: file \"%s\" used twice", where, u->file);
+        if (first_of_kind[u->kind] < 0)
+            first_of_kind[u->kind] = (long)(i - 1);
     }
     size_t heads = 0;
     for (size_t j = 0; j < n; j++)
@@ -278,12 +308,32 @@ static int parse_units(const cJSON *root, airllm_manifest *m, airllm_err *err)
     return 0;
 }
 
+static int parse_units(const cJSON *root, airllm_manifest *m, airllm_err *err)
+{
+    long first_of_kind[AIRLLM_UNIT_KIND_COUNT];
+    for (size_t k = 0; k < AIRLLM_UNIT_KIND_COUNT; k++)
+        first_of_kind[k] = -1;
+    airllm_index names, files;
+    if (airllm_index_init(&names, 0, err))
+        return -1;
+    if (airllm_index_init(&files, 0, err)) {
+        airllm_index_free(&names);
+        return -1;
+    }
+    int rc = parse_units_in(root, m, &names, &files, first_of_kind, err);
+    airllm_index_free(&names);
+    airllm_index_free(&files);
+    return rc;
+}
+
 static int cmp_str(const void *a, const void *b)
 {
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-static int parse_tensors(const cJSON *root, airllm_manifest *m, airllm_err *err)
+/* units and sources: the manifest's unit names and source files by name. */
+static int parse_tensors_in(const cJSON *root, airllm_manifest *m, const airllm_index *units,
+                            const airllm_index *sources, airllm_err *err)
 {
     const cJSON *arr;
     size_t n;
@@ -360,12 +410,10 @@ static int parse_tensors(const cJSON *root, airllm_manifest *m, airllm_err *err)
         }
         if (get_str(it, "unit", where, &unit, err))
             return -1;
-        rc = -1;
-        for (size_t u = 0; u < m->n_units; u++)
-            if (strcmp(m->units[u].name, unit) == 0 && m->units[u].file) {
-                t->unit = u;
-                rc = 0;
-            }
+        long u = airllm_index_find(units, unit);
+        rc = u >= 0 && m->units[u].file ? 0 : -1;
+        if (!rc)
+            t->unit = (size_t)u;
         if (rc)
             airllm_errf(err, "%s (%s): unit \"%s\" is not a unit with a file", where, t->name,
                         unit);
@@ -374,10 +422,7 @@ static int parse_tensors(const cJSON *root, airllm_manifest *m, airllm_err *err)
             return -1;
         if (get_str(it, "source", where, &t->source, err))
             return -1;
-        int found = 0;
-        for (size_t s = 0; s < m->n_sources; s++)
-            found |= strcmp(m->sources[s].file, t->source) == 0;
-        if (!found)
+        if (airllm_index_find(sources, t->source) < 0)
             return airllm_errf(err, "%s (%s): source \"%s\" is not in \"sources\"", where,
                                t->name, t->source);
     }
@@ -394,6 +439,23 @@ static int parse_tensors(const cJSON *root, airllm_manifest *m, airllm_err *err)
         if (strcmp(names[k - 1], names[k]) == 0)
             rc = airllm_errf(err, "tensors: duplicate tensor \"%s\"", names[k]);
     free(names);
+    return rc;
+}
+
+/* Unit and source names are looked up through indexes: a scan of the units
+ * per tensor was quadratic (a million tensors in 83k layers). */
+static int parse_tensors(const cJSON *root, airllm_manifest *m, airllm_err *err)
+{
+    airllm_index units, sources = {0};
+    if (airllm_index_build(&units, m->units, m->n_units, sizeof *m->units,
+                           offsetof(airllm_mf_unit, name), err))
+        return -1;
+    int rc = airllm_index_build(&sources, m->sources, m->n_sources, sizeof *m->sources,
+                                offsetof(airllm_mf_file, file), err);
+    if (!rc)
+        rc = parse_tensors_in(root, m, &units, &sources, err);
+    airllm_index_free(&units);
+    airllm_index_free(&sources);
     return rc;
 }
 
@@ -515,12 +577,17 @@ int airllm_manifest_parse(const char *json, size_t len, airllm_manifest *m, airl
             goto out;
         }
     }
+    airllm_index unit_files;
+    if (airllm_index_build(&unit_files, m->units, m->n_units, sizeof *m->units,
+                           offsetof(airllm_mf_unit, file), err))
+        goto out;
     for (size_t i = 0; i < m->n_files; i++)
-        for (size_t u = 0; u < m->n_units; u++)
-            if (m->units[u].file && strcmp(m->units[u].file, m->files[i].file) == 0) {
-                airllm_errf(err, "files: \"%s\" is also a unit file", m->files[i].file);
-                goto out;
-            }
+        if (airllm_index_find(&unit_files, m->files[i].file) >= 0) {
+            airllm_errf(err, "files: \"%s\" is also a unit file", m->files[i].file);
+            airllm_index_free(&unit_files);
+            goto out;
+        }
+    airllm_index_free(&unit_files);
     rc = 0;
 out:
     cJSON_Delete(root);
@@ -564,9 +631,33 @@ static void add_opt_int(cJSON *o, const char *key, int64_t v)
         cJSON_AddNumberToObject(o, key, (double)v);
 }
 
-int airllm_manifest_to_json(const airllm_manifest *m, char **out, airllm_err *err)
+/* One tensor's object, as the manifest holds it. */
+static cJSON *tensor_object(const airllm_manifest *m, const airllm_mf_tensor *t)
 {
-    *out = NULL;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "name", t->name);
+    cJSON_AddStringToObject(o, "dtype", airllm_dtype_name(t->dtype));
+    cJSON *shape = cJSON_AddArrayToObject(o, "shape");
+    for (unsigned d = 0; d < t->ndim; d++)
+        cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)t->shape[d]));
+    cJSON_AddNumberToObject(o, "bytes", (double)t->raw_len);
+    cJSON_AddStringToObject(o, "unit", m->units[t->unit].name);
+    cJSON_AddStringToObject(o, "encoding", airllm_encoding_name(t->encoding));
+    cJSON_AddNumberToObject(o, "stored_bytes", (double)t->stored_len);
+    cJSON_AddStringToObject(o, "source", t->source);
+    if (airllm_encoding_is_quant(t->encoding)) {
+        cJSON *q = cJSON_AddObjectToObject(o, "quant");
+        cJSON_AddNumberToObject(q, "block_size", t->quant_block);
+        cJSON_AddBoolToObject(q, "double_quant", t->quant_double);
+        cJSON_AddNumberToObject(q, "rmse", t->quant_rmse);
+        cJSON_AddNumberToObject(q, "max_abs_error", t->quant_max_abs);
+        cJSON_AddNumberToObject(q, "rel_frobenius_error", t->quant_rel_fro);
+    }
+    return o;
+}
+
+int airllm_manifest_emit(const airllm_manifest *m, airllm_sink sink, void *ctx, airllm_err *err)
+{
     cJSON *root = cJSON_CreateObject();
     char version[32];
     snprintf(version, sizeof version, "%u.%u", m->version_major, m->version_minor);
@@ -612,31 +703,11 @@ int airllm_manifest_to_json(const airllm_manifest *m, char **out, airllm_err *er
         cJSON_AddItemToArray(units, o);
     }
 
-    cJSON *tensors = cJSON_AddArrayToObject(root, "tensors");
-    for (size_t i = 0; i < m->n_tensors; i++) {
-        const airllm_mf_tensor *t = &m->tensors[i];
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "name", t->name);
-        cJSON_AddStringToObject(o, "dtype", airllm_dtype_name(t->dtype));
-        cJSON *shape = cJSON_AddArrayToObject(o, "shape");
-        for (unsigned d = 0; d < t->ndim; d++)
-            cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)t->shape[d]));
-        cJSON_AddNumberToObject(o, "bytes", (double)t->raw_len);
-        cJSON_AddStringToObject(o, "unit", m->units[t->unit].name);
-        cJSON_AddStringToObject(o, "encoding", airllm_encoding_name(t->encoding));
-        cJSON_AddNumberToObject(o, "stored_bytes", (double)t->stored_len);
-        cJSON_AddStringToObject(o, "source", t->source);
-        if (airllm_encoding_is_quant(t->encoding)) {
-            cJSON *q = cJSON_AddObjectToObject(o, "quant");
-            cJSON_AddNumberToObject(q, "block_size", t->quant_block);
-            cJSON_AddBoolToObject(q, "double_quant", t->quant_double);
-            cJSON_AddNumberToObject(q, "rmse", t->quant_rmse);
-            cJSON_AddNumberToObject(q, "max_abs_error", t->quant_max_abs);
-            cJSON_AddNumberToObject(q, "rel_frobenius_error", t->quant_rel_fro);
-        }
-        cJSON_AddItemToArray(tensors, o);
-    }
-
+    /* The tensors are printed one object at a time, not as one tree: a tree
+     * of a million tensors took about 1.5 KiB each. A raw placeholder marks
+     * where they go in the rest of the document (\x01 cannot appear in its
+     * text otherwise: cJSON escapes control characters in strings). */
+    cJSON_AddRawToObject(root, "tensors", "\x01");
     cJSON *sources = cJSON_AddArrayToObject(root, "sources");
     for (size_t i = 0; i < m->n_sources; i++)
         cJSON_AddItemToArray(sources, file_entry(m->sources[i].file, m->sources[i].size,
@@ -650,15 +721,77 @@ int airllm_manifest_to_json(const airllm_manifest *m, char **out, airllm_err *er
     cJSON_Delete(root);
     if (!text)
         return airllm_errf(err, "out of memory while writing the manifest");
-    /* Append a final newline, as text files conventionally end with one. */
-    size_t n = strlen(text);
-    char *withnl = realloc(text, n + 2);
-    if (!withnl) {
+    char *mark = strchr(text, '\x01');
+    if (!mark) {
         free(text);
         return airllm_errf(err, "out of memory while writing the manifest");
     }
-    withnl[n] = '\n';
-    withnl[n + 1] = '\0';
-    *out = withnl;
+    int rc = sink(ctx, text, (size_t)(mark - text), err) || sink(ctx, "[", 1, err) ? -1 : 0;
+    for (size_t i = 0; !rc && i < m->n_tensors; i++) {
+        cJSON *o = tensor_object(m, &m->tensors[i]);
+        char *ot = o ? cJSON_Print(o) : NULL;
+        cJSON_Delete(o);
+        if (!ot) {
+            rc = airllm_errf(err, "out of memory while writing the manifest");
+            break;
+        }
+        /* Printed alone the object sits at depth 0; in the document it is an
+         * element of an array at depth 1, so every line after the first is
+         * indented by two more tabs (strings hold no raw newlines). */
+        if (i > 0)
+            rc = sink(ctx, ", ", 2, err);
+        for (char *p = ot, *nl; !rc && *p; p = nl + 1) {
+            nl = strchr(p, '\n');
+            if (!nl) {
+                rc = sink(ctx, p, strlen(p), err);
+                break;
+            }
+            rc = sink(ctx, p, (size_t)(nl - p) + 1, err) || sink(ctx, "\t\t", 2, err) ? -1 : 0;
+        }
+        free(ot);
+    }
+    /* A final newline, as text files conventionally end with one. */
+    if (!rc)
+        rc = sink(ctx, "]", 1, err) || sink(ctx, mark + 1, strlen(mark + 1), err) ||
+                     sink(ctx, "\n", 1, err)
+                 ? -1
+                 : 0;
+    free(text);
+    return rc;
+}
+
+typedef struct {
+    char *buf;
+    size_t len, cap;
+} text_buf;
+
+static int text_append(void *ctx, const void *data, size_t n, airllm_err *err)
+{
+    text_buf *t = ctx;
+    if (t->len + n + 1 > t->cap) {
+        size_t cap = t->cap ? t->cap : 4096;
+        while (cap < t->len + n + 1)
+            cap *= 2;
+        char *b = realloc(t->buf, cap);
+        if (!b)
+            return airllm_errf(err, "out of memory while writing the manifest");
+        t->buf = b;
+        t->cap = cap;
+    }
+    memcpy(t->buf + t->len, data, n);
+    t->len += n;
+    t->buf[t->len] = '\0';
+    return 0;
+}
+
+int airllm_manifest_to_json(const airllm_manifest *m, char **out, airllm_err *err)
+{
+    text_buf t = {0};
+    *out = NULL;
+    if (airllm_manifest_emit(m, text_append, &t, err)) {
+        free(t.buf);
+        return -1;
+    }
+    *out = t.buf;
     return 0;
 }

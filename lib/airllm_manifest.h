@@ -80,6 +80,11 @@ int airllm_manifest_load(const char *dir, airllm_manifest *m, airllm_err *err);
 /* Serializes with a fixed key order and formatting, so the same manifest
  * always gives the same bytes. */
 int airllm_manifest_to_json(const airllm_manifest *m, char **out, airllm_err *err);
+/* The same bytes, handed to sink piece by piece (a non-zero return from
+ * sink stops it): memory stays bounded by one tensor's entry rather than
+ * the whole document. */
+typedef int (*airllm_sink)(void *ctx, const void *data, size_t n, airllm_err *err);
+int airllm_manifest_emit(const airllm_manifest *m, airllm_sink sink, void *ctx, airllm_err *err);
 void airllm_manifest_free(airllm_manifest *m);
 
 /* 1 if name is a safe plain file name: non-empty, no '/', not "." or "..",

@@ -640,9 +640,9 @@ done:
 int airllm_st_read_file(const char *path, airllm_st_file *out, airllm_err *err)
 {
     memset(out, 0, sizeof *out);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = airllm_open_input(path, 0, err);
     if (fd < 0)
-        return airllm_errf(err, "%s: cannot open: %s", path, strerror(errno));
+        return -1;
     int rc = -1;
     uint8_t *buf = NULL;
     struct stat st;

@@ -236,11 +236,9 @@ static int open_unit(const rt_store *s, const rt_unit *u, char path[4096], airll
         return -1;
     int fd = -1;
     if (s->direct)
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_DIRECT);
+        fd = airllm_open_input(path, O_DIRECT, err);
     if (fd < 0)
-        fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return airllm_errf(err, "%s: cannot open: %s", path, strerror(errno));
+        fd = airllm_open_input(path, 0, err);
     return fd;
 }
 

@@ -1,14 +1,17 @@
 /* Unit tests for the manifest: a round trip through JSON is exact and
  * deterministic, and malformed manifests are refused with a useful message. */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "airllm_index.h"
 #include "airllm_manifest.h"
 
 #include "test_util.h"
 
-static const char *SHA = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+#define SHA_LIT "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+static const char *SHA = SHA_LIT;
 
 static void build(airllm_manifest *m, airllm_mf_unit *units, airllm_mf_tensor *tensors,
                   airllm_mf_file *sources, airllm_mf_file *files)
@@ -81,8 +84,55 @@ __attribute__((noinline)) static char *replace(const char *s, const char *from, 
     return out;
 }
 
+/* The name index: every name found at its first position, repeats
+ * reported with the earlier one, absent names and NULL names skipped, and
+ * growth far past the size it was made for. */
+static void test_index(void)
+{
+    enum { N = 50000 };
+    char (*names)[24] = malloc(N * sizeof *names);
+    CHECK(names != NULL, "index: alloc");
+    if (!names)
+        return;
+    airllm_index ix;
+    airllm_err err;
+    CHECK(airllm_index_init(&ix, 4, &err) == 0, "index: init");
+    long prev = 0;
+    int ok = 1;
+    for (size_t i = 0; i < N; i++) {
+        snprintf(names[i], sizeof names[i], "model.layers.%zu.w", i);
+        ok &= airllm_index_add(&ix, names[i], i, &prev, &err) == 0 && prev == -1;
+    }
+    CHECK(ok && ix.n == N, "index: %d distinct names added", N);
+    ok = 1;
+    for (size_t i = 0; i < N; i++)
+        ok &= airllm_index_find(&ix, names[i]) == (long)i;
+    CHECK(ok, "index: every name found at its position");
+    CHECK(airllm_index_add(&ix, "model.layers.7.w", N, &prev, &err) == 0 && prev == 7 &&
+              airllm_index_find(&ix, "model.layers.7.w") == 7 && ix.n == N,
+          "index: a repeat gives the first position and changes nothing");
+    CHECK(airllm_index_find(&ix, "model.layers.50000.w") == -1 &&
+              airllm_index_find(&ix, "") == -1 && airllm_index_find(&ix, NULL) == -1,
+          "index: absent names");
+    airllm_index_free(&ix);
+    CHECK(airllm_index_find(&ix, "x") == -1, "index: a freed index is empty");
+
+    struct rec {
+        int pad;
+        const char *name;
+    } recs[] = {{0, "b"}, {1, NULL}, {2, "a"}, {3, "b"}};
+    CHECK(airllm_index_build(&ix, recs, 4, sizeof recs[0], offsetof(struct rec, name), &err) ==
+                  0 &&
+              airllm_index_find(&ix, "a") == 2 && airllm_index_find(&ix, "b") == 0 &&
+              ix.n == 2,
+          "index: build skips NULL names and keeps the first of a repeat");
+    airllm_index_free(&ix);
+    free(names);
+}
+
 int main(void)
 {
+    test_index();
     char *json = good_json();
     CHECK(json != NULL, "serialize");
     airllm_manifest m;
@@ -143,6 +193,18 @@ int main(void)
         {"\"format_version\":\t\"1.0\"", "\"format_version\":\t\" 1.0\"", "format_version"},
         {"\"kind\":\t\"layer\",\n\t\t\t\"layer\":\t0,", "\"kind\":\t\"embed\",",
          "second embed"},
+        /* Several checks against the same earlier unit: the message is the
+         * one a scan of the earlier units gave (kind, then name, then file). */
+        {"\"name\":\t\"layer.0\",\n\t\t\t\"kind\":\t\"layer\",\n\t\t\t\"layer\":\t0,",
+         "\"name\":\t\"embed\",\n\t\t\t\"kind\":\t\"embed\",", "units[1]: a second embed unit"},
+        {"\"name\":\t\"layer.0\",\n\t\t\t\"kind\":\t\"layer\",\n\t\t\t\"layer\":\t0,\n\t\t\t"
+         "\"file\":\t\"layer.00000.airc\"",
+         "\"name\":\t\"embed\",\n\t\t\t\"kind\":\t\"layer\",\n\t\t\t\"layer\":\t0,\n\t\t\t"
+         "\"file\":\t\"embed.airc\"", "units[1]: duplicate unit \"embed\""},
+        {"\"file\":\t\"model.safetensors\",\n\t\t\t\"size\":\t300",
+         "\"file\":\t\"model.safetensors\",\n\t\t\t\"size\":\t300, \"sha256\": \"" SHA_LIT
+         "\"}, {\"file\":\t\"model.safetensors\",\n\t\t\t\"size\":\t300",
+         "sources[1]: duplicate file \"model.safetensors\""},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char *b = replace(json, bad[i].from, bad[i].to);

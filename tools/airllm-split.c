@@ -41,6 +41,7 @@
 #include "airllm_codec.h"
 #include "airllm_container.h"
 #include "airllm_hash.h"
+#include "airllm_index.h"
 #include "airllm_io.h"
 #include "airllm_journal.h"
 #include "airllm_manifest.h"
@@ -367,20 +368,32 @@ static int journal_append(split_ctx *s, const airllm_jrec *r, airllm_err *err)
     return 0;
 }
 
-static long find_unit_by_file(const airllm_ckpt *c, const char *file)
+/* Unit files by name, for the journal's lines: a scan of the units per
+ * line made a resume quadratic in the layer count. */
+static int index_unit_files(const airllm_ckpt *c, airllm_index *ix, airllm_err *err)
 {
+    long prev;
+    if (airllm_index_init(ix, c->n_units, err))
+        return -1;
     for (size_t u = 0; u < c->n_units; u++)
-        if (strcmp(c->units[u].file, file) == 0)
-            return (long)u;
-    return -1;
+        if (c->units[u].file[0] && airllm_index_add(ix, c->units[u].file, u, &prev, err)) {
+            airllm_index_free(ix);
+            return -1;
+        }
+    return 0;
 }
 
+static int cmp_source_file(const void *key, const void *elem)
+{
+    return strcmp(key, ((const airllm_ckpt_source *)elem)->file);
+}
+
+/* Sources are sorted by file name (airllm_ckpt). */
 static long find_source(const airllm_ckpt *c, const char *file)
 {
-    for (size_t i = 0; i < c->n_sources; i++)
-        if (strcmp(c->sources[i].file, file) == 0)
-            return (long)i;
-    return -1;
+    const airllm_ckpt_source *hit =
+        bsearch(file, c->sources, c->n_sources, sizeof *c->sources, cmp_source_file);
+    return hit ? (long)(hit - c->sources) : -1;
 }
 
 static int add_jck(split_ctx *s, size_t source, uint64_t off, const char *sha,
@@ -399,12 +412,13 @@ static int add_jck(split_ctx *s, size_t source, uint64_t off, const char *sha,
     return 0;
 }
 
-static int journal_apply(split_ctx *s, const airllm_jrec *r, airllm_err *err)
+static int journal_apply(split_ctx *s, const airllm_index *units, const airllm_jrec *r,
+                         airllm_err *err)
 {
     long i;
     switch (r->kind) {
     case AIRLLM_JR_UNIT:
-        if ((i = find_unit_by_file(&s->ck, r->name)) < 0)
+        if ((i = airllm_index_find(units, r->name)) < 0)
             return 0;
         s->unit_done[i] = (done_rec){true, r->size, {0}};
         memcpy(s->unit_done[i].sha, r->sha, AIRLLM_SHA256_HEX);
@@ -448,14 +462,20 @@ static int journal_load(split_ctx *s, airllm_err *err)
         return -1;
     if (access(path, F_OK) != 0)
         return 0;
-    if (airllm_read_small_file(path, 256u << 20, &text, &len, err))
+    airllm_index units;
+    if (index_unit_files(&s->ck, &units, err))
         return -1;
+    if (airllm_read_small_file(path, 256u << 20, &text, &len, err)) {
+        airllm_index_free(&units);
+        return -1;
+    }
     size_t ml = strlen(AIRLLM_JOURNAL_MAGIC);
     bool v2 = len >= ml && memcmp(text, AIRLLM_JOURNAL_MAGIC, ml) == 0;
     bool v1 = !v2 && len > 0 && !(len < ml && memcmp(text, AIRLLM_JOURNAL_MAGIC, len) == 0);
     size_t cap = v1 ? ml + 2 * len + 4096 : 0, rl = 0;
     if (v1 && !(s->journal_rewrite = malloc(cap))) {
         free(text);
+        airllm_index_free(&units);
         return airllm_errf(err, "out of memory");
     }
     if (v1) {
@@ -486,9 +506,10 @@ static int journal_load(split_ctx *s, airllm_err *err)
             size_t n = airllm_journal_encode(&r, s->journal_rewrite + rl, cap - rl);
             rl += n;
         }
-        rc = journal_apply(s, &r, err);
+        rc = journal_apply(s, &units, &r, err);
     }
     free(text);
+    airllm_index_free(&units);
     s->journal_valid = valid;
     s->journal_rewrite_len = rl;
     return rc;
@@ -1358,7 +1379,7 @@ static int unit_matches_journal(split_ctx *s, size_t u, bool from_disk, const ch
     if (airllm_path_join(path, 4096, s->o.out_dir, s->ck.units[u].file, err))
         return -1;
     if (from_disk) {
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        int fd = airllm_open_input(path, 0, NULL);
         if (fd >= 0) {
             posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
             close(fd);
@@ -2098,9 +2119,9 @@ static int stream_source(split_ctx *s, size_t i, airllm_err *err)
     if (!src->present)
         return airllm_errf(err, "%s: missing, and layers that need it are not complete; "
                                 "it cannot be recovered", path);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = airllm_open_input(path, 0, err);
     if (fd < 0)
-        return airllm_errf(err, "%s: cannot open: %s", path, strerror(errno));
+        return -1;
     posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
     struct stat st;
     if (fstat(fd, &st) != 0) {
@@ -2284,6 +2305,45 @@ static char *options_json(const split_opts *o)
     return text;
 }
 
+/* airllm_manifest_emit's output into fd through a 1 MiB buffer. */
+typedef struct {
+    int fd;
+    const char *path;
+    size_t len;
+    char buf[1 << 20];
+} manifest_out;
+
+static int manifest_sink(void *ctx, const void *data, size_t n, airllm_err *err)
+{
+    manifest_out *o = ctx;
+    if (o->len + n > sizeof o->buf) {
+        if (airllm_write_full(o->fd, o->buf, o->len, o->path, err))
+            return -1;
+        o->len = 0;
+        if (n > sizeof o->buf)
+            return airllm_write_full(o->fd, data, n, o->path, err);
+    }
+    memcpy(o->buf + o->len, data, n);
+    o->len += n;
+    return 0;
+}
+
+static int write_manifest_fd(int fd, const char *path, void *ctx, airllm_err *err)
+{
+    manifest_out *o = malloc(sizeof *o);
+    if (!o)
+        return airllm_errf(err, "out of memory");
+    o->fd = fd;
+    o->path = path;
+    o->len = 0;
+    int rc = airllm_manifest_emit(ctx, manifest_sink, o, err) ||
+                     airllm_write_full(fd, o->buf, o->len, path, err)
+                 ? -1
+                 : 0;
+    free(o);
+    return rc;
+}
+
 /* index, when non-NULL, is listed after the shards among the sources. */
 static int write_manifest(split_ctx *s, airllm_mf_file *aux, size_t n_aux,
                           const airllm_mf_file *index, uint64_t *total_out, airllm_err *err)
@@ -2365,11 +2425,10 @@ static int write_manifest(split_ctx *s, airllm_mf_file *aux, size_t n_aux,
     }
     if (index)
         m.sources[c->n_sources] = *index;
-    char *json;
-    if ((rc = airllm_manifest_to_json(&m, &json, err)))
-        goto out;
-    rc = airllm_write_file_atomic(s->o.out_dir, AIRLLM_MANIFEST_NAME, json, strlen(json), err);
-    free(json);
+    /* Streamed to the file: the whole text of a million-tensor manifest
+     * would be a few hundred MiB. */
+    rc = airllm_write_file_atomic_fn(s->o.out_dir, AIRLLM_MANIFEST_NAME, write_manifest_fd, &m,
+                                     err);
     *total_out = total;
 out:
     free(m.options_json);
@@ -3478,11 +3537,19 @@ static int split_main(split_ctx *sp, int argc, char **argv)
     if (io_start(&sp->io, &err))
         return fail(o, &err);
     uint64_t todo = 0;
+    /* One pass over the tensors: a pass per source was quadratic when the
+     * sources are the unit files of a converted directory. */
+    bool *needed = calloc(c->n_sources ? c->n_sources : 1, sizeof *needed);
+    if (!needed) {
+        airllm_errf(&err, "out of memory");
+        return fail(o, &err);
+    }
     for (size_t i = 0; i < c->n_sources; i++)
-        if (source_needed(sp, i))
-            for (size_t t = 0; t < c->n_tensors; t++)
-                if (c->tensors[t].source == i)
-                    todo += airllm_ckpt_st(c, t)->end - airllm_ckpt_st(c, t)->begin;
+        needed[i] = source_needed(sp, i);
+    for (size_t t = 0; t < c->n_tensors; t++)
+        if (needed[c->tensors[t].source])
+            todo += airllm_ckpt_st(c, t)->end - airllm_ckpt_st(c, t)->begin;
+    free(needed);
     cli_progress_init(&sp->prog, TOOL_NAME, todo);
     for (size_t i = 0; i < c->n_sources; i++) {
         if (source_needed(sp, i) && stream_source(sp, i, &err)) {
