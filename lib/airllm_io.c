@@ -210,15 +210,6 @@ int airllm_write_file_atomic_fn(const char *dir, const char *name,
     return 0;
 }
 
-int airllm_file_size(const char *path, uint64_t *size, airllm_err *err)
-{
-    struct stat st;
-    if (stat(path, &st) != 0)
-        return airllm_errf(err, "%s: %s", path, strerror(errno));
-    *size = (uint64_t)st.st_size;
-    return 0;
-}
-
 int airllm_mkdir_p(const char *dir, airllm_err *err)
 {
     char buf[4096];

@@ -42,8 +42,6 @@ int airllm_write_file_atomic_fn(const char *dir, const char *name,
                                             airllm_err *err),
                                 void *ctx, airllm_err *err);
 int airllm_fsync_path(const char *path, airllm_err *err); /* file or directory */
-/* Size of a file, -1 with err if it cannot be stat'ed. */
-int airllm_file_size(const char *path, uint64_t *size, airllm_err *err);
 /* Creates dir and any missing parents (mode 0755); existing ones are fine. */
 int airllm_mkdir_p(const char *dir, airllm_err *err);
 /* Copies into buf the nearest existing ancestor of path (path itself if it
