@@ -106,3 +106,52 @@ int airllm_sha256_hex_valid(const char *s)
     }
     return 1;
 }
+
+/* ---- XXH3-64 ---- */
+
+
+#include <xxhash.h>
+
+struct airllm_xxh3_state {
+    XXH3_state_t *st;
+};
+
+uint64_t airllm_xxh3(const void *data, size_t n)
+{
+    return (uint64_t)XXH3_64bits(data, n);
+}
+
+airllm_xxh3_state *airllm_xxh3_new(void)
+{
+    airllm_xxh3_state *h = calloc(1, sizeof *h);
+    if (!h)
+        return NULL;
+    h->st = XXH3_createState();
+    if (!h->st || XXH3_64bits_reset(h->st) != XXH_OK) {
+        XXH3_freeState(h->st);
+        free(h);
+        return NULL;
+    }
+    return h;
+}
+
+void airllm_xxh3_update(airllm_xxh3_state *h, const void *data, size_t n)
+{
+    if (n)
+        XXH3_64bits_update(h->st, data, n);
+}
+
+uint64_t airllm_xxh3_final(airllm_xxh3_state *h)
+{
+    uint64_t v = (uint64_t)XXH3_64bits_digest(h->st);
+    XXH3_64bits_reset(h->st);
+    return v;
+}
+
+void airllm_xxh3_free(airllm_xxh3_state *h)
+{
+    if (!h)
+        return;
+    XXH3_freeState(h->st);
+    free(h);
+}
