@@ -41,7 +41,7 @@ assert enc["model.layers.0.input_layernorm.weight"] == "raw"
 for k in ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
           "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"):
     assert enc["model.layers.3.%s.weight" % k] == "nf4", k
-assert m["format_version"] == "1.1" and m["tool"]["name"] == "airllm-quant"
+assert m["format_version"] == "1.2" and m["tool"]["name"] == "airllm-quant"
 EOF
 
 # ---- every synthetic family, BF16 and F32 ----
