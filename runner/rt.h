@@ -101,6 +101,13 @@ typedef struct {
     void *ctx;
 } rt_allocator;
 
+/* What each load of a unit checks (--verify-load). */
+typedef enum {
+    RT_VERIFY_OFF = 0,  /* nothing beyond the header: for measurement only */
+    RT_VERIFY_FAST = 1, /* each tensor's XXH3 (format 1.2 files), the default */
+    RT_VERIFY_FULL = 2, /* the whole file's SHA-256 against the manifest */
+} rt_verify;
+
 typedef struct rt_store {
     char dir[4096];
     airllm_manifest mf;
@@ -108,7 +115,9 @@ typedef struct rt_store {
     size_t n_units;
     long embed_unit, norm_unit, head_unit; /* -1 when absent (tied head) */
     long first_layer_unit;
-    bool verify_load, direct, prefetch;
+    rt_verify verify_load;
+    size_t n_unchecked; /* unit files without checksums (format 1.0/1.1) */
+    bool direct, prefetch;
     int readers;     /* threads reading each whole unit (1: the loader alone) */
     bool embed_rows; /* embedding rows are read from the file on demand */
     rt_allocator alloc;
@@ -138,8 +147,8 @@ typedef struct rt_store {
 /* Opening MODEL_DIR, in two halves. The first reads the manifest and every
  * unit header and sizes the units (need_*); it allocates no slot. Between
  * the halves a device backend marks the units it holds itself (external). */
-int rt_store_scan(rt_store *s, const char *dir, bool prefetch, bool direct, bool verify_load,
-                  airllm_err *err);
+int rt_store_scan(rt_store *s, const char *dir, bool prefetch, bool direct,
+                  rt_verify verify_load, airllm_err *err);
 /* The second half: which non-external units stay resident within budget
  * bytes (UINT64_MAX: all), loaded now; the stream list; slots from alloc
  * (NULL: the default); the prefetcher. */
@@ -245,7 +254,7 @@ typedef struct {
 /* io_threads <= 0: 1 on the CPU (its cores compute), up to 8 (half the
  * cores) with cuda. */
 int rt_model_open(rt_model *m, const char *dir, uint64_t budget, bool prefetch, bool direct,
-                  bool verify_load, int threads, int io_threads, const rt_cuda_opts *cuda,
+                  rt_verify verify_load, int threads, int io_threads, const rt_cuda_opts *cuda,
                   airllm_err *err);
 void rt_model_close(rt_model *m);
 int rt_seq_init(rt_seq *s, const rt_model *m, const int32_t *prompt, size_t n, size_t ctx,

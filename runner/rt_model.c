@@ -210,7 +210,7 @@ static void rope_apply(float *v, int heads, int hd, const float *cs)
 /* ---- model ---- */
 
 int rt_model_open(rt_model *m, const char *dir, uint64_t budget, bool prefetch, bool direct,
-                  bool verify_load, int threads, int io_threads, const rt_cuda_opts *cuda,
+                  rt_verify verify_load, int threads, int io_threads, const rt_cuda_opts *cuda,
                   airllm_err *err)
 {
     memset(m, 0, sizeof *m);
