@@ -111,6 +111,16 @@ int airllm_sha256_hex_valid(const char *s)
 
 
 #include <xxhash.h>
+#if defined(__x86_64__) || defined(__i386__)
+/* libxxhash's x86 dispatcher picks SSE2, AVX2 or AVX-512 at run time; the
+ * plain entry points are built for the baseline (SSE2) only. */
+#include <xxh_x86dispatch.h>
+#define AIRLLM_XXH3 XXH3_64bits_dispatch
+#define AIRLLM_XXH3_UPDATE XXH3_64bits_update_dispatch
+#else
+#define AIRLLM_XXH3 XXH3_64bits
+#define AIRLLM_XXH3_UPDATE XXH3_64bits_update
+#endif
 
 struct airllm_xxh3_state {
     XXH3_state_t *st;
@@ -118,7 +128,7 @@ struct airllm_xxh3_state {
 
 uint64_t airllm_xxh3(const void *data, size_t n)
 {
-    return (uint64_t)XXH3_64bits(data, n);
+    return (uint64_t)AIRLLM_XXH3(data, n);
 }
 
 airllm_xxh3_state *airllm_xxh3_new(void)
@@ -138,7 +148,7 @@ airllm_xxh3_state *airllm_xxh3_new(void)
 void airllm_xxh3_update(airllm_xxh3_state *h, const void *data, size_t n)
 {
     if (n)
-        XXH3_64bits_update(h->st, data, n);
+        AIRLLM_XXH3_UPDATE(h->st, data, n);
 }
 
 uint64_t airllm_xxh3_final(airllm_xxh3_state *h)

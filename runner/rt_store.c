@@ -292,6 +292,48 @@ static int check_tensors(const rt_store *s, const airllm_ct_header *hc, const ui
     return airllm_err_prefix(err, "%s", path);
 }
 
+/* Reads the whole file of u into buf in chunks small enough to stay in the
+ * cache, hashing each tensor's bytes right after they land: on one reader
+ * the check then costs the hash of hot data, not a second pass over
+ * memory. Checked against the startup header's check block; slot_load then
+ * makes sure the header just read carries the same values. */
+static int read_checked(int fd, uint8_t *buf, const rt_unit *u, const char *path,
+                        airllm_err *err)
+{
+    const size_t CHUNK = (size_t)2 << 20; /* a multiple of 4096: O_DIRECT holds */
+    const airllm_ct_header *h = &u->hdr;
+    airllm_xxh3_state *xs = airllm_xxh3_new();
+    if (!xs)
+        return airllm_errf(err, "out of memory");
+    uint32_t ti = 0; /* the tensor being hashed or the next one */
+    int rc = 0;
+    for (uint64_t pos = 0; !rc && pos < u->file_size;) {
+        size_t n = u->file_size - pos < CHUNK ? (size_t)(u->file_size - pos) : CHUNK;
+        rc = airllm_pread_full(fd, buf + pos, n, pos, path, err);
+        uint64_t end = pos + n;
+        while (!rc && ti < h->n_tensors) {
+            const airllm_ct_tensor *t = &h->tensors[ti];
+            uint64_t te = t->offset + t->stored_len;
+            uint64_t lo = pos > t->offset ? pos : t->offset, hi = end < te ? end : te;
+            if (lo < hi)
+                airllm_xxh3_update(xs, buf + lo, (size_t)(hi - lo));
+            if (te > end)
+                break;
+            uint64_t got = airllm_xxh3_final(xs);
+            if (got != t->xxh3)
+                rc = airllm_errf(err, "%s: tensor '%.200s': XXH3 of its %llu stored bytes is "
+                                      "%016llx, the header and check block say %016llx: "
+                                      "corrupted",
+                                 path, t->name, (unsigned long long)t->stored_len,
+                                 (unsigned long long)got, (unsigned long long)t->xxh3);
+            ti++;
+        }
+        pos = end;
+    }
+    airllm_xxh3_free(xs);
+    return rc;
+}
+
 static int open_unit(const rt_store *s, const rt_unit *u, char path[4096], airllm_err *err)
 {
     if (airllm_path_join(path, 4096, s->dir, u->file, err))
@@ -329,7 +371,14 @@ static int slot_load(rt_store *s, size_t ui, rt_slot *sl, airllm_err *err)
                          path, (long long)st.st_size, (unsigned long long)u->file_size);
     /* The file size and every tensor offset are multiples of 4096, so these
      * reads also suit O_DIRECT. */
-    if (!rc && !partial) {
+    /* fast, one reader: hashed as it is read (several readers: the tensors
+     * are shared out after the read, check_tensors) */
+    bool checked = !rc && !partial && s->verify_load == RT_VERIFY_FAST && u->hdr.has_checks &&
+                   s->readers <= 1;
+    if (checked) {
+        rc = read_checked(fd, sl->buf, u, path, err);
+        bytes = u->file_size;
+    } else if (!rc && !partial) {
         rc = read_parallel(fd, sl->buf, (size_t)u->file_size, s->readers, path, err);
         bytes = u->file_size;
     } else if (!rc) {
@@ -368,7 +417,11 @@ static int slot_load(rt_store *s, size_t ui, rt_slot *sl, airllm_err *err)
      * partial one (the header region) is checked with the startup header's
      * block, whose entries it was just compared with. */
     const airllm_ct_header *hc = h.has_checks ? &h : &u->hdr;
-    if (s->verify_load == RT_VERIFY_FAST && hc->has_checks &&
+    if (checked && !h.has_checks) {
+        airllm_ct_free(&h);
+        return airllm_errf(err, "%s: header changed since the model was opened", path);
+    }
+    if (!checked && s->verify_load == RT_VERIFY_FAST && hc->has_checks &&
         check_tensors(s, hc, sl->buf, partial, path, err)) {
         airllm_ct_free(&h);
         return -1;

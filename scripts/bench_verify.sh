@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # What the load checks cost (docs/benchmarks.md, "--verify-load"): ms/token
 # of airllm-run with --verify-load=off, fast (XXH3 per tensor, the default)
-# and full (SHA-256), resident and streamed (--mem-budget 0, page cache),
+# and full (SHA-256), resident and streamed (--mem-budget 0: page cache,
+# and O_DIRECT, the case of a real SD card or disk),
 # measured in the same run, the modes interleaved round by round so drift
 # of this shared machine hits them alike; the best round of each is kept.
 #
@@ -56,3 +57,4 @@ row "SmolLM2 BF16, resident" "$S2" "${T:-32}"
 row "SmolLM2 BF16, streamed (--mem-budget 0)" "$S2" "${T:-32}" --mem-budget 0
 row "7B-shaped ${LAYERS}-layer nf4, resident" "$Q7" "${T:-8}"
 row "7B-shaped ${LAYERS}-layer nf4, streamed" "$Q7" "${T:-8}" --mem-budget 0
+row "7B-shaped ${LAYERS}-layer nf4, streamed --direct" "$Q7" "${T:-4}" --mem-budget 0 --direct
