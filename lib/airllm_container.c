@@ -4,6 +4,7 @@
 #include "airllm_container.h"
 
 #include "airllm_bytes.h"
+#include "airllm_hash.h"
 #include "airllm_io.h"
 #include "airllm_quant.h"
 
@@ -26,7 +27,9 @@ enum {
     FH_HEADER_BYTES = 24,
     FH_DATA_START = 32,
     FH_FILE_SIZE = 40,
-    FH_RESERVED = 48,
+    FH_RESERVED = 48,     /* 1.0, 1.1: 16 zero bytes */
+    FH_CHECK_OFFSET = 48, /* 1.2: u64, then 8 zero bytes */
+    FH_RESERVED_12 = 56,
 
     TE_NAME_OFF = 0,
     TE_NAME_LEN = 8,
@@ -166,13 +169,14 @@ int airllm_ct_layout(airllm_ct_header *h, airllm_err *err)
             return airllm_errf(err, "container: tensor '%.200s': offset overflows", t->name);
         pos = t->offset + t->stored_len;
     }
-    if (align_up_checked(pos, &h->file_size) != 0)
+    /* The check block follows the data: a writer that streams the data
+     * after a header written first can still append the checksums. */
+    uint64_t cl = airllm_ct_checks_len(h->n_tensors);
+    if (align_up_checked(pos, &h->check_offset) != 0 || h->check_offset > UINT64_MAX - cl ||
+        align_up_checked(h->check_offset + cl, &h->file_size) != 0)
         return airllm_errf(err, "container: file size overflows");
     h->version_major = AIRLLM_CT_VERSION_MAJOR;
-    h->version_minor = 0;
-    for (uint32_t i = 0; i < h->n_tensors; i++)
-        if (airllm_encoding_is_quant(h->tensors[i].encoding))
-            h->version_minor = 1;
+    h->version_minor = 2;
     return 0;
 }
 
@@ -202,6 +206,8 @@ int airllm_ct_encode(const airllm_ct_header *h, uint8_t **out, size_t *out_len,
     airllm_put_le64(buf + FH_HEADER_BYTES, h->header_bytes);
     airllm_put_le64(buf + FH_DATA_START, h->data_start);
     airllm_put_le64(buf + FH_FILE_SIZE, h->file_size);
+    if (h->version_minor >= 2)
+        airllm_put_le64(buf + FH_CHECK_OFFSET, h->check_offset);
 
     uint64_t name_off = 0, names_area = h->header_bytes - table_end;
     for (uint32_t i = 0; i < h->n_tensors; i++) {
@@ -338,9 +344,12 @@ int airllm_ct_parse(const uint8_t *buf, size_t len, uint64_t file_size,
                                 "supports %u.%u)",
                            h.version_major, h.version_minor, AIRLLM_CT_VERSION_MAJOR,
                            AIRLLM_CT_VERSION_MINOR);
-    int64_t nz = first_nonzero(buf, len, FH_RESERVED, AIRLLM_CT_FIXED_SIZE);
+    int64_t nz = first_nonzero(buf, len, h.version_minor >= 2 ? FH_RESERVED_12 : FH_RESERVED,
+                               AIRLLM_CT_FIXED_SIZE);
     if (nz >= 0)
         return airllm_errf(err, "reserved header byte %lld is not zero", (long long)nz);
+    if (h.version_minor >= 2)
+        h.check_offset = airllm_get_le64(buf + FH_CHECK_OFFSET);
 
     uint32_t count = airllm_get_le32(buf + FH_COUNT);
     uint32_t kind = airllm_get_le32(buf + FH_KIND);
@@ -544,16 +553,44 @@ int airllm_ct_parse(const uint8_t *buf, size_t len, uint64_t file_size,
     }
     /* data_pos <= file_size, so aligning it cannot overflow. */
     uint64_t want_fs = airllm_align_up(data_pos, AIRLLM_CT_ALIGN);
-    if (h.file_size != want_fs) {
-        airllm_errf(err, "file_size %llu, expected %llu (end of the last tensor rounded "
-                         "up to 4096)",
-                    (unsigned long long)h.file_size, (unsigned long long)want_fs);
-        goto fail;
-    }
-    nz = first_nonzero(buf, len, data_pos, h.file_size);
-    if (nz >= 0) {
-        airllm_errf(err, "trailing padding byte %lld is not zero", (long long)nz);
-        goto fail;
+    if (h.version_minor >= 2) {
+        /* 1.2: the check block sits at the aligned end of the data and the
+         * file ends at its aligned end. want_fs <= file_size < 2^64 - 4096
+         * and checks_len <= 8 + 8e6: no overflow. */
+        uint64_t cl = airllm_ct_checks_len(count);
+        if (h.check_offset != want_fs) {
+            airllm_errf(err, "check_offset %llu, expected %llu (end of the last tensor "
+                             "rounded up to 4096)",
+                        (unsigned long long)h.check_offset, (unsigned long long)want_fs);
+            goto fail;
+        }
+        if (want_fs > h.file_size || h.file_size - want_fs < cl ||
+            h.file_size != airllm_align_up(want_fs + cl, AIRLLM_CT_ALIGN)) {
+            airllm_errf(err, "file_size %llu, expected %llu (the %llu-byte check block at "
+                             "%llu rounded up to 4096)",
+                        (unsigned long long)h.file_size,
+                        (unsigned long long)airllm_align_up(want_fs + cl, AIRLLM_CT_ALIGN),
+                        (unsigned long long)cl, (unsigned long long)want_fs);
+            goto fail;
+        }
+        nz = first_nonzero(buf, len, data_pos, want_fs);
+        if (nz >= 0) {
+            airllm_errf(err, "padding byte %lld before the check block is not zero",
+                        (long long)nz);
+            goto fail;
+        }
+    } else {
+        if (h.file_size != want_fs) {
+            airllm_errf(err, "file_size %llu, expected %llu (end of the last tensor "
+                             "rounded up to 4096)",
+                        (unsigned long long)h.file_size, (unsigned long long)want_fs);
+            goto fail;
+        }
+        nz = first_nonzero(buf, len, data_pos, h.file_size);
+        if (nz >= 0) {
+            airllm_errf(err, "trailing padding byte %lld is not zero", (long long)nz);
+            goto fail;
+        }
     }
 
     if (count > 1) {
@@ -574,6 +611,13 @@ int airllm_ct_parse(const uint8_t *buf, size_t len, uint64_t file_size,
         free(sorted);
         sorted = NULL;
     }
+    /* A buffer that holds the check block gets it applied here; a reader
+     * given less (the header region only) applies it itself. */
+    if (h.version_minor >= 2 && len >= h.check_offset &&
+        len - h.check_offset >= airllm_ct_checks_len(count) &&
+        airllm_ct_apply_checks(&h, buf, len, buf + h.check_offset,
+                               (size_t)(len - h.check_offset), err) != 0)
+        goto fail;
     *out = h;
     return 0;
 
@@ -643,6 +687,25 @@ int airllm_ct_read_file(const char *path, airllm_ct_header *out, airllm_err *err
         goto fail;
     if (airllm_ct_parse(buf, (size_t)want, fsize, out, err) != 0)
         goto fail;
+    if (out->version_minor >= 2 && !out->has_checks) {
+        /* The parser bounded the block: file_size - check_offset is
+         * align_up(8 + 8n) with n <= 1e6, a few MiB at most. */
+        size_t bl = (size_t)(out->file_size - out->check_offset);
+        uint8_t *blk = malloc(bl);
+        if (!blk) {
+            airllm_errf(err, "out of memory for a %zu-byte check block", bl);
+            airllm_ct_free(out);
+            goto fail;
+        }
+        int rc = airllm_pread_full(fd, blk, bl, out->check_offset, NULL, err);
+        if (!rc)
+            rc = airllm_ct_apply_checks(out, buf, (size_t)want, blk, bl, err);
+        free(blk);
+        if (rc) {
+            airllm_ct_free(out);
+            goto fail;
+        }
+    }
     free(buf);
     close(fd);
     return 0;
@@ -651,6 +714,102 @@ fail:
     free(buf);
     close(fd);
     return airllm_err_prefix(err, "%s", path);
+}
+
+/* ------------------------------------------------------------------ */
+/* format 1.2 check block                                              */
+
+uint64_t airllm_ct_checks_len(uint32_t n)
+{
+    return 8 + 8 * (uint64_t)n;
+}
+
+/* XXH3-64 of entry i's 128 bytes followed by its name: the share of the
+ * entry in the tensor's check value. hdr holds at least header_bytes. */
+static uint64_t entry_hash(const airllm_ct_header *h, const uint8_t *hdr, uint32_t i,
+                           uint64_t name_off)
+{
+    uint8_t tmp[AIRLLM_CT_ENTRY_SIZE + AIRLLM_CT_MAX_NAME];
+    size_t nl = strlen(h->tensors[i].name); /* 1..1024, checked by the parser */
+    memcpy(tmp, hdr + AIRLLM_CT_FIXED_SIZE + (uint64_t)AIRLLM_CT_ENTRY_SIZE * i,
+           AIRLLM_CT_ENTRY_SIZE);
+    memcpy(tmp + AIRLLM_CT_ENTRY_SIZE,
+           hdr + AIRLLM_CT_FIXED_SIZE + (uint64_t)AIRLLM_CT_ENTRY_SIZE * h->n_tensors + name_off,
+           nl);
+    return airllm_xxh3(tmp, AIRLLM_CT_ENTRY_SIZE + nl);
+}
+
+int airllm_ct_apply_checks(airllm_ct_header *h, const uint8_t *hdr, size_t hdr_len,
+                           const uint8_t *blk, size_t blk_len, airllm_err *err)
+{
+    uint64_t cl = airllm_ct_checks_len(h->n_tensors);
+    if (h->version_minor < 2 || hdr_len < h->header_bytes || blk_len < cl)
+        return airllm_errf(err, "internal error: check block applied without its bytes");
+    uint64_t want = airllm_get_le64(blk);
+    uint64_t got = airllm_xxh3(hdr, AIRLLM_CT_FIXED_SIZE);
+    if (got != want)
+        return airllm_errf(err, "fixed header: XXH3 %016llx, the check block records "
+                                "%016llx: the header or the check block is corrupted",
+                           (unsigned long long)got, (unsigned long long)want);
+    int64_t nz = first_nonzero(blk, blk_len, cl, blk_len);
+    if (nz >= 0)
+        return airllm_errf(err, "check block padding byte %llu is not zero",
+                           (unsigned long long)(h->check_offset + (uint64_t)nz));
+    uint64_t name_off = 0;
+    for (uint32_t i = 0; i < h->n_tensors; i++) {
+        h->tensors[i].xxh3 = airllm_get_le64(blk + 8 + 8 * (uint64_t)i) ^
+                             entry_hash(h, hdr, i, name_off);
+        name_off += strlen(h->tensors[i].name);
+    }
+    h->has_checks = 1;
+    return 0;
+}
+
+int airllm_ct_encode_checks(const airllm_ct_header *h, uint8_t **out, size_t *out_len,
+                            airllm_err *err)
+{
+    *out = NULL;
+    *out_len = 0;
+    if (h->version_minor < 2 || h->file_size < h->check_offset ||
+        h->file_size - h->check_offset < airllm_ct_checks_len(h->n_tensors))
+        return airllm_errf(err, "container: header not laid out for 1.2 "
+                                "(call airllm_ct_layout)");
+    uint8_t *hdr;
+    size_t hl;
+    if (airllm_ct_encode(h, &hdr, &hl, err) != 0)
+        return -1;
+    size_t n = (size_t)(h->file_size - h->check_offset);
+    uint8_t *blk = calloc(1, n);
+    if (!blk) {
+        free(hdr);
+        return airllm_errf(err, "container: out of memory for the check block");
+    }
+    airllm_put_le64(blk, airllm_xxh3(hdr, AIRLLM_CT_FIXED_SIZE));
+    uint64_t name_off = 0;
+    for (uint32_t i = 0; i < h->n_tensors; i++) {
+        airllm_put_le64(blk + 8 + 8 * (uint64_t)i,
+                        h->tensors[i].xxh3 ^ entry_hash(h, hdr, i, name_off));
+        name_off += strlen(h->tensors[i].name);
+    }
+    free(hdr);
+    *out = blk;
+    *out_len = n;
+    return 0;
+}
+
+int airllm_ct_check_tensor(const airllm_ct_header *h, uint32_t i, const uint8_t *stored,
+                           airllm_err *err)
+{
+    if (!h->has_checks || i >= h->n_tensors)
+        return airllm_errf(err, "internal error: no checksum for tensor #%u", i);
+    const airllm_ct_tensor *t = &h->tensors[i];
+    uint64_t got = airllm_xxh3(stored, (size_t)t->stored_len);
+    if (got != t->xxh3)
+        return airllm_errf(err, "tensor '%.200s': XXH3 of its %llu stored bytes is %016llx, "
+                                "the header and check block say %016llx: corrupted",
+                           t->name, (unsigned long long)t->stored_len,
+                           (unsigned long long)got, (unsigned long long)t->xxh3);
+    return 0;
 }
 
 /* ------------------------------------------------------------------ */

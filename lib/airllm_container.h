@@ -20,9 +20,9 @@
 
 #define AIRLLM_CT_MAGIC "AIRLLMCT" /* 8 bytes, no NUL in the file */
 #define AIRLLM_CT_VERSION_MAJOR 1
-/* The highest minor version this code reads and writes. Writers write the
- * lowest one whose features they use: 1.0 unless a tensor is quantized. */
-#define AIRLLM_CT_VERSION_MINOR 1
+/* The highest minor version this code reads and writes. Writers write 1.2:
+ * every new file carries its check block. 1.0 and 1.1 files still read. */
+#define AIRLLM_CT_VERSION_MINOR 2
 #define AIRLLM_CT_ALIGN 4096u
 #define AIRLLM_CT_FIXED_SIZE 64u
 #define AIRLLM_CT_ENTRY_SIZE 128u
@@ -60,6 +60,11 @@ typedef struct {
     uint64_t offset;       /* absolute file offset, multiple of 4096 */
     uint64_t stored_len;   /* bytes in the file */
     uint64_t raw_len;      /* decoded bytes = shape x dtype size */
+    uint64_t xxh3;         /* format 1.2: XXH3-64 its stored bytes must have (the
+                              check block's value with the entry's share taken
+                              out, so it also covers the entry and the name);
+                              valid when the header's has_checks. Writers set
+                              it to the stored bytes' XXH3-64. */
 } airllm_ct_tensor;
 
 typedef struct {
@@ -69,6 +74,9 @@ typedef struct {
     uint64_t header_bytes; /* fixed + table + names, before padding */
     uint64_t data_start;   /* multiple of 4096 */
     uint64_t file_size;    /* multiple of 4096 */
+    uint64_t check_offset; /* format 1.2: the check block's offset; 0 before */
+    int has_checks;        /* the check block was read, its fixed-header hash
+                              matched, and the tensors' xxh3 are set */
     uint32_t n_tensors;
     airllm_ct_tensor *tensors; /* in file order, ascending offset */
 } airllm_ct_header;
@@ -147,8 +155,35 @@ int airllm_ct_encode(const airllm_ct_header *h, uint8_t **out, size_t *out_len,
 int airllm_ct_parse(const uint8_t *buf, size_t len, uint64_t file_size,
                     airllm_ct_header *out, airllm_err *err);
 
-/* Reads the header of a container file; messages name the file. */
+/* Reads the header of a container file; messages name the file. For format
+ * 1.2 it also reads the check block, checks the fixed header's XXH3 and
+ * sets has_checks and the tensors' xxh3. */
 int airllm_ct_read_file(const char *path, airllm_ct_header *out, airllm_err *err);
+
+/* ---- format 1.2 check block (formats/container.md section 4.1) ---- */
+
+/* Bytes of the check block's content for n tensors: 8 + 8n. */
+uint64_t airllm_ct_checks_len(uint32_t n);
+
+/* Serializes the check block region [check_offset, file_size) (zero padded)
+ * of a laid-out 1.2 header whose tensors' xxh3 hold their stored bytes'
+ * XXH3-64. */
+int airllm_ct_encode_checks(const airllm_ct_header *h, uint8_t **out, size_t *out_len,
+                            airllm_err *err);
+
+/* Applies a check block to a parsed 1.2 header: hdr holds the file's first
+ * hdr_len >= header_bytes bytes, blk the blk_len bytes from check_offset
+ * (at least airllm_ct_checks_len; any more must be zero padding). Checks the
+ * fixed header's XXH3 and sets has_checks and every tensor's xxh3. Parsing
+ * a buffer that covers the block does this already. */
+int airllm_ct_apply_checks(airllm_ct_header *h, const uint8_t *hdr, size_t hdr_len,
+                           const uint8_t *blk, size_t blk_len, airllm_err *err);
+
+/* Compares XXH3-64 of tensor i's stored bytes with the check block (the
+ * header must have has_checks). The message names the tensor, not the
+ * file. */
+int airllm_ct_check_tensor(const airllm_ct_header *h, uint32_t i, const uint8_t *stored,
+                           airllm_err *err);
 
 void airllm_ct_free(airllm_ct_header *h);
 

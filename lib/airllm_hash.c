@@ -115,3 +115,62 @@ int airllm_sha256_hex_valid(const char *s)
     }
     return 1;
 }
+
+/* ---- XXH3-64 ---- */
+
+
+#include <xxhash.h>
+#if defined(__x86_64__) || defined(__i386__)
+/* libxxhash's x86 dispatcher picks SSE2, AVX2 or AVX-512 at run time; the
+ * plain entry points are built for the baseline (SSE2) only. */
+#include <xxh_x86dispatch.h>
+#define AIRLLM_XXH3 XXH3_64bits_dispatch
+#define AIRLLM_XXH3_UPDATE XXH3_64bits_update_dispatch
+#else
+#define AIRLLM_XXH3 XXH3_64bits
+#define AIRLLM_XXH3_UPDATE XXH3_64bits_update
+#endif
+
+struct airllm_xxh3_state {
+    XXH3_state_t *st;
+};
+
+uint64_t airllm_xxh3(const void *data, size_t n)
+{
+    return (uint64_t)AIRLLM_XXH3(data, n);
+}
+
+airllm_xxh3_state *airllm_xxh3_new(void)
+{
+    airllm_xxh3_state *h = calloc(1, sizeof *h);
+    if (!h)
+        return NULL;
+    h->st = XXH3_createState();
+    if (!h->st || XXH3_64bits_reset(h->st) != XXH_OK) {
+        XXH3_freeState(h->st);
+        free(h);
+        return NULL;
+    }
+    return h;
+}
+
+void airllm_xxh3_update(airllm_xxh3_state *h, const void *data, size_t n)
+{
+    if (n)
+        AIRLLM_XXH3_UPDATE(h->st, data, n);
+}
+
+uint64_t airllm_xxh3_final(airllm_xxh3_state *h)
+{
+    uint64_t v = (uint64_t)XXH3_64bits_digest(h->st);
+    XXH3_64bits_reset(h->st);
+    return v;
+}
+
+void airllm_xxh3_free(airllm_xxh3_state *h)
+{
+    if (!h)
+        return;
+    XXH3_freeState(h->st);
+    free(h);
+}

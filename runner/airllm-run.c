@@ -28,7 +28,8 @@ typedef struct {
     double temperature, top_p;
     long top_k;
     uint64_t seed;
-    bool json, chat, prefetch, profile, verify_load, direct;
+    bool json, chat, prefetch, profile, direct;
+    rt_verify verify_load; /* --verify-load */
     uint64_t budget;
     int threads, io_threads;
     bool cuda;              /* --device cuda[:N] */
@@ -58,7 +59,10 @@ static void usage(FILE *f)
             "                           every layer; default: half the available memory)\n"
             "      --no-prefetch        read each streamed layer when it is needed\n"
             "      --direct             read layers with O_DIRECT (bypass the page cache)\n"
-            "      --verify-load        check each layer's SHA-256 as it is read\n"
+            "      --verify-load[=fast|full|off]  what each load checks: fast (default) each\n"
+            "                           tensor's XXH3 (format 1.2 files); full (plain\n"
+            "                           --verify-load) the file's SHA-256; off nothing (for\n"
+            "                           measurement)\n"
             "  -t, --threads N          compute threads (default: all cores, one fewer when\n"
             "                           layers stream, for the prefetch thread)\n"
             "      --io-threads N       threads reading each streamed layer (default 1; with\n"
@@ -100,7 +104,7 @@ static int parse_args(int argc, char **argv, run_opts *o)
         {"temperature", required_argument, 0, 'T'}, {"top-k", required_argument, 0, 'K'},
         {"top-p", required_argument, 0, 'O'},     {"seed", required_argument, 0, 'S'},
         {"mem-budget", required_argument, 0, 'M'}, {"no-prefetch", no_argument, 0, 'N'},
-        {"direct", no_argument, 0, 'D'},          {"verify-load", no_argument, 0, 'L'},
+        {"direct", no_argument, 0, 'D'},          {"verify-load", optional_argument, 0, 'L'},
         {"threads", required_argument, 0, 't'},   {"json", no_argument, 0, 'J'},
         {"dump-logits", required_argument, 0, 'd'}, {"profile", no_argument, 0, 'R'},
         {"device", required_argument, 0, 'E'},    {"gpu-mem-budget", required_argument, 0, 'G'},
@@ -113,6 +117,7 @@ static int parse_args(int argc, char **argv, run_opts *o)
     o->max_new = 64;
     o->top_p = 1.0;
     o->prefetch = true;
+    o->verify_load = RT_VERIFY_FAST;
     o->budget = default_budget();
     o->threads = 0; /* all cores, one fewer when layers stream (rt_model_open) */
     o->cuda_opts.budget = UINT64_MAX;
@@ -182,7 +187,16 @@ static int parse_args(int argc, char **argv, run_opts *o)
             break;
         case 'N': o->prefetch = false; break;
         case 'D': o->direct = true; break;
-        case 'L': o->verify_load = true; break;
+        case 'L':
+            if (!optarg || strcmp(optarg, "full") == 0)
+                o->verify_load = RT_VERIFY_FULL;
+            else if (strcmp(optarg, "fast") == 0)
+                o->verify_load = RT_VERIFY_FAST;
+            else if (strcmp(optarg, "off") == 0)
+                o->verify_load = RT_VERIFY_OFF;
+            else
+                return cli_usage_error("bad --verify-load '%s' (fast, full or off)", optarg);
+            break;
         case 't':
             if (cli_parse_uint(optarg, 1, 1024, &v))
                 return cli_usage_error("bad --threads '%s' (1-1024)", optarg);
@@ -528,6 +542,13 @@ int main(int argc, char **argv)
         rt_model_close(&m);
         return fail(&o, &err);
     }
+    /* Loads that nothing checks are said once, never silently. */
+    if (o.verify_load == RT_VERIFY_OFF)
+        cli_info("note: --verify-load=off: layer loads are not checked");
+    else if (o.verify_load == RT_VERIFY_FAST && m.store.n_unchecked)
+        cli_info("note: %zu unit files are format 1.0/1.1, without checksums: their loads "
+                 "are unchecked (--verify-load=full checks their SHA-256)",
+                 m.store.n_unchecked);
     const rt_config *c = &m.cfg;
     airllm_tokenizer *tok = NULL;
     char tpath[4096];

@@ -118,6 +118,13 @@ typedef struct {
     void *ctx;
 } rt_allocator;
 
+/* What each load of a unit checks (--verify-load). */
+typedef enum {
+    RT_VERIFY_OFF = 0,  /* nothing beyond the header: for measurement only */
+    RT_VERIFY_FAST = 1, /* each tensor's XXH3 (format 1.2 files), the default */
+    RT_VERIFY_FULL = 2, /* the whole file's SHA-256 against the manifest */
+} rt_verify;
+
 typedef struct rt_store {
     char dir[4096];
     airllm_manifest mf;
@@ -125,7 +132,9 @@ typedef struct rt_store {
     size_t n_units;
     long embed_unit, norm_unit, head_unit; /* -1 when absent (tied head) */
     long first_layer_unit;
-    bool verify_load, direct, prefetch;
+    rt_verify verify_load;
+    size_t n_unchecked; /* unit files without checksums (format 1.0/1.1) */
+    bool direct, prefetch;
     int readers;     /* threads reading each whole unit (1: the loader alone) */
     bool embed_rows; /* embedding rows are read from the file on demand */
     rt_allocator alloc;
@@ -155,8 +164,8 @@ typedef struct rt_store {
 /* Opening MODEL_DIR, in two halves. The first reads the manifest and every
  * unit header and sizes the units (need_*); it allocates no slot. Between
  * the halves a device backend marks the units it holds itself (external). */
-int rt_store_scan(rt_store *s, const char *dir, bool prefetch, bool direct, bool verify_load,
-                  airllm_err *err);
+int rt_store_scan(rt_store *s, const char *dir, bool prefetch, bool direct,
+                  rt_verify verify_load, airllm_err *err);
 /* The second half: which non-external units stay resident within budget
  * bytes (UINT64_MAX: all), loaded now; the stream list; slots from alloc
  * (NULL: the default); the prefetcher. */
@@ -171,6 +180,11 @@ uint64_t rt_unit_bytes(const rt_unit *u);
  * external units. */
 int rt_store_slot_new(rt_store *s, const size_t *units, size_t n, rt_slot *sl, airllm_err *err);
 int rt_store_load(rt_store *s, size_t ui, rt_slot *sl, airllm_err *err);
+/* Reads unit ui's file and checks every tensor against its format 1.2 check
+ * block (0 for older files): how a header that fails the config checks at
+ * open is told apart from a damaged one (the message then names the
+ * damaged tensor, not a "missing" one). */
+int rt_store_check_unit(rt_store *s, size_t ui, airllm_err *err);
 void rt_store_slot_free(rt_store *s, rt_slot *sl);
 void rt_store_close(rt_store *s);
 /* The unit's tensors, in memory until rt_store_release: a resident slot, or a
@@ -317,7 +331,7 @@ typedef struct {
 /* io_threads <= 0: 1 on the CPU (its cores compute), up to 8 (half the
  * cores) with cuda. */
 int rt_model_open(rt_model *m, const char *dir, uint64_t budget, bool prefetch, bool direct,
-                  bool verify_load, int threads, int io_threads, const rt_cuda_opts *cuda,
+                  rt_verify verify_load, int threads, int io_threads, const rt_cuda_opts *cuda,
                   airllm_err *err);
 void rt_model_close(rt_model *m);
 int rt_seq_init(rt_seq *s, const rt_model *m, const int32_t *prompt, size_t n, size_t ctx,

@@ -173,7 +173,7 @@ static void rope_apply(float *v, int heads, int hd, const float *cs)
 /* ---- model ---- */
 
 int rt_model_open(rt_model *m, const char *dir, uint64_t budget, bool prefetch, bool direct,
-                  bool verify_load, int threads, int io_threads, const rt_cuda_opts *cuda,
+                  rt_verify verify_load, int threads, int io_threads, const rt_cuda_opts *cuda,
                   airllm_err *err)
 {
     memset(m, 0, sizeof *m);
@@ -195,8 +195,17 @@ int rt_model_open(rt_model *m, const char *dir, uint64_t budget, bool prefetch, 
             tied_to = m->store.mf.units[i].tied_to;
     for (size_t i = 0; i < m->store.n_units; i++) {
         const rt_unit *u = &m->store.units[i];
-        if (rt_check_unit(&m->cfg, &u->hdr, u->kind == AIRLLM_UNIT_EMBED ? tied_to : NULL, err))
+        if (rt_check_unit(&m->cfg, &u->hdr, u->kind == AIRLLM_UNIT_EMBED ? tied_to : NULL,
+                          err)) {
+            /* A flipped bit in a tensor's name reads as a missing tensor:
+             * say it is damage when the check block says so. */
+            airllm_err damage;
+            if (rt_store_check_unit(&m->store, i, &damage)) {
+                *err = damage;
+                return -1;
+            }
             return airllm_err_prefix(err, "%s/%s", dir, u->file);
+        }
     }
     long nproc = sysconf(_SC_NPROCESSORS_ONLN);
     if (io_threads <= 0) {

@@ -9,8 +9,10 @@
  *
  * A load reads the whole unit file with pread (or O_DIRECT), parses its
  * header from the bytes read and checks it against the header seen at
- * startup (so a file swapped or damaged since is caught), optionally checks
- * its SHA-256 against the manifest (--verify-load), then decodes what the
+ * startup (so a file swapped or damaged since is caught), checks it
+ * (--verify-load: by default each tensor's XXH3 from the format 1.2 check
+ * block, in the thread that read it, before anything is decoded or handed
+ * to compute; or the file's SHA-256 against the manifest), then decodes what the
  * kernels cannot use as stored: zstd tensors into the slot's decode area,
  * double-quantized scales into its absmax area. Quantized codes and raw
  * tensors are used in place, never widened. */
@@ -230,6 +232,213 @@ static int read_parallel(int fd, uint8_t *buf, size_t n, int readers, const char
     return 0;
 }
 
+/* One checker's share of check_tensors: tensors first, first + step, ... */
+typedef struct {
+    const airllm_ct_header *hc;
+    const uint8_t *buf;
+    bool skip_experts;
+    uint32_t first, step;
+    long bad; /* the first tensor that failed, -1 */
+    airllm_err err;
+} check_part;
+
+static void *check_part_main(void *arg)
+{
+    check_part *p = arg;
+    p->bad = -1;
+    for (uint32_t i = p->first; i < p->hc->n_tensors; i += p->step) {
+        const airllm_ct_tensor *t = &p->hc->tensors[i];
+        if (p->skip_experts && is_expert(t->name))
+            continue; /* not read: rt_store_ensure checks them */
+        if (airllm_ct_check_tensor(p->hc, i, p->buf + t->offset, &p->err)) {
+            p->bad = (long)i;
+            break;
+        }
+    }
+    return NULL;
+}
+
+/* Checks the XXH3 of every tensor read into buf against hc's check block,
+ * with as many threads as read the unit (XXH3 runs at tens of GB/s on one
+ * core, but a device backend reads with several to keep up with the bus).
+ * The message names the file and the first damaged tensor. */
+static int check_tensors(const rt_store *s, const airllm_ct_header *hc, const uint8_t *buf,
+                         bool skip_experts, const char *path, airllm_err *err)
+{
+    int k = s->readers < 1 ? 1 : s->readers > 16 ? 16 : s->readers;
+    if ((uint32_t)k > hc->n_tensors)
+        k = hc->n_tensors ? (int)hc->n_tensors : 1;
+    check_part p[16];
+    pthread_t th[16];
+    bool started[16] = {0};
+    for (int i = 0; i < k; i++)
+        p[i] = (check_part){hc, buf, skip_experts, (uint32_t)i, (uint32_t)k, -1, {{0}}};
+    for (int i = 1; i < k; i++)
+        started[i] = pthread_create(&th[i], NULL, check_part_main, &p[i]) == 0;
+    check_part_main(&p[0]);
+    for (int i = 1; i < k; i++) {
+        if (started[i])
+            pthread_join(th[i], NULL);
+        else
+            check_part_main(&p[i]);
+    }
+    int worst = -1;
+    for (int i = 0; i < k; i++)
+        if (p[i].bad >= 0 && (worst < 0 || p[i].bad < p[worst].bad))
+            worst = i;
+    if (worst < 0)
+        return 0;
+    *err = p[worst].err;
+    return airllm_err_prefix(err, "%s", path);
+}
+
+/* Reads the whole file of u into buf in chunks small enough to stay in the
+ * cache, hashing each tensor's bytes right after they land: on one reader
+ * the check then costs the hash of hot data, not a second pass over
+ * memory. Checked against the startup header's check block; slot_load then
+ * makes sure the header just read carries the same values. */
+static int read_checked(int fd, uint8_t *buf, const rt_unit *u, const char *path,
+                        airllm_err *err)
+{
+    const size_t CHUNK = (size_t)2 << 20; /* a multiple of 4096: O_DIRECT holds */
+    const airllm_ct_header *h = &u->hdr;
+    airllm_xxh3_state *xs = airllm_xxh3_new();
+    if (!xs)
+        return airllm_errf(err, "out of memory");
+    uint32_t ti = 0; /* the tensor being hashed or the next one */
+    int rc = 0;
+    for (uint64_t pos = 0; !rc && pos < u->file_size;) {
+        size_t n = u->file_size - pos < CHUNK ? (size_t)(u->file_size - pos) : CHUNK;
+        rc = airllm_pread_full(fd, buf + pos, n, pos, path, err);
+        uint64_t end = pos + n;
+        while (!rc && ti < h->n_tensors) {
+            const airllm_ct_tensor *t = &h->tensors[ti];
+            uint64_t te = t->offset + t->stored_len;
+            uint64_t lo = pos > t->offset ? pos : t->offset, hi = end < te ? end : te;
+            if (lo < hi)
+                airllm_xxh3_update(xs, buf + lo, (size_t)(hi - lo));
+            if (te > end)
+                break;
+            uint64_t got = airllm_xxh3_final(xs);
+            if (got != t->xxh3)
+                rc = airllm_errf(err, "%s: tensor '%.200s': XXH3 of its %llu stored bytes is "
+                                      "%016llx, the header and check block say %016llx: "
+                                      "corrupted",
+                                 path, t->name, (unsigned long long)t->stored_len,
+                                 (unsigned long long)got, (unsigned long long)t->xxh3);
+            ti++;
+        }
+        pos = end;
+    }
+    airllm_xxh3_free(xs);
+    return rc;
+}
+
+/* O_DIRECT: a thread reads the file in large pieces (many requests in
+ * flight each) and publishes how far it got; the loader hashes behind it,
+ * so the hash runs while the device works instead of after it. */
+typedef struct {
+    int fd;
+    uint8_t *buf;
+    uint64_t size;
+    const char *path;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    uint64_t done; /* bytes [0, done) are in buf */
+    bool over;     /* finished, or failed (rc) */
+    int rc;
+    airllm_err err;
+} piped_read;
+
+static void *piped_read_main(void *arg)
+{
+    piped_read *p = arg;
+    const size_t PIECE = (size_t)16 << 20; /* a multiple of 4096 */
+    for (uint64_t pos = 0; pos < p->size;) {
+        size_t n = p->size - pos < PIECE ? (size_t)(p->size - pos) : PIECE;
+        airllm_err e;
+        int rc = airllm_pread_full(p->fd, p->buf + pos, n, pos, p->path, &e);
+        pthread_mutex_lock(&p->mu);
+        if (rc) {
+            p->rc = rc;
+            p->err = e;
+            p->over = true;
+        } else {
+            p->done = pos + n;
+        }
+        pthread_cond_signal(&p->cv);
+        pthread_mutex_unlock(&p->mu);
+        if (rc)
+            return NULL;
+        pos += n;
+    }
+    pthread_mutex_lock(&p->mu);
+    p->over = true;
+    pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+static int read_checked_direct(int fd, uint8_t *buf, const rt_unit *u, const char *path,
+                               airllm_err *err)
+{
+    piped_read p = {.fd = fd, .buf = buf, .size = u->file_size, .path = path};
+    pthread_mutex_init(&p.mu, NULL);
+    pthread_cond_init(&p.cv, NULL);
+    pthread_t th;
+    bool threaded = pthread_create(&th, NULL, piped_read_main, &p) == 0;
+    if (!threaded)
+        piped_read_main(&p); /* no thread: read first, hash after */
+    const airllm_ct_header *h = &u->hdr;
+    airllm_xxh3_state *xs = airllm_xxh3_new();
+    int rc = xs ? 0 : airllm_errf(err, "out of memory");
+    uint64_t hashed = 0; /* bytes of the file looked at */
+    for (uint32_t ti = 0; !rc && ti < h->n_tensors; ti++) {
+        const airllm_ct_tensor *t = &h->tensors[ti];
+        uint64_t te = t->offset + t->stored_len;
+        hashed = t->offset;
+        while (!rc && hashed < te) {
+            pthread_mutex_lock(&p.mu);
+            while (p.done <= hashed && !p.over)
+                pthread_cond_wait(&p.cv, &p.mu);
+            uint64_t avail = p.done;
+            if (p.rc) {
+                rc = -1;
+                *err = p.err;
+            }
+            pthread_mutex_unlock(&p.mu);
+            if (rc)
+                break;
+            if (avail <= hashed) {
+                rc = airllm_errf(err, "%s: internal error: the read stopped short", path);
+                break;
+            }
+            uint64_t hi = avail < te ? avail : te;
+            airllm_xxh3_update(xs, buf + hashed, (size_t)(hi - hashed));
+            hashed = hi;
+        }
+        if (rc)
+            break;
+        uint64_t got = airllm_xxh3_final(xs);
+        if (got != t->xxh3)
+            rc = airllm_errf(err, "%s: tensor '%.200s': XXH3 of its %llu stored bytes is "
+                                  "%016llx, the header and check block say %016llx: "
+                                  "corrupted",
+                             path, t->name, (unsigned long long)t->stored_len,
+                             (unsigned long long)got, (unsigned long long)t->xxh3);
+    }
+    if (threaded)
+        pthread_join(th, NULL); /* the buffer is ours again only now */
+    if (!rc && p.rc) {
+        rc = -1;
+        *err = p.err;
+    }
+    airllm_xxh3_free(xs);
+    pthread_mutex_destroy(&p.mu);
+    pthread_cond_destroy(&p.cv);
+    return rc;
+}
+
 static int open_unit(const rt_store *s, const rt_unit *u, char path[4096], airllm_err *err)
 {
     if (airllm_path_join(path, 4096, s->dir, u->file, err))
@@ -251,7 +460,7 @@ static int slot_load(rt_store *s, size_t ui, rt_slot *sl, airllm_err *err)
     char path[4096];
     if (u->need_buf > sl->cap || u->need_dec > sl->dec_cap || u->need_absmax > sl->absmax_cap)
         return airllm_errf(err, "internal error: %s does not fit its slot", u->file);
-    bool partial = u->moe && !u->resident && !u->external && !s->verify_load;
+    bool partial = u->moe && !u->resident && !u->external && s->verify_load != RT_VERIFY_FULL;
     double t0 = rt_now();
     int fd = open_unit(s, u, path, err);
     if (fd < 0)
@@ -265,7 +474,18 @@ static int slot_load(rt_store *s, size_t ui, rt_slot *sl, airllm_err *err)
                          path, (long long)st.st_size, (unsigned long long)u->file_size);
     /* The file size and every tensor offset are multiples of 4096, so these
      * reads also suit O_DIRECT. */
-    if (!rc && !partial) {
+    /* fast, one reader: hashed as it is read (page cache: 2 MiB chunks
+     * hashed while hot; O_DIRECT: 16 MiB pieces read by a thread, hashed
+     * behind it, as 2 MiB direct reads one at a time keep too few requests
+     * in flight: +60% ms/token streamed). Several readers share the tensors
+     * out after the read (check_tensors). */
+    bool checked = !rc && !partial && s->verify_load == RT_VERIFY_FAST && u->hdr.has_checks &&
+                   s->readers <= 1;
+    if (checked) {
+        rc = s->direct ? read_checked_direct(fd, sl->buf, u, path, err)
+                       : read_checked(fd, sl->buf, u, path, err);
+        bytes = u->file_size;
+    } else if (!rc && !partial) {
         rc = read_parallel(fd, sl->buf, (size_t)u->file_size, s->readers, path, err);
         bytes = u->file_size;
     } else if (!rc) {
@@ -293,24 +513,51 @@ static int slot_load(rt_store *s, size_t ui, rt_slot *sl, airllm_err *err)
         same = strcmp(a->name, b->name) == 0 && a->encoding == b->encoding &&
                a->offset == b->offset && a->stored_len == b->stored_len &&
                a->raw_len == b->raw_len && a->dtype == b->dtype &&
-               memcmp(a->enc_param, b->enc_param, sizeof a->enc_param) == 0;
+               memcmp(a->enc_param, b->enc_param, sizeof a->enc_param) == 0 &&
+               (!h.has_checks || !u->hdr.has_checks || a->xxh3 == b->xxh3);
     }
-    airllm_ct_free(&h);
-    if (!same)
+    if (!same) {
+        airllm_ct_free(&h);
         return airllm_errf(err, "%s: header changed since the model was opened", path);
-    if (s->verify_load) {
+    }
+    /* A whole read carries its check block, applied by the parse; a
+     * partial one (the header region) is checked with the startup header's
+     * block, whose entries it was just compared with. */
+    const airllm_ct_header *hc = h.has_checks ? &h : &u->hdr;
+    if (checked && !h.has_checks) {
+        airllm_ct_free(&h);
+        return airllm_errf(err, "%s: header changed since the model was opened", path);
+    }
+    if (!checked && s->verify_load == RT_VERIFY_FAST && hc->has_checks &&
+        check_tensors(s, hc, sl->buf, partial, path, err)) {
+        airllm_ct_free(&h);
+        return -1;
+    }
+    if (s->verify_load == RT_VERIFY_FULL) {
         char sha[AIRLLM_SHA256_HEX];
         airllm_sha256 *hs = airllm_sha256_new();
-        if (!hs)
+        if (!hs) {
+            airllm_ct_free(&h);
             return airllm_errf(err, "out of memory");
+        }
         airllm_sha256_update(hs, sl->buf, (size_t)u->file_size);
         airllm_sha256_final_hex(hs, sha);
         airllm_sha256_free(hs);
-        if (strcmp(sha, u->sha256) != 0)
+        if (strcmp(sha, u->sha256) != 0) {
+            /* a 1.2 file also says which tensor is damaged */
+            airllm_err e2;
+            if (hc->has_checks && check_tensors(s, hc, sl->buf, false, "first damage", &e2)) {
+                airllm_ct_free(&h);
+                return airllm_errf(err, "%s: SHA-256 differs from the manifest (%s)", path,
+                                   e2.msg);
+            }
+            airllm_ct_free(&h);
             return airllm_errf(err, "%s: SHA-256 differs from the manifest: the file is "
                                     "corrupted",
                                path);
+        }
     }
+    airllm_ct_free(&h);
     sl->n_tensors = u->hdr.n_tensors;
     sl->unit = -1;
     for (uint32_t i = 0; i < u->hdr.n_tensors; i++) {
@@ -350,6 +597,10 @@ int rt_store_ensure(rt_store *s, rt_slot *sl, const rt_tensor *t, airllm_err *er
     uint64_t bytes = 0;
     int rc = read_tensor(fd, u, sl, &u->hdr.tensors[t->index], path, &bytes, err);
     close(fd);
+    if (!rc && s->verify_load == RT_VERIFY_FAST && u->hdr.has_checks &&
+        airllm_ct_check_tensor(&u->hdr, t->index, sl->buf + u->hdr.tensors[t->index].offset,
+                               err))
+        rc = airllm_err_prefix(err, "%s", path);
     if (!rc)
         rc = tensor_decode(u, sl, t->index, path, err);
     pthread_mutex_lock(&s->lock); /* the prefetch thread and the model both load */
@@ -581,8 +832,8 @@ int rt_store_embed_rows(rt_store *s, const int32_t *ids, size_t n, int hidden, f
 
 /* ---- open / close ---- */
 
-int rt_store_scan(rt_store *s, const char *dir, bool prefetch, bool direct, bool verify_load,
-                  airllm_err *err)
+int rt_store_scan(rt_store *s, const char *dir, bool prefetch, bool direct,
+                  rt_verify verify_load, airllm_err *err)
 {
     memset(s, 0, sizeof *s);
     s->embed_unit = s->norm_unit = s->head_unit = s->first_layer_unit = -1;
@@ -632,6 +883,8 @@ int rt_store_scan(rt_store *s, const char *dir, bool prefetch, bool direct, bool
         /* Counted before the checks below, so that rt_store_close frees the
          * header (and unit_needs' tables) of a unit they refuse. */
         size_t idx = s->n_units++;
+        if (!u->hdr.has_checks)
+            s->n_unchecked++;
         if (u->hdr.unit_kind != mu->kind || u->hdr.layer_index != mu->layer)
             return airllm_errf(err, "%s: header and manifest disagree on the unit", path);
         if (unit_needs(u, err))
@@ -685,6 +938,33 @@ int rt_store_slot_new(rt_store *s, const size_t *units, size_t n, rt_slot *sl, a
     return slot_alloc(s, sl, buf, dec, abs, nt, err);
 }
 
+int rt_store_check_unit(rt_store *s, size_t ui, airllm_err *err)
+{
+    const rt_unit *u = &s->units[ui];
+    if (!u->hdr.has_checks)
+        return 0;
+    char path[4096];
+    if (airllm_path_join(path, sizeof path, s->dir, u->file, err))
+        return -1;
+    int fd = airllm_open_input(path, 0, err);
+    if (fd < 0)
+        return -1;
+    int rc = 0;
+    for (uint32_t i = 0; !rc && i < u->hdr.n_tensors; i++) {
+        const airllm_ct_tensor *t = &u->hdr.tensors[i];
+        /* stored_len is bounded by the file size the header parser checked */
+        uint8_t *b = malloc(t->stored_len ? (size_t)t->stored_len : 1);
+        if (!b)
+            rc = airllm_errf(err, "out of memory");
+        else if (airllm_pread_full(fd, b, (size_t)t->stored_len, t->offset, path, err) ||
+                 airllm_ct_check_tensor(&u->hdr, i, b, err))
+            rc = airllm_err_prefix(err, "%s", path);
+        free(b);
+    }
+    close(fd);
+    return rc;
+}
+
 int rt_store_load(rt_store *s, size_t ui, rt_slot *sl, airllm_err *err)
 {
     if (slot_load(s, ui, sl, err))
@@ -702,6 +982,56 @@ int rt_store_load(rt_store *s, size_t ui, rt_slot *sl, airllm_err *err)
 void rt_store_slot_free(rt_store *s, rt_slot *sl)
 {
     slot_free(s, sl);
+}
+
+/* Embedding rows read on demand are never loaded whole, so the file is
+ * checked once here, in bounded memory: XXH3 per tensor (fast) or SHA-256
+ * (full). */
+static int check_rows_file(const rt_store *s, const rt_unit *u, airllm_err *err)
+{
+    char path[4096];
+    if (airllm_path_join(path, sizeof path, s->dir, u->file, err))
+        return -1;
+    if (s->verify_load == RT_VERIFY_FULL) {
+        char sha[AIRLLM_SHA256_HEX];
+        uint64_t size;
+        if (airllm_sha256_file(path, sha, &size, err))
+            return -1;
+        if (strcmp(sha, u->sha256) != 0)
+            return airllm_errf(err, "%s: SHA-256 differs from the manifest: the file is "
+                                    "corrupted",
+                               path);
+        return 0;
+    }
+    if (s->verify_load != RT_VERIFY_FAST || !u->hdr.has_checks)
+        return 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return airllm_errf(err, "%s: cannot open: %s", path, strerror(errno));
+    const size_t CHUNK = (size_t)4 << 20;
+    uint8_t *buf = malloc(CHUNK);
+    airllm_xxh3_state *xs = airllm_xxh3_new();
+    int rc = buf && xs ? 0 : airllm_errf(err, "out of memory");
+    for (uint32_t i = 0; !rc && i < u->hdr.n_tensors; i++) {
+        const airllm_ct_tensor *t = &u->hdr.tensors[i];
+        for (uint64_t done = 0; !rc && done < t->stored_len;) {
+            size_t n = t->stored_len - done < CHUNK ? (size_t)(t->stored_len - done) : CHUNK;
+            rc = airllm_pread_full(fd, buf, n, t->offset + done, path, err);
+            if (!rc)
+                airllm_xxh3_update(xs, buf, n);
+            done += n;
+        }
+        uint64_t got = airllm_xxh3_final(xs);
+        if (!rc && got != t->xxh3)
+            rc = airllm_errf(err, "%s: tensor '%.200s': XXH3 of its %llu stored bytes is "
+                                  "%016llx, the header and check block say %016llx: corrupted",
+                             path, t->name, (unsigned long long)t->stored_len,
+                             (unsigned long long)got, (unsigned long long)t->xxh3);
+    }
+    airllm_xxh3_free(xs);
+    free(buf);
+    close(fd);
+    return rc;
 }
 
 int rt_store_start(rt_store *s, uint64_t budget, const rt_allocator *alloc, airllm_err *err)
@@ -740,6 +1070,8 @@ int rt_store_start(rt_store *s, uint64_t budget, const rt_allocator *alloc, airl
         return airllm_errf(err, "internal error: %s is held by the device but its rows "
                                 "cannot be read from the file",
                            eu->file);
+    if (s->embed_rows && check_rows_file(s, eu, err))
+        return -1;
     if (!eu->resident && !s->embed_rows)
         s->stream[s->n_stream++] = (size_t)s->embed_unit;
     for (size_t i = 0; i < s->n_units; i++)

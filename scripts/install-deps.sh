@@ -2,7 +2,7 @@
 # Installs the build and test dependencies from Debian's packages. Does
 # nothing when they are all present already, so it is cheap to call first.
 set -euo pipefail
-pkgs=(build-essential cmake pkg-config libzstd-dev libssl-dev libcjson-dev clang
+pkgs=(build-essential cmake pkg-config libzstd-dev libssl-dev libcjson-dev libxxhash-dev clang
       libclang-rt-dev python3 python3-jsonschema python3-venv zstd time openssl)
 missing=()
 for p in "${pkgs[@]}"; do

@@ -86,7 +86,7 @@ def main():
     out_dir, src_dir = sys.argv[1], sys.argv[2]
     man = json.load(open(os.path.join(out_dir, "manifest.json")))
     by_name = {t["name"]: t for t in man["tensors"]}
-    assert man["format_version"] == "1.1", man["format_version"]
+    assert man["format_version"] == "1.2", man["format_version"]
     checked = layout_only = failures = 0
     for unit in man["units"]:
         if "file" not in unit:
@@ -94,7 +94,7 @@ def main():
         path = os.path.join(out_dir, unit["file"])
         (major, minor), tensors = read_header(path)
         quantized = [t for t in tensors if t["enc"] in ENC]
-        if quantized and (major, minor) != (1, 1):
+        if quantized and (major, minor) != (1, 2):
             print("FAIL %s: quantized tensors in a %d.%d file" % (path, major, minor))
             failures += 1
         with open(path, "rb") as f:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Corrupted outputs: airllm-verify must catch each one, exit 1 and name the
-# file. A corruption that leaves the digests consistent (data and manifest
-# edited together) must still be caught by --against.
+# file. A corruption that leaves the digests consistent (data, check block
+# and manifest edited together) must still be caught by --against.
 . "$(dirname "$0")/testlib.sh"
 
 src="$MODELS/stories260K-bf16-sharded"
@@ -80,10 +80,9 @@ expect_caught "edited manifest (layer count)" "num_hidden_layers"
 fresh; printf '{"format": "airllm", ' > "$C/manifest.json"
 expect_caught "manifest cut short" "manifest.json"
 
-# Consistent forgery: change a weight and re-sign the manifest. Only the
-# comparison with the source can notice.
-fresh; flip_bit "$C/layer.00000.airc" 40000
-python3 - "$C" layer.00000.airc <<'PY'
+# re_sign DIR FILE: the manifest's digest of FILE made to match it
+re_sign() {
+    python3 - "$1" "$2" <<'PY'
 import hashlib, json, sys, os
 d, f = sys.argv[1], sys.argv[2]
 p = os.path.join(d, "manifest.json"); m = json.load(open(p))
@@ -92,7 +91,36 @@ for u in m["units"]:
         u["sha256"] = hashlib.sha256(open(os.path.join(d, f), "rb").read()).hexdigest()
 json.dump(m, open(p, "w"), indent=1)
 PY
-run 0 "re-signed forgery passes the digest checks" "$AIRLLM_VERIFY" "$C"
+}
+# A weight changed and the manifest re-signed: the unit's own check block
+# (format 1.2) still catches it, and names the tensor.
+fresh; flip_bit "$C/layer.00000.airc" 40000
+re_sign "$C" layer.00000.airc
+expect_caught "re-signed manifest, stale check block" '"model.layers.0.mlp.gate_proj.weight": XXH3'
+
+# Consistent forgery: a weight changed in a copy of the source, split, its
+# unit file (with a matching check block) put in place and the manifest
+# re-signed. Only the comparison with the source can notice.
+rm -rf "$SCRATCH/forged-src" "$SCRATCH/forged"
+cp -r "$src" "$SCRATCH/forged-src"
+python3 - "$SCRATCH/forged-src" model.layers.0.mlp.gate_proj.weight <<'PY'
+import json, os, struct, sys
+d, name = sys.argv[1], sys.argv[2]
+for fn in sorted(os.listdir(d)):
+    if not fn.endswith(".safetensors"):
+        continue
+    p = os.path.join(d, fn)
+    with open(p, "r+b") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        h = json.loads(f.read(n))
+        if name in h:
+            at = 8 + n + h[name]["data_offsets"][0] + 100
+            f.seek(at); b = f.read(1); f.seek(at); f.write(bytes([b[0] ^ 0x10]))
+PY
+"$AIRLLM_SPLIT" -q "$SCRATCH/forged-src" "$SCRATCH/forged"
+fresh; cp "$SCRATCH/forged/layer.00000.airc" "$C/layer.00000.airc"
+re_sign "$C" layer.00000.airc
+run 0 "re-signed forgery passes the digest and checksum checks" "$AIRLLM_VERIFY" "$C"
 expect_caught "re-signed forgery caught by --against" "bytes differ from the source" --against "$src"
 
 # --against a source with a tensor the output lacks (an untied LM head)

@@ -170,10 +170,13 @@ run 1 "layer file with a bad header" "$R" -q --ids 1 -n 2 "$S/bad"
 expect_err "layer.00001.airc" "names the file with the bad header"
 badcopy
 python3 - "$S/bad/layer.00004.airc" <<'EOF'
-import sys
+import struct, sys
 p = sys.argv[1]
 b = bytearray(open(p, "rb").read())
-b[-4096 - 100] ^= 0x10
+# inside the last tensor (format 1.2 ends with the check block, not data)
+n = struct.unpack_from("<I", b, 12)[0]
+off, stored = struct.unpack_from("<QQ", b, 64 + 128 * (n - 1) + 88)
+b[off + stored - 100] ^= 0x10
 open(p, "wb").write(b)
 EOF
 run 1 "flipped weight byte, --verify-load" "$R" -q --verify-load --mem-budget 0 --ids 1 -n 2 "$S/bad"

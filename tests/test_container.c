@@ -4,12 +4,14 @@
 #include "airllm_container.h"
 #include "airllm_quant.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "airllm_bytes.h"
+#include "airllm_hash.h"
 #include "test_util.h"
 
 typedef struct {
@@ -21,6 +23,10 @@ typedef struct {
     uint32_t p0, p1;
     uint64_t stored; /* for zstd; raw uses raw_len */
 } spec;
+
+/* When set, build() lays files out as format 1.0/1.1 (no check block), as
+ * the files written before 1.2: the tests of the 1.0/1.1 rules use those. */
+static int g_legacy;
 
 /* Builds a laid-out header from specs (raw_len computed from the shape). */
 static int build(airllm_ct_header *h, airllm_unit_kind kind, int32_t layer,
@@ -49,6 +55,14 @@ static int build(airllm_ct_header *h, airllm_unit_kind kind, int32_t layer,
         printf("layout: %s\n", err.msg);
         return -1;
     }
+    if (g_legacy) {
+        h->version_minor = 0;
+        for (unsigned i = 0; i < n; i++)
+            if (airllm_encoding_is_quant(h->tensors[i].encoding))
+                h->version_minor = 1;
+        h->file_size = h->check_offset;
+        h->check_offset = 0;
+    }
     return 0;
 }
 
@@ -66,6 +80,26 @@ static uint8_t *whole_file(const airllm_ct_header *h, size_t *len)
     memcpy(f, hdr, hl);
     free(hdr);
     *len = h->file_size;
+    if (h->version_minor >= 2) {
+        /* the data is zeros: record their XXH3, append the check block */
+        airllm_ct_header c = *h;
+        c.tensors = calloc(h->n_tensors ? h->n_tensors : 1, sizeof *c.tensors);
+        memcpy(c.tensors, h->tensors, h->n_tensors * sizeof *c.tensors);
+        for (uint32_t i = 0; i < h->n_tensors; i++)
+            c.tensors[i].xxh3 = airllm_xxh3(f + h->tensors[i].offset,
+                                            (size_t)h->tensors[i].stored_len);
+        uint8_t *blk;
+        size_t bl;
+        if (airllm_ct_encode_checks(&c, &blk, &bl, &err) != 0) {
+            printf("encode_checks: %s\n", err.msg);
+            free(c.tensors);
+            free(f);
+            return NULL;
+        }
+        memcpy(f + h->check_offset, blk, bl);
+        free(blk);
+        free(c.tensors);
+    }
     return f;
 }
 
@@ -122,7 +156,9 @@ static void test_round_trip(void)
     CHECK(h.tensors[3].offset == h.tensors[2].offset, "empty zstd offset");
     CHECK(h.tensors[4].offset == h.tensors[2].offset, "scalar offset");
     CHECK(h.tensors[5].offset == h.tensors[4].offset + 4096, "u8 offset");
-    CHECK(h.file_size == h.tensors[7].offset + 4096, "file size");
+    CHECK(h.check_offset == h.tensors[7].offset + 4096 &&
+              h.file_size == h.check_offset + 4096,
+          "file size");
     size_t len;
     uint8_t *f = whole_file(&h, &len);
     CHECK(f != NULL, "whole file");
@@ -132,7 +168,7 @@ static void test_round_trip(void)
     CHECK(r == 0, "parse: %s", r ? err.msg : "");
     if (r == 0) {
         CHECK(p.n_tensors == n && p.unit_kind == AIRLLM_UNIT_LAYER && p.layer_index == 3 &&
-                  p.version_major == 1 && p.version_minor == 0 &&
+                  p.version_major == 1 && p.version_minor == 2 && p.has_checks &&
                   p.header_bytes == h.header_bytes && p.data_start == h.data_start &&
                   p.file_size == h.file_size,
               "header fields");
@@ -183,7 +219,8 @@ static void test_round_trip(void)
 
     /* no tensors at all */
     CHECK(build(&h, AIRLLM_UNIT_NORM, -1, NULL, 0) == 0, "build empty");
-    CHECK(h.header_bytes == 64 && h.data_start == 4096 && h.file_size == 4096,
+    CHECK(h.header_bytes == 64 && h.data_start == 4096 && h.check_offset == 4096 &&
+              h.file_size == 8192,
           "empty layout");
     f = whole_file(&h, &len);
     CHECK(f && airllm_ct_parse(f, len, len, &p, &err) == 0 && p.n_tensors == 0,
@@ -340,6 +377,9 @@ static void c_zstd_ratio(image *im)
 static void c_zstd_empty_stored(image *im) { airllm_put_le64(ent(im, 1) + 96, 0); }
 
 /* Acceptance cases (not corruptions). */
+/* A 1.0 file read as 1.1 is still valid; from 1.2 on a file must carry its
+ * check block, so a 1.0 file that claims 1.7 is refused. */
+static void c_minor1(image *im) { airllm_put_le16(im->f + 10, 1); }
 static void c_minor7(image *im) { airllm_put_le16(im->f + 10, 7); }
 
 typedef struct {
@@ -351,7 +391,8 @@ typedef struct {
 static const corruption table[] = {
     {"bad magic", c_magic, "magic"},
     {"major version 2", c_major2, "version 2.0"},
-    {"minor version 7 accepted", c_minor7, NULL},
+    {"minor version 1 accepted", c_minor1, NULL},
+    {"minor version 7 without a check block", c_minor7, "check_offset 0, expected"},
     {"reserved nonzero", c_reserved, "reserved header byte 50"},
     {"unknown unit kind", c_kind, "unit kind 4"},
     {"count too large for header_bytes", c_count_vs_hb, "tensor table of 30 entries"},
@@ -406,7 +447,10 @@ static const corruption table[] = {
 static void test_corruptions(void)
 {
     airllm_ct_header h;
-    if (build(&h, AIRLLM_UNIT_LAYER, 5, base_specs, NT) != 0) {
+    g_legacy = 1; /* the 1.0/1.1 rules; test_checks covers 1.2 */
+    int b = build(&h, AIRLLM_UNIT_LAYER, 5, base_specs, NT);
+    g_legacy = 0;
+    if (b != 0) {
         CHECK(0, "build base");
         return;
     }
@@ -457,7 +501,9 @@ static void test_corruptions(void)
 static void test_truncations_and_flips(void)
 {
     airllm_ct_header h;
+    g_legacy = 1;
     build(&h, AIRLLM_UNIT_LAYER, 5, base_specs, NT);
+    g_legacy = 0;
     size_t len;
     uint8_t *good = whole_file(&h, &len);
     airllm_err err;
@@ -529,7 +575,13 @@ static void test_quantized(void)
     };
     airllm_ct_header h;
     CHECK(build(&h, AIRLLM_UNIT_LAYER, 0, qs, 3) == 0, "quantized header builds");
-    CHECK(h.version_minor == 1, "a quantized unit is written as 1.%u", h.version_minor);
+    CHECK(h.version_minor == 2, "a new unit is written as 1.%u", h.version_minor);
+    airllm_ct_free(&h);
+    /* the field cases below are the 1.1 rules, on a file as 1.1 wrote it */
+    g_legacy = 1;
+    CHECK(build(&h, AIRLLM_UNIT_LAYER, 0, qs, 3) == 0 && h.version_minor == 1,
+          "quantized 1.1 header builds");
+    g_legacy = 0;
     size_t len;
     uint8_t *f = whole_file(&h, &len);
     airllm_ct_header p;
@@ -611,8 +663,108 @@ static void test_quantized(void)
     }
 }
 
+/* Format 1.2: the check block. Every single-bit flip anywhere in a file is
+ * refused by the parser or by the per-tensor XXH3 check, and a flip inside
+ * a tensor's entry, name or data is pinned on that tensor. */
+static void test_checks(void)
+{
+    spec s[] = {
+        {"a.weight", AIRLLM_DTYPE_BF16, 2, {8, 16}, AIRLLM_ENC_RAW, 0, 0, 0},
+        {"b", AIRLLM_DTYPE_U8, 1, {0}, AIRLLM_ENC_RAW, 0, 0, 0},
+        {"c.q", AIRLLM_DTYPE_F32, 2, {2, 64}, AIRLLM_ENC_NF4, 64, 0, 72},
+    };
+    airllm_ct_header h, p;
+    airllm_err err;
+    CHECK(build(&h, AIRLLM_UNIT_LAYER, 1, s, 3) == 0, "build 1.2");
+    size_t len = (size_t)h.file_size;
+    uint8_t *f = calloc(1, len);
+    uint8_t *hdr, *blk;
+    size_t hl, bl;
+    CHECK(airllm_ct_encode(&h, &hdr, &hl, &err) == 0, "encode: %s", err.msg);
+    memcpy(f, hdr, hl);
+    free(hdr);
+    for (uint32_t i = 0; i < h.n_tensors; i++) {
+        for (uint64_t k = 0; k < h.tensors[i].stored_len; k++)
+            f[h.tensors[i].offset + k] = (uint8_t)(k * 7 + i + 1);
+        h.tensors[i].xxh3 = airllm_xxh3(f + h.tensors[i].offset, h.tensors[i].stored_len);
+    }
+    /* the nf4 scales must be finite for nothing else to fail: absmax 1.0 */
+    CHECK(airllm_ct_encode_checks(&h, &blk, &bl, &err) == 0 &&
+              bl == h.file_size - h.check_offset,
+          "encode_checks: %s", err.msg);
+    memcpy(f + h.check_offset, blk, bl);
+    free(blk);
+    int r = airllm_ct_parse(f, len, len, &p, &err);
+    CHECK(r == 0 && p.has_checks && p.check_offset == h.check_offset, "parse 1.2: %s",
+          r ? err.msg : "");
+    for (uint32_t i = 0; r == 0 && i < p.n_tensors; i++)
+        CHECK(p.tensors[i].xxh3 == h.tensors[i].xxh3 &&
+                  airllm_ct_check_tensor(&p, i, f + p.tensors[i].offset, &err) == 0,
+              "tensor %u checks", i);
+    airllm_ct_free(&p);
+    /* header region alone: no checks until the block is applied */
+    r = airllm_ct_parse(f, (size_t)h.data_start, len, &p, &err);
+    CHECK(r == 0 && !p.has_checks, "header only: %s", r ? err.msg : "");
+    CHECK(r == 0 &&
+              airllm_ct_apply_checks(&p, f, (size_t)h.data_start, f + h.check_offset,
+                                     len - (size_t)h.check_offset, &err) == 0 &&
+              p.has_checks && p.tensors[2].xxh3 == h.tensors[2].xxh3,
+          "apply_checks: %s", err.msg);
+    airllm_ct_free(&p);
+
+    int missed = 0, unnamed = 0;
+    for (size_t at = 0; at < len; at++) {
+        for (int bit = 0; bit < 8; bit++) {
+            f[at] ^= (uint8_t)(1u << bit);
+            err.msg[0] = 0;
+            int bad = airllm_ct_parse(f, len, len, &p, &err) != 0;
+            long culprit = -1;
+            for (uint32_t i = 0; !bad && i < p.n_tensors; i++)
+                if (airllm_ct_check_tensor(&p, i, f + p.tensors[i].offset, &err) != 0) {
+                    bad = 1;
+                    culprit = (long)i;
+                }
+            airllm_ct_free(&p);
+            f[at] ^= (uint8_t)(1u << bit);
+            if (!bad) {
+                if (missed++ < 5)
+                    printf("flip at %zu bit %d accepted\n", at, bit);
+                continue;
+            }
+            /* inside tensor i's data or table entry: the message is about i */
+            for (uint32_t i = 0; i < h.n_tensors; i++) {
+                const airllm_ct_tensor *t = &h.tensors[i];
+                size_t e = 64 + 128 * (size_t)i;
+                bool in_data = at >= t->offset && at < t->offset + t->stored_len;
+                bool in_entry = at >= e + 24 && at < e + 128 && at != e + 12 && at != e + 13;
+                if ((in_data || in_entry) && culprit >= 0 && culprit != (long)i)
+                    unnamed++;
+                if (in_data && culprit != (long)i)
+                    unnamed++;
+            }
+        }
+    }
+    CHECK(missed == 0, "%d single-bit flips accepted", missed);
+    CHECK(unnamed == 0, "%d flips blamed on the wrong tensor", unnamed);
+    free(f);
+    airllm_ct_free(&h);
+
+    /* a 1.1 file parses without checks */
+    g_legacy = 1;
+    CHECK(build(&h, AIRLLM_UNIT_LAYER, 1, s, 3) == 0, "build 1.1");
+    g_legacy = 0;
+    f = whole_file(&h, &len);
+    r = f ? airllm_ct_parse(f, len, len, &p, &err) : -1;
+    CHECK(r == 0 && p.version_minor == 1 && !p.has_checks && p.check_offset == 0,
+          "1.1 parses unchecked: %s", r ? err.msg : "");
+    airllm_ct_free(&p);
+    free(f);
+    airllm_ct_free(&h);
+}
+
 int main(void)
 {
+    test_checks();
     test_quantized();
     test_names();
     test_round_trip();

@@ -319,7 +319,7 @@ int main(int argc, char **argv)
     for (int a = 1; a < argc; a++) {
         rt_store s;
         airllm_err err;
-        if (rt_store_scan(&s, argv[a], false, false, false, &err)) {
+        if (rt_store_scan(&s, argv[a], false, false, RT_VERIFY_FAST, &err)) {
             CHECK(0, "%s: %s", argv[a], err.msg);
             rt_store_close(&s);
             continue;

@@ -285,6 +285,8 @@ typedef struct {
     size_t tail_len;
     char tmp[4096], final[4096];
     airllm_sha256 *hash;
+    airllm_xxh3_state *xs; /* XXH3 of the current tensor's stored bytes, fed as
+                              they are emitted (no second pass over the data) */
     airllm_ct_header hdr; /* entries in the unit's tensor order */
     size_t next;          /* next tensor (index within the unit) */
     uint64_t pos;         /* bytes written so far */
@@ -691,6 +693,17 @@ static int writer_emit(unit_writer *w, const void *data, size_t n, airllm_err *e
 {
     if (!w->header_last)
         airllm_sha256_update(w->hash, data, n);
+    /* The part of [pos, pos + n) inside the current tensor's stored range
+     * goes into its checksum; the header, padding and check block do not.
+     * Its offset and stored_len are set before its first byte is emitted. */
+    if (w->next < w->hdr.n_tensors) {
+        const airllm_ct_tensor *t = &w->hdr.tensors[w->next];
+        uint64_t lo = w->pos > t->offset ? w->pos : t->offset;
+        uint64_t hi = w->pos + n < t->offset + t->stored_len ? w->pos + n
+                                                               : t->offset + t->stored_len;
+        if (lo < hi)
+            airllm_xxh3_update(w->xs, (const uint8_t *)data + (lo - w->pos), (size_t)(hi - lo));
+    }
     const uint8_t *p = data;
     while (n > 0) {
         if (writer_unpark(w, err))
@@ -731,6 +744,7 @@ static void writer_free(unit_writer *w)
     if (w->stage)
         io_release(w->io, w->stage);
     airllm_sha256_free(w->hash);
+    airllm_xxh3_free(w->xs);
     airllm_ct_free(&w->hdr);
     free(w->z);
     free(w->qabsmax);
@@ -748,11 +762,12 @@ static int writer_open(split_ctx *s, size_t unit, unit_writer **out, airllm_err 
     w->fd = -1;
     w->unit = unit;
     w->hash = airllm_sha256_new();
+    w->xs = airllm_xxh3_new();
     w->hdr.n_tensors = (uint32_t)un->n_tensors;
     w->hdr.tensors = calloc(un->n_tensors, sizeof *w->hdr.tensors);
     w->hdr.unit_kind = un->kind;
     w->hdr.layer_index = un->layer;
-    if (!w->hash || !w->hdr.tensors) {
+    if (!w->hash || !w->xs || !w->hdr.tensors) {
         writer_free(w);
         return airllm_errf(err, "out of memory");
     }
@@ -1260,6 +1275,7 @@ static int writer_tensor_done(split_ctx *s, unit_writer *w, bool *complete, airl
         return -1;
     w->q = false;
     w->tensor_fill = 0;
+    w->hdr.tensors[w->next].xxh3 = airllm_xxh3_final(w->xs);
     w->next++;
     *complete = w->next == w->hdr.n_tensors;
     return 0;
@@ -1298,13 +1314,46 @@ static int writer_put_header_last(unit_writer *w, airllm_err *err)
     return rc;
 }
 
+/* Appends the check block (format 1.2) at the aligned end of the data: the
+ * tensors' XXH3 are complete only now, so it comes last in the file; it
+ * ends at file_size. */
+static int writer_put_checks(unit_writer *w, airllm_err *err)
+{
+    uint64_t *used = malloc((w->hdr.n_tensors + 1) * sizeof *used);
+    if (!used)
+        return airllm_errf(err, "out of memory");
+    for (uint32_t i = 0; i < w->hdr.n_tensors; i++)
+        used[i] = w->hdr.tensors[i].offset;
+    /* zstd: lengths are final only now; raw: the same layout again */
+    int rc = airllm_ct_layout(&w->hdr, err);
+    for (uint32_t i = 0; !rc && i < w->hdr.n_tensors; i++)
+        if (used[i] != w->hdr.tensors[i].offset)
+            rc = airllm_errf(err, "internal error: %s: layout moved a tensor", w->tmp);
+    free(used);
+    if (!rc && w->pos != w->hdr.check_offset)
+        rc = airllm_errf(err, "internal error: %s: data ends at %llu, the check block "
+                              "is at %llu",
+                         w->tmp, (unsigned long long)w->pos,
+                         (unsigned long long)w->hdr.check_offset);
+    uint8_t *blk = NULL;
+    size_t bl = 0;
+    if (!rc)
+        rc = airllm_ct_encode_checks(&w->hdr, &blk, &bl, err);
+    if (!rc)
+        rc = writer_emit(w, blk, bl, err);
+    free(blk);
+    return rc;
+}
+
 /* Writes what is buffered, pads, fsyncs and renames the unit into place, and
  * journals it. */
 static int writer_finish(split_ctx *s, unit_writer *w, airllm_err *err)
 {
     if (s->o.zstd && writer_pad_to(w, airllm_align_up(w->pos, AIRLLM_CT_ALIGN), err))
         return -1;
-    if (!s->o.zstd && writer_pad_to(w, w->hdr.file_size, err))
+    if (!s->o.zstd && writer_pad_to(w, w->hdr.check_offset, err))
+        return -1;
+    if (writer_put_checks(w, err))
         return -1;
     if (writer_unpark(w, err)) /* a tail may wait even when nothing was added */
         return -1;
@@ -2351,10 +2400,8 @@ static int write_manifest(split_ctx *s, airllm_mf_file *aux, size_t n_aux,
     const airllm_ckpt *c = &s->ck;
     airllm_manifest m = {0};
     m.version_major = AIRLLM_CT_VERSION_MAJOR;
-    m.version_minor = 0;
-    for (size_t t = 0; t < c->n_tensors; t++)
-        if (airllm_encoding_is_quant(s->encoding[t]))
-            m.version_minor = 1;
+    /* The manifest's version follows the units': all are 1.2 now. */
+    m.version_minor = AIRLLM_CT_VERSION_MINOR;
     m.complete = true;
     m.tool_name = TOOL_NAME;
     m.tool_version = AIRLLM_VERSION;

@@ -414,6 +414,66 @@ static int compare_tensor_bufs(verify_ctx *v, const airllm_mf_unit *mu, int ufd,
 /* ------------------------------------------------------------------ */
 /* per-file work, run by --jobs threads                                */
 
+/* One sequential pass over a unit file: its SHA-256 into hex, and (format
+ * 1.2, h->has_checks) each tensor's XXH3 against the check block, so a
+ * damaged file is pinned on the tensor. Reports the tensors that differ;
+ * fails only on I/O. */
+static int hash_unit(verify_ctx *v, const char *file, const char *path,
+                     const airllm_ct_header *h, char hex[AIRLLM_SHA256_HEX], uint64_t *size,
+                     airllm_err *err)
+{
+    const size_t BUF = (size_t)4 << 20;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return airllm_errf(err, "%s: cannot open: %s", path, strerror(errno));
+    posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+    uint8_t *buf = malloc(BUF);
+    airllm_sha256 *sh = airllm_sha256_new();
+    airllm_xxh3_state *xs = airllm_xxh3_new();
+    int rc = buf && sh && xs ? 0 : airllm_errf(err, "%s: out of memory", path);
+    uint64_t pos = 0;
+    uint32_t ti = 0; /* the tensor whose range is being hashed or comes next */
+    while (!rc) {
+        ssize_t n = read(fd, buf, BUF);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            rc = airllm_errf(err, "%s: read failed: %s", path, strerror(errno));
+            break;
+        }
+        if (n == 0)
+            break;
+        airllm_sha256_update(sh, buf, (size_t)n);
+        uint64_t end = pos + (uint64_t)n;
+        /* feed the part of [pos, end) inside each tensor; close the
+         * tensors that end here (empty ones too) */
+        while (h->has_checks && ti < h->n_tensors) {
+            const airllm_ct_tensor *t = &h->tensors[ti];
+            uint64_t te = t->offset + t->stored_len;
+            uint64_t lo = pos > t->offset ? pos : t->offset, hi = end < te ? end : te;
+            if (lo < hi)
+                airllm_xxh3_update(xs, buf + (lo - pos), (size_t)(hi - lo));
+            if (te > end)
+                break;
+            uint64_t got = airllm_xxh3_final(xs);
+            if (got != t->xxh3)
+                report(v, file, t->name, "XXH3 of the stored bytes is %016llx, the check "
+                       "block says %016llx: the tensor is corrupted",
+                       (unsigned long long)got, (unsigned long long)t->xxh3);
+            ti++;
+        }
+        pos = end;
+    }
+    if (!rc)
+        airllm_sha256_final_hex(sh, hex);
+    *size = pos;
+    airllm_xxh3_free(xs);
+    airllm_sha256_free(sh);
+    free(buf);
+    close(fd);
+    return rc;
+}
+
 static void check_work_item(verify_ctx *v, size_t w)
 {
     const char *file;
@@ -449,8 +509,8 @@ static void check_work_item(verify_ctx *v, size_t w)
                (uint64_t)st.st_size < size ? " (truncated)" : "");
         return;
     }
+    airllm_ct_header h = {0};
     if (unit != SIZE_MAX) {
-        airllm_ct_header h;
         if (airllm_ct_read_file(path, &h, &err)) {
             report(v, file, NULL, "bad header: %s", strip_dir(v, err.msg));
             return;
@@ -468,12 +528,12 @@ static void check_work_item(verify_ctx *v, size_t w)
                 close(fd);
             }
         }
-        airllm_ct_free(&h);
     }
     if (!v->o.quick) {
         char got[AIRLLM_SHA256_HEX];
-        uint64_t n;
-        if (airllm_sha256_file(path, got, &n, &err))
+        uint64_t n = 0;
+        if (unit != SIZE_MAX ? hash_unit(v, file, path, &h, got, &n, &err)
+                             : airllm_sha256_file(path, got, &n, &err))
             report(v, file, NULL, "%s", strip_dir(v, err.msg));
         else if (strcmp(got, sha) != 0)
             report(v, file, NULL, "SHA-256 mismatch: the file is corrupted (got %.16s..., "
@@ -482,6 +542,7 @@ static void check_work_item(verify_ctx *v, size_t w)
         v->bytes_hashed += n;
         pthread_mutex_unlock(&v->lock);
     }
+    airllm_ct_free(&h);
 }
 
 static void *worker(void *arg)
