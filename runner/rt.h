@@ -152,6 +152,17 @@ typedef struct rt_store {
     size_t next_use;   /* index into stream of the next unit the model takes */
     int slot_state[2]; /* 0 free, 1 loading, 2 ready, 3 in use */
     size_t slot_seq[2];/* stream sequence number held */
+    /* A streamed slot's fast check, when deferred past its read (raw and
+     * quantized units): its tensors' XXH3 are computed by whichever of the
+     * prefetch thread and the model is free, each tensor claimed under the
+     * lock, which owns these fields. The prefetch thread reads first and
+     * hashes only when it cannot start a read: from the page cache the
+     * read is the slower side, and the model's core has the slack
+     * (docs/runner.md "Load checks"). The model uses a slot only once
+     * chk_done == chk_next and every tensor is claimed, or one failed. */
+    uint32_t chk_n[2], chk_next[2], chk_done[2]; /* chk_n 0: nothing pending */
+    long chk_bad[2];      /* lowest failed tensor, -1 */
+    airllm_err chk_err[2];
     bool stop, failed;
     airllm_err load_err;
     /* statistics */

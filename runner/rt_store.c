@@ -454,13 +454,32 @@ static int open_unit(const rt_store *s, const rt_unit *u, char path[4096], airll
 /* Reads unit ui into sl and builds its tensor views. A streamed MoE layer
  * (without --verify-load, which needs every byte) is read without its
  * experts: the model fetches the ones its router picks (rt_store_ensure). */
-static int slot_load(rt_store *s, size_t ui, rt_slot *sl, airllm_err *err)
+/* Whether a streamed load may leave its fast check to rt_store_acquire and
+ * the prefetch thread's idle time (deferred_check): only where nothing is
+ * decoded from the stored bytes first (zstd frames are checked before they
+ * are decompressed) and the whole file is read (not a partial MoE load). */
+static bool can_defer_check(const rt_store *s, const rt_unit *u, bool partial)
+{
+    if (s->verify_load != RT_VERIFY_FAST || !u->hdr.has_checks || partial || s->readers > 1)
+        return false;
+    for (uint32_t i = 0; i < u->hdr.n_tensors; i++)
+        if (u->hdr.tensors[i].encoding == AIRLLM_ENC_ZSTD)
+            return false;
+    return true;
+}
+
+/* defer: the caller checks the tensors afterwards (deferred_check); set to
+ * whether it must, or NULL to check here. */
+static int slot_load(rt_store *s, size_t ui, rt_slot *sl, bool *defer, airllm_err *err)
 {
     rt_unit *u = &s->units[ui];
     char path[4096];
     if (u->need_buf > sl->cap || u->need_dec > sl->dec_cap || u->need_absmax > sl->absmax_cap)
         return airllm_errf(err, "internal error: %s does not fit its slot", u->file);
     bool partial = u->moe && !u->resident && !u->external && s->verify_load != RT_VERIFY_FULL;
+    bool deferred = defer && can_defer_check(s, u, partial);
+    if (defer)
+        *defer = deferred;
     double t0 = rt_now();
     int fd = open_unit(s, u, path, err);
     if (fd < 0)
@@ -479,8 +498,8 @@ static int slot_load(rt_store *s, size_t ui, rt_slot *sl, airllm_err *err)
      * behind it, as 2 MiB direct reads one at a time keep too few requests
      * in flight: +60% ms/token streamed). Several readers share the tensors
      * out after the read (check_tensors). */
-    bool checked = !rc && !partial && s->verify_load == RT_VERIFY_FAST && u->hdr.has_checks &&
-                   s->readers <= 1;
+    bool checked = !rc && !partial && !deferred && s->verify_load == RT_VERIFY_FAST &&
+                   u->hdr.has_checks && s->readers <= 1;
     if (checked) {
         rc = s->direct ? read_checked_direct(fd, sl->buf, u, path, err)
                        : read_checked(fd, sl->buf, u, path, err);
@@ -528,7 +547,7 @@ static int slot_load(rt_store *s, size_t ui, rt_slot *sl, airllm_err *err)
         airllm_ct_free(&h);
         return airllm_errf(err, "%s: header changed since the model was opened", path);
     }
-    if (!checked && s->verify_load == RT_VERIFY_FAST && hc->has_checks &&
+    if (!checked && !deferred && s->verify_load == RT_VERIFY_FAST && hc->has_checks &&
         check_tensors(s, hc, sl->buf, partial, path, err)) {
         airllm_ct_free(&h);
         return -1;
@@ -642,6 +661,30 @@ const rt_tensor *rt_slot_find(const rt_slot *sl, const char *suffix)
 /* ---- prefetch thread ---- */
 
 
+/* Hashes unclaimed tensors of streamed slot k (unit ui) until none is left
+ * or one failed. Called with the lock held; released around each hash. */
+static void deferred_check(rt_store *s, int k, size_t ui)
+{
+    const rt_unit *u = &s->units[ui];
+    const uint8_t *buf = s->sslots[k].buf;
+    while (s->chk_next[k] < s->chk_n[k] && s->chk_bad[k] < 0) {
+        uint32_t i = s->chk_next[k]++;
+        pthread_mutex_unlock(&s->lock);
+        airllm_err e;
+        /* the startup header: slot_load found the file's entries and check
+         * values equal to it */
+        int bad = airllm_ct_check_tensor(&u->hdr, i, buf + u->hdr.tensors[i].offset, &e);
+        pthread_mutex_lock(&s->lock);
+        s->chk_done[k]++;
+        if (bad && (s->chk_bad[k] < 0 || (long)i < s->chk_bad[k])) {
+            s->chk_bad[k] = (long)i;
+            s->chk_err[k] = e;
+        }
+        if (s->chk_done[k] == s->chk_next[k])
+            pthread_cond_broadcast(&s->cond);
+    }
+}
+
 static void *prefetch_main(void *arg)
 {
     rt_store *s = arg;
@@ -654,7 +697,17 @@ static void *prefetch_main(void *arg)
             if (s->slot_state[k] == 0)
                 free_slot = k;
         while (!s->stop && !s->failed && (free_slot < 0 || s->next_load > s->next_use + 1)) {
-            pthread_cond_wait(&s->cond, &s->lock);
+            /* Nothing to read yet: help with a loaded slot's deferred check
+             * (reading comes first: from the page cache it is the slower
+             * side, so the model hashes while the next unit is read). */
+            int h = -1;
+            for (int k = 0; k < 2; k++)
+                if (s->slot_state[k] >= 2 && s->chk_next[k] < s->chk_n[k] && s->chk_bad[k] < 0)
+                    h = k;
+            if (h >= 0)
+                deferred_check(s, h, (size_t)s->sslots[h].unit);
+            else
+                pthread_cond_wait(&s->cond, &s->lock);
             free_slot = -1;
             for (int k = 0; k < 2; k++)
                 if (s->slot_state[k] == 0)
@@ -668,12 +721,16 @@ static void *prefetch_main(void *arg)
         pthread_mutex_unlock(&s->lock);
         size_t ui = s->stream[seq % s->n_stream];
         airllm_err e;
-        int rc = slot_load(s, ui, &s->sslots[free_slot], &e);
+        bool defer = false;
+        int rc = slot_load(s, ui, &s->sslots[free_slot], &defer, &e);
         pthread_mutex_lock(&s->lock);
         if (rc) {
             s->failed = true;
             s->load_err = e;
         } else {
+            s->chk_n[free_slot] = defer ? s->units[ui].hdr.n_tensors : 0;
+            s->chk_next[free_slot] = s->chk_done[free_slot] = 0;
+            s->chk_bad[free_slot] = -1;
             s->slot_state[free_slot] = 2;
             s->read_s += s->sslots[free_slot].read_s;
             s->decode_s += s->sslots[free_slot].decode_s;
@@ -723,6 +780,23 @@ int rt_store_acquire(rt_store *s, size_t ui, rt_slot **out, airllm_err *err)
     s->slot_state[k] = 3;
     s->next_use++;
     pthread_cond_broadcast(&s->cond);
+    /* A deferred check: hash what the prefetch thread has not claimed, and
+     * wait for what it has; nothing is computed from the slot before. */
+    deferred_check(s, k, ui);
+    while (s->chk_done[k] != s->chk_next[k])
+        pthread_cond_wait(&s->cond, &s->lock);
+    if (s->chk_n[k] && s->chk_bad[k] >= 0) {
+        *err = s->chk_err[k];
+        char path[4096];
+        if (!airllm_path_join(path, sizeof path, s->dir, u->file, NULL))
+            airllm_err_prefix(err, "%s", path); /* as slot_load's messages */
+        s->slot_state[k] = 0; /* not computed on; the run stops here */
+        s->failed = true;
+        s->load_err = *err;
+        pthread_cond_broadcast(&s->cond);
+        pthread_mutex_unlock(&s->lock);
+        return -1;
+    }
     pthread_mutex_unlock(&s->lock);
     double w = rt_now() - t0;
     s->wait_s += w;
@@ -967,7 +1041,7 @@ int rt_store_check_unit(rt_store *s, size_t ui, airllm_err *err)
 
 int rt_store_load(rt_store *s, size_t ui, rt_slot *sl, airllm_err *err)
 {
-    if (slot_load(s, ui, sl, err))
+    if (slot_load(s, ui, sl, NULL, err))
         return -1;
     /* the prefetch thread may be updating the same counters */
     pthread_mutex_lock(&s->lock);
