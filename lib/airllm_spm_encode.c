@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "airllm_bytes.h"
+#include "airllm_heap.h"
 #include "airllm_spm_impl.h"
 
 /* ------------------------------------------------------------------------
@@ -119,8 +120,9 @@ typedef struct {
 } pair;
 
 /* bpe_model.cc's agenda: highest score first, then leftmost. */
-static bool pair_before(const pair *a, const pair *b)
+static bool pair_before(const void *va, const void *vb)
 {
+    const pair *a = va, *b = vb;
     return a->score > b->score || (a->score == b->score && a->left < b->left);
 }
 
@@ -133,53 +135,13 @@ typedef struct {
     const airllm_spm *m;
     const uint8_t *t; /* normalized text */
     sym *sy;
-    pair *heap;
-    size_t nh, caph;
+    airllm_heap heap; /* of pair, pair_before */
     rev_ent *rev;
     size_t nrev, caprev;
     int32_t *ids;
     size_t nids, capids;
     bool last_unk;
 } enc;
-
-static int heap_push(enc *c, pair e)
-{
-    if (c->nh == c->caph) {
-        size_t cap = c->caph ? c->caph * 2 : 64;
-        pair *q = realloc(c->heap, cap * sizeof *q);
-        if (!q)
-            return -1;
-        c->heap = q;
-        c->caph = cap;
-    }
-    size_t i = c->nh++;
-    while (i > 0 && pair_before(&e, &c->heap[(i - 1) / 2])) {
-        c->heap[i] = c->heap[(i - 1) / 2];
-        i = (i - 1) / 2;
-    }
-    c->heap[i] = e;
-    return 0;
-}
-
-static pair heap_pop(enc *c)
-{
-    pair top = c->heap[0], last = c->heap[--c->nh];
-    size_t i = 0, n = c->nh;
-    for (;;) {
-        size_t k = 2 * i + 1;
-        if (k >= n)
-            break;
-        if (k + 1 < n && pair_before(&c->heap[k + 1], &c->heap[k]))
-            k++;
-        if (!pair_before(&c->heap[k], &last))
-            break;
-        c->heap[i] = c->heap[k];
-        i = k;
-    }
-    if (n)
-        c->heap[i] = last;
-    return top;
-}
 
 static rev_ent *rev_find(enc *c, const uint8_t *s, size_t n)
 {
@@ -201,7 +163,8 @@ static int add_pair(enc *c, int32_t l, int32_t r)
     uint8_t ty = c->m->pc[id].type;
     if (ty != AIRLLM_SPM_NORMAL && ty != AIRLLM_SPM_USER_DEFINED && ty != AIRLLM_SPM_UNUSED)
         return 0;
-    if (heap_push(c, (pair){c->m->pc[id].score, l, r, size}))
+    pair p = {c->m->pc[id].score, l, r, size};
+    if (airllm_heap_push(&c->heap, &p))
         return -1;
     if (ty == AIRLLM_SPM_UNUSED) {
         /* a later pair for the same string overwrites the split, as the
@@ -374,6 +337,7 @@ int airllm_spm_encode(const airllm_spm *m, const char *text, size_t len, int32_t
         return airllm_errf(err, "encode: text is not valid UTF-8 (byte %zu)", bad);
     sbuf norm = {0};
     enc c = {.m = m};
+    airllm_heap_init(&c.heap, sizeof(pair), pair_before);
     uint32_t *stack = NULL;
     int rc = -1;
     if (normalize(m, (const uint8_t *)text, len, &norm))
@@ -412,8 +376,9 @@ int airllm_spm_encode(const airllm_spm *m, const char *text, size_t len, int32_t
     for (size_t i = 1; i < ns; i++)
         if (add_pair(&c, (int32_t)i - 1, (int32_t)i))
             goto oom;
-    while (c.nh) {
-        pair top = heap_pop(&c);
+    while (c.heap.n) {
+        pair top;
+        airllm_heap_pop(&c.heap, &top);
         sym *a = &c.sy[top.left], *b = &c.sy[top.right];
         if (a->len == 0 || b->len == 0 || a->len + b->len != top.size)
             continue; /* stale: one side changed since the pair was queued */
@@ -445,7 +410,7 @@ oom:
 out:
     free(norm.p);
     free(c.sy);
-    free(c.heap);
+    airllm_heap_free(&c.heap);
     free(c.rev);
     free(c.ids);
     free(stack);

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "airllm_bytes.h"
+#include "airllm_heap.h"
 #include "airllm_io.h"
 #include "airllm_unicode.h"
 
@@ -515,53 +516,14 @@ typedef struct {
     uint32_t *next; /* part start -> next part start (n: end) */
     uint8_t *alive;
     size_t part_cap;
-    tt_pair *heap;
-    size_t nh, caph;
+    airllm_heap heap; /* of tt_pair, pair_before */
     airllm_err *err;
 } tt_enc;
 
-static bool pair_before(const tt_pair *a, const tt_pair *b)
+static bool pair_before(const void *va, const void *vb)
 {
+    const tt_pair *a = va, *b = vb;
     return a->rank < b->rank || (a->rank == b->rank && a->start < b->start);
-}
-
-static int heap_push(tt_enc *c, tt_pair e)
-{
-    if (c->nh == c->caph) {
-        size_t cap = c->caph ? c->caph * 2 : 64;
-        tt_pair *q = realloc(c->heap, cap * sizeof *q);
-        if (!q)
-            return -1;
-        c->heap = q;
-        c->caph = cap;
-    }
-    size_t i = c->nh++;
-    while (i > 0 && pair_before(&e, &c->heap[(i - 1) / 2])) {
-        c->heap[i] = c->heap[(i - 1) / 2];
-        i = (i - 1) / 2;
-    }
-    c->heap[i] = e;
-    return 0;
-}
-
-static tt_pair heap_pop(tt_enc *c)
-{
-    tt_pair top = c->heap[0], last = c->heap[--c->nh];
-    size_t i = 0, n = c->nh;
-    for (;;) {
-        size_t k = 2 * i + 1;
-        if (k >= n)
-            break;
-        if (k + 1 < n && pair_before(&c->heap[k + 1], &c->heap[k]))
-            k++;
-        if (!pair_before(&c->heap[k], &last))
-            break;
-        c->heap[i] = c->heap[k];
-        i = k;
-    }
-    if (n)
-        c->heap[i] = last;
-    return top;
 }
 
 static int emit(tt_enc *c, int32_t id)
@@ -594,7 +556,8 @@ static int push_pair(tt_enc *c, const uint8_t *s, size_t n, uint32_t a)
     int32_t r = rank_of(c->t, s + a, e - a);
     if (r < 0)
         return 0;
-    return heap_push(c, (tt_pair){(uint32_t)r, a, e});
+    tt_pair p = {(uint32_t)r, a, e};
+    return airllm_heap_push(&c->heap, &p);
 }
 
 /* tiktoken's byte_pair_encode: the whole piece if it is a token, else merge
@@ -622,12 +585,13 @@ static int bpe_piece(tt_enc *c, const uint8_t *s, size_t n)
         c->next[i] = (uint32_t)i + 1;
         c->alive[i] = 1;
     }
-    c->nh = 0;
+    c->heap.n = 0;
     for (size_t i = 0; i + 1 < n; i++)
         if (push_pair(c, s, n, (uint32_t)i))
             return airllm_errf(c->err, "out of memory");
-    while (c->nh) {
-        tt_pair p = heap_pop(c);
+    while (c->heap.n) {
+        tt_pair p;
+        airllm_heap_pop(&c->heap, &p);
         if (!c->alive[p.start] || c->next[p.start] >= n || c->next[c->next[p.start]] != p.end)
             continue;
         uint32_t b = c->next[p.start];
@@ -700,6 +664,7 @@ int airllm_tiktoken_encode(const airllm_tiktoken *t, const char *text, size_t le
     if (len >= UINT32_MAX)
         return airllm_errf(err, "encode: text too long");
     tt_enc c = {.t = t, .err = err};
+    airllm_heap_init(&c.heap, sizeof(tt_pair), pair_before);
     const uint8_t *s = (const uint8_t *)text;
     int rc = 0;
     /* as tiktoken: the regex runs over the text between specials only */
@@ -714,7 +679,7 @@ int airllm_tiktoken_encode(const airllm_tiktoken *t, const char *text, size_t le
     }
     free(c.next);
     free(c.alive);
-    free(c.heap);
+    airllm_heap_free(&c.heap);
     if (rc) {
         free(c.ids);
         return -1;

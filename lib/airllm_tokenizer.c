@@ -27,6 +27,7 @@
 #include <cjson/cJSON.h>
 
 #include "airllm_bytes.h"
+#include "airllm_heap.h"
 #include "airllm_io.h"
 #include "airllm_json.h"
 #include "airllm_spm.h"
@@ -2322,8 +2323,7 @@ typedef struct {
     pieces raw[TOK_MAX_STEPS], out[TOK_MAX_STEPS];
     symbol *sym;
     size_t sym_cap;
-    merge_ent *heap;
-    size_t heap_n, heap_cap;
+    airllm_heap heap; /* of merge_ent, merge_before */
 } enc;
 
 static int emit_id(enc *c, int32_t id)
@@ -2341,51 +2341,10 @@ static int emit_id(enc *c, int32_t id)
 }
 
 /* BPE heap: lowest rank first, then leftmost (tokenizers' Merge ordering). */
-static bool merge_less(const merge_ent *a, const merge_ent *b)
+static bool merge_before(const void *va, const void *vb)
 {
+    const merge_ent *a = va, *b = vb;
     return a->rank < b->rank || (a->rank == b->rank && a->pos < b->pos);
-}
-
-static int heap_push(enc *c, merge_ent e)
-{
-    if (c->heap_n == c->heap_cap) {
-        size_t cap = c->heap_cap ? c->heap_cap * 2 : 256;
-        merge_ent *q = realloc(c->heap, cap * sizeof *q);
-        if (!q)
-            return -1;
-        c->heap = q;
-        c->heap_cap = cap;
-    }
-    size_t i = c->heap_n++;
-    while (i > 0) {
-        size_t p = (i - 1) / 2;
-        if (!merge_less(&e, &c->heap[p]))
-            break;
-        c->heap[i] = c->heap[p];
-        i = p;
-    }
-    c->heap[i] = e;
-    return 0;
-}
-
-static merge_ent heap_pop(enc *c)
-{
-    merge_ent top = c->heap[0], last = c->heap[--c->heap_n];
-    size_t i = 0, n = c->heap_n;
-    for (;;) {
-        size_t k = 2 * i + 1;
-        if (k >= n)
-            break;
-        if (k + 1 < n && merge_less(&c->heap[k + 1], &c->heap[k]))
-            k++;
-        if (!merge_less(&c->heap[k], &last))
-            break;
-        c->heap[i] = c->heap[k];
-        i = k;
-    }
-    if (n)
-        c->heap[i] = last;
-    return top;
 }
 
 static int push_pair(enc *c, size_t pos)
@@ -2397,7 +2356,8 @@ static int push_pair(enc *c, size_t pos)
     if (!um_get(&c->t->merges, (uint64_t)(uint32_t)a->id << 32 | (uint32_t)c->sym[a->next].id,
                 &v))
         return 0;
-    return heap_push(c, (merge_ent){(uint32_t)(v >> 32), (uint32_t)pos, (int32_t)(uint32_t)v});
+    merge_ent e = {(uint32_t)(v >> 32), (uint32_t)pos, (int32_t)(uint32_t)v};
+    return airllm_heap_push(&c->heap, &e);
 }
 
 static int add_symbol(enc *c, size_t *ns, int32_t id, size_t len)
@@ -2470,12 +2430,13 @@ static int bpe_word(enc *c, const uint8_t *s, size_t n)
         return 0;
     c->sym[ns - 1].next = -1;
 
-    c->heap_n = 0;
+    c->heap.n = 0;
     for (size_t i = 0; i + 1 < ns; i++)
         if (push_pair(c, i))
             goto oom;
-    while (c->heap_n) {
-        merge_ent top = heap_pop(c);
+    while (c->heap.n) {
+        merge_ent top;
+        airllm_heap_pop(&c->heap, &top);
         symbol *a = &c->sym[top.pos];
         if (a->len == 0 || a->next < 0)
             continue;
@@ -2820,6 +2781,7 @@ int airllm_tok_encode(const airllm_tokenizer *t, const char *text, size_t len, i
     memset(&c, 0, sizeof c);
     c.t = t;
     c.err = err;
+    airllm_heap_init(&c.heap, sizeof(merge_ent), merge_before);
     int rc = 0;
     if (add_bos && t->bos >= 0)
         rc = emit_id(&c, t->bos);
@@ -2836,7 +2798,7 @@ int airllm_tok_encode(const airllm_tokenizer *t, const char *text, size_t len, i
         free(c.out[i].p);
     }
     free(c.sym);
-    free(c.heap);
+    airllm_heap_free(&c.heap);
     if (rc) {
         free(c.ids);
         return -1;
