@@ -1283,7 +1283,9 @@ static int writer_tensor_done(split_ctx *s, unit_writer *w, bool *complete, airl
 
 /* zstd: with the data on disk, the lengths are known: lay the header out
  * (the rule gives the offsets already used), write it at offset 0. */
-static int writer_put_header_last(unit_writer *w, airllm_err *err)
+/* Lays the header out again now that every length is final, and makes sure
+ * no tensor moved from where its bytes were already written. */
+static int writer_relayout(unit_writer *w, airllm_err *err)
 {
     uint64_t *used = malloc((w->hdr.n_tensors + 1) * sizeof *used);
     if (!used)
@@ -1295,6 +1297,12 @@ static int writer_put_header_last(unit_writer *w, airllm_err *err)
         if (used[i] != w->hdr.tensors[i].offset)
             rc = airllm_errf(err, "internal error: %s: layout moved a tensor", w->tmp);
     free(used);
+    return rc;
+}
+
+static int writer_put_header_last(unit_writer *w, airllm_err *err)
+{
+    int rc = writer_relayout(w, err);
     if (!rc && w->pos != w->hdr.file_size)
         rc = airllm_errf(err, "internal error: %s: size differs from the layout", w->tmp);
     uint8_t *hdr = NULL, *aligned = NULL;
@@ -1319,17 +1327,8 @@ static int writer_put_header_last(unit_writer *w, airllm_err *err)
  * ends at file_size. */
 static int writer_put_checks(unit_writer *w, airllm_err *err)
 {
-    uint64_t *used = malloc((w->hdr.n_tensors + 1) * sizeof *used);
-    if (!used)
-        return airllm_errf(err, "out of memory");
-    for (uint32_t i = 0; i < w->hdr.n_tensors; i++)
-        used[i] = w->hdr.tensors[i].offset;
     /* zstd: lengths are final only now; raw: the same layout again */
-    int rc = airllm_ct_layout(&w->hdr, err);
-    for (uint32_t i = 0; !rc && i < w->hdr.n_tensors; i++)
-        if (used[i] != w->hdr.tensors[i].offset)
-            rc = airllm_errf(err, "internal error: %s: layout moved a tensor", w->tmp);
-    free(used);
+    int rc = writer_relayout(w, err);
     if (!rc && w->pos != w->hdr.check_offset)
         rc = airllm_errf(err, "internal error: %s: data ends at %llu, the check block "
                               "is at %llu",
