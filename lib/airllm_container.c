@@ -797,19 +797,27 @@ int airllm_ct_encode_checks(const airllm_ct_header *h, uint8_t **out, size_t *ou
     return 0;
 }
 
-int airllm_ct_check_tensor(const airllm_ct_header *h, uint32_t i, const uint8_t *stored,
-                           airllm_err *err)
+int airllm_ct_check_value(const airllm_ct_header *h, uint32_t i, uint64_t got,
+                          airllm_err *err)
 {
     if (!h->has_checks || i >= h->n_tensors)
         return airllm_errf(err, "internal error: no checksum for tensor #%u", i);
     const airllm_ct_tensor *t = &h->tensors[i];
-    uint64_t got = airllm_xxh3(stored, (size_t)t->stored_len);
     if (got != t->xxh3)
         return airllm_errf(err, "tensor '%.200s': XXH3 of its %llu stored bytes is %016llx, "
                                 "the header and check block say %016llx: corrupted",
                            t->name, (unsigned long long)t->stored_len,
                            (unsigned long long)got, (unsigned long long)t->xxh3);
     return 0;
+}
+
+int airllm_ct_check_tensor(const airllm_ct_header *h, uint32_t i, const uint8_t *stored,
+                           airllm_err *err)
+{
+    if (!h->has_checks || i >= h->n_tensors)
+        return airllm_errf(err, "internal error: no checksum for tensor #%u", i);
+    return airllm_ct_check_value(h, i, airllm_xxh3(stored, (size_t)h->tensors[i].stored_len),
+                                 err);
 }
 
 /* ------------------------------------------------------------------ */

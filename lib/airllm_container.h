@@ -184,6 +184,9 @@ int airllm_ct_apply_checks(airllm_ct_header *h, const uint8_t *hdr, size_t hdr_l
  * file. */
 int airllm_ct_check_tensor(const airllm_ct_header *h, uint32_t i, const uint8_t *stored,
                            airllm_err *err);
+/* The same for an XXH3-64 the caller computed itself (streamed, in parts). */
+int airllm_ct_check_value(const airllm_ct_header *h, uint32_t i, uint64_t got,
+                          airllm_err *err);
 
 void airllm_ct_free(airllm_ct_header *h);
 

@@ -319,13 +319,8 @@ static int read_checked(int fd, uint8_t *buf, const rt_unit *u, const char *path
                 airllm_xxh3_update(xs, buf + lo, (size_t)(hi - lo));
             if (te > end)
                 break;
-            uint64_t got = airllm_xxh3_final(xs);
-            if (got != t->xxh3)
-                rc = airllm_errf(err, "%s: tensor '%.200s': XXH3 of its %llu stored bytes is "
-                                      "%016llx, the header and check block say %016llx: "
-                                      "corrupted",
-                                 path, t->name, (unsigned long long)t->stored_len,
-                                 (unsigned long long)got, (unsigned long long)t->xxh3);
+            if (airllm_ct_check_value(h, ti, airllm_xxh3_final(xs), err))
+                rc = airllm_err_prefix(err, "%s", path);
             ti++;
         }
         pos = end;
@@ -419,13 +414,8 @@ static int read_checked_direct(int fd, uint8_t *buf, const rt_unit *u, const cha
         }
         if (rc)
             break;
-        uint64_t got = airllm_xxh3_final(xs);
-        if (got != t->xxh3)
-            rc = airllm_errf(err, "%s: tensor '%.200s': XXH3 of its %llu stored bytes is "
-                                  "%016llx, the header and check block say %016llx: "
-                                  "corrupted",
-                             path, t->name, (unsigned long long)t->stored_len,
-                             (unsigned long long)got, (unsigned long long)t->xxh3);
+        if (airllm_ct_check_value(h, ti, airllm_xxh3_final(xs), err))
+            rc = airllm_err_prefix(err, "%s", path);
     }
     if (threaded)
         pthread_join(th, NULL); /* the buffer is ours again only now */
@@ -1096,11 +1086,8 @@ static int check_rows_file(const rt_store *s, const rt_unit *u, airllm_err *err)
             done += n;
         }
         uint64_t got = airllm_xxh3_final(xs);
-        if (!rc && got != t->xxh3)
-            rc = airllm_errf(err, "%s: tensor '%.200s': XXH3 of its %llu stored bytes is "
-                                  "%016llx, the header and check block say %016llx: corrupted",
-                             path, t->name, (unsigned long long)t->stored_len,
-                             (unsigned long long)got, (unsigned long long)t->xxh3);
+        if (!rc && airllm_ct_check_value(&u->hdr, i, got, err))
+            rc = airllm_err_prefix(err, "%s", path);
     }
     airllm_xxh3_free(xs);
     free(buf);
