@@ -130,8 +130,8 @@ int main(void)
         "deleted 3:abc extra",
         "source 3:abc 12 0123",
         "source 3:abc -1 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
-        "source 3:abc 99999999999999999999 "
-        "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        ("source 3:abc 99999999999999999999 "
+         "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"),
         "source 3:abc 1 0123456789ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef",
         "unit 3:abc 1 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
         "frob 3:abc",
