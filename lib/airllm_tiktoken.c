@@ -11,7 +11,7 @@
 #include "airllm_bytes.h"
 #include "airllm_heap.h"
 #include "airllm_io.h"
-#include "airllm_unicode.h"
+#include "airllm_pretok.h"
 
 /* Ranks may leave holes, but not so many that a tiny file makes us allocate
  * gigabytes: the largest id must stay below the token count plus this. */
@@ -391,117 +391,6 @@ const uint8_t *airllm_tiktoken_token(const airllm_tiktoken *t, int32_t id, size_
 }
 
 /* ------------------------------------------------------------------------
- * Qwen's split regex, by hand
- * ------------------------------------------------------------------------ */
-
-/* Code point at s[i] of validated UTF-8; *l its length. */
-static uint32_t cp_at(const uint8_t *s, size_t n, size_t i, size_t *l)
-{
-    uint8_t c = s[i];
-    size_t k = c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
-    if (k > n - i) {
-        *l = 1;
-        return 0xFFFD;
-    }
-    uint32_t cp = k == 1 ? c : k == 2 ? (c & 0x1Fu) : k == 3 ? (c & 0x0Fu) : (c & 0x07u);
-    for (size_t j = 1; j < k; j++)
-        cp = cp << 6 | (s[i + j] & 0x3Fu);
-    *l = k;
-    return cp;
-}
-
-static size_t prev_start(const uint8_t *s, size_t j)
-{
-    size_t k = j - 1;
-    while (k > 0 && (s[k] & 0xC0) == 0x80)
-        k--;
-    return k;
-}
-
-static int is_L(uint32_t c) { return airllm_uni_is_letter(c); }
-static int is_N(uint32_t c) { return airllm_uni_is_number(c); }
-static int is_S(uint32_t c) { return airllm_uni_is_space(c); }
-/* [^\s\p{L}\p{N}] */
-static int is_P(uint32_t c) { return !is_S(c) && !is_L(c) && !is_N(c); }
-
-static size_t run_of(const uint8_t *s, size_t n, size_t i, int (*pred)(uint32_t))
-{
-    size_t l;
-    while (i < n && pred(cp_at(s, n, i, &l)))
-        i += l;
-    return i;
-}
-
-/* Simple case folding for (?i:...): ASCII, U+017F LONG S -> s, U+212A
- * KELVIN SIGN -> k (the only non-ASCII characters that fold into the
- * contractions' letters). */
-static uint32_t fold(uint32_t c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c + 32;
-    if (c == 0x17F)
-        return 's';
-    if (c == 0x212A)
-        return 'k';
-    return c;
-}
-
-/* The end of the leftmost-first match of Qwen's pattern at i (every
- * position matches some branch); the branches in their order. */
-static size_t match_qwen(const uint8_t *s, size_t n, size_t i)
-{
-    size_t l, l2, l3;
-    uint32_t c = cp_at(s, n, i, &l);
-    /* (?i:'s|'t|'re|'ve|'m|'ll|'d) */
-    if (c == '\'' && i + 1 < n) {
-        uint32_t a = fold(cp_at(s, n, i + 1, &l2));
-        size_t e = i + 1 + l2;
-        if (a == 's' || a == 't' || a == 'm' || a == 'd')
-            return e;
-        if (e < n) {
-            uint32_t b = fold(cp_at(s, n, e, &l3));
-            if (((a == 'r' || a == 'v') && b == 'e') || (a == 'l' && b == 'l'))
-                return e + l3;
-        }
-    }
-    /* [^\r\n\p{L}\p{N}]?\p{L}+ */
-    if (c != '\r' && c != '\n' && !is_L(c) && !is_N(c) && i + l < n &&
-        is_L(cp_at(s, n, i + l, &l2)))
-        return run_of(s, n, i + l, is_L);
-    if (is_L(c))
-        return run_of(s, n, i, is_L);
-    /* \p{N}: one digit */
-    if (is_N(c))
-        return i + l;
-    /*  ?[^\s\p{L}\p{N}]+[\r\n]* */
-    size_t p = SIZE_MAX;
-    if (c == ' ' && i + 1 < n && is_P(cp_at(s, n, i + 1, &l2)))
-        p = i + 1;
-    else if (is_P(c))
-        p = i;
-    if (p != SIZE_MAX) {
-        size_t j = run_of(s, n, p, is_P);
-        while (j < n && (s[j] == '\r' || s[j] == '\n'))
-            j++;
-        return j;
-    }
-    /* \s*[\r\n]+ : the whitespace run up to (and with) its last line break;
-     * \r and \n never occur inside a multibyte character */
-    size_t j = run_of(s, n, i, is_S), last = SIZE_MAX;
-    for (size_t k = i; k < j; k++)
-        if (s[k] == '\r' || s[k] == '\n')
-            last = k;
-    if (last != SIZE_MAX)
-        return last + 1;
-    /* \s+(?!\S)|\s+ : the run, less its last character when a non-space
-     * follows (so that " word" keeps its space) */
-    if (j == n)
-        return j;
-    size_t k = prev_start(s, j);
-    return k > i ? k : j;
-}
-
-/* ------------------------------------------------------------------------
  * Byte pair merging
  * ------------------------------------------------------------------------ */
 
@@ -622,7 +511,7 @@ static int bpe_piece(tt_enc *c, const uint8_t *s, size_t n)
 static int encode_ordinary(tt_enc *c, const uint8_t *s, size_t n)
 {
     for (size_t i = 0; i < n;) {
-        size_t e = match_qwen(s, n, i);
+        size_t e = airllm_pretok_llama3(s, n, i, 1);
         if (bpe_piece(c, s + i, e - i))
             return -1;
         i = e;

@@ -30,6 +30,7 @@
 #include "airllm_heap.h"
 #include "airllm_io.h"
 #include "airllm_json.h"
+#include "airllm_pretok.h"
 #include "airllm_spm.h"
 #include "airllm_tiktoken.h"
 #include "airllm_unicode.h"
@@ -651,7 +652,7 @@ static int load_normalizer(ld *L, const cJSON *n, int depth)
 /* -- pre-tokenizer -- */
 
 /* The split regexes of the tokenizers this code knows, matched by hand in
- * match_gpt2 / match_llama3. */
+ * match_gpt2 / airllm_pretok_llama3. */
 static const char RE_GPT2_S[] =
     "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
 static const char RE_LLAMA3_S[] =
@@ -2224,7 +2225,7 @@ static uint32_t fold(uint32_t c)
 /* Llama 3 (max_digits 3) and Qwen2 (max_digits 1):
  * (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|
  *  ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+ */
-static size_t match_llama3(const uint8_t *s, size_t n, size_t i, size_t max_digits)
+size_t airllm_pretok_llama3(const uint8_t *s, size_t n, size_t i, size_t max_digits)
 {
     size_t l, l2, l3;
     uint32_t c = utf8_get(s, n, i, &l);
@@ -2579,7 +2580,7 @@ static int pretok(enc *c, size_t step, const uint8_t *s, size_t n, bool at_origi
         if (st->kind == PT_SPLIT_RE) {
             for (size_t i = 0; i < n;) {
                 size_t j = st->re == RE_GPT2 ? match_gpt2(s, n, i)
-                                             : match_llama3(s, n, i, st->re == RE_LLAMA3 ? 3 : 1);
+                                             : airllm_pretok_llama3(s, n, i, st->re == RE_LLAMA3 ? 3 : 1);
                 if (pieces_add(raw, i, j, true))
                     goto oom;
                 i = j;
