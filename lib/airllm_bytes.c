@@ -56,3 +56,17 @@ int airllm_utf8_check(const uint8_t *buf, size_t len)
     return airllm_utf8_first_bad(buf, len) == len ? 0 : -1;
 }
 
+int airllm_utf8_cont_ok(uint8_t lead, size_t pos, uint8_t b)
+{
+    if (pos == 1) {
+        if (lead == 0xE0)
+            return b >= 0xA0 && b <= 0xBF;
+        if (lead == 0xED)
+            return b >= 0x80 && b <= 0x9F;
+        if (lead == 0xF0)
+            return b >= 0x90 && b <= 0xBF;
+        if (lead == 0xF4)
+            return b >= 0x80 && b <= 0x8F;
+    }
+    return b >= 0x80 && b <= 0xBF;
+}

@@ -58,5 +58,9 @@ static inline void airllm_put_le64(uint8_t *p, uint64_t v)
 size_t airllm_utf8_first_bad(const uint8_t *s, size_t len);
 /* 0 if buf[0..len) is valid UTF-8, -1 otherwise. */
 int airllm_utf8_check(const uint8_t *buf, size_t len);
+/* Whether b is valid at position pos (1..3) of a sequence led by lead, by
+ * the same rules: what the byte-level decoders ask of each byte they hold
+ * back while a character is incomplete. */
+int airllm_utf8_cont_ok(uint8_t lead, size_t pos, uint8_t b);
 
 #endif

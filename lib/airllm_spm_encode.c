@@ -444,22 +444,6 @@ static int out_add(char **out, size_t *len, size_t *cap, const void *s, size_t n
 
 static const uint8_t FFFD[3] = {0xEF, 0xBF, 0xBD};
 
-/* Is b valid at position pos (1..3) of a character led by lead? */
-static bool cont_ok(uint8_t lead, size_t pos, uint8_t b)
-{
-    if (pos == 1) {
-        if (lead == 0xE0)
-            return b >= 0xA0 && b <= 0xBF;
-        if (lead == 0xED)
-            return b >= 0x80 && b <= 0x9F;
-        if (lead == 0xF0)
-            return b >= 0x90 && b <= 0xBF;
-        if (lead == 0xF4)
-            return b >= 0x80 && b <= 0x8F;
-    }
-    return b >= 0x80 && b <= 0xBF;
-}
-
 /* Ends a run of byte pieces: sentencepiece decodes the run one character at
  * a time from each offset, and an offset where no valid character starts
  * gives U+FFFD and moves one byte on. The held bytes are an incomplete
@@ -476,7 +460,7 @@ static int flush_bytes(airllm_spm_dec *d, char **out, size_t *len, size_t *cap)
 static int byte_in(airllm_spm_dec *d, uint8_t b, char **out, size_t *len, size_t *cap)
 {
     if (d->npend) {
-        if (cont_ok(d->pend[0], d->npend, b)) {
+        if (airllm_utf8_cont_ok(d->pend[0], d->npend, b)) {
             d->pend[d->npend++] = b;
             if (d->npend < d->need)
                 return 0;

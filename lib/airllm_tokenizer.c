@@ -2855,23 +2855,6 @@ static int emit_fffd(airllm_tok_decoder *d, size_t k)
     return 0;
 }
 
-/* Is b a valid byte at position pos (1..3) of a sequence led by lead?
- * (RFC 3629: no overlongs, no surrogates, nothing above U+10FFFF.) */
-static bool cont_ok(uint8_t lead, size_t pos, uint8_t b)
-{
-    if (pos == 1) {
-        if (lead == 0xE0)
-            return b >= 0xA0 && b <= 0xBF;
-        if (lead == 0xED)
-            return b >= 0x80 && b <= 0x9F;
-        if (lead == 0xF0)
-            return b >= 0x90 && b <= 0xBF;
-        if (lead == 0xF4)
-            return b >= 0x80 && b <= 0x8F;
-    }
-    return b >= 0x80 && b <= 0xBF;
-}
-
 /* One byte of byte-level output: String::from_utf8_lossy over the whole
  * byte stream, which replaces each maximal invalid prefix with one U+FFFD. */
 static int lossy_byte(airllm_tok_decoder *d, uint8_t b)
@@ -2888,7 +2871,7 @@ static int lossy_byte(airllm_tok_decoder *d, uint8_t b)
             }
             return emit_fffd(d, 1);
         }
-        if (cont_ok(d->pend[0], d->npend, b)) {
+        if (airllm_utf8_cont_ok(d->pend[0], d->npend, b)) {
             d->pend[d->npend++] = b;
             if (d->npend < d->need)
                 return 0;
@@ -2925,7 +2908,7 @@ static int run_byte(airllm_tok_decoder *d, uint8_t b)
         d->run_bad = true;
         return emit_fffd(d, 1);
     }
-    if (cont_ok(d->pend[0], d->npend, b)) {
+    if (airllm_utf8_cont_ok(d->pend[0], d->npend, b)) {
         d->pend[d->npend++] = b;
         if (d->npend < d->need)
             return 0;
