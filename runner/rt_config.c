@@ -251,7 +251,7 @@ static int parse_chatglm(const cJSON *cfg, const char *path, rt_config *c, airll
         return airllm_errf(err, "%s: layernorm_epsilon %g must be a positive float", path, eps);
     c->rms_eps = (float)eps;
     c->rope_theta = 10000.0 * ratio;
-    if (!(ratio > 0) || !(c->rope_theta > 1))
+    if (!(ratio > 0) || !(c->rope_theta > 1) || !isfinite(c->rope_theta))
         return airllm_errf(err, "%s: rope_ratio %g must make a RoPE base above 1", path, ratio);
     c->rope_dim = c->head_dim / 2;
     c->rope_pairs_adjacent = true;
