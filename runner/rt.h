@@ -208,6 +208,10 @@ int rt_store_load(rt_store *s, size_t ui, rt_slot *sl, airllm_err *err);
  * damaged tensor, not a "missing" one). */
 int rt_store_check_unit(rt_store *s, size_t ui, airllm_err *err);
 void rt_store_slot_free(rt_store *s, rt_slot *sl);
+/* Stops the prefetch thread (it may be reading ahead, and it updates the
+ * statistics): after it, the counters can be read without the lock, and
+ * the model runs no more. */
+void rt_store_stop(rt_store *s);
 void rt_store_close(rt_store *s);
 /* The unit's tensors, in memory until rt_store_release: a resident slot, or a
  * streamed one (waiting for the prefetcher, or loading it now without
