@@ -8,15 +8,15 @@
 #include <stdlib.h>
 
 /* modeling_baichuan.py's _get_interleave: for n a power of two, slope i is
- * start^(i + 1) with start = 2^(-8 / n); otherwise the p = 2^floor(log2 n)
- * slopes of p heads, then every other slope of 2p heads, n - p of them
- * (40 heads: 32 + 8). Computed in double as Python does, then rounded to
- * float as its torch.Tensor is. */
-static void slopes_pow2(int n, double *out)
+ * start * start^i with start = 2^(-2^(3 - log2 n)) = 2^(-8 / n); otherwise
+ * the p = 2^floor(log2 n) slopes of p heads, then every other slope of 2p
+ * heads, n - p of them (40 heads: 32 + 8). Computed in double with the same
+ * operations as the Python, then rounded to float as its torch.Tensor is
+ * (tests/check_alibi.py compares them bit for bit). */
+static double slope_pow2(int n, int i)
 {
-    double start = pow(2.0, -8.0 / n);
-    for (int i = 0; i < n; i++)
-        out[i] = pow(start, i + 1);
+    double start = pow(2.0, -pow(2.0, -(log2((double)n) - 3)));
+    return start * pow(start, i);
 }
 
 void rt_alibi_slopes(int n, float *out)
@@ -24,22 +24,10 @@ void rt_alibi_slopes(int n, float *out)
     int p = 1;
     while (p * 2 <= n)
         p *= 2;
-    double *a = malloc(sizeof(double) * 2 * (size_t)p);
-    if (!a) { /* too small to fail in practice; computed one by one then */
-        for (int i = 0; i < n; i++)
-            out[i] = (float)(i < p ? pow(2.0, -8.0 * (i + 1) / p)
-                                   : pow(2.0, -8.0 * (2 * (i - p) + 1) / (2 * p)));
-        return;
-    }
-    slopes_pow2(p, a);
-    for (int i = 0; i < p && i < n; i++)
-        out[i] = (float)a[i];
-    if (n > p) {
-        slopes_pow2(2 * p, a);
-        for (int i = 0; i < n - p; i++)
-            out[p + i] = (float)a[2 * i];
-    }
-    free(a);
+    for (int i = 0; i < p; i++)
+        out[i] = (float)slope_pow2(p, i);
+    for (int i = 0; i < n - p; i++)
+        out[p + i] = (float)slope_pow2(2 * p, 2 * i);
 }
 
 /* NormHead (Baichuan2): logits = h . w_v / max(||w_v||, 1e-12), as
