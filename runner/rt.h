@@ -386,6 +386,12 @@ int rt_embed(rt_model *m, const int32_t *ids, size_t n, float *out, airllm_err *
 void rt_moe_route(const rt_config *c, const float *router, size_t n, int *sel, float *wsel);
 /* RoPE inverse frequencies [rope_dim / 2], llama3 scaling included. */
 void rt_rope_init(const rt_config *c, float *inv);
+/* Fused matrices used whole (rt_fused.c): q | k | v of the layer's wqkv
+ * (and bqkv) for the n rows of x into m->q, m->k, m->v; and ChatGLM's MLP,
+ * out = down(silu(first half) * second half of gate_up h). */
+int rt_qkv_fused(rt_model *m, const rt_layer *l, const float *x, size_t n, airllm_err *err);
+int rt_mlp_halves(rt_model *m, const rt_tensor *gate_up, const rt_tensor *down, const float *h,
+                  size_t n, float *out, airllm_err *err);
 /* ALiBi slopes of n heads (Baichuan's rule, non-powers of two included). */
 void rt_alibi_slopes(int n, float *out);
 /* NormHead: out[v] = 1 / max(||row v of the LM head||, 1e-12), from the

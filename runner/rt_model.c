@@ -465,41 +465,6 @@ static int add_bias(const rt_tensor *b, float *y, size_t n, size_t dim, float *v
     return 0;
 }
 
-/* ChatGLM's MLP: one matmul by dense_h_to_4h [2I, H] into fused [n, 2I],
- * then silu(first I) * (last I) per token, then down. */
-static int mlp_fused(rt_model *m, const rt_tensor *gu, const rt_tensor *d, const float *h,
-                     size_t n, float *out, airllm_err *err)
-{
-    size_t I = (size_t)gu->rows / 2;
-    if (rt_matmul(m->pool, gu, h, n, m->fused, err))
-        return -1;
-    for (size_t t = 0; t < n; t++) {
-        const float *g = m->fused + t * 2 * I;
-        for (size_t i = 0; i < I; i++)
-            m->hb[t * I + i] = silu(g[i]) * g[I + i];
-    }
-    return rt_matmul(m->pool, d, m->hb, n, out, err);
-}
-
-/* A fused q | k | v matrix [Q + 2 KV, H] (and its bias): one matmul into
- * fused [n, Q + 2 KV], whose columns are split into q [n, Q], k, v [n, KV].
- * The weight is used whole, whatever its encoding; only activations move. */
-static int qkv_fused(rt_model *m, const rt_layer *l, const float *x, size_t n, size_t Q,
-                     size_t KV, float *vec, airllm_err *err)
-{
-    size_t W = Q + 2 * KV;
-    if (rt_matmul(m->pool, l->wqkv, x, n, m->fused, err) ||
-        add_bias(l->bqkv, m->fused, n, W, vec, err))
-        return -1;
-    for (size_t t = 0; t < n; t++) {
-        const float *f = m->fused + t * W;
-        memcpy(m->q + t * Q, f, Q * sizeof(float));
-        memcpy(m->k + t * KV, f + Q, KV * sizeof(float));
-        memcpy(m->v + t * KV, f + Q + KV, KV * sizeof(float));
-    }
-    return 0;
-}
-
 /* SwiGLU MLP of the rows of h (n tokens): out = down(silu(gate h) * up h). */
 static int mlp(rt_model *m, const rt_tensor *g, const rt_tensor *u, const rt_tensor *d,
                const float *h, size_t n, float *out, airllm_err *err)
@@ -616,7 +581,7 @@ static int layer_forward(rt_model *m, step *st, const rt_slot *sl, const char *u
         rmsnorm(m->xb + t * H, m->x + t * H, w, (int)H, c->rms_eps);
     const rt_tensor *qkv[3] = {l.wq, l.wk, l.wv};
     float *out3[3] = {m->q, m->k, m->v};
-    if (l.wqkv ? qkv_fused(m, &l, m->xb, n, Q, KV, w, err)
+    if (l.wqkv ? rt_qkv_fused(m, &l, m->xb, n, err)
                : matmul_multi(m->pool, qkv, out3, 3, m->xb, n, err))
         return airllm_err_prefix(err, "%s", unit);
     if (add_bias(l.bq, m->q, n, Q, w, err) || add_bias(l.bk, m->k, n, KV, w, err) ||
@@ -672,7 +637,7 @@ static int layer_forward(rt_model *m, step *st, const rt_slot *sl, const char *u
     for (size_t t = 0; t < n; t++)
         rmsnorm(m->xb + t * H, m->x + t * H, w, (int)H, c->rms_eps);
     if (l.router    ? moe(m, sl, unit, l.router, m->xb, n, err)
-        : l.gate_up ? mlp_fused(m, l.gate_up, l.down, m->xb, n, m->xb, err)
+        : l.gate_up ? rt_mlp_halves(m, l.gate_up, l.down, m->xb, n, m->xb, err)
                     : mlp(m, l.gate, l.up, l.down, m->xb, n, m->xb, err))
         return -1;
     for (size_t i = 0; i < n * H; i++)
