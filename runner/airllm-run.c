@@ -647,6 +647,8 @@ int main(int argc, char **argv)
         }
     }
     double t_end = cli_now();
+    /* the statistics below are the prefetch thread's too: stop it first */
+    rt_store_stop(&m.store);
     if (!rc && stream_out) {
         const char *t;
         size_t len;

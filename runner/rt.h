@@ -23,6 +23,8 @@ typedef enum {
     RT_ARCH_QWEN2,   /* q/k/v biases */
     RT_ARCH_QWEN3,   /* per-head q/k RMSNorm */
     RT_ARCH_MIXTRAL, /* sliding window + top-k MoE */
+    RT_ARCH_CHATGLM, /* ChatGLM2/3: fused qkv and gate|up, RoPE on half a head */
+    RT_ARCH_BAICHUAN,/* Baichuan 1/2: fused W_pack; RoPE (7B) or ALiBi (13B) */
 } rt_arch;
 
 typedef struct {
@@ -35,6 +37,15 @@ typedef struct {
     /* rope_scaling type llama3 */
     bool rope_llama3;
     double rope_factor, rope_low_freq, rope_high_freq, rope_orig_max;
+    /* RoPE rotates the first rope_dim dims of each head (head_dim, or
+     * head_dim / 2 for ChatGLM), as rotate-half pairs (i, i + rope_dim / 2)
+     * or, rope_pairs_adjacent, as (2i, 2i + 1) (ChatGLM). */
+    int rope_dim;
+    bool rope_pairs_adjacent;
+    bool alibi;     /* Baichuan 13B: ALiBi biases, no RoPE */
+    bool norm_head; /* Baichuan2: logits use L2-normalized LM head rows */
+    /* Name suffixes of the embedding, final norm and LM head tensors. */
+    const char *embed_name, *norm_name, *head_name;
     int sliding_window; /* 0: none */
     int n_experts, n_experts_used;
     bool tie_embeddings;
@@ -197,6 +208,10 @@ int rt_store_load(rt_store *s, size_t ui, rt_slot *sl, airllm_err *err);
  * damaged tensor, not a "missing" one). */
 int rt_store_check_unit(rt_store *s, size_t ui, airllm_err *err);
 void rt_store_slot_free(rt_store *s, rt_slot *sl);
+/* Stops the prefetch thread (it may be reading ahead, and it updates the
+ * statistics): after it, the counters can be read without the lock, and
+ * the model runs no more. */
+void rt_store_stop(rt_store *s);
 void rt_store_close(rt_store *s);
 /* The unit's tensors, in memory until rt_store_release: a resident slot, or a
  * streamed one (waiting for the prefetcher, or loading it now without
@@ -260,6 +275,11 @@ typedef struct {
     const rt_tensor *q_norm, *k_norm;      /* Qwen3: [1, head_dim] each, else NULL */
     const rt_tensor *gate, *up, *down;     /* [I, H] [I, H] [H, I]; NULL with MoE */
     const rt_tensor *router;               /* Mixtral: [E, H], else NULL */
+    /* Fused matrices (ChatGLM, Baichuan), used whole by one matmul whose
+     * output is split: wqkv [Q + 2 KV, H] (rows q | k | v), bqkv its bias
+     * (or NULL), gate_up [2 I, H] (rows gate | up). wq/wk/wv or gate/up
+     * are NULL when these are set. */
+    const rt_tensor *wqkv, *bqkv, *gate_up;
 } rt_layer;
 
 /* One role of a layer: the tensor name's suffix, its shape from the config
@@ -329,8 +349,11 @@ typedef struct {
     float *moe_acc; /* [n, H]: weighted sum of the experts */
     float *router;  /* [n, E]: router logits */
     float *scores;  /* [threads, max_pos]: one attention row per pool thread */
-    float *rope_inv_freq; /* [head_dim / 2] */
-    float *vec;     /* [max(H, I, Q) + 64]: scratch for 1-D tensors (norms, biases) */
+    float *rope_inv_freq; /* [rope_dim / 2] */
+    float *fused;   /* [n, max(Q + 2 KV, 2 I)]: output of a fused matmul */
+    float *alibi_slopes; /* [n_heads] with ALiBi, else NULL */
+    float *head_scale;   /* [vocab]: NormHead's 1 / ||row||, else NULL */
+    float *vec;     /* [max(H, I, Q + 2 KV) + 64]: scratch for 1-D tensors (norms, biases) */
     int threads;        /* in the pool */
     bool spare_core;    /* leave one core to the prefetch thread in light steps */
     double compute_s;
@@ -361,8 +384,21 @@ int rt_embed(rt_model *m, const int32_t *ids, size_t n, float *out, airllm_err *
  * token's top k experts (ties to the lower index) and their renormalized
  * softmax weights. */
 void rt_moe_route(const rt_config *c, const float *router, size_t n, int *sel, float *wsel);
-/* RoPE inverse frequencies [head_dim / 2], llama3 scaling included. */
+/* RoPE inverse frequencies [rope_dim / 2], llama3 scaling included. */
 void rt_rope_init(const rt_config *c, float *inv);
+/* Fused matrices used whole (rt_fused.c): q | k | v of the layer's wqkv
+ * (and bqkv) for the n rows of x into m->q, m->k, m->v; and ChatGLM's MLP,
+ * out = down(silu(first half) * second half of gate_up h). */
+int rt_qkv_fused(rt_model *m, const rt_layer *l, const float *x, size_t n, airllm_err *err);
+int rt_mlp_halves(rt_model *m, const rt_tensor *gate_up, const rt_tensor *down, const float *h,
+                  size_t n, float *out, airllm_err *err);
+/* ALiBi slopes of n heads (Baichuan's rule, non-powers of two included). */
+void rt_alibi_slopes(int n, float *out);
+/* NormHead: out[v] = 1 / max(||row v of the LM head||, 1e-12), from the
+ * head as stored (dequantized), read once at open (rt_family_baichuan.c). */
+int rt_norm_head_init(rt_model *m, airllm_err *err);
+/* logits [n, vocab] *= head_scale, when the model has a NormHead. */
+void rt_norm_head_apply(const rt_model *m, float *logits, size_t n);
 /* Expert e's w1 (gate), w3 (up) and w2 (down) tensor name suffixes. */
 void rt_moe_expert_names(size_t e, char names[3][96]);
 /* CLOCK_MONOTONIC seconds. */

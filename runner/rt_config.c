@@ -171,6 +171,140 @@ static int check_act(const cJSON *cfg, const char *path, airllm_err *err)
     return 0;
 }
 
+/* ---- ChatGLM2/3 (model_type chatglm; modeling_chatglm.py) ----
+ * Its own key names: num_layers, padded_vocab_size, ffn_hidden_size,
+ * kv_channels (head_dim), multi_query_group_num (KV heads),
+ * layernorm_epsilon, seq_length (the RoPE table's length: positions past it
+ * have no angle). RoPE rotates the first kv_channels / 2 dims of each head
+ * in adjacent pairs, base 10000 * rope_ratio (rope_ratio: the 32k/128k
+ * variants and GLM-4; 1 when absent). The variants the modeling code allows
+ * but no released checkpoint uses are refused by name rather than run
+ * wrong: LayerNorm (rmsnorm false), biases on dense / dense_h_to_4h
+ * (add_bias_linear), no final norm (post_layer_norm false), residual after
+ * the norm, multi_query_attention false (its qkv rows interleave per
+ * head), and original_rope false (GLM-4's code then takes another RoPE
+ * path; every released config has it true). */
+static int chatglm_flag(const cJSON *cfg, const char *k, bool def, bool want, const char *path,
+                        airllm_err *err)
+{
+    const cJSON *v = item(cfg, k);
+    bool b = v && !cJSON_IsNull(v) ? cJSON_IsTrue(v) : def;
+    if (v && !cJSON_IsNull(v) && !cJSON_IsBool(v))
+        return airllm_errf(err, "%s: \"%s\" must be true or false", path, k);
+    if (b != want) {
+        airllm_errf(err, "%s: chatglm with %s %s is not supported by airllm-run", path, k,
+                    b ? "true" : "false");
+        return RT_CONFIG_UNSUPPORTED;
+    }
+    return 0;
+}
+
+static int parse_chatglm(const cJSON *cfg, const char *path, rt_config *c, airllm_err *err)
+{
+    int rc;
+    if ((rc = chatglm_flag(cfg, "rmsnorm", true, true, path, err)) ||
+        (rc = chatglm_flag(cfg, "add_bias_linear", false, false, path, err)) ||
+        (rc = chatglm_flag(cfg, "post_layer_norm", true, true, path, err)) ||
+        (rc = chatglm_flag(cfg, "apply_residual_connection_post_layernorm", false, false, path,
+                           err)) ||
+        (rc = chatglm_flag(cfg, "multi_query_attention", false, true, path, err)) ||
+        (rc = chatglm_flag(cfg, "original_rope", true, true, path, err)))
+        return rc;
+    long v;
+    if (get_int(cfg, "hidden_size", -1, 1, 1 << 20, path, &v, err))
+        return -1;
+    c->hidden = (int)v;
+    if (get_int(cfg, "ffn_hidden_size", -1, 1, 1 << 22, path, &v, err))
+        return -1;
+    c->intermediate = (int)v;
+    if (get_int(cfg, "num_layers", -1, 1, 100000, path, &v, err))
+        return -1;
+    c->n_layers = (int)v;
+    if (get_int(cfg, "num_attention_heads", -1, 1, 1 << 16, path, &v, err))
+        return -1;
+    c->n_heads = (int)v;
+    if (get_int(cfg, "multi_query_group_num", -1, 1, c->n_heads, path, &v, err))
+        return -1;
+    c->n_kv_heads = (int)v;
+    if (c->n_heads % c->n_kv_heads)
+        return airllm_errf(err, "%s: %d attention heads are not a multiple of %d groups", path,
+                           c->n_heads, c->n_kv_heads);
+    /* kv_channels: head_dim; RoPE needs pairs in its first half */
+    if (get_int(cfg, "kv_channels", -1, 4, 1 << 14, path, &v, err))
+        return -1;
+    c->head_dim = (int)v;
+    if (c->head_dim % 4)
+        return airllm_errf(err, "%s: kv_channels %d must be a multiple of 4 (RoPE pairs in "
+                                "the first half of each head)",
+                           path, c->head_dim);
+    if (get_int(cfg, "padded_vocab_size", -1, 1, 1 << 24, path, &v, err))
+        return -1;
+    c->vocab = (int)v;
+    if (get_int(cfg, "seq_length", 2048, 1, 1 << 24, path, &v, err))
+        return -1;
+    c->max_pos = (int)v;
+    double eps, ratio;
+    if (get_num(cfg, "layernorm_epsilon", 1e-5, path, &eps, err) ||
+        get_num(cfg, "rope_ratio", 1.0, path, &ratio, err))
+        return -1;
+    if (!(eps > 0 && eps <= FLT_MAX && (float)eps > 0))
+        return airllm_errf(err, "%s: layernorm_epsilon %g must be a positive float", path, eps);
+    c->rms_eps = (float)eps;
+    c->rope_theta = 10000.0 * ratio;
+    if (!(ratio > 0) || !(c->rope_theta > 1) || !isfinite(c->rope_theta))
+        return airllm_errf(err, "%s: rope_ratio %g must make a RoPE base above 1", path, ratio);
+    c->rope_dim = c->head_dim / 2;
+    c->rope_pairs_adjacent = true;
+    c->embed_name = "word_embeddings.weight";
+    c->norm_name = "final_layernorm.weight";
+    c->head_name = "output_layer.weight";
+    /* config.json has no tie key in older exports; the code never ties */
+    return 0;
+}
+
+/* ---- Baichuan 1/2 (model_type baichuan; modeling_baichuan.py) ----
+ * One model_type, two forward passes: 7B (Baichuan-7B, Baichuan2-7B) uses
+ * rotate-half RoPE with base 10000 hard-coded in its code (a rope_theta key
+ * would be ignored there, so it is here); 13B (Baichuan-13B, Baichuan2-13B)
+ * uses ALiBi. Rule: the released 7B configs carry max_position_embeddings,
+ * the 13B ones only model_max_length, so ALiBi iff max_position_embeddings
+ * is absent. Baichuan2's lm_head is a NormHead (rows L2-normalized before
+ * use); Baichuan 1's is plain. Rule: Baichuan 1's vocabulary is 64000,
+ * Baichuan2's 125696, so NormHead iff vocab_size != 64000. Both rules give
+ * way to explicit keys: "airllm_alibi" and "airllm_norm_head" (true or
+ * false) in config.json. */
+static int baichuan_override(const cJSON *cfg, const char *k, bool *b, const char *path,
+                             airllm_err *err)
+{
+    const cJSON *v = item(cfg, k);
+    if (!v || cJSON_IsNull(v))
+        return 0;
+    if (!cJSON_IsBool(v))
+        return airllm_errf(err, "%s: \"%s\" must be true or false", path, k);
+    *b = cJSON_IsTrue(v);
+    return 0;
+}
+
+static int parse_baichuan(const cJSON *cfg, const char *path, rt_config *c, airllm_err *err)
+{
+    c->alibi = !item(cfg, "max_position_embeddings");
+    c->norm_head = c->vocab != 64000;
+    if (baichuan_override(cfg, "airllm_alibi", &c->alibi, path, err) ||
+        baichuan_override(cfg, "airllm_norm_head", &c->norm_head, path, err))
+        return -1;
+    long v;
+    if (!item(cfg, "max_position_embeddings")) {
+        if (get_int(cfg, "model_max_length", 4096, 1, 1 << 24, path, &v, err))
+            return -1;
+        c->max_pos = (int)v;
+    }
+    if (c->n_kv_heads != c->n_heads || c->head_dim * c->n_heads != c->hidden)
+        return airllm_errf(err, "%s: baichuan has %d heads of hidden_size / heads dims each",
+                           path, c->n_heads);
+    c->rope_theta = 10000.0;
+    return 0;
+}
+
 int rt_config_parse(const char *text, size_t len, const char *path, rt_config *c,
                     airllm_err *err)
 {
@@ -192,14 +326,27 @@ int rt_config_parse(const char *text, size_t len, const char *path, rt_config *c
         c->arch = RT_ARCH_QWEN3;
     else if (strcmp(type, "mixtral") == 0)
         c->arch = RT_ARCH_MIXTRAL;
+    else if (strcmp(type, "chatglm") == 0)
+        c->arch = RT_ARCH_CHATGLM;
+    else if (strcmp(type, "baichuan") == 0)
+        c->arch = RT_ARCH_BAICHUAN;
     else {
         airllm_errf(err, "%s: architecture \"%s\" is not supported by airllm-run (supported: "
-                         "llama, mistral, qwen2, qwen3, mixtral)",
+                         "llama, mistral, qwen2, qwen3, mixtral, chatglm, baichuan)",
                     path, *type ? type : "(no model_type)");
         rc = RT_CONFIG_UNSUPPORTED;
         goto out;
     }
+    c->embed_name = "embed_tokens.weight";
+    c->norm_name = "norm.weight";
+    c->head_name = "lm_head.weight";
     long v;
+    if (c->arch == RT_ARCH_CHATGLM) {
+        if ((rc = parse_chatglm(cfg, path, c, err)) != 0)
+            goto out;
+        rc = -1;
+        goto tail;
+    }
     if (get_int(cfg, "hidden_size", -1, 1, 1 << 20, path, &v, err))
         goto out;
     c->hidden = (int)v;
@@ -256,6 +403,9 @@ int rt_config_parse(const char *text, size_t len, const char *path, rt_config *c
     if ((rc = check_act(cfg, path, err)) != 0 || (rc = parse_rope(cfg, path, c, err)) != 0)
         goto out;
     rc = -1;
+    c->rope_dim = c->head_dim;
+    if (c->arch == RT_ARCH_BAICHUAN && parse_baichuan(cfg, path, c, err))
+        goto out;
     /* Sliding window: Mistral and Mixtral apply it to every layer. Qwen2/3
      * configs carry a window that only counts with use_sliding_window (and
      * then per layer, which this runner does not do). */
@@ -277,8 +427,11 @@ int rt_config_parse(const char *text, size_t len, const char *path, rt_config *c
             goto out;
         c->n_experts_used = (int)v;
     }
+tail:;
     const cJSON *tie = item(cfg, "tie_word_embeddings");
-    c->tie_embeddings = tie ? cJSON_IsTrue(tie) : true;
+    /* ChatGLM and Baichuan never tie (their code has its own head) */
+    c->tie_embeddings = tie ? cJSON_IsTrue(tie)
+                            : c->arch != RT_ARCH_CHATGLM && c->arch != RT_ARCH_BAICHUAN;
     if (get_int(cfg, "bos_token_id", -2, -2, c->vocab - 1, path, &v, err))
         goto out;
     c->bos_id = v < 0 ? -1 : (int32_t)v;

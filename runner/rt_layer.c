@@ -14,7 +14,9 @@
  *   bq [Q]  bk [KV]  bv [KV]                optional (Qwen2 has them), any shape
  *   q_norm, k_norm [1, head_dim]            Qwen3 only
  *   gate [I, H]  up [I, H]  down [H, I]     dense MLP
- *   router [E, H], per expert w1 [I, H]  w3 [I, H]  w2 [H, I]   Mixtral */
+ *   router [E, H], per expert w1 [I, H]  w3 [I, H]  w2 [H, I]   Mixtral
+ *   wqkv [Q + 2 KV, H], bqkv [Q + 2 KV] (optional)   ChatGLM, Baichuan
+ *   gate_up [2 I, H]                        ChatGLM */
 #include "rt.h"
 
 #include <stddef.h>
@@ -23,12 +25,50 @@
 #define ROLE(field, suffix, rows, cols, optional) \
     (rt_role) { suffix, rows, cols, optional, offsetof(rt_layer, field) }
 
+/* ChatGLM2/3 (transformer.encoder.layers.N.*): query_key_value rows are
+ * all Q heads, then K and V for the G groups; its bias is there with
+ * add_qkv_bias (chatglm3-6b). dense_h_to_4h rows are gate | up. */
+static size_t roles_chatglm(const rt_config *c, rt_role *out)
+{
+    uint64_t H = (uint64_t)c->hidden, hd = (uint64_t)c->head_dim;
+    uint64_t QKV = ((uint64_t)c->n_heads + 2 * (uint64_t)c->n_kv_heads) * hd;
+    uint64_t I = (uint64_t)c->intermediate;
+    size_t n = 0;
+    out[n++] = ROLE(attn_norm, "input_layernorm.weight", 1, H, false);
+    out[n++] = ROLE(ffn_norm, "post_attention_layernorm.weight", 1, H, false);
+    out[n++] = ROLE(wqkv, "self_attention.query_key_value.weight", QKV, H, false);
+    out[n++] = ROLE(bqkv, "self_attention.query_key_value.bias", 0, QKV, true);
+    out[n++] = ROLE(wo, "self_attention.dense.weight", H, (uint64_t)c->n_heads * hd, false);
+    out[n++] = ROLE(gate_up, "mlp.dense_h_to_4h.weight", 2 * I, H, false);
+    out[n++] = ROLE(down, "mlp.dense_4h_to_h.weight", H, I, false);
+    return n;
+}
+
+/* Baichuan 1/2 (model.layers.N.*): W_pack rows q | k | v, H rows each. */
+static size_t roles_baichuan(const rt_config *c, rt_role *out)
+{
+    uint64_t H = (uint64_t)c->hidden, I = (uint64_t)c->intermediate;
+    size_t n = 0;
+    out[n++] = ROLE(attn_norm, "input_layernorm.weight", 1, H, false);
+    out[n++] = ROLE(ffn_norm, "post_attention_layernorm.weight", 1, H, false);
+    out[n++] = ROLE(wqkv, "self_attn.W_pack.weight", 3 * H, H, false);
+    out[n++] = ROLE(wo, "self_attn.o_proj.weight", H, H, false);
+    out[n++] = ROLE(gate, "mlp.gate_proj.weight", I, H, false);
+    out[n++] = ROLE(up, "mlp.up_proj.weight", I, H, false);
+    out[n++] = ROLE(down, "mlp.down_proj.weight", H, I, false);
+    return n;
+}
+
 size_t rt_layer_roles(const rt_config *c, rt_role out[RT_LAYER_ROLES_MAX])
 {
     uint64_t H = (uint64_t)c->hidden, hd = (uint64_t)c->head_dim;
     uint64_t Q = (uint64_t)c->n_heads * hd, KV = (uint64_t)c->n_kv_heads * hd;
     uint64_t I = (uint64_t)c->intermediate;
     size_t n = 0;
+    if (c->arch == RT_ARCH_CHATGLM)
+        return roles_chatglm(c, out);
+    if (c->arch == RT_ARCH_BAICHUAN)
+        return roles_baichuan(c, out);
     /* In this order so that a broken unit reports the same first problem
      * as before the binder existed. */
     out[n++] = ROLE(attn_norm, "input_layernorm.weight", 1, H, false);

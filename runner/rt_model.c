@@ -122,9 +122,9 @@ static float silu(float x)
 /* transformers' inverse frequencies, with llama3 scaling when configured. */
 void rt_rope_init(const rt_config *c, float *inv)
 {
-    int half = c->head_dim / 2;
+    int half = c->rope_dim / 2;
     for (int i = 0; i < half; i++) {
-        float f = (float)(1.0 / pow(c->rope_theta, (double)(2 * i) / c->head_dim));
+        float f = (float)(1.0 / pow(c->rope_theta, (double)(2 * i) / c->rope_dim));
         if (c->rope_llama3) {
             double low_wl = c->rope_orig_max / c->rope_low_freq;
             double high_wl = c->rope_orig_max / c->rope_high_freq;
@@ -143,12 +143,13 @@ void rt_rope_init(const rt_config *c, float *inv)
     }
 }
 
-/* cs[i] = cos, cs[hd / 2 + i] = sin of position pos's angle i: once per
- * token and step, shared by every layer (they were computed again in each
- * layer; no speed change could be measured on SmolLM2, within noise). */
-static void rope_angles(float *cs, int hd, const float *inv, size_t pos)
+/* cs[i] = cos, cs[rd / 2 + i] = sin of position pos's angle i (rd: the
+ * rotated dims, rope_dim): once per token and step, shared by every layer
+ * (they were computed again in each layer; no speed change could be
+ * measured on SmolLM2, within noise). */
+static void rope_angles(float *cs, int rd, const float *inv, size_t pos)
 {
-    int half = hd / 2;
+    int half = rd / 2;
     for (int i = 0; i < half; i++) {
         float ang = (float)pos * inv[i];
         cs[i] = cosf(ang);
@@ -156,9 +157,24 @@ static void rope_angles(float *cs, int hd, const float *inv, size_t pos)
     }
 }
 
-static void rope_apply(float *v, int heads, int hd, const float *cs)
+/* Rotates the first rd dims of each of the heads (hd apart) by cs: pairs
+ * (i, i + rd / 2) (rotate-half), or (2i, 2i + 1) with adjacent (ChatGLM);
+ * dims past rd pass through. */
+static void rope_apply(float *v, int heads, int hd, int rd, bool adjacent, const float *cs)
 {
-    int half = hd / 2;
+    int half = rd / 2;
+    if (adjacent) {
+        for (int h = 0; h < heads; h++) {
+            float *x = v + (size_t)h * hd;
+            for (int i = 0; i < half; i++) {
+                float c = cs[i], s = cs[half + i];
+                float a = x[2 * i], b = x[2 * i + 1];
+                x[2 * i] = a * c - b * s;
+                x[2 * i + 1] = b * c + a * s;
+            }
+        }
+        return;
+    }
     for (int i = 0; i < half; i++) {
         float c = cs[i], s = cs[half + i];
         for (int h = 0; h < heads; h++) {
@@ -248,11 +264,18 @@ int rt_model_open(rt_model *m, const char *dir, uint64_t budget, bool prefetch, 
     if (n_layer_units != (size_t)c->n_layers)
         return airllm_errf(err, "%s: config.json says %d layers, the manifest has %zu", dir,
                            c->n_layers, n_layer_units);
-    m->rope_inv_freq = malloc(sizeof(float) * (size_t)c->head_dim / 2);
+    m->rope_inv_freq = malloc(sizeof(float) * (size_t)c->rope_dim / 2);
+    if (c->alibi) {
+        if (!(m->alibi_slopes = malloc(sizeof(float) * (size_t)c->n_heads)))
+            return airllm_errf(err, "out of memory");
+        rt_alibi_slopes(c->n_heads, m->alibi_slopes);
+    }
+    if (c->norm_head && rt_norm_head_init(m, err))
+        return -1;
     size_t vec = (size_t)c->hidden > (size_t)c->intermediate ? (size_t)c->hidden
                                                                 : (size_t)c->intermediate;
-    if ((size_t)c->head_dim * c->n_heads > vec)
-        vec = (size_t)c->head_dim * c->n_heads;
+    if ((size_t)c->head_dim * (c->n_heads + 2 * (size_t)c->n_kv_heads) > vec)
+        vec = (size_t)c->head_dim * (c->n_heads + 2 * (size_t)c->n_kv_heads); /* fused bias */
     m->vec = malloc(sizeof(float) * (vec + 64));
     if (!m->rope_inv_freq || !m->vec)
         return airllm_errf(err, "out of memory");
@@ -280,6 +303,9 @@ void rt_model_close(rt_model *m)
     free(m->router);
     free(m->rope_inv_freq);
     free(m->vec);
+    free(m->fused);
+    free(m->alibi_slopes);
+    free(m->head_scale);
 }
 
 /* Work buffers for n tokens. */
@@ -292,6 +318,9 @@ static int ensure_buffers(rt_model *m, size_t n, airllm_err *err)
            KV = (size_t)c->n_kv_heads * c->head_dim, I = (size_t)c->intermediate;
     free(m->x), free(m->xb), free(m->q), free(m->k), free(m->v), free(m->att_out);
     free(m->hb), free(m->hb2), free(m->scores), free(m->moe_acc), free(m->router);
+    free(m->fused);
+    /* fused matmul outputs: q | k | v (ChatGLM, Baichuan), gate | up (ChatGLM) */
+    m->fused = malloc(sizeof(float) * n * (Q + 2 * KV > 2 * I ? Q + 2 * KV : 2 * I));
     m->x = malloc(sizeof(float) * n * H);
     m->xb = malloc(sizeof(float) * n * (H > Q ? H : Q));
     m->q = malloc(sizeof(float) * n * Q);
@@ -307,7 +336,7 @@ static int ensure_buffers(rt_model *m, size_t n, airllm_err *err)
     m->scores = malloc(sizeof(float) * (size_t)m->threads * (size_t)c->max_pos);
     m->max_tokens = n;
     if (!m->x || !m->xb || !m->q || !m->k || !m->v || !m->att_out || !m->hb || !m->hb2 ||
-        !m->moe_acc || !m->router || !m->scores)
+        !m->moe_acc || !m->router || !m->scores || !m->fused)
         return airllm_errf(err, "out of memory for %zu tokens of activations", n);
     return 0;
 }
@@ -401,6 +430,13 @@ static int attention_run(void *ctx, size_t job, int thread, airllm_err *err)
     if (airllm_attn_scores(q, kc + lo * kvd, kvd, (size_t)hd, np, 1.0f / sqrtf((float)hd), sc,
                            err))
         return -1;
+    if (m->alibi_slopes) {
+        /* Baichuan adds slope * key position; relative to the query's, as
+         * here, it differs by a constant per row, which softmax drops. */
+        float sl = m->alibi_slopes[h];
+        for (size_t j = 0; j < np; j++)
+            sc[j] += sl * ((float)(lo + j) - (float)pos);
+    }
     float mx = -INFINITY;
     for (size_t j = 0; j < np; j++)
         mx = sc[j] > mx ? sc[j] : mx;
@@ -545,7 +581,8 @@ static int layer_forward(rt_model *m, step *st, const rt_slot *sl, const char *u
         rmsnorm(m->xb + t * H, m->x + t * H, w, (int)H, c->rms_eps);
     const rt_tensor *qkv[3] = {l.wq, l.wk, l.wv};
     float *out3[3] = {m->q, m->k, m->v};
-    if (matmul_multi(m->pool, qkv, out3, 3, m->xb, n, err))
+    if (l.wqkv ? rt_qkv_fused(m, &l, m->xb, n, err)
+               : matmul_multi(m->pool, qkv, out3, 3, m->xb, n, err))
         return airllm_err_prefix(err, "%s", unit);
     if (add_bias(l.bq, m->q, n, Q, w, err) || add_bias(l.bk, m->k, n, KV, w, err) ||
         add_bias(l.bv, m->v, n, KV, w, err))
@@ -566,8 +603,12 @@ static int layer_forward(rt_model *m, step *st, const rt_slot *sl, const char *u
         }
     }
     for (size_t t = 0; t < n; t++) {
-        rope_apply(m->q + t * Q, c->n_heads, (int)hd, st->rope_cs + t * hd);
-        rope_apply(m->k + t * KV, c->n_kv_heads, (int)hd, st->rope_cs + t * hd);
+        if (!c->alibi) {
+            rope_apply(m->q + t * Q, c->n_heads, (int)hd, c->rope_dim, c->rope_pairs_adjacent,
+                       st->rope_cs + t * hd);
+            rope_apply(m->k + t * KV, c->n_kv_heads, (int)hd, c->rope_dim,
+                       c->rope_pairs_adjacent, st->rope_cs + t * hd);
+        }
         rt_seq *s = st->seq[t];
         size_t off = ((size_t)st->layer * s->ctx + st->pos[t]) * KV;
         memcpy(s->k + off, m->k + t * KV, KV * sizeof(float));
@@ -595,8 +636,9 @@ static int layer_forward(rt_model *m, step *st, const rt_slot *sl, const char *u
         return -1;
     for (size_t t = 0; t < n; t++)
         rmsnorm(m->xb + t * H, m->x + t * H, w, (int)H, c->rms_eps);
-    if (l.router ? moe(m, sl, unit, l.router, m->xb, n, err)
-                 : mlp(m, l.gate, l.up, l.down, m->xb, n, m->xb, err))
+    if (l.router    ? moe(m, sl, unit, l.router, m->xb, n, err)
+        : l.gate_up ? rt_mlp_halves(m, l.gate_up, l.down, m->xb, n, m->xb, err)
+                    : mlp(m, l.gate, l.up, l.down, m->xb, n, m->xb, err))
         return -1;
     for (size_t i = 0; i < n * H; i++)
         m->x[i] += m->xb[i];
@@ -613,7 +655,7 @@ int rt_embed(rt_model *m, const int32_t *ids, size_t n, float *out, airllm_err *
     rt_slot *sl;
     if (rt_store_acquire(st, (size_t)st->embed_unit, &sl, err))
         return -1;
-    const rt_tensor *e = rt_slot_need(sl, st->units[st->embed_unit].file, "embed_tokens.weight",
+    const rt_tensor *e = rt_slot_need(sl, st->units[st->embed_unit].file, c->embed_name,
                               (uint64_t)c->vocab, H, err);
     int rc = e ? 0 : -1;
     for (size_t t = 0; !rc && t < n; t++)
@@ -644,7 +686,10 @@ int rt_forward(rt_model *m, rt_seq **seqs, size_t n_seqs, float *logits, airllm_
             if (!m->x)
                 return airllm_errf(err, "out of memory for %zu tokens of embeddings", n);
         }
-        return rt_cuda_forward(m->gpu, m, seqs, n_seqs, logits, err);
+        if (rt_cuda_forward(m->gpu, m, seqs, n_seqs, logits, err))
+            return -1;
+        rt_norm_head_apply(m, logits, n_seqs);
+        return 0;
     }
     if (ensure_buffers(m, n, err))
         return -1;
@@ -661,7 +706,7 @@ int rt_forward(rt_model *m, rt_seq **seqs, size_t n_seqs, float *logits, airllm_
             st.seq[k] = seqs[i];
             st.pos[k] = p;
             ids[k] = seqs[i]->ids[p];
-            rope_angles(st.rope_cs + k * (size_t)c->head_dim, c->head_dim, m->rope_inv_freq, p);
+            rope_angles(st.rope_cs + k * (size_t)c->head_dim, c->rope_dim, m->rope_inv_freq, p);
         }
         last[i] = k - 1;
     }
@@ -686,7 +731,7 @@ int rt_forward(rt_model *m, rt_seq **seqs, size_t n_seqs, float *logits, airllm_
     /* final norm on each sequence's last token, then the head */
     float *xl = m->xb;
     if (!rc && !(rc = rt_store_acquire(st_, (size_t)st_->norm_unit, &sl, err))) {
-        const rt_tensor *nw = rt_slot_find(sl, "norm.weight");
+        const rt_tensor *nw = rt_slot_find(sl, c->norm_name);
         if (!nw)
             rc = airllm_errf(err, "%s: no norm weight", st_->units[st_->norm_unit].file);
         if (!rc)
@@ -700,9 +745,9 @@ int rt_forward(rt_model *m, rt_seq **seqs, size_t n_seqs, float *logits, airllm_
         size_t hu = st_->head_unit >= 0 ? (size_t)st_->head_unit : (size_t)st_->embed_unit;
         if (!(rc = rt_store_acquire(st_, hu, &sl, err))) {
             const rt_tensor *hw = st_->head_unit >= 0
-                                      ? rt_slot_need(sl, st_->units[hu].file, "lm_head.weight",
+                                      ? rt_slot_need(sl, st_->units[hu].file, c->head_name,
                                              (uint64_t)c->vocab, H, err)
-                                      : rt_slot_need(sl, st_->units[hu].file, "embed_tokens.weight",
+                                      : rt_slot_need(sl, st_->units[hu].file, c->embed_name,
                                              (uint64_t)c->vocab, H, err);
             double c0 = rt_now();
             rc = hw ? rt_matmul(m->pool, hw, xl, n_seqs, logits, err) : -1;
@@ -710,6 +755,8 @@ int rt_forward(rt_model *m, rt_seq **seqs, size_t n_seqs, float *logits, airllm_
             rt_store_release(st_, hu);
         }
     }
+    if (!rc)
+        rt_norm_head_apply(m, logits, n_seqs);
     if (!rc)
         for (size_t i = 0; i < n_seqs; i++)
             seqs[i]->n_cached = seqs[i]->n_ids;

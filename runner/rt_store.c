@@ -1170,7 +1170,7 @@ int rt_store_start(rt_store *s, uint64_t budget, const rt_allocator *alloc, airl
     return 0;
 }
 
-void rt_store_close(rt_store *s)
+void rt_store_stop(rt_store *s)
 {
     if (s->thread_started) {
         pthread_mutex_lock(&s->lock);
@@ -1178,7 +1178,13 @@ void rt_store_close(rt_store *s)
         pthread_cond_broadcast(&s->cond);
         pthread_mutex_unlock(&s->lock);
         pthread_join(s->thread, NULL);
+        s->thread_started = false;
     }
+}
+
+void rt_store_close(rt_store *s)
+{
+    rt_store_stop(s);
     for (size_t i = 0; s->units && i < s->n_units; i++) {
         if (s->units[i].slot) {
             slot_free(s, s->units[i].slot);

@@ -82,6 +82,31 @@ def align(x, a):
     return (x + a - 1) // a * a
 
 
+def dequantize(t, blob):
+    """The values of quantized tensor t (a read_header entry) of the unit
+    file whose bytes are blob, as the runner's kernels decode them (float32
+    products). Not for double-quantized tensors."""
+    kind = ENC[t["enc"]]
+    block, flags = t["params"][0], t["params"][1]
+    assert not flags & 1, "double-quantized: %s" % t["name"]
+    n = t["raw"] // DTYPE_BYTES[DTYPE_CODE[t["dtype"]]]
+    nb = (n + block - 1) // block
+    codes_len = n if kind == "int8" else (n + 1) // 2
+    data = blob[t["offset"]:t["offset"] + t["stored"]]
+    absmax = struct.unpack_from("<%df" % nb, data, align(codes_len, 64))
+    out = []
+    for i in range(n):
+        a = absmax[i // block]
+        if kind == "int8":
+            q = data[i] - 256 if data[i] > 127 else data[i]
+            out.append(f32(q * f32(a / 127.0)))
+        else:
+            byte = data[i // 2]
+            code = byte >> 4 if i % 2 == 0 else byte & 15
+            out.append(f32((NF4 if kind == "nf4" else FP4)[code] * a))
+    return out
+
+
 def main():
     out_dir, src_dir = sys.argv[1], sys.argv[2]
     man = json.load(open(os.path.join(out_dir, "manifest.json")))
@@ -121,19 +146,11 @@ def main():
             if flags & 1:
                 layout_only += 1
                 continue
-            absmax = struct.unpack_from("<%df" % nb, data, scales_off)
             x = source_values(src_dir, t["name"])
+            ys = dequantize(t, blob)
             se = sx = me = 0.0
             for i in range(n):
-                a = absmax[i // block]
-                if kind == "int8":
-                    q = data[i] - 256 if data[i] > 127 else data[i]
-                    y = f32(q * f32(a / 127.0))
-                else:
-                    byte = data[i // 2]
-                    code = byte >> 4 if i % 2 == 0 else byte & 15
-                    y = f32((NF4 if kind == "nf4" else FP4)[code] * a)
-                d = x[i] - y
+                d = x[i] - ys[i]
                 se += d * d
                 sx += x[i] * x[i]
                 me = max(me, abs(d))

@@ -133,6 +133,23 @@ for dir in "$SRC_DIR"/tests/data/arch/*/; do
     vs_cpu "$S/archq" "$c nf4 streamed" --gpu-mem-budget "${mb:-1G}" --mem-budget 0
 done
 
+# ChatGLM and Baichuan (fused qkv / gate|up, half-head adjacent RoPE, ALiBi,
+# NormHead): batched, and their nf4 / int8 references held and streamed
+for c in chatglm_groups chatglm_rope_ratio baichuan_alibi baichuan_rope; do
+    d=$SRC_DIR/tests/data/arch/$c
+    rm -rf "$S/fam" "$S/fam.nf4" "$S/fam.int8"
+    "$AIRLLM_SPLIT" -q "$d" "$S/fam"
+    "$AIRLLM_QUANT" -q -t nf4 --include lm_head "$S/fam" "$S/fam.nf4"
+    "$AIRLLM_QUANT" -q -t int8 "$S/fam" "$S/fam.int8"
+    golden "$S/fam" "$d/golden.json" 1e-4 --batch -- --device cuda
+    for q in nf4 int8; do
+        golden "$S/fam.$q" "$d/golden_$q.json" 1e-4 -- --device cuda
+        mb=$(min_budget "$S/fam.$q")
+        golden "$S/fam.$q" "$d/golden_$q.json" 1e-4 -- --device cuda --gpu-mem-budget "${mb:-1G}" \
+            --mem-budget 0
+    done
+done
+
 # ---- peak VRAM: within the weight budget + KV cache + work buffers ----
 mb=$(min_budget "$S/nf4")
 "$R" -q --json --device cuda --gpu-mem-budget "${mb:-1G}" --mem-budget 0 --ids "$IDS" -n 8 \

@@ -194,8 +194,11 @@ done
 rm -rf "$S/syn" "$S/synq"
 python3 "$SRC_DIR/scripts/make_synthetic.py" --family chatglm --out "$S/syn" >/dev/null
 "$AIRLLM_SPLIT" -q "$S/syn" "$S/synq"
+run 0 "chatglm (make_synthetic's config keys) runs" "$R" -q --ids 1 -n 2 "$S/synq"
+# a model_type no family has (config.json edited after the split)
+sed -i 's/"model_type": "chatglm"/"model_type": "nosuchfamily"/' "$S/synq/config.json"
 run 1 "unsupported architecture" "$R" -q --ids 1 -n 2 "$S/synq"
-expect_err "chatglm" "names the architecture"
+expect_err "nosuchfamily" "names the architecture"
 rm -rf "$S/bad"
 mkdir "$S/bad"
 run 1 "not a converted directory" "$R" -q --ids 1 "$S/bad"

@@ -91,7 +91,9 @@ struct rt_cuda {
     long long *seq_ctx;
     float *deq;            /* dequantized rows for SGEMM */
     size_t deq_elems;
-    float *inv_freq;
+    float *inv_freq;       /* [rope_dim / 2] */
+    float *alibi;          /* [n_heads] ALiBi slopes (Baichuan 13B), or NULL */
+    float *fused;          /* [cap, max(Q + 2 KV, 2 I)]: a fused matmul's output */
     /* accounting */
     uint64_t alloc_bytes, peak_bytes, kv_bytes, work_bytes, held_bytes, peak_used;
     uint64_t h2d_bytes;
@@ -304,10 +306,13 @@ __global__ void k_silu_mul(float *a, const float *b, size_t n)
     }
 }
 
-/* rotate_half RoPE on v [n, heads, hd] at each token's position. */
-__global__ void k_rope(float *v, int n, int heads, int hd, const int *pos, const float *inv)
+/* RoPE on v [n, heads, hd] at each token's position, over the first rd
+ * dims of each head: rotate-half pairs (f, f + rd / 2), or adjacent pairs
+ * (2f, 2f + 1) (ChatGLM); the rest of the head passes through. */
+__global__ void k_rope(float *v, int n, int heads, int hd, int rd, int adjacent, const int *pos,
+                       const float *inv)
 {
-    int half = hd / 2;
+    int half = rd / 2;
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= (size_t)n * heads * half)
         return;
@@ -317,9 +322,38 @@ __global__ void k_rope(float *v, int n, int heads, int hd, const int *pos, const
     float ang = (float)pos[t] * inv[f];
     float c = cosf(ang), s = sinf(ang);
     float *x = v + th * hd;
-    float a = x[f], b = x[f + half];
-    x[f] = a * c - b * s;
-    x[f + half] = b * c + a * s;
+    int ia = adjacent ? 2 * f : f, ib = adjacent ? 2 * f + 1 : f + half;
+    float a = x[ia], b = x[ib];
+    x[ia] = a * c - b * s;
+    x[ib] = b * c + a * s;
+}
+
+/* A fused q | k | v output f [n, Q + 2 KV] split into q [n, Q], k, v [n, KV]. */
+__global__ void k_split_qkv(const float *f, float *q, float *k, float *v, int n, int Q, int KV)
+{
+    size_t W = (size_t)Q + 2 * (size_t)KV;
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= (size_t)n * W)
+        return;
+    size_t t = i / W, c = i % W;
+    float x = f[i];
+    if (c < (size_t)Q)
+        q[t * Q + c] = x;
+    else if (c < (size_t)Q + KV)
+        k[t * KV + c - Q] = x;
+    else
+        v[t * KV + c - Q - KV] = x;
+}
+
+/* ChatGLM's SwiGLU halves: h[t, i] = silu(f[t, i]) * f[t, I + i], f [n, 2I]. */
+__global__ void k_swiglu_halves(const float *f, float *h, int n, int I)
+{
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= (size_t)n * I)
+        return;
+    size_t t = i / I, c = i % I;
+    float g = f[t * 2 * I + c];
+    h[i] = g / (1.0f + expf(-g)) * f[t * 2 * I + I + c];
 }
 
 /* Each token's k and v rows [kvd] into its sequence's cache at (layer, pos). */
@@ -347,8 +381,8 @@ __global__ void k_kv_store(const float *k, const float *v, int n, int kvd, int l
  * length works in fixed memory. q, out: [n, heads * hd]. */
 __global__ void __launch_bounds__(ATT_THREADS)
 k_attention(const float *q, float *out, int n_heads, int n_kv, int hd, int layer, int window,
-            float scale, const int *tok_seq, const int *tok_pos, float *const *seq_k,
-            float *const *seq_v, const long long *seq_ctx)
+            float scale, const float *alibi, const int *tok_seq, const int *tok_pos,
+            float *const *seq_k, float *const *seq_v, const long long *seq_ctx)
 {
     extern __shared__ float sh[];
     float *qs = sh, *sc = sh + hd, *red = sc + ATT_CHUNK;
@@ -376,6 +410,9 @@ k_attention(const float *q, float *out, int n_heads, int n_kv, int hd, int layer
             for (int i = lane; i < hd; i += 32)
                 d += qs[i] * k[i];
             d = warp_sum(d) * scale;
+            /* ALiBi: slope * (key position - query position), as the CPU */
+            if (alibi)
+                d += alibi[h] * ((float)(c0 + j) - (float)pos);
             if (lane == 0)
                 sc[j] = d;
             lmax = fmaxf(lmax, d);
@@ -670,16 +707,24 @@ static int cu_load(rt_cuda *g, rt_model *m, airllm_err *err)
 {
     rt_store *s = &m->store;
     const rt_config *c = &m->cfg;
-    float *inv = (float *)malloc(sizeof(float) * (size_t)c->head_dim / 2);
+    size_t nf = (size_t)c->rope_dim / 2, nh = (size_t)c->n_heads;
+    float *inv = (float *)malloc(sizeof(float) * (nf > nh ? nf : nh));
     if (!inv)
         return airllm_errf(err, "out of memory");
     rt_rope_init(c, inv);
-    int rc = dev_alloc(g, (void **)&g->inv_freq, sizeof(float) * (size_t)c->head_dim / 2,
-                       "RoPE frequencies", err);
-    if (!rc && cudaMemcpy(g->inv_freq, inv, sizeof(float) * (size_t)c->head_dim / 2,
-                          cudaMemcpyHostToDevice) != cudaSuccess)
+    int rc = dev_alloc(g, (void **)&g->inv_freq, sizeof(float) * nf, "RoPE frequencies", err);
+    if (!rc && cudaMemcpy(g->inv_freq, inv, sizeof(float) * nf, cudaMemcpyHostToDevice) !=
+                   cudaSuccess)
         rc = airllm_errf(err, "CUDA error at %s:%d: copying RoPE frequencies", __FILE__,
                          __LINE__);
+    if (!rc && c->alibi) {
+        rt_alibi_slopes(c->n_heads, inv);
+        rc = dev_alloc(g, (void **)&g->alibi, sizeof(float) * nh, "ALiBi slopes", err);
+        if (!rc && cudaMemcpy(g->alibi, inv, sizeof(float) * nh, cudaMemcpyHostToDevice) !=
+                       cudaSuccess)
+            rc = airllm_errf(err, "CUDA error at %s:%d: copying ALiBi slopes", __FILE__,
+                             __LINE__);
+    }
     free(inv);
     if (rc || g->unified)
         return rc;
@@ -795,8 +840,9 @@ static void cu_seq_free(rt_cuda *g, rt_seq *s)
 
 static void work_free(rt_cuda *g)
 {
-    float **f[] = {&g->x, &g->xb, &g->q, &g->k, &g->v, &g->att, &g->hb, &g->hb2, &g->acc,
-                   &g->router, &g->xg, &g->vec, &g->vec2, &g->xl, &g->logits, &g->wts, &g->deq};
+    float **f[] = {&g->x,  &g->xb,   &g->q,  &g->k,  &g->v,  &g->att,    &g->hb,
+                   &g->hb2, &g->acc, &g->router, &g->xg, &g->vec, &g->vec2, &g->xl,
+                   &g->logits, &g->wts, &g->deq, &g->fused};
     for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
         cudaFree(*f[i]);
         *f[i] = NULL;
@@ -824,6 +870,9 @@ static int work_ensure(rt_cuda *g, const rt_model *m, size_t n, size_t n_seqs, a
     size_t H = (size_t)c->hidden, Q = (size_t)c->n_heads * c->head_dim, KV = g->kvd,
            I = (size_t)c->intermediate, E = c->n_experts ? (size_t)c->n_experts : 1;
     size_t V = (size_t)c->vocab, W = H > Q ? H : Q, big = I > W ? I : W;
+    /* fused q | k | v (and its bias, through vec2) and gate | up outputs */
+    size_t F = Q + 2 * KV > 2 * I ? Q + 2 * KV : 2 * I;
+    big = Q + 2 * KV > big ? Q + 2 * KV : big;
     n = n > g->cap ? n : g->cap;
     n_seqs = n_seqs > g->cap_seqs ? n_seqs : g->cap_seqs;
     size_t max_cols = big > H ? big : H;
@@ -848,7 +897,7 @@ static int work_ensure(rt_cuda *g, const rt_model *m, size_t n, size_t n_seqs, a
         {(void **)&g->deq, 4 * g->deq_elems}, {(void **)&g->tok_pos, 4 * n},
         {(void **)&g->tok_seq, 4 * n},        {(void **)&g->idx, 4 * n * per_tok},
         {(void **)&g->seq_k, 8 * n_seqs},     {(void **)&g->seq_v, 8 * n_seqs},
-        {(void **)&g->seq_ctx, 8 * n_seqs},
+        {(void **)&g->seq_ctx, 8 * n_seqs},   {(void **)&g->fused, 4 * n * F},
     };
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
         if (dev_alloc(g, want[i].p, want[i].bytes, "activations", err)) {
@@ -1055,22 +1104,36 @@ static int layer(fwd *f, unit_views *uv, const char *unit, int li, airllm_err *e
     rt_layer l;
     if (rt_layer_bind(&vs, unit, c, &l, err))
         return -1;
-    if (rmsnorm(g, g->xb, g->x, l.attn_norm, n, H, c->rms_eps, err) ||
-        mm(g, l.wq, g->xb, n, g->q, err) || mm(g, l.wk, g->xb, n, g->k, err) ||
-        mm(g, l.wv, g->xb, n, g->v, err) || add_bias(g, l.bq, g->q, n, Q, err) ||
-        add_bias(g, l.bk, g->k, n, KV, err) || add_bias(g, l.bv, g->v, n, KV, err))
+    if (rmsnorm(g, g->xb, g->x, l.attn_norm, n, H, c->rms_eps, err))
         return -1;
+    if (l.wqkv) {
+        /* ChatGLM, Baichuan: the fused matrix whole, its output split */
+        if (mm(g, l.wqkv, g->xb, n, g->fused, err) ||
+            add_bias(g, l.bqkv, g->fused, n, Q + 2 * KV, err))
+            return -1;
+        k_split_qkv<<<blocks(n * (Q + 2 * KV), 256), 256, 0, g->compute>>>(
+            g->fused, g->q, g->k, g->v, (int)n, (int)Q, (int)KV);
+        KCHECK();
+    } else if (mm(g, l.wq, g->xb, n, g->q, err) || mm(g, l.wk, g->xb, n, g->k, err) ||
+               mm(g, l.wv, g->xb, n, g->v, err) || add_bias(g, l.bq, g->q, n, Q, err) ||
+               add_bias(g, l.bk, g->k, n, KV, err) || add_bias(g, l.bv, g->v, n, KV, err)) {
+        return -1;
+    }
     /* Qwen3: per head, rows of hd */
     if (l.q_norm && (rmsnorm(g, g->q, g->q, l.q_norm, n * c->n_heads, hd, c->rms_eps, err) ||
                      rmsnorm(g, g->k, g->k, l.k_norm, n * c->n_kv_heads, hd, c->rms_eps, err)))
         return -1;
-    size_t half = hd / 2;
-    k_rope<<<blocks(n * c->n_heads * half, 256), 256, 0, g->compute>>>(
-        g->q, (int)n, c->n_heads, (int)hd, g->tok_pos, g->inv_freq);
-    KCHECK();
-    k_rope<<<blocks(n * c->n_kv_heads * half, 256), 256, 0, g->compute>>>(
-        g->k, (int)n, c->n_kv_heads, (int)hd, g->tok_pos, g->inv_freq);
-    KCHECK();
+    size_t half = (size_t)c->rope_dim / 2;
+    if (!c->alibi) {
+        k_rope<<<blocks(n * c->n_heads * half, 256), 256, 0, g->compute>>>(
+            g->q, (int)n, c->n_heads, (int)hd, c->rope_dim, c->rope_pairs_adjacent, g->tok_pos,
+            g->inv_freq);
+        KCHECK();
+        k_rope<<<blocks(n * c->n_kv_heads * half, 256), 256, 0, g->compute>>>(
+            g->k, (int)n, c->n_kv_heads, (int)hd, c->rope_dim, c->rope_pairs_adjacent,
+            g->tok_pos, g->inv_freq);
+        KCHECK();
+    }
     k_kv_store<<<blocks(n * KV, 256), 256, 0, g->compute>>>(
         g->k, g->v, (int)n, (int)KV, li, g->tok_seq, g->tok_pos, g->seq_k, g->seq_v,
         g->seq_ctx);
@@ -1078,7 +1141,8 @@ static int layer(fwd *f, unit_views *uv, const char *unit, int li, airllm_err *e
     size_t shmem = sizeof(float) * (hd + ATT_CHUNK + 32);
     k_attention<<<(unsigned)(n * c->n_heads), ATT_THREADS, shmem, g->compute>>>(
         g->q, g->att, c->n_heads, c->n_kv_heads, (int)hd, li, c->sliding_window,
-        1.0f / sqrtf((float)hd), g->tok_seq, g->tok_pos, g->seq_k, g->seq_v, g->seq_ctx);
+        1.0f / sqrtf((float)hd), g->alibi, g->tok_seq, g->tok_pos, g->seq_k, g->seq_v,
+        g->seq_ctx);
     KCHECK();
     if (mm(g, l.wo, g->att, n, g->xb, err))
         return -1;
@@ -1086,9 +1150,20 @@ static int layer(fwd *f, unit_views *uv, const char *unit, int li, airllm_err *e
     KCHECK();
     if (rmsnorm(g, g->xb, g->x, l.ffn_norm, n, H, c->rms_eps, err))
         return -1;
-    if (l.router ? moe(f, uv, unit, l.router, err)
-                 : mlp(g, l.gate, l.up, l.down, g->xb, n, g->xb, err))
+    if (l.gate_up) {
+        /* ChatGLM: dense_h_to_4h whole, then silu(first half) * second half */
+        size_t I = (size_t)c->intermediate;
+        if (mm(g, l.gate_up, g->xb, n, g->fused, err))
+            return -1;
+        k_swiglu_halves<<<blocks(n * I, 256), 256, 0, g->compute>>>(g->fused, g->hb, (int)n,
+                                                                      (int)I);
+        KCHECK();
+        if (mm(g, l.down, g->hb, n, g->xb, err))
+            return -1;
+    } else if (l.router ? moe(f, uv, unit, l.router, err)
+                        : mlp(g, l.gate, l.up, l.down, g->xb, n, g->xb, err)) {
         return -1;
+    }
     k_add<<<blocks(n * H, 256), 256, 0, g->compute>>>(g->x, g->xb, n * H);
     KCHECK();
     return 0;
@@ -1211,7 +1286,7 @@ static int cu_forward(rt_cuda *g, rt_model *m, rt_seq **seqs, size_t n_seqs, flo
             if (un->kind == AIRLLM_UNIT_LAYER) {
                 rc = layer(&f, &uv, un->file, un->layer, err);
             } else if (un->kind == AIRLLM_UNIT_NORM) {
-                const rt_tensor *nw = find(uv.v, uv.n, un->file, "norm.weight", 1, H, err);
+                const rt_tensor *nw = find(uv.v, uv.n, un->file, c->norm_name, 1, H, err);
                 cudaError_t e = cudaMemcpyAsync(g->idx, last, sizeof(int) * n_seqs,
                                                 cudaMemcpyHostToDevice, g->compute);
                 if (!nw)
@@ -1224,8 +1299,8 @@ static int cu_forward(rt_cuda *g, rt_model *m, rt_seq **seqs, size_t n_seqs, flo
                     rc = rmsnorm(g, g->xl, g->xg, nw, n_seqs, H, c->rms_eps, err);
                 }
             } else {
-                const char *name = un->kind == AIRLLM_UNIT_LM_HEAD ? "lm_head.weight"
-                                                                   : "embed_tokens.weight";
+                const char *name = un->kind == AIRLLM_UNIT_LM_HEAD ? c->head_name
+                                                                   : c->embed_name;
                 const rt_tensor *hw = find(uv.v, uv.n, un->file, name, (uint64_t)c->vocab, H, err);
                 rc = hw ? mm(g, hw, g->xl, n_seqs, g->logits, err) : -1;
             }
@@ -1338,6 +1413,7 @@ static void cu_close(rt_cuda *g)
     }
     free(g->units);
     cudaFree(g->inv_freq);
+    cudaFree(g->alibi);
     if (g->blas)
         cublasDestroy(g->blas);
     if (g->compute)

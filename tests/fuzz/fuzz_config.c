@@ -20,6 +20,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         c.vocab < 1 || c.max_pos < 1 || !(c.rms_eps > 0) || !isfinite(c.rms_eps) ||
         !(c.rope_theta > 1) || c.n_eos < 0 || c.n_eos > 8 || c.bos_id >= c.vocab)
         abort();
+    /* RoPE pairs within a head; the unit tensor names are set */
+    if (c.rope_dim < 2 || c.rope_dim % 2 || c.rope_dim > c.head_dim || !isfinite(c.rope_theta) ||
+        !c.embed_name || !c.norm_name || !c.head_name)
+        abort();
     for (int i = 0; i < c.n_eos; i++)
         if (c.eos_ids[i] < 0 || c.eos_ids[i] >= c.vocab)
             abort();
