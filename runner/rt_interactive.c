@@ -255,7 +255,7 @@ int rt_interactive(rt_model *m, const airllm_tokenizer *tok, const rt_chat *chat
         }
         if (o->json)
             print_json(turn, n, prefilled, &s, text, why);
-        else if (strcmp(why, "context") == 0)
+        if (strcmp(why, "context") == 0)
             cli_error("the context is full (%zu positions, --ctx): the answer stops here; "
                       "/reset starts a new conversation",
                       s.ctx);

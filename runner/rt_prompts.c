@@ -1,6 +1,7 @@
 /* Reading airllm-run's prompt inputs: files or stdin, id lists, JSON
  * conversations. */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -119,9 +120,12 @@ int rt_messages_load(const char *path, cJSON **root, rt_chat_msg **msgs, size_t 
         return -1;
     const char *name = strcmp(path, "-") == 0 ? "(stdin)" : path;
     const char *end = NULL;
-    cJSON *r = cJSON_ParseWithLengthOpts(t, len, &end, 1);
+    cJSON *r = cJSON_ParseWithLengthOpts(t, len, &end, 0);
+    while (r && end && end < t + len && strchr(" \t\n\r", *end))
+        end++;
+    bool trailing = r && end && end < t + len;
     free(t);
-    if (!r || !cJSON_IsArray(r)) {
+    if (!r || !cJSON_IsArray(r) || trailing) {
         cJSON_Delete(r);
         return airllm_errf(err, "%s: not a JSON array of {\"role\": ..., \"content\": ...} "
                                 "messages",
