@@ -80,7 +80,7 @@ static int32_t tok_id(const airllm_tokenizer *tok, const char *s)
 /* The system prompt a ChatML chat_template writes when the conversation has
  * none: the literal after "<|im_start|>system\n" (a newline, or the two
  * characters \n of a Jinja string) up to "<|im_end|>", with no Jinja inside. */
-static char *template_system(const char *t)
+char *rt_chat_template_system(const char *t)
 {
     static const char head[] = "<|im_start|>system";
     for (const char *p = t ? strstr(t, head) : NULL; p; p = strstr(p + 1, head)) {
@@ -228,7 +228,7 @@ int rt_chat_open(rt_chat *c, const char *dir, const char *name, const airllm_tok
                 "- InternLM (书生·浦语) can understand and communicate fluently in the language "
                 "chosen by the user such as English and 中文.");
         } else {
-            c->default_system = template_system(jstr(tcfg, "chat_template"));
+            c->default_system = rt_chat_template_system(jstr(tcfg, "chat_template"));
         }
         if (k != RT_CHAT_CHATML && !c->default_system)
             rc = airllm_errf(err, "out of memory");

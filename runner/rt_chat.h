@@ -72,6 +72,9 @@ int rt_chat_encode(const rt_chat *c, const airllm_tokenizer *tok, const rt_chat_
  * else BOS when the tokenizer adds one. */
 int rt_chat_encode_plain(const rt_chat *c, const airllm_tokenizer *tok, const char *text,
                          size_t len, int32_t **ids, size_t *n_ids, airllm_err *err);
+/* The system prompt a ChatML chat_template string writes when a
+ * conversation has none (malloc'ed), or NULL. */
+char *rt_chat_template_system(const char *chat_template);
 /* Whether id ends an answer under this template. */
 bool rt_chat_is_stop(const rt_chat *c, int32_t id);
 /* An answer as the family's chat() keeps it in the history: ChatGLM3 splits

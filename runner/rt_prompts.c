@@ -118,13 +118,23 @@ int rt_messages_load(const char *path, cJSON **root, rt_chat_msg **msgs, size_t 
     *n = 0;
     if (rt_read_text(path, &t, &len, err))
         return -1;
-    const char *name = strcmp(path, "-") == 0 ? "(stdin)" : path;
+    int rc = rt_messages_parse(t, len, strcmp(path, "-") == 0 ? "(stdin)" : path, root, msgs, n,
+                               err);
+    free(t);
+    return rc;
+}
+
+int rt_messages_parse(const char *t, size_t len, const char *name, cJSON **root,
+                      rt_chat_msg **msgs, size_t *n, airllm_err *err)
+{
+    *root = NULL;
+    *msgs = NULL;
+    *n = 0;
     const char *end = NULL;
     cJSON *r = cJSON_ParseWithLengthOpts(t, len, &end, 0);
     while (r && end && end < t + len && strchr(" \t\n\r", *end))
         end++;
     bool trailing = r && end && end < t + len;
-    free(t);
     if (!r || !cJSON_IsArray(r) || trailing) {
         cJSON_Delete(r);
         return airllm_errf(err, "%s: not a JSON array of {\"role\": ..., \"content\": ...} "

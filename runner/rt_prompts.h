@@ -26,5 +26,8 @@ int rt_parse_ids(const char *s, const char *what, int32_t **ids, size_t *n, airl
  * (cJSON_Delete it after use, and free *msgs). */
 int rt_messages_load(const char *path, cJSON **root, rt_chat_msg **msgs, size_t *n,
                      airllm_err *err);
+/* The same from len bytes in memory (named name in messages). */
+int rt_messages_parse(const char *text, size_t len, const char *name, cJSON **root,
+                      rt_chat_msg **msgs, size_t *n, airllm_err *err);
 
 #endif

@@ -22,4 +22,9 @@ done
 echo "== a session as typed:"
 printf 'What is the capital of France?\nAnd of Italy?\nWhich of the two is bigger?\n' |
     "$bin/airllm-run" -q -i --json -n "$n" "$work/smol" |
-    python3 -c 'import json,sys; [print(f"[{d[\"turn\"]}] ({d[\"prefilled_tokens\"]} of {d[\"prompt_tokens\"]} prompt tokens prefilled) {d[\"text\"]}") for d in map(json.loads, sys.stdin)]'
+    python3 -c '
+import json, sys
+for line in sys.stdin:
+    d = json.loads(line)
+    print("[%d] (%d of %d prompt tokens prefilled) %s"
+          % (d["turn"], d["prefilled_tokens"], d["prompt_tokens"], d["text"]))'
