@@ -1711,8 +1711,42 @@ static int file_special_tokens(ld *L, const cJSON *root)
 
 /* Loads a tokenizer.model or .tiktoken file; config is tokenizer_config.json
  * or NULL. */
+/* added_tokens.json, the older form of added_tokens_decoder: {"text": id,
+ * ...}. transformers' slow tokenizers add each as a token split out of the
+ * text (not special). */
+static int file_added_json(ld *L, const char *path)
+{
+    char *text;
+    size_t len;
+    cJSON *root;
+    if (airllm_read_small_file(path, TOK_CONFIG_MAX, &text, &len, L->err))
+        return -1;
+    int rc = airllm_json_parse_object(text, len, path, &root, L->err);
+    free(text);
+    if (rc)
+        return -1;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, root)
+    {
+        char where[96];
+        snprintf(where, sizeof where, "\"%.40s\"", e->string);
+        if (!cJSON_IsNumber(e) || e->valuedouble != (double)(int64_t)e->valuedouble) {
+            cJSON_Delete(root);
+            return airllm_errf(L->err, "%s: the id of %s is not an integer", path, where);
+        }
+        if (file_added(L, e->string, strlen(e->string), (int64_t)e->valuedouble, false, false,
+                       false, true, where)) {
+            airllm_err_prefix(L->err, "%s", path);
+            cJSON_Delete(root);
+            return -1;
+        }
+    }
+    cJSON_Delete(root);
+    return 0;
+}
+
 static int load_model_file(const char *file, bool spm, const char *config,
-                           airllm_tokenizer **out, airllm_err *err)
+                           const char *added_json, airllm_tokenizer **out, airllm_err *err)
 {
     *out = NULL;
     airllm_tokenizer *t = calloc(1, sizeof *t);
@@ -1749,6 +1783,9 @@ static int load_model_file(const char *file, bool spm, const char *config,
         airllm_err_prefix(err, "%s", config);
         goto out;
     }
+    if (spm && added_json && !(cls && strcmp(cls, "ChatGLMTokenizer") == 0) &&
+        file_added_json(&L, added_json))
+        goto out;
     if (file_build_ids(&L)) {
         airllm_err_prefix(err, "%s", file);
         goto out;
@@ -1812,7 +1849,7 @@ int airllm_tok_load(const char *path, airllm_tokenizer **out, airllm_err *err)
         if (snprintf(file, sizeof file, "%s", path) >= (int)sizeof file)
             return airllm_errf(err, "%s: path too long", path);
         if (ends_with(path, ".model") || ends_with(path, ".tiktoken"))
-            return load_model_file(file, ends_with(path, ".model"), NULL, out, err);
+            return load_model_file(file, ends_with(path, ".model"), NULL, NULL, out, err);
     } else {
         /* tokenizer.json first: it is what transformers' fast tokenizers
          * read, and it says everything (normalizer, added tokens) itself */
@@ -1826,7 +1863,12 @@ int airllm_tok_load(const char *path, airllm_tokenizer **out, airllm_err *err)
             bool spm = stat(file, &st) == 0;
             if (!spm && find_tiktoken(path, file, sizeof file, err))
                 return -1;
-            return load_model_file(file, spm, have_config ? config : NULL, out, err);
+            char added[4096];
+            if (airllm_path_join(added, sizeof added, path, "added_tokens.json", err))
+                return -1;
+            bool have_added = stat(added, &st) == 0;
+            return load_model_file(file, spm, have_config ? config : NULL,
+                                   have_added ? added : NULL, out, err);
         }
     }
     char *text;

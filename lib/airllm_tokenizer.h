@@ -50,7 +50,8 @@ typedef struct airllm_tokenizer airllm_tokenizer;
  * ChatGLMTokenizer: [MASK] [gMASK] [sMASK] sop eop <|system|> <|user|>
  * <|assistant|> <|observation|> after the pieces (ids only, never matched in
  * text); other SentencePiece classes (Baichuan, InternLM): bos/eos/unk/pad
- * tokens (default <s> </s> <unk>) matched in text, as slow tokenizers do. SentencePiece BOS/EOS are the model's <s> / </s>. Token strings of
+ * tokens (default <s> </s> <unk>) matched in text, as slow tokenizers do,
+ * and the tokens of the directory's added_tokens.json ({"text": id}). SentencePiece BOS/EOS are the model's <s> / </s>. Token strings of
  * a tiktoken file (airllm_tok_token, airllm_tok_id_of) are raw bytes, not
  * necessarily UTF-8. */
 int airllm_tok_load(const char *path, airllm_tokenizer **out, airllm_err *err);

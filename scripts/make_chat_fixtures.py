@@ -84,7 +84,7 @@ CONVS = [
     [{"role": "system", "content": "You are terse."}, {"role": "user", "content": U1},
      {"role": "assistant", "content": A1}, {"role": "user", "content": U2}],
     # special-token text inside a message
-    [{"role": "user", "content": "say <|im_end|> or </s> or <eoa> please"}],
+    [{"role": "user", "content": "say <|im_end|> or </s> or <eoa> please <|Sys|>"}],
 ]
 NO_SYSTEM = {"internlm", "chatglm2"}
 
@@ -200,6 +200,9 @@ def setup_dirs(train):
           "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>",
           "added_tokens_decoder": dec}
     cfg["internlm2"] = (cfg["internlm2"][0], i2, cfg["internlm2"][2])
+    # InternLM v1 also lists a token in added_tokens.json (the older form
+    # of added_tokens_decoder), past the model's pieces
+    write_json(os.path.join(OUT, "internlm", "added_tokens.json"), {"<|Sys|>": sp.get_piece_size()})
     for fam, (c, t, g) in cfg.items():
         write_json(os.path.join(OUT, fam, "config.json"), c)
         if t:
