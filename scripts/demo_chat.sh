@@ -17,7 +17,7 @@ smol=$("$root/scripts/fetch_smollm2.sh" | tail -n 1)
 "$bin/airllm-split" -q "$smol" "$work/smol"
 for extra in "" "--mem-budget 0"; do
     echo "== airllm-run -i ${extra:-(resident)} $work/smol: 3 turns, $n new tokens each"
-    python3 "$root/tests/chat_session.py" "$bin/airllm-run" "$work/smol" "$n" $extra
+    CHAT_INTERRUPT=1 python3 "$root/tests/chat_session.py" "$bin/airllm-run" "$work/smol" "$n" $extra
 done
 echo "== a session as typed:"
 printf 'What is the capital of France?\nAnd of Italy?\nWhich of the two is bigger?\n' |

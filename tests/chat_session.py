@@ -11,6 +11,8 @@ the one a single-shot run of the conversation so far gives (--messages).
 2. A terminal (a pty, as a user types): the streamed text of turns 2 and 3
    must equal the single-shot runs' text; Ctrl-C at the prompt does not end
    the program; Ctrl-D (EOF) ends it with status 0.
+3. With CHAT_INTERRUPT=1 (a model slow enough to be caught mid-answer):
+   Ctrl-C during an answer stops it and the chat goes on.
 Prints PASS/FAIL lines; exits 1 on any failure."""
 import json
 import os
@@ -120,6 +122,30 @@ def terminal(texts):
         conv.append({"role": "assistant", "content": texts[t] if t < len(texts) else ""})
 
 
+def interrupt():
+    """Ctrl-C during a long answer: it stops there, the prompt comes back,
+    the chat goes on (for a model slow enough to be caught mid-answer)."""
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execv(RUN, [RUN, "-i", "-n", "400", "--ctx", "2048"] + EXTRA + [MODEL])
+    read_until(fd, b"> ")
+    os.write(fd, b"Write a very long story about a dragon.\n")
+    time.sleep(2)
+    os.write(fd, b"\x03")  # Ctrl-C, through the terminal
+    t0 = time.time()
+    out = read_until(fd, b"> ", timeout=60)
+    check(b"(stopped)" in out and time.time() - t0 < 30,
+          f"Ctrl-C stops the answer ({time.time() - t0:.1f} s)")
+    os.write(fd, b"Hi\n")
+    out = read_until(fd, b"\n> ", timeout=300)
+    check(b"\n> " in out, "the chat goes on after an interrupted answer")
+    os.write(fd, b"/exit\n")
+    _, status = os.waitpid(pid, 0)
+    check(os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, "/exit, status 0")
+
+
+if os.environ.get("CHAT_INTERRUPT"):
+    interrupt()
 texts = piped()
 terminal(texts)
 sys.exit(1 if failed else 0)
