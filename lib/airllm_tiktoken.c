@@ -540,8 +540,23 @@ static int32_t find_special(const airllm_tiktoken *t, const uint8_t *s, size_t n
     return -1;
 }
 
+static int tt_encode(const airllm_tiktoken *t, const char *text, size_t len, bool specials,
+                     int32_t **ids, size_t *n, airllm_err *err);
+
 int airllm_tiktoken_encode(const airllm_tiktoken *t, const char *text, size_t len, int32_t **ids,
                            size_t *n, airllm_err *err)
+{
+    return tt_encode(t, text, len, true, ids, n, err);
+}
+
+int airllm_tiktoken_encode_ordinary(const airllm_tiktoken *t, const char *text, size_t len,
+                                    int32_t **ids, size_t *n, airllm_err *err)
+{
+    return tt_encode(t, text, len, false, ids, n, err);
+}
+
+static int tt_encode(const airllm_tiktoken *t, const char *text, size_t len, bool specials,
+                     int32_t **ids, size_t *n, airllm_err *err)
 {
     *ids = NULL;
     *n = 0;
@@ -559,7 +574,7 @@ int airllm_tiktoken_encode(const airllm_tiktoken *t, const char *text, size_t le
     /* as tiktoken: the regex runs over the text between specials only */
     for (size_t i = 0; i < len && rc == 0;) {
         size_t at = len;
-        int32_t sp = t->n_specials ? find_special(t, s + i, len - i, &at) : -1;
+        int32_t sp = specials && t->n_specials ? find_special(t, s + i, len - i, &at) : -1;
         size_t end = sp >= 0 ? i + at : len;
         rc = encode_ordinary(&c, s + i, end - i);
         if (rc == 0 && sp >= 0)

@@ -37,6 +37,11 @@ int airllm_tiktoken_load_buffer(const char *data, size_t len, const char *name,
 int airllm_tiktoken_load(const char *path, airllm_tiktoken **out, airllm_err *err);
 void airllm_tiktoken_free(airllm_tiktoken *t);
 
+/* tiktoken's encode(text, allowed_special=set(), disallowed_special=()):
+ * the text of a special token is ordinary text. */
+int airllm_tiktoken_encode_ordinary(const airllm_tiktoken *t, const char *text, size_t len,
+                                    int32_t **ids, size_t *n, airllm_err *err);
+
 /* Adds a special token (UTF-8 text, matched in encoded text) with its id,
  * which must not be a rank or another special's. */
 int airllm_tiktoken_add_special(airllm_tiktoken *t, const char *s, size_t len, int32_t id,

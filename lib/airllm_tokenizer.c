@@ -1682,10 +1682,71 @@ static int file_family(ld *L, const char *cls)
     return 0;
 }
 
+/* The special tokens of a slow SentencePiece tokenizer (Llama-style:
+ * Baichuan, InternLM 1/2): bos_token, eos_token, unk_token and pad_token of
+ * tokenizer_config.json, else the classes' defaults <s> </s> <unk>. Their
+ * text is split out of the text before SentencePiece sees it, as
+ * transformers' PreTrainedTokenizer.tokenize does, so "<s>" written in a
+ * prompt (InternLM's build_inputs writes it) is the BOS id. A name that is
+ * not a piece of the model is left alone. ChatGLM's SPTokenizer encodes
+ * with SentencePiece alone and is not given these, nor is a bare .model file
+ * (no tokenizer_config.json: sentencepiece's own encoding). */
+static int file_special_tokens(ld *L, const cJSON *root)
+{
+    static const char *const keys[] = {"bos_token", "eos_token", "unk_token", "pad_token"};
+    static const char *const defaults[] = {"<s>", "</s>", "<unk>", NULL};
+    for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
+        const cJSON *v = root ? jget(root, keys[i]) : NULL;
+        if (cJSON_IsObject(v))
+            v = jget(v, "content");
+        const char *s = cJSON_IsString(v) ? v->valuestring : v ? NULL : defaults[i];
+        if (!s || !*s)
+            continue;
+        int32_t id = vocab_get(L->t, s, strlen(s));
+        if (id >= 0 && file_added(L, s, strlen(s), id, true, false, false, true, keys[i]))
+            return -1;
+    }
+    return 0;
+}
+
 /* Loads a tokenizer.model or .tiktoken file; config is tokenizer_config.json
  * or NULL. */
+/* added_tokens.json, the older form of added_tokens_decoder: {"text": id,
+ * ...}. transformers' slow tokenizers add each as a token split out of the
+ * text (not special). */
+static int file_added_json(ld *L, const char *path)
+{
+    char *text;
+    size_t len;
+    cJSON *root;
+    if (airllm_read_small_file(path, TOK_CONFIG_MAX, &text, &len, L->err))
+        return -1;
+    int rc = airllm_json_parse_object(text, len, path, &root, L->err);
+    free(text);
+    if (rc)
+        return -1;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, root)
+    {
+        char where[96];
+        snprintf(where, sizeof where, "\"%.40s\"", e->string);
+        if (!cJSON_IsNumber(e) || e->valuedouble != (double)(int64_t)e->valuedouble) {
+            cJSON_Delete(root);
+            return airllm_errf(L->err, "%s: the id of %s is not an integer", path, where);
+        }
+        if (file_added(L, e->string, strlen(e->string), (int64_t)e->valuedouble, false, false,
+                       false, true, where)) {
+            airllm_err_prefix(L->err, "%s", path);
+            cJSON_Delete(root);
+            return -1;
+        }
+    }
+    cJSON_Delete(root);
+    return 0;
+}
+
 static int load_model_file(const char *file, bool spm, const char *config,
-                           airllm_tokenizer **out, airllm_err *err)
+                           const char *added_json, airllm_tokenizer **out, airllm_err *err)
 {
     *out = NULL;
     airllm_tokenizer *t = calloc(1, sizeof *t);
@@ -1717,6 +1778,14 @@ static int load_model_file(const char *file, bool spm, const char *config,
         airllm_err_prefix(err, "%s", config);
         goto out;
     }
+    if (spm && root && !(cls && strcmp(cls, "ChatGLMTokenizer") == 0) &&
+        file_special_tokens(&L, root)) {
+        airllm_err_prefix(err, "%s", config);
+        goto out;
+    }
+    if (spm && added_json && !(cls && strcmp(cls, "ChatGLMTokenizer") == 0) &&
+        file_added_json(&L, added_json))
+        goto out;
     if (file_build_ids(&L)) {
         airllm_err_prefix(err, "%s", file);
         goto out;
@@ -1780,7 +1849,7 @@ int airllm_tok_load(const char *path, airllm_tokenizer **out, airllm_err *err)
         if (snprintf(file, sizeof file, "%s", path) >= (int)sizeof file)
             return airllm_errf(err, "%s: path too long", path);
         if (ends_with(path, ".model") || ends_with(path, ".tiktoken"))
-            return load_model_file(file, ends_with(path, ".model"), NULL, out, err);
+            return load_model_file(file, ends_with(path, ".model"), NULL, NULL, out, err);
     } else {
         /* tokenizer.json first: it is what transformers' fast tokenizers
          * read, and it says everything (normalizer, added tokens) itself */
@@ -1794,7 +1863,12 @@ int airllm_tok_load(const char *path, airllm_tokenizer **out, airllm_err *err)
             bool spm = stat(file, &st) == 0;
             if (!spm && find_tiktoken(path, file, sizeof file, err))
                 return -1;
-            return load_model_file(file, spm, have_config ? config : NULL, out, err);
+            char added[4096];
+            if (airllm_path_join(added, sizeof added, path, "added_tokens.json", err))
+                return -1;
+            bool have_added = stat(added, &st) == 0;
+            return load_model_file(file, spm, have_config ? config : NULL,
+                                   have_added ? added : NULL, out, err);
         }
     }
     char *text;
@@ -2325,6 +2399,7 @@ typedef struct {
     symbol *sym;
     size_t sym_cap;
     airllm_heap heap; /* of merge_ent, merge_before */
+    bool ordinary;    /* a model file's specials are plain text (encode_ordinary) */
 } enc;
 
 static int emit_id(enc *c, int32_t id)
@@ -2758,7 +2833,9 @@ static int file_text(enc *c, const uint8_t *s, size_t n, bool at_origin)
             s = c->nx.p;
             n = c->nx.n;
         }
-        rc = airllm_tiktoken_encode(t->tt, (const char *)s, n, &ids, &k, c->err);
+        rc = c->ordinary ? airllm_tiktoken_encode_ordinary(t->tt, (const char *)s, n, &ids, &k,
+                                                           c->err)
+                         : airllm_tiktoken_encode(t->tt, (const char *)s, n, &ids, &k, c->err);
     }
     if (rc)
         return -1;
@@ -2768,8 +2845,24 @@ static int file_text(enc *c, const uint8_t *s, size_t n, bool at_origin)
     return rc;
 }
 
+static int encode(const airllm_tokenizer *t, const char *text, size_t len, int add_bos,
+                  bool split, int32_t **ids, size_t *n, airllm_err *err);
+
 int airllm_tok_encode(const airllm_tokenizer *t, const char *text, size_t len, int add_bos,
                       int32_t **ids, size_t *n, airllm_err *err)
+{
+    return encode(t, text, len, add_bos, true, ids, n, err);
+}
+
+int airllm_tok_encode_ordinary(const airllm_tokenizer *t, const char *text, size_t len,
+                               int32_t **ids, size_t *n, airllm_err *err)
+{
+    /* only a model file's encoder can run without the added-token split */
+    return encode(t, text, len, 0, !(t->spm || t->tt), ids, n, err);
+}
+
+static int encode(const airllm_tokenizer *t, const char *text, size_t len, int add_bos,
+                  bool split, int32_t **ids, size_t *n, airllm_err *err)
 {
     *ids = NULL;
     *n = 0;
@@ -2782,11 +2875,14 @@ int airllm_tok_encode(const airllm_tokenizer *t, const char *text, size_t len, i
     memset(&c, 0, sizeof c);
     c.t = t;
     c.err = err;
+    c.ordinary = !split;
     airllm_heap_init(&c.heap, sizeof(merge_ent), merge_before);
     int rc = 0;
     if (add_bos && t->bos >= 0)
         rc = emit_id(&c, t->bos);
-    if (rc == 0 && len)
+    if (rc == 0 && len && !split)
+        rc = file_text(&c, (const uint8_t *)text, len, true);
+    else if (rc == 0 && len)
         rc = split_added(&c, &t->trie_raw, (const uint8_t *)text, len, true,
                          t->spm || t->tt ? file_text : pass1_text);
     buf_free(&c.nx);

@@ -49,7 +49,9 @@ typedef struct airllm_tokenizer airllm_tokenizer;
  * ranks, matched in text, NFC applied to the text first, EOS <|endoftext|>;
  * ChatGLMTokenizer: [MASK] [gMASK] [sMASK] sop eop <|system|> <|user|>
  * <|assistant|> <|observation|> after the pieces (ids only, never matched in
- * text). SentencePiece BOS/EOS are the model's <s> / </s>. Token strings of
+ * text); other SentencePiece classes (Baichuan, InternLM): bos/eos/unk/pad
+ * tokens (default <s> </s> <unk>) matched in text, as slow tokenizers do,
+ * and the tokens of the directory's added_tokens.json ({"text": id}). SentencePiece BOS/EOS are the model's <s> / </s>. Token strings of
  * a tiktoken file (airllm_tok_token, airllm_tok_id_of) are raw bytes, not
  * necessarily UTF-8. */
 int airllm_tok_load(const char *path, airllm_tokenizer **out, airllm_err *err);
@@ -95,6 +97,14 @@ int airllm_tok_is_special(const airllm_tokenizer *tok, int32_t id);
  * add_special_tokens=False), with BOS in front when asked. */
 int airllm_tok_encode(const airllm_tokenizer *tok, const char *text, size_t len, int add_bos,
                       int32_t **ids, size_t *n, airllm_err *err);
+
+/* The same without splitting added tokens out of the text first: for a
+ * tokenizer.model or *.tiktoken file, its own encoder on the whole text, so
+ * that "<|im_end|>" written in a user's message is plain text (Qwen v1's
+ * make_context encodes messages with allowed_special=set()). No BOS. For a
+ * tokenizer.json it is airllm_tok_encode. */
+int airllm_tok_encode_ordinary(const airllm_tokenizer *tok, const char *text, size_t len,
+                               int32_t **ids, size_t *n, airllm_err *err);
 
 /* Streaming decoder: feed ids one at a time as they are generated; each call
  * gives back only complete UTF-8 characters. Bytes of a character split

@@ -5,6 +5,7 @@
  * Batch: with --prompts FILE every prompt runs together; each layer read
  * serves all of them, and each sequence's output is what it would be alone
  * (attention only ever looks at its own sequence's cache). */
+#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
@@ -20,10 +21,16 @@
 #include "airllm_tokenizer.h"
 #include "cli.h"
 #include "rt.h"
+#include "rt_chat.h"
 #include "rt_cuda.h"
+#include "rt_interactive.h"
+#include "rt_prompts.h"
 
 typedef struct {
-    const char *dir, *prompt, *ids, *prompts_file, *dump_logits;
+    const char *dir, *prompt, *prompt_file, *ids, *prompts_file, *messages, *dump_logits;
+    const char *system, *template_name;
+    bool interactive, max_new_set;
+    uint64_t ctx; /* -i: KV positions, 0: the default */
     long max_new;
     double temperature, top_p;
     long top_k;
@@ -44,12 +51,27 @@ static void usage(FILE *f)
             "from disk the layers that do not fit the memory budget.\n\n"
             "Input (one of):\n"
             "  -p, --prompt TEXT        the prompt\n"
+            "  -f, --file FILE          the prompt is the whole file ('-': stdin; one final\n"
+            "                           newline dropped)\n"
             "      --ids 1,2,3          token ids (no BOS is added)\n"
             "      --prompts FILE       one prompt per line, run together as a batch (a line\n"
-            "                           ids:1,2,3 gives token ids)\n"
+            "                           ids:1,2,3 gives token ids; '-': stdin)\n"
+            "      --messages FILE      a conversation, JSON [{\"role\": ..., \"content\": ...}]\n"
+            "                           ending with the user's message ('-': stdin); implies\n"
+            "                           --chat\n"
+            "  -i, --interactive        chat on the terminal: one user message per line,\n"
+            "                           /reset starts over, /exit or Ctrl-D ends, Ctrl-C stops\n"
+            "                           an answer; the KV cache is kept between turns\n"
+            "Chat:\n"
             "      --chat               wrap prompts in the model's chat template\n"
+            "      --system TEXT        the system prompt (default: the template's own)\n"
+            "      --template NAME      force a template: chatml, llama3, llama2, qwen,\n"
+            "                           chatglm3, chatglm2, baichuan, internlm, internlm2\n"
+            "      --ctx N              -i: positions of the conversation's KV cache\n"
+            "                           (default: max_position_embeddings, at most 4096)\n"
             "Generation:\n"
-            "  -n, --max-new-tokens N   tokens to generate (default 64); stops at EOS\n"
+            "  -n, --max-new-tokens N   tokens to generate (default 64; -i: 1024 per answer);\n"
+            "                           stops at EOS or the template's stop tokens\n"
             "      --temperature T      0 = greedy (default 0)\n"
             "      --top-k K            sample from the K most likely (default 0: all)\n"
             "      --top-p P            nucleus sampling (default 1)\n"
@@ -99,6 +121,9 @@ static int parse_args(int argc, char **argv, run_opts *o)
 {
     static const struct option longopts[] = {
         {"prompt", required_argument, 0, 'p'},    {"ids", required_argument, 0, 'I'},
+        {"file", required_argument, 0, 'f'},      {"messages", required_argument, 0, 'm'},
+        {"interactive", no_argument, 0, 'i' + 256}, {"system", required_argument, 0, 's'},
+        {"template", required_argument, 0, 'X'},  {"ctx", required_argument, 0, 'c'},
         {"prompts", required_argument, 0, 'P'},   {"chat", no_argument, 0, 'C'},
         {"max-new-tokens", required_argument, 0, 'n'},
         {"temperature", required_argument, 0, 'T'}, {"top-k", required_argument, 0, 'K'},
@@ -108,7 +133,7 @@ static int parse_args(int argc, char **argv, run_opts *o)
         {"threads", required_argument, 0, 't'},   {"json", no_argument, 0, 'J'},
         {"dump-logits", required_argument, 0, 'd'}, {"profile", no_argument, 0, 'R'},
         {"device", required_argument, 0, 'E'},    {"gpu-mem-budget", required_argument, 0, 'G'},
-        {"kv-host", no_argument, 0, 'H'},         {"io-threads", required_argument, 0, 'i'},
+        {"kv-host", no_argument, 0, 'H'},         {"io-threads", required_argument, 0, 'W'},
         {"quiet", no_argument, 0, 'q'},           {"verbose", no_argument, 0, 'v'},
         {"help", no_argument, 0, 'h'},            {"version", no_argument, 0, 'V'},
         {0, 0, 0, 0},
@@ -125,9 +150,19 @@ static int parse_args(int argc, char **argv, run_opts *o)
     int ch;
     uint64_t v;
     char *end;
-    while ((ch = getopt_long(argc, argv, "p:n:t:qvhV", longopts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "p:f:in:t:qvhV", longopts, NULL)) != -1) {
         switch (ch) {
         case 'p': o->prompt = optarg; break;
+        case 'f': o->prompt_file = optarg; break;
+        case 'm': o->messages = optarg; o->chat = true; break;
+        case 'i':
+        case 'i' + 256: o->interactive = true; o->chat = true; break;
+        case 's': o->system = optarg; break;
+        case 'X': o->template_name = optarg; break;
+        case 'c':
+            if (cli_parse_uint(optarg, 2, 1u << 30, &o->ctx))
+                return cli_usage_error("bad --ctx '%s'", optarg);
+            break;
         case 'I': o->ids = optarg; break;
         case 'P': o->prompts_file = optarg; break;
         case 'C': o->chat = true; break;
@@ -135,6 +170,7 @@ static int parse_args(int argc, char **argv, run_opts *o)
             if (cli_parse_uint(optarg, 0, 1 << 24, &v))
                 return cli_usage_error("bad --max-new-tokens '%s'", optarg);
             o->max_new = (long)v;
+            o->max_new_set = true;
             break;
         case 'T':
             o->temperature = strtod(optarg, &end);
@@ -180,7 +216,7 @@ static int parse_args(int argc, char **argv, run_opts *o)
             gpu_opt = true;
             break;
         case 'H': o->cuda_opts.kv_host = true; gpu_opt = true; break;
-        case 'i':
+        case 'W':
             if (cli_parse_uint(optarg, 1, 16, &v))
                 return cli_usage_error("bad --io-threads '%s' (1-16)", optarg);
             o->io_threads = (int)v;
@@ -215,10 +251,22 @@ static int parse_args(int argc, char **argv, run_opts *o)
     if (argc - optind != 1)
         return cli_usage_error("expected MODEL_DIR");
     o->dir = argv[optind];
-    if (!!o->prompt + !!o->ids + !!o->prompts_file != 1)
-        return cli_usage_error("give exactly one of --prompt, --ids, --prompts");
+    if (!!o->prompt + !!o->prompt_file + !!o->ids + !!o->prompts_file + !!o->messages +
+            o->interactive != 1)
+        return cli_usage_error("give exactly one of --prompt, --file, --ids, --prompts, "
+                               "--messages, --interactive");
     if (o->ids && o->chat)
         return cli_usage_error("--chat needs text, not --ids");
+    if ((o->system || o->template_name) && !o->chat)
+        return cli_usage_error("--system and --template need --chat, --messages or -i");
+    if (o->system && o->messages)
+        return cli_usage_error("--messages brings its own system message: drop --system");
+    if (o->ctx && !o->interactive)
+        return cli_usage_error("--ctx is for -i (other runs size the cache to the prompt)");
+    if (o->interactive && (o->dump_logits || o->profile))
+        return cli_usage_error("--dump-logits and --profile are not for -i");
+    if (o->interactive && !o->max_new_set)
+        o->max_new = 1024;
     if (gpu_opt && !o->cuda)
         return cli_usage_error("--gpu-mem-budget and --kv-host need --device cuda");
     return 0;
@@ -232,137 +280,38 @@ typedef struct {
     size_t n;
 } prompt;
 
-static int parse_ids(const char *s, int32_t **ids, size_t *n, airllm_err *err)
-{
-    size_t cap = 16, k = 0;
-    int32_t *v = malloc(cap * sizeof *v);
-    const char *p = s;
-    while (v && *p) {
-        char *end;
-        errno = 0;
-        long x = strtol(p, &end, 10);
-        if (end == p || errno || x < 0 || x > INT32_MAX) {
-            free(v);
-            return airllm_errf(err, "--ids: bad id list '%s'", s);
-        }
-        if (k == cap) {
-            int32_t *nv = realloc(v, (cap *= 2) * sizeof *v);
-            if (!nv)
-                break;
-            v = nv;
-        }
-        v[k++] = (int32_t)x;
-        p = end;
-        if (*p == ',')
-            p++;
-        else if (*p) {
-            free(v);
-            return airllm_errf(err, "--ids: bad id list '%s'", s);
-        }
-    }
-    if (!v)
-        return airllm_errf(err, "out of memory");
-    *ids = v;
-    *n = k;
-    return 0;
-}
-
-/* The chat template of the model's family, chosen from its special tokens:
- * ChatML (<|im_start|>: Qwen, SmolLM2), Llama 3 (<|start_header_id|>), or
- * Llama 2 / Mistral [INST]. */
-static char *chat_wrap(const airllm_tokenizer *tok, const char *user)
-{
-    size_t n = strlen(user) + 256;
-    char *s = malloc(n);
-    if (!s)
-        return NULL;
-    if (airllm_tok_id_of(tok, "<|im_start|>", 12) >= 0)
-        snprintf(s, n, "<|im_start|>user\n%s<|im_end|>\n<|im_start|>assistant\n", user);
-    else if (airllm_tok_id_of(tok, "<|start_header_id|>", 19) >= 0)
-        snprintf(s, n,
-                 "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\n%s<|eot_id|>"
-                 "<|start_header_id|>assistant<|end_header_id|>\n\n",
-                 user);
-    else
-        snprintf(s, n, "[INST] %s [/INST]", user);
-    return s;
-}
-
-/* ---- sampling ---- */
-
-static uint64_t rng_next(uint64_t *s)
-{
-    /* splitmix64 */
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-typedef struct {
-    float p;
-    int32_t id;
-} cand;
-
-static int cand_cmp(const void *a, const void *b)
-{
-    const cand *x = a, *y = b;
-    return x->p < y->p ? 1 : x->p > y->p ? -1 : (x->id > y->id) - (x->id < y->id);
-}
-
-static int32_t sample(const float *logits, int vocab, const run_opts *o, uint64_t *rng,
-                      cand *buf)
-{
-    if (o->temperature == 0) {
-        int32_t best = 0;
-        for (int i = 1; i < vocab; i++)
-            if (logits[i] > logits[best])
-                best = i;
-        return best;
-    }
-    float mx = -INFINITY;
-    for (int i = 0; i < vocab; i++)
-        mx = logits[i] > mx ? logits[i] : mx;
-    for (int i = 0; i < vocab; i++) {
-        buf[i].p = expf((float)((logits[i] - mx) / o->temperature));
-        buf[i].id = i;
-    }
-    size_t n = (size_t)vocab;
-    qsort(buf, n, sizeof *buf, cand_cmp);
-    if (o->top_k > 0 && (size_t)o->top_k < n)
-        n = (size_t)o->top_k;
-    double kept = 0;
-    for (size_t i = 0; i < n; i++)
-        kept += buf[i].p;
-    if (o->top_p < 1) {
-        double acc = 0;
-        for (size_t i = 0; i < n; i++) {
-            acc += buf[i].p;
-            if (acc >= o->top_p * kept) {
-                n = i + 1;
-                break;
-            }
-        }
-        kept = acc < kept ? acc : kept;
-    }
-    double r = (double)(rng_next(rng) >> 11) / 9007199254740992.0 * kept, acc = 0;
-    for (size_t i = 0; i < n; i++) {
-        acc += buf[i].p;
-        if (r < acc)
-            return buf[i].id;
-    }
-    return buf[n - 1].id;
-}
-
-static bool is_eos(const rt_config *c, const airllm_tokenizer *tok, int32_t id)
+static bool is_eos(const rt_config *c, const airllm_tokenizer *tok, const rt_chat *chat,
+                   int32_t id)
 {
     for (int i = 0; i < c->n_eos; i++)
         if (c->eos_ids[i] == id)
             return true;
-    return tok && airllm_tok_eos(tok) == id;
+    return (tok && airllm_tok_eos(tok) == id) || (chat && rt_chat_is_stop(chat, id));
 }
 
 /* ---- main ---- */
+
+/* Whether dir has a tokenizer file airllm_tok_load reads. */
+static bool has_tokenizer(const char *dir)
+{
+    char p[4096];
+    snprintf(p, sizeof p, "%s/tokenizer.json", dir);
+    if (access(p, F_OK) == 0)
+        return true;
+    snprintf(p, sizeof p, "%s/tokenizer.model", dir);
+    if (access(p, F_OK) == 0)
+        return true;
+    DIR *d = opendir(dir);
+    const struct dirent *e;
+    bool found = false;
+    while (d && !found && (e = readdir(d))) {
+        size_t l = strlen(e->d_name);
+        found = l > 9 && strcmp(e->d_name + l - 9, ".tiktoken") == 0;
+    }
+    if (d)
+        closedir(d);
+    return found;
+}
 
 static int fail(const run_opts *o, const airllm_err *err)
 {
@@ -375,108 +324,106 @@ static int fail(const run_opts *o, const airllm_err *err)
     return AIRLLM_EXIT_FAIL;
 }
 
-static int load_prompts(const run_opts *o, airllm_tokenizer *tok, prompt **out, size_t *n_out,
-                        airllm_err *err)
+/* One text prompt's ids: a chat turn (with --system) under --chat, else
+ * the text with the family's prefix (BOS, ChatGLM's [gMASK] sop). */
+static int encode_text(const run_opts *o, const airllm_tokenizer *tok, const rt_chat *chat,
+                       const char *text, int32_t **ids, size_t *n, airllm_err *err)
 {
-    prompt *ps = NULL;
-    size_t n = 0;
-    if (o->ids) {
-        ps = calloc(1, sizeof *ps);
-        if (!ps)
-            return airllm_errf(err, "out of memory");
-        n = 1;
-        if (parse_ids(o->ids, &ps[0].ids, &ps[0].n, err)) {
-            free(ps);
+    if (!o->chat)
+        return rt_chat_encode_plain(chat, tok, text, strlen(text), ids, n, err);
+    rt_chat_msg m[2] = {{"system", o->system, NULL}, {"user", text, NULL}};
+    return o->system ? rt_chat_encode(chat, tok, m, 2, ids, n, err)
+                     : rt_chat_encode(chat, tok, m + 1, 1, ids, n, err);
+}
+
+static void free_prompts(prompt *ps, size_t n)
+{
+    for (size_t i = 0; ps && i < n; i++) {
+        free(ps[i].text);
+        free(ps[i].ids);
+    }
+    free(ps);
+}
+
+static int load_prompts(const run_opts *o, const airllm_tokenizer *tok, const rt_chat *chat,
+                        prompt **out, size_t *n_out, airllm_err *err)
+{
+    char *file_text = NULL, **texts = NULL;
+    size_t len = 0, nt = 0, n = 0;
+    const char *src = o->prompts_file ? o->prompts_file : o->prompt_file;
+    if (src) {
+        if (rt_read_text(src, &file_text, &len, err))
             return -1;
+        if (strcmp(src, "-") == 0)
+            src = "(stdin)";
+    }
+    if (o->prompt_file && len && file_text[len - 1] == '\n')
+        file_text[--len] = '\0'; /* a file's final newline ends a line, not the prompt */
+    if (o->prompts_file) {
+        texts = malloc(sizeof *texts * (len + 1));
+        for (char *p = file_text, *nl; texts && p && *p; p = nl ? nl + 1 : NULL) {
+            nl = strchr(p, '\n');
+            if (nl)
+                *nl = '\0';
+            if (*p)
+                texts[nt++] = p;
         }
-    } else {
-        char **texts = NULL;
-        size_t nt = 0;
-        char *file_text = NULL;
-        if (o->prompt) {
-            texts = malloc(sizeof *texts);
-            if (texts)
-                texts[nt++] = (char *)o->prompt;
-        } else {
-            size_t len;
-            if (airllm_read_small_file(o->prompts_file, 64u << 20, &file_text, &len, err))
-                return -1;
-            /* The lines are C strings below: a NUL would end the text there
-             * and silently drop the rest of the file. */
-            const char *nul = memchr(file_text, '\0', len);
-            if (nul) {
-                size_t line = 1;
-                for (const char *q = file_text; q < nul; q++)
-                    line += *q == '\n';
-                free(file_text);
-                return airllm_errf(err, "%s: line %zu holds a NUL byte (prompts are text, one "
-                                        "per line)",
-                                   o->prompts_file, line);
-            }
-            texts = malloc(sizeof *texts * (len + 1));
-            for (char *p = file_text, *nl; texts && p && *p; p = nl ? nl + 1 : NULL) {
-                nl = strchr(p, '\n');
-                if (nl)
-                    *nl = '\0';
-                if (*p)
-                    texts[nt++] = p;
-            }
-            if (texts && nt == 0) {
-                free(texts);
-                free(file_text);
-                return airllm_errf(err, "%s: no prompts (one per line)", o->prompts_file);
-            }
-        }
-        ps = calloc(nt ? nt : 1, sizeof *ps);
-        if (!texts || !ps) {
+        if (texts && nt == 0) {
             free(texts);
             free(file_text);
-            free(ps);
-            return airllm_errf(err, "out of memory");
+            return airllm_errf(err, "%s: no prompts (one per line)", src);
         }
-        int rc = 0;
-        for (size_t i = 0; !rc && i < nt; i++, n++) {
-            if (strncmp(texts[i], "ids:", 4) == 0) {
-                /* A line of raw token ids, as --ids takes them. */
-                rc = parse_ids(texts[i] + 4, &ps[i].ids, &ps[i].n, err);
-                continue;
-            }
-            if (!tok) {
-                rc = airllm_errf(err, "%s/tokenizer.json: missing: text prompts need the "
-                                      "tokenizer (or give lines of ids:1,2,3)",
-                                 o->dir);
-                break;
-            }
-            char *t = o->chat ? chat_wrap(tok, texts[i]) : strdup(texts[i]);
-            ps[i].text = t;
-            if (!t) {
-                rc = airllm_errf(err, "out of memory");
-                break;
-            }
-            /* A chat template brings its own start tokens. */
-            int add_bos = o->chat ? 0 : airllm_tok_add_bos_default(tok);
-            rc = airllm_tok_encode(tok, t, strlen(t), add_bos, &ps[i].ids, &ps[i].n, err);
-        }
-        free(texts);
-        free(file_text);
-        if (rc) {
-            for (size_t i = 0; i < nt; i++) {
-                free(ps[i].text);
-                free(ps[i].ids);
-            }
-            free(ps);
-            return -1;
-        }
+    } else if (!o->ids && !o->messages) {
+        texts = malloc(sizeof *texts);
+        if (texts)
+            texts[nt++] = o->prompt_file ? file_text : (char *)o->prompt;
     }
-    for (size_t i = 0; i < n; i++)
-        if (ps[i].n == 0) {
-            for (size_t j = 0; j < n; j++) {
-                free(ps[j].text);
-                free(ps[j].ids);
-            }
-            free(ps);
-            return airllm_errf(err, "prompt %zu is empty (no tokens)", i + 1);
+    prompt *ps = calloc(nt ? nt : 1, sizeof *ps);
+    int rc = ps && (texts || o->ids || o->messages) ? 0 : airllm_errf(err, "out of memory");
+    if (!rc && o->ids) {
+        rc = rt_parse_ids(o->ids, "--ids", &ps[0].ids, &ps[0].n, err);
+        n = 1;
+    } else if (!rc && o->messages) {
+        cJSON *root;
+        rt_chat_msg *msgs;
+        size_t nm;
+        rc = !tok ? airllm_errf(err, "%s: no tokenizer: --messages needs one", o->dir)
+                  : rt_messages_load(o->messages, &root, &msgs, &nm, err);
+        if (!rc) {
+            rc = rt_chat_encode(chat, tok, msgs, nm, &ps[0].ids, &ps[0].n, err);
+            if (rc)
+                airllm_err_prefix(err, "%s", o->messages);
+            cJSON_Delete(root);
+            free(msgs);
         }
+        n = 1;
+    }
+    for (size_t i = 0; !rc && i < nt; i++, n++) {
+        if (o->prompts_file && strncmp(texts[i], "ids:", 4) == 0) {
+            /* A line of raw token ids, as --ids takes them. */
+            rc = rt_parse_ids(texts[i] + 4, src, &ps[i].ids, &ps[i].n, err);
+            continue;
+        }
+        if (!tok) {
+            rc = airllm_errf(err, "%s: no tokenizer (tokenizer.json, tokenizer.model or "
+                                  "*.tiktoken): text prompts need one (or give ids)",
+                             o->dir);
+            break;
+        }
+        if (!(ps[i].text = strdup(texts[i])))
+            rc = airllm_errf(err, "out of memory");
+        else
+            rc = encode_text(o, tok, chat, texts[i], &ps[i].ids, &ps[i].n, err);
+    }
+    free(texts);
+    free(file_text);
+    for (size_t i = 0; !rc && i < n; i++)
+        if (ps[i].n == 0)
+            rc = airllm_errf(err, "prompt %zu is empty (no tokens)", i + 1);
+    if (rc) {
+        free_prompts(ps, nt > n ? nt : n);
+        return -1;
+    }
     *out = ps;
     *n_out = n;
     return 0;
@@ -550,32 +497,56 @@ int main(int argc, char **argv)
                  "are unchecked (--verify-load=full checks their SHA-256)",
                  m.store.n_unchecked);
     const rt_config *c = &m.cfg;
+    /* The tokenizer the checkpoint ships (tokenizer.json, else
+     * tokenizer.model, else *.tiktoken) and the family's chat template. */
     airllm_tokenizer *tok = NULL;
-    char tpath[4096];
-    snprintf(tpath, sizeof tpath, "%s/tokenizer.json", o.dir);
-    if (access(tpath, F_OK) == 0) {
-        if (airllm_tok_load(o.dir, &tok, &err)) {
-            if (o.prompt) {
-                rt_model_close(&m);
-                return fail(&o, &err);
-            }
-            /* Token ids in, token ids out: the tokenizer is not needed
-             * (a text line in --prompts is refused when it is read). */
-            cli_info("note: %s; printing token ids", err.msg);
-            tok = NULL;
+    bool text_in = o.prompt || o.prompt_file || o.messages || o.interactive;
+    if (has_tokenizer(o.dir) && airllm_tok_load(o.dir, &tok, &err)) {
+        if (text_in) {
+            rt_model_close(&m);
+            return fail(&o, &err);
         }
+        /* Token ids in, token ids out: the tokenizer is not needed
+         * (a text line in --prompts is refused when it is read). */
+        cli_info("note: %s; printing token ids", err.msg);
+        tok = NULL;
     }
     if (tok) {
         if (c->bos_id >= 0 && airllm_tok_bos(tok) < 0)
             airllm_tok_set_bos(tok, c->bos_id, NULL);
-    } else if (o.prompt) {
-        airllm_errf(&err, "%s: missing: text prompts need the tokenizer (or use --ids)", tpath);
+    } else if (text_in) {
+        airllm_errf(&err, "%s: no tokenizer.json, tokenizer.model or *.tiktoken: text prompts "
+                          "need one (or use --ids)",
+                    o.dir);
         rt_model_close(&m);
         return fail(&o, &err);
     }
+    rt_chat chat, *chatp = NULL;
+    if (tok && rt_chat_open(&chat, o.dir, o.template_name, tok, &err) == 0)
+        chatp = &chat;
+    else if (tok && o.chat) {
+        airllm_tok_free(tok);
+        rt_model_close(&m);
+        return fail(&o, &err);
+    }
+    rt_sampler smp = {o.temperature, o.top_k, o.top_p, o.seed, NULL};
+    if (o.interactive) {
+        rt_interactive_opts io = {o.system, o.max_new, o.ctx, o.json};
+        if (!io.ctx)
+            io.ctx = c->max_pos < 4096 ? (size_t)c->max_pos : 4096;
+        rc = rt_sampler_init(&smp, c->vocab, &err) ||
+             rt_interactive(&m, tok, chatp, &smp, &io, stdin, &err);
+        rt_sampler_free(&smp);
+        rt_chat_free(chatp);
+        airllm_tok_free(tok);
+        rt_model_close(&m);
+        return rc ? fail(&o, &err) : AIRLLM_EXIT_OK;
+    }
     prompt *ps = NULL;
     size_t np = 0;
-    if (load_prompts(&o, tok, &ps, &np, &err)) {
+    if (load_prompts(&o, tok, chatp, &ps, &np, &err)) {
+        if (chatp)
+            rt_chat_free(chatp);
         airllm_tok_free(tok);
         rt_model_close(&m);
         return fail(&o, &err);
@@ -584,10 +555,9 @@ int main(int argc, char **argv)
     rt_seq *seqs = calloc(np, sizeof *seqs);
     rt_seq **active = calloc(np, sizeof *active);
     float *logits = malloc(sizeof(float) * np * (size_t)c->vocab);
-    cand *cbuf = malloc(sizeof(cand) * (size_t)c->vocab);
     airllm_tok_decoder **dec = calloc(np, sizeof *dec);
-    uint64_t rng = o.seed;
-    rc = seqs && active && logits && cbuf && dec ? 0 : airllm_errf(&err, "out of memory");
+    rc = seqs && active && logits && dec ? rt_sampler_init(&smp, c->vocab, &err)
+                                         : airllm_errf(&err, "out of memory");
     for (size_t i = 0; !rc && i < np; i++)
         rc = rt_seq_init(&seqs[i], &m, ps[i].ids, ps[i].n, ps[i].n + (size_t)o.max_new, &err);
     for (size_t i = 0; !rc && tok && i < np; i++)
@@ -631,7 +601,7 @@ int main(int argc, char **argv)
                 s->done = true;
                 continue;
             }
-            int32_t id = sample(logits + a * c->vocab, c->vocab, &o, &rng, cbuf);
+            int32_t id = rt_sample(&smp, logits + a * c->vocab, c->vocab);
             s->ids[s->n_ids++] = id;
             generated++;
             if (stream_out) {
@@ -642,7 +612,7 @@ int main(int argc, char **argv)
                     fflush(stdout);
                 }
             }
-            if (is_eos(c, tok, id) || s->n_ids - s->n_prompt >= (size_t)o.max_new)
+            if (is_eos(c, tok, o.chat ? chatp : NULL, id) || s->n_ids - s->n_prompt >= (size_t)o.max_new)
                 s->done = true;
         }
     }
@@ -756,7 +726,9 @@ int main(int argc, char **argv)
     free(seqs);
     free(active);
     free(logits);
-    free(cbuf);
+    rt_sampler_free(&smp);
+    if (chatp)
+        rt_chat_free(chatp);
     free(dec);
     airllm_tok_free(tok);
     rt_model_close(&m);

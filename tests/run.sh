@@ -101,6 +101,13 @@ if [ -n "$SMOL" ] && [ -f "$SMOL/config.json" ]; then
     "$AIRLLM_SPLIT" -q "$SMOL" "$S/smol"
     out=$("$R" -q --chat -p "What is the capital of France?" -n 24 "$S/smol")
     case $out in *Paris*) ok "SmolLM2: '$out'" ;; *) bad "SmolLM2 answer: '$out'" ;; esac
+    # The prompt of transformers' apply_chat_template(add_generation_prompt=True)
+    # on SmolLM2's tokenizer files: its template writes a default system prompt.
+    want="1,9690,198,2683,359,253,5356,5646,11173,3365,3511,308,34519,28,7018,411,407,19712,8182,2,198,1,4093,198,1780,314,260,3575,282,4649,47,2,198,1,520,9531,198"
+    got=$("$R" -q --chat -p "What is the capital of France?" -n 1 --json "$S/smol" |
+        python3 -c 'import json,sys; print(",".join(map(str, json.load(sys.stdin)["prompt_ids"])))')
+    [ "$got" = "$want" ] && ok "SmolLM2 --chat: the ids of apply_chat_template" ||
+        bad "SmolLM2 --chat prompt ids: $got"
     # Streamed layers (7 MB) and the tied head (56 MB) read by several
     # threads, in the page cache and with O_DIRECT: the same bytes, so the
     # same logits, bit for bit.
@@ -113,7 +120,11 @@ if [ -n "$SMOL" ] && [ -f "$SMOL/config.json" ]; then
             bad "SmolLM2 --io-threads 5 $extra differs from 1"
         fi
     done
-    for t in nf4:0.5:0.2 int8:0.02:0.5; do
+    # nf4 limit: --chat prompts now carry the system prompt SmolLM2's template
+    # writes (as transformers does); on them nf4's mean KL is 0.60, where the
+    # bare ChatML prompts gave 0.46 (same weights, same max 1.72). The limit
+    # keeps about the margin the old one had over 0.46.
+    for t in nf4:0.66:0.2 int8:0.02:0.5; do
         ty=${t%%:*}
         rest=${t#*:}
         rm -rf "$S/smolq"

@@ -235,6 +235,7 @@ static const char *const aux_files[] = {
     "config.json",      "generation_config.json",  "tokenizer.json",
     "tokenizer_config.json", "tokenizer.model",    "special_tokens_map.json",
     "added_tokens.json", "vocab.json",             "merges.txt",
+    "qwen.tiktoken",
 };
 #define N_AUX (sizeof aux_files / sizeof aux_files[0])
 

@@ -29,6 +29,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             free(out);
         free(ids);
     }
+    if (airllm_tiktoken_encode_ordinary(t, text, sizeof text - 1, &ids, &n, &err) == 0)
+        free(ids);
     size_t nid = size / 4 < 64 ? size / 4 : 64;
     int32_t raw[64];
     for (size_t i = 0; i < nid; i++) {
