@@ -704,6 +704,21 @@ int airllm_mm(const airllm_mm_weight *w, const float *x, size_t n, size_t ldx, f
         j.absmax = w->absmax + (size_t)row_begin * j.a_stride;
         j.cb = j.kind == MM_Q4 ? codebook(w->enc) : NULL;
     }
+    /* n >= airllm_mm_gemm_min(): whole panels of 32 rows through the GEMM
+     * path (AVX-512 and scalar; AVX2 and NEON keep their tiles), the rows
+     * after them below */
+    if (n >= airllm_mm_gemm_min() &&
+        (impl == AIRLLM_MM_IMPL_AVX512 || impl == AIRLLM_MM_IMPL_SCALAR)) {
+        size_t done = airllm_mm_gemm(impl == AIRLLM_MM_IMPL_AVX512, &j, nrows, x, n,
+                                     y + row_begin, ldy);
+        if (done == nrows)
+            return 0;
+        j.w += done * j.w_stride;
+        if (j.absmax)
+            j.absmax += done * j.a_stride;
+        nrows -= done;
+        row_begin += done;
+    }
     /* 4-bit: the MM_Q4T tiles take the columns in chunks of 8 * lanes, then
      * a tail of whole blocks in MM_Q4 steps (SmolLM2's 576 columns on
      * AVX-512: 4 chunks of 128, then one block of 64). */
