@@ -51,7 +51,7 @@
 
 /* Tokens from which airllm_mm takes this path. Up to 4 tokens the tiles
  * already decode each weight once (they hold 4 tokens). */
-static atomic_size_t gemm_min = 5;
+static atomic_size_t gemm_min = 10;
 
 void airllm_mm_gemm_set_min(size_t n)
 {
@@ -323,19 +323,27 @@ typedef void (*panel_fn)(const mm_job *j, size_t row, size_t k0, size_t kc, floa
 typedef void (*kernel_fn)(const float *buf, size_t kc, const float *xp, unsigned T, float *y,
                           size_t ldy, int accumulate);
 
-/* x [n, cols] (stride ldx) as groups of NR tokens, each column's NR
- * activations contiguous: xp[g][k][t] = x[NR g + t, k], zeros past n.
- * Rows of x are typically 4096 floats apart, so a kernel broadcasting 8
- * of them per column read 8 addresses 16 KiB apart (one L1 set); packed,
- * it reads 32 consecutive bytes. */
-static void pack_x(const float *x, size_t n, size_t ldx, size_t cols, float *xp)
+/* Token group g of n tokens in `groups` groups of at most NR: tokens
+ * [first(g), first(g + 1)), sizes as even as possible (n = 12: 6 + 6, not
+ * 8 + 4: a kernel with few tokens has too few FMA chains in flight). */
+static size_t first(size_t g, size_t n, size_t groups)
 {
-    for (size_t g = 0; g * NR < n; g++) {
+    return g * n / groups;
+}
+
+/* x [n, cols] (stride ldx) as groups of tokens, each column's activations
+ * of a group contiguous, NR apart: xp[g][k][t] = x[first(g) + t, k],
+ * zeros past the group's end. Rows of x are typically 4096 floats apart,
+ * so a kernel broadcasting 8 of them per column read 8 addresses 16 KiB
+ * apart (one L1 set); packed, it reads 32 consecutive bytes. */
+static void pack_x(const float *x, size_t n, size_t ldx, size_t cols, size_t groups, float *xp)
+{
+    for (size_t g = 0; g < groups; g++) {
         float *o = xp + g * cols * NR;
-        size_t T = n - g * NR < NR ? n - g * NR : NR;
+        size_t t0 = first(g, n, groups), T = first(g + 1, n, groups) - t0;
         for (size_t k = 0; k < cols; k++) {
             for (size_t t = 0; t < T; t++)
-                o[k * NR + t] = x[(g * NR + t) * ldx + k];
+                o[k * NR + t] = x[(t0 + t) * ldx + k];
             for (size_t t = T; t < NR; t++)
                 o[k * NR + t] = 0.0f;
         }
@@ -381,7 +389,7 @@ size_t airllm_mm_gemm(int avx512, const mm_job *j, size_t nrows, const float *x,
     float *xp = malloc(groups * NR * j->cols * sizeof *xp);
     if (!xp)
         return 0;
-    pack_x(x, n, j->ldx, j->cols, xp);
+    pack_x(x, n, j->ldx, j->cols, groups, xp);
     _Alignas(64) float buf[KC * MR];
     for (size_t p = 0; p < panels; p++) {
         size_t row = p * MR;
@@ -389,8 +397,9 @@ size_t airllm_mm_gemm(int avx512, const mm_job *j, size_t nrows, const float *x,
             size_t kc = j->cols - k0 < KC ? j->cols - k0 : KC;
             panel(j, row, k0, kc, buf);
             for (size_t g = 0; g < groups; g++) {
-                unsigned T = n - g * NR < NR ? (unsigned)(n - g * NR) : NR;
-                kernel(buf, kc, xp + (g * j->cols + k0) * NR, T, y + g * NR * ldy + row, ldy,
+                size_t t0 = first(g, n, groups);
+                unsigned T = (unsigned)(first(g + 1, n, groups) - t0);
+                kernel(buf, kc, xp + (g * j->cols + k0) * NR, T, y + t0 * ldy + row, ldy,
                        k0 > 0);
             }
         }

@@ -99,7 +99,7 @@ size_t airllm_mm_gemm(int avx512, const mm_job *j, size_t nrows, const float *x,
 int airllm_mm_gemm_panel(int avx512, const mm_job *j, size_t row, size_t k0, size_t kc,
                          float *buf);
 void airllm_mm_gemm_panel_ref(const mm_job *j, size_t row, size_t k0, size_t kc, float *buf);
-/* The token count from which airllm_mm takes the GEMM path (default 5;
+/* The token count from which airllm_mm takes the GEMM path (default 10;
  * tests set it to 1 or 2 to reach the kernels with few tokens). */
 void airllm_mm_gemm_set_min(size_t n);
 size_t airllm_mm_gemm_min(void);

@@ -579,7 +579,7 @@ static void test_gemm(void)
         {64, 576, 64, 0, 64},    {33, 1024, 128, 0, 33}, {96, 17, 32, 0, 96},
         {40, 384, 128, 5, 39},   {65, 160, 32, 1, 65},   {35, 4096, 4096, 0, 35},
     };
-    static const size_t ns[] = {1, 2, 3, 16, 64};
+    static const size_t ns[] = {1, 2, 3, 13, 16, 17, 64};
     size_t saved = airllm_mm_gemm_min();
     airllm_mm_gemm_set_min(1);
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
