@@ -8,7 +8,9 @@
  * token 8 on AVX-512 for int8 and 4-bit, 4 on AVX2) and, for each group of R rows, tokens
  * T <= 4 at a time, so a group's weights come from memory once and from
  * L1/L2 for the following token groups; a tile keeps R x T dot products in
- * registers over the whole row. */
+ * registers over the whole row. From airllm_mm_gemm_min() tokens on (10),
+ * AVX-512 and scalar send whole panels of 32 rows to the GEMM path of
+ * airllm_matmul_gemm.c, which decodes each weight once per call. */
 #include "airllm_matmul.h"
 
 #include <stdatomic.h>

@@ -166,14 +166,14 @@ T512 INLINE void transpose16(__m512i r[16])
 
 /* Columns [k0, k0 + kc) of rows row .. row + 15 into buf[k][h .. h + 15]
  * (buf's row stride MR). Quantized: kc and k0 are multiples of 8 (4-bit)
- * or 4 (int8), as every block is a multiple of 32 columns; raw: a slab
- * past the row's end is loaded masked (zeros; its columns are not used). */
+ * or 4 (int8), as every block is a multiple of 32 columns; raw: the part
+ * of a slab past the chunk is loaded masked (zeros, their columns unused). */
 T512 INLINE void panel16_512(const mm_kind kind, const mm_job *j, size_t row, size_t k0,
                              size_t kc, float *buf)
 {
     const unsigned E = kind == MM_Q4 ? 8 : kind == MM_I8 ? 4 : kind == MM_F32 ? 1 : 2;
     const size_t slab = 16 * E; /* columns per 64 bytes */
-    const size_t ebytes_num = kind == MM_F32 ? 4 : kind == MM_Q4 ? 1 : kind == MM_I8 ? 1 : 2;
+    const size_t esz = kind == MM_F32 ? 4 : kind == MM_Q4 ? 1 : kind == MM_I8 ? 1 : 2;
     const uint8_t *base = j->w + row * j->w_stride;
     const __m512 cb = kind == MM_Q4 ? _mm512_loadu_ps(j->cb) : _mm512_setzero_ps();
     size_t cur_b = (size_t)-1; /* the block whose scales sc holds */
@@ -183,8 +183,8 @@ T512 INLINE void panel16_512(const mm_kind kind, const mm_job *j, size_t row, si
     __m512 sc = _mm512_setzero_ps();
     for (size_t s0 = 0; s0 < kc; s0 += slab) {
         size_t kk = k0 + s0; /* first column of the slab */
-        size_t off = kind == MM_Q4 ? kk / 2 : kk * ebytes_num;
-        size_t left = kind == MM_Q4 ? (kc - s0) / 2 : (kc - s0) * ebytes_num; /* bytes */
+        size_t off = kind == MM_Q4 ? kk / 2 : kk * esz;
+        size_t left = kind == MM_Q4 ? (kc - s0) / 2 : (kc - s0) * esz; /* bytes */
         __mmask64 m = left >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << left) - 1);
         __m512i r[16];
         UNROLL
