@@ -8,7 +8,9 @@
  * token 8 on AVX-512 for int8 and 4-bit, 4 on AVX2) and, for each group of R rows, tokens
  * T <= 4 at a time, so a group's weights come from memory once and from
  * L1/L2 for the following token groups; a tile keeps R x T dot products in
- * registers over the whole row. */
+ * registers over the whole row. From airllm_mm_gemm_min() tokens on (10),
+ * AVX-512 and scalar send whole panels of 32 rows to the GEMM path of
+ * airllm_matmul_gemm.c, which decodes each weight once per call. */
 #include "airllm_matmul.h"
 
 #include <stdatomic.h>
@@ -703,6 +705,21 @@ int airllm_mm(const airllm_mm_weight *w, const float *x, size_t n, size_t ldx, f
         j.a_stride = cols / w->block;
         j.absmax = w->absmax + (size_t)row_begin * j.a_stride;
         j.cb = j.kind == MM_Q4 ? codebook(w->enc) : NULL;
+    }
+    /* n >= airllm_mm_gemm_min(): whole panels of 32 rows through the GEMM
+     * path (AVX-512 and scalar; AVX2 and NEON keep their tiles), the rows
+     * after them below */
+    if (n >= airllm_mm_gemm_min() &&
+        (impl == AIRLLM_MM_IMPL_AVX512 || impl == AIRLLM_MM_IMPL_SCALAR)) {
+        size_t done = airllm_mm_gemm(impl == AIRLLM_MM_IMPL_AVX512, &j, nrows, x, n,
+                                     y + row_begin, ldy);
+        if (done == nrows)
+            return 0;
+        j.w += done * j.w_stride;
+        if (j.absmax)
+            j.absmax += done * j.a_stride;
+        nrows -= done;
+        row_begin += done;
     }
     /* 4-bit: the MM_Q4T tiles take the columns in chunks of 8 * lanes, then
      * a tail of whole blocks in MM_Q4 steps (SmolLM2's 576 columns on

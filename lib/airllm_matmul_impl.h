@@ -83,4 +83,25 @@ extern const mm_isa airllm_mm_isa_neon;
 void airllm_mm_tail_raw(mm_kind kind, const uint8_t *row, size_t k0, size_t k1, const float *x,
                         size_t ldx, unsigned T, float *acc);
 
+/* ---- the GEMM path (airllm_matmul_gemm.c) ----
+ * For n >= airllm_mm_gemm_min() tokens airllm_mm decodes each weight once
+ * into a 32-row x 128-column buffer and multiplies it with every token. */
+
+/* Rows [0, nrows - nrows % 32) of j (kind F32, F16, BF16, Q4 or I8) for n
+ * tokens: y[t * ldy + i] = the dot product of row i and token t. Returns
+ * the rows done (whole panels of 32); 0 where avx512 is asked for and the
+ * build has no AVX-512 (x86 only). avx512 = 0: the portable reference. */
+size_t airllm_mm_gemm(int avx512, const mm_job *j, size_t nrows, const float *x, size_t n,
+                      float *y, size_t ldy);
+/* The panel decoder alone, for tests: columns [k0, k0 + kc) (kc <= 128)
+ * of rows row .. row + 31 into buf [kc][32]; -1 where avx512 is asked for
+ * and not built. The reference: airllm_mm_gemm_panel_ref. */
+int airllm_mm_gemm_panel(int avx512, const mm_job *j, size_t row, size_t k0, size_t kc,
+                         float *buf);
+void airllm_mm_gemm_panel_ref(const mm_job *j, size_t row, size_t k0, size_t kc, float *buf);
+/* The token count from which airllm_mm takes the GEMM path (default 10;
+ * tests set it to 1 or 2 to reach the kernels with few tokens). */
+void airllm_mm_gemm_set_min(size_t n);
+size_t airllm_mm_gemm_min(void);
+
 #endif

@@ -7,7 +7,9 @@
  * 256 MiB array with the widest vectors this CPU has.
  *
  *   bench_matmul [-r ROWS] [-c COLS] [-b BLOCK] [-t SECONDS] [-i IMPL] [-f FORMAT]
- *                [--hot] [--no-ref]
+ *                [--hot] [--no-ref] [-g MIN_TOKENS]
+ * -g sets the token count from which airllm_mm takes its GEMM path
+ * (airllm_matmul_gemm.c; default 10; -g 1000 keeps the tiles, for an A/B).
  * -i / -f keep one implementation (ref, scalar, avx2, ...) / format; --hot
  * uses one copy of W (in cache if small: the kernels' compute limit). Defaults: 4096 x 11008 (a 7B MLP down projection), block 64, 0.5 s per
  * figure. For n > 1 the figure in parentheses is the gain in tokens per
@@ -20,6 +22,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "airllm_matmul_impl.h"
 #include "airllm_quant.h"
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -218,12 +221,14 @@ int main(int argc, char **argv)
             only_fmt = argv[++i];
         else if (!strcmp(argv[i], "--hot"))
             hot = 1;
+        else if (!strcmp(argv[i], "-g") && i + 1 < argc)
+            airllm_mm_gemm_set_min(strtoull(argv[++i], NULL, 10));
         else if (!strcmp(argv[i], "--no-ref"))
             with_ref = 0;
         else {
             fprintf(stderr,
                     "usage: %s [-r ROWS] [-c COLS] [-b BLOCK] [-t SECONDS] [-i IMPL] [-f FORMAT] "
-                    "[--hot] [--no-ref]\n",
+                    "[--hot] [--no-ref] [-g MIN_TOKENS]\n",
                     argv[0]);
             return 2;
         }

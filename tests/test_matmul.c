@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "airllm_matmul_impl.h"
 #include "airllm_quant.h"
 #include "test_util.h"
 
@@ -561,6 +562,90 @@ static void test_attention(void)
           "a NULL output is refused even for empty rows");
 }
 
+/* The GEMM path (lib/airllm_matmul_gemm.c), forced from one token on so
+ * that n = 1, 2, 3 reach it too: whole panels of 32 rows plus leftover
+ * rows, column chunks of 128 with partial last chunks, raw column tails of
+ * odd length (a half-used 32-bit word), 1-4 block scales per chunk, row
+ * ranges that start inside a panel; n = 16 and 64 give full and partial
+ * groups of 8 tokens. Every implementation against the oracle. */
+static void test_gemm(void)
+{
+    static const struct {
+        uint64_t rows, cols;
+        uint32_t block;
+        uint64_t r0, r1;
+    } shapes[] = {
+        {32, 128, 32, 0, 32},    {70, 200, 64, 0, 70},   {97, 320, 64, 3, 97},
+        {64, 576, 64, 0, 64},    {33, 1024, 128, 0, 33}, {96, 17, 32, 0, 96},
+        {40, 384, 128, 5, 39},   {65, 160, 32, 1, 65},   {35, 4096, 4096, 0, 35},
+    };
+    static const size_t ns[] = {1, 2, 3, 13, 16, 17, 64};
+    size_t saved = airllm_mm_gemm_min();
+    airllm_mm_gemm_set_min(1);
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        for (size_t fi = 0; fi < NFORMATS; fi++)
+            for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++)
+                check_case(&formats[fi], shapes[s].rows, shapes[s].cols, shapes[s].block, ns[ni],
+                           shapes[s].r0, shapes[s].r1);
+    airllm_mm_gemm_set_min(saved);
+}
+
+/* The AVX-512 panel decoder against the reference decoder bit for bit:
+ * every decoded weight is the reference's value. Column offsets inside the
+ * row, a partial last chunk, odd raw chunk lengths. */
+static void test_gemm_panel(void)
+{
+    if (!airllm_mm_impl_available(AIRLLM_MM_IMPL_AVX512))
+        return;
+    static const struct {
+        uint64_t rows, cols;
+        uint32_t block;
+    } shapes[] = {{32, 128, 32}, {64, 448, 64}, {33, 1024, 1024}, {32, 37, 32}};
+    static float a[128 * 32], b[128 * 32];
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        for (size_t fi = 0; fi < NFORMATS; fi++) {
+            const format *f = &formats[fi];
+            uint64_t rows = shapes[s].rows, cols = shapes[s].cols;
+            int quant = f->enc != AIRLLM_ENC_RAW;
+            if (quant && cols % shapes[s].block)
+                continue; /* rows must hold whole blocks */
+            tweight t = make_weight(f, rows, cols, shapes[s].block);
+            mm_job j;
+            memset(&j, 0, sizeof j);
+            j.kind = !quant ? (f->dtype == AIRLLM_DTYPE_F32   ? MM_F32
+                               : f->dtype == AIRLLM_DTYPE_F16 ? MM_F16
+                                                              : MM_BF16)
+                     : f->enc == AIRLLM_ENC_INT8 ? MM_I8
+                                                 : MM_Q4;
+            j.w = t.data;
+            j.w_stride = !quant ? (size_t)cols * (j.kind == MM_F32 ? 4 : 2)
+                                : j.kind == MM_I8 ? (size_t)cols : (size_t)cols / 2;
+            j.absmax = t.absmax;
+            j.a_stride = quant ? (size_t)(cols / shapes[s].block) : 0;
+            j.block = quant ? shapes[s].block : 0;
+            j.cb = f->enc == AIRLLM_ENC_NF4 ? airllm_nf4_code : airllm_fp4_code;
+            j.cols = (size_t)cols;
+            j.ldx = (size_t)cols;
+            int same = 1;
+            for (size_t row = 0; row + 32 <= rows; row += 32)
+                for (size_t k0 = 0; k0 < cols; k0 += 128) {
+                    size_t kc = cols - k0 < 128 ? (size_t)(cols - k0) : 128;
+                    memset(a, 0, sizeof a);
+                    memset(b, 0, sizeof b);
+                    airllm_mm_gemm_panel_ref(&j, row, k0, kc, a);
+                    CHECK(airllm_mm_gemm_panel(1, &j, row, k0, kc, b) == 0, "avx512 panel");
+                    same &= memcmp(a, b, kc * 32 * sizeof *a) == 0;
+                    /* the reference decoder is the oracle's element */
+                    for (size_t k = 0; k < kc; k++)
+                        for (size_t i = 0; i < 32; i++)
+                            same &= a[k * 32 + i] == t.deq[(row + i) * cols + k0 + k];
+                }
+            CHECK(same, "gemm panel avx512 %s %llux%llu block %u: differs from the reference",
+                  f->name, (unsigned long long)rows, (unsigned long long)cols, shapes[s].block);
+            free_weight(&t);
+        }
+}
+
 int main(void)
 {
     for (size_t i = 0; i < sizeof all_impls / sizeof all_impls[0]; i++)
@@ -576,6 +661,8 @@ int main(void)
     test_against_dequantize();
     test_shapes();
     test_large();
+    test_gemm();
+    test_gemm_panel();
     test_attention();
     return test_summary();
 }
