@@ -119,6 +119,9 @@ endif()
 # ---- install rules ---------------------------------------------------------
 install(TARGETS ${AIRLLM_TOOLS} RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT tools)
 if(AIRLLM_CUDA_ENABLED)
+  # The toolkit's lib directory as the installed module's rpath: libcudart
+  # and libcublas are often not on the loader's path (/usr/local/cuda).
+  set_target_properties(airllm-cuda PROPERTIES INSTALL_RPATH "${CUDAToolkit_LIBRARY_DIR}")
   install(TARGETS airllm-cuda LIBRARY DESTINATION ${AIRLLM_MODULE_DIR} COMPONENT cuda)
 endif()
 install(TARGETS airllm ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT dev)
