@@ -629,7 +629,7 @@ static int attn_args(const void *a, const void *b, const void *out, size_t out_l
 int airllm_attn_scores(const float *q, const float *k, size_t kstride, size_t d, size_t n,
                        float scale, float *scores, airllm_err *err)
 {
-    const mm_isa *isa;
+    const mm_isa *isa = NULL; /* gcc 12 on aarch64 cannot see attn_args sets it */
     if (attn_args(q, k, scores, n, kstride, d, n, &isa, err))
         return -1;
     if (!n)
@@ -645,7 +645,7 @@ int airllm_attn_scores(const float *q, const float *k, size_t kstride, size_t d,
 int airllm_attn_mix(const float *p, const float *v, size_t vstride, size_t d, size_t n, float *o,
                     airllm_err *err)
 {
-    const mm_isa *isa;
+    const mm_isa *isa = NULL; /* gcc 12 on aarch64 cannot see attn_args sets it */
     if (attn_args(p, v, o, d, vstride, d, n, &isa, err))
         return -1;
     if (!d)

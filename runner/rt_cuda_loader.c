@@ -1,11 +1,17 @@
 /* airllm-run's side of the CUDA backend (runner/rt_cuda.h): loads the module
  * airllm-cuda.so on the first rt_cuda_open and forwards to its table. The
  * other functions are only reached with a struct rt_cuda that open made,
- * so the table is there by then. */
+ * so the table is there by then.
+ *
+ * This side needs no CUDA and is built whether or not the module is: a
+ * packaged airllm-run (built where there is no toolkit, or cross-built for
+ * arm64) loads a module built later on the machine that has the GPU, such
+ * as a Jetson board (docs/install.md). */
 #include "rt_cuda.h"
 
 #include <dlfcn.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -14,9 +20,16 @@
 
 static const rt_cuda_backend *backend;
 
-#ifdef AIRLLM_HAVE_CUDA
-/* The module next to the executable (the build tree, or an install's
- * bin/), unless AIRLLM_CUDA_MODULE names one. */
+/* Where an install puts the module, relative to the directory airllm-run is
+ * in (cmake/Install.cmake: bin/ -> lib/<multiarch>/airllm/). */
+#ifndef AIRLLM_CUDA_MODULE_RELDIR
+#define AIRLLM_CUDA_MODULE_RELDIR "../lib/airllm"
+#endif
+
+/* The module: AIRLLM_CUDA_MODULE when set; else the one next to the
+ * executable (a build tree, or a copy kept beside it) when that exists;
+ * else the install's LIBDIR/airllm/. When neither exists the message names
+ * both places. */
 static int module_path(char *out, size_t cap, airllm_err *err)
 {
     const char *env = getenv("AIRLLM_CUDA_MODULE");
@@ -32,11 +45,20 @@ static int module_path(char *out, size_t cap, airllm_err *err)
         return airllm_errf(err, "cannot find the CUDA backend: /proc/self/exe unreadable");
     exe[n] = '\0';
     char *slash = strrchr(exe, '/');
-    size_t dir = slash ? (size_t)(slash - exe) + 1 : 0;
-    if (dir + sizeof MODULE_NAME > cap)
+    int dir = slash ? (int)(slash - exe) : 0;
+    char beside[PATH_MAX], installed[PATH_MAX];
+    int a = snprintf(beside, sizeof beside, "%.*s/" MODULE_NAME, dir, exe);
+    int b = snprintf(installed, sizeof installed, "%.*s/" AIRLLM_CUDA_MODULE_RELDIR "/" MODULE_NAME,
+                     dir, exe);
+    if (a < 0 || b < 0 || (size_t)a >= sizeof beside || (size_t)b >= sizeof installed)
         return airllm_errf(err, "cannot find the CUDA backend: path too long");
-    memcpy(out, exe, dir);
-    memcpy(out + dir, MODULE_NAME, sizeof MODULE_NAME);
+    const char *pick = !access(beside, F_OK) ? beside : !access(installed, F_OK) ? installed : NULL;
+    if (!pick)
+        return airllm_errf(err, "cannot find the CUDA backend: neither %s nor %s exists (build "
+                                "it with the CUDA toolkit, docs/install.md)", beside, installed);
+    if (strlen(pick) >= cap)
+        return airllm_errf(err, "cannot find the CUDA backend: path too long");
+    strcpy(out, pick);
     return 0;
 }
 
@@ -64,13 +86,6 @@ static int load_backend(airllm_err *err)
     backend = b;
     return 0;
 }
-#else
-static int load_backend(airllm_err *err)
-{
-    return airllm_errf(err, "this airllm-run was built without the CUDA backend: install the "
-                            "CUDA toolkit and rebuild (cmake -DAIRLLM_CUDA=ON)");
-}
-#endif
 
 int rt_cuda_open(struct rt_cuda **out, rt_model *m, const rt_cuda_opts *o, rt_allocator *alloc,
                  airllm_err *err)

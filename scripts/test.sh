@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: the normal build's tests, the same tests under
 # AddressSanitizer + UndefinedBehaviorSanitizer, the threaded paths under
-# ThreadSanitizer, and each libFuzzer target for a short run. Exits non-zero
-# if anything fails.
+# ThreadSanitizer, each libFuzzer target for a short run, and the arm64
+# .deb cross-built and run under qemu-user. Exits non-zero if anything fails.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 "$root/scripts/install-deps.sh" || exit 1
@@ -28,6 +28,11 @@ echo "== fuzz targets (clang libFuzzer, ${AIRLLM_FUZZ_SECONDS:-20} s each)"
 CC=clang "$root/scripts/build.sh" "$root/build-fuzz" -DAIRLLM_FUZZ=ON -DAIRLLM_SANITIZE=ON -DAIRLLM_CUDA=OFF \
     -DAIRLLM_FUZZ_SECONDS="${AIRLLM_FUZZ_SECONDS:-20}" || exit 1
 (cd "$root/build-fuzz" && ctest --output-on-failure -R '^fuzz_') || status=1
+
+echo "== arm64: the cross-built .deb's tools and the kernels' unit tests under qemu-user"
+# scripts/test_arm64.sh prints SKIP and passes only where the cross
+# toolchain cannot be installed.
+"$root/scripts/test_arm64.sh" "$root/build" || status=1
 
 [ $status -eq 0 ] && echo "ALL TESTS PASSED" || echo "SOME TESTS FAILED"
 exit $status
