@@ -794,7 +794,7 @@ static int finish(verify_ctx *v, double secs, const char *fatal)
         cli_error("%s", fatal);
     for (size_t i = 0; i < v->n_problems; i++) {
         /* File and tensor names come from the manifest and the headers:
-         * escaped, like every message (tools/cli.c). */
+         * escaped, like every message (cli/cli.c). */
         const problem *p = &v->problems[i];
         fprintf(stderr, "%s: ", cli_prog);
         cli_fputs_escaped(stderr, v->o.dir);
