@@ -530,7 +530,7 @@ int main(int argc, char **argv)
     if (rc)
         return rc;
     airllm_err err = {{0}};
-    double t_start = cli_now();
+    double t_start = airllm_now();
     /* Not a directory that airllm-split or airllm-quant is still writing;
      * the shared lock is held until exit, so that none starts meanwhile. */
     int lock_fd;
@@ -580,7 +580,7 @@ int main(int argc, char **argv)
         rt_model_close(&m);
         return fail(&o, &err);
     }
-    double t_load = cli_now();
+    double t_load = airllm_now();
     rt_seq *seqs = calloc(np, sizeof *seqs);
     rt_seq **active = calloc(np, sizeof *active);
     float *logits = malloc(sizeof(float) * np * (size_t)c->vocab);
@@ -608,7 +608,7 @@ int main(int argc, char **argv)
             break;
         steps++;
         if (step == 0) {
-            t_first = cli_now();
+            t_first = airllm_now();
             if (o.dump_logits) {
                 FILE *f = fopen(o.dump_logits, "wb");
                 bool ok = f != NULL;
@@ -646,7 +646,7 @@ int main(int argc, char **argv)
                 s->done = true;
         }
     }
-    double t_end = cli_now();
+    double t_end = airllm_now();
     if (!rc && stream_out) {
         const char *t;
         size_t len;

@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "airllm_clock.h" /* airllm_now */
 #include "airllm_container.h"
 #include "airllm_err.h"
 #include "airllm_manifest.h"
@@ -365,7 +366,5 @@ void rt_moe_route(const rt_config *c, const float *router, size_t n, int *sel, f
 void rt_rope_init(const rt_config *c, float *inv);
 /* Expert e's w1 (gate), w3 (up) and w2 (down) tensor name suffixes. */
 void rt_moe_expert_names(size_t e, char names[3][96]);
-/* CLOCK_MONOTONIC seconds. */
-double rt_now(void);
 
 #endif

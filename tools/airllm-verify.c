@@ -854,7 +854,7 @@ static int verify_main(verify_ctx *vp, int argc, char **argv)
     vp->problems = calloc(MAX_PROBLEMS, sizeof *vp->problems);
     if (!vp->problems)
         return AIRLLM_EXIT_FAIL;
-    double t0 = cli_now();
+    double t0 = airllm_now();
     airllm_err err;
     char path[4096], msg[AIRLLM_ERR_MSG_MAX + 200];
     struct stat st;
@@ -868,7 +868,7 @@ static int verify_main(verify_ctx *vp, int argc, char **argv)
     int lock_fd;
     if (airllm_lock_reader(vp->o.dir, &lock_fd, &err)) {
         snprintf(msg, sizeof msg, "%s", err.msg);
-        return finish(vp, cli_now() - t0, msg);
+        return finish(vp, airllm_now() - t0, msg);
     }
     snprintf(path, sizeof path, "%s/%s", vp->o.dir, AIRLLM_MANIFEST_NAME);
     if (access(path, F_OK) != 0) {
@@ -878,25 +878,25 @@ static int verify_main(verify_ctx *vp, int argc, char **argv)
                      ? " (an interrupted airllm-split run: run the same command again to "
                        "resume)"
                      : "");
-        return finish(vp, cli_now() - t0, msg);
+        return finish(vp, airllm_now() - t0, msg);
     }
     if (airllm_manifest_load(vp->o.dir, &vp->m, &err)) {
         snprintf(msg, sizeof msg, "%s", err.msg);
-        return finish(vp, cli_now() - t0, msg);
+        return finish(vp, airllm_now() - t0, msg);
     }
     if (!vp->m.complete) {
         snprintf(msg, sizeof msg, "%s: incomplete: the manifest is not marked complete",
                  vp->o.dir);
-        return finish(vp, cli_now() - t0, msg);
+        return finish(vp, airllm_now() - t0, msg);
     }
     if (vp->o.against && airllm_ckpt_open(vp->o.against, NULL, &vp->src, &err)) {
         snprintf(msg, sizeof msg, "--against: %s", err.msg);
-        return finish(vp, cli_now() - t0, msg);
+        return finish(vp, airllm_now() - t0, msg);
     }
 
     if (group_by_unit(vp)) {
         snprintf(msg, sizeof msg, "out of memory");
-        return finish(vp, cli_now() - t0, msg);
+        return finish(vp, airllm_now() - t0, msg);
     }
     check_config(vp);
     check_extra(vp);
@@ -904,7 +904,7 @@ static int verify_main(verify_ctx *vp, int argc, char **argv)
         vp->src_by_name = sorted_names(vp->src.n_tensors, src_tensor_name, &vp->src);
         if (!vp->src_by_name || check_source_coverage(vp)) {
             snprintf(msg, sizeof msg, "out of memory");
-            return finish(vp, cli_now() - t0, msg);
+            return finish(vp, airllm_now() - t0, msg);
         }
     }
     for (size_t u = 0; u < vp->m.n_units; u++)
@@ -920,5 +920,5 @@ static int verify_main(verify_ctx *vp, int argc, char **argv)
         if (th[i])
             pthread_join(th[i], NULL);
     free(th);
-    return finish(vp, cli_now() - t0, NULL);
+    return finish(vp, airllm_now() - t0, NULL);
 }

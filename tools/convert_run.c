@@ -85,7 +85,7 @@ static int split_main(split_ctx *sp)
     signal(SIGXFSZ, SIG_IGN);
     cli_install_fault_hook();
     airllm_err err = {{0}};
-    double t0 = cli_now();
+    double t0 = airllm_now();
     split_opts *o = &sp->o;
     snprintf(sp->state_dir, sizeof sp->state_dir, "%s/%s", o->out_dir, STATE_DIR);
 
@@ -406,7 +406,7 @@ static int split_main(split_ctx *sp)
     if (remove_state_dir(sp, &err))
         return fail(o, &err);
 
-    double secs = cli_now() - t0;
+    double secs = airllm_now() - t0;
     uint64_t src_total = idx.size;
     for (size_t i = 0; i < c->n_sources; i++)
         src_total += sp->src_done[i].size;
