@@ -59,6 +59,7 @@
 #include "airllm_manifest.h"
 #include "airllm_quant.h"
 #include "cli.h"
+#include "airllm_unitfile.h"
 #include "convert_aio.h"
 
 #define STATE_DIR ".airllm-split"
@@ -107,22 +108,8 @@ typedef struct {
 } src_ck;
 
 typedef struct {
+    airllm_unitfile uf;   /* the file: header, staging, digests (lib) */
     size_t unit;
-    int fd;
-    io_queue *io;
-    uint8_t *stage;      /* staging buffer being filled, from io; NULL when parked */
-    size_t stage_len;
-    uint64_t stage_off;  /* file offset of stage[0], a multiple of 4096 */
-    uint8_t tail[AIRLLM_CT_ALIGN]; /* unaligned end of the data while parked */
-    bool header_last; /* zstd: header written at the end, digest by re-reading */
-    size_t tail_len;
-    char tmp[4096], final[4096];
-    airllm_sha256 *hash;
-    airllm_xxh3_state *xs; /* XXH3 of the current tensor's stored bytes, fed as
-                              they are emitted (no second pass over the data) */
-    airllm_ct_header hdr; /* entries in the unit's tensor order */
-    size_t next;          /* next tensor (index within the unit) */
-    uint64_t pos;         /* bytes written so far */
     uint64_t tensor_fill; /* bytes of the current tensor received */
     /* zstd: the unit's stored bytes, tensor after tensor */
     uint8_t *z;
@@ -158,6 +145,7 @@ typedef struct {
     airllm_encoding *encoding; /* per plan tensor */
     unit_writer **writers;     /* per unit, while open */
     io_queue io;               /* writes unit files */
+    airllm_uf_sink io_sink;    /* io as the unit files' sink */
     uint8_t *buf;              /* buf_size bytes: header reads, skipped tensors */
     uint8_t *pipe_bufs[PIPE_DEPTH]; /* buf_size bytes each, in flight to the writer */
     size_t buf_size;
@@ -231,9 +219,6 @@ int build_source_units(split_ctx *s, airllm_err *err);
 int try_delete_sources(split_ctx *s, airllm_err *err);
 
 /* convert_writer.c: the unit writer (writer thread only) */
-void writer_park(unit_writer *w);
-int writer_emit(unit_writer *w, const void *data, size_t n, airllm_err *err);
-int writer_pad_to(unit_writer *w, uint64_t target, airllm_err *err);
 void writer_free(unit_writer *w);
 int writer_open(split_ctx *s, size_t unit, unit_writer **out, airllm_err *err);
 int writer_feed(split_ctx *s, unit_writer *w, const uint8_t *data, size_t n,

@@ -1,29 +1,6 @@
 /* The unit files' I/O thread and its buffer pool (see convert_aio.h). */
 #include "convert.h"
 
-int io_write_one(const io_req *r, airllm_err *err)
-{
-    size_t done = 0;
-    while (done < r->n) {
-        ssize_t w = pwrite(r->fd, r->buf + done, r->n - done, (off_t)(r->off + done));
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0 && errno == EINVAL) {
-            /* Some filesystems accept O_DIRECT at open but not at write:
-             * fall back to buffered writes for this file. */
-            int fl = fcntl(r->fd, F_GETFL);
-            if (fl >= 0 && (fl & O_DIRECT) && fcntl(r->fd, F_SETFL, fl & ~O_DIRECT) == 0)
-                continue;
-        }
-        if (w < 0)
-            return airllm_errf(err, "%s: write error: %s", r->path, strerror(errno));
-        if (w == 0)
-            return airllm_errf(err, "%s: write error: no progress", r->path);
-        done += (size_t)w;
-    }
-    return 0;
-}
-
 static void *io_thread(void *arg)
 {
     io_queue *io = arg;
@@ -40,7 +17,7 @@ static void *io_thread(void *arg)
         bool skip = io->failed;
         pthread_mutex_unlock(&io->lock);
         airllm_err e;
-        int rc = skip ? 0 : io_write_one(&r, &e);
+        int rc = skip ? 0 : airllm_uf_pwrite(r.fd, r.path, r.buf, r.n, r.off, &e);
         pthread_mutex_lock(&io->lock);
         if (rc && !io->failed) {
             io->failed = true;
@@ -136,4 +113,19 @@ int io_drain(io_queue *io, airllm_err *err)
     }
     pthread_mutex_unlock(&io->lock);
     return rc;
+}
+
+/* The queue as a unit file's sink (lib/airllm_unitfile.h). */
+static uint8_t *sink_get(void *ctx, airllm_err *err) { return io_get_buffer(ctx, err); }
+static void sink_submit(void *ctx, int fd, const char *path, uint8_t *buf, size_t n,
+                        uint64_t off)
+{
+    io_submit(ctx, fd, path, buf, n, off);
+}
+static void sink_release(void *ctx, uint8_t *buf) { io_release(ctx, buf); }
+static int sink_drain(void *ctx, airllm_err *err) { return io_drain(ctx, err); }
+
+airllm_uf_sink io_sink(io_queue *io)
+{
+    return (airllm_uf_sink){io, IO_CHUNK, sink_get, sink_submit, sink_release, sink_drain};
 }

@@ -23,6 +23,7 @@
 #include <stdint.h>
 
 #include "airllm_err.h"
+#include "airllm_unitfile.h"
 
 /* Unit files are written from 4096-aligned staging buffers by a thread of
  * their own, with O_DIRECT where the filesystem allows it: the data goes to
@@ -55,7 +56,6 @@ typedef struct io_queue {
 } io_queue;
 
 
-int io_write_one(const io_req *r, airllm_err *err);
 int io_start(io_queue *io, airllm_err *err);
 void io_stop(io_queue *io);
 uint8_t *io_get_buffer(io_queue *io, airllm_err *err);
@@ -63,5 +63,7 @@ void io_submit(io_queue *io, int fd, const char *path, uint8_t *buf, size_t n,
                uint64_t off);
 void io_release(io_queue *io, uint8_t *buf);
 int io_drain(io_queue *io, airllm_err *err);
+/* io as the sink of unit files (airllm_uf_open): its buffers, its thread. */
+airllm_uf_sink io_sink(io_queue *io);
 
 #endif

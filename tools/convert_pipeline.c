@@ -99,7 +99,7 @@ static int consume(pipeline *p, const pipe_msg *m, airllm_err *err)
     if (!s->writers[u] && writer_open(s, u, &s->writers[u], err))
         return -1;
     unit_writer *w = s->writers[u];
-    if (strcmp(w->hdr.tensors[w->next].name, s->ck.tensors[m->tensor].name) != 0)
+    if (strcmp(w->uf.hdr.tensors[w->uf.next].name, s->ck.tensors[m->tensor].name) != 0)
         return airllm_errf(err, "internal error: %s arrives out of order",
                            s->ck.tensors[m->tensor].name);
     if (m->n && writer_feed(s, w, m->buf, m->n, err))
@@ -116,7 +116,7 @@ static int consume(pipeline *p, const pipe_msg *m, airllm_err *err)
         /* A converted input's unit file is its own source: its unit is
          * finished only once the whole file matched its digest. */
         w->deferred = complete;
-        writer_park(w);
+        airllm_uf_park(&w->uf);
         return 0;
     }
     return unit_complete(s, u, err);

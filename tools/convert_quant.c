@@ -81,10 +81,10 @@ static int quant_batch(split_ctx *s, unit_writer *w, const airllm_ct_tensor *ct,
     for (unsigned i = 0; i < nj; i++)
         if (jobs[i].rc) {
             *err = jobs[i].err;
-            return airllm_err_prefix(err, "%s: tensor \"%s\"", w->final, ct->name);
+            return airllm_err_prefix(err, "%s: tensor \"%s\"", w->uf.final, ct->name);
         }
     w->qdone += n;
-    return writer_emit(w, s->qcodes, qcode_bytes(s, n), err);
+    return airllm_uf_emit(&w->uf, s->qcodes, qcode_bytes(s, n), err);
 }
 
 int quant_start(unit_writer *w, const airllm_ct_tensor *ct, airllm_err *err)
@@ -182,7 +182,7 @@ static int emit_f32s(unit_writer *w, const float *v, size_t n, airllm_err *err)
         size_t k = 0;
         for (; k < sizeof buf / 4 && i < n; k++, i++)
             airllm_put_lef32(buf + 4 * k, v[i]);
-        if (writer_emit(w, buf, 4 * k, err))
+        if (airllm_uf_emit(&w->uf, buf, 4 * k, err))
             return -1;
     }
     return 0;
@@ -204,7 +204,7 @@ int quant_finish(split_ctx *s, unit_writer *w, const airllm_ct_tensor *ct, size_
     if (w->qdone != l->n)
         return airllm_errf(err, "internal error: %s: %llu of %llu elements quantized", ct->name,
                            (unsigned long long)w->qdone, (unsigned long long)l->n);
-    if (writer_pad_to(w, ct->offset + l->scales_off, err))
+    if (airllm_uf_pad_to(&w->uf, ct->offset + l->scales_off, err))
         return -1;
     size_t nb = (size_t)l->nblocks;
     float *stored = w->qabsmax; /* the absmax the runner will use */
@@ -224,17 +224,17 @@ int quant_finish(split_ctx *s, unit_writer *w, const airllm_ct_tensor *ct, size_
         if (!rc && (airllm_dq_compress(AIRLLM_DQ_BNB_LUT, w->qabsmax, nb, NULL, q, nb, a2,
                                        (size_t)l->nblocks2, &offset, err) ||
                     airllm_dq_decompress(q, nb, a2, (size_t)l->nblocks2, offset, deq, err)))
-            rc = airllm_err_prefix(err, "%s: tensor \"%s\": double quantization", w->final,
+            rc = airllm_err_prefix(err, "%s: tensor \"%s\": double quantization", w->uf.final,
                                    ct->name);
         if (!rc)
-            rc = writer_emit(w, q, nb, err) ||
-                 writer_pad_to(w, ct->offset + l->dq_offset_off, err) ||
+            rc = airllm_uf_emit(&w->uf, q, nb, err) ||
+                 airllm_uf_pad_to(&w->uf, ct->offset + l->dq_offset_off, err) ||
                  emit_f32s(w, &offset, 1, err) || emit_f32s(w, a2, (size_t)l->nblocks2, err);
         stored = deq;
     }
-    if (!rc && w->pos != ct->offset + ct->stored_len)
-        rc = airllm_errf(err, "internal error: %s: %s takes %llu bytes, not %llu", w->final,
-                         ct->name, (unsigned long long)(w->pos - ct->offset),
+    if (!rc && w->uf.pos != ct->offset + ct->stored_len)
+        rc = airllm_errf(err, "internal error: %s: %s takes %llu bytes, not %llu", w->uf.final,
+                         ct->name, (unsigned long long)(w->uf.pos - ct->offset),
                          (unsigned long long)ct->stored_len);
     if (!rc) {
         /* x - v*a' = e + v*(a - a') for a scale a' that double quantization

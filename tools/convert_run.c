@@ -342,6 +342,7 @@ static int split_main(split_ctx *sp)
 
     if (io_start(&sp->io, &err))
         return fail(o, &err);
+    sp->io_sink = io_sink(&sp->io);
     uint64_t todo = 0;
     /* One pass over the tensors: a pass per source was quadratic when the
      * sources are the unit files of a converted directory. */

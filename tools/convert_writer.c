@@ -21,107 +21,11 @@ static unsigned group_width(airllm_dtype dt)
     }
 }
 
-/* Hands the filled staging buffer to the I/O thread. Its length must keep
- * the file offset aligned: a full buffer, or the end of the file. */
-static void writer_flush(unit_writer *w)
-{
-    if (!w->stage)
-        return;
-    if (w->stage_len) {
-        io_submit(w->io, w->fd, w->tmp, w->stage, w->stage_len, w->stage_off);
-        w->stage_off += w->stage_len;
-    } else {
-        io_release(w->io, w->stage);
-    }
-    w->stage = NULL;
-    w->stage_len = 0;
-}
-
-/* Gives the staging buffer back while the unit waits for its next tensor:
- * a shard that interleaves many units (the safetensors library sorts by
- * dtype first, so F32 norms of every layer can come before any BF16 weight)
- * would otherwise hold one buffer per open unit and exhaust the pool. The
- * aligned part is written; the unaligned tail (< 4096 bytes) waits here. */
-void writer_park(unit_writer *w)
-{
-    if (!w->stage)
-        return;
-    size_t aligned = w->stage_len / AIRLLM_CT_ALIGN * AIRLLM_CT_ALIGN;
-    w->tail_len = w->stage_len - aligned;
-    memcpy(w->tail, w->stage + aligned, w->tail_len);
-    w->stage_len = aligned;
-    writer_flush(w);
-}
-
-static int writer_unpark(unit_writer *w, airllm_err *err)
-{
-    if (w->stage)
-        return 0;
-    if (!(w->stage = io_get_buffer(w->io, err)))
-        return -1;
-    memcpy(w->stage, w->tail, w->tail_len);
-    w->stage_len = w->tail_len;
-    w->tail_len = 0;
-    return 0;
-}
-
-int writer_emit(unit_writer *w, const void *data, size_t n, airllm_err *err)
-{
-    if (!w->header_last)
-        airllm_sha256_update(w->hash, data, n);
-    /* The part of [pos, pos + n) inside the current tensor's stored range
-     * goes into its checksum; the header, padding and check block do not.
-     * Its offset and stored_len are set before its first byte is emitted. */
-    if (w->next < w->hdr.n_tensors) {
-        const airllm_ct_tensor *t = &w->hdr.tensors[w->next];
-        uint64_t lo = w->pos > t->offset ? w->pos : t->offset;
-        uint64_t hi = w->pos + n < t->offset + t->stored_len ? w->pos + n
-                                                               : t->offset + t->stored_len;
-        if (lo < hi)
-            airllm_xxh3_update(w->xs, (const uint8_t *)data + (lo - w->pos), (size_t)(hi - lo));
-    }
-    const uint8_t *p = data;
-    while (n > 0) {
-        if (writer_unpark(w, err))
-            return -1;
-        size_t k = IO_CHUNK - w->stage_len < n ? IO_CHUNK - w->stage_len : n;
-        memcpy(w->stage + w->stage_len, p, k);
-        w->stage_len += k;
-        p += k;
-        n -= k;
-        w->pos += k;
-        if (w->stage_len == IO_CHUNK)
-            writer_flush(w);
-    }
-    return 0;
-}
-
-int writer_pad_to(unit_writer *w, uint64_t target, airllm_err *err)
-{
-    static const uint8_t zeros[AIRLLM_CT_ALIGN];
-    while (w->pos < target) {
-        size_t n = (size_t)(target - w->pos < sizeof zeros ? target - w->pos : sizeof zeros);
-        if (writer_emit(w, zeros, n, err))
-            return -1;
-    }
-    return 0;
-}
-
 void writer_free(unit_writer *w)
 {
     if (!w)
         return;
-    if (w->fd >= 0) {
-        /* No write may be in flight on a descriptor we close. */
-        io_drain(w->io, NULL);
-        close(w->fd);
-        unlink(w->tmp);
-    }
-    if (w->stage)
-        io_release(w->io, w->stage);
-    airllm_sha256_free(w->hash);
-    airllm_xxh3_free(w->xs);
-    airllm_ct_free(&w->hdr);
+    airllm_uf_free(&w->uf);
     free(w->z);
     free(w->qabsmax);
     free(w->qbs);
@@ -135,21 +39,19 @@ int writer_open(split_ctx *s, size_t unit, unit_writer **out, airllm_err *err)
     unit_writer *w = calloc(1, sizeof *w);
     if (!w)
         return airllm_errf(err, "out of memory");
-    w->fd = -1;
+    airllm_uf_init(&w->uf);
     w->unit = unit;
-    w->hash = airllm_sha256_new();
-    w->xs = airllm_xxh3_new();
-    w->hdr.n_tensors = (uint32_t)un->n_tensors;
-    w->hdr.tensors = calloc(un->n_tensors, sizeof *w->hdr.tensors);
-    w->hdr.unit_kind = un->kind;
-    w->hdr.layer_index = un->layer;
-    if (!w->hash || !w->xs || !w->hdr.tensors) {
+    w->uf.hdr.n_tensors = (uint32_t)un->n_tensors;
+    w->uf.hdr.tensors = calloc(un->n_tensors, sizeof *w->uf.hdr.tensors);
+    w->uf.hdr.unit_kind = un->kind;
+    w->uf.hdr.layer_index = un->layer;
+    if (!w->uf.hdr.tensors) {
         writer_free(w);
         return airllm_errf(err, "out of memory");
     }
     for (size_t i = 0; i < un->n_tensors; i++) {
         const airllm_st_tensor *st = airllm_ckpt_st(&s->ck, un->tensors[i]);
-        airllm_ct_tensor *ct = &w->hdr.tensors[i];
+        airllm_ct_tensor *ct = &w->uf.hdr.tensors[i];
         ct->name = strdup(st->name);
         if (!ct->name) {
             writer_free(w);
@@ -181,50 +83,13 @@ int writer_open(split_ctx *s, size_t unit, unit_writer **out, airllm_err *err)
             ct->stored_len = src->stored_len;
         }
     }
-    char tmpname[64];
-    snprintf(tmpname, sizeof tmpname, ".%s.tmp", un->file);
-    if (airllm_path_join(w->tmp, sizeof w->tmp, s->o.out_dir, tmpname, err) ||
-        airllm_path_join(w->final, sizeof w->final, s->o.out_dir, un->file, err)) {
+    /* zstd: compressed lengths are known only tensor by tensor, so the
+     * header is written last, and the unit is read back for its digest:
+     * it goes through the page cache; raw units bypass it. */
+    if (airllm_uf_open(&w->uf, s->o.out_dir, un->file, s->o.zstd, !s->o.zstd, &s->io_sink,
+                       err)) {
         writer_free(w);
         return -1;
-    }
-    w->io = &s->io;
-    /* zstd units are read back for their digest (see writer_finish), so they
-     * go through the page cache; raw units bypass it. */
-    int direct = s->o.zstd ? 0 : O_DIRECT;
-    w->fd = open(w->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | direct, 0644);
-    if (w->fd < 0 && errno == EINVAL) /* tmpfs and others: no O_DIRECT */
-        w->fd = open(w->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (w->fd < 0) {
-        int e = errno;
-        writer_free(w);
-        return airllm_errf(err, "%s: cannot create: %s", w->tmp, strerror(e));
-    }
-    if (s->o.zstd) {
-        /* zstd: compressed lengths are known only tensor by tensor, so the
-         * header is written last. Its size depends only on the names, so
-         * the data can start at its final place right away. */
-        if (airllm_ct_layout(&w->hdr, err)) {
-            writer_free(w);
-            return -1;
-        }
-        w->header_last = true;
-        w->pos = w->stage_off = w->hdr.data_start;
-    } else {
-        /* Raw: every length is known, so the header goes first and the
-         * tensors follow as they are read. */
-        uint8_t *hdr;
-        size_t hdr_len;
-        if (airllm_ct_layout(&w->hdr, err) || airllm_ct_encode(&w->hdr, &hdr, &hdr_len, err)) {
-            writer_free(w);
-            return -1;
-        }
-        int rc = writer_emit(w, hdr, hdr_len, err);
-        free(hdr);
-        if (rc) {
-            writer_free(w);
-            return -1;
-        }
     }
     *out = w;
     return 0;
@@ -239,7 +104,7 @@ static int zbuf_reserve(unit_writer *w, size_t extra, airllm_err *err)
         cap *= 2;
     uint8_t *z = realloc(w->z, cap);
     if (!z)
-        return airllm_errf(err, "out of memory while compressing %s", w->final);
+        return airllm_errf(err, "out of memory while compressing %s", w->uf.final);
     w->z = z;
     w->zcap = cap;
     return 0;
@@ -294,7 +159,7 @@ static int writer_compress(split_ctx *s, unit_writer *w, const airllm_ct_tensor 
     for (size_t i = 0; i < nj; i++) {
         if (jobs[i].rc) {
             *err = jobs[i].err;
-            return airllm_err_prefix(err, "%s: tensor \"%s\"", w->final, ct->name);
+            return airllm_err_prefix(err, "%s: tensor \"%s\"", w->uf.final, ct->name);
         }
         if (zbuf_reserve(w, jobs[i].dst_len, err))
             return -1;
@@ -308,8 +173,8 @@ static int writer_compress(split_ctx *s, unit_writer *w, const airllm_ct_tensor 
 int writer_feed(split_ctx *s, unit_writer *w, const uint8_t *data, size_t n,
                 airllm_err *err)
 {
-    airllm_ct_tensor *ct = &w->hdr.tensors[w->next];
-    size_t t = s->ck.units[w->unit].tensors[w->next];
+    airllm_ct_tensor *ct = &w->uf.hdr.tensors[w->uf.next];
+    size_t t = s->ck.units[w->unit].tensors[w->uf.next];
     if (s->o.zstd) {
         if (w->tensor_fill == 0)
             w->zlen = 0;
@@ -319,7 +184,7 @@ int writer_feed(split_ctx *s, unit_writer *w, const uint8_t *data, size_t n,
         if (w->tensor_fill == 0) {
             w->q = true;
             w->zlen = 0;
-            if (writer_pad_to(w, ct->offset, err) || quant_start(w, ct, err))
+            if (airllm_uf_pad_to(&w->uf, ct->offset, err) || quant_start(w, ct, err))
                 return -1;
         }
         const airllm_ct_tensor *src = airllm_ckpt_ct(&s->ck, t);
@@ -332,9 +197,9 @@ int writer_feed(split_ctx *s, unit_writer *w, const uint8_t *data, size_t n,
             return -1;
         }
     } else {
-        if (w->tensor_fill == 0 && writer_pad_to(w, ct->offset, err))
+        if (w->tensor_fill == 0 && airllm_uf_pad_to(&w->uf, ct->offset, err))
             return -1;
-        if (writer_emit(w, data, n, err))
+        if (airllm_uf_emit(&w->uf, data, n, err))
             return -1;
     }
     w->tensor_fill += n;
@@ -347,15 +212,15 @@ int writer_feed(split_ctx *s, unit_writer *w, const uint8_t *data, size_t n,
  * run time). Only this one tensor's frames are ever held in memory. */
 static int writer_put_zstd_tensor(unit_writer *w, airllm_ct_tensor *ct, airllm_err *err)
 {
-    ct->offset = airllm_align_up(w->pos, AIRLLM_CT_ALIGN);
-    if (writer_pad_to(w, ct->offset, err))
+    ct->offset = airllm_align_up(w->uf.pos, AIRLLM_CT_ALIGN);
+    if (airllm_uf_pad_to(&w->uf, ct->offset, err))
         return -1;
     if (w->zlen < ct->raw_len) {
         ct->encoding = AIRLLM_ENC_ZSTD;
         ct->stored_len = w->zlen;
         ct->enc_param[0] = group_width(ct->dtype);
         ct->enc_param[1] = READ_CHUNK;
-        return writer_emit(w, w->z, w->zlen, err);
+        return airllm_uf_emit(&w->uf, w->z, w->zlen, err);
     }
     /* Decode our own frames back, one chunk at a time: the raw bytes are no
      * longer in memory, and re-reading the source would break the read-once
@@ -371,7 +236,7 @@ static int writer_put_zstd_tensor(unit_writer *w, airllm_ct_tensor *ct, airllm_e
         rc = airllm_zstd_frame_decode(chunk, READ_CHUNK, &produced, z, zleft, &used,
                                       group_width(ct->dtype), scratch, err);
         if (!rc)
-            rc = writer_emit(w, chunk, produced, err);
+            rc = airllm_uf_emit(&w->uf, chunk, produced, err);
         z += used;
         zleft -= used;
     }
@@ -383,142 +248,43 @@ static int writer_put_zstd_tensor(unit_writer *w, airllm_ct_tensor *ct, airllm_e
 /* Ends the current tensor; *complete tells whether the unit has them all. */
 int writer_tensor_done(split_ctx *s, unit_writer *w, bool *complete, airllm_err *err)
 {
-    if (s->o.zstd && writer_put_zstd_tensor(w, &w->hdr.tensors[w->next], err))
+    if (s->o.zstd && writer_put_zstd_tensor(w, &w->uf.hdr.tensors[w->uf.next], err))
         return -1;
-    if (w->q && quant_finish(s, w, &w->hdr.tensors[w->next],
-                             s->ck.units[w->unit].tensors[w->next], err))
+    if (w->q && quant_finish(s, w, &w->uf.hdr.tensors[w->uf.next],
+                             s->ck.units[w->unit].tensors[w->uf.next], err))
         return -1;
     w->q = false;
     w->tensor_fill = 0;
-    w->hdr.tensors[w->next].xxh3 = airllm_xxh3_final(w->xs);
-    w->next++;
-    *complete = w->next == w->hdr.n_tensors;
+    airllm_uf_tensor_done(&w->uf);
+    *complete = w->uf.next == w->uf.hdr.n_tensors;
     return 0;
-}
-
-/* zstd: with the data on disk, the lengths are known: lay the header out
- * (the rule gives the offsets already used), write it at offset 0. */
-/* Lays the header out again now that every length is final, and makes sure
- * no tensor moved from where its bytes were already written. */
-static int writer_relayout(unit_writer *w, airllm_err *err)
-{
-    uint64_t *used = malloc((w->hdr.n_tensors + 1) * sizeof *used);
-    if (!used)
-        return airllm_errf(err, "out of memory");
-    for (uint32_t i = 0; i < w->hdr.n_tensors; i++)
-        used[i] = w->hdr.tensors[i].offset;
-    int rc = airllm_ct_layout(&w->hdr, err);
-    for (uint32_t i = 0; !rc && i < w->hdr.n_tensors; i++)
-        if (used[i] != w->hdr.tensors[i].offset)
-            rc = airllm_errf(err, "internal error: %s: layout moved a tensor", w->tmp);
-    free(used);
-    return rc;
-}
-
-static int writer_put_header_last(unit_writer *w, airllm_err *err)
-{
-    int rc = writer_relayout(w, err);
-    if (!rc && w->pos != w->hdr.file_size)
-        rc = airllm_errf(err, "internal error: %s: size differs from the layout", w->tmp);
-    uint8_t *hdr = NULL, *aligned = NULL;
-    size_t hdr_len = 0;
-    if (!rc)
-        rc = airllm_ct_encode(&w->hdr, &hdr, &hdr_len, err);
-    /* O_DIRECT needs an aligned buffer; hdr_len is data_start, a multiple
-     * of 4096. */
-    if (!rc && posix_memalign((void **)&aligned, AIRLLM_CT_ALIGN, hdr_len) != 0)
-        rc = airllm_errf(err, "out of memory");
-    if (!rc) {
-        memcpy(aligned, hdr, hdr_len);
-        rc = io_write_one(&(io_req){w->fd, w->tmp, aligned, hdr_len, 0}, err);
-    }
-    free(hdr);
-    free(aligned);
-    return rc;
-}
-
-/* Appends the check block (format 1.2) at the aligned end of the data: the
- * tensors' XXH3 are complete only now, so it comes last in the file; it
- * ends at file_size. */
-static int writer_put_checks(unit_writer *w, airllm_err *err)
-{
-    /* zstd: lengths are final only now; raw: the same layout again */
-    int rc = writer_relayout(w, err);
-    if (!rc && w->pos != w->hdr.check_offset)
-        rc = airllm_errf(err, "internal error: %s: data ends at %llu, the check block "
-                              "is at %llu",
-                         w->tmp, (unsigned long long)w->pos,
-                         (unsigned long long)w->hdr.check_offset);
-    uint8_t *blk = NULL;
-    size_t bl = 0;
-    if (!rc)
-        rc = airllm_ct_encode_checks(&w->hdr, &blk, &bl, err);
-    if (!rc)
-        rc = writer_emit(w, blk, bl, err);
-    free(blk);
-    return rc;
 }
 
 /* Writes what is buffered, pads, fsyncs and renames the unit into place, and
  * journals it. */
 int writer_finish(split_ctx *s, unit_writer *w, airllm_err *err)
 {
-    if (s->o.zstd && writer_pad_to(w, airllm_align_up(w->pos, AIRLLM_CT_ALIGN), err))
-        return -1;
-    if (!s->o.zstd && writer_pad_to(w, w->hdr.check_offset, err))
-        return -1;
-    if (writer_put_checks(w, err))
-        return -1;
-    if (writer_unpark(w, err)) /* a tail may wait even when nothing was added */
-        return -1;
-    writer_flush(w);
-    if (io_drain(w->io, err))
-        return -1;
-    if (w->header_last && writer_put_header_last(w, err))
-        return -1;
-    if (fsync(w->fd) != 0)
-        return airllm_errf(err, "%s: fsync failed: %s", w->tmp, strerror(errno));
-    if (close(w->fd) != 0) {
-        w->fd = -1;
-        return airllm_errf(err, "%s: close failed: %s", w->tmp, strerror(errno));
-    }
-    w->fd = -1;
     char sha[AIRLLM_SHA256_HEX];
-    if (w->header_last) {
-        /* The digest comes from reading the file back: it was not written
-         * in order. The read also proves the bytes reached the disk. */
-        uint64_t size;
-        if (airllm_sha256_file(w->tmp, sha, &size, err))
-            return -1;
-        if (size != w->pos)
-            return airllm_errf(err, "%s: reads back %llu bytes, %llu written", w->tmp,
-                               (unsigned long long)size, (unsigned long long)w->pos);
-    } else {
-        airllm_sha256_final_hex(w->hash, sha);
-    }
-    if (rename(w->tmp, w->final) != 0)
-        return airllm_errf(err, "%s: cannot rename into place: %s", w->tmp, strerror(errno));
-    if (airllm_fsync_path(s->o.out_dir, err))
+    if (airllm_uf_finish(&w->uf, sha, err))
         return -1;
-    airllm_step("unit renamed");
     done_rec *r = &s->unit_done[w->unit];
     r->done = true;
-    r->size = w->pos;
+    r->size = w->uf.pos;
     memcpy(r->sha, sha, AIRLLM_SHA256_HEX);
     const airllm_ckpt_unit *un = &s->ck.units[w->unit];
-    for (uint32_t i = 0; i < w->hdr.n_tensors; i++) {
-        s->stored_len[un->tensors[i]] = w->hdr.tensors[i].stored_len;
-        s->encoding[un->tensors[i]] = w->hdr.tensors[i].encoding;
+    for (uint32_t i = 0; i < w->uf.hdr.n_tensors; i++) {
+        s->stored_len[un->tensors[i]] = w->uf.hdr.tensors[i].stored_len;
+        s->encoding[un->tensors[i]] = w->uf.hdr.tensors[i].encoding;
     }
     airllm_jrec jr;
-    for (uint32_t i = 0; i < w->hdr.n_tensors; i++) {
+    for (uint32_t i = 0; i < w->uf.hdr.n_tensors; i++) {
         size_t t = un->tensors[i];
-        if (!airllm_encoding_is_quant(w->hdr.tensors[i].encoding))
+        if (!airllm_encoding_is_quant(w->uf.hdr.tensors[i].encoding))
             continue;
         jr = (airllm_jrec){.kind = AIRLLM_JR_QSTATS, .size = t,
                            .stats = {s->qstats[t].rmse, s->qstats[t].max_abs,
                                      s->qstats[t].rel_fro}};
-        snprintf(jr.name, sizeof jr.name, "%s", w->hdr.tensors[i].name);
+        snprintf(jr.name, sizeof jr.name, "%s", w->uf.hdr.tensors[i].name);
         if (journal_append(s, &jr, err))
             return -1;
     }
