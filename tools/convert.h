@@ -59,6 +59,7 @@
 #include "airllm_manifest.h"
 #include "airllm_quant.h"
 #include "cli.h"
+#include "airllm_encode.h"
 #include "airllm_unitfile.h"
 #include "convert_aio.h"
 
@@ -86,12 +87,6 @@ typedef struct {
     bool double_quant, inc_embed, inc_lm_head, report;
 } split_opts;
 
-/* Quantization works on slices of QSLICE elements at fixed positions of
- * the tensor (a multiple of every block size), whatever the read chunks:
- * slices are what the jobs share out, and fixed positions keep the output
- * and the statistics the same for any --jobs and any input layout. */
-#define QSLICE ((size_t)1 << 16)
-
 typedef struct {
     bool done;
     uint64_t size;
@@ -111,19 +106,13 @@ typedef struct {
     airllm_unitfile uf;   /* the file: header, staging, digests (lib) */
     size_t unit;
     uint64_t tensor_fill; /* bytes of the current tensor received */
-    /* zstd: the unit's stored bytes, tensor after tensor */
+    airllm_encoder *enc;  /* the current tensor's (split_ctx's), or NULL */
+    bool frames;          /* converted input: the tensor's zstd frames are
+                             gathered in z, then decoded into enc */
     uint8_t *z;
-    size_t zlen, zcap;     /* the current tensor's frames (zstd) */
+    size_t zlen, zcap;
     bool deferred;         /* converted input: complete, waiting for the
                               source's digest before it is finished */
-    /* quantization of the current tensor */
-    bool q;
-    airllm_ct_qlayout ql;
-    float *qabsmax;             /* (ql.nblocks) */
-    airllm_qblock_stats *qbs;   /* (ql.nblocks) */
-    uint64_t qdone;             /* elements quantized so far */
-    uint8_t *qcarry;            /* source bytes of an unfinished slice */
-    size_t qcarry_len;
 } unit_writer;
 
 typedef struct {
@@ -149,7 +138,8 @@ typedef struct {
     uint8_t *buf;              /* buf_size bytes: header reads, skipped tensors */
     uint8_t *pipe_bufs[PIPE_DEPTH]; /* buf_size bytes each, in flight to the writer */
     size_t buf_size;
-    uint8_t **zdst, **zscratch; /* per job */
+    airllm_encoder *enc;       /* zstd (split -c zstd) or quant (airllm-quant) */
+    airllm_encoder *enc_raw;   /* tensors stored as they are */
     uint64_t bytes_read, bytes_written, units_kept;
     cli_progress prog;
     size_t **src_units;        /* per source: the units holding its tensors */
@@ -159,9 +149,6 @@ typedef struct {
     /* airllm-quant */
     bool *quantize;            /* per plan tensor */
     airllm_quant_stats *qstats; /* per plan tensor, when quantized */
-    float **qx, **qy;          /* per job: QSLICE floats each */
-    uint8_t *qcodes;           /* codes of one batch of slices */
-    size_t qcodes_cap;
     /* OUT_DIR safety */
     int lock_fd;               /* the writer's lock on OUT_DIR, or -1 */
     bool out_missing;          /* OUT_DIR could not be created at the start */
@@ -227,11 +214,8 @@ int writer_tensor_done(split_ctx *s, unit_writer *w, bool *complete, airllm_err 
 int writer_finish(split_ctx *s, unit_writer *w, airllm_err *err);
 
 /* convert_quant.c: airllm-quant */
-int quant_start(unit_writer *w, const airllm_ct_tensor *ct, airllm_err *err);
-int quant_feed(split_ctx *s, unit_writer *w, const airllm_ct_tensor *ct,
-               const uint8_t *data, size_t n, airllm_err *err);
-int quant_finish(split_ctx *s, unit_writer *w, const airllm_ct_tensor *ct, size_t t,
-                 airllm_err *err);
+int quant_feed_frames(split_ctx *s, unit_writer *w, const airllm_ct_tensor *ct,
+                      const airllm_ct_tensor *src, airllm_err *err);
 int plan_quant(split_ctx *s, airllm_err *err);
 void quant_summary(const split_ctx *s, cJSON *j);
 void quant_report(const split_ctx *s);

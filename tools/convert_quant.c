@@ -1,142 +1,17 @@
-/* airllm-quant: which tensors are quantized (plan_quant), the quantizing
- * encoder behind the unit writer (slices of QSLICE elements shared out to
- * --jobs threads, each slice owned by one job), and the error summary. */
+/* airllm-quant: which tensors are quantized (plan_quant), the frames of a
+ * converted input's zstd tensors decoded into the quantizing encoder
+ * (lib/airllm_encode.c), and the error summary. */
 #include "convert.h"
-
-/* ------------------------------------------------------------------ */
-/* quantization (airllm-quant)                                         */
 
 static size_t elem_size(airllm_dtype dt)
 {
     return airllm_dtype_bits(dt) / 8;
 }
 
-static size_t qcode_bytes(const split_ctx *s, uint64_t n)
-{
-    return airllm_quant_code_bytes(s->o.qtype, (size_t)n);
-}
-
-typedef struct {
-    split_ctx *s;
-    unit_writer *w;
-    airllm_dtype dt;
-    const uint8_t *src; /* n source elements, starting at element `first` */
-    size_t n;
-    uint64_t first;     /* a multiple of QSLICE */
-    unsigned job, njobs;
-    int rc;
-    airllm_err err;
-} qjob;
-
-/* Quantizes every njobs-th slice of the batch: convert, quantize into the
- * batch's code buffer and the tensor's absmax, dequantize, and keep the
- * per-block error sums. Slices never share a block or a code byte. */
-static void *qjob_run(void *arg)
-{
-    qjob *j = arg;
-    split_ctx *s = j->s;
-    unit_writer *w = j->w;
-    size_t es = elem_size(j->dt), block = s->o.block;
-    size_t nslices = (j->n + QSLICE - 1) / QSLICE;
-    float *x = s->qx[j->job], *y = s->qy[j->job];
-    for (size_t k = j->job; k < nslices && !j->rc; k += j->njobs) {
-        size_t off = k * QSLICE, m = j->n - off < QSLICE ? j->n - off : QSLICE;
-        size_t b0 = (size_t)((j->first + off) / block), nb = (m + block - 1) / block;
-        size_t coff = qcode_bytes(s, off);
-        if (airllm_float_to_f32_array(j->dt, j->src + off * es, m, x, &j->err) ||
-            airllm_quantize(s->o.qtype, x, m, block, s->qcodes + coff, s->qcodes_cap - coff,
-                            w->qabsmax + b0, nb, &j->err) ||
-            airllm_dequantize(s->o.qtype, s->qcodes + coff, qcode_bytes(s, m), w->qabsmax + b0,
-                              nb, m, block, y, &j->err) ||
-            airllm_quant_block_stats(x, y, m, block, w->qabsmax + b0, w->qbs + b0, &j->err)) {
-            airllm_err_prefix(&j->err, "elements from %llu",
-                              (unsigned long long)(j->first + off));
-            j->rc = -1;
-        }
-    }
-    return NULL;
-}
-
-/* Quantizes n elements (whole slices, or the tensor's end) and writes
- * their codes. */
-static int quant_batch(split_ctx *s, unit_writer *w, const airllm_ct_tensor *ct,
-                       const uint8_t *src, size_t n, airllm_err *err)
-{
-    qjob jobs[64];
-    pthread_t th[64];
-    size_t nslices = (n + QSLICE - 1) / QSLICE;
-    unsigned nj = s->o.jobs < nslices ? s->o.jobs : (unsigned)nslices;
-    if (qcode_bytes(s, n) > s->qcodes_cap)
-        return airllm_errf(err, "internal error: quantization batch too large");
-    for (unsigned i = 0; i < nj; i++)
-        jobs[i] = (qjob){s, w, ct->dtype, src, n, w->qdone, i, nj, 0, {{0}}};
-    for (unsigned i = 1; i < nj; i++)
-        if (pthread_create(&th[i], NULL, qjob_run, &jobs[i]) != 0)
-            qjob_run(&jobs[i]), th[i] = 0;
-    if (nj)
-        qjob_run(&jobs[0]);
-    for (unsigned i = 1; i < nj; i++)
-        if (th[i])
-            pthread_join(th[i], NULL);
-    for (unsigned i = 0; i < nj; i++)
-        if (jobs[i].rc) {
-            *err = jobs[i].err;
-            return airllm_err_prefix(err, "%s: tensor \"%s\"", w->uf.final, ct->name);
-        }
-    w->qdone += n;
-    return airllm_uf_emit(&w->uf, s->qcodes, qcode_bytes(s, n), err);
-}
-
-int quant_start(unit_writer *w, const airllm_ct_tensor *ct, airllm_err *err)
-{
-    if (airllm_ct_tensor_qlayout(ct, &w->ql, err))
-        return airllm_err_prefix(err, "%s", ct->name);
-    free(w->qabsmax);
-    free(w->qbs);
-    w->qabsmax = malloc((w->ql.nblocks ? w->ql.nblocks : 1) * sizeof *w->qabsmax);
-    w->qbs = malloc((w->ql.nblocks ? w->ql.nblocks : 1) * sizeof *w->qbs);
-    if (!w->qcarry)
-        w->qcarry = malloc(QSLICE * 4);
-    if (!w->qabsmax || !w->qbs || !w->qcarry)
-        return airllm_errf(err, "out of memory for the block scales of %s", ct->name);
-    w->qdone = 0;
-    w->qcarry_len = 0;
-    return 0;
-}
-
-/* Source bytes of the current tensor: whole slices go straight through,
- * the rest waits in the carry buffer. */
-int quant_feed(split_ctx *s, unit_writer *w, const airllm_ct_tensor *ct,
-               const uint8_t *data, size_t n, airllm_err *err)
-{
-    size_t es = elem_size(ct->dtype), slice_bytes = QSLICE * es;
-    while (n > 0) {
-        if (w->qcarry_len || n < slice_bytes) {
-            size_t take = slice_bytes - w->qcarry_len < n ? slice_bytes - w->qcarry_len : n;
-            memcpy(w->qcarry + w->qcarry_len, data, take);
-            w->qcarry_len += take;
-            data += take;
-            n -= take;
-            if (w->qcarry_len == slice_bytes) {
-                w->qcarry_len = 0;
-                if (quant_batch(s, w, ct, w->qcarry, QSLICE, err))
-                    return -1;
-            }
-        } else {
-            size_t k = n / slice_bytes * slice_bytes;
-            if (quant_batch(s, w, ct, data, k / es, err))
-                return -1;
-            data += k;
-            n -= k;
-        }
-    }
-    return 0;
-}
-
 /* Converted input: a zstd tensor's frames were collected in w->z; decode
  * them one chunk at a time into the quantizer. */
-static int quant_feed_frames(split_ctx *s, unit_writer *w, const airllm_ct_tensor *ct,
-                             const airllm_ct_tensor *src, airllm_err *err)
+int quant_feed_frames(split_ctx *s, unit_writer *w, const airllm_ct_tensor *ct,
+                      const airllm_ct_tensor *src, airllm_err *err)
 {
     size_t cap = src->enc_param[1];
     uint8_t *chunk = malloc(cap), *scratch = malloc(cap);
@@ -151,8 +26,8 @@ static int quant_feed_frames(split_ctx *s, unit_writer *w, const airllm_ct_tenso
         if (rc)
             airllm_err_prefix(err, "%s: tensor \"%s\"", s->ck.dir, ct->name);
         for (size_t off = 0; !rc && off < produced; off += s->buf_size)
-            rc = quant_feed(s, w, ct, chunk + off,
-                            produced - off < s->buf_size ? produced - off : s->buf_size, err);
+            rc = airllm_enc_feed(w->enc, chunk + off,
+                                 produced - off < s->buf_size ? produced - off : s->buf_size, err);
         z += used;
         zleft -= used;
         total += produced;
@@ -166,103 +41,6 @@ static int quant_feed_frames(split_ctx *s, unit_writer *w, const airllm_ct_tenso
     return rc;
 }
 
-/* 2^e as a double, |e| <= 1022. */
-static double pow2(int32_t e)
-{
-    uint64_t b = (uint64_t)(1023 + e) << 52;
-    double d;
-    memcpy(&d, &b, sizeof d);
-    return d;
-}
-
-static int emit_f32s(unit_writer *w, const float *v, size_t n, airllm_err *err)
-{
-    uint8_t buf[4096];
-    for (size_t i = 0; i < n;) {
-        size_t k = 0;
-        for (; k < sizeof buf / 4 && i < n; k++, i++)
-            airllm_put_lef32(buf + 4 * k, v[i]);
-        if (airllm_uf_emit(&w->uf, buf, 4 * k, err))
-            return -1;
-    }
-    return 0;
-}
-
-/* Ends a quantized tensor: the last partial slice, the scales (double
- * quantized if asked), and the error statistics of what is stored. */
-int quant_finish(split_ctx *s, unit_writer *w, const airllm_ct_tensor *ct, size_t t,
-                 airllm_err *err)
-{
-    const airllm_ct_tensor *src = airllm_ckpt_ct(&s->ck, t);
-    if (src && src->encoding == AIRLLM_ENC_ZSTD && quant_feed_frames(s, w, ct, src, err))
-        return -1;
-    size_t es = elem_size(ct->dtype);
-    if (w->qcarry_len && quant_batch(s, w, ct, w->qcarry, w->qcarry_len / es, err))
-        return -1;
-    w->qcarry_len = 0;
-    const airllm_ct_qlayout *l = &w->ql;
-    if (w->qdone != l->n)
-        return airllm_errf(err, "internal error: %s: %llu of %llu elements quantized", ct->name,
-                           (unsigned long long)w->qdone, (unsigned long long)l->n);
-    if (airllm_uf_pad_to(&w->uf, ct->offset + l->scales_off, err))
-        return -1;
-    size_t nb = (size_t)l->nblocks;
-    float *stored = w->qabsmax; /* the absmax the runner will use */
-    float *deq = NULL;
-    uint8_t *q = NULL;
-    float *a2 = NULL;
-    int rc = 0;
-    if (!l->double_quant) {
-        rc = emit_f32s(w, w->qabsmax, nb, err);
-    } else {
-        float offset;
-        q = malloc(nb);
-        a2 = malloc((size_t)l->nblocks2 * sizeof *a2);
-        deq = malloc(nb * sizeof *deq);
-        if (!q || !a2 || !deq)
-            rc = airllm_errf(err, "out of memory");
-        if (!rc && (airllm_dq_compress(AIRLLM_DQ_BNB_LUT, w->qabsmax, nb, NULL, q, nb, a2,
-                                       (size_t)l->nblocks2, &offset, err) ||
-                    airllm_dq_decompress(q, nb, a2, (size_t)l->nblocks2, offset, deq, err)))
-            rc = airllm_err_prefix(err, "%s: tensor \"%s\": double quantization", w->uf.final,
-                                   ct->name);
-        if (!rc)
-            rc = airllm_uf_emit(&w->uf, q, nb, err) ||
-                 airllm_uf_pad_to(&w->uf, ct->offset + l->dq_offset_off, err) ||
-                 emit_f32s(w, &offset, 1, err) || emit_f32s(w, a2, (size_t)l->nblocks2, err);
-        stored = deq;
-    }
-    if (!rc && w->uf.pos != ct->offset + ct->stored_len)
-        rc = airllm_errf(err, "internal error: %s: %s takes %llu bytes, not %llu", w->uf.final,
-                         ct->name, (unsigned long long)(w->uf.pos - ct->offset),
-                         (unsigned long long)ct->stored_len);
-    if (!rc) {
-        /* x - v*a' = e + v*(a - a') for a scale a' that double quantization
-         * moved: the sums give the exact squared error; the largest error
-         * is bounded by max|e| + max|v| * |a - a'|. */
-        double se2 = 0, sx2 = 0, maxe = 0;
-        for (size_t b = 0; b < nb; b++) {
-            const airllm_qblock_stats *bs = &w->qbs[b];
-            /* In the block's scaled units (2^-exp), then back; |exp| <= 126,
-             * so these powers of two are exact doubles. */
-            double p = pow2(bs->exp), p2 = p * p;
-            double d = ((double)w->qabsmax[b] - (double)stored[b]) / p;
-            double e2 = (double)bs->e2 + 2 * d * bs->ev + d * d * bs->v2;
-            double me = ((double)bs->max_e + (double)bs->max_v * fabs(d)) * p;
-            se2 += e2 > 0 ? e2 * p2 : 0;
-            sx2 += (double)bs->x2 * p2;
-            maxe = me > maxe ? me : maxe;
-        }
-        airllm_quant_stats *st = &s->qstats[t];
-        st->rmse = sqrt(se2 / (double)l->n);
-        st->max_abs = maxe;
-        st->rel_fro = sx2 > 0 ? sqrt(se2 / sx2) : 0;
-    }
-    free(q);
-    free(a2);
-    free(deq);
-    return rc;
-}
 
 static bool is_router(const char *name)
 {

@@ -192,37 +192,22 @@ static int split_main(split_ctx *sp)
     bool bufs_ok = sp->buf != NULL;
     for (int b = 0; b < PIPE_DEPTH; b++)
         bufs_ok &= (sp->pipe_bufs[b] = malloc(sp->buf_size)) != NULL;
-    sp->zdst = calloc(o->jobs, sizeof *sp->zdst);
-    sp->zscratch = calloc(o->jobs, sizeof *sp->zscratch);
     if (!sp->unit_done || !sp->unit_reverified || !sp->writers || !sp->src_done || !sp->src_deleted ||
-        !sp->stored_len || !sp->encoding || !bufs_ok || !sp->zdst || !sp->zscratch ||
+        !sp->stored_len || !sp->encoding || !bufs_ok ||
         !sp->unit_ck || !sp->src_stat || !sp->src_stat_ok) {
         airllm_errf(&err, "out of memory");
         return fail(o, &err);
     }
-    if (o->quant) {
-        sp->qx = calloc(o->jobs, sizeof *sp->qx);
-        sp->qy = calloc(o->jobs, sizeof *sp->qy);
-        sp->qcodes_cap = sp->buf_size + QSLICE;
-        sp->qcodes = malloc(sp->qcodes_cap);
-        bool ok = sp->qx && sp->qy && sp->qcodes;
-        for (unsigned j = 0; ok && j < o->jobs; j++)
-            ok = (sp->qx[j] = malloc(QSLICE * sizeof(float))) != NULL &&
-                 (sp->qy[j] = malloc(QSLICE * sizeof(float))) != NULL;
-        if (!ok) {
-            airllm_errf(&err, "out of memory");
-            return fail(o, &err);
-        }
-    }
-    if (o->zstd)
-        for (unsigned j = 0; j < o->jobs; j++) {
-            sp->zdst[j] = malloc(airllm_zstd_chunk_bound(READ_CHUNK));
-            sp->zscratch[j] = malloc(READ_CHUNK);
-            if (!sp->zdst[j] || !sp->zscratch[j]) {
-                airllm_errf(&err, "out of memory");
-                return fail(o, &err);
-            }
-        }
+    /* The encoders: each read chunk (buf_size bytes) is one feed. */
+    airllm_enc_opts eo = {.kind = o->zstd  ? AIRLLM_ENC_KIND_ZSTD
+                                  : o->quant ? AIRLLM_ENC_KIND_QUANT
+                                             : AIRLLM_ENC_KIND_RAW,
+                          .jobs = o->jobs, .level = o->level, .chunk = READ_CHUNK,
+                          .qtype = o->qtype};
+    airllm_enc_opts ro = {.kind = AIRLLM_ENC_KIND_RAW, .jobs = 1};
+    if (!(sp->enc = airllm_enc_new(&eo, sp->buf_size, &err)) ||
+        !(sp->enc_raw = airllm_enc_new(&ro, sp->buf_size, &err)))
+        return fail(o, &err);
     if (build_source_units(sp, &err) || (resume && journal_load(sp, &err)))
         return fail(o, &err);
 
@@ -462,12 +447,8 @@ static void split_ctx_free(split_ctx *s)
     free(s->buf);
     for (int b = 0; b < PIPE_DEPTH; b++)
         free(s->pipe_bufs[b]);
-    for (unsigned j = 0; s->zdst && j < s->o.jobs; j++) {
-        free(s->zdst[j]);
-        free(s->zscratch[j]);
-    }
-    free(s->zdst);
-    free(s->zscratch);
+    airllm_enc_free(s->enc);
+    airllm_enc_free(s->enc_raw);
     if (s->journal_fd >= 0)
         close(s->journal_fd);
     free(s->unit_done);
@@ -484,13 +465,6 @@ static void split_ctx_free(split_ctx *s)
     free(s->encoding);
     free(s->quantize);
     free(s->qstats);
-    for (unsigned j = 0; s->qx && j < s->o.jobs; j++) {
-        free(s->qx[j]);
-        free(s->qy[j]);
-    }
-    free(s->qx);
-    free(s->qy);
-    free(s->qcodes);
     free(s->real_stat);
     free(s->real_name);
     airllm_ckpt_free(&s->ck);

@@ -1,25 +1,8 @@
-/* The unit writer: one unit file, written append-only from 4096-aligned
- * staging buffers handed to the I/O thread, hashed (SHA-256 of the file,
- * XXH3 per tensor) as the bytes go out; raw, zstd (byte grouping, raw
- * fallback) and quantized tensors (convert_quant.c). Writer thread only. */
+/* The unit writer: a unit's file (lib/airllm_unitfile.c, its staging
+ * buffers going to the I/O thread) fed tensor by tensor through an encoder
+ * (lib/airllm_encode.c: raw, zstd, quantized); then the unit's digest and
+ * statistics into the plan and the journal. Writer thread only. */
 #include "convert.h"
-
-/* ------------------------------------------------------------------ */
-/* unit writers                                                       */
-
-static unsigned group_width(airllm_dtype dt)
-{
-    /* Byte grouping pays off for floats, whose sign/exponent bytes repeat. */
-    switch (dt) {
-    case AIRLLM_DTYPE_F16:
-    case AIRLLM_DTYPE_BF16:
-        return 2;
-    case AIRLLM_DTYPE_F32:
-        return 4;
-    default:
-        return 0;
-    }
-}
 
 void writer_free(unit_writer *w)
 {
@@ -27,9 +10,6 @@ void writer_free(unit_writer *w)
         return;
     airllm_uf_free(&w->uf);
     free(w->z);
-    free(w->qabsmax);
-    free(w->qbs);
-    free(w->qcarry);
     free(w);
 }
 
@@ -110,63 +90,44 @@ static int zbuf_reserve(unit_writer *w, size_t extra, airllm_err *err)
     return 0;
 }
 
-typedef struct {
-    const uint8_t *src;
-    size_t n;
-    uint8_t *dst, *scratch;
-    size_t dst_cap, dst_len;
-    int level;
-    unsigned width;
-    int rc;
-    airllm_err err;
-} zjob;
-
-static void *zjob_run(void *arg)
+/* The encoder's output goes to the unit file: at the tensor's offset (the
+ * next aligned one where the header comes last, and with the encoding the
+ * encoder chose), then byte after byte. */
+static int enc_start(void *ctx, const airllm_enc_result *r, airllm_err *err)
 {
-    zjob *j = arg;
-    j->rc = airllm_zstd_chunk_compress(j->dst, j->dst_cap, &j->dst_len, j->src, j->n, j->level,
-                                       j->width, j->scratch, &j->err);
-    return NULL;
+    unit_writer *w = ctx;
+    airllm_ct_tensor *ct = &w->uf.hdr.tensors[w->uf.next];
+    if (w->uf.header_last) {
+        ct->offset = airllm_align_up(w->uf.pos, AIRLLM_CT_ALIGN);
+        ct->encoding = r->encoding;
+        ct->stored_len = r->stored_len;
+        memcpy(ct->enc_param, r->enc_param, sizeof ct->enc_param);
+    }
+    return airllm_uf_pad_to(&w->uf, ct->offset, err);
 }
 
-/* Compresses data (up to jobs chunks of the current tensor) in parallel and
- * appends the frames, in order, to the unit's buffer. */
-static int writer_compress(split_ctx *s, unit_writer *w, const airllm_ct_tensor *ct,
-                           const uint8_t *data, size_t n, airllm_err *err)
+static int enc_write(void *ctx, const void *data, size_t n, airllm_err *err)
 {
-    zjob jobs[64];
-    pthread_t th[64];
-    size_t nj = 0;
-    unsigned width = group_width(ct->dtype);
-    for (size_t off = 0; off < n; off += READ_CHUNK, nj++) {
-        zjob *j = &jobs[nj];
-        memset(j, 0, sizeof *j);
-        j->src = data + off;
-        j->n = n - off < READ_CHUNK ? n - off : READ_CHUNK;
-        j->dst = s->zdst[nj];
-        j->dst_cap = airllm_zstd_chunk_bound(READ_CHUNK);
-        j->scratch = s->zscratch[nj];
-        j->level = s->o.level;
-        j->width = width;
-    }
-    for (size_t i = 1; i < nj; i++)
-        if (pthread_create(&th[i], NULL, zjob_run, &jobs[i]) != 0)
-            zjob_run(&jobs[i]), th[i] = 0;
-    zjob_run(&jobs[0]);
-    for (size_t i = 1; i < nj; i++)
-        if (th[i])
-            pthread_join(th[i], NULL);
-    for (size_t i = 0; i < nj; i++) {
-        if (jobs[i].rc) {
-            *err = jobs[i].err;
-            return airllm_err_prefix(err, "%s: tensor \"%s\"", w->uf.final, ct->name);
-        }
-        if (zbuf_reserve(w, jobs[i].dst_len, err))
-            return -1;
-        memcpy(w->z + w->zlen, jobs[i].dst, jobs[i].dst_len);
-        w->zlen += jobs[i].dst_len;
-    }
-    return 0;
+    unit_writer *w = ctx;
+    return airllm_uf_emit(&w->uf, data, n, err);
+}
+
+/* Starts the unit's current tensor (plan tensor t) on its encoder: zstd
+ * for split --compress zstd, the quantizer for the tensors airllm-quant
+ * quantizes, raw for the rest (a converted input's zstd tensor that stays
+ * as it is is copied as its frames, byte for byte). */
+static int writer_begin(split_ctx *s, unit_writer *w, const airllm_ct_tensor *ct, size_t t,
+                        airllm_err *err)
+{
+    bool quant = s->quantize && s->quantize[t];
+    const airllm_ct_tensor *src = airllm_ckpt_ct(&s->ck, t);
+    w->enc = s->o.zstd || quant ? s->enc : s->enc_raw;
+    /* A converted input's zstd tensor is quantized from its decoded frames,
+     * gathered until the tensor is complete (quant_feed_frames). */
+    w->frames = quant && src && src->encoding == AIRLLM_ENC_ZSTD;
+    w->zlen = 0;
+    airllm_enc_out out = {w, enc_start, enc_write};
+    return airllm_enc_begin(w->enc, ct, w->uf.final, &out, err);
 }
 
 /* Feeds n bytes of the unit's current tensor. */
@@ -175,85 +136,41 @@ int writer_feed(split_ctx *s, unit_writer *w, const uint8_t *data, size_t n,
 {
     airllm_ct_tensor *ct = &w->uf.hdr.tensors[w->uf.next];
     size_t t = s->ck.units[w->unit].tensors[w->uf.next];
-    if (s->o.zstd) {
-        if (w->tensor_fill == 0)
-            w->zlen = 0;
-        if (n && writer_compress(s, w, ct, data, n, err))
+    if (w->tensor_fill == 0 && writer_begin(s, w, ct, t, err))
+        return -1;
+    if (w->frames) {
+        if (zbuf_reserve(w, n, err))
             return -1;
-    } else if (s->quantize && s->quantize[t]) {
-        if (w->tensor_fill == 0) {
-            w->q = true;
-            w->zlen = 0;
-            if (airllm_uf_pad_to(&w->uf, ct->offset, err) || quant_start(w, ct, err))
-                return -1;
-        }
-        const airllm_ct_tensor *src = airllm_ckpt_ct(&s->ck, t);
-        if (src && src->encoding == AIRLLM_ENC_ZSTD) {
-            if (zbuf_reserve(w, n, err))
-                return -1;
-            memcpy(w->z + w->zlen, data, n);
-            w->zlen += n;
-        } else if (quant_feed(s, w, ct, data, n, err)) {
-            return -1;
-        }
-    } else {
-        if (w->tensor_fill == 0 && airllm_uf_pad_to(&w->uf, ct->offset, err))
-            return -1;
-        if (airllm_uf_emit(&w->uf, data, n, err))
-            return -1;
+        memcpy(w->z + w->zlen, data, n);
+        w->zlen += n;
+    } else if (airllm_enc_feed(w->enc, data, n, err)) {
+        return -1;
     }
     w->tensor_fill += n;
     s->bytes_written += n;
     return 0;
 }
 
-/* zstd: writes the finished tensor at the next aligned offset, as frames,
- * or raw when zstd did not shrink it (smaller output, nothing to decode at
- * run time). Only this one tensor's frames are ever held in memory. */
-static int writer_put_zstd_tensor(unit_writer *w, airllm_ct_tensor *ct, airllm_err *err)
-{
-    ct->offset = airllm_align_up(w->uf.pos, AIRLLM_CT_ALIGN);
-    if (airllm_uf_pad_to(&w->uf, ct->offset, err))
-        return -1;
-    if (w->zlen < ct->raw_len) {
-        ct->encoding = AIRLLM_ENC_ZSTD;
-        ct->stored_len = w->zlen;
-        ct->enc_param[0] = group_width(ct->dtype);
-        ct->enc_param[1] = READ_CHUNK;
-        return airllm_uf_emit(&w->uf, w->z, w->zlen, err);
-    }
-    /* Decode our own frames back, one chunk at a time: the raw bytes are no
-     * longer in memory, and re-reading the source would break the read-once
-     * rule. Small tensors (norms, biases) and incompressible ones land here. */
-    ct->encoding = AIRLLM_ENC_RAW;
-    ct->stored_len = ct->raw_len;
-    uint8_t *chunk = malloc(READ_CHUNK), *scratch = malloc(READ_CHUNK);
-    const uint8_t *z = w->z;
-    size_t zleft = w->zlen;
-    int rc = chunk && scratch ? 0 : airllm_errf(err, "out of memory");
-    while (!rc && zleft > 0) {
-        size_t used, produced;
-        rc = airllm_zstd_frame_decode(chunk, READ_CHUNK, &produced, z, zleft, &used,
-                                      group_width(ct->dtype), scratch, err);
-        if (!rc)
-            rc = airllm_uf_emit(&w->uf, chunk, produced, err);
-        z += used;
-        zleft -= used;
-    }
-    free(chunk);
-    free(scratch);
-    return rc;
-}
-
 /* Ends the current tensor; *complete tells whether the unit has them all. */
 int writer_tensor_done(split_ctx *s, unit_writer *w, bool *complete, airllm_err *err)
 {
-    if (s->o.zstd && writer_put_zstd_tensor(w, &w->uf.hdr.tensors[w->uf.next], err))
+    airllm_ct_tensor *ct = &w->uf.hdr.tensors[w->uf.next];
+    size_t t = s->ck.units[w->unit].tensors[w->uf.next];
+    /* An empty tensor had no feed: with zstd it is still stored (raw, 0
+     * bytes); raw and quantized ones have nothing to write. */
+    if (!w->enc && s->o.zstd && writer_begin(s, w, ct, t, err))
         return -1;
-    if (w->q && quant_finish(s, w, &w->uf.hdr.tensors[w->uf.next],
-                             s->ck.units[w->unit].tensors[w->uf.next], err))
-        return -1;
-    w->q = false;
+    if (w->enc) {
+        airllm_enc_result r;
+        if (w->frames && quant_feed_frames(s, w, ct, airllm_ckpt_ct(&s->ck, t), err))
+            return -1;
+        if (airllm_enc_finish(w->enc, &r, err))
+            return -1;
+        if (r.has_stats)
+            s->qstats[t] = r.stats;
+    }
+    w->enc = NULL;
+    w->frames = false;
     w->tensor_fill = 0;
     airllm_uf_tensor_done(&w->uf);
     *complete = w->uf.next == w->uf.hdr.n_tensors;
