@@ -238,18 +238,13 @@ static int zstd_finish(airllm_encoder *e, airllm_enc_result *r, airllm_err *err)
     if (e->out.start(e->out.ctx, r, err))
         return -1;
     uint8_t *chunk = malloc(e->o.chunk), *scratch = malloc(e->o.chunk);
-    const uint8_t *z = e->z;
-    size_t zleft = e->zlen;
     int rc = chunk && scratch ? 0 : airllm_errf(err, "out of memory");
-    while (!rc && zleft > 0) {
-        size_t used, produced;
-        rc = airllm_zstd_frame_decode(chunk, e->o.chunk, &produced, z, zleft, &used,
-                                      airllm_enc_group_width(t->dtype), scratch, err);
-        if (!rc)
-            rc = out_write(e, chunk, produced, err);
-        z += used;
-        zleft -= used;
-    }
+    airllm_zstd_frames it;
+    airllm_zstd_frames_init(&it, e->z, e->zlen, airllm_enc_group_width(t->dtype));
+    size_t produced;
+    while (!rc && (rc = airllm_zstd_frames_next(&it, chunk, e->o.chunk, &produced, scratch,
+                                                err)) > 0)
+        rc = out_write(e, chunk, produced, err);
     free(chunk);
     free(scratch);
     return rc;

@@ -25,9 +25,20 @@
  * command line; convert_sources.c the checkpoint's files and their
  * identity; convert_journal.c journal, resume, --delete-original;
  * convert_plan.c free space and --dry-run; convert_pipeline.c reader ->
- * writer; convert_writer.c the unit writer and zstd; convert_quant.c the
- * quantizing encoder; convert_aio.[ch] the I/O thread; convert_outdir.c
- * OUT_DIR, copies and the manifest. This header is internal to them. */
+ * writer; convert_writer.c the unit writer (lib/airllm_unitfile.c fed
+ * through lib/airllm_encode.c); convert_quant.c what airllm-quant
+ * quantizes and its summary; convert_aio.[ch] the I/O thread;
+ * convert_outdir.c OUT_DIR, copies and the manifest. This header is
+ * internal to them; docs/architecture.md has the whole picture.
+ *
+ * Who changes split_ctx: before and after the streaming, the main thread
+ * alone. While a source streams (stream_source), the writer thread owns
+ * every mutable field (writers, unit_done, src_done, src_deleted,
+ * unit_reverified, unit_ck, stored_len, encoding, qstats, bytes_written,
+ * journal_fd, journal_valid, enc, enc_raw); the reader, the calling
+ * thread, reads only the plan (ck, o, src_units) and changes only buf,
+ * bytes_read and prog; src_stat[i] is set before the writer thread starts
+ * and only read while it runs. io is shared through its own lock. */
 #ifndef AIRLLM_CONVERT_H
 #define AIRLLM_CONVERT_H
 
@@ -168,7 +179,8 @@ typedef struct {
 typedef struct {
     uint8_t *buf;
     size_t n;
-    size_t tensor; /* plan tensor index, or SIZE_MAX for the end of the source */
+    const airllm_ckpt_tensor *tensor; /* the plan tensor, or NULL for the end of
+                                         the source */
     bool last;     /* last chunk of the tensor */
     uint64_t end_off; /* last: the tensor's end in the source, and the */
     char end_sha[AIRLLM_SHA256_HEX]; /* digest of the source up to there */
@@ -188,7 +200,6 @@ typedef struct {
     "  -V, --version          print the version\n\n"                                      \
     "A run that is interrupted resumes when the same command is run again.\n"          \
     "Exit status: 0 success, 1 failure, 2 usage error.\n"
-
 
 int convert_parse_args(int argc, char **argv, bool quant, void (*usage)(FILE *), split_opts *o);
 int convert_run(const split_opts *o);

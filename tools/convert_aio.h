@@ -55,7 +55,6 @@ typedef struct io_queue {
     airllm_err err;
 } io_queue;
 
-
 int io_start(io_queue *io, airllm_err *err);
 void io_stop(io_queue *io);
 uint8_t *io_get_buffer(io_queue *io, airllm_err *err);

@@ -95,13 +95,13 @@ static int unit_complete(split_ctx *s, size_t u, airllm_err *err)
 static int consume(pipeline *p, const pipe_msg *m, airllm_err *err)
 {
     split_ctx *s = p->s;
-    size_t u = s->ck.tensors[m->tensor].unit;
+    size_t u = m->tensor->unit;
     if (!s->writers[u] && writer_open(s, u, &s->writers[u], err))
         return -1;
     unit_writer *w = s->writers[u];
-    if (strcmp(w->uf.hdr.tensors[w->uf.next].name, s->ck.tensors[m->tensor].name) != 0)
+    if (strcmp(w->uf.hdr.tensors[w->uf.next].name, m->tensor->name) != 0)
         return airllm_errf(err, "internal error: %s arrives out of order",
-                           s->ck.tensors[m->tensor].name);
+                           m->tensor->name);
     if (m->n && writer_feed(s, w, m->buf, m->n, err))
         return -1;
     bool complete = false;
@@ -128,7 +128,7 @@ static void *writer_thread(void *arg)
     split_ctx *s = p->s;
     for (;;) {
         pipe_msg m = pipe_pop(p);
-        if (m.tensor == SIZE_MAX) {
+        if (!m.tensor) {
             if (p->failed)
                 break;
             /* End of the source: every byte hashed, every unit fed. */
@@ -262,7 +262,7 @@ int stream_source(split_ctx *s, size_t i, airllm_err *err)
         if (!rc)
             rc = hash_range(s, fd, path, h, &off, pos, err);
         if (pos == end) {
-            pipe_msg m = {NULL, 0, t, true, 0, {0}};
+            pipe_msg m = {NULL, 0, &c->tensors[t], true, 0, {0}};
             if (!rc)
                 rc = tensor_end(s, i, h, hs, end, send, &m, path, err);
             if (send && !rc)
@@ -282,7 +282,7 @@ int stream_source(split_ctx *s, size_t i, airllm_err *err)
             airllm_sha256_update(h, buf, n);
             pos += n;
             off = pos;
-            pipe_msg m = {buf, n, t, pos == end, 0, {0}};
+            pipe_msg m = {buf, n, &c->tensors[t], pos == end, 0, {0}};
             if (pos == end && (rc = tensor_end(s, i, h, hs, end, send, &m, path, err)) != 0) {
                 if (send)
                     pipe_release(&p, buf);
@@ -311,11 +311,11 @@ int stream_source(split_ctx *s, size_t i, airllm_err *err)
     while (p.count == PIPE_DEPTH && !p.failed)
         pthread_cond_wait(&p.cond, &p.lock);
     if (p.count < PIPE_DEPTH) {
-        p.q[(p.head + p.count) % PIPE_DEPTH] = (pipe_msg){NULL, 0, SIZE_MAX, false, 0, {0}};
+        p.q[(p.head + p.count) % PIPE_DEPTH] = (pipe_msg){NULL, 0, NULL, false, 0, {0}};
         p.count++;
     } else {
         /* Failed with a full queue: drop the queued chunks and stop. */
-        p.q[p.head] = (pipe_msg){NULL, 0, SIZE_MAX, false, 0, {0}};
+        p.q[p.head] = (pipe_msg){NULL, 0, NULL, false, 0, {0}};
         p.count = 1;
     }
     pthread_cond_broadcast(&p.cond);

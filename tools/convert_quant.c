@@ -15,33 +15,31 @@ int quant_feed_frames(split_ctx *s, unit_writer *w, const airllm_ct_tensor *ct,
 {
     size_t cap = src->enc_param[1];
     uint8_t *chunk = malloc(cap), *scratch = malloc(cap);
-    const uint8_t *z = w->z;
-    size_t zleft = w->zlen;
-    uint64_t total = 0;
     int rc = chunk && scratch ? 0 : airllm_errf(err, "out of memory");
-    while (!rc && zleft > 0) {
-        size_t used, produced;
-        rc = airllm_zstd_frame_decode(chunk, cap, &produced, z, zleft, &used, src->enc_param[0],
-                                      scratch, err);
-        if (rc)
-            airllm_err_prefix(err, "%s: tensor \"%s\"", s->ck.dir, ct->name);
+    airllm_zstd_frames it;
+    airllm_zstd_frames_init(&it, w->z, w->zlen, src->enc_param[0]);
+    size_t produced;
+    while (!rc) {
+        int more = airllm_zstd_frames_next(&it, chunk, cap, &produced, scratch, err);
+        if (more < 0)
+            rc = airllm_err_prefix(err, "%s: tensor \"%s\"", s->ck.dir, ct->name);
+        if (more <= 0)
+            break;
         for (size_t off = 0; !rc && off < produced; off += s->buf_size)
             rc = airllm_enc_feed(w->enc, chunk + off,
                                  produced - off < s->buf_size ? produced - off : s->buf_size, err);
-        z += used;
-        zleft -= used;
-        total += produced;
     }
-    if (!rc && total != ct->raw_len)
+    if (!rc && it.produced != ct->raw_len)
         rc = airllm_errf(err, "%s: tensor \"%s\": frames decode to %llu bytes, %llu expected",
-                         s->ck.dir, ct->name, (unsigned long long)total,
+                         s->ck.dir, ct->name, (unsigned long long)it.produced,
                          (unsigned long long)ct->raw_len);
     free(chunk);
     free(scratch);
     return rc;
 }
 
-
+/* Router weights of mixture-of-experts layers: small, and their errors
+ * change which experts run, so they stay exact. */
 static bool is_router(const char *name)
 {
     static const char *const suffixes[] = {".block_sparse_moe.gate.weight", ".mlp.gate.weight",

@@ -76,8 +76,6 @@ static bool same_completed_run(split_ctx *s)
     return same;
 }
 
-/* Router weights of mixture-of-experts layers: small, and their errors
- * change which experts run, so they stay exact. */
 static int split_main(split_ctx *sp)
 {
     /* A file size limit (RLIMIT_FSIZE) must surface as a write error that we

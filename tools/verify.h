@@ -33,7 +33,6 @@ typedef struct {
     size_t index;
 } name_ref;
 
-
 typedef struct {
     verify_opts o;
     airllm_manifest m;
@@ -55,7 +54,6 @@ typedef struct {
     bool rcfg_ok;
     const char *tied_to; /* the manifest's tied LM head, or NULL */
 } verify_ctx;
-
 
 /* Records a problem (thread-safe; at most MAX_PROBLEMS are kept). */
 void report(verify_ctx *v, const char *file, const char *tensor, const char *fmt, ...)
