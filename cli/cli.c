@@ -206,20 +206,13 @@ const char *cli_human_size(uint64_t bytes, char *buf)
     return buf;
 }
 
-double cli_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 void cli_progress_init(cli_progress *p, const char *label, uint64_t total)
 {
     memset(p, 0, sizeof *p);
     p->enabled = cli_verbosity >= 1 && isatty(STDERR_FILENO);
     p->label = label;
     p->total = total;
-    p->start = p->last = cli_now();
+    p->start = p->last = airllm_now();
 }
 
 static void progress_draw(cli_progress *p, double now)
@@ -239,7 +232,7 @@ void cli_progress_add(cli_progress *p, uint64_t bytes)
     p->done += bytes;
     if (!p->enabled)
         return;
-    double now = cli_now();
+    double now = airllm_now();
     if (now - p->last < 0.2)
         return;
     p->last = now;
@@ -250,7 +243,7 @@ void cli_progress_finish(cli_progress *p)
 {
     if (!p->enabled)
         return;
-    progress_draw(p, cli_now());
+    progress_draw(p, airllm_now());
     fputc('\n', stderr);
 }
 

@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "airllm_clock.h" /* airllm_now */
 #include "airllm_err.h"
 
 /* Exit codes, documented in the README. */
@@ -39,7 +40,6 @@ int cli_parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out);
 int cli_parse_size(const char *s, uint64_t *out);
 /* Human-readable size: "1.5 GiB". buf must hold 32 bytes. */
 const char *cli_human_size(uint64_t bytes, char *buf);
-double cli_now(void); /* monotonic seconds */
 
 /* Progress on stderr, only when stderr is a terminal and not quiet; at most
  * five updates a second. */

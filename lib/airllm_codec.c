@@ -198,6 +198,28 @@ int airllm_zstd_frame_decode(uint8_t *dst, size_t dst_cap, size_t *produced,
     return 0;
 }
 
+void airllm_zstd_frames_init(airllm_zstd_frames *it, const uint8_t *src, size_t len,
+                             unsigned width)
+{
+    *it = (airllm_zstd_frames){src, len, 0, 0, 0, width};
+}
+
+int airllm_zstd_frames_next(airllm_zstd_frames *it, uint8_t *dst, size_t cap, size_t *n,
+                            uint8_t *scratch, airllm_err *err)
+{
+    *n = 0;
+    if (it->pos >= it->len)
+        return 0;
+    size_t used;
+    if (airllm_zstd_frame_decode(dst, cap, n, it->src + it->pos, it->len - it->pos, &used,
+                                 it->width, scratch, err))
+        return -1;
+    it->pos += used;
+    it->produced += *n;
+    it->frame++;
+    return 1;
+}
+
 int airllm_zstd_tensor_decode(uint8_t *dst, uint64_t raw_len, const uint8_t *src,
                               uint64_t src_len, unsigned width, uint32_t chunk_bytes,
                               uint8_t *scratch, airllm_err *err)
@@ -210,9 +232,12 @@ int airllm_zstd_tensor_decode(uint8_t *dst, uint64_t raw_len, const uint8_t *src
                            chunk_bytes, width);
     if (src_len > SIZE_MAX || raw_len > SIZE_MAX)
         return airllm_errf(err, "zstd: tensor too large for this machine");
-    uint64_t in = 0, out = 0;
-    unsigned long long frame = 0;
-    while (in < src_len) {
+    airllm_zstd_frames it;
+    airllm_zstd_frames_init(&it, src, (size_t)src_len, width);
+    uint64_t out = 0;
+    while (it.pos < src_len) {
+        uint64_t in = it.pos;
+        unsigned long long frame = it.frame;
         const uint8_t *p = src + in;
         size_t left = (size_t)(src_len - in);
         if (out == raw_len)
@@ -245,14 +270,11 @@ int airllm_zstd_tensor_decode(uint8_t *dst, uint64_t raw_len, const uint8_t *src
             return airllm_errf(err, "frame %llu: content size %llu, expected %llu (all "
                                     "chunks but the last hold %u bytes)",
                                frame, fcs, (unsigned long long)expect, chunk_bytes);
-        size_t produced, consumed;
-        if (airllm_zstd_frame_decode(dst + out, (size_t)expect, &produced, p, left,
-                                     &consumed, width, scratch, err) != 0)
+        size_t produced;
+        if (airllm_zstd_frames_next(&it, dst + out, (size_t)expect, &produced, scratch, err) < 0)
             return airllm_err_prefix(err, "frame %llu at byte %llu", frame,
                                      (unsigned long long)in);
-        in += consumed;
         out += produced;
-        frame++;
     }
     if (out != raw_len)
         return airllm_errf(err, "zstd: frames decode to %llu bytes, raw_len is %llu "

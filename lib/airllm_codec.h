@@ -52,4 +52,29 @@ int airllm_zstd_frame_decode(uint8_t *dst, size_t dst_cap, size_t *produced,
                              const uint8_t *src, size_t src_len, size_t *consumed,
                              unsigned width, uint8_t *scratch, airllm_err *err);
 
+/* The one walk over a zstd-encoded tensor's frames (split, quant, verify
+ * and run all use it): each call decodes the next frame of src[0..len)
+ * with airllm_zstd_frame_decode's checks.
+ *   airllm_zstd_frames it;
+ *   airllm_zstd_frames_init(&it, src, len, width);
+ *   while ((rc = airllm_zstd_frames_next(&it, dst, cap, &n, scratch, err)) > 0)
+ *       use dst[0..n);
+ * rc 0: every byte of src consumed; -1: err set (not prefixed: callers name
+ * the tensor, and it.frame and it.pos say which frame, from where). */
+typedef struct {
+    const uint8_t *src;
+    size_t len;
+    size_t pos;                /* bytes of src consumed by whole frames */
+    unsigned long long frame;  /* frames decoded */
+    uint64_t produced;         /* bytes decoded */
+    unsigned width;
+} airllm_zstd_frames;
+
+void airllm_zstd_frames_init(airllm_zstd_frames *it, const uint8_t *src, size_t len,
+                             unsigned width);
+/* dst (capacity cap) must hold the frame's content size; scratch holds cap
+ * bytes when width != 0. */
+int airllm_zstd_frames_next(airllm_zstd_frames *it, uint8_t *dst, size_t cap, size_t *n,
+                            uint8_t *scratch, airllm_err *err);
+
 #endif

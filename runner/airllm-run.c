@@ -477,7 +477,7 @@ int main(int argc, char **argv)
     if (rc)
         return rc;
     airllm_err err = {{0}};
-    double t_start = cli_now();
+    double t_start = airllm_now();
     /* Not a directory that airllm-split or airllm-quant is still writing;
      * the shared lock is held until exit, so that none starts meanwhile. */
     int lock_fd;
@@ -551,7 +551,7 @@ int main(int argc, char **argv)
         rt_model_close(&m);
         return fail(&o, &err);
     }
-    double t_load = cli_now();
+    double t_load = airllm_now();
     rt_seq *seqs = calloc(np, sizeof *seqs);
     rt_seq **active = calloc(np, sizeof *active);
     float *logits = malloc(sizeof(float) * np * (size_t)c->vocab);
@@ -578,7 +578,7 @@ int main(int argc, char **argv)
             break;
         steps++;
         if (step == 0) {
-            t_first = cli_now();
+            t_first = airllm_now();
             if (o.dump_logits) {
                 FILE *f = fopen(o.dump_logits, "wb");
                 bool ok = f != NULL;
@@ -616,7 +616,7 @@ int main(int argc, char **argv)
                 s->done = true;
         }
     }
-    double t_end = cli_now();
+    double t_end = airllm_now();
     /* the statistics below are the prefetch thread's too: stop it first */
     rt_store_stop(&m.store);
     if (!rc && stream_out) {

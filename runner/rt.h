@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "airllm_clock.h" /* airllm_now */
 #include "airllm_container.h"
 #include "airllm_err.h"
 #include "airllm_manifest.h"
@@ -401,7 +402,5 @@ int rt_norm_head_init(rt_model *m, airllm_err *err);
 void rt_norm_head_apply(const rt_model *m, float *logits, size_t n);
 /* Expert e's w1 (gate), w3 (up) and w2 (down) tensor name suffixes. */
 void rt_moe_expert_names(size_t e, char names[3][96]);
-/* CLOCK_MONOTONIC seconds. */
-double rt_now(void);
 
 #endif

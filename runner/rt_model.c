@@ -711,7 +711,7 @@ int rt_forward(rt_model *m, rt_seq **seqs, size_t n_seqs, float *logits, airllm_
         last[i] = k - 1;
     }
     /* embeddings */
-    double t0 = rt_now();
+    double t0 = airllm_now();
     rt_slot *sl = NULL;
     if (!rc)
         rc = rt_embed(m, ids, n, m->x, err);
@@ -722,10 +722,10 @@ int rt_forward(rt_model *m, rt_seq **seqs, size_t n_seqs, float *logits, airllm_
             continue;
         if ((rc = rt_store_acquire(st_, u, &sl, err)))
             break;
-        double c0 = rt_now();
+        double c0 = airllm_now();
         st.layer = un->layer;
         rc = layer_forward(m, &st, sl, un->file, err);
-        st_->unit_compute_s[u] += rt_now() - c0;
+        st_->unit_compute_s[u] += airllm_now() - c0;
         rt_store_release(st_, u);
     }
     /* final norm on each sequence's last token, then the head */
@@ -749,9 +749,9 @@ int rt_forward(rt_model *m, rt_seq **seqs, size_t n_seqs, float *logits, airllm_
                                              (uint64_t)c->vocab, H, err)
                                       : rt_slot_need(sl, st_->units[hu].file, c->embed_name,
                                              (uint64_t)c->vocab, H, err);
-            double c0 = rt_now();
+            double c0 = airllm_now();
             rc = hw ? rt_matmul(m->pool, hw, xl, n_seqs, logits, err) : -1;
-            st_->unit_compute_s[hu] += rt_now() - c0;
+            st_->unit_compute_s[hu] += airllm_now() - c0;
             rt_store_release(st_, hu);
         }
     }
@@ -760,7 +760,7 @@ int rt_forward(rt_model *m, rt_seq **seqs, size_t n_seqs, float *logits, airllm_
     if (!rc)
         for (size_t i = 0; i < n_seqs; i++)
             seqs[i]->n_cached = seqs[i]->n_ids;
-    m->compute_s += rt_now() - t0;
+    m->compute_s += airllm_now() - t0;
     free(st.seq);
     free(st.pos);
     free(st.rope_cs);

@@ -103,7 +103,7 @@ static void *worker(void *arg)
              spins++) {
             cpu_relax();
             if (spins % SPIN_CHECK == 0) {
-                double now = rt_now();
+                double now = airllm_now();
                 if (spin_end == 0)
                     spin_end = now + SPIN_SECONDS;
                 else if (now > spin_end)
@@ -235,11 +235,4 @@ int rt_pool_run(rt_pool *p, rt_pool_job fn, void *ctx, size_t n_jobs, airllm_err
         return -1;
     }
     return 0;
-}
-
-double rt_now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }

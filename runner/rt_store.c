@@ -470,7 +470,7 @@ static int slot_load(rt_store *s, size_t ui, rt_slot *sl, bool *defer, airllm_er
     bool deferred = defer && can_defer_check(s, u, partial);
     if (defer)
         *defer = deferred;
-    double t0 = rt_now();
+    double t0 = airllm_now();
     int fd = open_unit(s, u, path, err);
     if (fd < 0)
         return -1;
@@ -507,7 +507,7 @@ static int slot_load(rt_store *s, size_t ui, rt_slot *sl, bool *defer, airllm_er
     close(fd);
     if (rc)
         return -1;
-    double t1 = rt_now();
+    double t1 = airllm_now();
     sl->read_s = t1 - t0;
     pthread_mutex_lock(&s->lock); /* the prefetch thread and the model both load */
     s->bytes_read += bytes;
@@ -587,7 +587,7 @@ static int slot_load(rt_store *s, size_t ui, rt_slot *sl, bool *defer, airllm_er
             return -1;
     }
     sl->unit = (long)ui;
-    sl->decode_s = rt_now() - t1;
+    sl->decode_s = airllm_now() - t1;
     return 0;
 }
 
@@ -599,7 +599,7 @@ int rt_store_ensure(rt_store *s, rt_slot *sl, const rt_tensor *t, airllm_err *er
         return airllm_errf(err, "internal error: expert of an empty slot");
     const rt_unit *u = &s->units[sl->unit];
     char path[4096];
-    double t0 = rt_now();
+    double t0 = airllm_now();
     int fd = open_unit(s, u, path, err);
     if (fd < 0)
         return -1;
@@ -615,7 +615,7 @@ int rt_store_ensure(rt_store *s, rt_slot *sl, const rt_tensor *t, airllm_err *er
     pthread_mutex_lock(&s->lock); /* the prefetch thread and the model both load */
     s->bytes_read += bytes;
     pthread_mutex_unlock(&s->lock);
-    s->expert_read_s += rt_now() - t0;
+    s->expert_read_s += airllm_now() - t0;
     return rc;
 }
 
@@ -751,7 +751,7 @@ int rt_store_acquire(rt_store *s, size_t ui, rt_slot **out, airllm_err *err)
         *out = sl;
         return 0;
     }
-    double t0 = rt_now();
+    double t0 = airllm_now();
     pthread_mutex_lock(&s->lock);
     int k = -1;
     for (;;) {
@@ -788,7 +788,7 @@ int rt_store_acquire(rt_store *s, size_t ui, rt_slot **out, airllm_err *err)
         return -1;
     }
     pthread_mutex_unlock(&s->lock);
-    double w = rt_now() - t0;
+    double w = airllm_now() - t0;
     s->wait_s += w;
     s->unit_wait_s[ui] += w;
     *out = &s->sslots[k];

@@ -6,6 +6,9 @@
 #
 # Environment:
 #   AIRLLM_BIN    directory holding airllm-quant (default build)
+#   AIRLLM_BASE_BIN  a baseline build's directory (optional): each command
+#                 is also run with its airllm-quant, right after the new one,
+#                 and the "vs base" column gives new/base time
 #   BENCH_DIR     work directory on the disk to measure (default /work/bench-data)
 #   BENCH_LAYERS  decoder layers (default 32; must match the generated checkpoint)
 #   BENCH_RUNS    runs of each measurement, best taken (default 2)
@@ -28,6 +31,11 @@ JOBS=${BENCH_JOBS:-$(nproc)}
 QUANT=$BIN/airllm-quant
 TIME=/usr/bin/time
 [ -x "$QUANT" ] || die "no $QUANT (build first, or set AIRLLM_BIN)"
+BASE=${AIRLLM_BASE_BIN:-}
+if [ -n "$BASE" ]; then
+    BASE=$(cd "$BASE" && pwd) || die "no directory $AIRLLM_BASE_BIN"
+    [ -x "$BASE/airllm-quant" ] || die "no airllm-quant in $BASE"
+fi
 [ -x "$TIME" ] || die "no $TIME (apt-get install time)"
 bench_checkpoint
 mapfile -t SHARDS < <(ls "$HF7"/*.safetensors)
@@ -40,6 +48,7 @@ echo "host:        $(nproc) CPUs, $(awk '/^MemTotal:/ { printf "%.1f GiB", $2 / 
 echo "disk:        $(df -P "$BENCH_DIR" | awk 'NR == 2 { print $1 " mounted on " $6 }')"
 echo "checkpoint:  $HF7, ${#SHARDS[@]} shards, $SRC_BYTES bytes"
 echo "tool:        $QUANT --jobs $JOBS"
+[ -z "$BASE" ] || echo "baseline:    $BASE/airllm-quant"
 
 # best_of CMD...: sync, run CMD $RUNS times (OUT removed first), keep the
 # fastest; sets WALL (s) and RSS (KiB) from that run.
@@ -65,22 +74,28 @@ best_of sh -c "mkdir '$WORK/out' && cp ${SHARDS[*]} '$WORK/out/'"
 CP=$WALL
 best_of sh -c "mkdir '$WORK/out' && cp ${SHARDS[*]} '$WORK/out/' && sync"
 CPS=$WALL
-printf '\n%-28s %8s %9s %8s %8s %8s %8s\n' "command" "wall s" "MB/s" "vs cp" "size" "bits/w" "RSS MiB"
+printf '\n%-28s %8s %9s %8s %8s %8s %8s %8s\n' "command" "wall s" "MB/s" "vs cp" "size" "bits/w" "RSS MiB" "vs base"
 printf '%-28s %8.2f %9.0f %8s %8s %8s %8s\n' "cp" "$CP" "$(awk -v b="$SRC_BYTES" -v t="$CP" 'BEGIN { print b / t / 1e6 }')" "-" "1.000" "16" "-"
 printf '%-28s %8.2f %9.0f %8s %8s %8s %8s\n' "cp + sync (baseline)" "$CPS" "$(awk -v b="$SRC_BYTES" -v t="$CPS" 'BEGIN { print b / t / 1e6 }')" "1.00" "1.000" "16" "-"
 
 measure() {
     local label=$1
     shift
+    local vs_base=-
+    if [ -n "$BASE" ]; then
+        best_of "$BASE/airllm-quant" -q --json "$@" "$HF7" "$WORK/out"
+        local base_wall=$WALL
+    fi
     best_of "$QUANT" -q --json "$@" "$HF7" "$WORK/out"
+    [ -z "$BASE" ] || vs_base=$(awk -v a="$WALL" -v b="$base_wall" 'BEGIN { printf "%.2f", a / b }')
     read -r ratio bpw < <(python3 -c '
 import json, sys
 j = json.load(open(sys.argv[1]))
 print(j["output_bytes"] / j["source_bytes"], j["quant"]["bits_per_weight"])' "$WORK/log")
-    printf '%-28s %8.2f %9.0f %8.2f %8.3f %8.3f %8.0f\n' "$label" "$WALL" \
+    printf '%-28s %8.2f %9.0f %8.2f %8.3f %8.3f %8.0f %8s\n' "$label" "$WALL" \
         "$(awk -v b="$SRC_BYTES" -v t="$WALL" 'BEGIN { print b / t / 1e6 }')" \
         "$(awk -v c="$CPS" -v t="$WALL" 'BEGIN { print c / t }')" "$ratio" "$bpw" \
-        "$(awk -v r="$RSS" 'BEGIN { print r / 1024 }')"
+        "$(awk -v r="$RSS" 'BEGIN { print r / 1024 }')" "$vs_base"
 }
 measure "quant nf4 -j $JOBS" -t nf4 -j "$JOBS"
 measure "quant fp4 -j $JOBS" -t fp4 -j "$JOBS"
@@ -92,3 +107,4 @@ echo "vs cp: cp+sync time / airllm-quant time (>= 0.8 is the target: I/O-bound).
 echo "size: output bytes / source shard bytes (everything: quantized layers,"
 echo "the BF16 embeddings, LM head and norms, headers, 4 KiB alignment)."
 echo "bits/w: stored bits per weight over the quantized tensors only."
+[ -z "$BASE" ] || echo "vs base: airllm-quant time / the baseline's, same command, same run."

@@ -6,6 +6,9 @@
 #
 # Environment:
 #   AIRLLM_BIN    directory holding airllm-split and airllm-verify (default build)
+#   AIRLLM_BASE_BIN  a baseline build's directory (optional): its airllm-split
+#                 and airllm-verify are measured in the same run, right after
+#                 the new ones, and the report adds new/base time ratios
 #   BENCH_DIR     work directory on the disk to measure (default /work/bench-data)
 #   BENCH_LAYERS  decoder layers to generate (default 32; e.g. 2 for a quick run)
 #   BENCH_RUNS    runs of each copy/split measurement, best taken (default 2)
@@ -32,6 +35,12 @@ TIME=/usr/bin/time
 [[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "BENCH_RUNS must be a positive integer"
 [ -x "$SPLIT" ] || die "no $SPLIT (build first, or set AIRLLM_BIN)"
 [ -x "$VERIFY" ] || die "no $VERIFY (build first, or set AIRLLM_BIN)"
+BASE=${AIRLLM_BASE_BIN:-}
+if [ -n "$BASE" ]; then
+    BASE=$(cd "$BASE" && pwd) || die "no directory $AIRLLM_BASE_BIN"
+    [ -x "$BASE/airllm-split" ] && [ -x "$BASE/airllm-verify" ] ||
+        die "no airllm-split and airllm-verify in $BASE"
+fi
 [ -x "$TIME" ] || die "no $TIME (apt-get install time)"
 command -v openssl >/dev/null || die "no openssl"
 command -v python3 >/dev/null || die "no python3"
@@ -113,6 +122,7 @@ else
     echo "page cache:  the checkpoint does NOT fit in RAM: source reads hit the disk"
 fi
 echo "tools:       $SPLIT, $VERIFY"
+[ -z "$BASE" ] || echo "baseline:    $BASE/airllm-split, $BASE/airllm-verify"
 
 # ---------------------------------------------------------------- measuring
 
@@ -186,6 +196,14 @@ SPLIT_WALL=$BEST_WALL
 SPLIT_RSS=$BEST_RSS
 row "airllm-split" "$SPLIT_WALL" "$SPLIT_RSS" "$SRC_BYTES" \
     "time x$(ratio "$SPLIT_WALL" "$CP_WALL") of cp"
+if [ -n "$BASE" ]; then
+    best_of 'rm -rf "$OUT"' "$BASE/airllm-split" "$HF7" "$OUT"
+    BSPLIT_WALL=$BEST_WALL
+    row "airllm-split (baseline)" "$BEST_WALL" "$BEST_RSS" "$SRC_BYTES" \
+        "new/base time x$(ratio "$SPLIT_WALL" "$BEST_WALL")"
+    rm -rf "$OUT"
+    best_of 'rm -rf "$OUT"' "$SPLIT" "$HF7" "$OUT" # the output verify reads
+fi
 
 shopt -s nullglob
 UNITS=("$OUT"/*.airc)
@@ -212,6 +230,12 @@ V2_WALL=$BEST_WALL
 V2_RSS=$BEST_RSS
 row "airllm-verify --jobs 2" "$V2_WALL" "$V2_RSS" "$UNIT_BYTES" \
     "throughput x$(ratio "$SSL_WALL" "$V2_WALL") of openssl"
+if [ -n "$BASE" ]; then
+    best_of ':' "$BASE/airllm-verify" --jobs 2 "$OUT"
+    BV2_WALL=$BEST_WALL
+    row "airllm-verify --jobs 2 (baseline)" "$BEST_WALL" "$BEST_RSS" "$UNIT_BYTES" \
+        "new/base time x$(ratio "$V2_WALL" "$BEST_WALL")"
+fi
 rm -rf "$OUT"
 
 echo
@@ -225,6 +249,13 @@ shopt -u nullglob
 Z_BYTES=$(sum_sizes "${ZUNITS[@]}")
 row "airllm-split --compress zstd" "$Z_WALL" "$Z_RSS" "$SRC_BYTES" \
     "size x$(ratio "$Z_BYTES" "$UNIT_BYTES") of uncompressed units"
+if [ -n "$BASE" ]; then
+    best_of 'rm -rf "$OUT"' "$BASE/airllm-split" --compress zstd "$HF7" "$OUT"
+    BZ_WALL=$BEST_WALL
+    row "airllm-split --compress zstd (base)" "$BEST_WALL" "$BEST_RSS" "$SRC_BYTES" \
+        "new/base time x$(ratio "$Z_WALL" "$BEST_WALL")"
+    best_of 'rm -rf "$OUT"' "$SPLIT" --compress zstd "$HF7" "$OUT" # for verify below
+fi
 best_of ':' "$VERIFY" --jobs 2 "$OUT"
 row "airllm-verify --jobs 2 (zstd)" "$BEST_WALL" "$BEST_RSS" "$Z_BYTES" \
     "hashes the compressed files"
@@ -245,6 +276,11 @@ echo "verify -j2 throughput / openssl:  $(ratio "$SSL_WALL" "$V2_WALL") (target 
 echo "verify --jobs 1 / openssl time:   $(ratio "$V1_WALL" "$SSL_WALL")"
 echo "verify --jobs 2 / openssl time:   $(ratio "$V2_WALL" "$SSL_WALL")"
 echo "zstd output / plain output size:  $(ratio "$Z_BYTES" "$UNIT_BYTES") ($Z_BYTES / $UNIT_BYTES bytes)"
+if [ -n "$BASE" ]; then
+    echo "split new / baseline time:        $(ratio "$SPLIT_WALL" "$BSPLIT_WALL")"
+    echo "split zstd new / baseline time:   $(ratio "$Z_WALL" "$BZ_WALL")"
+    echo "verify -j2 new / baseline time:   $(ratio "$V2_WALL" "$BV2_WALL")"
+fi
 awk -v m="$MAX_LAYER" -v u="$MAX_UNIT" -v s="$SPLIT_RSS" -v v1="$V1_RSS" -v v2="$V2_RSS" 'BEGIN {
     split(u, a, " ")
     n = split(a[2], p, "/")

@@ -1180,7 +1180,7 @@ static int cu_forward(rt_cuda *g, rt_model *m, rt_seq **seqs, size_t n_seqs, flo
     CU(cudaSetDevice(g->dev));
     if (work_ensure(g, m, n, n_seqs, err))
         return -1;
-    double t0 = rt_now();
+    double t0 = airllm_now();
     /* the step's tokens: sequence, position, id; each sequence's last */
     int *tpos = (int *)malloc(sizeof(int) * n), *tseq = (int *)malloc(sizeof(int) * n);
     int32_t *ids = (int32_t *)malloc(sizeof(int32_t) * n);
@@ -1239,7 +1239,7 @@ static int cu_forward(rt_cuda *g, rt_model *m, rt_seq **seqs, size_t n_seqs, flo
         uv.n = un->hdr.n_tensors;
         int b = -1;
         rt_slot *sl = NULL;
-        double c0 = rt_now();
+        double c0 = airllm_now();
         if (g->plan.held[u]) {
             uv.v = du->views;
         } else {
@@ -1328,7 +1328,7 @@ static int cu_forward(rt_cuda *g, rt_model *m, rt_seq **seqs, size_t n_seqs, flo
         }
         if (sl)
             rt_store_release(st, u);
-        st->unit_compute_s[u] += rt_now() - c0;
+        st->unit_compute_s[u] += airllm_now() - c0;
     }
     if (!rc) {
         cudaError_t e = cudaMemcpyAsync(logits, g->logits, sizeof(float) * n_seqs * c->vocab,
@@ -1348,7 +1348,7 @@ static int cu_forward(rt_cuda *g, rt_model *m, rt_seq **seqs, size_t n_seqs, flo
         if (cudaMemGetInfo(&fr, &tot) == cudaSuccess && tot - fr > g->peak_used)
             g->peak_used = tot - fr;
     }
-    m->compute_s += rt_now() - t0;
+    m->compute_s += airllm_now() - t0;
     free(tpos);
     free(tseq);
     free(ids);

@@ -1,0 +1,120 @@
+/* The command line airllm-split and airllm-quant share: one option table,
+ * so that an option of the other tool is refused with the same message. */
+#include "convert.h"
+
+static int parse_include(const char *arg, split_opts *o)
+{
+    char buf[256];
+    if (strlen(arg) >= sizeof buf)
+        return cli_usage_error("--include: too long");
+    strcpy(buf, arg);
+    char *save = NULL;
+    for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        if (strcmp(tok, "embed") == 0)
+            o->inc_embed = true;
+        else if (strcmp(tok, "lm_head") == 0)
+            o->inc_lm_head = true;
+        else
+            return cli_usage_error("--include: unknown part '%s' (lm_head, embed)", tok);
+    }
+    return 0;
+}
+
+/* Parses the command line into o; quant selects airllm-quant's options and
+ * defaults. Returns 0, or the exit status (a usage error). --help and
+ * --version print and exit here. */
+int convert_parse_args(int argc, char **argv, bool quant, void (*usage)(FILE *), split_opts *o)
+{
+    static const struct option longopts[] = {
+        {"compress", required_argument, 0, 'c'},
+        {"jobs", required_argument, 0, 'j'},
+        {"delete-original", no_argument, 0, 'D'},
+        {"dry-run", no_argument, 0, 'n'},
+        {"force", no_argument, 0, 'f'},
+        {"json", no_argument, 0, 'J'},
+        {"quiet", no_argument, 0, 'q'},
+        {"verbose", no_argument, 0, 'v'},
+        {"help", no_argument, 0, 'h'},
+        {"version", no_argument, 0, 'V'},
+        {"type", required_argument, 0, 't'},
+        {"block-size", required_argument, 0, 'b'},
+        {"double-quant", no_argument, 0, 'Q'},
+        {"include", required_argument, 0, 'I'},
+        {"report", no_argument, 0, 'R'},
+        {"follow-symlinks", no_argument, 0, 'L'},
+        {0, 0, 0, 0},
+    };
+    memset(o, 0, sizeof *o);
+    o->jobs = 1;
+    o->level = 3;
+    const char *shortopts = "c:j:nfqvhV";
+    if (quant) {
+        o->quant = true;
+        o->qtype = AIRLLM_QUANT_NF4;
+        o->block = AIRLLM_QUANT_BLOCK_DEFAULT;
+        shortopts = "t:b:j:nfqvhV";
+    }
+    int ch;
+    uint64_t v;
+    while ((ch = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
+        bool quant_opt = ch == 't' || ch == 'b' || ch == 'Q' || ch == 'I' || ch == 'R';
+        if (quant_opt != o->quant && (quant_opt || ch == 'c' || ch == 'D'))
+            return cli_usage_error("bad option");
+        switch (ch) {
+        case 't':
+            if (airllm_quant_type_from_name(optarg, &o->qtype))
+                return cli_usage_error("unknown --type '%s' (nf4, fp4, int8)", optarg);
+            break;
+        case 'b':
+            if (cli_parse_uint(optarg, AIRLLM_QUANT_BLOCK_MIN, AIRLLM_QUANT_BLOCK_MAX, &v) ||
+                (v & (v - 1)) != 0)
+                return cli_usage_error("bad --block-size '%s' (a power of two, 32-4096)",
+                                       optarg);
+            o->block = (uint32_t)v;
+            break;
+        case 'Q': o->double_quant = true; break;
+        case 'I':
+            if (parse_include(optarg, o))
+                return AIRLLM_EXIT_USAGE;
+            break;
+        case 'R': o->report = true; break;
+        case 'c':
+            if (strcmp(optarg, "none") == 0) {
+                o->zstd = false;
+            } else if (strncmp(optarg, "zstd", 4) == 0 &&
+                       (optarg[4] == '\0' || optarg[4] == ':')) {
+                o->zstd = true;
+                if (optarg[4] == ':') {
+                    if (cli_parse_uint(optarg + 5, 1, 19, &v))
+                        return cli_usage_error("bad zstd level '%s' (1-19)", optarg + 5);
+                    o->level = (int)v;
+                }
+            } else {
+                return cli_usage_error("unknown --compress mode '%s' (none, zstd[:LEVEL])",
+                                       optarg);
+            }
+            break;
+        case 'j':
+            if (cli_parse_uint(optarg, 1, 64, &v))
+                return cli_usage_error("bad --jobs '%s' (1-64)", optarg);
+            o->jobs = (unsigned)v;
+            break;
+        case 'D': o->delete_original = true; break;
+        case 'n': o->dry_run = true; break;
+        case 'f': o->force = true; break;
+        case 'L': o->follow_symlinks = true; break;
+        case 'J': o->json = true; break;
+        case 'q': cli_verbosity = 0; break;
+        case 'v': cli_verbosity = 2; break;
+        case 'h': usage(stdout); exit(AIRLLM_EXIT_OK);
+        case 'V': printf("%s %s\n", cli_prog, AIRLLM_VERSION); exit(AIRLLM_EXIT_OK);
+        default: return cli_usage_error("bad option");
+        }
+    }
+    if (argc - optind != 2)
+        return cli_usage_error(o->quant ? "expected IN_DIR and OUT_DIR"
+                                        : "expected HF_DIR and OUT_DIR");
+    o->hf_dir = argv[optind];
+    o->out_dir = argv[optind + 1];
+    return 0;
+}
