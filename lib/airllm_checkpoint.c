@@ -679,8 +679,7 @@ static int add_converted_source(airllm_ckpt *c, const airllm_mf_unit *u, airllm_
     for (size_t i = 0; i < st->n_tensors; i++) {
         const airllm_ct_tensor *t = &src->ct->tensors[i];
         airllm_st_tensor *o = &st->tensors[i];
-        if (!(o->name = strdup(t->name)))
-            return airllm_errf(err, "out of memory");
+        o->name = t->name; /* borrowed: src->ct outlives st */
         o->dtype = t->dtype;
         o->ndim = t->ndim;
         memcpy(o->shape, t->shape, sizeof o->shape);

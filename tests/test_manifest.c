@@ -36,9 +36,10 @@ static void build(airllm_manifest *m, airllm_mf_unit *units, airllm_mf_tensor *t
                                 "model.embed_tokens.weight"};
     memcpy(units[0].sha256, SHA, 65);
     memcpy(units[1].sha256, SHA, 65);
-    tensors[0] = (airllm_mf_tensor){"model.embed_tokens.weight", AIRLLM_DTYPE_F32, 2, {8, 4}, 0,
+    static const uint64_t shape0[] = {8, 4}, shape1[] = {4};
+    tensors[0] = (airllm_mf_tensor){"model.embed_tokens.weight", AIRLLM_DTYPE_F32, 2, shape0, 0,
                                     AIRLLM_ENC_RAW, 128, 128, "model.safetensors", 0, false, 0, 0, 0};
-    tensors[1] = (airllm_mf_tensor){"model.layers.0.w", AIRLLM_DTYPE_BF16, 1, {4}, 1,
+    tensors[1] = (airllm_mf_tensor){"model.layers.0.w", AIRLLM_DTYPE_BF16, 1, shape1, 1,
                                     AIRLLM_ENC_ZSTD, 8, 7, "model.safetensors", 0, false, 0, 0, 0};
     sources[0] = (airllm_mf_file){"model.safetensors", 300, {0}};
     memcpy(sources[0].sha256, SHA, 65);
