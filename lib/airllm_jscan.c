@@ -161,7 +161,7 @@ static int check_scalar(const uint8_t *b, size_t len, size_t *pi, airllm_js_erro
         j++;
     size_t n = j - i;
     int shown = n > 40 ? 40 : (int)n;
-    if (b[i] == '-' || is_digit(b[i])) {
+    if (!(b[i] >= 'a' && b[i] <= 'z') && !(b[i] >= 'A' && b[i] <= 'Z')) {
         if (!number_ok(b + i, n))
             return fail(e, i, "malformed number '%.*s'", shown, (const char *)b + i);
     } else if (!((n == 4 && memcmp(b + i, "true", 4) == 0) ||

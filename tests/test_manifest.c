@@ -220,6 +220,42 @@ int main(void)
             airllm_manifest_free(&m);
         free(b);
     }
+    /* Read member by member, not as a tree: keys may be escaped, unknown
+     * keys are ignored, the first of a repeated key wins (as cJSON's lookup
+     * gave), and a string holding \u0000 is refused rather than cut. */
+    static const struct {
+        const char *from, *to, *expect; /* expect NULL: must parse */
+    } more[] = {
+        {"\"dtype\":\t\"BF16\"", "\"d\\u0074ype\":\t\"B\\u004616\"", NULL},
+        {"\"dtype\":\t\"BF16\"", "\"dtype\":\t\"BF16\", \"future\": {\"x\": [1, {}]}", NULL},
+        {"\"dtype\":\t\"BF16\"", "\"dtype\":\t\"BF16\", \"dtype\": \"Q7\"", NULL},
+        {"\"name\":\t\"model.layers.0.w\"", "\"name\":\t\"model.layers.0.w\\u0000x\"",
+         "contains a NUL"},
+        {"\"encoding\":\t\"zstd\"", "\"encoding\":\t\"zstd\" ,,", "not valid JSON"},
+        {"\"size\":\t300", "\"size\":\t0300", "malformed number"},
+        {"\"size\":\t300", "\"size\":\t3e2", NULL},
+    };
+    for (size_t i = 0; i < sizeof more / sizeof more[0]; i++) {
+        char *b = replace(json, more[i].from, more[i].to);
+        if (!b) {
+            CHECK(0, "more %zu: pattern '%s' not found", i, more[i].from);
+            continue;
+        }
+        rc = airllm_manifest_parse(b, strlen(b), &m, &err);
+        if (more[i].expect)
+            CHECK(rc != 0 && strstr(err.msg, more[i].expect), "more %zu (%s): rc=%d msg=%s", i,
+                  more[i].to, rc, rc ? err.msg : "(accepted)");
+        else
+            CHECK(rc == 0, "more %zu (%s): %s", i, more[i].to, err.msg);
+        if (rc == 0) {
+            CHECK(m.tensors[1].dtype == AIRLLM_DTYPE_BF16 && m.sources[0].size == 300 &&
+                      m.tensors[1].source == m.sources[0].file && m.tensors[1].ndim == 1 &&
+                      m.tensors[1].shape[0] == 4,
+                  "more %zu: fields", i);
+            airllm_manifest_free(&m);
+        }
+        free(b);
+    }
     static const char *garbage[] = {"", "[]", "null", "{", "{\"format\":\t\"airllm\"}",
                                     "{} x", "\xff\xfe{}"};
     for (size_t i = 0; i < sizeof garbage / sizeof garbage[0]; i++) {
