@@ -68,6 +68,61 @@ static cJSON *tensor_object(const airllm_manifest *m, const airllm_mf_tensor *t)
     return o;
 }
 
+/* One unit's object, as the manifest holds it. */
+static cJSON *unit_object(const airllm_manifest *m, size_t i)
+{
+    const airllm_mf_unit *u = &m->units[i];
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "name", u->name);
+    cJSON_AddStringToObject(o, "kind", airllm_unit_kind_name(u->kind));
+    if (u->kind == AIRLLM_UNIT_LAYER)
+        cJSON_AddNumberToObject(o, "layer", u->layer);
+    if (u->file) {
+        cJSON_AddStringToObject(o, "file", u->file);
+        cJSON_AddNumberToObject(o, "size", (double)u->size);
+        cJSON_AddStringToObject(o, "sha256", u->sha256);
+    } else {
+        cJSON_AddStringToObject(o, "tied_to", u->tied_to);
+    }
+    return o;
+}
+
+static cJSON *tensor_object_at(const airllm_manifest *m, size_t i)
+{
+    return tensor_object(m, &m->tensors[i]);
+}
+
+/* Prints "[" n objects "]" one at a time, as cJSON_Print would print them
+ * as an element of the root object: printed alone an object sits at depth
+ * 0; in the document it is an element of an array at depth 1, so every
+ * line after the first is indented by two more tabs (strings hold no raw
+ * newlines). */
+static int emit_array(const airllm_manifest *m, size_t n,
+                      cJSON *(*make)(const airllm_manifest *, size_t), airllm_sink sink,
+                      void *ctx, airllm_err *err)
+{
+    int rc = sink(ctx, "[", 1, err);
+    for (size_t i = 0; !rc && i < n; i++) {
+        cJSON *o = make(m, i);
+        char *ot = o ? cJSON_Print(o) : NULL;
+        cJSON_Delete(o);
+        if (!ot)
+            return airllm_errf(err, "out of memory while writing the manifest");
+        if (i > 0)
+            rc = sink(ctx, ", ", 2, err);
+        for (char *p = ot, *nl; !rc && *p; p = nl + 1) {
+            nl = strchr(p, '\n');
+            if (!nl) {
+                rc = sink(ctx, p, strlen(p), err);
+                break;
+            }
+            rc = sink(ctx, p, (size_t)(nl - p) + 1, err) || sink(ctx, "\t\t", 2, err) ? -1 : 0;
+        }
+        free(ot);
+    }
+    return rc || sink(ctx, "]", 1, err) ? -1 : 0;
+}
+
 int airllm_manifest_emit(const airllm_manifest *m, airllm_sink sink, void *ctx, airllm_err *err)
 {
     cJSON *root = cJSON_CreateObject();
@@ -97,28 +152,12 @@ int airllm_manifest_emit(const airllm_manifest *m, airllm_sink sink, void *ctx, 
     add_opt_int(model, "vocab_size", m->model.vocab_size);
     cJSON_AddBoolToObject(model, "tie_word_embeddings", m->model.tie_word_embeddings);
 
-    cJSON *units = cJSON_AddArrayToObject(root, "units");
-    for (size_t i = 0; i < m->n_units; i++) {
-        const airllm_mf_unit *u = &m->units[i];
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "name", u->name);
-        cJSON_AddStringToObject(o, "kind", airllm_unit_kind_name(u->kind));
-        if (u->kind == AIRLLM_UNIT_LAYER)
-            cJSON_AddNumberToObject(o, "layer", u->layer);
-        if (u->file) {
-            cJSON_AddStringToObject(o, "file", u->file);
-            cJSON_AddNumberToObject(o, "size", (double)u->size);
-            cJSON_AddStringToObject(o, "sha256", u->sha256);
-        } else {
-            cJSON_AddStringToObject(o, "tied_to", u->tied_to);
-        }
-        cJSON_AddItemToArray(units, o);
-    }
-
-    /* The tensors are printed one object at a time, not as one tree: a tree
-     * of a million tensors took about 1.5 KiB each. A raw placeholder marks
-     * where they go in the rest of the document (\x01 cannot appear in its
-     * text otherwise: cJSON escapes control characters in strings). */
+    /* Units and tensors are printed one object at a time, not as one tree:
+     * a tree of a million tensors took about 1.5 KiB each, and of their 83k
+     * units about 80 MiB. Raw placeholders mark where they go in the rest
+     * of the document (\x01 and \x02 cannot appear in its text otherwise:
+     * cJSON escapes control characters in strings). */
+    cJSON_AddRawToObject(root, "units", "\x02");
     cJSON_AddRawToObject(root, "tensors", "\x01");
     cJSON *sources = cJSON_AddArrayToObject(root, "sources");
     for (size_t i = 0; i < m->n_sources; i++)
@@ -133,38 +172,18 @@ int airllm_manifest_emit(const airllm_manifest *m, airllm_sink sink, void *ctx, 
     cJSON_Delete(root);
     if (!text)
         return airllm_errf(err, "out of memory while writing the manifest");
-    char *mark = strchr(text, '\x01');
+    char *umark = strchr(text, '\x02');
+    char *mark = umark ? strchr(umark, '\x01') : NULL;
     if (!mark) {
         free(text);
         return airllm_errf(err, "out of memory while writing the manifest");
     }
-    int rc = sink(ctx, text, (size_t)(mark - text), err) || sink(ctx, "[", 1, err) ? -1 : 0;
-    for (size_t i = 0; !rc && i < m->n_tensors; i++) {
-        cJSON *o = tensor_object(m, &m->tensors[i]);
-        char *ot = o ? cJSON_Print(o) : NULL;
-        cJSON_Delete(o);
-        if (!ot) {
-            rc = airllm_errf(err, "out of memory while writing the manifest");
-            break;
-        }
-        /* Printed alone the object sits at depth 0; in the document it is an
-         * element of an array at depth 1, so every line after the first is
-         * indented by two more tabs (strings hold no raw newlines). */
-        if (i > 0)
-            rc = sink(ctx, ", ", 2, err);
-        for (char *p = ot, *nl; !rc && *p; p = nl + 1) {
-            nl = strchr(p, '\n');
-            if (!nl) {
-                rc = sink(ctx, p, strlen(p), err);
-                break;
-            }
-            rc = sink(ctx, p, (size_t)(nl - p) + 1, err) || sink(ctx, "\t\t", 2, err) ? -1 : 0;
-        }
-        free(ot);
-    }
-    /* A final newline, as text files conventionally end with one. */
-    if (!rc)
-        rc = sink(ctx, "]", 1, err) || sink(ctx, mark + 1, strlen(mark + 1), err) ||
+    int rc = sink(ctx, text, (size_t)(umark - text), err) ||
+                     emit_array(m, m->n_units, unit_object, sink, ctx, err) ||
+                     sink(ctx, umark + 1, (size_t)(mark - umark - 1), err) ||
+                     emit_array(m, m->n_tensors, tensor_object_at, sink, ctx, err) ||
+                     sink(ctx, mark + 1, strlen(mark + 1), err) ||
+                     /* A final newline, as text files conventionally end with one. */
                      sink(ctx, "\n", 1, err)
                  ? -1
                  : 0;
