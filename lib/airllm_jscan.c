@@ -412,6 +412,20 @@ void airllm_js_str(const uint8_t *b, const airllm_js_val *v, char *out, size_t *
         *has_nul = nul;
 }
 
+int airllm_js_str_has_nul(const uint8_t *b, const airllm_js_val *v)
+{
+    size_t end = v->end - 1;
+    for (size_t i = v->start + 1; i < end; i++) {
+        if (b[i] != '\\')
+            continue;
+        unsigned cp;
+        if (i + 1 < end && b[i + 1] == 'u' && hex4(b, end, i + 2, &cp) == 0 && cp == 0)
+            return 1;
+        i++; /* the escaped character; a \uXXXX's digits are not backslashes */
+    }
+    return 0;
+}
+
 int airllm_js_str_eq(const uint8_t *b, const airllm_js_val *v, const char *lit)
 {
     if (v->kind != AIRLLM_JS_STRING)

@@ -72,6 +72,9 @@ int airllm_js_value_at(const uint8_t *buf, size_t len, size_t pos, airllm_js_val
  * \u0000: *has_nul says so). */
 void airllm_js_str(const uint8_t *buf, const airllm_js_val *v, char *out, size_t *n,
                    bool *has_nul);
+/* 1 if a checked string value holds \u0000 anywhere (no decoding, no
+ * length limit), else 0. */
+int airllm_js_str_has_nul(const uint8_t *buf, const airllm_js_val *v);
 /* 1 if the string value decodes to exactly lit (no NUL inside), else 0.
  * No allocation: escapes are decoded into a small buffer. */
 int airllm_js_str_eq(const uint8_t *buf, const airllm_js_val *v, const char *lit);

@@ -94,8 +94,9 @@ static const char *small_str(const uint8_t *h, const airllm_js_val *v, char out[
     size_t n;
     bool nul;
     airllm_js_str(h, &w, tmp, &n, &nul);
+    /* Judged on the whole string, not the part decoded. */
     if (has_nul)
-        *has_nul = nul;
+        *has_nul = airllm_js_str_has_nul(h, v);
     n = strlen(tmp);
     if (n > SHOW_MAX - 1)
         n = SHOW_MAX - 1;

@@ -540,6 +540,20 @@ static void test_jscan(void)
     airllm_js_str(d, &v, buf, &n, &nul);
     CHECK(nul && n == 7 && memcmp(buf, "a\0b\xf0\x9f\x98\x80", 7) == 0, "decoded NUL and pair");
     CHECK(!airllm_js_str_eq(d, &v, "a"), "a string with NUL equals no literal");
+    CHECK(airllm_js_str_has_nul(d, &v) && !airllm_js_str_has_nul(d, &k), "has_nul");
+    /* \\u0000 is a backslash and "u0000", not an escaped NUL. */
+    const char *esc = "\"a\\\\u0000\"";
+    airllm_js_val ev;
+    CHECK(airllm_js_value_at((const uint8_t *)esc, strlen(esc), 0, &ev) == 0 &&
+              !airllm_js_str_has_nul((const uint8_t *)esc, &ev), "escaped backslash is no NUL");
+    /* A NUL far into a long metadata value or name is still found (the
+     * messages decode only the first few hundred bytes). */
+    char *hdr = malloc(8000);
+    snprintf(hdr, 8000, "{\"__metadata__\":{\"k\":\"%05000d\\u0000\"}}", 0);
+    expect_fail("NUL after 5000 bytes of a metadata value", hdr, 0, "NUL");
+    snprintf(hdr, 8000, "{\"__metadata__\":{\"%05000d\\u0000\":\"v\"}}", 0);
+    expect_fail("NUL after 5000 bytes of a metadata key", hdr, 0, "NUL");
+    free(hdr);
     CHECK(airllm_js_iter_next(&it, &k, &v) == 1 && v.kind == AIRLLM_JS_ARRAY, "array member");
     airllm_js_iter a;
     airllm_js_iter_init(&a, d, &v);
