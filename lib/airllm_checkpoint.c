@@ -15,6 +15,7 @@
 #include "airllm_bytes.h"
 #include "airllm_hash.h"
 #include "airllm_index.h"
+#include "airllm_jscan.h"
 #include "airllm_io.h"
 #include "airllm_json.h"
 #include "airllm_manifest.h"
@@ -157,39 +158,6 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-/* Collects the distinct shard names of an index's weight_map, sorted. */
-static int index_shards(const cJSON *wm, const char *path, char ***out, size_t *n_out,
-                        airllm_err *err)
-{
-    size_t n = (size_t)cJSON_GetArraySize(wm), k = 0;
-    char **names = calloc(n ? n : 1, sizeof *names);
-    if (!names)
-        return airllm_errf(err, "out of memory");
-    const cJSON *it;
-    cJSON_ArrayForEach(it, wm)
-    {
-        if (!cJSON_IsString(it)) {
-            free(names);
-            return airllm_errf(err, "%s: weight_map entry \"%s\" is not a file name", path,
-                               it->string);
-        }
-        if (!airllm_safe_filename(it->valuestring)) {
-            free(names);
-            return airllm_errf(err, "%s: weight_map names an unsafe shard path \"%s\"", path,
-                               it->valuestring);
-        }
-        names[k++] = it->valuestring;
-    }
-    qsort(names, k, sizeof *names, cmp_str);
-    size_t u = 0;
-    for (size_t i = 0; i < k; i++)
-        if (u == 0 || strcmp(names[u - 1], names[i]) != 0)
-            names[u++] = names[i];
-    *out = names;
-    *n_out = u;
-    return 0;
-}
-
 static int add_source(airllm_ckpt *c, const char *file, const char *saved_dir, airllm_err *err)
 {
     airllm_ckpt_source *s = &c->sources[c->n_sources];
@@ -210,8 +178,7 @@ static int add_source(airllm_ckpt *c, const char *file, const char *saved_dir, a
                        c->sharded ? AIRLLM_INDEX_NAME : "the checkpoint");
 }
 
-/* weight_map without its JSON tree, which costs about 200 bytes per entry
- * and would otherwise stay alive while every shard's header is parsed. */
+/* weight_map as tables: a JSON tree of it cost about 200 bytes per entry. */
 typedef struct {
     char *names;       /* the keys, NUL-terminated, back to back */
     const char **key;  /* weight_map order */
@@ -219,30 +186,143 @@ typedef struct {
     size_t n;
 } weight_map;
 
-static int compact_weight_map(const cJSON *wm, const char *const *shards, size_t n_shards,
-                              weight_map *out, airllm_err *err)
+/* The file at path, read with airllm_jscan: the distinct shard names of its
+ * weight_map, sorted (*shards, owned), and the map itself. Per entry the
+ * map keeps the key, a pointer and a shard number; the text is freed before
+ * any shard header is read. */
+static int load_weight_map(const char *path, char ***shards_out, size_t *n_shards_out,
+                           weight_map *out, airllm_err *err)
 {
-    size_t n = (size_t)cJSON_GetArraySize(wm), bytes = 0;
-    const cJSON *it;
-    cJSON_ArrayForEach(it, wm) bytes += strlen(it->string) + 1;
-    out->names = malloc(bytes ? bytes : 1);
-    out->key = malloc((n ? n : 1) * sizeof *out->key);
-    out->shard = malloc((n ? n : 1) * sizeof *out->shard);
-    if (!out->names || !out->key || !out->shard)
-        return airllm_errf(err, "out of memory");
+    char *text = NULL, *val = NULL;
+    size_t len, end, n = 0, key_bytes = 0, n_shards = 0, val_cap = 0;
+    char **shards = NULL;
+    airllm_index seen = {0};
+    airllm_js_error je;
+    airllm_js_val root, k, v, wm = {0};
+    airllm_js_iter it;
+    bool have_wm = false;
+    int r, rc = -1;
+    if (airllm_read_small_file(path, INDEX_MAX_BYTES, &text, &len, err))
+        return -1;
+    const uint8_t *b = (const uint8_t *)text;
+    if (airllm_utf8_check(b, len)) {
+        airllm_errf(err, "%s: not valid UTF-8", path);
+        goto out;
+    }
+    if (airllm_js_check(b, len, &end, &je)) {
+        airllm_errf(err, "%s: not valid JSON: %s (near byte %zu)", path, je.what, je.at);
+        goto out;
+    }
+    if (airllm_js_value_at(b, end, 0, &root) || root.kind != AIRLLM_JS_OBJECT) {
+        airllm_errf(err, "%s: not a JSON object", path);
+        goto out;
+    }
+    airllm_js_iter_init(&it, b, &root);
+    while (!have_wm && (r = airllm_js_iter_next(&it, &k, &v)) > 0)
+        if (airllm_js_str_eq(b, &k, "weight_map"))
+            wm = v, have_wm = true;
+    if (!have_wm || wm.kind != AIRLLM_JS_OBJECT) {
+        airllm_errf(err, "%s: \"weight_map\" is missing or not an object", path);
+        goto out;
+    }
+    /* First walk: check every value, collect the distinct shard names. */
+    if (airllm_index_init(&seen, 8, err))
+        goto out;
+    airllm_js_iter_init(&it, b, &wm);
+    while ((r = airllm_js_iter_next(&it, &k, &v)) > 0) {
+        /* Room for either decoded string (decoding never grows text). */
+        size_t kcap = k.end - k.start - 1, cap = v.end - v.start, sl;
+        bool nul;
+        if (cap < kcap)
+            cap = kcap;
+        if (cap > val_cap) {
+            char *nv = realloc(val, cap);
+            if (!nv) {
+                airllm_errf(err, "out of memory");
+                goto out;
+            }
+            val = nv;
+            val_cap = cap;
+        }
+        if (v.kind != AIRLLM_JS_STRING) {
+            airllm_js_str(b, &k, val, &sl, &nul);
+            airllm_errf(err, "%s: weight_map entry \"%s\" is not a file name", path, val);
+            goto out;
+        }
+        airllm_js_str(b, &v, val, &sl, &nul);
+        if (nul || !airllm_safe_filename(val)) {
+            airllm_errf(err, "%s: weight_map names an unsafe shard path \"%s\"", path, val);
+            goto out;
+        }
+        n++;
+        key_bytes += kcap;
+        if (airllm_index_find(&seen, val) >= 0)
+            continue;
+        char **ns = realloc(shards, (n_shards + 1) * sizeof *shards);
+        if (!ns || !(ns[n_shards] = strdup(val))) {
+            shards = ns ? ns : shards;
+            airllm_errf(err, "out of memory");
+            goto out;
+        }
+        shards = ns;
+        long prev;
+        if (airllm_index_add(&seen, shards[n_shards], n_shards, &prev, err)) {
+            free(shards[n_shards]);
+            goto out;
+        }
+        n_shards++;
+    }
+    if (r < 0 || n > UINT32_MAX) {
+        airllm_errf(err, "%s: weight_map could not be read", path);
+        goto out;
+    }
+    if (n_shards == 0) {
+        airllm_errf(err, "%s: weight_map lists no tensors", path);
+        goto out;
+    }
+    qsort(shards, n_shards, sizeof *shards, cmp_str);
+    /* Second walk: the keys into one block, each with its shard number. */
+    out->names = malloc(key_bytes ? key_bytes : 1);
+    out->key = malloc(n * sizeof *out->key);
+    out->shard = malloc(n * sizeof *out->shard);
+    if (!out->names || !out->key || !out->shard) {
+        airllm_errf(err, "out of memory");
+        goto out;
+    }
     size_t at = 0;
-    cJSON_ArrayForEach(it, wm)
-    {
-        size_t l = strlen(it->string) + 1;
-        memcpy(out->names + at, it->string, l);
+    airllm_js_iter_init(&it, b, &wm);
+    while (airllm_js_iter_next(&it, &k, &v) > 0) {
+        size_t sl;
+        bool nul;
+        airllm_js_str(b, &k, out->names + at, &sl, &nul);
+        if (nul) {
+            airllm_errf(err, "%s: weight_map key \"%s\" contains a NUL character", path,
+                        out->names + at);
+            goto out;
+        }
         out->key[out->n] = out->names + at;
-        at += l;
-        /* index_shards collected every value, so it is there. */
-        const char *const *hit =
-            bsearch(&it->valuestring, shards, n_shards, sizeof *shards, cmp_str);
+        at += sl + 1;
+        airllm_js_str(b, &v, val, &sl, &nul);
+        /* The first walk collected every value, so it is there. */
+        const char *key = val;
+        char **hit = bsearch(&key, shards, n_shards, sizeof *shards, cmp_str);
         out->shard[out->n++] = (uint32_t)(hit - shards);
     }
-    return 0;
+    rc = 0;
+out:
+    if (rc) {
+        for (size_t i = 0; i < n_shards; i++)
+            free(shards[i]);
+        free(shards);
+        shards = NULL;
+        n_shards = 0;
+    }
+    *shards_out = shards;
+    *n_shards_out = n_shards;
+    airllm_index_free(&seen);
+    free(val);
+    free(text);
+    return rc;
 }
 
 /* Every tensor the index maps to a shard must be in that shard, and every
@@ -310,29 +390,13 @@ static int find_sources(airllm_ckpt *c, const char *saved_dir, airllm_err *err)
         /* model.safetensors beside an index that does not name it: which
          * one is the model is a guess, so refuse rather than pick. */
         bool single = exists(c->dir, AIRLLM_SINGLE_NAME);
-        cJSON *idx;
-        if (airllm_path_join(path, sizeof path, c->dir, AIRLLM_INDEX_NAME, err) ||
-            airllm_json_load_object(path, INDEX_MAX_BYTES, &idx, err))
-            return -1;
-        const cJSON *wm = cJSON_GetObjectItemCaseSensitive(idx, "weight_map");
         char **shards = NULL;
-        size_t n_shards = 0, copied = 0;
+        size_t n_shards = 0, copied;
         weight_map map = {0};
-        int rc;
-        if (!cJSON_IsObject(wm))
-            rc = airllm_errf(err, "%s: \"weight_map\" is missing or not an object", path);
-        else
-            rc = index_shards(wm, path, &shards, &n_shards, err);
-        if (!rc && n_shards == 0)
-            rc = airllm_errf(err, "%s: weight_map lists no tensors", path);
+        int rc = airllm_path_join(path, sizeof path, c->dir, AIRLLM_INDEX_NAME, err);
         if (!rc)
-            rc = compact_weight_map(wm, (const char *const *)shards, n_shards, &map, err);
-        /* The shard names outlive the tree, which goes before the shards'
-         * headers are parsed. */
-        for (; !rc && copied < n_shards; copied++)
-            if (!(shards[copied] = strdup(shards[copied])))
-                rc = airllm_errf(err, "out of memory");
-        cJSON_Delete(idx);
+            rc = load_weight_map(path, &shards, &n_shards, &map, err);
+        copied = n_shards;
         if (!rc) {
             c->sources = calloc(n_shards, sizeof *c->sources);
             if (!c->sources)
@@ -679,8 +743,7 @@ static int add_converted_source(airllm_ckpt *c, const airllm_mf_unit *u, airllm_
     for (size_t i = 0; i < st->n_tensors; i++) {
         const airllm_ct_tensor *t = &src->ct->tensors[i];
         airllm_st_tensor *o = &st->tensors[i];
-        if (!(o->name = strdup(t->name)))
-            return airllm_errf(err, "out of memory");
+        o->name = t->name; /* borrowed: src->ct outlives st */
         o->dtype = t->dtype;
         o->ndim = t->ndim;
         memcpy(o->shape, t->shape, sizeof o->shape);

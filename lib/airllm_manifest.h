@@ -33,16 +33,21 @@ typedef struct {
     char *tied_to;  /* tensor reused by a tied LM head, else NULL */
 } airllm_mf_unit;
 
+/* One tensor: 96 bytes on 64-bit systems, plus its shape and name, which a
+ * parsed manifest keeps in its arena (a manifest built to be written points
+ * them wherever the caller keeps them). A million-tensor manifest is read
+ * in about 150 MiB this way. */
 typedef struct {
     char *name;
     airllm_dtype dtype;
     unsigned ndim;
-    uint64_t shape[AIRLLM_MAX_DIMS];
+    const uint64_t *shape; /* ndim dimensions */
     size_t unit;    /* index into units */
     airllm_encoding encoding;
     uint64_t raw_len;    /* decoded bytes */
     uint64_t stored_len; /* bytes in the unit file */
-    char *source;   /* source file it came from */
+    char *source;   /* source file it came from (a parsed manifest points at
+                       the sources entry's name) */
     /* nf4/fp4/int8 only (format 1.1): the block size, double quantization,
      * and what quantization cost against the source values. */
     uint32_t quant_block;
@@ -70,10 +75,12 @@ typedef struct {
     size_t n_sources;
     airllm_mf_file *files;   /* config/tokenizer files copied verbatim */
     size_t n_files;
+    void *arena; /* parsed: every string and shape above, in blocks */
 } airllm_manifest;
 
 /* Parses and validates manifest JSON from a buffer (schema, version, digests,
- * file names, unit references, uniqueness). */
+ * file names, unit references, uniqueness); airllm_manifest_parse.c. No JSON
+ * tree: memory is the tables, the strings and about 100 bytes a tensor. */
 int airllm_manifest_parse(const char *json, size_t len, airllm_manifest *m, airllm_err *err);
 /* Reads DIR/manifest.json; messages name the file. */
 int airllm_manifest_load(const char *dir, airllm_manifest *m, airllm_err *err);
@@ -85,6 +92,9 @@ int airllm_manifest_to_json(const airllm_manifest *m, char **out, airllm_err *er
  * the whole document. */
 typedef int (*airllm_sink)(void *ctx, const void *data, size_t n, airllm_err *err);
 int airllm_manifest_emit(const airllm_manifest *m, airllm_sink sink, void *ctx, airllm_err *err);
+/* Frees what airllm_manifest_parse allocated: the tables, the arena and
+ * options_json. A manifest assembled by a caller to be written is the
+ * caller's to free. */
 void airllm_manifest_free(airllm_manifest *m);
 
 /* 1 if name is a safe plain file name: non-empty, no '/', not "." or "..",

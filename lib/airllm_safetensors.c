@@ -1,21 +1,18 @@
 /* Safetensors header reader; see airllm_safetensors.h for the format.
  *
- * JSON is parsed with cJSON, but cJSON is more lenient than the safetensors
- * reference reader (serde_json) and loses information we need: it converts
- * every number to a double (so 1.0, 1e3 and 2^53+1 look like integers), it
- * decodes "\u0000" into a string that strlen() silently truncates, and it
- * treats every byte <= 0x20 as whitespace. So after cJSON accepts the header
- * we lex the same bytes ourselves, in document order, and tie each token to
- * its cJSON node by a pre-order walk (which visits values in document order).
- * The lexer supplies what cJSON cannot: the exact integer value of a number,
- * whether it was written as a plain integer, and whether a string contained
- * an escaped NUL. */
+ * The header is read with airllm_jscan, not a JSON tree: a tree took about
+ * 1 KiB per tensor (783 MiB to plan a million tiny tensors), while the
+ * table here takes sizeof(airllm_st_tensor) plus the name. The scanner is
+ * as strict as the reference reader (serde_json): numbers keep their exact
+ * integer value and whether they were written as plain integers (1.0, 1e3
+ * and 2^53+1 are refused), "\u0000" in a string is seen and refused, and
+ * only the four JSON whitespace characters are whitespace. */
 #include "airllm_safetensors.h"
 
 #include "airllm_bytes.h"
 #include "airllm_io.h"
+#include "airllm_jscan.h"
 
-#include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -57,263 +54,82 @@ static const char *show(char out[SHOW_MAX], const char *s)
     return out;
 }
 
-/* ------------------------------------------------------------------ lexer */
-
-enum { TOK_OBJ, TOK_ARR, TOK_KEY, TOK_STR, TOK_NUM, TOK_LIT };
-/* Classification of a number token. */
-enum { NUM_OK, NUM_NEG, NUM_FRAC, NUM_BIG };
-
-typedef struct {
-    uint32_t start, len; /* bytes of the token within the header */
-    uint8_t kind;
-    uint8_t num;   /* NUM_* for TOK_NUM */
-    bool has_nul;  /* TOK_KEY / TOK_STR: contains \u0000 */
-    uint64_t value; /* TOK_NUM with NUM_OK: the exact value */
-} st_tok;
-
-static bool json_ws(uint8_t c)
-{
-    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
-}
-
-static bool is_digit(uint8_t c)
-{
-    return c >= '0' && c <= '9';
-}
-
-/* Checks the strict JSON number grammar -?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?
- * on s[0..n) and classifies it. cJSON accepts more (leading zeros, "1."). */
-static int classify_number(const uint8_t *s, size_t n, st_tok *t)
-{
-    size_t i = 0;
-    bool neg = false, frac = false;
-    if (i < n && s[i] == '-')
-        neg = true, i++;
-    size_t int_start = i;
-    if (i < n && s[i] == '0') {
-        i++;
-    } else if (i < n && s[i] >= '1' && s[i] <= '9') {
-        while (i < n && is_digit(s[i]))
-            i++;
-    } else {
-        return -1;
-    }
-    size_t int_len = i - int_start;
-    if (i < n && s[i] == '.') {
-        frac = true;
-        i++;
-        if (i >= n || !is_digit(s[i]))
-            return -1;
-        while (i < n && is_digit(s[i]))
-            i++;
-    }
-    if (i < n && (s[i] == 'e' || s[i] == 'E')) {
-        frac = true;
-        i++;
-        if (i < n && (s[i] == '+' || s[i] == '-'))
-            i++;
-        if (i >= n || !is_digit(s[i]))
-            return -1;
-        while (i < n && is_digit(s[i]))
-            i++;
-    }
-    if (i != n)
-        return -1;
-    t->value = 0;
-    if (neg) {
-        t->num = NUM_NEG;
-    } else if (frac) {
-        t->num = NUM_FRAC;
-    } else if (int_len > 16) { /* 2^53 has 16 digits */
-        t->num = NUM_BIG;
-    } else {
-        uint64_t v = 0;
-        for (size_t k = 0; k < int_len; k++)
-            v = v * 10 + (uint64_t)(s[int_start + k] - '0');
-        t->num = v > ST_MAX_INT ? NUM_BIG : NUM_OK;
-        t->value = v;
-    }
-    return 0;
-}
-
-/* Lexes h[0..n), a JSON text cJSON has already accepted, into tokens: one per
- * value (object, array, string, number, literal) and one per object key, in
- * document order. With toks == NULL it only counts. Rejects what cJSON lets
- * through but JSON forbids: control characters outside the four whitespace
- * characters or inside strings, and malformed numbers. */
-static int lex(const uint8_t *h, size_t n, st_tok *toks, size_t *count, airllm_err *err)
-{
-    size_t nt = 0;
-    size_t i = 0;
-    while (i < n) {
-        uint8_t c = h[i];
-        st_tok t = {0};
-        t.start = (uint32_t)i;
-        if (json_ws(c) || c == ',' || c == ':' || c == '}' || c == ']') {
-            i++;
-            continue;
-        } else if (c == '{' || c == '[') {
-            t.kind = c == '{' ? TOK_OBJ : TOK_ARR;
-            i++;
-        } else if (c == '"') {
-            i++;
-            while (i < n && h[i] != '"') {
-                if (h[i] < 0x20)
-                    return airllm_errf(err,
-                                       "header is not valid JSON: control character 0x%02x "
-                                       "inside a string at header byte %zu",
-                                       h[i], i);
-                if (h[i] == '\\') {
-                    if (i + 1 < n && h[i + 1] == 'u' && i + 5 < n &&
-                        memcmp(h + i + 2, "0000", 4) == 0)
-                        t.has_nul = true;
-                    i++; /* the escaped character; cJSON validated the rest */
-                }
-                i++;
-            }
-            if (i >= n)
-                return airllm_errf(err, "header is not valid JSON: unterminated string");
-            i++;
-            size_t j = i;
-            while (j < n && json_ws(h[j]))
-                j++;
-            t.kind = (j < n && h[j] == ':') ? TOK_KEY : TOK_STR;
-        } else if (c == '-' || is_digit(c)) {
-            while (i < n && (is_digit(h[i]) || h[i] == '-' || h[i] == '+' || h[i] == '.' ||
-                             h[i] == 'e' || h[i] == 'E'))
-                i++;
-            t.kind = TOK_NUM;
-            if (classify_number(h + t.start, i - t.start, &t) < 0)
-                return airllm_errf(err,
-                                   "header is not valid JSON: malformed number '%.*s' at "
-                                   "header byte %" PRIu32,
-                                   (int)((i - t.start) > 40 ? 40 : (i - t.start)),
-                                   (const char *)h + t.start, t.start);
-        } else if (c == 't' || c == 'f' || c == 'n') {
-            while (i < n && h[i] >= 'a' && h[i] <= 'z')
-                i++;
-            t.kind = TOK_LIT;
-        } else {
-            return airllm_errf(err,
-                               "header is not valid JSON: unexpected %s 0x%02x at header "
-                               "byte %zu",
-                               c < 0x20 ? "control character" : "byte", c, i);
-        }
-        t.len = (uint32_t)(i - t.start);
-        if (toks)
-            toks[nt] = t;
-        nt++;
-    }
-    *count = nt;
-    return 0;
-}
-
-/* Ties tokens to nodes: walks the tree in pre-order (document order) and
- * stores each node's token index in node->valueint. The tree is private to
- * this file and deleted after validation, so reusing valueint (which cJSON
- * only fills as a lossy copy of valuedouble) is harmless. A key's token is
- * the one just before its value's. Recursion depth is bounded by cJSON's
- * nesting limit, which it enforced while parsing. */
-static int annotate(cJSON *node, const st_tok *toks, size_t nt, size_t *cur)
-{
-    if (*cur >= nt)
-        return -1;
-    uint8_t k = toks[*cur].kind;
-    bool ok = (cJSON_IsObject(node) && k == TOK_OBJ) || (cJSON_IsArray(node) && k == TOK_ARR) ||
-              (cJSON_IsString(node) && k == TOK_STR) || (cJSON_IsNumber(node) && k == TOK_NUM) ||
-              ((cJSON_IsBool(node) || cJSON_IsNull(node)) && k == TOK_LIT);
-    if (!ok)
-        return -1;
-    node->valueint = (int)*cur;
-    (*cur)++;
-    bool obj = cJSON_IsObject(node);
-    for (cJSON *c = node->child; c; c = c->next) {
-        if (obj) {
-            if (*cur >= nt || toks[*cur].kind != TOK_KEY || !c->string)
-                return -1;
-            (*cur)++;
-        }
-        if (annotate(c, toks, nt, cur) < 0)
-            return -1;
-    }
-    return 0;
-}
-
 /* ------------------------------------------------------------- validation */
 
-typedef struct {
-    const uint8_t *hdr;
-    const st_tok *toks;
-} st_ctx;
-
-static const st_tok *tok_of(const st_ctx *cx, const cJSON *node)
-{
-    return &cx->toks[node->valueint];
-}
-
-static const st_tok *key_tok_of(const st_ctx *cx, const cJSON *node)
-{
-    return &cx->toks[node->valueint - 1];
-}
-
 /* Reads a non-negative integer (what, e.g. "shape[2]") for tensor tname. */
-static int get_uint(const st_ctx *cx, const cJSON *node, const char *tname, const char *what,
-                    uint64_t *out, airllm_err *err)
+static int get_uint(const uint8_t *h, const airllm_js_val *v, const char *tname,
+                    const char *what, uint64_t *out, airllm_err *err)
 {
     char sn[SHOW_MAX];
-    if (!cJSON_IsNumber(node))
+    if (v->kind != AIRLLM_JS_NUMBER)
         return airllm_errf(err, "tensor '%s': %s is not a number", show(sn, tname), what);
-    const st_tok *t = tok_of(cx, node);
-    int shown = t->len > 40 ? 40 : (int)t->len;
-    const char *txt = (const char *)cx->hdr + t->start;
-    switch (t->num) {
-    case NUM_NEG:
+    size_t len = v->end - v->start;
+    int shown = len > 40 ? 40 : (int)len;
+    const char *txt = (const char *)h + v->start;
+    switch (airllm_js_uint(h, v, ST_MAX_INT, out)) {
+    case AIRLLM_JS_NUM_NEG:
         return airllm_errf(err, "tensor '%s': %s is negative (%.*s)", show(sn, tname), what,
                            shown, txt);
-    case NUM_FRAC:
+    case AIRLLM_JS_NUM_FRAC:
         return airllm_errf(err, "tensor '%s': %s is not an integer (%.*s)", show(sn, tname),
                            what, shown, txt);
-    case NUM_BIG:
+    case AIRLLM_JS_NUM_BIG:
         return airllm_errf(err, "tensor '%s': %s is too large (%.*s > 2^53)", show(sn, tname),
                            what, shown, txt);
     }
-    *out = t->value;
     return 0;
 }
 
-static int check_name(const st_ctx *cx, const cJSON *entry, airllm_err *err)
+/* A string value decoded into a bounded buffer, for names in messages and
+ * short values (dtype): longer text is cut, which only shortens a message
+ * or makes an unknown dtype stay unknown. */
+static const char *small_str(const uint8_t *h, const airllm_js_val *v, char out[SHOW_MAX],
+                             bool *has_nul)
 {
-    char sn[SHOW_MAX];
-    const char *name = entry->string;
-    if (key_tok_of(cx, entry)->has_nul)
-        return airllm_errf(err, "tensor name '%s' contains a NUL character", show(sn, name));
-    size_t n = strlen(name);
-    if (n == 0)
-        return airllm_errf(err, "empty tensor name");
-    if (n > AIRLLM_ST_MAX_NAME)
-        return airllm_errf(err, "tensor name '%s' is %zu bytes, longer than the limit of %d",
-                           show(sn, name), n, AIRLLM_ST_MAX_NAME);
-    return 0;
+    char tmp[SHOW_MAX * 6 + 8];
+    airllm_js_val w = *v;
+    /* An escape cut in two decodes as '?': only the message shows it. */
+    if (w.end - w.start > sizeof tmp - 1)
+        w.end = w.start + sizeof tmp - 1;
+    size_t n;
+    bool nul;
+    airllm_js_str(h, &w, tmp, &n, &nul);
+    /* Judged on the whole string, not the part decoded. */
+    if (has_nul)
+        *has_nul = airllm_js_str_has_nul(h, v);
+    n = strlen(tmp);
+    if (n > SHOW_MAX - 1)
+        n = SHOW_MAX - 1;
+    memcpy(out, tmp, n);
+    out[n] = '\0';
+    return out;
 }
 
-static int check_metadata(const st_ctx *cx, const cJSON *md, airllm_err *err)
+static int check_metadata(const uint8_t *h, const airllm_js_val *md, airllm_err *err)
 {
     char sn[SHOW_MAX];
-    if (!cJSON_IsObject(md))
+    if (md->kind != AIRLLM_JS_OBJECT)
         return airllm_errf(err, "\"__metadata__\" is not an object");
-    for (const cJSON *c = md->child; c; c = c->next) {
-        if (key_tok_of(cx, c)->has_nul)
+    airllm_js_iter it;
+    airllm_js_val k, v;
+    int r;
+    airllm_js_iter_init(&it, h, md);
+    while ((r = airllm_js_iter_next(&it, &k, &v)) > 0) {
+        bool nul;
+        small_str(h, &k, sn, &nul);
+        if (nul)
             return airllm_errf(err, "\"__metadata__\" key '%s' contains a NUL character",
-                               show(sn, c->string));
-        if (!cJSON_IsString(c))
+                               show((char[SHOW_MAX]){0}, sn));
+        if (v.kind != AIRLLM_JS_STRING)
             return airllm_errf(err, "\"__metadata__\" value for key '%s' is not a string",
-                               show(sn, c->string));
-        if (tok_of(cx, c)->has_nul)
+                               show((char[SHOW_MAX]){0}, sn));
+        small_str(h, &v, (char[SHOW_MAX]){0}, &nul);
+        if (nul)
             return airllm_errf(err,
                                "\"__metadata__\" value for key '%s' contains a NUL character",
-                               show(sn, c->string));
+                               show((char[SHOW_MAX]){0}, sn));
     }
-    return 0;
+    return r < 0 ? airllm_errf(err, "internal error: header scanner lost its place") : 0;
 }
 
 static void format_shape(char *buf, size_t cap, const uint64_t *shape, unsigned ndim)
@@ -326,74 +142,114 @@ static void format_shape(char *buf, size_t cap, const uint64_t *shape, unsigned 
         snprintf(buf + n, cap - n, "]");
 }
 
-static int parse_tensor(const st_ctx *cx, const cJSON *entry, airllm_st_tensor *t,
-                        airllm_err *err)
+/* Checks one entry and fills t; t->name is already set (decoded into the
+ * arena by the caller), name_nul says whether it held \u0000. */
+static int parse_tensor(const uint8_t *h, const airllm_js_val *entry, bool name_nul,
+                        airllm_st_tensor *t, airllm_err *err)
 {
     char sn[SHOW_MAX];
-    const char *name = entry->string;
-    if (check_name(cx, entry, err) < 0)
-        return -1;
-    if (!cJSON_IsObject(entry))
+    const char *name = t->name;
+    if (name_nul)
+        return airllm_errf(err, "tensor name '%s' contains a NUL character", show(sn, name));
+    size_t n = strlen(name);
+    if (n == 0)
+        return airllm_errf(err, "empty tensor name");
+    if (n > AIRLLM_ST_MAX_NAME)
+        return airllm_errf(err, "tensor name '%s' is %zu bytes, longer than the limit of %d",
+                           show(sn, name), n, AIRLLM_ST_MAX_NAME);
+    if (entry->kind != AIRLLM_JS_OBJECT)
         return airllm_errf(err, "tensor '%s': entry is not an object", show(sn, name));
 
-    const cJSON *dtype = NULL, *shape = NULL, *offs = NULL;
-    for (const cJSON *c = entry->child; c; c = c->next) {
-        const cJSON **slot;
-        if (strcmp(c->string, "dtype") == 0)
-            slot = &dtype;
-        else if (strcmp(c->string, "shape") == 0)
-            slot = &shape;
-        else if (strcmp(c->string, "data_offsets") == 0)
-            slot = &offs;
+    airllm_js_val dtype = {0}, shape = {0}, offs = {0}, k, v;
+    bool have_dtype = false, have_shape = false, have_offs = false;
+    airllm_js_iter it;
+    int r;
+    airllm_js_iter_init(&it, h, entry);
+    while ((r = airllm_js_iter_next(&it, &k, &v)) > 0) {
+        char key[SHOW_MAX];
+        bool nul;
+        small_str(h, &k, key, &nul);
+        airllm_js_val *slot;
+        bool *have;
+        /* A NUL-escaped key such as "dtype\u0000x" reads as "dtype" here,
+         * as a C string; it is refused just below. */
+        if (strcmp(key, "dtype") == 0)
+            slot = &dtype, have = &have_dtype;
+        else if (strcmp(key, "shape") == 0)
+            slot = &shape, have = &have_shape;
+        else if (strcmp(key, "data_offsets") == 0)
+            slot = &offs, have = &have_offs;
         else
             return airllm_errf(err, "tensor '%s': unexpected key '%s'", show(sn, name),
-                               show((char[SHOW_MAX]){0}, c->string));
-        /* A NUL-escaped key such as "dtype\u0000x" compares equal above. */
-        if (key_tok_of(cx, c)->has_nul)
+                               show((char[SHOW_MAX]){0}, key));
+        if (nul)
             return airllm_errf(err, "tensor '%s': a key contains a NUL character",
                                show(sn, name));
-        if (*slot)
-            return airllm_errf(err, "tensor '%s': duplicate key '%s'", show(sn, name),
-                               c->string);
-        *slot = c;
+        if (*have)
+            return airllm_errf(err, "tensor '%s': duplicate key '%s'", show(sn, name), key);
+        *slot = v;
+        *have = true;
     }
-    if (!dtype)
+    if (r < 0)
+        return airllm_errf(err, "internal error: header scanner lost its place");
+    if (!have_dtype)
         return airllm_errf(err, "tensor '%s': missing \"dtype\"", show(sn, name));
-    if (!shape)
+    if (!have_shape)
         return airllm_errf(err, "tensor '%s': missing \"shape\"", show(sn, name));
-    if (!offs)
+    if (!have_offs)
         return airllm_errf(err, "tensor '%s': missing \"data_offsets\"", show(sn, name));
 
-    if (!cJSON_IsString(dtype))
+    if (dtype.kind != AIRLLM_JS_STRING)
         return airllm_errf(err, "tensor '%s': dtype is not a string", show(sn, name));
-    if (tok_of(cx, dtype)->has_nul)
+    char dt[SHOW_MAX];
+    bool dt_nul;
+    small_str(h, &dtype, dt, &dt_nul);
+    if (dt_nul)
         return airllm_errf(err, "tensor '%s': dtype contains a NUL character", show(sn, name));
-    if (airllm_dtype_from_name(dtype->valuestring, &t->dtype) < 0)
+    if (airllm_dtype_from_name(dt, &t->dtype) < 0)
         return airllm_errf(err, "tensor '%s': unknown dtype '%s'", show(sn, name),
-                           show((char[SHOW_MAX]){0}, dtype->valuestring));
+                           show((char[SHOW_MAX]){0}, dt));
 
-    if (!cJSON_IsArray(shape))
+    if (shape.kind != AIRLLM_JS_ARRAY)
         return airllm_errf(err, "tensor '%s': shape is not an array", show(sn, name));
-    int nd = cJSON_GetArraySize(shape);
+    /* Counted first, so that the message gives the true count. */
+    int nd = 0;
+    airllm_js_iter_init(&it, h, &shape);
+    while ((r = airllm_js_iter_next(&it, NULL, &v)) > 0)
+        nd += nd < INT32_MAX;
+    if (r < 0)
+        return airllm_errf(err, "internal error: header scanner lost its place");
     if (nd > AIRLLM_MAX_DIMS)
         return airllm_errf(err, "tensor '%s': shape has %d dimensions, more than the limit of %d",
                            show(sn, name), nd, AIRLLM_MAX_DIMS);
     t->ndim = (unsigned)nd;
     unsigned d = 0;
-    for (const cJSON *c = shape->child; c; c = c->next, d++) {
+    airllm_js_iter_init(&it, h, &shape);
+    while (airllm_js_iter_next(&it, NULL, &v) > 0) {
         char what[32];
         snprintf(what, sizeof what, "shape[%u]", d);
-        if (get_uint(cx, c, name, what, &t->shape[d], err) < 0)
+        if (get_uint(h, &v, name, what, &t->shape[d], err) < 0)
             return -1;
+        d++;
     }
 
-    if (!cJSON_IsArray(offs))
+    if (offs.kind != AIRLLM_JS_ARRAY)
         return airllm_errf(err, "tensor '%s': data_offsets is not an array", show(sn, name));
-    if (cJSON_GetArraySize(offs) != 2)
+    airllm_js_val ov[2];
+    int no = 0;
+    airllm_js_iter_init(&it, h, &offs);
+    while ((r = airllm_js_iter_next(&it, NULL, &v)) > 0) {
+        if (no < 2)
+            ov[no] = v;
+        no += no < INT32_MAX;
+    }
+    if (r < 0)
+        return airllm_errf(err, "internal error: header scanner lost its place");
+    if (no != 2)
         return airllm_errf(err, "tensor '%s': data_offsets has %d elements, not 2",
-                           show(sn, name), cJSON_GetArraySize(offs));
-    if (get_uint(cx, offs->child, name, "data_offsets[0]", &t->begin, err) < 0 ||
-        get_uint(cx, offs->child->next, name, "data_offsets[1]", &t->end, err) < 0)
+                           show(sn, name), no);
+    if (get_uint(h, &ov[0], name, "data_offsets[0]", &t->begin, err) < 0 ||
+        get_uint(h, &ov[1], name, "data_offsets[1]", &t->end, err) < 0)
         return -1;
     if (t->begin > t->end)
         return airllm_errf(err, "tensor '%s': data_offsets begin %" PRIu64 " > end %" PRIu64,
@@ -423,10 +279,6 @@ static int parse_tensor(const st_ctx *cx, const cJSON *entry, airllm_st_tensor *
                            " bytes but data_offsets [%" PRIu64 ", %" PRIu64 "] span %" PRIu64,
                            show(sn, name), shp, airllm_dtype_name(t->dtype), nbytes, t->begin,
                            t->end, t->end - t->begin);
-
-    t->name = strdup(name);
-    if (!t->name)
-        return airllm_errf(err, "out of memory");
     return 0;
 }
 
@@ -495,42 +347,60 @@ void airllm_st_free(airllm_st_file *f)
 {
     if (!f)
         return;
-    for (size_t i = 0; i < f->n_tensors; i++)
-        free(f->tensors[i].name);
+    free(f->names);
     free(f->tensors);
     memset(f, 0, sizeof *f);
 }
 
-/* Validates the parsed, annotated root object and fills out. */
-static int build(const st_ctx *cx, const cJSON *root, airllm_st_file *out, airllm_err *err)
+/* Validates the checked root object and fills out. A first walk counts the
+ * entries and the bytes their names need, so that the table and the name
+ * arena are each allocated once, to size: per tensor, sizeof(airllm_st_tensor)
+ * plus its name and a NUL. */
+static int build(const uint8_t *h, const airllm_js_val *root, airllm_st_file *out,
+                 airllm_err *err)
 {
-    size_t count = 0, n_meta = 0;
-    for (const cJSON *c = root->child; c; c = c->next) {
-        if (strcmp(c->string, "__metadata__") == 0 && !key_tok_of(cx, c)->has_nul)
+    size_t count = 0, n_meta = 0, name_bytes = 0;
+    airllm_js_iter it;
+    airllm_js_val k, v;
+    int r;
+    airllm_js_iter_init(&it, h, root);
+    while ((r = airllm_js_iter_next(&it, &k, &v)) > 0) {
+        if (airllm_js_str_eq(h, &k, "__metadata__")) {
             n_meta++;
-        else
+        } else {
             count++;
+            name_bytes += k.end - k.start - 1; /* decoded text + NUL fits */
+        }
     }
+    if (r < 0)
+        return airllm_errf(err, "internal error: header scanner lost its place");
     if (n_meta > 1)
         return airllm_errf(err, "duplicate \"__metadata__\"");
     if (count) {
         out->tensors = calloc(count, sizeof *out->tensors);
-        if (!out->tensors)
+        out->names = malloc(name_bytes);
+        if (!out->tensors || !out->names)
             return airllm_errf(err, "out of memory for %zu tensors", count);
     }
-    for (const cJSON *c = root->child; c; c = c->next) {
-        if (strcmp(c->string, "__metadata__") == 0 && !key_tok_of(cx, c)->has_nul) {
-            if (check_metadata(cx, c, err) < 0)
+    size_t used = 0;
+    airllm_js_iter_init(&it, h, root);
+    while (airllm_js_iter_next(&it, &k, &v) > 0) {
+        if (airllm_js_str_eq(h, &k, "__metadata__")) {
+            if (check_metadata(h, &v, err) < 0)
                 return -1;
             continue;
         }
-        /* n_tensors counts only fully built entries, so that
-         * airllm_st_free releases exactly what was allocated. */
-        if (parse_tensor(cx, c, &out->tensors[out->n_tensors], err) < 0)
+        airllm_st_tensor *t = &out->tensors[out->n_tensors];
+        size_t nlen;
+        bool nul;
+        t->name = out->names + used;
+        airllm_js_str(h, &k, t->name, &nlen, &nul);
+        used += nlen + 1;
+        if (parse_tensor(h, &v, nul, t, err) < 0)
             return -1;
         out->n_tensors++;
     }
-    /* cJSON keeps duplicate keys, so find them by sorting by name. */
+    /* Duplicate keys are legal JSON, so find them by sorting by name. */
     if (out->n_tensors > 1) {
         qsort(out->tensors, out->n_tensors, sizeof *out->tensors, cmp_name);
         for (size_t i = 1; i < out->n_tensors; i++)
@@ -586,52 +456,25 @@ int airllm_st_parse(const uint8_t *buf, size_t len, uint64_t file_size, airllm_s
         return airllm_errf(err, "header is not a JSON object (it starts with '%c')",
                            hdr[0] >= 0x20 && hdr[0] < 0x7F ? hdr[0] : '?');
 
-    const char *end = NULL;
-    cJSON *root = cJSON_ParseWithLengthOpts((const char *)hdr, hlen, &end, 0);
-    if (!root) {
-        size_t at = (end && end >= (const char *)hdr) ? (size_t)(end - (const char *)hdr) : 0;
-        return airllm_errf(err, "header is not valid JSON (error near header byte %zu)", at);
-    }
-    int rc = -1;
-    st_tok *toks = NULL;
-    size_t jlen = (size_t)(end - (const char *)hdr);
+    /* One walk checks the grammar (before any entry is looked at, so that a
+     * syntax error is reported as one wherever it is); a second builds. */
+    size_t jlen;
+    airllm_js_error je;
+    if (airllm_js_check(hdr, hlen, &jlen, &je) < 0)
+        return airllm_errf(err, "header is not valid JSON: %s at header byte %zu", je.what,
+                           je.at);
     /* The spec allows padding the header with spaces, nothing else. */
-    for (size_t i = jlen; i < hlen; i++) {
-        if (hdr[i] != ' ') {
-            airllm_errf(err,
-                        "header has unexpected data after the JSON object (byte 0x%02x at "
-                        "header byte %zu; only space padding is allowed)",
-                        hdr[i], i);
-            goto done;
-        }
-    }
-    if (!cJSON_IsObject(root)) {
-        airllm_errf(err, "header is not a JSON object");
-        goto done;
-    }
-    size_t nt = 0;
-    if (lex(hdr, jlen, NULL, &nt, err) < 0)
-        goto done;
-    toks = malloc(nt * sizeof *toks);
-    if (!toks) {
-        airllm_errf(err, "out of memory lexing the header");
-        goto done;
-    }
-    size_t cur = 0;
-    if (lex(hdr, jlen, toks, &nt, err) < 0)
-        goto done;
-    if (annotate(root, toks, nt, &cur) < 0 || cur != nt) {
-        airllm_errf(err, "internal error: header lexer disagrees with the JSON parser");
-        goto done;
-    }
+    for (size_t i = jlen; i < hlen; i++)
+        if (hdr[i] != ' ')
+            return airllm_errf(err,
+                               "header has unexpected data after the JSON object (byte 0x%02x "
+                               "at header byte %zu; only space padding is allowed)",
+                               hdr[i], i);
+    airllm_js_val root = {AIRLLM_JS_OBJECT, 0, jlen};
     out->header_len = n;
     out->data_start = 8 + n;
     out->file_size = file_size;
-    st_ctx cx = {hdr, toks};
-    rc = build(&cx, root, out, err);
-done:
-    free(toks);
-    cJSON_Delete(root);
+    int rc = build(hdr, &root, out, err);
     if (rc < 0)
         airllm_st_free(out);
     return rc;

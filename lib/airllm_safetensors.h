@@ -26,7 +26,7 @@
 #define AIRLLM_ST_MAX_NAME 1024
 
 typedef struct {
-    char *name;          /* NUL-terminated UTF-8, owned */
+    char *name;          /* NUL-terminated UTF-8, in the file's names arena */
     airllm_dtype dtype;
     unsigned ndim;
     uint64_t shape[AIRLLM_MAX_DIMS];
@@ -39,6 +39,9 @@ typedef struct {
     uint64_t file_size;
     size_t n_tensors;
     airllm_st_tensor *tensors; /* sorted by begin (file order) */
+    char *names;               /* every tensor's name, one block (NULL when the
+                                  names are borrowed, as for a converted
+                                  input's unit header) */
 } airllm_st_file;
 
 /* Parses a safetensors header. buf holds at least the first 8 bytes of the

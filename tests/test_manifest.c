@@ -36,9 +36,10 @@ static void build(airllm_manifest *m, airllm_mf_unit *units, airllm_mf_tensor *t
                                 "model.embed_tokens.weight"};
     memcpy(units[0].sha256, SHA, 65);
     memcpy(units[1].sha256, SHA, 65);
-    tensors[0] = (airllm_mf_tensor){"model.embed_tokens.weight", AIRLLM_DTYPE_F32, 2, {8, 4}, 0,
+    static const uint64_t shape0[] = {8, 4}, shape1[] = {4};
+    tensors[0] = (airllm_mf_tensor){"model.embed_tokens.weight", AIRLLM_DTYPE_F32, 2, shape0, 0,
                                     AIRLLM_ENC_RAW, 128, 128, "model.safetensors", 0, false, 0, 0, 0};
-    tensors[1] = (airllm_mf_tensor){"model.layers.0.w", AIRLLM_DTYPE_BF16, 1, {4}, 1,
+    tensors[1] = (airllm_mf_tensor){"model.layers.0.w", AIRLLM_DTYPE_BF16, 1, shape1, 1,
                                     AIRLLM_ENC_ZSTD, 8, 7, "model.safetensors", 0, false, 0, 0, 0};
     sources[0] = (airllm_mf_file){"model.safetensors", 300, {0}};
     memcpy(sources[0].sha256, SHA, 65);
@@ -217,6 +218,42 @@ int main(void)
               bad[i].to, rc, rc ? err.msg : "(accepted)");
         if (rc == 0)
             airllm_manifest_free(&m);
+        free(b);
+    }
+    /* Read member by member, not as a tree: keys may be escaped, unknown
+     * keys are ignored, the first of a repeated key wins (as cJSON's lookup
+     * gave), and a string holding \u0000 is refused rather than cut. */
+    static const struct {
+        const char *from, *to, *expect; /* expect NULL: must parse */
+    } more[] = {
+        {"\"dtype\":\t\"BF16\"", "\"d\\u0074ype\":\t\"B\\u004616\"", NULL},
+        {"\"dtype\":\t\"BF16\"", "\"dtype\":\t\"BF16\", \"future\": {\"x\": [1, {}]}", NULL},
+        {"\"dtype\":\t\"BF16\"", "\"dtype\":\t\"BF16\", \"dtype\": \"Q7\"", NULL},
+        {"\"name\":\t\"model.layers.0.w\"", "\"name\":\t\"model.layers.0.w\\u0000x\"",
+         "contains a NUL"},
+        {"\"encoding\":\t\"zstd\"", "\"encoding\":\t\"zstd\" ,,", "not valid JSON"},
+        {"\"size\":\t300", "\"size\":\t0300", "malformed number"},
+        {"\"size\":\t300", "\"size\":\t3e2", NULL},
+    };
+    for (size_t i = 0; i < sizeof more / sizeof more[0]; i++) {
+        char *b = replace(json, more[i].from, more[i].to);
+        if (!b) {
+            CHECK(0, "more %zu: pattern '%s' not found", i, more[i].from);
+            continue;
+        }
+        rc = airllm_manifest_parse(b, strlen(b), &m, &err);
+        if (more[i].expect)
+            CHECK(rc != 0 && strstr(err.msg, more[i].expect), "more %zu (%s): rc=%d msg=%s", i,
+                  more[i].to, rc, rc ? err.msg : "(accepted)");
+        else
+            CHECK(rc == 0, "more %zu (%s): %s", i, more[i].to, err.msg);
+        if (rc == 0) {
+            CHECK(m.tensors[1].dtype == AIRLLM_DTYPE_BF16 && m.sources[0].size == 300 &&
+                      m.tensors[1].source == m.sources[0].file && m.tensors[1].ndim == 1 &&
+                      m.tensors[1].shape[0] == 4,
+                  "more %zu: fields", i);
+            airllm_manifest_free(&m);
+        }
         free(b);
     }
     static const char *garbage[] = {"", "[]", "null", "{", "{\"format\":\t\"airllm\"}",

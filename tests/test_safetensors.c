@@ -4,6 +4,7 @@
  * section is usually not materialised (the parser only needs the header
  * bytes plus the true file size). */
 #include "airllm_safetensors.h"
+#include "airllm_jscan.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -462,8 +463,127 @@ static void test_utf8(void)
     CHECK(airllm_utf8_check((const uint8_t *)"a\0b", 3) == 0, "utf8 NUL");
 }
 
+/* The scanner under both readers (lib/airllm_jscan.c): what it accepts and
+ * refuses, how it decodes strings and numbers, and how it walks members. */
+static void test_jscan(void)
+{
+    static const struct {
+        const char *doc;
+        int ok;
+        const char *needle; /* in the error, when refused */
+    } cases[] = {
+        {"{}", 1, NULL},
+        {" [1, 2.5e-3, -0, true, false, null, \"\"] ", 1, NULL},
+        {"{\"a\":{\"b\":[{\"c\":[]}]}}", 1, NULL},
+        {"\"\\ud83d\\ude00\\u00e9\\n\"", 1, NULL},
+        {"", 0, "unexpected end"},
+        {"{", 0, "unexpected end"},
+        {"[1,]", 0, "expected a value"},
+        {"{\"a\":1,}", 0, "expected a key"},
+        {"{\"a\" 1}", 0, "expected ':'"},
+        {"[1 2]", 0, "expected ',' or ']'"},
+        {"{'a':1}", 0, "unexpected byte 0x27"},
+        {"[01]", 0, "malformed number '01'"},
+        {"[1.]", 0, "malformed number"},
+        {"[.5]", 0, "malformed number"},
+        {"[+1]", 0, "malformed number"},
+        {"[1e]", 0, "malformed number"},
+        {"[tru]", 0, "unknown literal"},
+        {"[True]", 0, "unknown literal"},
+        {"[\"a\x01\"]", 0, "control character 0x01 inside a string"},
+        {"[\"\\x\"]", 0, "bad escape"},
+        {"[\"\\u12G4\"]", 0, "bad \\u escape"},
+        {"[\"\\ud800\"]", 0, "unpaired surrogate"},
+        {"[\"\\udc00\"]", 0, "unpaired surrogate"},
+        {"[\"\\ud800\\u0041\"]", 0, "unpaired surrogate"},
+        {"[\"abc", 0, "unterminated string"},
+        {"[\x01]", 0, "unexpected control character 0x01"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        size_t end = 0;
+        airllm_js_error e = {0};
+        const uint8_t *d = (const uint8_t *)cases[i].doc;
+        int rc = airllm_js_check(d, strlen(cases[i].doc), &end, &e);
+        CHECK((rc == 0) == cases[i].ok, "jscan case %zu (%s): rc %d (%s)", i, cases[i].doc, rc,
+              rc ? e.what : "accepted");
+        if (rc && cases[i].needle)
+            CHECK(strstr(e.what, cases[i].needle) != NULL, "jscan case %zu: '%s' lacks '%s'", i,
+                  e.what, cases[i].needle);
+    }
+    /* Nesting is bounded: 64 levels pass, 65 do not. */
+    char deep[200];
+    memset(deep, '[', 65);
+    memset(deep + 65, ']', 65);
+    size_t end;
+    airllm_js_error e;
+    CHECK(airllm_js_check((const uint8_t *)deep + 1, 128, &end, &e) == 0, "64 levels");
+    CHECK(airllm_js_check((const uint8_t *)deep, 130, &end, &e) < 0 &&
+              strstr(e.what, "nested") != NULL, "65 levels refused");
+    /* One value, then whatever follows is the caller's. */
+    CHECK(airllm_js_check((const uint8_t *)"{} x", 4, &end, &e) == 0 && end == 2, "end offset");
+
+    /* Walk an object: spans, first-class kinds, string decoding. */
+    const char *doc = "{\"k\\u0065y\": \"a\\u0000b\\ud83d\\ude00\", \"n\": [18446744073709551615,"
+                      " 9007199254740993, 12, -1, 1.0, 1e2], \"t\": true}";
+    const uint8_t *d = (const uint8_t *)doc;
+    CHECK(airllm_js_check(d, strlen(doc), &end, &e) == 0, "walk doc: %s", e.what);
+    airllm_js_val root, k, v, num;
+    CHECK(airllm_js_value_at(d, end, 0, &root) == 0 && root.kind == AIRLLM_JS_OBJECT &&
+              root.end == end, "root span");
+    airllm_js_iter it;
+    airllm_js_iter_init(&it, d, &root);
+    CHECK(airllm_js_iter_next(&it, &k, &v) == 1 && airllm_js_str_eq(d, &k, "key"),
+          "escaped key compares decoded");
+    char buf[64];
+    size_t n;
+    bool nul;
+    airllm_js_str(d, &v, buf, &n, &nul);
+    CHECK(nul && n == 7 && memcmp(buf, "a\0b\xf0\x9f\x98\x80", 7) == 0, "decoded NUL and pair");
+    CHECK(!airllm_js_str_eq(d, &v, "a"), "a string with NUL equals no literal");
+    CHECK(airllm_js_str_has_nul(d, &v) && !airllm_js_str_has_nul(d, &k), "has_nul");
+    /* \\u0000 is a backslash and "u0000", not an escaped NUL. */
+    const char *esc = "\"a\\\\u0000\"";
+    airllm_js_val ev;
+    CHECK(airllm_js_value_at((const uint8_t *)esc, strlen(esc), 0, &ev) == 0 &&
+              !airllm_js_str_has_nul((const uint8_t *)esc, &ev), "escaped backslash is no NUL");
+    /* A NUL far into a long metadata value or name is still found (the
+     * messages decode only the first few hundred bytes). */
+    char *hdr = malloc(8000);
+    snprintf(hdr, 8000, "{\"__metadata__\":{\"k\":\"%05000d\\u0000\"}}", 0);
+    expect_fail("NUL after 5000 bytes of a metadata value", hdr, 0, "NUL");
+    snprintf(hdr, 8000, "{\"__metadata__\":{\"%05000d\\u0000\":\"v\"}}", 0);
+    expect_fail("NUL after 5000 bytes of a metadata key", hdr, 0, "NUL");
+    free(hdr);
+    CHECK(airllm_js_iter_next(&it, &k, &v) == 1 && v.kind == AIRLLM_JS_ARRAY, "array member");
+    airllm_js_iter a;
+    airllm_js_iter_init(&a, d, &v);
+    static const int want[] = {AIRLLM_JS_NUM_BIG, AIRLLM_JS_NUM_BIG, AIRLLM_JS_NUM_OK,
+                               AIRLLM_JS_NUM_NEG, AIRLLM_JS_NUM_FRAC, AIRLLM_JS_NUM_FRAC};
+    uint64_t u;
+    for (size_t i = 0; i < 6; i++) {
+        CHECK(airllm_js_iter_next(&a, NULL, &num) == 1 && num.kind == AIRLLM_JS_NUMBER,
+              "number %zu", i);
+        CHECK(airllm_js_uint(d, &num, UINT64_C(1) << 53, &u) == want[i], "number %zu class", i);
+    }
+    CHECK(airllm_js_uint(d, &(airllm_js_val){AIRLLM_JS_NUMBER, 0, 0}, 10, &u) ==
+              AIRLLM_JS_NUM_OK && u == 0, "empty digits read as 0");
+    CHECK(airllm_js_iter_next(&a, NULL, &num) == 0, "array end");
+    CHECK(airllm_js_iter_next(&it, &k, &v) == 1 && v.kind == AIRLLM_JS_TRUE, "literal member");
+    CHECK(airllm_js_iter_next(&it, &k, &v) == 0 && airllm_js_iter_next(&it, &k, &v) == 0,
+          "object end, and it stays ended");
+    const char *flt = "[1e2, 0.25]";
+    airllm_js_val arr;
+    CHECK(airllm_js_value_at((const uint8_t *)flt, strlen(flt), 0, &arr) == 0, "float array");
+    airllm_js_iter_init(&a, (const uint8_t *)flt, &arr);
+    CHECK(airllm_js_iter_next(&a, NULL, &num) == 1 &&
+              airllm_js_double((const uint8_t *)flt, &num) == 100.0, "double 1e2");
+    CHECK(airllm_js_iter_next(&a, NULL, &num) == 1 &&
+              airllm_js_double((const uint8_t *)flt, &num) == 0.25, "double 0.25");
+}
+
 int main(void)
 {
+    test_jscan();
     test_single();
     test_multi_sorted();
     test_valid_misc();

@@ -159,7 +159,7 @@ int write_manifest(split_ctx *s, airllm_mf_file *aux, size_t n_aux,
             mt->name = st->name;
             mt->dtype = st->dtype;
             mt->ndim = st->ndim;
-            memcpy(mt->shape, st->shape, sizeof mt->shape);
+            mt->shape = st->shape;
             mt->unit = u;
             mt->encoding = s->encoding[t];
             mt->raw_len = airllm_ckpt_raw_len(c, t);
