@@ -75,11 +75,22 @@ typedef struct {
     uint32_t index;       /* in its unit's header */
 } rt_tensor;
 
-/* A unit's bytes in memory: the file read whole into an aligned buffer, plus
- * decoded zstd tensors and decompressed double-quant scales. */
+/* A unit file mapped read-only (rt_map.c): base, len bytes; entry is its
+ * place in the SIGBUS handler's table, -1 when closed. */
 typedef struct {
-    uint8_t *buf;       /* file bytes, 4096-aligned, cap bytes */
+    const uint8_t *base;
+    size_t len;
+    int entry;
+} rt_mapping;
+
+/* A unit's bytes in memory: the file read whole into an aligned buffer, or
+ * mapped in place (zero-copy streaming), plus decoded zstd tensors and
+ * decompressed double-quant scales. */
+typedef struct {
+    const uint8_t *bytes; /* the unit's file bytes now: buf, or map.base */
+    uint8_t *buf;       /* file bytes read, 4096-aligned, cap bytes */
     size_t cap;
+    rt_mapping map;     /* the file mapped instead (base NULL: not mapped) */
     uint8_t *dec;       /* decoded zstd tensors, dec_cap bytes */
     size_t dec_cap;
     float *absmax;      /* decompressed double-quant absmax, absmax_cap floats */
@@ -102,6 +113,7 @@ typedef struct {
     size_t need_buf, need_dec, need_absmax; /* bytes / floats a slot needs */
     size_t *dec_off, *abs_off; /* per tensor: where its decoded data goes */
     bool moe;             /* has expert tensors: streamed, they are read on demand */
+    bool mapped;          /* streamed zero-copy: mapped, not read (rt_store_start) */
     bool resident;
     bool external;        /* held by a device backend (loaded once through
                            * rt_store_load): neither resident here nor streamed */
@@ -135,6 +147,7 @@ typedef struct rt_store {
     rt_verify verify_load;
     size_t n_unchecked; /* unit files without checksums (format 1.0/1.1) */
     bool direct, prefetch;
+    bool map_streamed; /* stream eligible units by mapping them (AIRLLM_STREAM_READ) */
     int readers;     /* threads reading each whole unit (1: the loader alone) */
     bool embed_rows; /* embedding rows are read from the file on demand */
     rt_allocator alloc;
