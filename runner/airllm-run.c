@@ -525,6 +525,7 @@ static void print_profile(const rt_model *m, double total)
 int main(int argc, char **argv)
 {
     cli_prog = "airllm-run";
+    cli_install_fault_hook(); /* tests act at a load's steps (rt_store.c) */
     run_opts o;
     int rc = parse_args(argc, argv, &o);
     if (rc)

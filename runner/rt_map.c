@@ -228,10 +228,12 @@ int rt_map_populate(const rt_mapping *m, size_t off, size_t n, const char *path,
      * page cache's large folios are mapped whole). */
     if (madvise((uint8_t *)(uintptr_t)m->base + lo, n, MADV_POPULATE_READ) == 0)
         return 0;
-    if (errno == EFAULT || errno == EIO)
-        return airllm_errf(err, "%s: cannot read its mapping: %s (truncated or changed on "
-                                "disk during the run?)",
-                           path, strerror(errno));
+    if (errno == EFAULT)
+        return airllm_errf(err, "%s: the file shrank under its mapping (truncated or changed "
+                                "on disk during the run)",
+                           path);
+    if (errno == EIO)
+        return airllm_errf(err, "%s: read error: %s", path, strerror(errno));
     touch_arg t = {m->base + lo, n};
     return rt_map_guard(path, touch_main, &t, err);
 }

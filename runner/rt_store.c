@@ -214,8 +214,14 @@ int rt_slot_load(rt_store *s, size_t ui, rt_slot *sl, bool *defer, airllm_err *e
         airllm_step(step); /* tests change the file here (AIRLLM_FAULT_HOOK) */
         bool whole = s->verify_load == RT_VERIFY_OFF ||
                      (s->verify_load == RT_VERIFY_FAST && !u->hdr.has_checks);
+        /* The parse below reads the header and the check block (at the end
+         * of a 1.2 file): fault those in first, so that a file cut short
+         * is an error here. */
         rc = rt_map_populate(&sl->map, 0, whole ? sl->map.len : (size_t)u->hdr.data_start, path,
                              err);
+        if (!rc && !whole && u->hdr.check_offset)
+            rc = rt_map_populate(&sl->map, (size_t)u->hdr.check_offset,
+                                 sl->map.len - (size_t)u->hdr.check_offset, path, err);
     } else {
         fd = rt_open_unit(s, u, path, err);
         if (fd < 0)
