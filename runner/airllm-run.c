@@ -503,7 +503,7 @@ static void print_profile(const rt_model *m, double total)
     fprintf(stderr,
             "wall %.3f s; %.1f MiB read; I/O (read + decode) %.3f s of which %.3f s waited "
             "for: overlap %.1f%%; resident %.1f MiB, %zu units streamed\n",
-            total, (double)s->bytes_read / 1048576.0, io, ws,
+            total, (double)rt_store_bytes_read(s) / 1048576.0, io, ws,
             io > 0 ? 100.0 * (1.0 - (ws < io ? ws : io) / io) : 100.0,
             (double)s->resident_bytes / 1048576.0, s->n_stream);
     if (m->gpu) {
@@ -690,7 +690,7 @@ int main(int argc, char **argv)
         cJSON_AddNumberToObject(tm, "tokens_generated", (double)generated);
         cJSON_AddNumberToObject(tm, "tokens_per_s",
                                 gen_s > 0 ? (double)decode_tokens / gen_s : 0);
-        cJSON_AddNumberToObject(tm, "bytes_read", (double)m.store.bytes_read);
+        cJSON_AddNumberToObject(tm, "bytes_read", (double)rt_store_bytes_read(&m.store));
         cJSON_AddNumberToObject(tm, "resident_bytes", (double)m.store.resident_bytes);
         cJSON_AddNumberToObject(tm, "read_s", m.store.read_s);
         cJSON_AddNumberToObject(tm, "decode_s", m.store.decode_s);
@@ -740,7 +740,7 @@ int main(int argc, char **argv)
         cli_info("%zu tokens in %.3f s (%.2f tokens/s after the first step), prefill %.3f s, "
                  "%.1f MiB read",
                  generated, t_end - t_load, gen_s > 0 ? (double)decode_tokens / gen_s : 0.0,
-                 t_first - t_load, (double)m.store.bytes_read / 1048576.0);
+                 t_first - t_load, (double)rt_store_bytes_read(&m.store) / 1048576.0);
     if (!rc && o.profile)
         print_profile(&m, t_end - t_start);
     for (size_t i = 0; i < np; i++) {

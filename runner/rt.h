@@ -216,6 +216,8 @@ void rt_store_close(rt_store *s);
  * prefetch). Streamed units must be taken in execution order. */
 int rt_store_acquire(rt_store *s, size_t unit, rt_slot **out, airllm_err *err);
 void rt_store_release(rt_store *s, size_t unit);
+/* Bytes loaded so far (read, or mapped), while the prefetch thread runs. */
+uint64_t rt_store_bytes_read(const rt_store *s);
 /* With embed_rows: reads the rows of the embedding matrix that ids need into
  * out (n x hidden floats): only those rows are read from disk. */
 int rt_store_embed_rows(rt_store *s, const int32_t *ids, size_t n, int hidden, float *out,

@@ -165,3 +165,14 @@ void rt_store_release(rt_store *s, size_t ui)
     pthread_mutex_unlock(&s->lock);
 }
 
+
+uint64_t rt_store_bytes_read(const rt_store *s)
+{
+    /* the prefetch thread may still be loading; the lock is not part of the
+     * store's value */
+    pthread_mutex_t *mu = (pthread_mutex_t *)&s->lock;
+    pthread_mutex_lock(mu);
+    uint64_t b = s->bytes_read;
+    pthread_mutex_unlock(mu);
+    return b;
+}

@@ -7,7 +7,11 @@
  * unit of the next forward pass. Slots are allocated once, sized for the
  * largest streamed unit, and reused: no allocation per layer.
  *
- * A load reads the whole unit file with pread (or O_DIRECT), parses its
+ * A streamed raw or quantized unit of the CPU backend is mapped instead of
+ * read (zero-copy, rt_map.c): the model computes on the page cache in
+ * place, and the slot holds the mapping until its next unit.
+ *
+ * Otherwise a load reads the whole unit file with pread (or O_DIRECT), parses its
  * header from the bytes read and checks it against the header seen at
  * startup (so a file swapped or damaged since is caught), checks it
  * (--verify-load: by default each tensor's XXH3 from the format 1.2 check
