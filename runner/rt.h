@@ -114,6 +114,7 @@ typedef struct {
     size_t *dec_off, *abs_off; /* per tensor: where its decoded data goes */
     bool moe;             /* has expert tensors: streamed, they are read on demand */
     bool mapped;          /* streamed zero-copy: mapped, not read (rt_store_start) */
+    bool scales_ok;       /* its quantized scales were found finite at a load */
     bool resident;
     bool external;        /* held by a device backend (loaded once through
                            * rt_store_load): neither resident here nor streamed */
