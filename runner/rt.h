@@ -217,6 +217,10 @@ void rt_store_close(rt_store *s);
  * prefetch). Streamed units must be taken in execution order. */
 int rt_store_acquire(rt_store *s, size_t unit, rt_slot **out, airllm_err *err);
 void rt_store_release(rt_store *s, size_t unit);
+/* Whether the prefetch thread has CPU work per streamed unit (a copy, a
+ * decode, a hash pass) rather than only page faults (mapped units with
+ * --verify-load=off): then light steps leave it a core (rt_model.c). */
+bool rt_store_prefetch_busy(const rt_store *s);
 /* Bytes loaded so far (read, or mapped), while the prefetch thread runs. */
 uint64_t rt_store_bytes_read(const rt_store *s);
 /* With embed_rows: reads the rows of the embedding matrix that ids need into

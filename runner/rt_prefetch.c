@@ -176,3 +176,18 @@ uint64_t rt_store_bytes_read(const rt_store *s)
     pthread_mutex_unlock(mu);
     return b;
 }
+
+bool rt_store_prefetch_busy(const rt_store *s)
+{
+    if (!s->prefetch)
+        return false;
+    for (size_t k = 0; k < s->n_stream; k++) {
+        const rt_unit *u = &s->units[s->stream[k]];
+        if (!u->mapped)
+            return true; /* a copy out of the page cache, or a decode */
+        if (s->verify_load == RT_VERIFY_FULL ||
+            (s->verify_load == RT_VERIFY_FAST && u->hdr.has_checks))
+            return true; /* a hash pass over every byte */
+    }
+    return false;
+}
