@@ -79,3 +79,12 @@ EOF2
 T=${BENCH_TOKENS:-}
 [ "$ONLY" = 7b ] || model "SmolLM2-135M BF16" "$S2" "${T:-32}"
 [ "$ONLY" = smol ] || model "7B-shaped ${LAYERS}-layer nf4" "$Q7" "${T:-8}"
+# The arithmetic of the fast check on mapped units: XXH3 and a plain read
+# over one cached layer and the head, and bytes loaded per token.
+if [ "$ONLY" != smol ]; then
+    "${CC:-cc}" -O2 -o "$WORK/xxh3_map" "$ROOT/scripts/xxh3_map.c" -lxxhash ||
+        die "cannot compile xxh3_map.c"
+    "$WORK/xxh3_map" "$Q7/layer.00000.airc" "$Q7/lm_head.airc"
+    "$BIN/airllm-run" -q --json --ids 1,2,3,4,5 -n 8 --mem-budget 0 "$Q7" >"$WORK/o.json"
+    python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); t=d["timings"]; print("7B streamed: %.1f MiB loaded per step (bytes_read %d over %d steps)" % (t["bytes_read"] / 2**20 / t["steps"], t["bytes_read"], t["steps"]))' "$WORK/o.json"
+fi
