@@ -11,12 +11,12 @@
  * read (zero-copy, rt_map.c): the model computes on the page cache in
  * place, and the slot holds the mapping until its next unit.
  *
- * Otherwise a load reads the whole unit file with pread (or O_DIRECT), parses its
- * header from the bytes read and checks it against the header seen at
- * startup (so a file swapped or damaged since is caught), checks it
- * (--verify-load: by default each tensor's XXH3 from the format 1.2 check
- * block, in the thread that read it, before anything is decoded or handed
- * to compute; or the file's SHA-256 against the manifest), then decodes what the
+ * Otherwise a load reads the whole unit file with pread (or O_DIRECT).
+ * Either way it parses the header from the bytes and checks it against
+ * the header seen at startup (so a file swapped or damaged since is
+ * caught), checks the bytes (--verify-load: by default each tensor's XXH3
+ * from the format 1.2 check block, before anything is handed to compute;
+ * or the file's SHA-256 against the manifest), then decodes what the
  * kernels cannot use as stored: zstd tensors into the slot's decode area,
  * double-quantized scales into its absmax area. Quantized codes and raw
  * tensors are used in place, never widened. */
@@ -36,7 +36,6 @@
 #include "airllm_hash.h"
 #include "airllm_io.h"
 #include "airllm_quant.h"
-
 
 /* Bytes a slot needs for unit u: the file, the decoded zstd tensors, the
  * double-quant absmax. */
