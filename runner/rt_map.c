@@ -56,7 +56,7 @@ static map_entry reg[RT_MAP_MAX];
 static struct sigaction old_bus;
 static pthread_once_t bus_once = PTHREAD_ONCE_INIT;
 static int bus_installed; /* written once under bus_once */
-static const char *prog_name = "airllm-run";
+static const char *const prog_name = "airllm-run"; /* the store's only user */
 
 /* The guard of the calling thread, NULL outside rt_map_guard. */
 static __thread sigjmp_buf *guard_jb;
@@ -85,7 +85,9 @@ static void put(const char *s)
 
 static void on_sigbus(int sig, siginfo_t *si, void *uc)
 {
-    const map_entry *e = find_entry((uintptr_t)si->si_addr);
+    /* si_code > 0: raised by the kernel for a faulting access (kill and
+     * raise give SI_USER and the like, <= 0, and no address). */
+    const map_entry *e = si->si_code > 0 ? find_entry((uintptr_t)si->si_addr) : NULL;
     if (e && guard_jb)
         siglongjmp(*guard_jb, 1);
     if (e) {
@@ -106,6 +108,8 @@ static void on_sigbus(int sig, siginfo_t *si, void *uc)
         return;
     }
     signal(SIGBUS, SIG_DFL);
+    if (si->si_code <= 0)
+        raise(SIGBUS); /* sent, not a fault: nothing re-raises it */
 }
 
 static void install_bus(void)
@@ -116,11 +120,6 @@ static void install_bus(void)
     sa.sa_flags = SA_SIGINFO;
     sigemptyset(&sa.sa_mask);
     bus_installed = sigaction(SIGBUS, &sa, &old_bus) == 0;
-}
-
-void rt_map_set_prog(const char *name)
-{
-    prog_name = name;
 }
 
 int rt_map_guard(const char *path, void (*fn)(void *), void *arg, airllm_err *err)
