@@ -649,6 +649,9 @@ int main(int argc, char **argv)
         }
     }
     double t_end = cli_now();
+    /* No more loads: the prefetch thread stops here, so the statistics
+     * below are read after its last update. */
+    rt_store_stop(&m.store);
     if (!rc && stream_out) {
         const char *t;
         size_t len;

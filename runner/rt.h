@@ -221,6 +221,9 @@ void rt_store_release(rt_store *s, size_t unit);
  * decode, a hash pass) rather than only page faults (mapped units with
  * --verify-load=off): then light steps leave it a core (rt_model.c). */
 bool rt_store_prefetch_busy(const rt_store *s);
+/* Stops the prefetch thread (no more acquires follow); after it, the
+ * statistics are read without the lock. rt_store_close calls it too. */
+void rt_store_stop(rt_store *s);
 /* Bytes loaded so far (read, or mapped), while the prefetch thread runs. */
 uint64_t rt_store_bytes_read(const rt_store *s);
 /* With embed_rows: reads the rows of the embedding matrix that ids need into

@@ -191,3 +191,15 @@ bool rt_store_prefetch_busy(const rt_store *s)
     }
     return false;
 }
+
+void rt_store_stop(rt_store *s)
+{
+    if (!s->thread_started)
+        return;
+    pthread_mutex_lock(&s->lock);
+    s->stop = true;
+    pthread_cond_broadcast(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+    pthread_join(s->thread, NULL);
+    s->thread_started = false;
+}

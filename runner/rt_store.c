@@ -657,13 +657,7 @@ int rt_store_start(rt_store *s, uint64_t budget, const rt_allocator *alloc, airl
 
 void rt_store_close(rt_store *s)
 {
-    if (s->thread_started) {
-        pthread_mutex_lock(&s->lock);
-        s->stop = true;
-        pthread_cond_broadcast(&s->cond);
-        pthread_mutex_unlock(&s->lock);
-        pthread_join(s->thread, NULL);
-    }
+    rt_store_stop(s);
     for (size_t i = 0; s->units && i < s->n_units; i++) {
         if (s->units[i].slot) {
             slot_free(s, s->units[i].slot);
