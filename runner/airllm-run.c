@@ -85,8 +85,9 @@ static void usage(FILE *f)
             "                           tensor's XXH3 (format 1.2 files); full (plain\n"
             "                           --verify-load) the file's SHA-256; off nothing (for\n"
             "                           measurement)\n"
-            "  -t, --threads N          compute threads (default: all cores, one fewer when\n"
-            "                           layers stream, for the prefetch thread)\n"
+            "  -t, --threads N          compute threads (default: all cores; one fewer in\n"
+            "                           decode steps while the prefetch thread copies or\n"
+            "                           checks streamed layers)\n"
             "      --io-threads N       threads reading each streamed layer (default 1; with\n"
             "                           cuda, half the cores up to 8)\n"
             "Device:\n"
@@ -450,7 +451,7 @@ static void print_profile(const rt_model *m, double total)
     fprintf(stderr,
             "wall %.3f s; %.1f MiB read; I/O (read + decode) %.3f s of which %.3f s waited "
             "for: overlap %.1f%%; resident %.1f MiB, %zu units streamed\n",
-            total, (double)s->bytes_read / 1048576.0, io, ws,
+            total, (double)rt_store_bytes_read(s) / 1048576.0, io, ws,
             io > 0 ? 100.0 * (1.0 - (ws < io ? ws : io) / io) : 100.0,
             (double)s->resident_bytes / 1048576.0, s->n_stream);
     if (m->gpu) {
@@ -472,6 +473,7 @@ static void print_profile(const rt_model *m, double total)
 int main(int argc, char **argv)
 {
     cli_prog = "airllm-run";
+    cli_install_fault_hook(); /* tests act at a load's steps (rt_store.c) */
     run_opts o;
     int rc = parse_args(argc, argv, &o);
     if (rc)
@@ -617,7 +619,8 @@ int main(int argc, char **argv)
         }
     }
     double t_end = airllm_now();
-    /* the statistics below are the prefetch thread's too: stop it first */
+    /* No more loads: the prefetch thread stops here, so the statistics
+     * below are read after its last update. */
     rt_store_stop(&m.store);
     if (!rc && stream_out) {
         const char *t;
@@ -661,7 +664,7 @@ int main(int argc, char **argv)
         cJSON_AddNumberToObject(tm, "tokens_generated", (double)generated);
         cJSON_AddNumberToObject(tm, "tokens_per_s",
                                 gen_s > 0 ? (double)decode_tokens / gen_s : 0);
-        cJSON_AddNumberToObject(tm, "bytes_read", (double)m.store.bytes_read);
+        cJSON_AddNumberToObject(tm, "bytes_read", (double)rt_store_bytes_read(&m.store));
         cJSON_AddNumberToObject(tm, "resident_bytes", (double)m.store.resident_bytes);
         cJSON_AddNumberToObject(tm, "read_s", m.store.read_s);
         cJSON_AddNumberToObject(tm, "decode_s", m.store.decode_s);
@@ -711,7 +714,7 @@ int main(int argc, char **argv)
         cli_info("%zu tokens in %.3f s (%.2f tokens/s after the first step), prefill %.3f s, "
                  "%.1f MiB read",
                  generated, t_end - t_load, gen_s > 0 ? (double)decode_tokens / gen_s : 0.0,
-                 t_first - t_load, (double)m.store.bytes_read / 1048576.0);
+                 t_first - t_load, (double)rt_store_bytes_read(&m.store) / 1048576.0);
     if (!rc && o.profile)
         print_profile(&m, t_end - t_start);
     for (size_t i = 0; i < np; i++) {

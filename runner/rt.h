@@ -87,11 +87,22 @@ typedef struct {
     uint32_t index;       /* in its unit's header */
 } rt_tensor;
 
-/* A unit's bytes in memory: the file read whole into an aligned buffer, plus
- * decoded zstd tensors and decompressed double-quant scales. */
+/* A unit file mapped read-only (rt_map.c): base, len bytes; entry is its
+ * place in the SIGBUS handler's table, -1 when closed. */
 typedef struct {
-    uint8_t *buf;       /* file bytes, 4096-aligned, cap bytes */
+    const uint8_t *base;
+    size_t len;
+    int entry;
+} rt_mapping;
+
+/* A unit's bytes in memory: the file read whole into an aligned buffer, or
+ * mapped in place (zero-copy streaming), plus decoded zstd tensors and
+ * decompressed double-quant scales. */
+typedef struct {
+    const uint8_t *bytes; /* the unit's file bytes now: buf, or map.base */
+    uint8_t *buf;       /* file bytes read, 4096-aligned, cap bytes */
     size_t cap;
+    rt_mapping map;     /* the file mapped instead (base NULL: not mapped) */
     uint8_t *dec;       /* decoded zstd tensors, dec_cap bytes */
     size_t dec_cap;
     float *absmax;      /* decompressed double-quant absmax, absmax_cap floats */
@@ -114,6 +125,8 @@ typedef struct {
     size_t need_buf, need_dec, need_absmax; /* bytes / floats a slot needs */
     size_t *dec_off, *abs_off; /* per tensor: where its decoded data goes */
     bool moe;             /* has expert tensors: streamed, they are read on demand */
+    bool mapped;          /* streamed zero-copy: mapped, not read (rt_store_start) */
+    bool scales_ok;       /* its quantized scales were found finite at a load */
     bool resident;
     bool external;        /* held by a device backend (loaded once through
                            * rt_store_load): neither resident here nor streamed */
@@ -147,6 +160,7 @@ typedef struct rt_store {
     rt_verify verify_load;
     size_t n_unchecked; /* unit files without checksums (format 1.0/1.1) */
     bool direct, prefetch;
+    bool map_streamed; /* stream eligible units by mapping them (AIRLLM_STREAM_READ) */
     int readers;     /* threads reading each whole unit (1: the loader alone) */
     bool embed_rows; /* embedding rows are read from the file on demand */
     rt_allocator alloc;
@@ -209,16 +223,21 @@ int rt_store_load(rt_store *s, size_t ui, rt_slot *sl, airllm_err *err);
  * damaged tensor, not a "missing" one). */
 int rt_store_check_unit(rt_store *s, size_t ui, airllm_err *err);
 void rt_store_slot_free(rt_store *s, rt_slot *sl);
-/* Stops the prefetch thread (it may be reading ahead, and it updates the
- * statistics): after it, the counters can be read without the lock, and
- * the model runs no more. */
-void rt_store_stop(rt_store *s);
 void rt_store_close(rt_store *s);
 /* The unit's tensors, in memory until rt_store_release: a resident slot, or a
  * streamed one (waiting for the prefetcher, or loading it now without
  * prefetch). Streamed units must be taken in execution order. */
 int rt_store_acquire(rt_store *s, size_t unit, rt_slot **out, airllm_err *err);
 void rt_store_release(rt_store *s, size_t unit);
+/* Whether the prefetch thread has CPU work per streamed unit (a copy, a
+ * decode, a hash pass) rather than only page faults (mapped units with
+ * --verify-load=off): then light steps leave it a core (rt_model.c). */
+bool rt_store_prefetch_busy(const rt_store *s);
+/* Stops the prefetch thread (no more acquires follow); after it, the
+ * statistics are read without the lock. rt_store_close calls it too. */
+void rt_store_stop(rt_store *s);
+/* Bytes loaded so far (read, or mapped), while the prefetch thread runs. */
+uint64_t rt_store_bytes_read(const rt_store *s);
 /* With embed_rows: reads the rows of the embedding matrix that ids need into
  * out (n x hidden floats): only those rows are read from disk. */
 int rt_store_embed_rows(rt_store *s, const int32_t *ids, size_t n, int hidden, float *out,

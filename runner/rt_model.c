@@ -245,14 +245,17 @@ int rt_model_open(rt_model *m, const char *dir, uint64_t budget, bool prefetch, 
         return -1;
     }
     if (threads <= 0) {
-        /* Default: every core. When layers stream, copying a layer out of
-         * the page cache is CPU work: on 2 cores, sharing them with the
-         * kernels cost a quarter of the decode speed (7B nf4 streamed: 2.69
-         * tok/s on 2 threads, 3.46 on 1), so light steps leave one core to
-         * the prefetch thread; heavy ones (prefill, batches) are
-         * compute-bound and use them all. */
+        /* Default: every core. When layers stream with CPU work in the
+         * prefetch thread (a copy out of the page cache, a hash: see
+         * rt_store_prefetch_busy), sharing 2 cores with the kernels cost a
+         * quarter of the decode speed (7B nf4 streamed: 2.69 tok/s on 2
+         * threads, 3.46 on 1), so light steps leave it one core; heavy ones
+         * (prefill, batches) are compute-bound and use them all. Mapped
+         * units unchecked (--verify-load=off) only fault pages in: every
+         * core computes. */
         threads = nproc > 0 ? (int)nproc : 1;
-        m->spare_core = m->store.n_stream && prefetch && threads > 1;
+        m->spare_core = m->store.n_stream && prefetch && threads > 1 &&
+                        rt_store_prefetch_busy(&m->store);
     }
     m->threads = threads;
     if (rt_pool_new(threads, &m->pool, err))

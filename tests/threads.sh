@@ -22,6 +22,12 @@ golden "$S/z" "$g" 1e-3 -- --threads 2
 golden "$S/z" "$g" 1e-3 -- --threads 2 --mem-budget 0
 golden "$S/z" "$g" 1e-3 -- --threads 3 --mem-budget 0 --io-threads 2
 golden "$S/z" "$g" 1e-3 --batch -- --threads 2 --mem-budget 0
+# Raw units stream zero-copy (mapped; zstd ones above are read): the
+# prefetch thread maps and hashes while the model computes on the mapping.
+run 0 "split (raw, streamed mapped)" "$AIRLLM_SPLIT" -q "$src" "$S/r"
+golden "$S/r" "$g" 1e-3 -- --threads 2 --mem-budget 0
+golden "$S/r" "$g" 1e-3 -- --threads 2 --mem-budget 0 --verify-load=off
+golden "$S/r" "$g" 1e-3 --batch -- --threads 2 --mem-budget 0
 
 # stories260K's matrices are too small to be split into jobs: a model whose
 # matrices (512 x 1536) and 40-token prefill attention do go to the pool.
