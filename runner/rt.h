@@ -23,7 +23,17 @@ typedef enum {
     RT_ARCH_QWEN2,   /* q/k/v biases */
     RT_ARCH_QWEN3,   /* per-head q/k RMSNorm */
     RT_ARCH_MIXTRAL, /* sliding window + top-k MoE */
+    RT_ARCH_QWEN,      /* Qwen v1: fused c_attn, partial RoPE, NTK alpha, logn */
+    RT_ARCH_INTERNLM2, /* fused wqkv grouped by KV head; dynamic/linear RoPE */
 } rt_arch;
+
+/* RoPE scalings beyond llama3 (rt_family_a.c computes them per token). */
+typedef enum {
+    RT_ROPE_PLAIN = 0,
+    RT_ROPE_LINEAR,      /* InternLM2 "linear": angle = (pos / factor) * inv_freq */
+    RT_ROPE_DYNAMIC,     /* InternLM2 "dynamic": base grows with the length so far */
+    RT_ROPE_QWEN_NTK,    /* Qwen v1 use_dynamic_ntk: alpha fixed by the prompt length */
+} rt_rope_kind;
 
 typedef struct {
     rt_arch arch;
@@ -37,6 +47,16 @@ typedef struct {
     double rope_factor, rope_low_freq, rope_high_freq, rope_orig_max;
     int sliding_window; /* 0: none */
     int n_experts, n_experts_used;
+    /* Qwen v1 and InternLM2 (rt_family_a.c) */
+    rt_rope_kind rope_kind;
+    double rope_scale;   /* linear/dynamic factor */
+    int rope_dim;        /* dims of each head that rotate (Qwen rotary_pct); head_dim */
+    int seq_length;      /* Qwen: the length logn and NTK are keyed on */
+    bool logn_attn;      /* Qwen use_logn_attn */
+    int ctx_max;         /* positions a sequence may hold: max_pos unless a
+                          * scaling lets the family run past it */
+    /* Tensor name suffixes of the non-layer units (the family's spelling). */
+    const char *embed_name, *norm_name, *head_name;
     bool tie_embeddings;
     int32_t bos_id, eos_id; /* -1 when absent */
     int32_t eos_ids[8];     /* config may list several EOS ids */
@@ -260,6 +280,9 @@ typedef struct {
     const rt_tensor *q_norm, *k_norm;      /* Qwen3: [1, head_dim] each, else NULL */
     const rt_tensor *gate, *up, *down;     /* [I, H] [I, H] [H, I]; NULL with MoE */
     const rt_tensor *router;               /* Mixtral: [E, H], else NULL */
+    const rt_tensor *wqkv, *bqkv;          /* fused: [Q + 2 KV, H], [Q + 2 KV] or NULL;
+                                            * then wq/wk/wv are NULL */
+    const rt_tensor *bo;                   /* [H] or NULL (InternLM2 bias, Qwen no_bias false) */
 } rt_layer;
 
 /* One role of a layer: the tensor name's suffix, its shape from the config
@@ -328,6 +351,7 @@ typedef struct {
     float *hb2;     /* [n, max(I, H)]: up */
     float *moe_acc; /* [n, H]: weighted sum of the experts */
     float *router;  /* [n, E]: router logits */
+    float *qkv;     /* [n, Q + 2 KV]: a fused q/k/v projection (Qwen v1, InternLM2) */
     float *scores;  /* [threads, max_pos]: one attention row per pool thread */
     float *rope_inv_freq; /* [head_dim / 2] */
     float *vec;     /* [max(H, I, Q) + 64]: scratch for 1-D tensors (norms, biases) */
@@ -363,6 +387,23 @@ int rt_embed(rt_model *m, const int32_t *ids, size_t n, float *out, airllm_err *
 void rt_moe_route(const rt_config *c, const float *router, size_t n, int *sel, float *wsel);
 /* RoPE inverse frequencies [head_dim / 2], llama3 scaling included. */
 void rt_rope_init(const rt_config *c, float *inv);
+/* ---- Qwen v1 and InternLM2 pieces (rt_family_a.c) ---- */
+
+/* The layer roles of Qwen v1 and InternLM2 (rt_layer_roles calls it). */
+size_t rt_roles_family_a(const rt_config *c, rt_role *out);
+/* One token's fused projection y [Q + 2 KV] into q [Q], k [KV], v [KV], by
+ * the family's row layout (Qwen: q | k | v; InternLM2: per KV head j, its
+ * G = heads / kv_heads query heads, then k_j, then v_j). */
+void rt_qkv_split(const rt_config *c, const float *y, float *q, float *k, float *v);
+/* cos (cs[i]) and sin (cs[rope_dim / 2 + i]) of position pos's angles,
+ * i < rope_dim / 2, for a token computed in a step after which its sequence
+ * holds len positions, its prompt having n_prompt (the scalings depend on
+ * them: see rt_family_a.c). */
+void rt_rope_token(const rt_config *c, size_t pos, size_t len, size_t n_prompt, float *cs);
+/* Qwen use_logn_attn: the factor the query at position pos is multiplied
+ * by (1 when off, or while pos + 1 <= seq_length). */
+float rt_logn_scale(const rt_config *c, size_t pos);
+
 /* Expert e's w1 (gate), w3 (up) and w2 (down) tensor name suffixes. */
 void rt_moe_expert_names(size_t e, char names[3][96]);
 /* CLOCK_MONOTONIC seconds. */

@@ -103,17 +103,17 @@ int rt_check_unit(const rt_config *c, const airllm_ct_header *h, const char *tie
     uint64_t H = (uint64_t)c->hidden, V = (uint64_t)c->vocab;
     switch (h->unit_kind) {
     case AIRLLM_UNIT_LAYER: return check_layer(&k);
-    case AIRLLM_UNIT_NORM: return need(&k, "norm.weight", 0, H, false);
-    case AIRLLM_UNIT_LM_HEAD: return need(&k, "lm_head.weight", V, H, false);
+    case AIRLLM_UNIT_NORM: return need(&k, c->norm_name, 0, H, false);
+    case AIRLLM_UNIT_LM_HEAD: return need(&k, c->head_name, V, H, false);
     case AIRLLM_UNIT_EMBED:
-        if (need(&k, "embed_tokens.weight", V, H, false))
+        if (need(&k, c->embed_name, V, H, false))
             return -1;
         /* A tied head multiplies by the embedding matrix: the manifest
          * must say so, not name another tensor (a norm weight, say). */
-        if (tied_to && strcmp(find(h, "embed_tokens.weight")->name, tied_to) != 0)
+        if (tied_to && strcmp(find(h, c->embed_name)->name, tied_to) != 0)
             return airllm_errf(err, "the LM head is tied to \"%s\", not to the embedding "
                                     "matrix \"%s\" that airllm-run multiplies by",
-                               tied_to, find(h, "embed_tokens.weight")->name);
+                               tied_to, find(h, c->embed_name)->name);
         return 0;
     default: return 0;
     }

@@ -54,6 +54,19 @@ static int get_num(const cJSON *o, const char *k, double def, const char *path, 
     return 0;
 }
 
+/* InternLM2's rope_scaling {"type": "dynamic" | "linear", "factor": f}
+ * (modeling_internlm2.py _init_rope; rt_rope_token computes them). */
+static int parse_rope_internlm2(const cJSON *sc, const char *t, const char *path, rt_config *c,
+                                airllm_err *err)
+{
+    if (get_num(sc, "factor", NAN, path, &c->rope_scale, err))
+        return -1;
+    if (!(c->rope_scale >= 1) || c->rope_scale > 1e6)
+        return airllm_errf(err, "%s: rope_scaling \"%s\" needs a factor in [1, 1e6]", path, t);
+    c->rope_kind = strcmp(t, "dynamic") == 0 ? RT_ROPE_DYNAMIC : RT_ROPE_LINEAR;
+    return 0;
+}
+
 static int parse_rope(const cJSON *cfg, const char *path, rt_config *c, airllm_err *err)
 {
     const cJSON *params = item(cfg, "rope_parameters");
@@ -78,6 +91,8 @@ static int parse_rope(const cJSON *cfg, const char *path, rt_config *c, airllm_e
     const char *t = cJSON_IsString(type) ? type->valuestring : "default";
     if (strcmp(t, "default") == 0)
         return 0;
+    if (c->arch == RT_ARCH_INTERNLM2 && (strcmp(t, "dynamic") == 0 || strcmp(t, "linear") == 0))
+        return parse_rope_internlm2(sc, t, path, c, err);
     if (strcmp(t, "llama3") != 0) {
         airllm_errf(err, "%s: rope scaling type \"%s\" is not supported (default and llama3 "
                          "are)",
@@ -171,6 +186,71 @@ static int check_act(const cJSON *cfg, const char *path, airllm_err *err)
     return 0;
 }
 
+static bool family_a(const rt_config *c)
+{
+    return c->arch == RT_ARCH_QWEN || c->arch == RT_ARCH_INTERNLM2;
+}
+
+/* Qwen v1 (configuration_qwen.py) and InternLM2 keys beyond the Llama ones,
+ * the families' tensor names, and how far past max_position_embeddings a
+ * sequence may go. */
+static int parse_family_a(const cJSON *cfg, const char *path, rt_config *c, airllm_err *err)
+{
+    long v;
+    if (c->arch == RT_ARCH_INTERNLM2) {
+        c->embed_name = "tok_embeddings.weight", c->head_name = "output.weight";
+        long lim = (long)c->max_pos * (c->rope_kind == RT_ROPE_DYNAMIC ? 8
+                                       : c->rope_kind == RT_ROPE_LINEAR ? (long)ceil(c->rope_scale)
+                                                                         : 1);
+        /* dynamic NTK has no hard limit: 8 x the trained length is ours */
+        c->ctx_max = lim > (1L << 24) ? 1 << 24 : (int)lim;
+        return 0;
+    }
+    c->embed_name = "wte.weight", c->norm_name = "ln_f.weight";
+    /* QWenAttention splits heads by hidden / heads and c_attn by hidden:
+     * kv_channels must agree. */
+    if (get_int(cfg, "kv_channels", c->head_dim, 2, 1 << 14, path, &v, err))
+        return -1;
+    if (v != c->head_dim || (long)c->n_heads * v != c->hidden)
+        return airllm_errf(err, "%s: kv_channels %ld x %d heads must equal hidden_size %d", path,
+                           v, c->n_heads, c->hidden);
+    if (c->intermediate % 2)
+        return airllm_errf(err, "%s: intermediate_size %d must be even (w1 and w2 are half of "
+                                "it)",
+                           path, c->intermediate);
+    c->intermediate /= 2;
+    if (get_num(cfg, "rotary_emb_base", 10000, path, &c->rope_theta, err))
+        return -1;
+    if (!(c->rope_theta > 1))
+        return airllm_errf(err, "%s: rotary_emb_base %g must be above 1", path, c->rope_theta);
+    double pct;
+    if (get_num(cfg, "rotary_pct", 1.0, path, &pct, err))
+        return -1;
+    /* QWenModel: int(kv_channels * rotary_pct) dims rotate, unless pct is 1 */
+    c->rope_dim = pct == 1.0 ? c->head_dim : (int)(c->head_dim * pct);
+    if (!(pct > 0 && pct <= 1) || c->rope_dim < 4 || c->rope_dim % 2)
+        return airllm_errf(err, "%s: rotary_pct %g gives %d rotary dims (an even number from 4 "
+                                "to kv_channels is needed)",
+                           path, pct, c->rope_dim);
+    if (get_int(cfg, "seq_length", -1, 1, 1 << 24, path, &v, err))
+        return -1;
+    c->seq_length = (int)v;
+    const cJSON *ntk = item(cfg, "use_dynamic_ntk"), *logn = item(cfg, "use_logn_attn");
+    if (!cJSON_IsFalse(ntk))
+        c->rope_kind = RT_ROPE_QWEN_NTK; /* the class default is true */
+    c->logn_attn = !cJSON_IsFalse(logn);
+    if (cJSON_IsFalse(item(cfg, "no_bias"))) {
+        airllm_errf(err, "%s: no_bias false (biases on c_proj and the MLP) is not supported",
+                    path);
+        return RT_CONFIG_UNSUPPORTED;
+    }
+    /* the code never reads max_position_embeddings; logn's table ends at
+     * 32767 positions */
+    long lim = c->max_pos > c->seq_length ? c->max_pos : c->seq_length;
+    c->ctx_max = (int)(lim > 32767 ? lim : 32767);
+    return 0;
+}
+
 int rt_config_parse(const char *text, size_t len, const char *path, rt_config *c,
                     airllm_err *err)
 {
@@ -192,9 +272,13 @@ int rt_config_parse(const char *text, size_t len, const char *path, rt_config *c
         c->arch = RT_ARCH_QWEN3;
     else if (strcmp(type, "mixtral") == 0)
         c->arch = RT_ARCH_MIXTRAL;
+    else if (strcmp(type, "qwen") == 0)
+        c->arch = RT_ARCH_QWEN;
+    else if (strcmp(type, "internlm2") == 0)
+        c->arch = RT_ARCH_INTERNLM2;
     else {
         airllm_errf(err, "%s: architecture \"%s\" is not supported by airllm-run (supported: "
-                         "llama, mistral, qwen2, qwen3, mixtral)",
+                         "llama, mistral, qwen2, qwen3, mixtral, qwen, internlm2)",
                     path, *type ? type : "(no model_type)");
         rc = RT_CONFIG_UNSUPPORTED;
         goto out;
@@ -252,7 +336,7 @@ int rt_config_parse(const char *text, size_t len, const char *path, rt_config *c
         airllm_errf(err, "%s: rms_norm_eps %g must be a positive float", path, eps);
         goto out;
     }
-    c->rms_eps = (float)eps;
+    c->rms_eps = (float)(c->arch == RT_ARCH_QWEN ? eps2 : eps); /* Qwen's key */
     if ((rc = check_act(cfg, path, err)) != 0 || (rc = parse_rope(cfg, path, c, err)) != 0)
         goto out;
     rc = -1;
@@ -278,7 +362,15 @@ int rt_config_parse(const char *text, size_t len, const char *path, rt_config *c
         c->n_experts_used = (int)v;
     }
     const cJSON *tie = item(cfg, "tie_word_embeddings");
-    c->tie_embeddings = tie ? cJSON_IsTrue(tie) : true;
+    /* QWenConfig and InternLM2Config default to an untied head */
+    c->tie_embeddings = tie ? cJSON_IsTrue(tie) : !family_a(c);
+    c->embed_name = "embed_tokens.weight", c->norm_name = "norm.weight";
+    c->head_name = "lm_head.weight";
+    c->rope_dim = c->head_dim;
+    c->ctx_max = c->max_pos;
+    if (family_a(c) && (rc = parse_family_a(cfg, path, c, err)) != 0)
+        goto out;
+    rc = -1;
     if (get_int(cfg, "bos_token_id", -2, -2, c->vocab - 1, path, &v, err))
         goto out;
     c->bos_id = v < 0 ? -1 : (int32_t)v;

@@ -14,7 +14,9 @@
  *   bq [Q]  bk [KV]  bv [KV]                optional (Qwen2 has them), any shape
  *   q_norm, k_norm [1, head_dim]            Qwen3 only
  *   gate [I, H]  up [I, H]  down [H, I]     dense MLP
- *   router [E, H], per expert w1 [I, H]  w3 [I, H]  w2 [H, I]   Mixtral */
+ *   router [E, H], per expert w1 [I, H]  w3 [I, H]  w2 [H, I]   Mixtral
+ *   wqkv [Q + 2 KV, H], bqkv [Q + 2 KV], bo [H]   Qwen v1, InternLM2 (their
+ *                                                 names: rt_family_a.c) */
 #include "rt.h"
 
 #include <stddef.h>
@@ -29,6 +31,8 @@ size_t rt_layer_roles(const rt_config *c, rt_role out[RT_LAYER_ROLES_MAX])
     uint64_t Q = (uint64_t)c->n_heads * hd, KV = (uint64_t)c->n_kv_heads * hd;
     uint64_t I = (uint64_t)c->intermediate;
     size_t n = 0;
+    if (c->arch == RT_ARCH_QWEN || c->arch == RT_ARCH_INTERNLM2)
+        return rt_roles_family_a(c, out); /* fused q/k/v: rt_family_a.c */
     /* In this order so that a broken unit reports the same first problem
      * as before the binder existed. */
     out[n++] = ROLE(attn_norm, "input_layernorm.weight", 1, H, false);

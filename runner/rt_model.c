@@ -156,9 +156,11 @@ static void rope_angles(float *cs, int hd, const float *inv, size_t pos)
     }
 }
 
-static void rope_apply(float *v, int heads, int hd, const float *cs)
+/* Rotate-half RoPE on the first rd dims of each of heads heads (hd
+ * apart); cs as rope_angles / rt_rope_token make it (half = rd / 2). */
+static void rope_apply(float *v, int heads, int hd, int rd, const float *cs)
 {
-    int half = hd / 2;
+    int half = rd / 2;
     for (int i = 0; i < half; i++) {
         float c = cs[i], s = cs[half + i];
         for (int h = 0; h < heads; h++) {
@@ -251,8 +253,9 @@ int rt_model_open(rt_model *m, const char *dir, uint64_t budget, bool prefetch, 
     m->rope_inv_freq = malloc(sizeof(float) * (size_t)c->head_dim / 2);
     size_t vec = (size_t)c->hidden > (size_t)c->intermediate ? (size_t)c->hidden
                                                                 : (size_t)c->intermediate;
-    if ((size_t)c->head_dim * c->n_heads > vec)
-        vec = (size_t)c->head_dim * c->n_heads;
+    /* a fused q/k/v bias is Q + 2 KV values */
+    if ((size_t)c->head_dim * (c->n_heads + 2 * c->n_kv_heads) > vec)
+        vec = (size_t)c->head_dim * (c->n_heads + 2 * c->n_kv_heads);
     m->vec = malloc(sizeof(float) * (vec + 64));
     if (!m->rope_inv_freq || !m->vec)
         return airllm_errf(err, "out of memory");
@@ -278,6 +281,7 @@ void rt_model_close(rt_model *m)
     free(m->scores);
     free(m->moe_acc);
     free(m->router);
+    free(m->qkv);
     free(m->rope_inv_freq);
     free(m->vec);
 }
@@ -292,6 +296,10 @@ static int ensure_buffers(rt_model *m, size_t n, airllm_err *err)
            KV = (size_t)c->n_kv_heads * c->head_dim, I = (size_t)c->intermediate;
     free(m->x), free(m->xb), free(m->q), free(m->k), free(m->v), free(m->att_out);
     free(m->hb), free(m->hb2), free(m->scores), free(m->moe_acc), free(m->router);
+    free(m->qkv);
+    m->qkv = NULL;
+    if (c->arch == RT_ARCH_QWEN || c->arch == RT_ARCH_INTERNLM2)
+        m->qkv = malloc(sizeof(float) * n * (Q + 2 * KV));
     m->x = malloc(sizeof(float) * n * H);
     m->xb = malloc(sizeof(float) * n * (H > Q ? H : Q));
     m->q = malloc(sizeof(float) * n * Q);
@@ -304,10 +312,11 @@ static int ensure_buffers(rt_model *m, size_t n, airllm_err *err)
     m->router = malloc(sizeof(float) * n * (c->n_experts ? c->n_experts : 1));
     /* attention scores: one row of the context per pool thread (all of
      * them, not just those active now: rt_pool_set_active changes that) */
-    m->scores = malloc(sizeof(float) * (size_t)m->threads * (size_t)c->max_pos);
+    m->scores = malloc(sizeof(float) * (size_t)m->threads * (size_t)c->ctx_max);
     m->max_tokens = n;
     if (!m->x || !m->xb || !m->q || !m->k || !m->v || !m->att_out || !m->hb || !m->hb2 ||
-        !m->moe_acc || !m->router || !m->scores)
+        !m->moe_acc || !m->router || !m->scores ||
+        ((c->arch == RT_ARCH_QWEN || c->arch == RT_ARCH_INTERNLM2) && !m->qkv))
         return airllm_errf(err, "out of memory for %zu tokens of activations", n);
     return 0;
 }
@@ -319,10 +328,10 @@ int rt_seq_init(rt_seq *s, const rt_model *m, const int32_t *prompt, size_t n, s
     memset(s, 0, sizeof *s);
     if (n == 0)
         return airllm_errf(err, "empty prompt");
-    if (ctx > (size_t)c->max_pos)
+    if (ctx > (size_t)c->ctx_max)
         return airllm_errf(err, "prompt (%zu tokens) plus new tokens need %zu positions, more "
-                                "than max_position_embeddings %d",
-                           n, ctx, c->max_pos);
+                                "than %d (max_position_embeddings %d)",
+                           n, ctx, c->ctx_max, c->max_pos);
     for (size_t i = 0; i < n; i++)
         if (prompt[i] < 0 || prompt[i] >= c->vocab)
             return airllm_errf(err, "token id %d is outside the vocabulary (0..%d)", prompt[i],
@@ -396,7 +405,7 @@ static int attention_run(void *ctx, size_t job, int thread, airllm_err *err)
     const float *q = m->q + t * (size_t)c->n_heads * hd + h * hd;
     const float *kc = s->k + (size_t)st->layer * s->ctx * kvd + (h / group) * hd;
     const float *vc = s->v + (size_t)st->layer * s->ctx * kvd + (h / group) * hd;
-    float *sc = m->scores + (size_t)thread * c->max_pos;
+    float *sc = m->scores + (size_t)thread * c->ctx_max;
     size_t np = pos + 1 - lo;
     if (airllm_attn_scores(q, kc + lo * kvd, kvd, (size_t)hd, np, 1.0f / sqrtf((float)hd), sc,
                            err))
@@ -543,13 +552,24 @@ static int layer_forward(rt_model *m, step *st, const rt_slot *sl, const char *u
         return -1;
     for (size_t t = 0; t < n; t++)
         rmsnorm(m->xb + t * H, m->x + t * H, w, (int)H, c->rms_eps);
-    const rt_tensor *qkv[3] = {l.wq, l.wk, l.wv};
-    float *out3[3] = {m->q, m->k, m->v};
-    if (matmul_multi(m->pool, qkv, out3, 3, m->xb, n, err))
-        return airllm_err_prefix(err, "%s", unit);
-    if (add_bias(l.bq, m->q, n, Q, w, err) || add_bias(l.bk, m->k, n, KV, w, err) ||
-        add_bias(l.bv, m->v, n, KV, w, err))
-        return -1;
+    if (l.wqkv) {
+        /* Qwen v1, InternLM2: the fused matrix in one matmul, its output
+         * [n, Q + 2 KV] split into q, k, v by the family's layout */
+        if (rt_matmul(m->pool, l.wqkv, m->xb, n, m->qkv, err) ||
+            add_bias(l.bqkv, m->qkv, n, Q + 2 * KV, w, err))
+            return -1;
+        for (size_t t = 0; t < n; t++)
+            rt_qkv_split(c, m->qkv + t * (Q + 2 * KV), m->q + t * Q, m->k + t * KV,
+                         m->v + t * KV);
+    } else {
+        const rt_tensor *qkv[3] = {l.wq, l.wk, l.wv};
+        float *out3[3] = {m->q, m->k, m->v};
+        if (matmul_multi(m->pool, qkv, out3, 3, m->xb, n, err))
+            return airllm_err_prefix(err, "%s", unit);
+        if (add_bias(l.bq, m->q, n, Q, w, err) || add_bias(l.bk, m->k, n, KV, w, err) ||
+            add_bias(l.bv, m->v, n, KV, w, err))
+            return -1;
+    }
     if (l.q_norm) {
         float *kw = w + hd; /* k_norm weight; w holds q_norm's */
         if (rt_tensor_vec(l.q_norm, w, hd, err) || rt_tensor_vec(l.k_norm, kw, hd, err))
@@ -566,8 +586,12 @@ static int layer_forward(rt_model *m, step *st, const rt_slot *sl, const char *u
         }
     }
     for (size_t t = 0; t < n; t++) {
-        rope_apply(m->q + t * Q, c->n_heads, (int)hd, st->rope_cs + t * hd);
-        rope_apply(m->k + t * KV, c->n_kv_heads, (int)hd, st->rope_cs + t * hd);
+        rope_apply(m->q + t * Q, c->n_heads, (int)hd, c->rope_dim, st->rope_cs + t * hd);
+        rope_apply(m->k + t * KV, c->n_kv_heads, (int)hd, c->rope_dim, st->rope_cs + t * hd);
+        float ls = rt_logn_scale(c, st->pos[t]); /* Qwen logn; 1 otherwise */
+        if (ls != 1.0f)
+            for (size_t i = 0; i < Q; i++)
+                m->q[t * Q + i] *= ls;
         rt_seq *s = st->seq[t];
         size_t off = ((size_t)st->layer * s->ctx + st->pos[t]) * KV;
         memcpy(s->k + off, m->k + t * KV, KV * sizeof(float));
@@ -587,7 +611,7 @@ static int layer_forward(rt_model *m, step *st, const rt_slot *sl, const char *u
         arc = rt_pool_run(m->pool, attention_run, &aj, jobs, err);
     if (arc)
         return airllm_err_prefix(err, "%s: attention", unit);
-    if (rt_matmul(m->pool, l.wo, m->att_out, n, m->xb, err))
+    if (rt_matmul(m->pool, l.wo, m->att_out, n, m->xb, err) || add_bias(l.bo, m->xb, n, H, w, err))
         return -1;
     for (size_t i = 0; i < n * H; i++)
         m->x[i] += m->xb[i];
@@ -613,7 +637,7 @@ int rt_embed(rt_model *m, const int32_t *ids, size_t n, float *out, airllm_err *
     rt_slot *sl;
     if (rt_store_acquire(st, (size_t)st->embed_unit, &sl, err))
         return -1;
-    const rt_tensor *e = rt_slot_need(sl, st->units[st->embed_unit].file, "embed_tokens.weight",
+    const rt_tensor *e = rt_slot_need(sl, st->units[st->embed_unit].file, c->embed_name,
                               (uint64_t)c->vocab, H, err);
     int rc = e ? 0 : -1;
     for (size_t t = 0; !rc && t < n; t++)
@@ -661,7 +685,12 @@ int rt_forward(rt_model *m, rt_seq **seqs, size_t n_seqs, float *logits, airllm_
             st.seq[k] = seqs[i];
             st.pos[k] = p;
             ids[k] = seqs[i]->ids[p];
-            rope_angles(st.rope_cs + k * (size_t)c->head_dim, c->head_dim, m->rope_inv_freq, p);
+            if (c->rope_kind != RT_ROPE_PLAIN || c->rope_dim != c->head_dim)
+                rt_rope_token(c, p, seqs[i]->n_ids, seqs[i]->n_prompt,
+                              st.rope_cs + k * (size_t)c->head_dim);
+            else
+                rope_angles(st.rope_cs + k * (size_t)c->head_dim, c->head_dim,
+                            m->rope_inv_freq, p);
         }
         last[i] = k - 1;
     }
@@ -686,7 +715,7 @@ int rt_forward(rt_model *m, rt_seq **seqs, size_t n_seqs, float *logits, airllm_
     /* final norm on each sequence's last token, then the head */
     float *xl = m->xb;
     if (!rc && !(rc = rt_store_acquire(st_, (size_t)st_->norm_unit, &sl, err))) {
-        const rt_tensor *nw = rt_slot_find(sl, "norm.weight");
+        const rt_tensor *nw = rt_slot_find(sl, c->norm_name);
         if (!nw)
             rc = airllm_errf(err, "%s: no norm weight", st_->units[st_->norm_unit].file);
         if (!rc)
@@ -700,9 +729,9 @@ int rt_forward(rt_model *m, rt_seq **seqs, size_t n_seqs, float *logits, airllm_
         size_t hu = st_->head_unit >= 0 ? (size_t)st_->head_unit : (size_t)st_->embed_unit;
         if (!(rc = rt_store_acquire(st_, hu, &sl, err))) {
             const rt_tensor *hw = st_->head_unit >= 0
-                                      ? rt_slot_need(sl, st_->units[hu].file, "lm_head.weight",
+                                      ? rt_slot_need(sl, st_->units[hu].file, c->head_name,
                                              (uint64_t)c->vocab, H, err)
-                                      : rt_slot_need(sl, st_->units[hu].file, "embed_tokens.weight",
+                                      : rt_slot_need(sl, st_->units[hu].file, c->embed_name,
                                              (uint64_t)c->vocab, H, err);
             double c0 = rt_now();
             rc = hw ? rt_matmul(m->pool, hw, xl, n_seqs, logits, err) : -1;
