@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The CUDA backend against the CPU backend (docs/runner.md "CUDA"): greedy ids
 # identical and logits within a tolerance on ../shared/golden and on the
-# transformers fixtures of every architecture, each held in VRAM and
+# transformers fixtures of every architecture (and the remote-code
+# families' goldens, tests/data/families), each held in VRAM and
 # streamed through a budget of about two layers, batched, with the KV cache
 # on the host; and its errors (a budget too small names one that fits).
 #
@@ -131,6 +132,27 @@ for dir in "$SRC_DIR"/tests/data/arch/*/; do
     IDS=$(python3 -c "import json,sys; print(','.join(map(str, json.load(open(sys.argv[1]))['prompt_ids'])))" "$dir/golden.json")
     "$AIRLLM_QUANT" -q -t nf4 -b 32 "$S/arch" "$S/archq"
     vs_cpu "$S/archq" "$c nf4 streamed" --gpu-mem-budget "${mb:-1G}" --mem-budget 0
+done
+
+# The remote-code families (tests/data/families): fused q/k/v split on the
+# device, per-token RoPE tables (Qwen NTK and partial rotary, InternLM2
+# dynamic/linear), Qwen logn; float held and streamed, batched, and the
+# nf4/int8 goldens on the same quantized weights.
+for dir in "$SRC_DIR"/tests/data/families/*/; do
+    [ -f "$dir/golden.json" ] || continue
+    c=$(basename "$dir")
+    rm -rf "$S/fam" "$S/famq"
+    "$AIRLLM_SPLIT" -q "$dir" "$S/fam"
+    golden "$S/fam" "$dir/golden.json" 1e-4 -- --device cuda
+    mb=$(min_budget "$S/fam")
+    golden "$S/fam" "$dir/golden.json" 1e-4 -- --device cuda --gpu-mem-budget "${mb:-1G}" --mem-budget 0
+    golden "$S/fam" "$dir/golden.json" 1e-4 --batch -- --device cuda
+    for ty in nf4 int8; do
+        [ -f "$dir/golden_$ty.json" ] || continue
+        rm -rf "$S/famq"
+        "$AIRLLM_QUANT" -q -t "$ty" "$S/fam" "$S/famq"
+        golden "$S/famq" "$dir/golden_$ty.json" 1e-4 -- --device cuda
+    done
 done
 
 # ---- peak VRAM: within the weight budget + KV cache + work buffers ----

@@ -92,6 +92,9 @@ struct rt_cuda {
     float *deq;            /* dequantized rows for SGEMM */
     size_t deq_elems;
     float *inv_freq;
+    /* Qwen v1 / InternLM2 (rt_family_a.c): a fused projection [cap, Q + 2 KV],
+     * each token's RoPE cos/sin [cap, head_dim] and query scale [cap] */
+    float *qkv, *rope_cs, *tok_scale;
     /* accounting */
     uint64_t alloc_bytes, peak_bytes, kv_bytes, work_bytes, held_bytes, peak_used;
     uint64_t h2d_bytes;
@@ -320,6 +323,65 @@ __global__ void k_rope(float *v, int n, int heads, int hd, const int *pos, const
     float a = x[f], b = x[f + half];
     x[f] = a * c - b * s;
     x[f + half] = b * c + a * s;
+}
+
+/* RoPE from per-token tables (Qwen v1, InternLM2 scalings): the first rd
+ * dims of each head of v [n, heads, hd] rotate by cs [n, hd] (cos at i,
+ * sin at rd / 2 + i, as rt_rope_token writes them); then each token's row
+ * is multiplied by scale[t] (Qwen logn; 1 otherwise) when scale is set. */
+__global__ void k_rope_cs(float *v, int n, int heads, int hd, int rd, const float *cs,
+                          const float *scale)
+{
+    int half = rd / 2;
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= (size_t)n * heads * half)
+        return;
+    int f = (int)(i % half);
+    size_t th = i / half; /* token * heads + head */
+    int t = (int)(th / heads);
+    float c = cs[(size_t)t * hd + f], s = cs[(size_t)t * hd + half + f];
+    float *x = v + th * hd;
+    float a = x[f], b = x[f + half];
+    x[f] = a * c - b * s;
+    x[f + half] = b * c + a * s;
+}
+
+__global__ void k_scale_rows(float *v, int n, int width, const float *scale)
+{
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < (size_t)n * width)
+        v[i] *= scale[i / width];
+}
+
+/* A fused projection y [n, Q + 2 KV] into q [n, Q], k [n, KV], v [n, KV]:
+ * grouped 0 (Qwen) rows q | k | v; grouped 1 (InternLM2) per KV head j, its
+ * G query heads, then k_j, then v_j (rt_qkv_split is the reference). */
+__global__ void k_qkv_split(const float *y, float *q, float *k, float *v, int n, int heads,
+                            int kv_heads, int hd, int grouped)
+{
+    size_t Q = (size_t)heads * hd, KV = (size_t)kv_heads * hd, F = Q + 2 * KV;
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= (size_t)n * F)
+        return;
+    size_t t = i / F, r = i % F;
+    float x = y[i];
+    if (!grouped) {
+        if (r < Q)
+            q[t * Q + r] = x;
+        else if (r < Q + KV)
+            k[t * KV + r - Q] = x;
+        else
+            v[t * KV + r - Q - KV] = x;
+        return;
+    }
+    size_t G = (size_t)(heads / kv_heads), blk = r / ((G + 2) * hd), w = r % ((G + 2) * hd);
+    size_t slot = w / hd, d = w % hd;
+    if (slot < G)
+        q[t * Q + (blk * G + slot) * hd + d] = x;
+    else if (slot == G)
+        k[t * KV + blk * hd + d] = x;
+    else
+        v[t * KV + blk * hd + d] = x;
 }
 
 /* Each token's k and v rows [kvd] into its sequence's cache at (layer, pos). */
@@ -796,7 +858,8 @@ static void cu_seq_free(rt_cuda *g, rt_seq *s)
 static void work_free(rt_cuda *g)
 {
     float **f[] = {&g->x, &g->xb, &g->q, &g->k, &g->v, &g->att, &g->hb, &g->hb2, &g->acc,
-                   &g->router, &g->xg, &g->vec, &g->vec2, &g->xl, &g->logits, &g->wts, &g->deq};
+                   &g->router, &g->xg, &g->vec, &g->vec2, &g->xl, &g->logits, &g->wts, &g->deq,
+                   &g->qkv, &g->rope_cs, &g->tok_scale};
     for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
         cudaFree(*f[i]);
         *f[i] = NULL;
@@ -824,6 +887,8 @@ static int work_ensure(rt_cuda *g, const rt_model *m, size_t n, size_t n_seqs, a
     size_t H = (size_t)c->hidden, Q = (size_t)c->n_heads * c->head_dim, KV = g->kvd,
            I = (size_t)c->intermediate, E = c->n_experts ? (size_t)c->n_experts : 1;
     size_t V = (size_t)c->vocab, W = H > Q ? H : Q, big = I > W ? I : W;
+    size_t F = Q + 2 * KV; /* a fused q/k/v row; its bias goes through vec2 */
+    big = big > F ? big : F;
     n = n > g->cap ? n : g->cap;
     n_seqs = n_seqs > g->cap_seqs ? n_seqs : g->cap_seqs;
     size_t max_cols = big > H ? big : H;
@@ -848,7 +913,8 @@ static int work_ensure(rt_cuda *g, const rt_model *m, size_t n, size_t n_seqs, a
         {(void **)&g->deq, 4 * g->deq_elems}, {(void **)&g->tok_pos, 4 * n},
         {(void **)&g->tok_seq, 4 * n},        {(void **)&g->idx, 4 * n * per_tok},
         {(void **)&g->seq_k, 8 * n_seqs},     {(void **)&g->seq_v, 8 * n_seqs},
-        {(void **)&g->seq_ctx, 8 * n_seqs},
+        {(void **)&g->seq_ctx, 8 * n_seqs},   {(void **)&g->qkv, 4 * n * F},
+        {(void **)&g->rope_cs, 4 * n * (size_t)c->head_dim}, {(void **)&g->tok_scale, 4 * n},
     };
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
         if (dev_alloc(g, want[i].p, want[i].bytes, "activations", err)) {
@@ -1045,6 +1111,12 @@ static int moe(fwd *f, unit_views *uv, const char *unit, const rt_tensor *router
     return 0;
 }
 
+/* Families whose RoPE the host tabulates per token (rt_rope_token). */
+static bool rope_tables(const rt_config *c)
+{
+    return c->rope_kind != RT_ROPE_PLAIN || c->rope_dim != c->head_dim || c->logn_attn;
+}
+
 static int layer(fwd *f, unit_views *uv, const char *unit, int li, airllm_err *err)
 {
     rt_cuda *g = f->g;
@@ -1055,22 +1127,49 @@ static int layer(fwd *f, unit_views *uv, const char *unit, int li, airllm_err *e
     rt_layer l;
     if (rt_layer_bind(&vs, unit, c, &l, err))
         return -1;
-    if (rmsnorm(g, g->xb, g->x, l.attn_norm, n, H, c->rms_eps, err) ||
-        mm(g, l.wq, g->xb, n, g->q, err) || mm(g, l.wk, g->xb, n, g->k, err) ||
-        mm(g, l.wv, g->xb, n, g->v, err) || add_bias(g, l.bq, g->q, n, Q, err) ||
-        add_bias(g, l.bk, g->k, n, KV, err) || add_bias(g, l.bv, g->v, n, KV, err))
+    if (rmsnorm(g, g->xb, g->x, l.attn_norm, n, H, c->rms_eps, err))
         return -1;
+    if (l.wqkv) {
+        /* Qwen v1, InternLM2: one matmul of the fused matrix, then its
+         * output rows split (never the weights) */
+        if (mm(g, l.wqkv, g->xb, n, g->qkv, err) ||
+            add_bias(g, l.bqkv, g->qkv, n, Q + 2 * KV, err))
+            return -1;
+        k_qkv_split<<<blocks(n * (Q + 2 * KV), 256), 256, 0, g->compute>>>(
+            g->qkv, g->q, g->k, g->v, (int)n, c->n_heads, c->n_kv_heads, (int)hd,
+            c->arch == RT_ARCH_INTERNLM2);
+        KCHECK();
+    } else if (mm(g, l.wq, g->xb, n, g->q, err) || mm(g, l.wk, g->xb, n, g->k, err) ||
+               mm(g, l.wv, g->xb, n, g->v, err) || add_bias(g, l.bq, g->q, n, Q, err) ||
+               add_bias(g, l.bk, g->k, n, KV, err) || add_bias(g, l.bv, g->v, n, KV, err)) {
+        return -1;
+    }
     /* Qwen3: per head, rows of hd */
     if (l.q_norm && (rmsnorm(g, g->q, g->q, l.q_norm, n * c->n_heads, hd, c->rms_eps, err) ||
                      rmsnorm(g, g->k, g->k, l.k_norm, n * c->n_kv_heads, hd, c->rms_eps, err)))
         return -1;
     size_t half = hd / 2;
-    k_rope<<<blocks(n * c->n_heads * half, 256), 256, 0, g->compute>>>(
-        g->q, (int)n, c->n_heads, (int)hd, g->tok_pos, g->inv_freq);
-    KCHECK();
-    k_rope<<<blocks(n * c->n_kv_heads * half, 256), 256, 0, g->compute>>>(
-        g->k, (int)n, c->n_kv_heads, (int)hd, g->tok_pos, g->inv_freq);
-    KCHECK();
+    if (rope_tables(c)) {
+        size_t rh = (size_t)c->rope_dim / 2;
+        k_rope_cs<<<blocks(n * c->n_heads * rh, 256), 256, 0, g->compute>>>(
+            g->q, (int)n, c->n_heads, (int)hd, c->rope_dim, g->rope_cs, NULL);
+        KCHECK();
+        k_rope_cs<<<blocks(n * c->n_kv_heads * rh, 256), 256, 0, g->compute>>>(
+            g->k, (int)n, c->n_kv_heads, (int)hd, c->rope_dim, g->rope_cs, NULL);
+        KCHECK();
+        if (c->logn_attn) {
+            k_scale_rows<<<blocks(n * Q, 256), 256, 0, g->compute>>>(g->q, (int)n, (int)Q,
+                                                                      g->tok_scale);
+            KCHECK();
+        }
+    } else {
+        k_rope<<<blocks(n * c->n_heads * half, 256), 256, 0, g->compute>>>(
+            g->q, (int)n, c->n_heads, (int)hd, g->tok_pos, g->inv_freq);
+        KCHECK();
+        k_rope<<<blocks(n * c->n_kv_heads * half, 256), 256, 0, g->compute>>>(
+            g->k, (int)n, c->n_kv_heads, (int)hd, g->tok_pos, g->inv_freq);
+        KCHECK();
+    }
     k_kv_store<<<blocks(n * KV, 256), 256, 0, g->compute>>>(
         g->k, g->v, (int)n, (int)KV, li, g->tok_seq, g->tok_pos, g->seq_k, g->seq_v,
         g->seq_ctx);
@@ -1080,7 +1179,7 @@ static int layer(fwd *f, unit_views *uv, const char *unit, int li, airllm_err *e
         g->q, g->att, c->n_heads, c->n_kv_heads, (int)hd, li, c->sliding_window,
         1.0f / sqrtf((float)hd), g->tok_seq, g->tok_pos, g->seq_k, g->seq_v, g->seq_ctx);
     KCHECK();
-    if (mm(g, l.wo, g->att, n, g->xb, err))
+    if (mm(g, l.wo, g->att, n, g->xb, err) || add_bias(g, l.bo, g->xb, n, H, err))
         return -1;
     k_add<<<blocks(n * H, 256), 256, 0, g->compute>>>(g->x, g->xb, n * H);
     KCHECK();
@@ -1117,7 +1216,11 @@ static int cu_forward(rt_cuda *g, rt_model *m, rt_seq **seqs, size_t n_seqs, flo
     fwd f = {g, m, n, (int *)malloc(sizeof(int) * n * per_tok),
              (float *)malloc(sizeof(float) * n * per_tok),
              (float *)malloc(sizeof(float) * n * (c->n_experts ? c->n_experts : 1))};
-    int rc = tpos && tseq && ids && last && sk && sv && sctx && f.h_idx && f.h_wts && f.h_router
+    bool tab = rope_tables(c);
+    float *cs = tab ? (float *)malloc(sizeof(float) * n * (size_t)c->head_dim) : NULL;
+    float *tscale = tab ? (float *)malloc(sizeof(float) * n) : NULL;
+    int rc = tpos && tseq && ids && last && sk && sv && sctx && f.h_idx && f.h_wts && f.h_router &&
+                     (!tab || (cs && tscale))
                  ? 0
                  : airllm_errf(err, "out of memory");
     size_t k = 0;
@@ -1130,6 +1233,11 @@ static int cu_forward(rt_cuda *g, rt_model *m, rt_seq **seqs, size_t n_seqs, flo
             tseq[k] = (int)i;
             tpos[k] = (int)p;
             ids[k] = seqs[i]->ids[p];
+            if (tab) {
+                rt_rope_token(c, p, seqs[i]->n_ids, seqs[i]->n_prompt,
+                              cs + k * (size_t)c->head_dim);
+                tscale[k] = rt_logn_scale(c, p);
+            }
         }
         last[i] = (int)k - 1;
     }
@@ -1145,7 +1253,17 @@ static int cu_forward(rt_cuda *g, rt_model *m, rt_seq **seqs, size_t n_seqs, flo
         {g->tok_seq, tseq, sizeof(int) * n}, {g->seq_k, sk, sizeof(float *) * n_seqs},
         {g->seq_v, sv, sizeof(float *) * n_seqs}, {g->seq_ctx, sctx, sizeof(long long) * n_seqs},
     };
-    for (size_t i = 0; !rc && i < sizeof up / sizeof up[0]; i++) {
+    for (size_t i = 0; !rc && i < sizeof up / sizeof up[0] + (tab ? 2 : 0); i++) {
+        if (i >= sizeof up / sizeof up[0]) { /* the per-token RoPE tables */
+            bool first = i == sizeof up / sizeof up[0];
+            cudaError_t e = cudaMemcpyAsync(
+                first ? (void *)g->rope_cs : (void *)g->tok_scale, first ? (void *)cs : (void *)tscale,
+                first ? sizeof(float) * n * (size_t)c->head_dim : sizeof(float) * n,
+                cudaMemcpyHostToDevice, g->compute);
+            if (e != cudaSuccess)
+                rc = cuda_fail(err, e, "cudaMemcpyAsync", __FILE__, __LINE__);
+            continue;
+        }
         cudaError_t e = cudaMemcpyAsync(up[i].dst, up[i].src, up[i].bytes,
                                         cudaMemcpyHostToDevice, g->compute);
         if (e != cudaSuccess)
@@ -1211,7 +1329,7 @@ static int cu_forward(rt_cuda *g, rt_model *m, rt_seq **seqs, size_t n_seqs, flo
             if (un->kind == AIRLLM_UNIT_LAYER) {
                 rc = layer(&f, &uv, un->file, un->layer, err);
             } else if (un->kind == AIRLLM_UNIT_NORM) {
-                const rt_tensor *nw = find(uv.v, uv.n, un->file, "norm.weight", 1, H, err);
+                const rt_tensor *nw = find(uv.v, uv.n, un->file, c->norm_name, 1, H, err);
                 cudaError_t e = cudaMemcpyAsync(g->idx, last, sizeof(int) * n_seqs,
                                                 cudaMemcpyHostToDevice, g->compute);
                 if (!nw)
@@ -1224,8 +1342,8 @@ static int cu_forward(rt_cuda *g, rt_model *m, rt_seq **seqs, size_t n_seqs, flo
                     rc = rmsnorm(g, g->xl, g->xg, nw, n_seqs, H, c->rms_eps, err);
                 }
             } else {
-                const char *name = un->kind == AIRLLM_UNIT_LM_HEAD ? "lm_head.weight"
-                                                                   : "embed_tokens.weight";
+                const char *name = un->kind == AIRLLM_UNIT_LM_HEAD ? c->head_name
+                                                                   : c->embed_name;
                 const rt_tensor *hw = find(uv.v, uv.n, un->file, name, (uint64_t)c->vocab, H, err);
                 rc = hw ? mm(g, hw, g->xl, n_seqs, g->logits, err) : -1;
             }
@@ -1281,6 +1399,8 @@ static int cu_forward(rt_cuda *g, rt_model *m, rt_seq **seqs, size_t n_seqs, flo
     free(sk);
     free(sv);
     free(sctx);
+    free(cs);
+    free(tscale);
     free(f.h_idx);
     free(f.h_wts);
     free(f.h_router);
