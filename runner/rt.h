@@ -25,6 +25,7 @@ typedef enum {
     RT_ARCH_MIXTRAL, /* sliding window + top-k MoE */
     RT_ARCH_QWEN,      /* Qwen v1: fused c_attn, partial RoPE, NTK alpha, logn */
     RT_ARCH_INTERNLM2, /* fused wqkv grouped by KV head; dynamic/linear RoPE */
+    RT_ARCH_INTERNLM,  /* InternLM v1: Llama + q/k/v/o biases; dynamic RoPE re-rotating keys */
 } rt_arch;
 
 /* RoPE scalings beyond llama3 (rt_family_a.c computes them per token). */
@@ -33,6 +34,8 @@ typedef enum {
     RT_ROPE_LINEAR,      /* InternLM2 "linear": angle = (pos / factor) * inv_freq */
     RT_ROPE_DYNAMIC,     /* InternLM2 "dynamic": base grows with the length so far */
     RT_ROPE_QWEN_NTK,    /* Qwen v1 use_dynamic_ntk: alpha fixed by the prompt length */
+    RT_ROPE_DYNAMIC_V1,  /* InternLM v1 "dynamic": the DYNAMIC base, and every cached
+                          * key re-rotated with the current one (rt_rerotate_keys) */
 } rt_rope_kind;
 
 typedef struct {
@@ -403,6 +406,17 @@ void rt_rope_token(const rt_config *c, size_t pos, size_t len, size_t n_prompt, 
 /* Qwen use_logn_attn: the factor the query at position pos is multiplied
  * by (1 when off, or while pos + 1 <= seq_length). */
 float rt_logn_scale(const rt_config *c, size_t pos);
+/* InternLM v1 (RT_ROPE_DYNAMIC_V1): its reference caches keys before RoPE
+ * and rotates all of them each step with the base of the current length.
+ * Here keys are cached rotated; this turns the n_pos cached keys of one
+ * layer (rows of stride floats, kv_heads heads each) from the rotation of a
+ * sequence of len_old positions to that of len_new. false: no change was
+ * needed (the base did not move). */
+bool rt_rerotate_keys(const rt_config *c, float *k, size_t n_pos, size_t stride, size_t len_old,
+                      size_t len_new);
+/* inv[i] = the inverse frequency i < rope_dim / 2 a token of a sequence of
+ * len positions (prompt n_prompt) rotates with, as rt_rope_token uses it. */
+void rt_rope_inv(const rt_config *c, size_t len, size_t n_prompt, float *inv);
 
 /* Expert e's w1 (gate), w3 (up) and w2 (down) tensor name suffixes. */
 void rt_moe_expert_names(size_t e, char names[3][96]);

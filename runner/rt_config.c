@@ -55,7 +55,8 @@ static int get_num(const cJSON *o, const char *k, double def, const char *path, 
 }
 
 /* InternLM2's rope_scaling {"type": "dynamic" | "linear", "factor": f}
- * (modeling_internlm2.py _init_rope; rt_rope_token computes them). */
+ * (modeling_internlm2.py _init_rope; rt_rope_token computes them); also
+ * InternLM v1's 2024 spelling of "dynamic" (parse_rotary_internlm). */
 static int parse_rope_internlm2(const cJSON *sc, const char *t, const char *path, rt_config *c,
                                 airllm_err *err)
 {
@@ -92,6 +93,8 @@ static int parse_rope(const cJSON *cfg, const char *path, rt_config *c, airllm_e
     if (strcmp(t, "default") == 0)
         return 0;
     if (c->arch == RT_ARCH_INTERNLM2 && (strcmp(t, "dynamic") == 0 || strcmp(t, "linear") == 0))
+        return parse_rope_internlm2(sc, t, path, c, err);
+    if (c->arch == RT_ARCH_INTERNLM && strcmp(t, "dynamic") == 0)
         return parse_rope_internlm2(sc, t, path, c, err);
     if (strcmp(t, "llama3") != 0) {
         airllm_errf(err, "%s: rope scaling type \"%s\" is not supported (default and llama3 "
@@ -188,7 +191,49 @@ static int check_act(const cJSON *cfg, const char *path, airllm_err *err)
 
 static bool family_a(const rt_config *c)
 {
-    return c->arch == RT_ARCH_QWEN || c->arch == RT_ARCH_INTERNLM2;
+    return c->arch == RT_ARCH_QWEN || c->arch == RT_ARCH_INTERNLM2 || c->arch == RT_ARCH_INTERNLM;
+}
+
+/* InternLM v1's RoPE. The 2023 modeling code (internlm-7b, internlm-chat-7b)
+ * reads "rotary": {"base", "type": "origin" | "dynamic", "scaling_factor"},
+ * whose class default is {"base": 10000, "type": "dynamic"}; the 2024 code
+ * reads rope_theta and rope_scaling {"type": "dynamic", "factor"} like
+ * Llama. A config with either of the latter keys is read the 2024 way
+ * (parse_rope has done that), else the 2023 way. */
+static int parse_rotary_internlm(const cJSON *cfg, const char *path, rt_config *c,
+                                 airllm_err *err)
+{
+    if (item(cfg, "rope_theta") || item(cfg, "rope_scaling")) {
+        if (c->rope_kind == RT_ROPE_DYNAMIC)
+            c->rope_kind = RT_ROPE_DYNAMIC_V1;
+        return 0;
+    }
+    const cJSON *r = item(cfg, "rotary");
+    const char *type = "dynamic";
+    c->rope_theta = 10000;
+    c->rope_scale = 1;
+    if (r && !cJSON_IsNull(r)) {
+        if (!cJSON_IsObject(r))
+            return airllm_errf(err, "%s: \"rotary\" must be an object", path);
+        const cJSON *t = item(r, "type");
+        if (t && !cJSON_IsString(t))
+            return airllm_errf(err, "%s: rotary \"type\" must be a string", path);
+        type = t ? t->valuestring : "dynamic";
+        if (get_num(r, "base", 10000, path, &c->rope_theta, err) ||
+            get_num(r, "scaling_factor", 1.0, path, &c->rope_scale, err))
+            return -1;
+    }
+    if (!(c->rope_theta > 1) || !(c->rope_scale >= 1) || c->rope_scale > 1e6)
+        return airllm_errf(err, "%s: rotary needs a base above 1 and a scaling_factor in [1, 1e6]",
+                           path);
+    if (strcmp(type, "dynamic") == 0) {
+        c->rope_kind = RT_ROPE_DYNAMIC_V1;
+    } else if (strcmp(type, "origin") != 0) {
+        airllm_errf(err, "%s: rotary type \"%s\" is not supported (origin and dynamic are)", path,
+                    type);
+        return RT_CONFIG_UNSUPPORTED;
+    }
+    return 0;
 }
 
 /* Qwen v1 (configuration_qwen.py) and InternLM2 keys beyond the Llama ones,
@@ -197,6 +242,18 @@ static bool family_a(const rt_config *c)
 static int parse_family_a(const cJSON *cfg, const char *path, rt_config *c, airllm_err *err)
 {
     long v;
+    /* rt_rope_token's table holds rope_dim / 2 <= 1 << 13 frequencies */
+    if (c->head_dim > 1 << 14)
+        return airllm_errf(err, "%s: head_dim %d is above %d", path, c->head_dim, 1 << 14);
+    if (c->arch == RT_ARCH_INTERNLM) {
+        int rc = parse_rotary_internlm(cfg, path, c, err);
+        if (rc)
+            return rc;
+        /* dynamic NTK has no hard limit: 8 x the trained length is ours */
+        long lim = (long)c->max_pos * (c->rope_kind == RT_ROPE_DYNAMIC_V1 ? 8 : 1);
+        c->ctx_max = lim > (1L << 24) ? 1 << 24 : (int)lim;
+        return 0;
+    }
     if (c->arch == RT_ARCH_INTERNLM2) {
         c->embed_name = "tok_embeddings.weight", c->head_name = "output.weight";
         long lim = (long)c->max_pos * (c->rope_kind == RT_ROPE_DYNAMIC ? 8
@@ -276,9 +333,11 @@ int rt_config_parse(const char *text, size_t len, const char *path, rt_config *c
         c->arch = RT_ARCH_QWEN;
     else if (strcmp(type, "internlm2") == 0)
         c->arch = RT_ARCH_INTERNLM2;
+    else if (strcmp(type, "internlm") == 0)
+        c->arch = RT_ARCH_INTERNLM;
     else {
         airllm_errf(err, "%s: architecture \"%s\" is not supported by airllm-run (supported: "
-                         "llama, mistral, qwen2, qwen3, mixtral, qwen, internlm2)",
+                         "llama, mistral, qwen2, qwen3, mixtral, qwen, internlm, internlm2)",
                     path, *type ? type : "(no model_type)");
         rc = RT_CONFIG_UNSUPPORTED;
         goto out;
@@ -362,7 +421,7 @@ int rt_config_parse(const char *text, size_t len, const char *path, rt_config *c
         c->n_experts_used = (int)v;
     }
     const cJSON *tie = item(cfg, "tie_word_embeddings");
-    /* QWenConfig and InternLM2Config default to an untied head */
+    /* QWenConfig and InternLM(2)Config default to an untied head */
     c->tie_embeddings = tie ? cJSON_IsTrue(tie) : !family_a(c);
     c->embed_name = "embed_tokens.weight", c->norm_name = "norm.weight";
     c->head_name = "lm_head.weight";

@@ -18,6 +18,8 @@
 
 #include <math.h>
 #include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
 
 #define ROLE(field, suffix, rows, cols, optional) \
     (rt_role) { suffix, rows, cols, optional, offsetof(rt_layer, field) }
@@ -95,22 +97,20 @@ static double qwen_ntk_alpha(size_t len, int seq_length)
     return a > 1 ? a : 1;
 }
 
-void rt_rope_token(const rt_config *c, size_t pos, size_t len, size_t n_prompt, float *cs)
+void rt_rope_inv(const rt_config *c, size_t len, size_t n_prompt, float *inv)
 {
     int rd = c->rope_dim, half = rd / 2;
     double base = c->rope_theta;
-    float t = (float)pos;
     switch (c->rope_kind) {
-    case RT_ROPE_LINEAR:
-        /* the reference divides its float32 position table by the factor */
-        t = (float)pos / (float)c->rope_scale;
-        break;
     case RT_ROPE_DYNAMIC:
-        /* InternLM2DynamicNTKScalingRotaryEmbedding: once the length L
-         * passes max_position_embeddings, the cos/sin table is rebuilt with
-         * base * (f L / max - (f - 1))^(rd / (rd - 2)), L the length after
-         * the current step (kv_seq_len). Keys are cached after RoPE, so a
-         * token keeps the rotation of the step that computed it. */
+    case RT_ROPE_DYNAMIC_V1:
+        /* InternLM2DynamicNTKScalingRotaryEmbedding and InternLM's
+         * _update_cached: once the length L passes max_position_embeddings,
+         * the cos/sin table is rebuilt with base * (f L / max - (f - 1))^(rd
+         * / (rd - 2)), L the length after the current step (kv_seq_len).
+         * InternLM2 caches keys after RoPE, so a token keeps the rotation of
+         * the step that computed it; InternLM v1 re-rotates them all
+         * (rt_rerotate_keys). */
         if (len > (size_t)c->max_pos) {
             double f = c->rope_scale;
             base *= pow(f * (double)len / c->max_pos - (f - 1), (double)rd / (rd - 2));
@@ -119,15 +119,62 @@ void rt_rope_token(const rt_config *c, size_t pos, size_t len, size_t n_prompt, 
     case RT_ROPE_QWEN_NTK:
         base *= pow(qwen_ntk_alpha(n_prompt, c->seq_length), (double)rd / (rd - 2));
         break;
+    case RT_ROPE_LINEAR:
     case RT_ROPE_PLAIN: break;
     }
+    for (int i = 0; i < half; i++)
+        inv[i] = (float)(1.0 / pow(base, (double)(2 * i) / rd)); /* float32, as the references */
+}
+
+void rt_rope_token(const rt_config *c, size_t pos, size_t len, size_t n_prompt, float *cs)
+{
+    int half = c->rope_dim / 2;
+    float inv[1 << 13]; /* rope_dim <= head_dim <= 1 << 14 (rt_config.c) */
+    rt_rope_inv(c, len, n_prompt, inv);
+    float t = (float)pos;
+    /* the reference divides its float32 position table by the factor */
+    if (c->rope_kind == RT_ROPE_LINEAR)
+        t = (float)pos / (float)c->rope_scale;
     for (int i = 0; i < half; i++) {
-        /* float32 inverse frequencies and angles, as both references */
-        float inv = (float)(1.0 / pow(base, (double)(2 * i) / rd));
-        float ang = t * inv;
+        float ang = t * inv[i];
         cs[i] = cosf(ang);
         cs[half + i] = sinf(ang);
     }
+}
+
+bool rt_rerotate_keys(const rt_config *c, float *k, size_t n_pos, size_t stride, size_t len_old,
+                      size_t len_new)
+{
+    if (c->rope_kind != RT_ROPE_DYNAMIC_V1 || n_pos == 0)
+        return false;
+    int half = c->rope_dim / 2, hd = c->head_dim;
+    float *io = malloc(sizeof(float) * 2 * (size_t)half);
+    if (!io)
+        return false;
+    float *in = io + half;
+    rt_rope_inv(c, len_old, 0, io);
+    rt_rope_inv(c, len_new, 0, in);
+    if (memcmp(io, in, sizeof(float) * (size_t)half) == 0) {
+        free(io);
+        return false;
+    }
+    /* key at p was rotated by angle f32(p * inv_old[i]); rotating it by the
+     * difference gives (to float rounding) f32(p * inv_new[i]) */
+    for (size_t p = 0; p < n_pos; p++) {
+        float *row = k + p * stride;
+        for (int i = 0; i < half; i++) {
+            float d = (float)p * in[i] - (float)p * io[i];
+            float cs = cosf(d), sn = sinf(d);
+            for (int h = 0; h < c->n_kv_heads; h++) {
+                float *x = row + (size_t)h * hd;
+                float a = x[i], b = x[i + half];
+                x[i] = a * cs - b * sn;
+                x[i + half] = b * cs + a * sn;
+            }
+        }
+    }
+    free(io);
+    return true;
 }
 
 float rt_logn_scale(const rt_config *c, size_t pos)

@@ -44,6 +44,8 @@ size_t rt_layer_roles(const rt_config *c, rt_role out[RT_LAYER_ROLES_MAX])
     out[n++] = ROLE(bq, "self_attn.q_proj.bias", 0, Q, true);
     out[n++] = ROLE(bk, "self_attn.k_proj.bias", 0, KV, true);
     out[n++] = ROLE(bv, "self_attn.v_proj.bias", 0, KV, true);
+    if (c->arch == RT_ARCH_INTERNLM) /* config "bias": q/k/v and o */
+        out[n++] = ROLE(bo, "self_attn.o_proj.bias", 0, H, true);
     if (c->arch == RT_ARCH_QWEN3) {
         out[n++] = ROLE(q_norm, "self_attn.q_norm.weight", 1, hd, false);
         out[n++] = ROLE(k_norm, "self_attn.k_norm.weight", 1, hd, false);

@@ -597,6 +597,15 @@ static int layer_forward(rt_model *m, step *st, const rt_slot *sl, const char *u
         memcpy(s->k + off, m->k + t * KV, KV * sizeof(float));
         memcpy(s->v + off, m->v + t * KV, KV * sizeof(float));
     }
+    /* InternLM v1 dynamic RoPE: each sequence's earlier keys turn to the
+     * rotation of its new length (once per sequence: its first token) */
+    if (c->rope_kind == RT_ROPE_DYNAMIC_V1)
+        for (size_t t = 0; t < n; t++) {
+            rt_seq *s = st->seq[t];
+            if (st->pos[t] == s->n_cached && s->n_cached)
+                rt_rerotate_keys(c, s->k + (size_t)st->layer * s->ctx * KV, s->n_cached, KV,
+                                 s->n_cached, s->n_ids);
+        }
     att_job aj = {st, (size_t)c->n_heads};
     /* Decode attention over a short context is microseconds: run it here
      * rather than pay a hand-off (see rt_matmul). */

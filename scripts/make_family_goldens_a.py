@@ -10,6 +10,10 @@ per family under MODELING (any copy of the Hub repositories' files works):
                          (Qwen/Qwen-7B or Qwen-72B on the Hub, final version, late 2023)
     MODELING/internlm2/  configuration_internlm2.py modeling_internlm2.py
                          (internlm/internlm2-chat-7b on the Hub)
+    MODELING/internlm/   configuration_internlm.py modeling_internlm.py
+                         (internlm/internlm-chat-7b on the Hub, or the same files in
+                         github.com/InternLM/InternLM at 095ebff,
+                         tools/transformers/internlm_model/)
 
 Setup (a venv with torch; the remote code wants transformers 4.x):
 
@@ -81,14 +85,18 @@ FILES = {
     "qwen": ["configuration_qwen.py", "modeling_qwen.py", "qwen_generation_utils.py",
              "cpp_kernels.py"],
     "internlm2": ["configuration_internlm2.py", "modeling_internlm2.py"],
+    "internlm": ["configuration_internlm.py", "modeling_internlm.py"],
 }
 AUTO_MAP = {
     "qwen": {"AutoConfig": "configuration_qwen.QWenConfig",
              "AutoModelForCausalLM": "modeling_qwen.QWenLMHeadModel"},
     "internlm2": {"AutoConfig": "configuration_internlm2.InternLM2Config",
                   "AutoModelForCausalLM": "modeling_internlm2.InternLM2ForCausalLM"},
+    "internlm": {"AutoConfig": "configuration_internlm.InternLMConfig",
+                 "AutoModelForCausalLM": "modeling_internlm.InternLMForCausalLM"},
 }
-ARCH = {"qwen": "QWenLMHeadModel", "internlm2": "InternLM2ForCausalLM"}
+ARCH = {"qwen": "QWenLMHeadModel", "internlm2": "InternLM2ForCausalLM",
+        "internlm": "InternLMForCausalLM"}
 
 INTERNLM2 = dict(vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                  num_attention_heads=4, hidden_act="silu", rms_norm_eps=1e-5,
@@ -100,6 +108,10 @@ QWEN = dict(vocab_size=256, hidden_size=64, intermediate_size=256, num_hidden_la
             scale_attn_weights=True, bf16=False, fp16=False, fp32=False, no_bias=True,
             use_flash_attn=False, tie_word_embeddings=False, torch_dtype="float32",
             use_cache_quantization=False, use_cache_kernel=False, softmax_in_fp32=False)
+
+INTERNLM = dict(vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                num_attention_heads=4, hidden_act="silu", rms_norm_eps=1e-6, bos_token_id=1,
+                eos_token_id=2, pad_token_id=0, tie_word_embeddings=False, torch_dtype="float32")
 
 CASES = [
     dict(case="internlm2_gqa", family="internlm2", prompt_len=20, seed=100,
@@ -120,6 +132,15 @@ CASES = [
                      bias=False),
          quirks={"rope_scaling": None},
          notes="rope_scaling linear factor 4 (positions divided by 4), GQA 4/2"),
+    dict(case="internlm_dynamic", family="internlm", prompt_len=20, seed=500,
+         config=dict(INTERNLM, max_position_embeddings=16, bias=True,
+                     rotary={"base": 10000, "type": "dynamic"}),
+         quirks={"rotary": {"base": 10000, "type": "origin"}},
+         notes="InternLM v1 (2023 code, rotary {base, type}): dynamic RoPE past "
+               "max_position_embeddings 16 (prompt 20); keys cached before RoPE and all "
+               "re-rotated each step with the current base (generate's path, which airllm-run "
+               "follows); q/k/v/o biases; the persistent rotary_emb.inv_freq buffers are "
+               "in the checkpoint, as in the real ones"),
     dict(case="qwen_logn_ntk", family="qwen", prompt_len=20, seed=400,
          config=dict(QWEN, max_position_embeddings=64, seq_length=8, rotary_pct=0.5,
                      rotary_emb_base=10000, use_dynamic_ntk=True, use_logn_attn=True),
@@ -159,6 +180,9 @@ def init_weights(model, seed):
     g = torch.Generator().manual_seed(seed)
     sd = {}
     for name, p in sorted(model.state_dict().items()):
+        if name.endswith("inv_freq"):  # InternLM v1's persistent RoPE buffer
+            sd[name] = p.clone().float()
+            continue
         r = torch.randn(p.shape, generator=g, dtype=torch.float64) * 0.1
         is_norm = p.dim() == 1 and ("norm" in name or ".ln_" in name)
         sd[name] = (r + 1 if is_norm else r).float()
@@ -217,7 +241,8 @@ def quirk_effects(case, modeling, sd, prompt, last):
             m = make_model(c, tmp, modeling)[1].double()
         finally:
             shutil.rmtree(tmp)
-        m.load_state_dict({k: v.double() for k, v in sd.items()}, strict=True)
+        keep = m.state_dict().keys()  # InternLM "origin" has no persistent inv_freq
+        m.load_state_dict({k: v.double() for k, v in sd.items() if k in keep}, strict=True)
         lv = m(input_ids=torch.tensor([prompt]), use_cache=False).logits[0, -1].numpy()
         out["%s=%s" % (key, json.dumps(val))] = float(np.abs(lv - last).max())
     return out

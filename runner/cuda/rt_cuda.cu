@@ -95,6 +95,11 @@ struct rt_cuda {
     /* Qwen v1 / InternLM2 (rt_family_a.c): a fused projection [cap, Q + 2 KV],
      * each token's RoPE cos/sin [cap, head_dim] and query scale [cap] */
     float *qkv, *rope_cs, *tok_scale;
+    /* InternLM v1 dynamic RoPE: per sequence, the inverse frequencies its
+     * cached keys have and must get [cap_seqs, 2, head_dim / 2], and how many
+     * keys to turn (0: none) [cap_seqs] */
+    float *rr_inv;
+    int *rr_n;
     /* accounting */
     uint64_t alloc_bytes, peak_bytes, kv_bytes, work_bytes, held_bytes, peak_used;
     uint64_t h2d_bytes;
@@ -351,6 +356,33 @@ __global__ void k_scale_rows(float *v, int n, int width, const float *scale)
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < (size_t)n * width)
         v[i] *= scale[i / width];
+}
+
+/* InternLM v1: layer's cached keys of each sequence s, positions p <
+ * nk[s], turned from the rotation by inv[s][0][i] to that by inv[s][1][i]
+ * (rt_rerotate_keys is the reference). */
+__global__ void k_rerotate(float *const *seq_k, const long long *seq_ctx, const int *nk,
+                           const float *inv, int n_seqs, int maxp, int layer, int kvd, int hd,
+                           int kv_heads, int half)
+{
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= (size_t)n_seqs * maxp * half)
+        return;
+    int f = (int)(i % half);
+    int p = (int)((i / half) % maxp);
+    int s = (int)(i / ((size_t)half * maxp));
+    if (p >= nk[s])
+        return;
+    const float *io = inv + (size_t)s * 2 * half, *in = io + half;
+    float d = (float)p * in[f] - (float)p * io[f];
+    float c = cosf(d), sn = sinf(d);
+    float *row = seq_k[s] + ((size_t)layer * (size_t)seq_ctx[s] + (size_t)p) * kvd;
+    for (int h = 0; h < kv_heads; h++) {
+        float *x = row + (size_t)h * hd;
+        float a = x[f], b = x[f + half];
+        x[f] = a * c - b * sn;
+        x[f + half] = b * c + a * sn;
+    }
 }
 
 /* A fused projection y [n, Q + 2 KV] into q [n, Q], k [n, KV], v [n, KV]:
@@ -859,13 +891,14 @@ static void work_free(rt_cuda *g)
 {
     float **f[] = {&g->x, &g->xb, &g->q, &g->k, &g->v, &g->att, &g->hb, &g->hb2, &g->acc,
                    &g->router, &g->xg, &g->vec, &g->vec2, &g->xl, &g->logits, &g->wts, &g->deq,
-                   &g->qkv, &g->rope_cs, &g->tok_scale};
+                   &g->qkv, &g->rope_cs, &g->tok_scale, &g->rr_inv};
     for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
         cudaFree(*f[i]);
         *f[i] = NULL;
     }
     void **p[] = {(void **)&g->tok_pos, (void **)&g->tok_seq, (void **)&g->idx,
-                  (void **)&g->seq_k, (void **)&g->seq_v, (void **)&g->seq_ctx};
+                  (void **)&g->seq_k, (void **)&g->seq_v, (void **)&g->seq_ctx,
+                  (void **)&g->rr_n};
     for (size_t i = 0; i < sizeof p / sizeof p[0]; i++) {
         cudaFree(*p[i]);
         *p[i] = NULL;
@@ -915,6 +948,7 @@ static int work_ensure(rt_cuda *g, const rt_model *m, size_t n, size_t n_seqs, a
         {(void **)&g->seq_k, 8 * n_seqs},     {(void **)&g->seq_v, 8 * n_seqs},
         {(void **)&g->seq_ctx, 8 * n_seqs},   {(void **)&g->qkv, 4 * n * F},
         {(void **)&g->rope_cs, 4 * n * (size_t)c->head_dim}, {(void **)&g->tok_scale, 4 * n},
+        {(void **)&g->rr_inv, 4 * n_seqs * (size_t)c->head_dim}, {(void **)&g->rr_n, 4 * n_seqs},
     };
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
         if (dev_alloc(g, want[i].p, want[i].bytes, "activations", err)) {
@@ -937,6 +971,8 @@ typedef struct {
     int *h_idx;          /* host scratch: an entry per (token, expert picked) */
     float *h_wts;
     float *h_router;
+    int rr_maxp;         /* InternLM v1: the most cached keys a sequence turns; 0 none */
+    size_t n_seqs;
 } fwd;
 
 /* rt_slot_find / rt_slot_need over an array of device views. */
@@ -1111,6 +1147,42 @@ static int moe(fwd *f, unit_views *uv, const char *unit, const rt_tensor *router
     return 0;
 }
 
+/* InternLM v1 (RT_ROPE_DYNAMIC_V1): per sequence, its cached keys' and
+ * the new inverse frequencies, uploaded for k_rerotate; f->rr_maxp 0 when
+ * no sequence's base moved. */
+static int rerotate_tables(rt_cuda *g, const rt_config *c, rt_seq **seqs, size_t n_seqs, fwd *f,
+                           airllm_err *err)
+{
+    size_t half = (size_t)c->rope_dim / 2;
+    float *inv = (float *)malloc(sizeof(float) * 2 * half * n_seqs);
+    int *nk = (int *)malloc(sizeof(int) * n_seqs);
+    if (!inv || !nk) {
+        free(inv);
+        free(nk);
+        return airllm_errf(err, "out of memory");
+    }
+    f->rr_maxp = 0;
+    f->n_seqs = n_seqs;
+    for (size_t i = 0; i < n_seqs; i++) {
+        float *io = inv + i * 2 * half, *in = io + half;
+        rt_rope_inv(c, seqs[i]->n_cached, 0, io);
+        rt_rope_inv(c, seqs[i]->n_ids, 0, in);
+        bool moved = seqs[i]->n_cached && memcmp(io, in, sizeof(float) * half) != 0;
+        nk[i] = moved ? (int)seqs[i]->n_cached : 0;
+        f->rr_maxp = nk[i] > f->rr_maxp ? nk[i] : f->rr_maxp;
+    }
+    int rc = 0;
+    cudaError_t e = cudaMemcpy(g->rr_inv, inv, sizeof(float) * 2 * half * n_seqs,
+                               cudaMemcpyHostToDevice);
+    if (e == cudaSuccess)
+        e = cudaMemcpy(g->rr_n, nk, sizeof(int) * n_seqs, cudaMemcpyHostToDevice);
+    if (e != cudaSuccess)
+        rc = cuda_fail(err, e, "cudaMemcpy", __FILE__, __LINE__);
+    free(inv);
+    free(nk);
+    return rc;
+}
+
 /* Families whose RoPE the host tabulates per token (rt_rope_token). */
 static bool rope_tables(const rt_config *c)
 {
@@ -1174,6 +1246,13 @@ static int layer(fwd *f, unit_views *uv, const char *unit, int li, airllm_err *e
         g->k, g->v, (int)n, (int)KV, li, g->tok_seq, g->tok_pos, g->seq_k, g->seq_v,
         g->seq_ctx);
     KCHECK();
+    if (f->rr_maxp) {
+        int rh = c->rope_dim / 2;
+        k_rerotate<<<blocks((size_t)f->n_seqs * f->rr_maxp * rh, 256), 256, 0, g->compute>>>(
+            g->seq_k, g->seq_ctx, g->rr_n, g->rr_inv, (int)f->n_seqs, f->rr_maxp, li, (int)KV,
+            (int)hd, c->n_kv_heads, rh);
+        KCHECK();
+    }
     size_t shmem = sizeof(float) * (hd + ATT_CHUNK + 32);
     k_attention<<<(unsigned)(n * c->n_heads), ATT_THREADS, shmem, g->compute>>>(
         g->q, g->att, c->n_heads, c->n_kv_heads, (int)hd, li, c->sliding_window,
@@ -1215,7 +1294,7 @@ static int cu_forward(rt_cuda *g, rt_model *m, rt_seq **seqs, size_t n_seqs, flo
     size_t per_tok = c->n_experts_used > 1 ? (size_t)c->n_experts_used : 1;
     fwd f = {g, m, n, (int *)malloc(sizeof(int) * n * per_tok),
              (float *)malloc(sizeof(float) * n * per_tok),
-             (float *)malloc(sizeof(float) * n * (c->n_experts ? c->n_experts : 1))};
+             (float *)malloc(sizeof(float) * n * (c->n_experts ? c->n_experts : 1)), 0, 0};
     bool tab = rope_tables(c);
     float *cs = tab ? (float *)malloc(sizeof(float) * n * (size_t)c->head_dim) : NULL;
     float *tscale = tab ? (float *)malloc(sizeof(float) * n) : NULL;
@@ -1269,6 +1348,9 @@ static int cu_forward(rt_cuda *g, rt_model *m, rt_seq **seqs, size_t n_seqs, flo
         if (e != cudaSuccess)
             rc = cuda_fail(err, e, "cudaMemcpyAsync", __FILE__, __LINE__);
     }
+    /* InternLM v1: which sequences' cached keys turn this step, and how */
+    if (!rc && c->rope_kind == RT_ROPE_DYNAMIC_V1)
+        rc = rerotate_tables(g, c, seqs, n_seqs, &f, err);
     /* the units in execution order: held ones in place; streamed ones from
      * the host slot into stream buffer b while the previous unit computes */
     for (size_t ki = 0; !rc && ki < g->plan.n_units; ki++) {
