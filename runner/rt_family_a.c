@@ -18,7 +18,6 @@
 
 #include <math.h>
 #include <stddef.h>
-#include <stdlib.h>
 #include <string.h>
 
 #define ROLE(field, suffix, rows, cols, optional) \
@@ -148,18 +147,13 @@ bool rt_rerotate_keys(const rt_config *c, float *k, size_t n_pos, size_t stride,
     if (c->rope_kind != RT_ROPE_DYNAMIC_V1 || n_pos == 0)
         return false;
     int half = c->rope_dim / 2, hd = c->head_dim;
-    float *io = malloc(sizeof(float) * 2 * (size_t)half);
-    if (!io)
-        return false;
-    float *in = io + half;
+    float io[1 << 13], in[1 << 13]; /* rope_dim <= 1 << 14 (rt_config.c) */
     rt_rope_inv(c, len_old, 0, io);
     rt_rope_inv(c, len_new, 0, in);
-    if (memcmp(io, in, sizeof(float) * (size_t)half) == 0) {
-        free(io);
+    if (memcmp(io, in, sizeof(float) * (size_t)half) == 0)
         return false;
-    }
-    /* key at p was rotated by angle f32(p * inv_old[i]); rotating it by the
-     * difference gives (to float rounding) f32(p * inv_new[i]) */
+    /* key at p was rotated by angle f32(p * io[i]); rotating it by the
+     * difference gives (to float rounding) f32(p * in[i]) */
     for (size_t p = 0; p < n_pos; p++) {
         float *row = k + p * stride;
         for (int i = 0; i < half; i++) {
@@ -173,7 +167,6 @@ bool rt_rerotate_keys(const rt_config *c, float *k, size_t n_pos, size_t stride,
             }
         }
     }
-    free(io);
     return true;
 }
 

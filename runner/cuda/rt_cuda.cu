@@ -330,91 +330,7 @@ __global__ void k_rope(float *v, int n, int heads, int hd, const int *pos, const
     x[f + half] = b * c + a * s;
 }
 
-/* RoPE from per-token tables (Qwen v1, InternLM2 scalings): the first rd
- * dims of each head of v [n, heads, hd] rotate by cs [n, hd] (cos at i,
- * sin at rd / 2 + i, as rt_rope_token writes them); then each token's row
- * is multiplied by scale[t] (Qwen logn; 1 otherwise) when scale is set. */
-__global__ void k_rope_cs(float *v, int n, int heads, int hd, int rd, const float *cs,
-                          const float *scale)
-{
-    int half = rd / 2;
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= (size_t)n * heads * half)
-        return;
-    int f = (int)(i % half);
-    size_t th = i / half; /* token * heads + head */
-    int t = (int)(th / heads);
-    float c = cs[(size_t)t * hd + f], s = cs[(size_t)t * hd + half + f];
-    float *x = v + th * hd;
-    float a = x[f], b = x[f + half];
-    x[f] = a * c - b * s;
-    x[f + half] = b * c + a * s;
-}
-
-__global__ void k_scale_rows(float *v, int n, int width, const float *scale)
-{
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < (size_t)n * width)
-        v[i] *= scale[i / width];
-}
-
-/* InternLM v1: layer's cached keys of each sequence s, positions p <
- * nk[s], turned from the rotation by inv[s][0][i] to that by inv[s][1][i]
- * (rt_rerotate_keys is the reference). */
-__global__ void k_rerotate(float *const *seq_k, const long long *seq_ctx, const int *nk,
-                           const float *inv, int n_seqs, int maxp, int layer, int kvd, int hd,
-                           int kv_heads, int half)
-{
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= (size_t)n_seqs * maxp * half)
-        return;
-    int f = (int)(i % half);
-    int p = (int)((i / half) % maxp);
-    int s = (int)(i / ((size_t)half * maxp));
-    if (p >= nk[s])
-        return;
-    const float *io = inv + (size_t)s * 2 * half, *in = io + half;
-    float d = (float)p * in[f] - (float)p * io[f];
-    float c = cosf(d), sn = sinf(d);
-    float *row = seq_k[s] + ((size_t)layer * (size_t)seq_ctx[s] + (size_t)p) * kvd;
-    for (int h = 0; h < kv_heads; h++) {
-        float *x = row + (size_t)h * hd;
-        float a = x[f], b = x[f + half];
-        x[f] = a * c - b * sn;
-        x[f + half] = b * c + a * sn;
-    }
-}
-
-/* A fused projection y [n, Q + 2 KV] into q [n, Q], k [n, KV], v [n, KV]:
- * grouped 0 (Qwen) rows q | k | v; grouped 1 (InternLM2) per KV head j, its
- * G query heads, then k_j, then v_j (rt_qkv_split is the reference). */
-__global__ void k_qkv_split(const float *y, float *q, float *k, float *v, int n, int heads,
-                            int kv_heads, int hd, int grouped)
-{
-    size_t Q = (size_t)heads * hd, KV = (size_t)kv_heads * hd, F = Q + 2 * KV;
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= (size_t)n * F)
-        return;
-    size_t t = i / F, r = i % F;
-    float x = y[i];
-    if (!grouped) {
-        if (r < Q)
-            q[t * Q + r] = x;
-        else if (r < Q + KV)
-            k[t * KV + r - Q] = x;
-        else
-            v[t * KV + r - Q - KV] = x;
-        return;
-    }
-    size_t G = (size_t)(heads / kv_heads), blk = r / ((G + 2) * hd), w = r % ((G + 2) * hd);
-    size_t slot = w / hd, d = w % hd;
-    if (slot < G)
-        q[t * Q + (blk * G + slot) * hd + d] = x;
-    else if (slot == G)
-        k[t * KV + blk * hd + d] = x;
-    else
-        v[t * KV + blk * hd + d] = x;
-}
+#include "rt_family_a_kernels.cuh"
 
 /* Each token's k and v rows [kvd] into its sequence's cache at (layer, pos). */
 __global__ void k_kv_store(const float *k, const float *v, int n, int kvd, int layer,
@@ -1224,10 +1140,10 @@ static int layer(fwd *f, unit_views *uv, const char *unit, int li, airllm_err *e
     if (rope_tables(c)) {
         size_t rh = (size_t)c->rope_dim / 2;
         k_rope_cs<<<blocks(n * c->n_heads * rh, 256), 256, 0, g->compute>>>(
-            g->q, (int)n, c->n_heads, (int)hd, c->rope_dim, g->rope_cs, NULL);
+            g->q, (int)n, c->n_heads, (int)hd, c->rope_dim, g->rope_cs);
         KCHECK();
         k_rope_cs<<<blocks(n * c->n_kv_heads * rh, 256), 256, 0, g->compute>>>(
-            g->k, (int)n, c->n_kv_heads, (int)hd, c->rope_dim, g->rope_cs, NULL);
+            g->k, (int)n, c->n_kv_heads, (int)hd, c->rope_dim, g->rope_cs);
         KCHECK();
         if (c->logn_attn) {
             k_scale_rows<<<blocks(n * Q, 256), 256, 0, g->compute>>>(g->q, (int)n, (int)Q,
