@@ -7,9 +7,11 @@ per family under MODELING (any copy of the Hub repositories' files works):
 
     MODELING/qwen/       configuration_qwen.py modeling_qwen.py qwen_generation_utils.py
                          cpp_kernels.py
-                         (Qwen/Qwen-7B or Qwen-72B on the Hub, final version, late 2023)
+                         (Qwen/Qwen-7B or Qwen-72B on the Hub, late 2023; the committed
+                         goldens used Qwen-72B's, from the GitHub mirror ds-llo/qwcs)
     MODELING/internlm2/  configuration_internlm2.py modeling_internlm2.py
-                         (internlm/internlm2-chat-7b on the Hub)
+                         (internlm/internlm2-chat-7b on the Hub; the goldens used the
+                         GitHub mirror NanSang2000/S1mpleAgent's copy)
     MODELING/internlm/   configuration_internlm.py modeling_internlm.py
                          (internlm/internlm-chat-7b on the Hub, or the same files in
                          github.com/InternLM/InternLM at 095ebff,
