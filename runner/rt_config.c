@@ -198,18 +198,19 @@ static bool family_a(const rt_config *c)
  * reads "rotary": {"base", "type": "origin" | "dynamic", "scaling_factor"},
  * whose class default is {"base": 10000, "type": "dynamic"}; the 2024 code
  * reads rope_theta and rope_scaling {"type": "dynamic", "factor"} like
- * Llama. A config with either of the latter keys is read the 2024 way
- * (parse_rope has done that), else the 2023 way. */
+ * Llama. "rotary" decides when present; else either of the latter keys
+ * means the 2024 way (parse_rope has read them); else the 2023 default. */
 static int parse_rotary_internlm(const cJSON *cfg, const char *path, rt_config *c,
                                  airllm_err *err)
 {
-    if (item(cfg, "rope_theta") || item(cfg, "rope_scaling")) {
+    const cJSON *r = item(cfg, "rotary");
+    if (!r && (item(cfg, "rope_theta") || item(cfg, "rope_scaling"))) {
         if (c->rope_kind == RT_ROPE_DYNAMIC)
             c->rope_kind = RT_ROPE_DYNAMIC_V1;
         return 0;
     }
-    const cJSON *r = item(cfg, "rotary");
     const char *type = "dynamic";
+    c->rope_kind = RT_ROPE_PLAIN, c->rope_llama3 = false; /* "rotary" alone decides */
     c->rope_theta = 10000;
     c->rope_scale = 1;
     if (r && !cJSON_IsNull(r)) {

@@ -81,6 +81,16 @@ if [ -d "$F/internlm2_gqa" ]; then
     run 1 "airllm-verify: the same" "$AIRLLM_VERIFY" -q "$S/bad"
     expect_err "attention.wqkv.weight" "airllm-verify names the fused tensor"
 fi
+if [ -d "$F/internlm_dynamic" ]; then
+    rm -rf "$S/bad"
+    "$AIRLLM_SPLIT" -q "$F/internlm_dynamic" "$S/bad"
+    edit_config "$S/bad" 'c["rotary"] = {"base": 10000, "type": "yarn"}'
+    run 1 "internlm: an unknown rotary type" "$R" -q --ids 1,2 -n 2 "$S/bad"
+    expect_err 'rotary type "yarn" is not supported' "names the rotary type"
+    # the 2024 spelling of the same model gives the same tokens
+    edit_config "$S/bad" 'del c["rotary"]; c["rope_theta"] = 10000; c["rope_scaling"] = {"type": "dynamic", "factor": 1.0}'
+    golden "$S/bad" "$F/internlm_dynamic/golden.json" 1e-4
+fi
 if [ -d "$F/qwen_logn_ntk" ]; then
     rm -rf "$S/bad"
     "$AIRLLM_SPLIT" -q "$F/qwen_logn_ntk" "$S/bad"
