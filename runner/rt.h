@@ -26,7 +26,28 @@ typedef enum {
     RT_ARCH_MIXTRAL, /* sliding window + top-k MoE */
     RT_ARCH_CHATGLM, /* ChatGLM2/3: fused qkv and gate|up, RoPE on half a head */
     RT_ARCH_BAICHUAN,/* Baichuan 1/2: fused W_pack; RoPE (7B) or ALiBi (13B) */
+    RT_ARCH_QWEN,      /* Qwen v1: fused c_attn, partial RoPE, NTK alpha, logn */
+    RT_ARCH_INTERNLM2, /* fused wqkv grouped by KV head; dynamic/linear RoPE */
+    RT_ARCH_INTERNLM,  /* InternLM v1: Llama + q/k/v/o biases; dynamic RoPE re-rotating keys */
 } rt_arch;
+
+/* RoPE scalings beyond llama3 (rt_family_a.c computes them per token). */
+typedef enum {
+    RT_ROPE_PLAIN = 0,
+    RT_ROPE_LINEAR,      /* InternLM2 "linear": angle = (pos / factor) * inv_freq */
+    RT_ROPE_DYNAMIC,     /* InternLM2 "dynamic": base grows with the length so far */
+    RT_ROPE_QWEN_NTK,    /* Qwen v1 use_dynamic_ntk: alpha fixed by the prompt length */
+    RT_ROPE_DYNAMIC_V1,  /* InternLM v1 "dynamic": the DYNAMIC base, and every cached
+                          * key re-rotated with the current one (rt_rerotate_keys) */
+} rt_rope_kind;
+
+/* Row order of a fused q/k/v matrix [Q + 2 KV, H] (rt_qkv_split). */
+typedef enum {
+    RT_QKV_CONCAT = 0, /* q | k | v, each head-major: ChatGLM (its k and v
+                        * groups follow all of q), Baichuan W_pack, Qwen c_attn */
+    RT_QKV_GROUPED,    /* InternLM2: per KV head j, its G = heads / kv_heads
+                        * query heads, then k_j, then v_j (hd rows each) */
+} rt_qkv_layout;
 
 typedef struct {
     rt_arch arch;
@@ -38,17 +59,27 @@ typedef struct {
     /* rope_scaling type llama3 */
     bool rope_llama3;
     double rope_factor, rope_low_freq, rope_high_freq, rope_orig_max;
-    /* RoPE rotates the first rope_dim dims of each head (head_dim, or
-     * head_dim / 2 for ChatGLM), as rotate-half pairs (i, i + rope_dim / 2)
-     * or, rope_pairs_adjacent, as (2i, 2i + 1) (ChatGLM). */
+    /* RoPE rotates the first rope_dim dims of each head (head_dim; head_dim
+     * / 2 for ChatGLM; int(head_dim * rotary_pct) for Qwen v1), as
+     * rotate-half pairs (i, i + rope_dim / 2) or, rope_pairs_adjacent, as
+     * (2i, 2i + 1) (ChatGLM). */
     int rope_dim;
     bool rope_pairs_adjacent;
     bool alibi;     /* Baichuan 13B: ALiBi biases, no RoPE */
     bool norm_head; /* Baichuan2: logits use L2-normalized LM head rows */
-    /* Name suffixes of the embedding, final norm and LM head tensors. */
+    /* Name suffixes of the embedding, final norm and LM head tensors (the
+     * family's spelling). */
     const char *embed_name, *norm_name, *head_name;
+    rt_qkv_layout qkv_layout; /* of a fused wqkv (rt_layer) */
     int sliding_window; /* 0: none */
     int n_experts, n_experts_used;
+    /* Qwen v1 and InternLM2 (rt_family_a.c) */
+    rt_rope_kind rope_kind;
+    double rope_scale;   /* linear/dynamic factor */
+    int seq_length;      /* Qwen: the length logn and NTK are keyed on */
+    bool logn_attn;      /* Qwen use_logn_attn */
+    int ctx_max;         /* positions a sequence may hold: max_pos unless a
+                          * scaling lets the family run past it */
     bool tie_embeddings;
     int32_t bos_id, eos_id; /* -1 when absent */
     int32_t eos_ids[8];     /* config may list several EOS ids */
@@ -295,11 +326,13 @@ typedef struct {
     const rt_tensor *q_norm, *k_norm;      /* Qwen3: [1, head_dim] each, else NULL */
     const rt_tensor *gate, *up, *down;     /* [I, H] [I, H] [H, I]; NULL with MoE */
     const rt_tensor *router;               /* Mixtral: [E, H], else NULL */
-    /* Fused matrices (ChatGLM, Baichuan), used whole by one matmul whose
-     * output is split: wqkv [Q + 2 KV, H] (rows q | k | v), bqkv its bias
-     * (or NULL), gate_up [2 I, H] (rows gate | up). wq/wk/wv or gate/up
-     * are NULL when these are set. */
+    /* Fused matrices, used whole by one matmul whose output is split:
+     * wqkv [Q + 2 KV, H] (row layout: rt_qkv_layout), bqkv [Q + 2 KV] its
+     * bias or NULL (ChatGLM, Baichuan, Qwen v1, InternLM2); gate_up [2 I, H]
+     * (rows gate | up, ChatGLM). wq/wk/wv or gate/up are NULL when these
+     * are set. */
     const rt_tensor *wqkv, *bqkv, *gate_up;
+    const rt_tensor *bo; /* [H] or NULL (InternLM2 bias) */
 } rt_layer;
 
 /* One role of a layer: the tensor name's suffix, its shape from the config
@@ -406,10 +439,13 @@ int rt_embed(rt_model *m, const int32_t *ids, size_t n, float *out, airllm_err *
 void rt_moe_route(const rt_config *c, const float *router, size_t n, int *sel, float *wsel);
 /* RoPE inverse frequencies [rope_dim / 2], llama3 scaling included. */
 void rt_rope_init(const rt_config *c, float *inv);
-/* Fused matrices used whole (rt_fused.c): q | k | v of the layer's wqkv
+/* Fused matrices used whole (rt_fused.c): q, k, v of the layer's wqkv
  * (and bqkv) for the n rows of x into m->q, m->k, m->v; and ChatGLM's MLP,
  * out = down(silu(first half) * second half of gate_up h). */
 int rt_qkv_fused(rt_model *m, const rt_layer *l, const float *x, size_t n, airllm_err *err);
+/* One token's fused projection y [Q + 2 KV] into q [Q], k [KV], v [KV] by
+ * c->qkv_layout (rt_fused.c). */
+void rt_qkv_split(const rt_config *c, const float *y, float *q, float *k, float *v);
 int rt_mlp_halves(rt_model *m, const rt_tensor *gate_up, const rt_tensor *down, const float *h,
                   size_t n, float *out, airllm_err *err);
 /* ALiBi slopes of n heads (Baichuan's rule, non-powers of two included). */
@@ -419,6 +455,31 @@ void rt_alibi_slopes(int n, float *out);
 int rt_norm_head_init(rt_model *m, airllm_err *err);
 /* logits [n, vocab] *= head_scale, when the model has a NormHead. */
 void rt_norm_head_apply(const rt_model *m, float *logits, size_t n);
+
+/* ---- Qwen v1 and InternLM2 pieces (rt_family_a.c) ---- */
+
+/* The layer roles of Qwen v1 and InternLM2 (rt_layer_roles calls it). */
+size_t rt_roles_family_a(const rt_config *c, rt_role *out);
+/* cos (cs[i]) and sin (cs[rope_dim / 2 + i]) of position pos's angles,
+ * i < rope_dim / 2, for a token computed in a step after which its sequence
+ * holds len positions, its prompt having n_prompt (the scalings depend on
+ * them: see rt_family_a.c). */
+void rt_rope_token(const rt_config *c, size_t pos, size_t len, size_t n_prompt, float *cs);
+/* Qwen use_logn_attn: the factor the query at position pos is multiplied
+ * by (1 when off, or while pos + 1 <= seq_length). */
+float rt_logn_scale(const rt_config *c, size_t pos);
+/* InternLM v1 (RT_ROPE_DYNAMIC_V1): its reference caches keys before RoPE
+ * and rotates all of them each step with the base of the current length.
+ * Here keys are cached rotated; this turns the n_pos cached keys of one
+ * layer (rows of stride floats, kv_heads heads each) from the rotation of a
+ * sequence of len_old positions to that of len_new. false: no change was
+ * needed (the base did not move). */
+bool rt_rerotate_keys(const rt_config *c, float *k, size_t n_pos, size_t stride, size_t len_old,
+                      size_t len_new);
+/* inv[i] = the inverse frequency i < rope_dim / 2 a token of a sequence of
+ * len positions (prompt n_prompt) rotates with, as rt_rope_token uses it. */
+void rt_rope_inv(const rt_config *c, size_t len, size_t n_prompt, float *inv);
+
 /* Expert e's w1 (gate), w3 (up) and w2 (down) tensor name suffixes. */
 void rt_moe_expert_names(size_t e, char names[3][96]);
 

@@ -54,6 +54,20 @@ static int get_num(const cJSON *o, const char *k, double def, const char *path, 
     return 0;
 }
 
+/* InternLM2's rope_scaling {"type": "dynamic" | "linear", "factor": f}
+ * (modeling_internlm2.py _init_rope; rt_rope_token computes them); also
+ * InternLM v1's 2024 spelling of "dynamic" (parse_rotary_internlm). */
+static int parse_rope_internlm2(const cJSON *sc, const char *t, const char *path, rt_config *c,
+                                airllm_err *err)
+{
+    if (get_num(sc, "factor", NAN, path, &c->rope_scale, err))
+        return -1;
+    if (!(c->rope_scale >= 1) || c->rope_scale > 1e6)
+        return airllm_errf(err, "%s: rope_scaling \"%s\" needs a factor in [1, 1e6]", path, t);
+    c->rope_kind = strcmp(t, "dynamic") == 0 ? RT_ROPE_DYNAMIC : RT_ROPE_LINEAR;
+    return 0;
+}
+
 static int parse_rope(const cJSON *cfg, const char *path, rt_config *c, airllm_err *err)
 {
     const cJSON *params = item(cfg, "rope_parameters");
@@ -78,6 +92,10 @@ static int parse_rope(const cJSON *cfg, const char *path, rt_config *c, airllm_e
     const char *t = cJSON_IsString(type) ? type->valuestring : "default";
     if (strcmp(t, "default") == 0)
         return 0;
+    if (c->arch == RT_ARCH_INTERNLM2 && (strcmp(t, "dynamic") == 0 || strcmp(t, "linear") == 0))
+        return parse_rope_internlm2(sc, t, path, c, err);
+    if (c->arch == RT_ARCH_INTERNLM && strcmp(t, "dynamic") == 0)
+        return parse_rope_internlm2(sc, t, path, c, err);
     if (strcmp(t, "llama3") != 0) {
         airllm_errf(err, "%s: rope scaling type \"%s\" is not supported (default and llama3 "
                          "are)",
@@ -199,6 +217,60 @@ static int chatglm_flag(const cJSON *cfg, const char *k, bool def, bool want, co
     return 0;
 }
 
+static bool family_a(const rt_config *c)
+{
+    return c->arch == RT_ARCH_QWEN || c->arch == RT_ARCH_INTERNLM2 || c->arch == RT_ARCH_INTERNLM;
+}
+
+/* The families whose modeling code has its own LM head (no tie by default). */
+static bool untied_family(const rt_config *c)
+{
+    return family_a(c) || c->arch == RT_ARCH_CHATGLM || c->arch == RT_ARCH_BAICHUAN;
+}
+
+/* InternLM v1's RoPE. The 2023 modeling code (internlm-7b, internlm-chat-7b)
+ * reads "rotary": {"base", "type": "origin" | "dynamic", "scaling_factor"},
+ * whose class default is {"base": 10000, "type": "dynamic"}; the 2024 code
+ * reads rope_theta and rope_scaling {"type": "dynamic", "factor"} like
+ * Llama. "rotary" decides when present; else either of the latter keys
+ * means the 2024 way (parse_rope has read them); else the 2023 default. */
+static int parse_rotary_internlm(const cJSON *cfg, const char *path, rt_config *c,
+                                 airllm_err *err)
+{
+    const cJSON *r = item(cfg, "rotary");
+    if (!r && (item(cfg, "rope_theta") || item(cfg, "rope_scaling"))) {
+        if (c->rope_kind == RT_ROPE_DYNAMIC)
+            c->rope_kind = RT_ROPE_DYNAMIC_V1;
+        return 0;
+    }
+    const char *type = "dynamic";
+    c->rope_kind = RT_ROPE_PLAIN, c->rope_llama3 = false; /* "rotary" alone decides */
+    c->rope_theta = 10000;
+    c->rope_scale = 1;
+    if (r && !cJSON_IsNull(r)) {
+        if (!cJSON_IsObject(r))
+            return airllm_errf(err, "%s: \"rotary\" must be an object", path);
+        const cJSON *t = item(r, "type");
+        if (t && !cJSON_IsString(t))
+            return airllm_errf(err, "%s: rotary \"type\" must be a string", path);
+        type = t ? t->valuestring : "dynamic";
+        if (get_num(r, "base", 10000, path, &c->rope_theta, err) ||
+            get_num(r, "scaling_factor", 1.0, path, &c->rope_scale, err))
+            return -1;
+    }
+    if (!(c->rope_theta > 1) || !(c->rope_scale >= 1) || c->rope_scale > 1e6)
+        return airllm_errf(err, "%s: rotary needs a base above 1 and a scaling_factor in [1, 1e6]",
+                           path);
+    if (strcmp(type, "dynamic") == 0) {
+        c->rope_kind = RT_ROPE_DYNAMIC_V1;
+    } else if (strcmp(type, "origin") != 0) {
+        airllm_errf(err, "%s: rotary type \"%s\" is not supported (origin and dynamic are)", path,
+                    type);
+        return RT_CONFIG_UNSUPPORTED;
+    }
+    return 0;
+}
+
 static int parse_chatglm(const cJSON *cfg, const char *path, rt_config *c, airllm_err *err)
 {
     int rc;
@@ -305,6 +377,79 @@ static int parse_baichuan(const cJSON *cfg, const char *path, rt_config *c, airl
     return 0;
 }
 
+/* Qwen v1 (configuration_qwen.py) and InternLM2 keys beyond the Llama ones,
+ * the families' tensor names, and how far past max_position_embeddings a
+ * sequence may go. */
+static int parse_family_a(const cJSON *cfg, const char *path, rt_config *c, airllm_err *err)
+{
+    long v;
+    /* rt_rope_token's table holds rope_dim / 2 <= 1 << 13 frequencies */
+    if (c->head_dim > 1 << 14)
+        return airllm_errf(err, "%s: head_dim %d is above %d", path, c->head_dim, 1 << 14);
+    if (c->arch == RT_ARCH_INTERNLM) {
+        int rc = parse_rotary_internlm(cfg, path, c, err);
+        if (rc)
+            return rc;
+        /* dynamic NTK has no hard limit: 8 x the trained length is ours */
+        long lim = (long)c->max_pos * (c->rope_kind == RT_ROPE_DYNAMIC_V1 ? 8 : 1);
+        c->ctx_max = lim > (1L << 24) ? 1 << 24 : (int)lim;
+        return 0;
+    }
+    if (c->arch == RT_ARCH_INTERNLM2) {
+        c->embed_name = "tok_embeddings.weight", c->head_name = "output.weight";
+        c->qkv_layout = RT_QKV_GROUPED;
+        long lim = (long)c->max_pos * (c->rope_kind == RT_ROPE_DYNAMIC ? 8
+                                       : c->rope_kind == RT_ROPE_LINEAR ? (long)ceil(c->rope_scale)
+                                                                         : 1);
+        /* dynamic NTK has no hard limit: 8 x the trained length is ours */
+        c->ctx_max = lim > (1L << 24) ? 1 << 24 : (int)lim;
+        return 0;
+    }
+    c->embed_name = "wte.weight", c->norm_name = "ln_f.weight";
+    /* QWenAttention splits heads by hidden / heads and c_attn by hidden:
+     * kv_channels must agree. */
+    if (get_int(cfg, "kv_channels", c->head_dim, 2, 1 << 14, path, &v, err))
+        return -1;
+    if (v != c->head_dim || (long)c->n_heads * v != c->hidden)
+        return airllm_errf(err, "%s: kv_channels %ld x %d heads must equal hidden_size %d", path,
+                           v, c->n_heads, c->hidden);
+    if (c->intermediate % 2)
+        return airllm_errf(err, "%s: intermediate_size %d must be even (w1 and w2 are half of "
+                                "it)",
+                           path, c->intermediate);
+    c->intermediate /= 2;
+    if (get_num(cfg, "rotary_emb_base", 10000, path, &c->rope_theta, err))
+        return -1;
+    if (!(c->rope_theta > 1))
+        return airllm_errf(err, "%s: rotary_emb_base %g must be above 1", path, c->rope_theta);
+    double pct;
+    if (get_num(cfg, "rotary_pct", 1.0, path, &pct, err))
+        return -1;
+    /* QWenModel: int(kv_channels * rotary_pct) dims rotate, unless pct is 1 */
+    c->rope_dim = pct == 1.0 ? c->head_dim : (int)(c->head_dim * pct);
+    if (!(pct > 0 && pct <= 1) || c->rope_dim < 4 || c->rope_dim % 2)
+        return airllm_errf(err, "%s: rotary_pct %g gives %d rotary dims (an even number from 4 "
+                                "to kv_channels is needed)",
+                           path, pct, c->rope_dim);
+    if (get_int(cfg, "seq_length", -1, 1, 1 << 24, path, &v, err))
+        return -1;
+    c->seq_length = (int)v;
+    const cJSON *ntk = item(cfg, "use_dynamic_ntk"), *logn = item(cfg, "use_logn_attn");
+    if (!cJSON_IsFalse(ntk))
+        c->rope_kind = RT_ROPE_QWEN_NTK; /* the class default is true */
+    c->logn_attn = !cJSON_IsFalse(logn);
+    if (cJSON_IsFalse(item(cfg, "no_bias"))) {
+        airllm_errf(err, "%s: no_bias false (biases on c_proj and the MLP) is not supported",
+                    path);
+        return RT_CONFIG_UNSUPPORTED;
+    }
+    /* the code never reads max_position_embeddings; logn's table ends at
+     * 32767 positions */
+    long lim = c->max_pos > c->seq_length ? c->max_pos : c->seq_length;
+    c->ctx_max = (int)(lim > 32767 ? lim : 32767);
+    return 0;
+}
+
 int rt_config_parse(const char *text, size_t len, const char *path, rt_config *c,
                     airllm_err *err)
 {
@@ -330,9 +475,16 @@ int rt_config_parse(const char *text, size_t len, const char *path, rt_config *c
         c->arch = RT_ARCH_CHATGLM;
     else if (strcmp(type, "baichuan") == 0)
         c->arch = RT_ARCH_BAICHUAN;
+    else if (strcmp(type, "qwen") == 0)
+        c->arch = RT_ARCH_QWEN;
+    else if (strcmp(type, "internlm2") == 0)
+        c->arch = RT_ARCH_INTERNLM2;
+    else if (strcmp(type, "internlm") == 0)
+        c->arch = RT_ARCH_INTERNLM;
     else {
         airllm_errf(err, "%s: architecture \"%s\" is not supported by airllm-run (supported: "
-                         "llama, mistral, qwen2, qwen3, mixtral, chatglm, baichuan)",
+                         "llama, mistral, qwen2, qwen3, mixtral, chatglm, baichuan, qwen, "
+                         "internlm, internlm2)",
                     path, *type ? type : "(no model_type)");
         rc = RT_CONFIG_UNSUPPORTED;
         goto out;
@@ -399,7 +551,7 @@ int rt_config_parse(const char *text, size_t len, const char *path, rt_config *c
         airllm_errf(err, "%s: rms_norm_eps %g must be a positive float", path, eps);
         goto out;
     }
-    c->rms_eps = (float)eps;
+    c->rms_eps = (float)(c->arch == RT_ARCH_QWEN ? eps2 : eps); /* Qwen's key */
     if ((rc = check_act(cfg, path, err)) != 0 || (rc = parse_rope(cfg, path, c, err)) != 0)
         goto out;
     rc = -1;
@@ -429,9 +581,13 @@ int rt_config_parse(const char *text, size_t len, const char *path, rt_config *c
     }
 tail:;
     const cJSON *tie = item(cfg, "tie_word_embeddings");
-    /* ChatGLM and Baichuan never tie (their code has its own head) */
-    c->tie_embeddings = tie ? cJSON_IsTrue(tie)
-                            : c->arch != RT_ARCH_CHATGLM && c->arch != RT_ARCH_BAICHUAN;
+    /* ChatGLM, Baichuan, QWenConfig and InternLM(2)Config default to an
+     * untied head (their code has its own) */
+    c->tie_embeddings = tie ? cJSON_IsTrue(tie) : !untied_family(c);
+    c->ctx_max = c->max_pos;
+    if (family_a(c) && (rc = parse_family_a(cfg, path, c, err)) != 0)
+        goto out;
+    rc = -1;
     if (get_int(cfg, "bos_token_id", -2, -2, c->vocab - 1, path, &v, err))
         goto out;
     c->bos_id = v < 0 ? -1 : (int32_t)v;

@@ -2,14 +2,38 @@
  * every encoding, raw, zstd-decoded or quantized, and every residency works
  * unchanged, and no weight is copied), and the output activations are
  * split. Layouts (rows of the matrix = columns of the output):
- *   wqkv [Q + 2 KV, H]: q | k | v (ChatGLM's query_key_value, Baichuan's
- *                       W_pack), bqkv [Q + 2 KV] its bias or NULL
+ *   wqkv [Q + 2 KV, H]: by c->qkv_layout: q | k | v (ChatGLM's
+ *                       query_key_value, Baichuan's W_pack, Qwen's c_attn)
+ *                       or grouped per KV head (InternLM2's wqkv);
+ *                       bqkv [Q + 2 KV] its bias or NULL
  *   gate_up [2 I, H]:   gate | up (ChatGLM's dense_h_to_4h)
  * The output goes through m->fused [n, max(Q + 2 KV, 2 I)]. */
 #include "rt.h"
 
 #include <math.h>
 #include <string.h>
+
+void rt_qkv_split(const rt_config *c, const float *y, float *q, float *k, float *v)
+{
+    size_t hd = (size_t)c->head_dim, Q = (size_t)c->n_heads * hd;
+    size_t KV = (size_t)c->n_kv_heads * hd;
+    if (c->qkv_layout == RT_QKV_CONCAT) {
+        memcpy(q, y, Q * sizeof(float));
+        memcpy(k, y + Q, KV * sizeof(float));
+        memcpy(v, y + Q + KV, KV * sizeof(float));
+        return;
+    }
+    /* RT_QKV_GROUPED, InternLM2's rearrange "(h gs d)" with gs = G + 2:
+     * block j holds query heads j*G .. j*G+G-1, then k_j, then v_j, hd
+     * values each. */
+    size_t G = (size_t)(c->n_heads / c->n_kv_heads);
+    for (size_t j = 0; j < (size_t)c->n_kv_heads; j++) {
+        const float *b = y + j * (G + 2) * hd;
+        memcpy(q + j * G * hd, b, G * hd * sizeof(float));
+        memcpy(k + j * hd, b + G * hd, hd * sizeof(float));
+        memcpy(v + j * hd, b + (G + 1) * hd, hd * sizeof(float));
+    }
+}
 
 int rt_qkv_fused(rt_model *m, const rt_layer *l, const float *x, size_t n, airllm_err *err)
 {
@@ -25,12 +49,8 @@ int rt_qkv_fused(rt_model *m, const rt_layer *l, const float *x, size_t n, airll
             for (size_t i = 0; i < W; i++)
                 m->fused[t * W + i] += m->vec[i];
     }
-    for (size_t t = 0; t < n; t++) {
-        const float *f = m->fused + t * W;
-        memcpy(m->q + t * Q, f, Q * sizeof(float));
-        memcpy(m->k + t * KV, f + Q, KV * sizeof(float));
-        memcpy(m->v + t * KV, f + Q + KV, KV * sizeof(float));
-    }
+    for (size_t t = 0; t < n; t++)
+        rt_qkv_split(c, m->fused + t * W, m->q + t * Q, m->k + t * KV, m->v + t * KV);
     return 0;
 }
 

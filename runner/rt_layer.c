@@ -15,8 +15,11 @@
  *   q_norm, k_norm [1, head_dim]            Qwen3 only
  *   gate [I, H]  up [I, H]  down [H, I]     dense MLP
  *   router [E, H], per expert w1 [I, H]  w3 [I, H]  w2 [H, I]   Mixtral
- *   wqkv [Q + 2 KV, H], bqkv [Q + 2 KV] (optional)   ChatGLM, Baichuan
- *   gate_up [2 I, H]                        ChatGLM */
+ *   wqkv [Q + 2 KV, H], bqkv [Q + 2 KV] (optional)   ChatGLM, Baichuan,
+ *                                           Qwen v1, InternLM2
+ *   gate_up [2 I, H]                        ChatGLM
+ *   bo [H] (optional)                       InternLM2
+ * (Qwen v1 and InternLM2 names: rt_family_a.c) */
 #include "rt.h"
 
 #include <stddef.h>
@@ -69,6 +72,8 @@ size_t rt_layer_roles(const rt_config *c, rt_role out[RT_LAYER_ROLES_MAX])
         return roles_chatglm(c, out);
     if (c->arch == RT_ARCH_BAICHUAN)
         return roles_baichuan(c, out);
+    if (c->arch == RT_ARCH_QWEN || c->arch == RT_ARCH_INTERNLM2)
+        return rt_roles_family_a(c, out); /* fused q/k/v: rt_family_a.c */
     /* In this order so that a broken unit reports the same first problem
      * as before the binder existed. */
     out[n++] = ROLE(attn_norm, "input_layernorm.weight", 1, H, false);
@@ -80,6 +85,8 @@ size_t rt_layer_roles(const rt_config *c, rt_role out[RT_LAYER_ROLES_MAX])
     out[n++] = ROLE(bq, "self_attn.q_proj.bias", 0, Q, true);
     out[n++] = ROLE(bk, "self_attn.k_proj.bias", 0, KV, true);
     out[n++] = ROLE(bv, "self_attn.v_proj.bias", 0, KV, true);
+    if (c->arch == RT_ARCH_INTERNLM) /* config "bias": q/k/v and o */
+        out[n++] = ROLE(bo, "self_attn.o_proj.bias", 0, H, true);
     if (c->arch == RT_ARCH_QWEN3) {
         out[n++] = ROLE(q_norm, "self_attn.q_norm.weight", 1, hd, false);
         out[n++] = ROLE(k_norm, "self_attn.k_norm.weight", 1, hd, false);

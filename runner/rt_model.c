@@ -157,9 +157,10 @@ static void rope_angles(float *cs, int rd, const float *inv, size_t pos)
     }
 }
 
-/* Rotates the first rd dims of each of the heads (hd apart) by cs: pairs
- * (i, i + rd / 2) (rotate-half), or (2i, 2i + 1) with adjacent (ChatGLM);
- * dims past rd pass through. */
+/* Rotates the first rd dims of each of the heads (hd apart) by cs (as
+ * rope_angles / rt_rope_token make it, half = rd / 2): pairs (i, i + rd / 2)
+ * (rotate-half), or (2i, 2i + 1) with adjacent (ChatGLM); dims past rd
+ * (ChatGLM, Qwen rotary_pct) pass through. */
 static void rope_apply(float *v, int heads, int hd, int rd, bool adjacent, const float *cs)
 {
     int half = rd / 2;
@@ -336,7 +337,7 @@ static int ensure_buffers(rt_model *m, size_t n, airllm_err *err)
     m->router = malloc(sizeof(float) * n * (c->n_experts ? c->n_experts : 1));
     /* attention scores: one row of the context per pool thread (all of
      * them, not just those active now: rt_pool_set_active changes that) */
-    m->scores = malloc(sizeof(float) * (size_t)m->threads * (size_t)c->max_pos);
+    m->scores = malloc(sizeof(float) * (size_t)m->threads * (size_t)c->ctx_max);
     m->max_tokens = n;
     if (!m->x || !m->xb || !m->q || !m->k || !m->v || !m->att_out || !m->hb || !m->hb2 ||
         !m->moe_acc || !m->router || !m->scores || !m->fused)
@@ -351,10 +352,10 @@ int rt_seq_init(rt_seq *s, const rt_model *m, const int32_t *prompt, size_t n, s
     memset(s, 0, sizeof *s);
     if (n == 0)
         return airllm_errf(err, "empty prompt");
-    if (ctx > (size_t)c->max_pos)
+    if (ctx > (size_t)c->ctx_max)
         return airllm_errf(err, "prompt (%zu tokens) plus new tokens need %zu positions, more "
-                                "than max_position_embeddings %d",
-                           n, ctx, c->max_pos);
+                                "than %d (max_position_embeddings %d)",
+                           n, ctx, c->ctx_max, c->max_pos);
     for (size_t i = 0; i < n; i++)
         if (prompt[i] < 0 || prompt[i] >= c->vocab)
             return airllm_errf(err, "token id %d is outside the vocabulary (0..%d)", prompt[i],
@@ -428,7 +429,7 @@ static int attention_run(void *ctx, size_t job, int thread, airllm_err *err)
     const float *q = m->q + t * (size_t)c->n_heads * hd + h * hd;
     const float *kc = s->k + (size_t)st->layer * s->ctx * kvd + (h / group) * hd;
     const float *vc = s->v + (size_t)st->layer * s->ctx * kvd + (h / group) * hd;
-    float *sc = m->scores + (size_t)thread * c->max_pos;
+    float *sc = m->scores + (size_t)thread * c->ctx_max;
     size_t np = pos + 1 - lo;
     if (airllm_attn_scores(q, kc + lo * kvd, kvd, (size_t)hd, np, 1.0f / sqrtf((float)hd), sc,
                            err))
@@ -612,11 +613,24 @@ static int layer_forward(rt_model *m, step *st, const rt_slot *sl, const char *u
             rope_apply(m->k + t * KV, c->n_kv_heads, (int)hd, c->rope_dim,
                        c->rope_pairs_adjacent, st->rope_cs + t * hd);
         }
+        float ls = rt_logn_scale(c, st->pos[t]); /* Qwen logn; 1 otherwise */
+        if (ls != 1.0f)
+            for (size_t i = 0; i < Q; i++)
+                m->q[t * Q + i] *= ls;
         rt_seq *s = st->seq[t];
         size_t off = ((size_t)st->layer * s->ctx + st->pos[t]) * KV;
         memcpy(s->k + off, m->k + t * KV, KV * sizeof(float));
         memcpy(s->v + off, m->v + t * KV, KV * sizeof(float));
     }
+    /* InternLM v1 dynamic RoPE: each sequence's earlier keys turn to the
+     * rotation of its new length (once per sequence: its first token) */
+    if (c->rope_kind == RT_ROPE_DYNAMIC_V1)
+        for (size_t t = 0; t < n; t++) {
+            rt_seq *s = st->seq[t];
+            if (st->pos[t] == s->n_cached && s->n_cached)
+                rt_rerotate_keys(c, s->k + (size_t)st->layer * s->ctx * KV, s->n_cached, KV,
+                                 s->n_cached, s->n_ids);
+        }
     att_job aj = {st, (size_t)c->n_heads};
     /* Decode attention over a short context is microseconds: run it here
      * rather than pay a hand-off (see rt_matmul). */
@@ -631,7 +645,7 @@ static int layer_forward(rt_model *m, step *st, const rt_slot *sl, const char *u
         arc = rt_pool_run(m->pool, attention_run, &aj, jobs, err);
     if (arc)
         return airllm_err_prefix(err, "%s: attention", unit);
-    if (rt_matmul(m->pool, l.wo, m->att_out, n, m->xb, err))
+    if (rt_matmul(m->pool, l.wo, m->att_out, n, m->xb, err) || add_bias(l.bo, m->xb, n, H, w, err))
         return -1;
     for (size_t i = 0; i < n * H; i++)
         m->x[i] += m->xb[i];
@@ -709,7 +723,14 @@ int rt_forward(rt_model *m, rt_seq **seqs, size_t n_seqs, float *logits, airllm_
             st.seq[k] = seqs[i];
             st.pos[k] = p;
             ids[k] = seqs[i]->ids[p];
-            rope_angles(st.rope_cs + k * (size_t)c->head_dim, c->rope_dim, m->rope_inv_freq, p);
+            /* the scalings of rt_family_a.c depend on the sequence's
+             * length; plain RoPE (any rope_dim) is one table for all */
+            if (c->rope_kind != RT_ROPE_PLAIN)
+                rt_rope_token(c, p, seqs[i]->n_ids, seqs[i]->n_prompt,
+                              st.rope_cs + k * (size_t)c->head_dim);
+            else
+                rope_angles(st.rope_cs + k * (size_t)c->head_dim, c->rope_dim,
+                            m->rope_inv_freq, p);
         }
         last[i] = k - 1;
     }

@@ -34,7 +34,7 @@ golden_nf4.json and golden_int8.json are the same for the directory after
 modeling code runs with every quantized tensor replaced by its dequantized
 values, read back from the quantized unit files (tests/check_quant.py's
 decoder), so the reference quantizes exactly the tensors the runner reads
-(tests/families_run.sh checks them).
+(tests/run_glm_baichuan.sh checks them).
 
 The remote code is imported as a package from a temporary copy of the
 directory (Baichuan-7B's file imports its configuration module absolutely,

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The CUDA backend against the CPU backend (docs/runner.md "CUDA"): greedy ids
 # identical and logits within a tolerance on ../shared/golden and on the
-# transformers fixtures of every architecture, each held in VRAM and
+# transformers fixtures of every architecture (and the remote-code
+# families' goldens, tests/data/families), each held in VRAM and
 # streamed through a budget of about two layers, batched, with the KV cache
 # on the host; and its errors (a budget too small names one that fits).
 #
@@ -134,19 +135,33 @@ for dir in "$SRC_DIR"/tests/data/arch/*/; do
     vs_cpu "$S/archq" "$c nf4 streamed" --gpu-mem-budget "${mb:-1G}" --mem-budget 0
 done
 
-# ChatGLM and Baichuan (fused qkv / gate|up, half-head adjacent RoPE, ALiBi,
-# NormHead): batched, and their nf4 / int8 references held and streamed
-for c in chatglm_groups chatglm_rope_ratio baichuan_alibi baichuan_rope; do
-    d=$SRC_DIR/tests/data/arch/$c
+# The fused-matrix families: ChatGLM and Baichuan (tests/data/arch, float
+# held and streamed by the loop above; fused qkv / gate|up, half-head
+# adjacent RoPE, ALiBi, NormHead) and Qwen v1 / InternLM / InternLM2
+# (tests/data/families: grouped q/k/v split, per-token RoPE tables, Qwen
+# logn). Batched, and the nf4 / int8 goldens held and streamed, each
+# quantized as its generator did (ChatGLM/Baichuan nf4 with the LM head).
+for dir in "$SRC_DIR"/tests/data/arch/{chatglm,baichuan}_*/ "$SRC_DIR"/tests/data/families/*/; do
+    [ -f "$dir/golden.json" ] || continue
+    head=()
     rm -rf "$S/fam" "$S/fam.nf4" "$S/fam.int8"
-    "$AIRLLM_SPLIT" -q "$d" "$S/fam"
-    "$AIRLLM_QUANT" -q -t nf4 --include lm_head "$S/fam" "$S/fam.nf4"
+    "$AIRLLM_SPLIT" -q "$dir" "$S/fam"
+    case $dir in
+    */arch/*) head=(--include lm_head) ;;
+    *)
+        golden "$S/fam" "$dir/golden.json" 1e-4 -- --device cuda
+        mb=$(min_budget "$S/fam")
+        golden "$S/fam" "$dir/golden.json" 1e-4 -- --device cuda --gpu-mem-budget "${mb:-1G}" \
+            --mem-budget 0
+        ;;
+    esac
+    golden "$S/fam" "$dir/golden.json" 1e-4 --batch -- --device cuda
+    "$AIRLLM_QUANT" -q -t nf4 "${head[@]}" "$S/fam" "$S/fam.nf4"
     "$AIRLLM_QUANT" -q -t int8 "$S/fam" "$S/fam.int8"
-    golden "$S/fam" "$d/golden.json" 1e-4 --batch -- --device cuda
     for q in nf4 int8; do
-        golden "$S/fam.$q" "$d/golden_$q.json" 1e-4 -- --device cuda
+        golden "$S/fam.$q" "$dir/golden_$q.json" 1e-4 -- --device cuda
         mb=$(min_budget "$S/fam.$q")
-        golden "$S/fam.$q" "$d/golden_$q.json" 1e-4 -- --device cuda --gpu-mem-budget "${mb:-1G}" \
+        golden "$S/fam.$q" "$dir/golden_$q.json" 1e-4 -- --device cuda --gpu-mem-budget "${mb:-1G}" \
             --mem-budget 0
     done
 done

@@ -39,23 +39,7 @@ for dir in "$SRC_DIR"/tests/data/arch/*/; do
     "$AIRLLM_SPLIT" -q "$dir" "$S/arch"
     golden "$S/arch" "$dir/golden.json" 1e-4
     golden "$S/arch" "$dir/golden.json" 1e-4 -- --mem-budget 0
-    # the same prompt twice plus a shorter one in one batch: each as alone
-    python3 - "$dir/golden.json" "$S/arch_prompts.txt" <<'EOF'
-import json, sys
-g = json.load(open(sys.argv[1]))
-ids = g["prompt_ids"]
-open(sys.argv[2], "w").write("ids:%s\nids:%s\nids:%s\n" % (
-    ",".join(map(str, ids)), ",".join(map(str, ids[:7])), ",".join(map(str, ids))))
-EOF
-    if "$R" -q --json --mem-budget 0 --prompts "$S/arch_prompts.txt" -n 8 "$S/arch" >"$S/b.json" 2>"$S/err" &&
-        python3 - "$dir/golden.json" "$S/b.json" <<'EOF'
-import json, sys
-g = json.load(open(sys.argv[1]))
-r = json.load(open(sys.argv[2]))["results"]
-assert r[0]["generated_ids"] == g["greedy_ids"], (r[0], g["greedy_ids"])
-assert r[2]["generated_ids"] == g["greedy_ids"]
-EOF
-    then ok "$c: batch of 3 (mixed lengths) matches the golden"; else bad "$c: batch: $(head -c 300 "$S/err")"; fi
+    batch "$S/arch" "$dir/golden.json" --mem-budget 0
 done
 
 # MoE: a streamed layer is read without its experts, then only the experts

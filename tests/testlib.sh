@@ -60,3 +60,46 @@ golden() {
         bad "golden $(basename "$d") $*: $(head -c 600 "$SCRATCH/g.out")"
     fi
 }
+
+# batch DIR GOLDEN [ARGS]: a one-case golden's prompt, its first 7 ids and
+# the prompt again in one --prompts run of $AIRLLM_RUN (ARGS added); both
+# full prompts must give the golden's greedy ids, i.e. a batch of mixed
+# lengths leaves each sequence as if alone. One PASS/FAIL line.
+batch() {
+    local d=$1 g=$2
+    shift 2
+    python3 - "$g" "$SCRATCH/prompts.txt" <<'EOF'
+import json, sys
+ids = json.load(open(sys.argv[1]))["prompt_ids"]
+f = lambda x: ",".join(map(str, x))
+open(sys.argv[2], "w").write("ids:%s\nids:%s\nids:%s\n" % (f(ids), f(ids[:7]), f(ids)))
+EOF
+    if "$AIRLLM_RUN" -q --json --prompts "$SCRATCH/prompts.txt" -n 8 "$@" "$d" \
+        >"$SCRATCH/b.json" 2>"$SCRATCH/b.err" &&
+        python3 - "$g" "$SCRATCH/b.json" <<'EOF'
+import json, sys
+g = json.load(open(sys.argv[1]))
+r = json.load(open(sys.argv[2]))["results"]
+assert r[0]["generated_ids"] == g["greedy_ids"], (r[0]["generated_ids"], g["greedy_ids"])
+assert r[2]["generated_ids"] == g["greedy_ids"], (r[2]["generated_ids"], g["greedy_ids"])
+EOF
+    then
+        ok "$(basename "$(dirname "$g")") $(basename "$g"): batch of 3 (mixed lengths) $*"
+    else
+        bad "$g: batch $*: $(head -c 300 "$SCRATCH/b.err")"
+    fi
+}
+
+# set_key DIR KEY JSON_VALUE (null: remove) in DIR/config.json
+set_key() {
+    python3 - "$1/config.json" "$2" "$3" <<'EOF'
+import json, sys
+p, k, v = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+c = json.load(open(p))
+if v is None:
+    c.pop(k, None)
+else:
+    c[k] = v
+json.dump(c, open(p, "w"), indent=1)
+EOF
+}

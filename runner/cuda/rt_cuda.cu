@@ -93,7 +93,17 @@ struct rt_cuda {
     size_t deq_elems;
     float *inv_freq;       /* [rope_dim / 2] */
     float *alibi;          /* [n_heads] ALiBi slopes (Baichuan 13B), or NULL */
-    float *fused;          /* [cap, max(Q + 2 KV, 2 I)]: a fused matmul's output */
+    /* [cap, max(Q + 2 KV, 2 I)]: a fused matmul's output (q/k/v of ChatGLM,
+     * Baichuan, Qwen v1, InternLM2; gate | up of ChatGLM) */
+    float *fused;
+    /* Qwen v1 / InternLM (rt_family_a.c): each token's RoPE cos/sin
+     * [cap, head_dim] and query scale [cap] */
+    float *rope_cs, *tok_scale;
+    /* InternLM v1 dynamic RoPE: per sequence, the inverse frequencies its
+     * cached keys have and must get [cap_seqs, 2, head_dim / 2], and how many
+     * keys to turn (0: none) [cap_seqs] */
+    float *rr_inv;
+    int *rr_n;
     /* accounting */
     uint64_t alloc_bytes, peak_bytes, kv_bytes, work_bytes, held_bytes, peak_used;
     uint64_t h2d_bytes;
@@ -306,6 +316,16 @@ __global__ void k_silu_mul(float *a, const float *b, size_t n)
     }
 }
 
+/* Pair f of the head x turned by the angle whose cos and sin are c, s:
+ * rotate-half (f, f + half), or adjacent (2f, 2f + 1) (ChatGLM). */
+__device__ void rope_pair(float *x, int f, int half, int adjacent, float c, float s)
+{
+    int ia = adjacent ? 2 * f : f, ib = adjacent ? 2 * f + 1 : f + half;
+    float a = x[ia], b = x[ib];
+    x[ia] = a * c - b * s;
+    x[ib] = b * c + a * s;
+}
+
 /* RoPE on v [n, heads, hd] at each token's position, over the first rd
  * dims of each head: rotate-half pairs (f, f + rd / 2), or adjacent pairs
  * (2f, 2f + 1) (ChatGLM); the rest of the head passes through. */
@@ -321,28 +341,39 @@ __global__ void k_rope(float *v, int n, int heads, int hd, int rd, int adjacent,
     int t = (int)(th / heads);
     float ang = (float)pos[t] * inv[f];
     float c = cosf(ang), s = sinf(ang);
-    float *x = v + th * hd;
-    int ia = adjacent ? 2 * f : f, ib = adjacent ? 2 * f + 1 : f + half;
-    float a = x[ia], b = x[ib];
-    x[ia] = a * c - b * s;
-    x[ib] = b * c + a * s;
+    rope_pair(v + th * hd, f, half, adjacent, c, s);
 }
 
-/* A fused q | k | v output f [n, Q + 2 KV] split into q [n, Q], k, v [n, KV]. */
-__global__ void k_split_qkv(const float *f, float *q, float *k, float *v, int n, int Q, int KV)
+/* A fused projection y [n, Q + 2 KV] into q [n, Q], k [n, KV], v [n, KV]:
+ * grouped 0 (RT_QKV_CONCAT: ChatGLM, Baichuan, Qwen v1) rows q | k | v;
+ * grouped 1 (RT_QKV_GROUPED: InternLM2) per KV head j, its G query heads,
+ * then k_j, then v_j (rt_qkv_split is the reference). */
+__global__ void k_qkv_split(const float *y, float *q, float *k, float *v, int n, int heads,
+                            int kv_heads, int hd, int grouped)
 {
-    size_t W = (size_t)Q + 2 * (size_t)KV;
+    size_t Q = (size_t)heads * hd, KV = (size_t)kv_heads * hd, F = Q + 2 * KV;
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= (size_t)n * W)
+    if (i >= (size_t)n * F)
         return;
-    size_t t = i / W, c = i % W;
-    float x = f[i];
-    if (c < (size_t)Q)
-        q[t * Q + c] = x;
-    else if (c < (size_t)Q + KV)
-        k[t * KV + c - Q] = x;
+    size_t t = i / F, r = i % F;
+    float x = y[i];
+    if (!grouped) {
+        if (r < Q)
+            q[t * Q + r] = x;
+        else if (r < Q + KV)
+            k[t * KV + r - Q] = x;
+        else
+            v[t * KV + r - Q - KV] = x;
+        return;
+    }
+    size_t G = (size_t)(heads / kv_heads), blk = r / ((G + 2) * hd), w = r % ((G + 2) * hd);
+    size_t slot = w / hd, d = w % hd;
+    if (slot < G)
+        q[t * Q + (blk * G + slot) * hd + d] = x;
+    else if (slot == G)
+        k[t * KV + blk * hd + d] = x;
     else
-        v[t * KV + c - Q - KV] = x;
+        v[t * KV + blk * hd + d] = x;
 }
 
 /* ChatGLM's SwiGLU halves: h[t, i] = silu(f[t, i]) * f[t, I + i], f [n, 2I]. */
@@ -355,6 +386,8 @@ __global__ void k_swiglu_halves(const float *f, float *h, int n, int I)
     float g = f[t * 2 * I + c];
     h[i] = g / (1.0f + expf(-g)) * f[t * 2 * I + I + c];
 }
+
+#include "rt_family_a_kernels.cuh"
 
 /* Each token's k and v rows [kvd] into its sequence's cache at (layer, pos). */
 __global__ void k_kv_store(const float *k, const float *v, int n, int kvd, int layer,
@@ -840,15 +873,17 @@ static void cu_seq_free(rt_cuda *g, rt_seq *s)
 
 static void work_free(rt_cuda *g)
 {
-    float **f[] = {&g->x,  &g->xb,   &g->q,  &g->k,  &g->v,  &g->att,    &g->hb,
-                   &g->hb2, &g->acc, &g->router, &g->xg, &g->vec, &g->vec2, &g->xl,
-                   &g->logits, &g->wts, &g->deq, &g->fused};
+    float **f[] = {&g->x,      &g->xb,   &g->q,      &g->k,         &g->v,     &g->att,
+                   &g->hb,     &g->hb2,  &g->acc,    &g->router,    &g->xg,    &g->vec,
+                   &g->vec2,   &g->xl,   &g->logits, &g->wts,       &g->deq,   &g->fused,
+                   &g->rope_cs, &g->tok_scale, &g->rr_inv};
     for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
         cudaFree(*f[i]);
         *f[i] = NULL;
     }
     void **p[] = {(void **)&g->tok_pos, (void **)&g->tok_seq, (void **)&g->idx,
-                  (void **)&g->seq_k, (void **)&g->seq_v, (void **)&g->seq_ctx};
+                  (void **)&g->seq_k, (void **)&g->seq_v, (void **)&g->seq_ctx,
+                  (void **)&g->rr_n};
     for (size_t i = 0; i < sizeof p / sizeof p[0]; i++) {
         cudaFree(*p[i]);
         *p[i] = NULL;
@@ -898,6 +933,8 @@ static int work_ensure(rt_cuda *g, const rt_model *m, size_t n, size_t n_seqs, a
         {(void **)&g->tok_seq, 4 * n},        {(void **)&g->idx, 4 * n * per_tok},
         {(void **)&g->seq_k, 8 * n_seqs},     {(void **)&g->seq_v, 8 * n_seqs},
         {(void **)&g->seq_ctx, 8 * n_seqs},   {(void **)&g->fused, 4 * n * F},
+        {(void **)&g->rope_cs, 4 * n * (size_t)c->head_dim}, {(void **)&g->tok_scale, 4 * n},
+        {(void **)&g->rr_inv, 4 * n_seqs * (size_t)c->head_dim}, {(void **)&g->rr_n, 4 * n_seqs},
     };
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
         if (dev_alloc(g, want[i].p, want[i].bytes, "activations", err)) {
@@ -920,6 +957,8 @@ typedef struct {
     int *h_idx;          /* host scratch: an entry per (token, expert picked) */
     float *h_wts;
     float *h_router;
+    int rr_maxp;         /* InternLM v1: the most cached keys a sequence turns; 0 none */
+    size_t n_seqs;
 } fwd;
 
 /* rt_slot_find / rt_slot_need over an array of device views. */
@@ -1094,6 +1133,50 @@ static int moe(fwd *f, unit_views *uv, const char *unit, const rt_tensor *router
     return 0;
 }
 
+/* InternLM v1 (RT_ROPE_DYNAMIC_V1): per sequence, its cached keys' and
+ * the new inverse frequencies, uploaded for k_rerotate; f->rr_maxp 0 when
+ * no sequence's base moved. */
+static int rerotate_tables(rt_cuda *g, const rt_config *c, rt_seq **seqs, size_t n_seqs, fwd *f,
+                           airllm_err *err)
+{
+    size_t half = (size_t)c->rope_dim / 2;
+    float *inv = (float *)malloc(sizeof(float) * 2 * half * n_seqs);
+    int *nk = (int *)malloc(sizeof(int) * n_seqs);
+    if (!inv || !nk) {
+        free(inv);
+        free(nk);
+        return airllm_errf(err, "out of memory");
+    }
+    f->rr_maxp = 0;
+    f->n_seqs = n_seqs;
+    for (size_t i = 0; i < n_seqs; i++) {
+        float *io = inv + i * 2 * half, *in = io + half;
+        rt_rope_inv(c, seqs[i]->n_cached, 0, io);
+        rt_rope_inv(c, seqs[i]->n_ids, 0, in);
+        bool moved = seqs[i]->n_cached && memcmp(io, in, sizeof(float) * half) != 0;
+        nk[i] = moved ? (int)seqs[i]->n_cached : 0;
+        f->rr_maxp = nk[i] > f->rr_maxp ? nk[i] : f->rr_maxp;
+    }
+    int rc = 0;
+    cudaError_t e = cudaMemcpy(g->rr_inv, inv, sizeof(float) * 2 * half * n_seqs,
+                               cudaMemcpyHostToDevice);
+    if (e == cudaSuccess)
+        e = cudaMemcpy(g->rr_n, nk, sizeof(int) * n_seqs, cudaMemcpyHostToDevice);
+    if (e != cudaSuccess)
+        rc = cuda_fail(err, e, "cudaMemcpy", __FILE__, __LINE__);
+    free(inv);
+    free(nk);
+    return rc;
+}
+
+/* Families whose RoPE the host tabulates per token (rt_rope_token: the
+ * scalings depend on each sequence's length) or whose queries it scales
+ * (Qwen logn); plain RoPE, partial or not, is k_rope's. */
+static bool rope_tables(const rt_config *c)
+{
+    return c->rope_kind != RT_ROPE_PLAIN || c->logn_attn;
+}
+
 static int layer(fwd *f, unit_views *uv, const char *unit, int li, airllm_err *err)
 {
     rt_cuda *g = f->g;
@@ -1107,12 +1190,15 @@ static int layer(fwd *f, unit_views *uv, const char *unit, int li, airllm_err *e
     if (rmsnorm(g, g->xb, g->x, l.attn_norm, n, H, c->rms_eps, err))
         return -1;
     if (l.wqkv) {
-        /* ChatGLM, Baichuan: the fused matrix whole, its output split */
+        /* ChatGLM, Baichuan, Qwen v1, InternLM2: one matmul of the fused
+         * matrix, then its output rows split by the layout (never the
+         * weights) */
         if (mm(g, l.wqkv, g->xb, n, g->fused, err) ||
             add_bias(g, l.bqkv, g->fused, n, Q + 2 * KV, err))
             return -1;
-        k_split_qkv<<<blocks(n * (Q + 2 * KV), 256), 256, 0, g->compute>>>(
-            g->fused, g->q, g->k, g->v, (int)n, (int)Q, (int)KV);
+        k_qkv_split<<<blocks(n * (Q + 2 * KV), 256), 256, 0, g->compute>>>(
+            g->fused, g->q, g->k, g->v, (int)n, c->n_heads, c->n_kv_heads, (int)hd,
+            c->qkv_layout == RT_QKV_GROUPED);
         KCHECK();
     } else if (mm(g, l.wq, g->xb, n, g->q, err) || mm(g, l.wk, g->xb, n, g->k, err) ||
                mm(g, l.wv, g->xb, n, g->v, err) || add_bias(g, l.bq, g->q, n, Q, err) ||
@@ -1124,7 +1210,21 @@ static int layer(fwd *f, unit_views *uv, const char *unit, int li, airllm_err *e
                      rmsnorm(g, g->k, g->k, l.k_norm, n * c->n_kv_heads, hd, c->rms_eps, err)))
         return -1;
     size_t half = (size_t)c->rope_dim / 2;
-    if (!c->alibi) {
+    if (c->alibi) {
+        /* Baichuan 13B: no RoPE; k_attention adds the biases */
+    } else if (rope_tables(c)) {
+        k_rope_cs<<<blocks(n * c->n_heads * half, 256), 256, 0, g->compute>>>(
+            g->q, (int)n, c->n_heads, (int)hd, c->rope_dim, g->rope_cs);
+        KCHECK();
+        k_rope_cs<<<blocks(n * c->n_kv_heads * half, 256), 256, 0, g->compute>>>(
+            g->k, (int)n, c->n_kv_heads, (int)hd, c->rope_dim, g->rope_cs);
+        KCHECK();
+        if (c->logn_attn) {
+            k_scale_rows<<<blocks(n * Q, 256), 256, 0, g->compute>>>(g->q, (int)n, (int)Q,
+                                                                      g->tok_scale);
+            KCHECK();
+        }
+    } else {
         k_rope<<<blocks(n * c->n_heads * half, 256), 256, 0, g->compute>>>(
             g->q, (int)n, c->n_heads, (int)hd, c->rope_dim, c->rope_pairs_adjacent, g->tok_pos,
             g->inv_freq);
@@ -1138,13 +1238,20 @@ static int layer(fwd *f, unit_views *uv, const char *unit, int li, airllm_err *e
         g->k, g->v, (int)n, (int)KV, li, g->tok_seq, g->tok_pos, g->seq_k, g->seq_v,
         g->seq_ctx);
     KCHECK();
+    if (f->rr_maxp) {
+        int rh = c->rope_dim / 2;
+        k_rerotate<<<blocks((size_t)f->n_seqs * f->rr_maxp * rh, 256), 256, 0, g->compute>>>(
+            g->seq_k, g->seq_ctx, g->rr_n, g->rr_inv, (int)f->n_seqs, f->rr_maxp, li, (int)KV,
+            (int)hd, c->n_kv_heads, rh);
+        KCHECK();
+    }
     size_t shmem = sizeof(float) * (hd + ATT_CHUNK + 32);
     k_attention<<<(unsigned)(n * c->n_heads), ATT_THREADS, shmem, g->compute>>>(
         g->q, g->att, c->n_heads, c->n_kv_heads, (int)hd, li, c->sliding_window,
         1.0f / sqrtf((float)hd), g->alibi, g->tok_seq, g->tok_pos, g->seq_k, g->seq_v,
         g->seq_ctx);
     KCHECK();
-    if (mm(g, l.wo, g->att, n, g->xb, err))
+    if (mm(g, l.wo, g->att, n, g->xb, err) || add_bias(g, l.bo, g->xb, n, H, err))
         return -1;
     k_add<<<blocks(n * H, 256), 256, 0, g->compute>>>(g->x, g->xb, n * H);
     KCHECK();
@@ -1191,8 +1298,12 @@ static int cu_forward(rt_cuda *g, rt_model *m, rt_seq **seqs, size_t n_seqs, flo
     size_t per_tok = c->n_experts_used > 1 ? (size_t)c->n_experts_used : 1;
     fwd f = {g, m, n, (int *)malloc(sizeof(int) * n * per_tok),
              (float *)malloc(sizeof(float) * n * per_tok),
-             (float *)malloc(sizeof(float) * n * (c->n_experts ? c->n_experts : 1))};
-    int rc = tpos && tseq && ids && last && sk && sv && sctx && f.h_idx && f.h_wts && f.h_router
+             (float *)malloc(sizeof(float) * n * (c->n_experts ? c->n_experts : 1)), 0, 0};
+    bool tab = rope_tables(c);
+    float *cs = tab ? (float *)malloc(sizeof(float) * n * (size_t)c->head_dim) : NULL;
+    float *tscale = tab ? (float *)malloc(sizeof(float) * n) : NULL;
+    int rc = tpos && tseq && ids && last && sk && sv && sctx && f.h_idx && f.h_wts && f.h_router &&
+                     (!tab || (cs && tscale))
                  ? 0
                  : airllm_errf(err, "out of memory");
     size_t k = 0;
@@ -1205,6 +1316,11 @@ static int cu_forward(rt_cuda *g, rt_model *m, rt_seq **seqs, size_t n_seqs, flo
             tseq[k] = (int)i;
             tpos[k] = (int)p;
             ids[k] = seqs[i]->ids[p];
+            if (tab) {
+                rt_rope_token(c, p, seqs[i]->n_ids, seqs[i]->n_prompt,
+                              cs + k * (size_t)c->head_dim);
+                tscale[k] = rt_logn_scale(c, p);
+            }
         }
         last[i] = (int)k - 1;
     }
@@ -1220,12 +1336,25 @@ static int cu_forward(rt_cuda *g, rt_model *m, rt_seq **seqs, size_t n_seqs, flo
         {g->tok_seq, tseq, sizeof(int) * n}, {g->seq_k, sk, sizeof(float *) * n_seqs},
         {g->seq_v, sv, sizeof(float *) * n_seqs}, {g->seq_ctx, sctx, sizeof(long long) * n_seqs},
     };
-    for (size_t i = 0; !rc && i < sizeof up / sizeof up[0]; i++) {
+    for (size_t i = 0; !rc && i < sizeof up / sizeof up[0] + (tab ? 2 : 0); i++) {
+        if (i >= sizeof up / sizeof up[0]) { /* the per-token RoPE tables */
+            bool first = i == sizeof up / sizeof up[0];
+            cudaError_t e = cudaMemcpyAsync(
+                first ? (void *)g->rope_cs : (void *)g->tok_scale, first ? (void *)cs : (void *)tscale,
+                first ? sizeof(float) * n * (size_t)c->head_dim : sizeof(float) * n,
+                cudaMemcpyHostToDevice, g->compute);
+            if (e != cudaSuccess)
+                rc = cuda_fail(err, e, "cudaMemcpyAsync", __FILE__, __LINE__);
+            continue;
+        }
         cudaError_t e = cudaMemcpyAsync(up[i].dst, up[i].src, up[i].bytes,
                                         cudaMemcpyHostToDevice, g->compute);
         if (e != cudaSuccess)
             rc = cuda_fail(err, e, "cudaMemcpyAsync", __FILE__, __LINE__);
     }
+    /* InternLM v1: which sequences' cached keys turn this step, and how */
+    if (!rc && c->rope_kind == RT_ROPE_DYNAMIC_V1)
+        rc = rerotate_tables(g, c, seqs, n_seqs, &f, err);
     /* the units in execution order: held ones in place; streamed ones from
      * the host slot into stream buffer b while the previous unit computes */
     for (size_t ki = 0; !rc && ki < g->plan.n_units; ki++) {
@@ -1356,6 +1485,8 @@ static int cu_forward(rt_cuda *g, rt_model *m, rt_seq **seqs, size_t n_seqs, flo
     free(sk);
     free(sv);
     free(sctx);
+    free(cs);
+    free(tscale);
     free(f.h_idx);
     free(f.h_wts);
     free(f.h_router);
