@@ -120,6 +120,13 @@ int cli_usage_error(const char *fmt, ...)
     vmsg("error: ", fmt, ap);
     va_end(ap);
     fprintf(stderr, "Try '%s --help' for more information.\n", cli_prog);
+    if (cli_json) {
+        char msg[1024];
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof msg, fmt, ap);
+        va_end(ap);
+        cli_json_error(AIRLLM_EXIT_USAGE, msg);
+    }
     return AIRLLM_EXIT_USAGE;
 }
 
