@@ -614,8 +614,9 @@ int main(int argc, char **argv)
                 }
             break;
         }
-        /* Tests (tests/json.sh): a Ctrl-C after step N, from the process
-         * itself, so that the point is exact. */
+        /* Tests (tests/json.sh): AIRLLM_FAULT_SIGINT_STEP=N is a Ctrl-C as
+         * step N (from 0) starts, sent by the process itself so that the
+         * point is exact: step N ends, then the loop stops (N + 1 tokens). */
         if (fault && o.json && step == atol(fault))
             raise(SIGINT);
         size_t na = 0;
