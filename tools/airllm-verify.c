@@ -488,13 +488,13 @@ static int parse_args(int argc, char **argv, verify_opts *o)
 static int finish(verify_ctx *v, double secs, const char *fatal)
 {
     bool ok = !fatal && v->n_problems == 0;
-    if (v->o.json) {
+    if (v->o.json && fatal && !v->incomplete) {
+        /* nothing could be checked: the error object every tool prints */
+        cli_json_error(AIRLLM_EXIT_FAIL, fatal);
+    } else if (v->o.json) {
         /* docs/json.md: status ok, failed (problems found) or incomplete
          * (not a complete conversion: nothing else could be checked) */
-        cJSON *j = cli_json_new("summary", ok              ? "ok"
-                                                 : v->incomplete ? "incomplete"
-                                                 : fatal         ? "error"
-                                                                 : "failed");
+        cJSON *j = cli_json_new("summary", ok ? "ok" : v->incomplete ? "incomplete" : "failed");
         cJSON_AddStringToObject(j, "out_dir", v->o.dir);
         if (v->o.against)
             cJSON_AddStringToObject(j, "against", v->o.against);
