@@ -10,7 +10,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <cjson/cJSON.h>
 
 #include "airllm_io.h"
 
@@ -302,12 +301,4 @@ void cli_install_fault_hook(void)
         fault_command = NULL;
     if (fault_step_target > 0 || fault_command)
         airllm_set_step_hook(fault_hook);
-}
-
-char *cli_json_string(const char *s)
-{
-    cJSON *j = cJSON_CreateString(s);
-    char *out = j ? cJSON_PrintUnformatted(j) : NULL;
-    cJSON_Delete(j);
-    return out;
 }

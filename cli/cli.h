@@ -62,9 +62,6 @@ void cli_progress_finish(cli_progress *p);
  * change a file at a precise point. */
 void cli_install_fault_hook(void);
 
-/* Writes a JSON string literal (with quotes) for s into a malloc'ed buffer. */
-char *cli_json_string(const char *s);
-
 /* --json (cli/cli_json.c, fields in docs/json.md): one compact object per
  * line on stdout. cli_json is set by cli_json_prescan, which each tool
  * calls before parsing its options, so that cli_usage_error also prints the
