@@ -10,7 +10,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <cjson/cJSON.h>
 
 #include "airllm_io.h"
 
@@ -120,6 +119,13 @@ int cli_usage_error(const char *fmt, ...)
     vmsg("error: ", fmt, ap);
     va_end(ap);
     fprintf(stderr, "Try '%s --help' for more information.\n", cli_prog);
+    if (cli_json) {
+        char msg[1024];
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof msg, fmt, ap);
+        va_end(ap);
+        cli_json_error(AIRLLM_EXIT_USAGE, msg);
+    }
     return AIRLLM_EXIT_USAGE;
 }
 
@@ -295,12 +301,4 @@ void cli_install_fault_hook(void)
         fault_command = NULL;
     if (fault_step_target > 0 || fault_command)
         airllm_set_step_hook(fault_hook);
-}
-
-char *cli_json_string(const char *s)
-{
-    cJSON *j = cJSON_CreateString(s);
-    char *out = j ? cJSON_PrintUnformatted(j) : NULL;
-    cJSON_Delete(j);
-    return out;
 }

@@ -62,7 +62,19 @@ void cli_progress_finish(cli_progress *p);
  * change a file at a precise point. */
 void cli_install_fault_hook(void);
 
-/* Writes a JSON string literal (with quotes) for s into a malloc'ed buffer. */
-char *cli_json_string(const char *s);
+/* --json (cli/cli_json.c, fields in docs/json.md): one compact object per
+ * line on stdout. cli_json is set by cli_json_prescan, which each tool
+ * calls before parsing its options, so that cli_usage_error also prints the
+ * error object. */
+struct cJSON;
+extern bool cli_json;
+void cli_json_prescan(int argc, char **argv);
+/* A new object with tool (cli_prog), version, type and status; NULL when out
+ * of memory (cJSON's adders accept NULL). */
+struct cJSON *cli_json_new(const char *type, const char *status);
+/* Prints j on one line, flushes stdout, and frees j. */
+void cli_json_emit(struct cJSON *j);
+/* {"type":"summary","status":"error","exit_code":N,"error":MSG}. */
+void cli_json_error(int exit_code, const char *msg);
 
 #endif

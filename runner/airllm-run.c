@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,7 @@
 #include "rt_chat.h"
 #include "rt_cuda.h"
 #include "rt_interactive.h"
+#include "rt_json.h"
 #include "rt_prompts.h"
 
 typedef struct {
@@ -97,7 +99,8 @@ static void usage(FILE *f)
             "                           the free GPU memory less a reserve)\n"
             "      --kv-host            keep the KV cache in pinned host memory (cuda)\n"
             "Output:\n"
-            "      --json               one JSON object: prompt_ids, generated_ids, text, timings\n"
+            "      --json               JSON Lines: a result line per sequence as it finishes\n"
+            "                           (generated_ids, text, finish_reason), then a summary\n"
             "      --dump-logits FILE   logits at the last prompt position, float32 LE\n"
             "                           (batch: one row per prompt)\n"
             "      --profile            per-layer read/decode/compute/wait times on stderr\n"
@@ -281,13 +284,34 @@ typedef struct {
     size_t n;
 } prompt;
 
-static bool is_eos(const rt_config *c, const airllm_tokenizer *tok, const rt_chat *chat,
-                   int32_t id)
+/* --json: SIGINT ends the generation after the step in progress, and what
+ * each sequence generated is still printed (finish_reason "interrupted"),
+ * then the summary; the handler is reset on the first signal, so a second
+ * Ctrl-C kills at once. Set by the handler, read by the generation loop. */
+static volatile sig_atomic_t g_interrupted;
+
+static void on_sigint(int sig)
 {
-    for (int i = 0; i < c->n_eos; i++)
-        if (c->eos_ids[i] == id)
-            return true;
-    return (tok && airllm_tok_eos(tok) == id) || (chat && rt_chat_is_stop(chat, id));
+    (void)sig;
+    g_interrupted = 1;
+}
+
+/* A finished sequence's result line (--json). */
+static void emit_result(const airllm_tokenizer *tok, size_t i, const rt_seq *s,
+                        const char *why)
+{
+    char *text = NULL;
+    size_t len = 0;
+    airllm_err e;
+    if (tok && airllm_tok_decode(tok, s->ids + s->n_prompt, s->n_ids - s->n_prompt, 1, &text,
+                                 &len, &e))
+        text = NULL;
+    cJSON *r = rt_json_result(i, s, text, why);
+    cJSON *pi = cJSON_AddArrayToObject(r, "prompt_ids");
+    for (size_t k = 0; k < s->n_prompt; k++)
+        cJSON_AddItemToArray(pi, cJSON_CreateNumber(s->ids[k]));
+    cli_json_emit(r);
+    free(text);
 }
 
 /* ---- main ---- */
@@ -317,11 +341,8 @@ static bool has_tokenizer(const char *dir)
 static int fail(const run_opts *o, const airllm_err *err)
 {
     cli_error("%s", err->msg);
-    if (o && o->json) {
-        char *m = cli_json_string(err->msg);
-        printf("{\"status\": \"error\", \"error\": %s}\n", m ? m : "\"\"");
-        free(m);
-    }
+    if (o && o->json)
+        cli_json_error(AIRLLM_EXIT_FAIL, err->msg);
     return AIRLLM_EXIT_FAIL;
 }
 
@@ -474,12 +495,20 @@ int main(int argc, char **argv)
 {
     cli_prog = "airllm-run";
     cli_install_fault_hook(); /* tests act at a load's steps (rt_store.c) */
+    cli_json_prescan(argc, argv); /* usage errors print JSON too */
     run_opts o;
     int rc = parse_args(argc, argv, &o);
     if (rc)
         return rc;
     airllm_err err = {{0}};
     double t_start = airllm_now();
+    if (o.json && !o.interactive) { /* -i: Ctrl-C stops one answer (rt_interactive.c) */
+        struct sigaction sa = {0};
+        sa.sa_handler = on_sigint;
+        sa.sa_flags = SA_RESTART | SA_RESETHAND;
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGINT, &sa, NULL);
+    }
     /* Not a directory that airllm-split or airllm-quant is still writing;
      * the shared lock is held until exit, so that none starts meanwhile. */
     int lock_fd;
@@ -533,11 +562,19 @@ int main(int argc, char **argv)
     }
     rt_sampler smp = {o.temperature, o.top_k, o.top_p, o.seed, NULL};
     if (o.interactive) {
-        rt_interactive_opts io = {o.system, o.max_new, o.ctx, o.json};
+        rt_json_totals tot = {0};
+        rt_interactive_opts io = {o.system, o.max_new, o.ctx, o.json, &tot};
         if (!io.ctx)
             io.ctx = c->max_pos < 4096 ? (size_t)c->max_pos : 4096;
+        tot.load_s = airllm_now() - t_start;
         rc = rt_sampler_init(&smp, c->vocab, &err) ||
              rt_interactive(&m, tok, chatp, &smp, &io, stdin, &err);
+        if (!rc && o.json) {
+            rt_store_stop(&m.store); /* its statistics are the prefetch thread's too */
+            tot.total_s = airllm_now() - t_start;
+            tot.tokens_per_second = tot.generate_s > 0 ? (double)tot.tokens_generated / tot.generate_s : 0;
+            rt_json_summary("ok", &m, &tot);
+        }
         rt_sampler_free(&smp);
         rt_chat_free(chatp);
         airllm_tok_free(tok);
@@ -568,7 +605,23 @@ int main(int argc, char **argv)
     bool stream_out = np == 1 && !o.json && tok;
     double t_first = 0;
     size_t steps = 0, generated = 0;
+    bool interrupted = false;
+    const char *fault = getenv("AIRLLM_FAULT_SIGINT_STEP");
     for (long step = 0; !rc; step++) {
+        if (g_interrupted) {
+            interrupted = true;
+            for (size_t i = 0; i < np; i++)
+                if (!seqs[i].done) {
+                    seqs[i].done = true;
+                    emit_result(tok, i, &seqs[i], "interrupted");
+                }
+            break;
+        }
+        /* Tests (tests/json.sh): AIRLLM_FAULT_SIGINT_STEP=N is a Ctrl-C as
+         * step N (from 0) starts, sent by the process itself so that the
+         * point is exact: step N ends, then the loop stops (N + 1 tokens). */
+        if (fault && o.json && step == atol(fault))
+            raise(SIGINT);
         size_t na = 0;
         for (size_t i = 0; i < np; i++)
             if (!seqs[i].done)
@@ -601,6 +654,8 @@ int main(int argc, char **argv)
             size_t i = (size_t)(s - seqs);
             if (s->n_ids - s->n_prompt >= (size_t)o.max_new) {
                 s->done = true;
+                if (o.json)
+                    emit_result(tok, i, s, "length");
                 continue;
             }
             int32_t id = rt_sample(&smp, logits + a * c->vocab, c->vocab);
@@ -614,8 +669,14 @@ int main(int argc, char **argv)
                     fflush(stdout);
                 }
             }
-            if (is_eos(c, tok, o.chat ? chatp : NULL, id) || s->n_ids - s->n_prompt >= (size_t)o.max_new)
+            const char *why = rt_finish_reason(c, tok, o.chat ? chatp : NULL, id);
+            if (!why && s->n_ids - s->n_prompt >= (size_t)o.max_new)
+                why = "length";
+            if (why) {
                 s->done = true;
+                if (o.json) /* each sequence's line as it finishes */
+                    emit_result(tok, i, s, why);
+            }
         }
     }
     double t_end = airllm_now();
@@ -630,67 +691,14 @@ int main(int argc, char **argv)
         putchar('\n');
         fflush(stdout); /* before the summary on stderr */
     }
-    double gen_s = t_end - t_first;
+    double gen_s = t_first ? t_end - t_first : 0;
     size_t decode_tokens = generated > np ? generated - np : 0;
+    if (!t_first) /* interrupted before the first step */
+        t_first = t_end;
     if (!rc && o.json) {
-        cJSON *j = cJSON_CreateObject();
-        cJSON_AddStringToObject(j, "status", "ok");
-        cJSON *results = np > 1 ? cJSON_AddArrayToObject(j, "results") : NULL;
-        for (size_t i = 0; i < np; i++) {
-            cJSON *r = results ? cJSON_CreateObject() : j;
-            cJSON *pi = cJSON_AddArrayToObject(r, "prompt_ids");
-            for (size_t k = 0; k < seqs[i].n_prompt; k++)
-                cJSON_AddItemToArray(pi, cJSON_CreateNumber(seqs[i].ids[k]));
-            cJSON *gi = cJSON_AddArrayToObject(r, "generated_ids");
-            for (size_t k = seqs[i].n_prompt; k < seqs[i].n_ids; k++)
-                cJSON_AddItemToArray(gi, cJSON_CreateNumber(seqs[i].ids[k]));
-            if (tok) {
-                char *text = NULL;
-                size_t len = 0;
-                if (airllm_tok_decode(tok, seqs[i].ids + seqs[i].n_prompt,
-                                      seqs[i].n_ids - seqs[i].n_prompt, 1, &text, &len,
-                                      &err) == 0)
-                    cJSON_AddStringToObject(r, "text", text);
-                free(text);
-            }
-            if (results)
-                cJSON_AddItemToArray(results, r);
-        }
-        cJSON *tm = cJSON_AddObjectToObject(j, "timings");
-        cJSON_AddNumberToObject(tm, "load_s", t_load - t_start);
-        cJSON_AddNumberToObject(tm, "prefill_s", t_first - t_load);
-        cJSON_AddNumberToObject(tm, "generate_s", gen_s);
-        cJSON_AddNumberToObject(tm, "steps", (double)steps);
-        cJSON_AddNumberToObject(tm, "tokens_generated", (double)generated);
-        cJSON_AddNumberToObject(tm, "tokens_per_s",
-                                gen_s > 0 ? (double)decode_tokens / gen_s : 0);
-        cJSON_AddNumberToObject(tm, "bytes_read", (double)rt_store_bytes_read(&m.store));
-        cJSON_AddNumberToObject(tm, "resident_bytes", (double)m.store.resident_bytes);
-        cJSON_AddNumberToObject(tm, "read_s", m.store.read_s);
-        cJSON_AddNumberToObject(tm, "decode_s", m.store.decode_s);
-        cJSON_AddNumberToObject(tm, "io_wait_s", m.store.wait_s);
-        if (m.gpu) {
-            rt_cuda_info gi;
-            rt_cuda_get_info(m.gpu, &gi);
-            cJSON *g = cJSON_AddObjectToObject(j, "gpu");
-            cJSON_AddStringToObject(g, "device", gi.device);
-            cJSON_AddBoolToObject(g, "unified", gi.unified);
-            cJSON_AddNumberToObject(g, "budget", (double)gi.budget);
-            cJSON_AddNumberToObject(g, "held_bytes", (double)gi.held_bytes);
-            cJSON_AddNumberToObject(g, "stream_buffer_bytes", (double)gi.stream_bytes);
-            cJSON_AddNumberToObject(g, "units_held", (double)gi.n_held);
-            cJSON_AddNumberToObject(g, "units_streamed", (double)gi.n_streamed);
-            cJSON_AddNumberToObject(g, "kv_bytes", (double)gi.kv_bytes);
-            cJSON_AddNumberToObject(g, "work_bytes", (double)gi.work_bytes);
-            cJSON_AddNumberToObject(g, "peak_bytes", (double)gi.peak_bytes);
-            cJSON_AddNumberToObject(g, "peak_device_used", (double)gi.peak_used);
-            cJSON_AddNumberToObject(g, "h2d_bytes", (double)gi.h2d_bytes);
-            cJSON_AddNumberToObject(g, "h2d_s", gi.h2d_s);
-        }
-        char *text = cJSON_Print(j);
-        puts(text);
-        free(text);
-        cJSON_Delete(j);
+        rt_json_totals tot = {np, steps, generated, gen_s > 0 ? (double)decode_tokens / gen_s : 0,
+                              t_end - t_start, t_load - t_start, t_first - t_load, t_end - t_first};
+        rt_json_summary(interrupted ? "interrupted" : "ok", &m, &tot);
     } else if (!rc && !stream_out) {
         for (size_t i = 0; i < np; i++) {
             char *text = NULL;
@@ -735,5 +743,11 @@ int main(int argc, char **argv)
     free(dec);
     airllm_tok_free(tok);
     rt_model_close(&m);
+    if (!rc && interrupted) {
+        /* die of the signal, as the shell expects of an interrupted command
+         * (exit status 130); the handler was reset by SA_RESETHAND */
+        signal(SIGINT, SIG_DFL);
+        raise(SIGINT);
+    }
     return rc ? fail(&o, &err) : AIRLLM_EXIT_OK;
 }

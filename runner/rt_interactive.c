@@ -64,15 +64,6 @@ static void hist_trim(history *h, size_t n)
     }
 }
 
-static bool is_stop(const rt_model *m, const airllm_tokenizer *tok, const rt_chat *chat,
-                    int32_t id)
-{
-    for (int i = 0; i < m->cfg.n_eos; i++)
-        if (m->cfg.eos_ids[i] == id)
-            return true;
-    return airllm_tok_eos(tok) == id || rt_chat_is_stop(chat, id);
-}
-
 /* Points the sequence at the new prompt, keeping the cached positions it
  * shares with it; at least the last prompt token is run, for its logits.
  * Returns how many positions will be prefilled. */
@@ -90,29 +81,20 @@ static size_t seq_retarget(rt_seq *s, const int32_t *ids, size_t n)
     return n - k;
 }
 
-static void print_json(size_t turn, size_t n_prompt, size_t prefilled, const rt_seq *s,
+/* -i --json: one result line per answer (docs/json.md), with the turn in
+ * the conversation and the positions prefilled for it. */
+static void print_json(size_t index, size_t turn, size_t prefilled, const rt_seq *s,
                        const char *text, const char *why)
 {
-    cJSON *j = cJSON_CreateObject();
-    cJSON_AddStringToObject(j, "status", "ok");
+    cJSON *j = rt_json_result(index, s, text, why);
     cJSON_AddNumberToObject(j, "turn", (double)turn);
-    cJSON_AddNumberToObject(j, "prompt_tokens", (double)n_prompt);
     cJSON_AddNumberToObject(j, "prefilled_tokens", (double)prefilled);
-    cJSON *gi = cJSON_AddArrayToObject(j, "generated_ids");
-    for (size_t k = s->n_prompt; k < s->n_ids; k++)
-        cJSON_AddItemToArray(gi, cJSON_CreateNumber(s->ids[k]));
-    cJSON_AddStringToObject(j, "text", text);
-    cJSON_AddStringToObject(j, "stop", why);
-    char *line = cJSON_PrintUnformatted(j);
-    if (line)
-        puts(line);
-    free(line);
-    cJSON_Delete(j);
-    fflush(stdout);
+    cli_json_emit(j);
 }
 
 /* One answer: generates into s after its prompt, streaming the text unless
- * json. *why: eos, length, interrupt or context. */
+ * json. *why: eos, stop, length, interrupted or context (docs/json.md's
+ * finish_reason). */
 static int answer(rt_model *m, const airllm_tokenizer *tok, const rt_chat *chat,
                   rt_sampler *smp, const rt_interactive_opts *o, rt_seq *s,
                   airllm_tok_decoder *dec, float *logits, const char **why, airllm_err *err)
@@ -130,8 +112,9 @@ static int answer(rt_model *m, const airllm_tokenizer *tok, const rt_chat *chat,
             return -1;
         int32_t id = rt_sample(smp, logits, m->cfg.vocab);
         s->ids[s->n_ids++] = id;
-        if (is_stop(m, tok, chat, id)) {
-            *why = "eos";
+        const char *stop = rt_finish_reason(&m->cfg, tok, chat, id);
+        if (stop) {
+            *why = stop;
             break;
         }
         const char *t;
@@ -141,7 +124,7 @@ static int answer(rt_model *m, const airllm_tokenizer *tok, const rt_chat *chat,
             fflush(stdout);
         }
         if (g_interrupt) {
-            *why = "interrupt";
+            *why = "interrupted";
             break;
         }
     }
@@ -241,11 +224,20 @@ int rt_interactive(rt_model *m, const airllm_tokenizer *tok, const rt_chat *chat
         }
         free(ids);
         const char *why = "";
+        double t0 = airllm_now();
+        size_t before = s.n_ids;
         if (!rc)
             rc = answer(m, tok, chat, smp, o, &s, dec, logits, &why, err);
         if (rc)
             break;
-        size_t end = s.n_ids - (strcmp(why, "eos") == 0);
+        if (o->totals) {
+            o->totals->sequences++;
+            o->totals->steps += s.n_ids - before;
+            o->totals->tokens_generated += s.n_ids - s.n_prompt;
+            o->totals->generate_s += airllm_now() - t0;
+        }
+        /* the text leaves out the closing EOS or stop token */
+        size_t end = s.n_ids - (strcmp(why, "eos") == 0 || strcmp(why, "stop") == 0);
         char *text = NULL;
         size_t len = 0;
         if (airllm_tok_decode(tok, s.ids + s.n_prompt, end - s.n_prompt, 1, &text, &len,
@@ -254,12 +246,12 @@ int rt_interactive(rt_model *m, const airllm_tokenizer *tok, const rt_chat *chat
             break;
         }
         if (o->json)
-            print_json(turn, n, prefilled, &s, text, why);
+            print_json(o->totals ? o->totals->sequences - 1 : 0, turn, prefilled, &s, text, why);
         if (strcmp(why, "context") == 0)
             cli_error("the context is full (%zu positions, --ctx): the answer stops here; "
                       "/reset starts a new conversation",
                       s.ctx);
-        else if (strcmp(why, "interrupt") == 0)
+        else if (strcmp(why, "interrupted") == 0)
             cli_info("(stopped)");
         const char *content, *meta;
         rt_chat_answer(chat, text, &content, &meta);

@@ -9,12 +9,15 @@
 
 #include "rt.h"
 #include "rt_chat.h"
+#include "rt_json.h"
 
 typedef struct {
     const char *system; /* --system, or NULL: the template's default */
     long max_new;       /* tokens per answer at most */
     size_t ctx;         /* positions of the KV cache kept across turns */
     bool json;          /* one JSON line per answer instead of streamed text */
+    rt_json_totals *totals; /* if not NULL: answers, steps, tokens and time generating
+                               are added to it, for the --json summary */
 } rt_interactive_opts;
 
 /* Reads user lines from in until EOF or /exit; /reset starts a new

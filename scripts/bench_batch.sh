@@ -63,7 +63,7 @@ seq_ids() { python3 -c "import sys; print(','.join(str(100 + i) for i in range(i
 for i in $(seq 16); do echo "ids:1,$((100 + i)),$((200 + i))" >>"$WORK/p16"; done
 
 # run BIN OUT ARGS...: one run, appends "tok/s cpu_s_per_token" to OUT.
-# MODE decode: tokens_per_s, tokens = steps * sequences; MODE prefill: the
+# MODE decode: tokens_per_second, tokens = steps * sequences; MODE prefill: the
 # prompt length over prefill_s, tokens = the prompt.
 run() {
     local bin=$1 out=$2 mode=$3 plen=$4
@@ -73,15 +73,14 @@ run() {
         >"$WORK/out.json" 2>"$WORK/err" || { cat "$WORK/err" >&2; die "airllm-run failed: $*"; }
     python3 - "$WORK/out.json" "$WORK/cpu" "$mode" "$plen" >>"$out" <<'EOF'
 import json, sys
-t = json.load(open(sys.argv[1]))
+t = json.loads(open(sys.argv[1]).read().splitlines()[-1])  # the summary line
 cpu = sum(float(v) for v in open(sys.argv[2]).read().split()[-2:])
 mode, plen = sys.argv[3], int(sys.argv[4])
 tm = t["timings"]
 if mode == "prefill":
     print(plen / tm["prefill_s"], cpu / plen)
 else:
-    seqs = len(t["results"]) if "results" in t else 1
-    print(tm["tokens_per_s"], cpu / (tm["steps"] * seqs))
+    print(t["tokens_per_second"], cpu / (t["steps"] * t["sequences"]))
 EOF
 }
 

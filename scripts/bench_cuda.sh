@@ -55,10 +55,10 @@ measure() { # LABEL DIR BOUND_GBS BYTES ARGS...
         die "$label: airllm-run failed"
     python3 - "$BENCH_DIR/out.json" "$label" "$gbs" "$bytes" <<'PY'
 import json, sys
-j = json.load(open(sys.argv[1]))
+j = json.loads(open(sys.argv[1]).read().splitlines()[-1])  # the summary line
 label, gbs, b = sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
-t = j["timings"]; g = j["gpu"]
-tps = t["tokens_per_s"]
+g = j["gpu"]
+tps = j["tokens_per_second"]
 bound = gbs * 1e9 / b
 print("%-40s %8.2f %8.2f %8.2f %8.1f %10.0f %10.0f" % (label, tps, bound, tps / bound,
       1000 / tps if tps else 0, g["peak_bytes"] / 2**20, g["peak_device_used"] / 2**20))

@@ -73,8 +73,8 @@ measure() {
         fi
         python3 - "$WORK/out.json" "$gbs" "$(cat "$WORK/rss")" >>"$WORK/runs" <<'EOF'
 import json, sys
-t = json.load(open(sys.argv[1]))
-print(t["timings"]["tokens_per_s"], len(t["results"]) if "results" in t else 1, sys.argv[2], sys.argv[3])
+t = json.loads(open(sys.argv[1]).read().splitlines()[-1])  # the summary line
+print(t["tokens_per_second"], t["sequences"], sys.argv[2], sys.argv[3])
 EOF
     done
     python3 - "$WORK/runs" "$bpt" "$label" <<'EOF'

@@ -58,7 +58,7 @@ model() {
             # shellcheck disable=SC2086
             env $env "$BIN/airllm-run" -q --json --ids 1,2,3,4,5 -n "$n" $args "$dir" \
                 >"$WORK/o.json" || die "airllm-run failed: $label ${CONFIGS[$i]}"
-            python3 -c 'import json,sys; t=json.load(open(sys.argv[1]))["timings"]; print(sys.argv[2], 1000.0 / t["tokens_per_s"])' \
+            python3 -c 'import json,sys; t=json.loads(open(sys.argv[1]).read().splitlines()[-1]); print(sys.argv[2], 1000.0 / t["tokens_per_second"])' \
                 "$WORK/o.json" "$i" >>"$WORK/t"
         done
     done
@@ -86,5 +86,5 @@ if [ "$ONLY" != smol ]; then
         die "cannot compile xxh3_map.c"
     "$WORK/xxh3_map" "$Q7/layer.00000.airc" "$Q7/lm_head.airc"
     "$BIN/airllm-run" -q --json --ids 1,2,3,4,5 -n 8 --mem-budget 0 "$Q7" >"$WORK/o.json"
-    python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); t=d["timings"]; print("7B streamed: %.1f MiB loaded per step (bytes_read %d over %d steps)" % (t["bytes_read"] / 2**20 / t["steps"], t["bytes_read"], t["steps"]))' "$WORK/o.json"
+    python3 -c 'import json,sys; t=json.loads(open(sys.argv[1]).read().splitlines()[-1]); print("7B streamed: %.1f MiB loaded per step (bytes_read %d over %d steps)" % (t["bytes_read"] / 2**20 / t["steps"], t["bytes_read"], t["steps"]))' "$WORK/o.json"
 fi

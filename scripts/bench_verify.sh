@@ -38,7 +38,7 @@ row() {
         for mode in off fast full; do
             "$BIN/airllm-run" -q --json --ids 1,2,3,4,5 -n "$n" --verify-load=$mode "$@" "$dir" \
                 >"$WORK/o.json" || die "airllm-run failed: $label $mode"
-            python3 -c 'import json,sys; t=json.load(open(sys.argv[1]))["timings"]; print(sys.argv[2], 1000.0 / t["tokens_per_s"])' \
+            python3 -c 'import json,sys; t=json.loads(open(sys.argv[1]).read().splitlines()[-1]); print(sys.argv[2], 1000.0 / t["tokens_per_second"])' \
                 "$WORK/o.json" "$mode" >>"$WORK/t"
         done
     done

@@ -26,5 +26,7 @@ printf 'What is the capital of France?\nAnd of Italy?\nWhich of the two is bigge
 import json, sys
 for line in sys.stdin:
     d = json.loads(line)
+    if d["type"] != "result":  # the summary line at the end
+        continue
     print("[%d] (%d of %d prompt tokens prefilled) %s"
           % (d["turn"], d["prefilled_tokens"], d["prompt_tokens"], d["text"]))'

@@ -109,7 +109,7 @@ if [ -x "$native/airllm-quant" ]; then
     "$native/airllm-run" -q --json --ids 1 -n 24 "$T/nf4_native" >"$T/nf4_native_run.json" 2>/dev/null
     python3 - "$T/nf4_run.json" "$T/nf4_native_run.json" <<'EOF' &&
 import json, sys
-a, b = (json.load(open(p))["generated_ids"] for p in sys.argv[1:])
+a, b = (json.loads(open(p).readline())["generated_ids"] for p in sys.argv[1:])  # result lines
 assert a == b, (a, b)
 EOF
         ok "nf4 greedy ids: arm64 = native" || bad "nf4 greedy ids differ between arm64 and native"

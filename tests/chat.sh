@@ -27,27 +27,27 @@ rc=$?
 [ $rc -eq 0 ] && ok "-i: a too long turn is not fatal" || bad "-i --ctx 24: exit $rc"
 expect_err "context is full" "-i: the context-full message"
 printf 'Hi\n' | "$R" -q -i --ctx 40 -n 30 --json "$S/s" >"$S/last.out" 2>"$S/last.err"
-grep -q '"stop":"context"' "$S/last.out" && ok "-i: an answer that fills the context stops there" ||
+grep -q '"finish_reason":"context"' "$S/last.out" && ok "-i: an answer that fills the context stops there" ||
     bad "-i --ctx 40: $(cat "$S/last.out" "$S/last.err")"
 expect_err "context is full" "-i: the answer's context-full message"
 
 # ---- prompts from files and stdin ----
 "$R" -q -p "Once upon a time" -n 12 --json "$S/s" | python3 -c \
-    'import json,sys; print(json.load(sys.stdin)["generated_ids"])' >"$S/p.ids"
+    'import json,sys; print(json.loads(sys.stdin.readline())["generated_ids"])' >"$S/p.ids"
 printf 'Once upon a time\r\n' >"$S/crlf.txt"
 for src in "-f $S/crlf.txt" "--file $S/crlf.txt"; do
     "$R" -q $src -n 12 --json "$S/s" | python3 -c \
-        'import json,sys; print(json.load(sys.stdin)["generated_ids"])' >"$S/f.ids"
+        'import json,sys; print(json.loads(sys.stdin.readline())["generated_ids"])' >"$S/f.ids"
     cmp -s "$S/p.ids" "$S/f.ids" && ok "$src (CRLF, final newline) = -p" || bad "$src differs from -p"
 done
 printf 'Once upon a time\n' | "$R" -q -f - -n 12 --json "$S/s" | python3 -c \
-    'import json,sys; print(json.load(sys.stdin)["generated_ids"])' >"$S/f.ids"
+    'import json,sys; print(json.loads(sys.stdin.readline())["generated_ids"])' >"$S/f.ids"
 cmp -s "$S/p.ids" "$S/f.ids" && ok "-f - (stdin) = -p" || bad "-f - differs from -p"
 printf 'Once upon a time\r\nThe cat\r\n' | "$R" -q --prompts - -n 12 --json "$S/s" >"$S/last.out"
 python3 -c '
 import json,sys
-d=json.load(open(sys.argv[1]))
-print(d["results"][0]["generated_ids"])' "$S/last.out" >"$S/f.ids"
+r=[d for d in map(json.loads, open(sys.argv[1])) if d["type"]=="result" and d["index"]==0]
+print(r[0]["generated_ids"])' "$S/last.out" >"$S/f.ids"
 cmp -s "$S/p.ids" "$S/f.ids" && ok "--prompts - with CRLF lines" || bad "--prompts - differs"
 printf 'Once\0upon\n' >"$S/nul.txt"
 run 1 "-f: a NUL byte is refused" "$R" -q -f "$S/nul.txt" "$S/s"
@@ -79,7 +79,7 @@ run 0 "a tokenizer.model checkpoint runs a text prompt" "$R" -q -p "Once upon a 
 python3 - "$S/last.out" "$MODELS/stories260K/tokenizer.model" <<'PY' && ok "tokenizer.model: BOS + sentencepiece ids" || bad "tokenizer.model prompt ids"
 import json, sys
 import sentencepiece as spm
-d = json.load(open(sys.argv[1]))
+d = json.loads(open(sys.argv[1]).readline())  # the result line
 sp = spm.SentencePieceProcessor(model_file=sys.argv[2])
 sys.exit(0 if d["prompt_ids"] == [1] + sp.encode("Once upon a time") else 1)
 PY

@@ -45,7 +45,8 @@ def single_shot(conv, json_out=True):
     os.unlink(f.name)
     if p.returncode:
         raise SystemExit(f"FAIL: {' '.join(args)}: {p.stderr}")
-    return json.loads(p.stdout) if json_out else p.stdout
+    # JSON Lines (docs/json.md): the result line, then the summary
+    return json.loads(p.stdout.splitlines()[0]) if json_out else p.stdout
 
 
 def piped():
@@ -53,8 +54,11 @@ def piped():
     p = subprocess.run([RUN, "-q", "-i", "--json", "-n", N] + EXTRA + [MODEL],
                        input="\n".join(lines) + "\n", capture_output=True, text=True)
     check(p.returncode == 0, f"-i --json exits 0 ({p.stderr.strip()[-200:]})")
-    out = [json.loads(l) for l in p.stdout.splitlines() if l.strip()]
+    lines = [json.loads(l) for l in p.stdout.splitlines() if l.strip()]
+    out = [o for o in lines if o["type"] == "result"]
     check(len(out) == 4, f"four answers as JSON lines (got {len(out)})")
+    check(lines[-1]["type"] == "summary" and lines[-1]["sequences"] == 4,
+          "then the summary line")
     if len(out) != 4:
         return []
     conv = []

@@ -101,7 +101,8 @@ vs_cpu() { # DIR DESC ARGS...
     fi
     if python3 - "$S/cpu.json" "$S/gpu.json" "$S/cpu.bin" "$S/gpu.bin" >"$S/cmp" 2>&1 <<'PY'
 import json, struct, sys
-a, b = (json.load(open(p)) for p in sys.argv[1:3])
+# the result line of each (JSON Lines, docs/json.md)
+a, b = (json.loads(open(p).readline()) for p in sys.argv[1:3])
 la, lb = (open(p, "rb").read() for p in sys.argv[3:5])
 la = struct.unpack("<%df" % (len(la) // 4), la)
 lb = struct.unpack("<%df" % (len(lb) // 4), lb)
@@ -172,7 +173,7 @@ mb=$(min_budget "$S/nf4")
     "$S/nf4" >"$S/vram.json" 2>"$S/err"
 if python3 - "$S/vram.json" "${mb:-1G}" >"$S/cmp" 2>&1 <<'PY'
 import json, sys
-g = json.load(open(sys.argv[1]))["gpu"]
+g = json.loads(open(sys.argv[1]).read().splitlines()[-1])["gpu"]  # the summary line
 budget = float(sys.argv[2].rstrip("M")) * 2**20 if sys.argv[2].endswith("M") else 2**30
 weights = g["held_bytes"] + 2 * g["stream_buffer_bytes"]
 fixed = 1 << 20  # RoPE table and rounding

@@ -30,7 +30,8 @@ def run(binary, model, case, n, dump):
     if out.returncode != 0:
         sys.exit("FAIL: %s: %s" % (model, out.stderr[:400]))
     raw = open(dump, "rb").read()
-    return json.loads(out.stdout)["generated_ids"], struct.unpack("<%df" % (len(raw) // 4), raw)
+    # the first of the JSON lines is the result (docs/json.md)
+    return json.loads(out.stdout.splitlines()[0])["generated_ids"], struct.unpack("<%df" % (len(raw) // 4), raw)
 
 
 def softmax(v):

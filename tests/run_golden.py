@@ -70,8 +70,10 @@ def main():
             if out.returncode != 0:
                 print("FAIL batch: exit %d: %s" % (out.returncode, out.stderr[:500]))
                 return 1
-            j = json.loads(out.stdout)
-            results = j["results"] if len(cases) > 1 else [j]
+            # JSON Lines (docs/json.md): a result line per sequence as it
+            # finishes, then the summary
+            results = sorted((r for r in map(json.loads, out.stdout.splitlines())
+                              if r["type"] == "result"), key=lambda r: r["index"])
             raw = open(dump, "rb").read()
             n = len(raw) // 4 // len(cases)
             vals = struct.unpack("<%df" % (len(raw) // 4), raw)
@@ -88,7 +90,7 @@ def main():
                     print("FAIL case %d: exit %d: %s" % (i, out.returncode, out.stderr[:500]))
                     ok = False
                     continue
-                j = json.loads(out.stdout)
+                j = json.loads(out.stdout.splitlines()[0])  # the result line
                 raw = open(dump, "rb").read()
                 vals = struct.unpack("<%df" % (len(raw) // 4), raw)
                 ok &= check(c, j["generated_ids"], vals, tol, "case %d" % i)

@@ -79,7 +79,8 @@ EOF
         python3 - "$g" "$SCRATCH/b.json" <<'EOF'
 import json, sys
 g = json.load(open(sys.argv[1]))
-r = json.load(open(sys.argv[2]))["results"]
+r = sorted((x for x in map(json.loads, open(sys.argv[2])) if x["type"] == "result"),
+           key=lambda x: x["index"])  # JSON Lines, docs/json.md
 assert r[0]["generated_ids"] == g["greedy_ids"], (r[0]["generated_ids"], g["greedy_ids"])
 assert r[2]["generated_ids"] == g["greedy_ids"], (r[2]["generated_ids"], g["greedy_ids"])
 EOF

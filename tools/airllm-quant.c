@@ -31,6 +31,7 @@ static void usage(FILE *f)
 int main(int argc, char **argv)
 {
     cli_prog = "airllm-quant";
+    cli_json_prescan(argc, argv); /* usage errors print JSON too */
     split_opts o;
     int rc = convert_parse_args(argc, argv, true, usage, &o);
     if (rc)

@@ -24,6 +24,7 @@ static void usage(FILE *f)
 int main(int argc, char **argv)
 {
     cli_prog = "airllm-split";
+    cli_json_prescan(argc, argv); /* usage errors print JSON too */
     split_opts o;
     int rc = convert_parse_args(argc, argv, false, usage, &o);
     if (rc)

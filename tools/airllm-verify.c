@@ -488,16 +488,28 @@ static int parse_args(int argc, char **argv, verify_opts *o)
 static int finish(verify_ctx *v, double secs, const char *fatal)
 {
     bool ok = !fatal && v->n_problems == 0;
-    if (v->o.json) {
-        cJSON *j = cJSON_CreateObject();
-        cJSON_AddStringToObject(j, "status", ok ? "ok" : fatal ? "incomplete" : "failed");
-        cJSON_AddStringToObject(j, "dir", v->o.dir);
+    if (v->o.json && fatal && !v->incomplete) {
+        /* nothing could be checked: the error object every tool prints */
+        cli_json_error(AIRLLM_EXIT_FAIL, fatal);
+    } else if (v->o.json) {
+        /* docs/json.md: status ok, failed (problems found) or incomplete
+         * (not a complete conversion: nothing else could be checked) */
+        cJSON *j = cli_json_new("summary", ok ? "ok" : v->incomplete ? "incomplete" : "failed");
+        cJSON_AddStringToObject(j, "out_dir", v->o.dir);
+        if (v->o.against)
+            cJSON_AddStringToObject(j, "against", v->o.against);
+        else
+            cJSON_AddNullToObject(j, "against");
+        cJSON_AddBoolToObject(j, "quick", v->o.quick);
         if (fatal)
             cJSON_AddStringToObject(j, "error", fatal);
+        else if (!ok)
+            cJSON_AddStringToObject(j, "error", "problems found");
+        if (!ok)
+            cJSON_AddNumberToObject(j, "exit_code", AIRLLM_EXIT_FAIL);
         cJSON_AddNumberToObject(j, "units", (double)v->m.n_units);
         cJSON_AddNumberToObject(j, "tensors", (double)v->m.n_tensors);
         cJSON_AddNumberToObject(j, "bytes_hashed", (double)v->bytes_hashed);
-        cJSON_AddBoolToObject(j, "against_source", v->o.against != NULL);
         cJSON *ps = cJSON_AddArrayToObject(j, "problems");
         for (size_t i = 0; i < v->n_problems; i++) {
             cJSON *p = cJSON_CreateObject();
@@ -508,11 +520,9 @@ static int finish(verify_ctx *v, double secs, const char *fatal)
             cJSON_AddItemToArray(ps, p);
         }
         cJSON_AddNumberToObject(j, "problems_not_listed", (double)v->n_dropped);
-        cJSON_AddNumberToObject(j, "seconds", secs);
-        char *text = cJSON_Print(j);
-        puts(text);
-        free(text);
-        cJSON_Delete(j);
+        cJSON *tm = cJSON_AddObjectToObject(j, "timings");
+        cJSON_AddNumberToObject(tm, "total_s", secs);
+        cli_json_emit(j);
     }
     if (fatal)
         cli_error("%s", fatal);
@@ -552,6 +562,7 @@ static int verify_main(verify_ctx *vp, int argc, char **argv);
 int main(int argc, char **argv)
 {
     cli_prog = "airllm-verify";
+    cli_json_prescan(argc, argv); /* usage errors print JSON too */
     verify_ctx v;
     memset(&v, 0, sizeof v);
     int rc = verify_main(&v, argc, argv);
@@ -591,12 +602,14 @@ static int verify_main(verify_ctx *vp, int argc, char **argv)
      * until exit, so that no writer starts meanwhile. */
     int lock_fd;
     if (airllm_lock_reader(vp->o.dir, &lock_fd, &err)) {
+        vp->incomplete = true; /* being written, or the lock cannot be taken */
         snprintf(msg, sizeof msg, "%s", err.msg);
         return finish(vp, airllm_now() - t0, msg);
     }
     snprintf(path, sizeof path, "%s/%s", vp->o.dir, AIRLLM_MANIFEST_NAME);
     if (access(path, F_OK) != 0) {
         snprintf(path, sizeof path, "%s/.airllm-split", vp->o.dir);
+        vp->incomplete = true;
         snprintf(msg, sizeof msg, "%s: incomplete: no manifest.json%s", vp->o.dir,
                  access(path, F_OK) == 0
                      ? " (an interrupted airllm-split run: run the same command again to "
@@ -609,6 +622,7 @@ static int verify_main(verify_ctx *vp, int argc, char **argv)
         return finish(vp, airllm_now() - t0, msg);
     }
     if (!vp->m.complete) {
+        vp->incomplete = true;
         snprintf(msg, sizeof msg, "%s: incomplete: the manifest is not marked complete",
                  vp->o.dir);
         return finish(vp, airllm_now() - t0, msg);

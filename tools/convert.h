@@ -269,6 +269,10 @@ void release_out_dir(split_ctx *s);
 int delete_leftovers(const char *hf_dir, const airllm_mf_file *files, size_t n,
                      airllm_err *err);
 
+/* convert_json.c: the --json summary, from OUT_DIR's manifest */
+int convert_json_summary(const split_ctx *s, bool already_complete, double total_s,
+                         airllm_err *err);
+
 /* convert_plan.c: free space, --dry-run */
 void print_plan(const split_ctx *s, const disk_plan *dp, uint64_t avail);
 void plan_disk(const split_ctx *s, const char *probe, disk_plan *dp);

@@ -10,13 +10,19 @@ void print_plan(const split_ctx *s, const disk_plan *dp, uint64_t avail)
     const airllm_ckpt *c = &s->ck;
     char a[32], b[32], d[32];
     if (s->o.json) {
-        cJSON *j = cJSON_CreateObject();
-        cJSON_AddStringToObject(j, "status", "dry-run");
+        /* docs/json.md: a plan line; "units" is a count in every object,
+         * the per-unit rows are unit_list */
+        cJSON *j = cli_json_new("plan", "ok");
+        cJSON_AddBoolToObject(j, "dry_run", true);
+        cJSON_AddStringToObject(j, "source_dir", s->o.hf_dir);
+        cJSON_AddStringToObject(j, "out_dir", s->o.out_dir);
         cJSON_AddStringToObject(j, "family", airllm_arch_family(c->arch));
         cJSON_AddNumberToObject(j, "layers", (double)c->num_layers);
+        cJSON_AddNumberToObject(j, "units", (double)c->n_units);
         cJSON_AddNumberToObject(j, "tensors", (double)c->n_tensors);
         cJSON_AddNumberToObject(j, "sources", (double)c->n_sources);
-        cJSON *units = cJSON_AddArrayToObject(j, "units");
+        cJSON_AddNumberToObject(j, "tensor_bytes", (double)c->total_tensor_bytes);
+        cJSON *units = cJSON_AddArrayToObject(j, "unit_list");
         for (size_t u = 0; u < c->n_units; u++) {
             cJSON *o = cJSON_CreateObject();
             cJSON_AddStringToObject(o, "name", c->units[u].name);
@@ -32,10 +38,7 @@ void print_plan(const split_ctx *s, const disk_plan *dp, uint64_t avail)
         cJSON_AddNumberToObject(j, "disk_written", (double)dp->written);
         cJSON_AddBoolToObject(j, "sources_deleted_as_it_goes", dp->freed);
         cJSON_AddNumberToObject(j, "disk_available", (double)avail);
-        char *text = cJSON_Print(j);
-        puts(text);
-        free(text);
-        cJSON_Delete(j);
+        cli_json_emit(j);
         return;
     }
     printf("plan: %s -> %s\n", c->dir, s->o.out_dir);

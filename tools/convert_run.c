@@ -12,11 +12,8 @@ static bool same_dir(const char *a, const char *b)
 static int fail(const split_opts *o, airllm_err *err)
 {
     cli_error("%s", err->msg);
-    if (o->json) {
-        char *m = cli_json_string(err->msg);
-        printf("{\"status\": \"error\", \"error\": %s}\n", m ? m : "\"\"");
-        free(m);
-    }
+    if (o->json)
+        cli_json_error(AIRLLM_EXIT_FAIL, err->msg);
     return AIRLLM_EXIT_FAIL;
 }
 
@@ -102,14 +99,14 @@ static int split_main(split_ctx *sp)
                 return fail(o, &err);
             cli_info("%s: the conversion was already complete; finished its last steps",
                      o->out_dir);
-            if (o->json)
-                printf("{\"status\": \"ok\", \"already_complete\": true}\n");
+            if (o->json && convert_json_summary(sp, true, airllm_now() - t0, &err))
+                return fail(o, &err);
             return AIRLLM_EXIT_OK;
         }
         if (!o->dry_run && same_completed_run(sp)) {
             cli_info("%s: already complete; nothing to do", o->out_dir);
-            if (o->json)
-                printf("{\"status\": \"ok\", \"already_complete\": true}\n");
+            if (o->json && convert_json_summary(sp, true, airllm_now() - t0, &err))
+                return fail(o, &err);
             return AIRLLM_EXIT_OK;
         }
         airllm_errf(&err, "%s: already holds a complete conversion (manifest.json) of another "
@@ -396,26 +393,8 @@ static int split_main(split_ctx *sp)
         src_total += sp->src_done[i].size;
     double ratio = src_total ? (double)total_out / (double)src_total : 0;
     if (o->json) {
-        cJSON *j = cJSON_CreateObject();
-        cJSON_AddStringToObject(j, "status", "ok");
-        cJSON_AddStringToObject(j, "out_dir", o->out_dir);
-        cJSON_AddStringToObject(j, "family", airllm_arch_family(c->arch));
-        cJSON_AddNumberToObject(j, "units", (double)c->n_units);
-        cJSON_AddNumberToObject(j, "tensors", (double)c->n_tensors);
-        cJSON_AddNumberToObject(j, "units_kept", (double)sp->units_kept);
-        cJSON_AddNumberToObject(j, "bytes_read", (double)sp->bytes_read);
-        cJSON_AddNumberToObject(j, "source_bytes", (double)src_total);
-        cJSON_AddNumberToObject(j, "output_bytes", (double)total_out);
-        cJSON_AddNumberToObject(j, "size_ratio", ratio);
-        cJSON_AddStringToObject(j, "compress", o->zstd ? "zstd" : "none");
-        cJSON_AddBoolToObject(j, "deleted_original", o->delete_original);
-        cJSON_AddNumberToObject(j, "seconds", secs);
-        if (o->quant)
-            quant_summary(sp, j);
-        char *text = cJSON_Print(j);
-        puts(text);
-        free(text);
-        cJSON_Delete(j);
+        if (convert_json_summary(sp, false, secs, &err))
+            return fail(o, &err);
     } else {
         char a[32], b[32];
         cli_info("%s: %zu units, %zu tensors, %s written (%.3f of the source's %s)%s in %.2f s",
@@ -425,7 +404,7 @@ static int split_main(split_ctx *sp)
         if (o->quant)
             quant_summary(sp, NULL);
     }
-    if (o->report)
+    if (o->report && !o->json) /* --json: the object's report array */
         quant_report(sp);
     return AIRLLM_EXIT_OK;
 }

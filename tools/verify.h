@@ -53,6 +53,7 @@ typedef struct {
     rt_config rcfg;
     bool rcfg_ok;
     const char *tied_to; /* the manifest's tied LM head, or NULL */
+    bool incomplete; /* the directory is not (yet) a complete conversion */
 } verify_ctx;
 
 /* Records a problem (thread-safe; at most MAX_PROBLEMS are kept). */
