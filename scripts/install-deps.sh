@@ -3,7 +3,8 @@
 # nothing when they are all present already, so it is cheap to call first.
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libzstd-dev libssl-dev libcjson-dev libxxhash-dev clang
-      libclang-rt-dev python3 python3-jsonschema python3-venv zstd time openssl)
+      libclang-rt-dev python3 python3-jsonschema python3-venv zstd time openssl
+      libmicrohttpd-dev)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
