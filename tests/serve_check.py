@@ -6,6 +6,8 @@ usage: serve_check.py MODE PORT AIRLLM_RUN MODEL_DIR SCRATCH [--openai]
 MODE main: equality (greedy, sampled, chat, streamed), 8 concurrent clients
 and the layer-read counters, the hostile corpus, a disconnect.
 MODE limits: a server started with --max-batch 1 --queue 1 --api-key secret.
+MODE chat: a real chat model (SmolLM2): chat answers, plain, streamed and
+through the openai client, equal airllm-run --messages.
 """
 import http.client
 import json
@@ -296,6 +298,30 @@ def run_main():
           f"running {m1['airllm_running']}, {made} tokens made")
 
 
+def run_chat():
+    """A real chat model: answers plain, streamed and through the openai
+    client equal airllm-run --messages (greedy)."""
+    msgs = [{"role": "user", "content": "What is the capital of France?"}]
+    mf = os.path.join(SCRATCH, "chat_msgs.json")
+    with open(mf, "w") as f:
+        json.dump(msgs, f)
+    want = solo(["--messages", mf], 24)
+    st, r = post("/v1/chat/completions", {"messages": msgs, "max_tokens": 24})
+    got = r["choices"][0]["message"]["content"] if st == 200 else r
+    check(st == 200 and got == want, f"chat = airllm-run --messages ({want!r})", f"{got!r}")
+    st, text, finish, done, _ = stream("/v1/chat/completions", {"messages": msgs, "max_tokens": 24})
+    check(text == want and done, "streamed chat = airllm-run --messages", f"{text!r}")
+    if use_openai:
+        import openai
+        cl = openai.OpenAI(base_url=f"http://{HOST}:{port}/v1", api_key="none", max_retries=0)
+        r = cl.chat.completions.create(model="m", messages=msgs, max_tokens=24)
+        check(r.choices[0].message.content == want, "openai client: chat", r)
+        parts = [ch.choices[0].delta.content or "" for ch in
+                 cl.chat.completions.create(model="m", messages=msgs, max_tokens=24, stream=True)
+                 if ch.choices]
+        check("".join(parts) == want, "openai client: streamed chat", parts)
+
+
 def run_limits():
     auth = {"Authorization": "Bearer secret"}
     st, _ = request("GET", "/v1/models")
@@ -331,6 +357,6 @@ def run_limits():
           (res["a"][0], res["b"][0]))
 
 
-(run_main if mode == "main" else run_limits)()
+{"main": run_main, "limits": run_limits, "chat": run_chat}[mode]()
 print(f"{npass} passed, {nfail} failed")
 sys.exit(1 if nfail else 0)
