@@ -221,8 +221,8 @@ static int get_prompt(const cJSON *root, serve_req *r, serve_error *e)
     return 0;
 }
 
-int serve_req_parse(serve_kind kind, const char *body, size_t len, const serve_defaults *d,
-                    serve_req *r, serve_error *e)
+static int parse(serve_kind kind, const char *body, size_t len, const serve_defaults *d,
+                 serve_req *r, serve_error *e)
 {
     memset(r, 0, sizeof *r);
     memset(e, 0, sizeof *e);
@@ -282,6 +282,15 @@ int serve_req_parse(serve_kind kind, const char *body, size_t len, const serve_d
             return -1;
     }
     return kind == SERVE_CHAT ? get_messages(root, r, e) : get_prompt(root, r, e);
+}
+
+int serve_req_parse(serve_kind kind, const char *body, size_t len, const serve_defaults *d,
+                    serve_req *r, serve_error *e)
+{
+    if (parse(kind, body, len, d, r, e) == 0)
+        return 0;
+    serve_req_free(r);
+    return -1;
 }
 
 void serve_req_free(serve_req *r)

@@ -63,7 +63,8 @@ typedef struct {
 bool serve_utf8_valid(const char *s, size_t len);
 
 /* Parses a request body of len bytes (not NUL-terminated) for kind: 0 and
- * *r (free with serve_req_free), or -1 and *e (status 400). Unknown fields
+ * *r (free with serve_req_free), or -1 and *e (status 400; *r holds
+ * nothing then). Unknown fields
  * are ignored; known fields of the wrong type or out of range are refused
  * naming the field. */
 int serve_req_parse(serve_kind kind, const char *body, size_t len, const serve_defaults *d,
