@@ -29,7 +29,7 @@ struct rt_batch {
     size_t n_queued;
     bool closing;
     rt_batch_stats st;
-    /* engine thread only: */
+    /* engine thread only (n_run also under lock: submit reads it): */
     rt_breq **run;      /* [max_batch] running requests */
     size_t n_run;
     uint64_t kv_used;
@@ -220,7 +220,10 @@ int rt_batch_submit(rt_batch *b, rt_breq *r, airllm_err *err)
     int rc = 0;
     if (b->closing)
         rc = airllm_errf(err, "the server is shutting down");
-    else if (b->n_queued >= b->max_queue)
+    /* Free places in the batch take requests too (they wait in the queue
+     * only until the next step boundary); max_queue counts those beyond. */
+    else if (b->n_queued >= b->max_queue + (b->max_batch - (b->n_run < b->max_batch
+                                                                 ? b->n_run : b->max_batch)))
         rc = airllm_errf(err, "the queue is full (%zu requests waiting)", b->n_queued);
     if (rc) {
         b->st.rejected++;
