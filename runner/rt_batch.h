@@ -52,6 +52,10 @@ typedef struct rt_batch rt_batch;
 /* is_stop(ctx, id): whether id ends an answer (EOS, template stops). */
 typedef bool (*rt_batch_stop_fn)(void *ctx, int32_t id);
 
+/* Starts the engine thread on m (which it then owns until rt_batch_free):
+ * at most max_batch sequences run together; max_queue requests may wait
+ * beyond the batch's free places; kv_budget bytes of KV caches may be held
+ * by running sequences (0: no limit; a request alone always runs). */
 int rt_batch_new(rt_model *m, size_t max_batch, size_t max_queue, uint64_t kv_budget,
                  rt_batch_stop_fn is_stop, void *stop_ctx, rt_batch **out, airllm_err *err);
 /* Queues r: 0, or -1 when the queue is full or the engine is closing (the
