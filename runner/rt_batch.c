@@ -28,6 +28,11 @@ struct rt_batch {
     rt_breq *q_head, *q_tail;
     size_t n_queued;
     bool closing;
+    /* A failed step (a damaged layer file, out of memory) may leave the
+     * store mid-stream: no further step runs, every request gets the
+     * error. */
+    bool failed;
+    char fail_msg[1024];
     rt_batch_stats st;
     /* engine thread only (n_run also under lock: submit reads it): */
     rt_breq **run;      /* [max_batch] running requests */
@@ -125,6 +130,11 @@ static void *engine(void *arg)
             pthread_cond_wait(&b->work, &b->lock);
             continue;
         }
+        if (b->failed) {
+            for (size_t i = 0; i < b->n_run; i++)
+                finish(b, b->run[i], RT_FINISH_ERROR, b->fail_msg);
+            continue;
+        }
         size_t n = b->n_run, prompt = 0;
         for (size_t i = 0; i < n; i++) {
             b->seqs[i] = &b->run[i]->seq;
@@ -144,6 +154,10 @@ static void *engine(void *arg)
         b->st.prompt_tokens += prompt;
         b->st.bytes_read = bytes;
         double now = rt_now();
+        if (rc) {
+            b->failed = b->st.failed = true;
+            snprintf(b->fail_msg, sizeof b->fail_msg, "%s", err.msg);
+        }
         for (size_t i = 0; i < n; i++) {
             rt_breq *r = b->run[i];
             if (rc) {

@@ -45,6 +45,7 @@ typedef struct rt_breq {
 typedef struct {
     uint64_t steps, tokens, prompt_tokens, requests, rejected, bytes_read;
     size_t running, queued;
+    bool failed; /* a step failed: every request since gets its error */
 } rt_batch_stats;
 
 typedef struct rt_batch rt_batch;

@@ -432,9 +432,15 @@ enum MHD_Result serve_handle(void *cls, struct MHD_Connection *mc, const char *u
         return MHD_YES;
     }
     bool get = strcmp(method, "GET") == 0, post = strcmp(method, "POST") == 0;
-    if (strcmp(url, "/health") == 0)
-        return get ? reply(mc, c, 200, "application/json", strdup("{\"status\":\"ok\"}"))
-                   : error_now(mc, c, 405, "invalid_request_error", NULL, "use GET");
+    if (strcmp(url, "/health") == 0) {
+        if (!get)
+            return error_now(mc, c, 405, "invalid_request_error", NULL, "use GET");
+        rt_batch_stats st;
+        rt_batch_get_stats(S->batch, &st);
+        return st.failed ? reply(mc, c, 503, "application/json",
+                                 strdup("{\"status\":\"failed\"}"))
+                         : reply(mc, c, 200, "application/json", strdup("{\"status\":\"ok\"}"));
+    }
     if (strcmp(url, "/metrics") == 0)
         return get ? reply(mc, c, 200, "text/plain; version=0.0.4", metrics_text(S))
                    : error_now(mc, c, 405, "invalid_request_error", NULL, "use GET");

