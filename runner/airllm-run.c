@@ -26,23 +26,16 @@
 #include "rt_cuda.h"
 #include "rt_interactive.h"
 #include "rt_json.h"
+#include "rt_opts.h"
 #include "rt_prompts.h"
 
 typedef struct {
     const char *dir, *prompt, *prompt_file, *ids, *prompts_file, *messages, *dump_logits;
     const char *system, *template_name;
-    bool interactive, max_new_set;
+    bool interactive;
     uint64_t ctx; /* -i: KV positions, 0: the default */
-    long max_new;
-    double temperature, top_p;
-    long top_k;
-    uint64_t seed;
-    bool json, chat, prefetch, profile, direct;
-    rt_verify verify_load; /* --verify-load */
-    uint64_t budget;
-    int threads, io_threads;
-    bool cuda;              /* --device cuda[:N] */
-    rt_cuda_opts cuda_opts;
+    bool json, chat, profile;
+    rt_opts ro; /* model, memory, device, sampling: shared with airllm-serve */
 } run_opts;
 
 static void usage(FILE *f)
@@ -74,30 +67,8 @@ static void usage(FILE *f)
             "Generation:\n"
             "  -n, --max-new-tokens N   tokens to generate (default 64; -i: 1024 per answer);\n"
             "                           stops at EOS or the template's stop tokens\n"
-            "      --temperature T      0 = greedy (default 0)\n"
-            "      --top-k K            sample from the K most likely (default 0: all)\n"
-            "      --top-p P            nucleus sampling (default 1)\n"
-            "      --seed S             random seed (default 0)\n"
-            "Memory and I/O:\n"
-            "      --mem-budget SIZE    bytes of weights kept resident (suffix K, M, G; 0 streams\n"
-            "                           every layer; default: half the available memory)\n"
-            "      --no-prefetch        read each streamed layer when it is needed\n"
-            "      --direct             read layers with O_DIRECT (bypass the page cache)\n"
-            "      --verify-load[=fast|full|off]  what each load checks: fast (default) each\n"
-            "                           tensor's XXH3 (format 1.2 files); full (plain\n"
-            "                           --verify-load) the file's SHA-256; off nothing (for\n"
-            "                           measurement)\n"
-            "  -t, --threads N          compute threads (default: all cores; one fewer in\n"
-            "                           decode steps while the prefetch thread copies or\n"
-            "                           checks streamed layers)\n"
-            "      --io-threads N       threads reading each streamed layer (default 1; with\n"
-            "                           cuda, half the cores up to 8)\n"
-            "Device:\n"
-            "      --device DEV         cpu (default) or cuda[:N]\n"
-            "      --gpu-mem-budget SIZE  bytes of weights kept in GPU memory (the rest stream\n"
-            "                           through two buffers of the largest layer; default:\n"
-            "                           the free GPU memory less a reserve)\n"
-            "      --kv-host            keep the KV cache in pinned host memory (cuda)\n"
+            "%s"
+            "%s"
             "Output:\n"
             "      --json               JSON Lines: a result line per sequence as it finishes\n"
             "                           (generated_ids, text, finish_reason), then a summary\n"
@@ -105,56 +76,37 @@ static void usage(FILE *f)
             "                           (batch: one row per prompt)\n"
             "      --profile            per-layer read/decode/compute/wait times on stderr\n"
             "  -q, --quiet / -v, --verbose, -h, --help, -V, --version\n\n"
-            "Exit status: 0 success, 1 failure, 2 usage error.\n");
-}
-
-static uint64_t default_budget(void)
-{
-    FILE *f = fopen("/proc/meminfo", "r");
-    unsigned long long kb = 0;
-    char line[256];
-    while (f && fgets(line, sizeof line, f))
-        if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1)
-            break;
-    if (f)
-        fclose(f);
-    return kb ? kb * 1024 / 2 : (1ull << 30);
+            "Exit status: 0 success, 1 failure, 2 usage error.\n",
+            rt_opts_usage_gen, rt_opts_usage_mem);
 }
 
 static int parse_args(int argc, char **argv, run_opts *o)
 {
-    static const struct option longopts[] = {
+    static const struct option own[] = {
         {"prompt", required_argument, 0, 'p'},    {"ids", required_argument, 0, 'I'},
         {"file", required_argument, 0, 'f'},      {"messages", required_argument, 0, 'm'},
         {"interactive", no_argument, 0, 'i' + 256}, {"system", required_argument, 0, 's'},
         {"template", required_argument, 0, 'X'},  {"ctx", required_argument, 0, 'c'},
         {"prompts", required_argument, 0, 'P'},   {"chat", no_argument, 0, 'C'},
-        {"max-new-tokens", required_argument, 0, 'n'},
-        {"temperature", required_argument, 0, 'T'}, {"top-k", required_argument, 0, 'K'},
-        {"top-p", required_argument, 0, 'O'},     {"seed", required_argument, 0, 'S'},
-        {"mem-budget", required_argument, 0, 'M'}, {"no-prefetch", no_argument, 0, 'N'},
-        {"direct", no_argument, 0, 'D'},          {"verify-load", optional_argument, 0, 'L'},
-        {"threads", required_argument, 0, 't'},   {"json", no_argument, 0, 'J'},
-        {"dump-logits", required_argument, 0, 'd'}, {"profile", no_argument, 0, 'R'},
-        {"device", required_argument, 0, 'E'},    {"gpu-mem-budget", required_argument, 0, 'G'},
-        {"kv-host", no_argument, 0, 'H'},         {"io-threads", required_argument, 0, 'W'},
-        {"quiet", no_argument, 0, 'q'},           {"verbose", no_argument, 0, 'v'},
-        {"help", no_argument, 0, 'h'},            {"version", no_argument, 0, 'V'},
-        {0, 0, 0, 0},
+        {"json", no_argument, 0, 'J'},            {"dump-logits", required_argument, 0, 'd'},
+        {"profile", no_argument, 0, 'R'},         {"quiet", no_argument, 0, 'q'},
+        {"verbose", no_argument, 0, 'v'},         {"help", no_argument, 0, 'h'},
+        {"version", no_argument, 0, 'V'},
     };
+    enum { N_OWN = sizeof own / sizeof own[0] };
+    struct option longopts[N_OWN + RT_OPTS_N + 1];
+    memcpy(longopts, own, sizeof own);
+    memcpy(longopts + N_OWN, rt_opts_long, sizeof rt_opts_long);
+    memset(&longopts[N_OWN + RT_OPTS_N], 0, sizeof longopts[0]);
     memset(o, 0, sizeof *o);
-    o->max_new = 64;
-    o->top_p = 1.0;
-    o->prefetch = true;
-    o->verify_load = RT_VERIFY_FAST;
-    o->budget = default_budget();
-    o->threads = 0; /* all cores, one fewer when layers stream (rt_model_open) */
-    o->cuda_opts.budget = UINT64_MAX;
-    bool gpu_opt = false;
-    int ch;
-    uint64_t v;
-    char *end;
+    rt_opts_init(&o->ro);
+    int ch, rc;
     while ((ch = getopt_long(argc, argv, "p:f:in:t:qvhV", longopts, NULL)) != -1) {
+        if ((rc = rt_opts_parse(&o->ro, ch, optarg)) != 1) {
+            if (rc)
+                return rc;
+            continue;
+        }
         switch (ch) {
         case 'p': o->prompt = optarg; break;
         case 'f': o->prompt_file = optarg; break;
@@ -170,78 +122,6 @@ static int parse_args(int argc, char **argv, run_opts *o)
         case 'I': o->ids = optarg; break;
         case 'P': o->prompts_file = optarg; break;
         case 'C': o->chat = true; break;
-        case 'n':
-            if (cli_parse_uint(optarg, 0, 1 << 24, &v))
-                return cli_usage_error("bad --max-new-tokens '%s'", optarg);
-            o->max_new = (long)v;
-            o->max_new_set = true;
-            break;
-        case 'T':
-            o->temperature = strtod(optarg, &end);
-            if (*end || !(o->temperature >= 0) || o->temperature > 100)
-                return cli_usage_error("bad --temperature '%s' (0-100)", optarg);
-            break;
-        case 'K':
-            if (cli_parse_uint(optarg, 0, 1 << 24, &v))
-                return cli_usage_error("bad --top-k '%s'", optarg);
-            o->top_k = (long)v;
-            break;
-        case 'O':
-            o->top_p = strtod(optarg, &end);
-            if (*end || !(o->top_p > 0) || o->top_p > 1)
-                return cli_usage_error("bad --top-p '%s' (0 < p <= 1)", optarg);
-            break;
-        case 'S':
-            if (cli_parse_uint(optarg, 0, UINT64_MAX, &v))
-                return cli_usage_error("bad --seed '%s'", optarg);
-            o->seed = v;
-            break;
-        case 'M':
-            if (cli_parse_size(optarg, &o->budget))
-                return cli_usage_error("bad --mem-budget '%s' (e.g. 0, 512M, 4G)", optarg);
-            break;
-        case 'E':
-            if (strcmp(optarg, "cpu") == 0) {
-                o->cuda = false;
-            } else if (strcmp(optarg, "cuda") == 0) {
-                o->cuda = true;
-                o->cuda_opts.device = 0;
-            } else if (strncmp(optarg, "cuda:", 5) == 0 &&
-                       cli_parse_uint(optarg + 5, 0, 255, &v) == 0) {
-                o->cuda = true;
-                o->cuda_opts.device = (int)v;
-            } else {
-                return cli_usage_error("bad --device '%s' (cpu, cuda or cuda:N)", optarg);
-            }
-            break;
-        case 'G':
-            if (cli_parse_size(optarg, &o->cuda_opts.budget))
-                return cli_usage_error("bad --gpu-mem-budget '%s' (e.g. 2G, 900M)", optarg);
-            gpu_opt = true;
-            break;
-        case 'H': o->cuda_opts.kv_host = true; gpu_opt = true; break;
-        case 'W':
-            if (cli_parse_uint(optarg, 1, 16, &v))
-                return cli_usage_error("bad --io-threads '%s' (1-16)", optarg);
-            o->io_threads = (int)v;
-            break;
-        case 'N': o->prefetch = false; break;
-        case 'D': o->direct = true; break;
-        case 'L':
-            if (!optarg || strcmp(optarg, "full") == 0)
-                o->verify_load = RT_VERIFY_FULL;
-            else if (strcmp(optarg, "fast") == 0)
-                o->verify_load = RT_VERIFY_FAST;
-            else if (strcmp(optarg, "off") == 0)
-                o->verify_load = RT_VERIFY_OFF;
-            else
-                return cli_usage_error("bad --verify-load '%s' (fast, full or off)", optarg);
-            break;
-        case 't':
-            if (cli_parse_uint(optarg, 1, 1024, &v))
-                return cli_usage_error("bad --threads '%s' (1-1024)", optarg);
-            o->threads = (int)v;
-            break;
         case 'J': o->json = true; break;
         case 'd': o->dump_logits = optarg; break;
         case 'R': o->profile = true; break;
@@ -269,11 +149,9 @@ static int parse_args(int argc, char **argv, run_opts *o)
         return cli_usage_error("--ctx is for -i (other runs size the cache to the prompt)");
     if (o->interactive && (o->dump_logits || o->profile))
         return cli_usage_error("--dump-logits and --profile are not for -i");
-    if (o->interactive && !o->max_new_set)
-        o->max_new = 1024;
-    if (gpu_opt && !o->cuda)
-        return cli_usage_error("--gpu-mem-budget and --kv-host need --device cuda");
-    return 0;
+    if (o->interactive && !o->ro.max_new_set)
+        o->ro.max_new = 1024;
+    return rt_opts_check(&o->ro);
 }
 
 /* ---- prompts ---- */
@@ -515,15 +393,14 @@ int main(int argc, char **argv)
     if (airllm_lock_reader(o.dir, &lock_fd, &err))
         return fail(&o, &err);
     rt_model m;
-    if (rt_model_open(&m, o.dir, o.budget, o.prefetch, o.direct, o.verify_load, o.threads,
-                      o.io_threads, o.cuda ? &o.cuda_opts : NULL, &err)) {
+    if (rt_opts_model_open(&o.ro, &m, o.dir, &err)) {
         rt_model_close(&m);
         return fail(&o, &err);
     }
     /* Loads that nothing checks are said once, never silently. */
-    if (o.verify_load == RT_VERIFY_OFF)
+    if (o.ro.verify_load == RT_VERIFY_OFF)
         cli_info("note: --verify-load=off: layer loads are not checked");
-    else if (o.verify_load == RT_VERIFY_FAST && m.store.n_unchecked)
+    else if (o.ro.verify_load == RT_VERIFY_FAST && m.store.n_unchecked)
         cli_info("note: %zu unit files are format 1.0/1.1, without checksums: their loads "
                  "are unchecked (--verify-load=full checks their SHA-256)",
                  m.store.n_unchecked);
@@ -560,10 +437,10 @@ int main(int argc, char **argv)
         rt_model_close(&m);
         return fail(&o, &err);
     }
-    rt_sampler smp = {o.temperature, o.top_k, o.top_p, o.seed, NULL};
+    rt_sampler smp = {o.ro.temperature, o.ro.top_k, o.ro.top_p, o.ro.seed, NULL};
     if (o.interactive) {
         rt_json_totals tot = {0};
-        rt_interactive_opts io = {o.system, o.max_new, o.ctx, o.json, &tot};
+        rt_interactive_opts io = {o.system, o.ro.max_new, o.ctx, o.json, &tot};
         if (!io.ctx)
             io.ctx = c->max_pos < 4096 ? (size_t)c->max_pos : 4096;
         tot.load_s = airllm_now() - t_start;
@@ -598,7 +475,7 @@ int main(int argc, char **argv)
     rc = seqs && active && logits && dec ? rt_sampler_init(&smp, c->vocab, &err)
                                          : airllm_errf(&err, "out of memory");
     for (size_t i = 0; !rc && i < np; i++)
-        rc = rt_seq_init(&seqs[i], &m, ps[i].ids, ps[i].n, ps[i].n + (size_t)o.max_new, &err);
+        rc = rt_seq_init(&seqs[i], &m, ps[i].ids, ps[i].n, ps[i].n + (size_t)o.ro.max_new, &err);
     for (size_t i = 0; !rc && tok && i < np; i++)
         rc = airllm_tok_decoder_new(tok, 1, &dec[i], &err);
     /* Generation: a step runs every unfinished sequence's pending tokens. */
@@ -652,7 +529,7 @@ int main(int argc, char **argv)
         for (size_t a = 0; a < na; a++) {
             rt_seq *s = active[a];
             size_t i = (size_t)(s - seqs);
-            if (s->n_ids - s->n_prompt >= (size_t)o.max_new) {
+            if (s->n_ids - s->n_prompt >= (size_t)o.ro.max_new) {
                 s->done = true;
                 if (o.json)
                     emit_result(tok, i, s, "length");
@@ -670,7 +547,7 @@ int main(int argc, char **argv)
                 }
             }
             const char *why = rt_finish_reason(c, tok, o.chat ? chatp : NULL, id);
-            if (!why && s->n_ids - s->n_prompt >= (size_t)o.max_new)
+            if (!why && s->n_ids - s->n_prompt >= (size_t)o.ro.max_new)
                 why = "length";
             if (why) {
                 s->done = true;

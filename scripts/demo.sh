@@ -7,11 +7,18 @@
 # it a question with the streaming CPU runner.
 #
 #   scripts/demo.sh ["QUESTION"]
+#   scripts/demo.sh --serve [PORT]   the same model behind airllm-serve
+#                                    (OpenAI API on 127.0.0.1:PORT, default 8080)
 #
 # AIRLLM_BIN=/usr/bin scripts/demo.sh runs the installed tools (the .deb, or
 # cmake --install) instead of building them.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+serve=""
+if [ "${1:-}" = --serve ]; then
+    serve=${2:-8080}
+    set -- "What is the capital of France?"
+fi
 question=${1:-What is the capital of France?}
 work=${AIRLLM_DEMO_DIR:-$root/build/demo}
 "$root/scripts/install-deps.sh"
@@ -33,3 +40,10 @@ echo "== airllm-verify --against $hf $work/nf4"
 "$bin/airllm-verify" --against "$hf" "$work/nf4"
 echo "== airllm-run --chat \"$question\" $work/nf4 (layers streamed: --mem-budget 0)"
 "$bin/airllm-run" --mem-budget 0 -n 64 --chat -p "$question" "$work/nf4"
+if [ -n "$serve" ]; then
+    [ -x "$bin/airllm-serve" ] || { echo "no airllm-serve: install libmicrohttpd-dev and rebuild" >&2; exit 1; }
+    echo "== airllm-serve --mem-budget 0 --port $serve $work/nf4 (Ctrl-C stops it)"
+    echo "   try: curl -s http://127.0.0.1:$serve/v1/chat/completions -H 'Content-Type: application/json' \\"
+    echo "          -d '{\"messages\": [{\"role\": \"user\", \"content\": \"$question\"}]}'"
+    exec "$bin/airllm-serve" --mem-budget 0 --port "$serve" --model-name smollm2 "$work/nf4"
+fi

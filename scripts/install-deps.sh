@@ -23,7 +23,7 @@ esac
 # are what CPack's .deb generator runs (dpkg-shlibdeps for the dependencies).
 pkgs=(build-essential cmake pkg-config libzstd-dev libssl-dev libcjson-dev libxxhash-dev clang
       libclang-rt-dev python3 python3-jsonschema python3-venv zstd time openssl
-      help2man man-db file dpkg-dev)
+      help2man man-db file dpkg-dev libmicrohttpd-dev)
 if [ $arm64 -eq 1 ]; then
     # The arm64 libraries sit beside the amd64 ones (/usr/lib/aarch64-linux-gnu),
     # which is where the toolchain file (cmake/aarch64-linux-gnu.cmake) and

@@ -45,4 +45,46 @@ for tag in --threads2--mem-budget0 --threads2; do
     cmp -s "$S/logits--threads1" "$S/logits$tag" && ok "wide model: $tag logits = 1 thread's" ||
         bad "wide model: $tag logits differ from 1 thread's"
 done
+# airllm-serve: connection threads, the engine thread and the prefetcher,
+# with 4 clients at once (streamed and not) on a streamed model; each
+# answer equals its solo run, and SIGTERM ends the server cleanly (TSan's
+# halt_on_error makes any report a non-zero exit).
+if [ -n "${AIRLLM_SERVE:-}" ]; then
+    "$AIRLLM_SERVE" --port 0 --threads 2 --mem-budget 0 "$S/z" >"$S/serve.out" 2>"$S/serve.err" &
+    spid=$!
+    port=""
+    for _ in $(seq 600); do
+        port=$(sed -n 's/.*listening on http:.*:\([0-9]*\) .*/\1/p' "$S/serve.err")
+        [ -n "$port" ] || ! kill -0 "$spid" 2>/dev/null && break
+        sleep 0.1
+    done
+    for i in 1 2 3 4; do
+        "$AIRLLM_RUN" -q --json -n $((10 * i)) --threads 2 -p "Once upon a time $i" "$S/z" |
+            python3 -c 'import json,sys; print(json.loads(sys.stdin.readline())["text"])' >"$S/solo$i"
+    done
+    python3 - "$port" "$S" <<'PY' && ok "serve: 4 concurrent clients equal their solo runs" ||
+import http.client, json, sys, threading
+port, S = int(sys.argv[1]), sys.argv[2]
+got = {}
+def client(i):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
+    body = {"prompt": f"Once upon a time {i}", "max_tokens": 10 * i, "stream": i % 2 == 0}
+    c.request("POST", "/v1/completions", json.dumps(body))
+    r = c.getresponse().read().decode()
+    if i % 2:
+        got[i] = json.loads(r)["choices"][0]["text"]
+    else:
+        got[i] = "".join(json.loads(l[6:])["choices"][0]["text"] for l in r.split("\n")
+                         if l.startswith("data: {") and json.loads(l[6:])["choices"])
+ts = [threading.Thread(target=client, args=(i,)) for i in (1, 2, 3, 4)]
+[t.start() for t in ts]
+[t.join() for t in ts]
+bad = [i for i in (1, 2, 3, 4) if got.get(i) != open(f"{S}/solo{i}").read().rstrip("\n")]
+sys.exit(1 if bad else 0)
+PY
+        bad "serve: concurrent answers differ from solo runs"
+    kill -TERM "$spid"
+    wait "$spid" && ok "serve: clean exit after SIGTERM" ||
+        bad "serve: exit after SIGTERM: $(tail -c 800 "$S/serve.err")"
+fi
 finish
