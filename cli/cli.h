@@ -62,6 +62,22 @@ void cli_progress_finish(cli_progress *p);
  * change a file at a precise point. */
 void cli_install_fault_hook(void);
 
+/* What a directory given on the command line is (cli/cli_dir.c): a tool
+ * that gets the wrong kind says what to run instead. */
+typedef enum {
+    CLI_DIR_MISSING,     /* not there, or not a directory */
+    CLI_DIR_CONVERTED,   /* has manifest.json: airllm-split or -quant wrote it */
+    CLI_DIR_INTERRUPTED, /* a conversion's plan or journal, no manifest yet */
+    CLI_DIR_HF,          /* *.safetensors or an index, no manifest */
+    CLI_DIR_OTHER,
+} cli_dir_kind;
+cli_dir_kind cli_dir_classify(const char *dir);
+
+/* getopt_long's own messages are off (opterr = 0, option strings start with
+ * ':'); this says what was wrong once, in the tool's words, for a ch of '?'
+ * or ':'. Returns exit code 2. */
+int cli_getopt_error(int ch, char **argv);
+
 /* Writes a JSON string literal (with quotes) for s into a malloc'ed buffer. */
 char *cli_json_string(const char *s);
 

@@ -150,7 +150,8 @@ static int parse_args(int argc, char **argv, run_opts *o)
     int ch;
     uint64_t v;
     char *end;
-    while ((ch = getopt_long(argc, argv, "p:f:in:t:qvhV", longopts, NULL)) != -1) {
+    opterr = 0; /* cli_getopt_error says it once */
+    while ((ch = getopt_long(argc, argv, ":p:f:in:t:qvhV", longopts, NULL)) != -1) {
         switch (ch) {
         case 'p': o->prompt = optarg; break;
         case 'f': o->prompt_file = optarg; break;
@@ -245,7 +246,7 @@ static int parse_args(int argc, char **argv, run_opts *o)
         case 'v': cli_verbosity = 2; break;
         case 'h': usage(stdout); exit(AIRLLM_EXIT_OK);
         case 'V': printf("airllm-run %s\n", AIRLLM_VERSION); exit(AIRLLM_EXIT_OK);
-        default: return cli_usage_error("bad option");
+        default: return cli_getopt_error(ch, argv);
         }
     }
     if (argc - optind != 1)
@@ -483,6 +484,22 @@ int main(int argc, char **argv)
     int lock_fd;
     if (airllm_lock_reader(o.dir, &lock_fd, &err))
         return fail(&o, &err);
+    /* The first thing a new user tries is the Hugging Face download
+     * itself: say what to run, not "manifest.json: cannot open". */
+    switch (cli_dir_classify(o.dir)) {
+    case CLI_DIR_HF:
+        airllm_errf(&err, "%s: this is a Hugging Face checkpoint, not a converted directory: "
+                          "run airllm-split (or airllm-quant) first, e.g. airllm-split %s "
+                          "OUT_DIR, then airllm-run OUT_DIR",
+                    o.dir, o.dir);
+        return fail(&o, &err);
+    case CLI_DIR_INTERRUPTED:
+        airllm_errf(&err, "%s: an interrupted conversion (no manifest.json yet): run the same "
+                          "airllm-split or airllm-quant command again to resume it",
+                    o.dir);
+        return fail(&o, &err);
+    default: break; /* the model's loader says what else is wrong */
+    }
     rt_model m;
     if (rt_model_open(&m, o.dir, o.budget, o.prefetch, o.direct, o.verify_load, o.threads,
                       o.io_threads, o.cuda ? &o.cuda_opts : NULL, &err)) {

@@ -430,6 +430,24 @@ static int check_source_coverage(verify_ctx *v)
     return 0;
 }
 
+/* --against a checkpoint of another model: how many of the output's
+ * tensors the source has, with the same dtype and shape. Under half is another model,
+ * said in one line instead of a problem per tensor. */
+static size_t count_same_tensors(const verify_ctx *v)
+{
+    size_t same = 0;
+    for (size_t t = 0; t < v->m.n_tensors; t++) {
+        const airllm_mf_tensor *mt = &v->m.tensors[t];
+        long i = find_name(v->src_by_name, v->src.n_tensors, mt->name);
+        if (i < 0)
+            continue;
+        const airllm_st_tensor *st = airllm_ckpt_st(&v->src, (size_t)i);
+        same += st->dtype == mt->dtype && st->ndim == mt->ndim &&
+                memcmp(st->shape, mt->shape, mt->ndim * sizeof mt->shape[0]) == 0;
+    }
+    return same;
+}
+
 static void usage(FILE *f)
 {
     fprintf(f,
@@ -462,7 +480,8 @@ static int parse_args(int argc, char **argv, verify_opts *o)
     o->jobs = 1;
     int ch;
     uint64_t n;
-    while ((ch = getopt_long(argc, argv, "j:qvhV", longopts, NULL)) != -1) {
+    opterr = 0; /* cli_getopt_error says it once */
+    while ((ch = getopt_long(argc, argv, ":j:qvhV", longopts, NULL)) != -1) {
         switch (ch) {
         case 'a': o->against = optarg; break;
         case 'Q': o->quick = true; break;
@@ -476,7 +495,7 @@ static int parse_args(int argc, char **argv, verify_opts *o)
         case 'v': cli_verbosity = 2; break;
         case 'h': usage(stdout); exit(AIRLLM_EXIT_OK);
         case 'V': printf("airllm-verify %s\n", AIRLLM_VERSION); exit(AIRLLM_EXIT_OK);
-        default: return cli_usage_error("bad option");
+        default: return cli_getopt_error(ch, argv);
         }
     }
     if (argc - optind != 1)
@@ -595,6 +614,20 @@ static int verify_main(verify_ctx *vp, int argc, char **argv)
         return finish(vp, airllm_now() - t0, msg);
     }
     snprintf(path, sizeof path, "%s/%s", vp->o.dir, AIRLLM_MANIFEST_NAME);
+    cli_dir_kind kind = cli_dir_classify(vp->o.dir);
+    if (kind == CLI_DIR_HF && vp->o.against &&
+        cli_dir_classify(vp->o.against) == CLI_DIR_CONVERTED) {
+        snprintf(msg, sizeof msg, "the arguments are swapped: --against takes the Hugging "
+                 "Face checkpoint, DIR the converted directory: airllm-verify --against %s %s",
+                 vp->o.dir, vp->o.against);
+        return finish(vp, airllm_now() - t0, msg);
+    }
+    if (kind == CLI_DIR_HF) {
+        snprintf(msg, sizeof msg, "%s: this is a Hugging Face checkpoint, not a converted "
+                 "directory: airllm-verify checks what airllm-split or airllm-quant wrote "
+                 "(airllm-verify --against %s OUT_DIR)", vp->o.dir, vp->o.dir);
+        return finish(vp, airllm_now() - t0, msg);
+    }
     if (access(path, F_OK) != 0) {
         snprintf(path, sizeof path, "%s/.airllm-split", vp->o.dir);
         snprintf(msg, sizeof msg, "%s: incomplete: no manifest.json%s", vp->o.dir,
@@ -626,7 +659,18 @@ static int verify_main(verify_ctx *vp, int argc, char **argv)
     check_extra(vp);
     if (vp->o.against) {
         vp->src_by_name = sorted_names(vp->src.n_tensors, src_tensor_name, &vp->src);
-        if (!vp->src_by_name || check_source_coverage(vp)) {
+        if (!vp->src_by_name) {
+            snprintf(msg, sizeof msg, "out of memory");
+            return finish(vp, airllm_now() - t0, msg);
+        }
+        size_t same = count_same_tensors(vp);
+        if (2 * same < vp->m.n_tensors) {
+            snprintf(msg, sizeof msg, "%s is a different model from %s: only %zu of its %zu "
+                     "tensors are in the source with the same dtype and shape", vp->o.dir,
+                     vp->o.against, same, vp->m.n_tensors);
+            return finish(vp, airllm_now() - t0, msg);
+        }
+        if (check_source_coverage(vp)) {
             snprintf(msg, sizeof msg, "out of memory");
             return finish(vp, airllm_now() - t0, msg);
         }

@@ -47,19 +47,25 @@ int convert_parse_args(int argc, char **argv, bool quant, void (*usage)(FILE *),
     memset(o, 0, sizeof *o);
     o->jobs = 1;
     o->level = 3;
-    const char *shortopts = "c:j:nfqvhV";
+    const char *shortopts = ":c:j:nfqvhV";
     if (quant) {
         o->quant = true;
         o->qtype = AIRLLM_QUANT_NF4;
         o->block = AIRLLM_QUANT_BLOCK_DEFAULT;
-        shortopts = "t:b:j:nfqvhV";
+        shortopts = ":t:b:j:nfqvhV";
     }
     int ch;
     uint64_t v;
+    opterr = 0; /* cli_getopt_error says it once */
     while ((ch = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
         bool quant_opt = ch == 't' || ch == 'b' || ch == 'Q' || ch == 'I' || ch == 'R';
-        if (quant_opt != o->quant && (quant_opt || ch == 'c' || ch == 'D'))
-            return cli_usage_error("bad option");
+        if (quant_opt != o->quant && (quant_opt || ch == 'c' || ch == 'D')) {
+            const struct option *lo = longopts;
+            while (lo->name && lo->val != ch)
+                lo++;
+            return cli_usage_error("--%s is an option of %s", lo->name,
+                                   o->quant ? "airllm-split" : "airllm-quant");
+        }
         switch (ch) {
         case 't':
             if (airllm_quant_type_from_name(optarg, &o->qtype))
@@ -108,7 +114,7 @@ int convert_parse_args(int argc, char **argv, bool quant, void (*usage)(FILE *),
         case 'v': cli_verbosity = 2; break;
         case 'h': usage(stdout); exit(AIRLLM_EXIT_OK);
         case 'V': printf("%s %s\n", cli_prog, AIRLLM_VERSION); exit(AIRLLM_EXIT_OK);
-        default: return cli_usage_error("bad option");
+        default: return cli_getopt_error(ch, argv);
         }
     }
     if (argc - optind != 2)

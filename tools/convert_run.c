@@ -91,6 +91,17 @@ static int split_main(split_ctx *sp)
         airllm_errf(&err, "%s: OUT_DIR must not be the checkpoint directory", o->out_dir);
         return fail(o, &err);
     }
+    char in_manifest[4096];
+    snprintf(in_manifest, sizeof in_manifest, "%s/%s", o->hf_dir, AIRLLM_MANIFEST_NAME);
+    if (!o->quant && access(in_manifest, F_OK) == 0) {
+        /* Splitting needs the checkpoint; a converted directory is already
+         * split. Said before OUT_DIR is touched. */
+        airllm_errf(&err, "%s: already a converted directory (it has manifest.json), not a "
+                          "Hugging Face checkpoint: airllm-run runs it as it is, and "
+                          "airllm-quant quantizes it",
+                    o->hf_dir);
+        return fail(o, &err);
+    }
     if (check_out_place(o, &err) || (!o->dry_run && lock_out_dir(sp, false, &err)))
         return fail(o, &err);
     bool have_state = state_dir_used(sp->state_dir);
@@ -118,8 +129,6 @@ static int split_main(split_ctx *sp)
         return fail(o, &err);
     }
 
-    char in_manifest[4096];
-    snprintf(in_manifest, sizeof in_manifest, "%s/%s", o->hf_dir, AIRLLM_MANIFEST_NAME);
     if (o->quant && access(in_manifest, F_OK) == 0) {
         if (airllm_ckpt_open_converted(o->hf_dir, &sp->ck, &err))
             return fail(o, &err);

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# A first-time user's frictions (issue 17): each case is the command a new
+# user typed and the output they now get.
+. "$(dirname "$0")/testlib.sh"
+: "${AIRLLM_RUN:?set AIRLLM_RUN}" "${AIRLLM_QUANT:?set AIRLLM_QUANT}"
+
+src="$MODELS/stories260K"
+out="$SCRATCH/out"
+run 0 "split" "$AIRLLM_SPLIT" -q "$src" "$out"
+
+# ---- errors that say what to do ----
+run 1 "airllm-run on the Hugging Face download" "$AIRLLM_RUN" -p hi "$src"
+expect_err "this is a Hugging Face checkpoint, not a converted directory: run airllm-split (or airllm-quant) first" \
+    "airllm-run says to convert first"
+AIRLLM_FAULT_STEP=5 "$AIRLLM_SPLIT" -q "$src" "$SCRATCH/half" 2>/dev/null
+run 1 "airllm-run on an interrupted conversion" "$AIRLLM_RUN" -p hi "$SCRATCH/half"
+expect_err "an interrupted conversion" "airllm-run names the interrupted conversion"
+expect_err "run the same airllm-split or airllm-quant command again" "and how to resume it"
+run 1 "airllm-split given a converted directory" "$AIRLLM_SPLIT" "$out" "$SCRATCH/again"
+expect_err "already a converted directory" "airllm-split says the input is converted"
+[ ! -e "$SCRATCH/again" ] && ok "nothing was created" || bad "OUT_DIR created"
+run 1 "verify --against with the arguments swapped" "$AIRLLM_VERIFY" --against "$out" "$src"
+expect_err "the arguments are swapped" "verify says they are swapped"
+expect_err "airllm-verify --against $src $out" "and gives the right order"
+run 1 "verify of the Hugging Face directory" "$AIRLLM_VERIFY" "$src"
+expect_err "this is a Hugging Face checkpoint" "verify says what the directory is"
+run 1 "verify against another model" "$AIRLLM_VERIFY" --against "$MODELS/stories260K-bf16-sharded" "$out"
+expect_err "different model" "verify says different model"
+lines=$(wc -l <"$SCRATCH/last.err")
+[ "$lines" -eq 1 ] && ok "in one line" || bad "$lines lines: $(head -c 400 "$SCRATCH/last.err")"
+run 0 "verify against the right model still passes" "$AIRLLM_VERIFY" -q --against "$src" "$out"
+
+# getopt's errors: once, in the tool's words
+for tool in "$AIRLLM_SPLIT" "$AIRLLM_QUANT" "$AIRLLM_VERIFY" "$AIRLLM_RUN"; do
+    name=$(basename "$tool")
+    run 2 "$name --bogus exits 2" "$tool" --bogus
+    n=$(grep -c . "$SCRATCH/last.err")
+    grep -q "unrecognized\|invalid option" "$SCRATCH/last.err" && bad "$name: getopt's own message" ||
+        ok "$name: no second getopt message"
+    expect_err "unknown option '--bogus'" "$name names the unknown option"
+    [ "$n" -eq 2 ] && ok "$name: one error and the --help hint" || bad "$name: $n lines"
+done
+run 2 "a missing value" "$AIRLLM_RUN" --mem-budget
+expect_err "option '--mem-budget' needs a value" "says which option needs a value"
+run 2 "a quant option given to split" "$AIRLLM_SPLIT" --block-size 32 "$src" "$SCRATCH/x"
+expect_err "--block-size is an option of airllm-quant" "says whose option it is"
+
+finish
