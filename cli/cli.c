@@ -78,9 +78,11 @@ static void vmsg(const char *kind, const char *fmt, va_list ap)
     va_end(aq);
     if (!text)
         text = small; /* out of memory: the truncated message */
+    flockfile(stderr); /* one line, whichever threads report (verify's --jobs) */
     fprintf(stderr, "%s: %s", cli_prog, kind);
     cli_fputs_escaped(stderr, n < 0 ? "(unprintable message)" : text);
     fputc('\n', stderr);
+    funlockfile(stderr);
     if (text != small)
         free(text);
 }

@@ -85,8 +85,9 @@ static void usage(FILE *f)
             "                           tensor's XXH3 (format 1.2 files); full (plain\n"
             "                           --verify-load) the file's SHA-256; off nothing (for\n"
             "                           measurement)\n"
-            "  -t, --threads N          compute threads (default: all cores, one fewer when\n"
-            "                           layers stream, for the prefetch thread)\n"
+            "  -j, --jobs N             compute threads (default: all cores, one fewer when\n"
+            "                           layers stream, for the prefetch thread); --threads\n"
+            "                           too\n"
             "      --io-threads N       threads reading each streamed layer (default 1; with\n"
             "                           cuda, half the cores up to 8)\n"
             "Device:\n"
@@ -100,7 +101,9 @@ static void usage(FILE *f)
             "      --dump-logits FILE   logits at the last prompt position, float32 LE\n"
             "                           (batch: one row per prompt)\n"
             "      --profile            per-layer read/decode/compute/wait times on stderr\n"
-            "  -q, --quiet / -v, --verbose, -h, --help, -V, --version\n\n"
+            "  -v, --verbose            the model, the memory plan and the prompt's tokens\n"
+            "                           on stderr\n"
+            "  -q, --quiet / -h, --help / -V, --version\n\n"
             "Exit status: 0 success, 1 failure, 2 usage error.\n");
 }
 
@@ -130,7 +133,8 @@ static int parse_args(int argc, char **argv, run_opts *o)
         {"top-p", required_argument, 0, 'O'},     {"seed", required_argument, 0, 'S'},
         {"mem-budget", required_argument, 0, 'M'}, {"no-prefetch", no_argument, 0, 'N'},
         {"direct", no_argument, 0, 'D'},          {"verify-load", optional_argument, 0, 'L'},
-        {"threads", required_argument, 0, 't'},   {"json", no_argument, 0, 'J'},
+        {"jobs", required_argument, 0, 'j'},      {"json", no_argument, 0, 'J'},
+        {"threads", required_argument, 0, 'j'},
         {"dump-logits", required_argument, 0, 'd'}, {"profile", no_argument, 0, 'R'},
         {"device", required_argument, 0, 'E'},    {"gpu-mem-budget", required_argument, 0, 'G'},
         {"kv-host", no_argument, 0, 'H'},         {"io-threads", required_argument, 0, 'W'},
@@ -151,7 +155,7 @@ static int parse_args(int argc, char **argv, run_opts *o)
     uint64_t v;
     char *end;
     opterr = 0; /* cli_getopt_error says it once */
-    while ((ch = getopt_long(argc, argv, ":p:f:in:t:qvhV", longopts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, ":p:f:in:t:j:qvhV", longopts, NULL)) != -1) {
         switch (ch) {
         case 'p': o->prompt = optarg; break;
         case 'f': o->prompt_file = optarg; break;
@@ -235,8 +239,14 @@ static int parse_args(int argc, char **argv, run_opts *o)
                 return cli_usage_error("bad --verify-load '%s' (fast, full or off)", optarg);
             break;
         case 't':
+            /* -t is airllm-quant's --type; threads are -j in every tool
+             * (docs/options.md). The old spelling works, for scripts. */
+            cli_info("note: -t is deprecated: use -j (--jobs), the threads option of every "
+                     "airllm tool");
+            /* fall through */
+        case 'j':
             if (cli_parse_uint(optarg, 1, 1024, &v))
-                return cli_usage_error("bad --threads '%s' (1-1024)", optarg);
+                return cli_usage_error("bad --jobs '%s' (1-1024)", optarg);
             o->threads = (int)v;
             break;
         case 'J': o->json = true; break;
@@ -506,6 +516,11 @@ int main(int argc, char **argv)
         rt_model_close(&m);
         return fail(&o, &err);
     }
+    cli_verbose("%s: %s, %d layers, hidden %d, vocab %d; %zu units: %.1f MiB resident, %zu "
+                "streamed from disk; %d compute threads",
+                o.dir, m.cfg.model_type, m.cfg.n_layers, m.cfg.hidden, m.cfg.vocab,
+                m.store.n_units, (double)m.store.resident_bytes / 1048576.0, m.store.n_stream,
+                m.threads);
     /* Loads that nothing checks are said once, never silently. */
     if (o.verify_load == RT_VERIFY_OFF)
         cli_info("note: --verify-load=off: layer loads are not checked");
@@ -568,6 +583,8 @@ int main(int argc, char **argv)
         rt_model_close(&m);
         return fail(&o, &err);
     }
+    for (size_t i = 0; i < np; i++)
+        cli_verbose("prompt %zu: %zu tokens", i + 1, ps[i].n);
     double t_load = airllm_now();
     rt_seq *seqs = calloc(np, sizeof *seqs);
     rt_seq **active = calloc(np, sizeof *active);

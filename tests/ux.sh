@@ -45,4 +45,22 @@ expect_err "option '--mem-budget' needs a value" "says which option needs a valu
 run 2 "a quant option given to split" "$AIRLLM_SPLIT" --block-size 32 "$src" "$SCRATCH/x"
 expect_err "--block-size is an option of airllm-quant" "says whose option it is"
 
+# ---- one option vocabulary (docs/options.md) ----
+run 0 "airllm-run -j 1 (threads, as in the other tools)" "$AIRLLM_RUN" -j 1 -n 2 --ids 1,2 "$out"
+run 0 "airllm-run -t 1 still works" "$AIRLLM_RUN" -t 1 -n 2 --ids 1,2 "$out"
+expect_err "note: -t is deprecated: use -j (--jobs)" "with a note on stderr"
+run 0 "airllm-split -n still means --dry-run" "$AIRLLM_SPLIT" -n "$src" "$SCRATCH/dry"
+expect_err "note: -n is deprecated here: use --dry-run" "with a note on stderr"
+grep -q "^plan:" "$SCRATCH/last.out" && ok "and prints the plan" || bad "no plan: $(head -c 300 "$SCRATCH/last.out")"
+run 0 "airllm-split --threads 2 (another name for --jobs)" "$AIRLLM_SPLIT" --threads 2 --dry-run "$src" "$SCRATCH/dry"
+run 0 "airllm-run -v" "$AIRLLM_RUN" -v -n 2 --ids 1,2 "$out"
+expect_err "5 layers, hidden 64, vocab 512" "-v on run describes the model"
+expect_err "prompt 1: 2 tokens" "and the prompt"
+run 0 "airllm-verify -v" "$AIRLLM_VERIFY" -v "$out"
+expect_err "$out/layer.00000.airc: " "-v on verify names each file"
+"$AIRLLM_VERIFY" --help >"$SCRATCH/vhelp"
+grep -A2 -- "--against HF_DIR" "$SCRATCH/vhelp" | grep -q "bound for nf4/fp4/int8$" &&
+    ! grep -q "^ *checkpoint (after zstd" "$SCRATCH/vhelp" && ok "--against help reads as one sentence" ||
+    bad "--against help: $(grep -A3 -- --against "$SCRATCH/vhelp")"
+
 finish

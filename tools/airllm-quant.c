@@ -24,7 +24,7 @@ static void usage(FILE *f)
             "                         and experts are\n"
             "      --report           print each quantized tensor's error (RMSE, max abs,\n"
             "                         relative Frobenius) as a table\n"
-            "  -j, --jobs N           quantization threads (default 1)\n"
+            "  -j, --jobs N           quantization threads (default 1; --threads too)\n"
             USAGE_COMMON);
 }
 

@@ -233,6 +233,8 @@ static void check_work_item(verify_ctx *v, size_t w)
                (uint64_t)st.st_size < size ? " (truncated)" : "");
         return;
     }
+    char hs[32];
+    cli_verbose("%s/%s: %s", v->o.dir, file, cli_human_size(size, hs));
     airllm_ct_header h = {0};
     if (unit != SIZE_MAX) {
         if (airllm_ct_read_file(path, &h, &err)) {
@@ -454,14 +456,14 @@ static void usage(FILE *f)
             "Usage: airllm-verify [options] DIR\n"
             "Check a directory written by airllm-split: manifest, sizes, SHA-256 digests,\n"
             "container headers, config.json, and nothing missing or extra.\n\n"
-            "      --against HF_DIR  also check every tensor against the source: byte for byte,\n"
-            "                        or within the error bound for nf4/fp4/int8\n"
-            "                        checkpoint (after zstd decompression)\n"
+            "      --against HF_DIR  also compare every tensor, decoded, with the source\n"
+            "                        checkpoint HF_DIR: byte for byte, or within the error\n"
+            "                        bound for nf4/fp4/int8\n"
             "      --quick           structure and sizes only, no hashing\n"
-            "  -j, --jobs N          files checked in parallel (default 1)\n"
+            "  -j, --jobs N          files checked in parallel (default 1; --threads too)\n"
             "      --json            print a JSON report on stdout\n"
             "  -q, --quiet           print nothing but problems\n"
-            "  -v, --verbose         more detail\n"
+            "  -v, --verbose         name each file as it is checked, with its size\n"
             "  -h, --help            this help\n"
             "  -V, --version         print the version\n\n"
             "Exit status: 0 everything holds, 1 a problem was found, 2 usage error.\n");
@@ -472,6 +474,7 @@ static int parse_args(int argc, char **argv, verify_opts *o)
     static const struct option longopts[] = {
         {"against", required_argument, 0, 'a'}, {"quick", no_argument, 0, 'Q'},
         {"jobs", required_argument, 0, 'j'},    {"json", no_argument, 0, 'J'},
+        {"threads", required_argument, 0, 'j'},
         {"quiet", no_argument, 0, 'q'},         {"verbose", no_argument, 0, 'v'},
         {"help", no_argument, 0, 'h'},          {"version", no_argument, 0, 'V'},
         {0, 0, 0, 0},

@@ -28,8 +28,9 @@ int convert_parse_args(int argc, char **argv, bool quant, void (*usage)(FILE *),
     static const struct option longopts[] = {
         {"compress", required_argument, 0, 'c'},
         {"jobs", required_argument, 0, 'j'},
+        {"threads", required_argument, 0, 'j'}, /* airllm-run's word for it */
         {"delete-original", no_argument, 0, 'D'},
-        {"dry-run", no_argument, 0, 'n'},
+        {"dry-run", no_argument, 0, 'n' + 256},
         {"force", no_argument, 0, 'f'},
         {"json", no_argument, 0, 'J'},
         {"quiet", no_argument, 0, 'q'},
@@ -106,7 +107,13 @@ int convert_parse_args(int argc, char **argv, bool quant, void (*usage)(FILE *),
             o->jobs = (unsigned)v;
             break;
         case 'D': o->delete_original = true; break;
-        case 'n': o->dry_run = true; break;
+        case 'n':
+            /* -n is --max-new-tokens in airllm-run (docs/options.md): the
+             * old short spelling still works, for the scripts that use it. */
+            cli_info("note: -n is deprecated here: use --dry-run (-n is airllm-run's "
+                     "--max-new-tokens)");
+            /* fall through */
+        case 'n' + 256: o->dry_run = true; break;
         case 'f': o->force = true; break;
         case 'L': o->follow_symlinks = true; break;
         case 'J': o->json = true; break;
