@@ -63,4 +63,14 @@ grep -A2 -- "--against HF_DIR" "$SCRATCH/vhelp" | grep -q "bound for nf4/fp4/int
     ! grep -q "^ *checkpoint (after zstd" "$SCRATCH/vhelp" && ok "--against help reads as one sentence" ||
     bad "--against help: $(grep -A3 -- --against "$SCRATCH/vhelp")"
 
+# ---- airllm-quant --dry-run: the size it will write ----
+run 0 "airllm-quant --dry-run" "$AIRLLM_QUANT" --dry-run "$src" "$SCRATCH/q"
+planned=$(awk '$1 != "unit" && $2 ~ /\.airc$/ {s += $5} END {print s}' "$SCRATCH/last.out")
+grep -q "nf4, block 64: 4.50 bits per quantized weight" "$SCRATCH/last.out" &&
+    ok "dry run prints the bits per weight" || bad "no bits per weight: $(tail -n 2 "$SCRATCH/last.out")"
+run 0 "airllm-quant" "$AIRLLM_QUANT" -q "$src" "$SCRATCH/q"
+written=$(cat "$SCRATCH"/q/*.airc | wc -c)
+[ "$planned" = "$written" ] && ok "the dry run's unit file bytes ($planned) are what quant writes" ||
+    bad "dry run planned $planned bytes, quant wrote $written"
+
 finish
