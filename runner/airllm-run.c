@@ -32,8 +32,9 @@ typedef struct {
     bool interactive, max_new_set;
     uint64_t ctx; /* -i: KV positions, 0: the default */
     long max_new;
-    double temperature, top_p;
+    double temperature, top_p, repeat_penalty;
     long top_k;
+    uint64_t repeat_last_n;
     uint64_t seed;
     bool json, chat, prefetch, profile, direct;
     rt_verify verify_load; /* --verify-load */
@@ -76,6 +77,12 @@ static void usage(FILE *f)
             "      --top-k K            sample from the K most likely (default 0: all)\n"
             "      --top-p P            nucleus sampling (default 1)\n"
             "      --seed S             random seed (default 0)\n"
+            "      --repeat-penalty P   divide the positive logits of tokens already in the\n"
+            "                           last --repeat-last-n of the context by P, multiply\n"
+            "                           the negative ones (llama.cpp's; default 1: off;\n"
+            "                           1.1-1.3 stops a small model looping)\n"
+            "      --repeat-last-n N    tokens the penalty looks back over (default 64;\n"
+            "                           prompt included)\n"
             "Memory and I/O:\n"
             "      --mem-budget SIZE    bytes of weights kept resident (suffix K, M, G; 0 streams\n"
             "                           every layer; default: half the available memory)\n"
@@ -131,6 +138,8 @@ static int parse_args(int argc, char **argv, run_opts *o)
         {"max-new-tokens", required_argument, 0, 'n'},
         {"temperature", required_argument, 0, 'T'}, {"top-k", required_argument, 0, 'K'},
         {"top-p", required_argument, 0, 'O'},     {"seed", required_argument, 0, 'S'},
+        {"repeat-penalty", required_argument, 0, 'r' + 256},
+        {"repeat-last-n", required_argument, 0, 'l' + 256},
         {"mem-budget", required_argument, 0, 'M'}, {"no-prefetch", no_argument, 0, 'N'},
         {"direct", no_argument, 0, 'D'},          {"verify-load", optional_argument, 0, 'L'},
         {"jobs", required_argument, 0, 'j'},      {"json", no_argument, 0, 'J'},
@@ -145,6 +154,8 @@ static int parse_args(int argc, char **argv, run_opts *o)
     memset(o, 0, sizeof *o);
     o->max_new = 64;
     o->top_p = 1.0;
+    o->repeat_penalty = 1.0;
+    o->repeat_last_n = 64;
     o->prefetch = true;
     o->verify_load = RT_VERIFY_FAST;
     o->budget = default_budget();
@@ -191,6 +202,16 @@ static int parse_args(int argc, char **argv, run_opts *o)
             o->top_p = strtod(optarg, &end);
             if (*end || !(o->top_p > 0) || o->top_p > 1)
                 return cli_usage_error("bad --top-p '%s' (0 < p <= 1)", optarg);
+            break;
+        case 'r' + 256:
+            o->repeat_penalty = strtod(optarg, &end);
+            if (*end || !(o->repeat_penalty > 0) || o->repeat_penalty > 10)
+                return cli_usage_error("bad --repeat-penalty '%s' (0 < P <= 10; 1 is off)",
+                                       optarg);
+            break;
+        case 'l' + 256:
+            if (cli_parse_uint(optarg, 0, 1u << 30, &o->repeat_last_n))
+                return cli_usage_error("bad --repeat-last-n '%s'", optarg);
             break;
         case 'S':
             if (cli_parse_uint(optarg, 0, UINT64_MAX, &v))
@@ -561,7 +582,8 @@ int main(int argc, char **argv)
         rt_model_close(&m);
         return fail(&o, &err);
     }
-    rt_sampler smp = {o.temperature, o.top_k, o.top_p, o.seed, NULL};
+    rt_sampler smp = {o.temperature, o.top_k, o.top_p, o.seed, NULL,
+                      o.repeat_penalty, (size_t)o.repeat_last_n, NULL};
     if (o.interactive) {
         rt_interactive_opts io = {o.system, o.max_new, o.ctx, o.json};
         if (!io.ctx)
@@ -635,6 +657,7 @@ int main(int argc, char **argv)
                 s->done = true;
                 continue;
             }
+            rt_repeat_penalty(&smp, logits + a * c->vocab, c->vocab, s->ids, s->n_ids);
             int32_t id = rt_sample(&smp, logits + a * c->vocab, c->vocab);
             s->ids[s->n_ids++] = id;
             generated++;

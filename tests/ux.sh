@@ -73,4 +73,15 @@ written=$(cat "$SCRATCH"/q/*.airc | wc -c)
 [ "$planned" = "$written" ] && ok "the dry run's unit file bytes ($planned) are what quant writes" ||
     bad "dry run planned $planned bytes, quant wrote $written"
 
+# ---- --repeat-penalty (llama.cpp's; the unit test is test_sample) ----
+distinct() { python3 -c 'import json,sys; g=json.load(open(sys.argv[1]))["generated_ids"]; print(len(set(g)))' "$1"; }
+run 0 "greedy, no penalty" "$AIRLLM_RUN" -q --json -n 40 -p "Once upon a time" "$out"
+cp "$SCRATCH/last.out" "$SCRATCH/plain.json"
+run 0 "--repeat-penalty 1.3" "$AIRLLM_RUN" -q --json -n 40 --repeat-penalty 1.3 -p "Once upon a time" "$out"
+a=$(distinct "$SCRATCH/plain.json") b=$(distinct "$SCRATCH/last.out")
+[ "$b" -gt "$a" ] && ok "the penalty gives more distinct tokens ($a -> $b of 40)" || bad "distinct tokens $a -> $b"
+run 0 "--repeat-penalty 1 is the plain run" "$AIRLLM_RUN" -q --json -n 40 --repeat-penalty 1 -p "Once upon a time" "$out"
+[ "$(distinct "$SCRATCH/last.out")" = "$a" ] && ok "same tokens" || bad "penalty 1 changed the output"
+run 2 "a bad --repeat-penalty" "$AIRLLM_RUN" --repeat-penalty 0 -p x "$out"
+
 finish
