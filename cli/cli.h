@@ -73,6 +73,13 @@ typedef enum {
 } cli_dir_kind;
 cli_dir_kind cli_dir_classify(const char *dir);
 
+/* A checkpoint named ORG/NAME, when no such path exists: the snapshot of
+ * the local Hugging Face cache ($HF_HOME/hub, else ~/.cache/huggingface/hub)
+ * that refs/main names, else the newest; offline, nothing is downloaded.
+ * Returns 1 with its path in out (and says which snapshot on stderr), 0
+ * when arg is to be used as it is, -1 after an error message. */
+int cli_resolve_hf_name(const char *arg, char *out, size_t cap);
+
 /* getopt_long's own messages are off (opterr = 0, option strings start with
  * ':'); this says what was wrong once, in the tool's words, for a ch of '?'
  * or ':'. Returns exit code 2. */

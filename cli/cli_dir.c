@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -79,4 +80,82 @@ int cli_getopt_error(int ch, char **argv)
     if (optopt)
         return cli_usage_error("unknown option '-%c'", optopt);
     return cli_usage_error("unknown option '%s'", word);
+}
+
+/* ORG/NAME: one slash, and the characters the Hub allows in names. */
+static bool looks_like_repo_id(const char *s)
+{
+    const char *slash = strchr(s, '/');
+    if (!slash || slash == s || !slash[1] || strchr(slash + 1, '/') || s[0] == '.')
+        return false;
+    for (const char *p = s; *p; p++)
+        if (!(*p == '/' || *p == '-' || *p == '_' || *p == '.' || (*p >= '0' && *p <= '9') ||
+              (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')))
+            return false;
+    return strstr(s, "..") == NULL;
+}
+
+int cli_resolve_hf_name(const char *arg, char *out, size_t cap)
+{
+    struct stat st;
+    if (stat(arg, &st) == 0 || !looks_like_repo_id(arg))
+        return 0; /* a path: used as it is */
+    char hub[2048];
+    const char *hf_home = getenv("HF_HOME"), *home = getenv("HOME");
+    if (hf_home && *hf_home)
+        snprintf(hub, sizeof hub, "%s/hub", hf_home);
+    else
+        snprintf(hub, sizeof hub, "%s/.cache/huggingface/hub", home ? home : "");
+    /* The cache's folder for ORG/NAME is models--ORG--NAME. */
+    char repo[3072], name[512];
+    snprintf(name, sizeof name, "%s", arg);
+    *strchr(name, '/') = '\0';
+    snprintf(repo, sizeof repo, "%s/models--%s--%s", hub, name, strchr(arg, '/') + 1);
+    char rev[256] = "", path[4096];
+    /* refs/main names the snapshot the Hub's own tools use; without it (or
+     * when it names one that is gone) the newest snapshot folder. */
+    snprintf(path, sizeof path, "%s/refs/main", repo);
+    FILE *f = fopen(path, "r");
+    if (f) {
+        if (!fgets(rev, sizeof rev, f))
+            rev[0] = '\0';
+        fclose(f);
+        rev[strcspn(rev, "\r\n")] = '\0';
+        snprintf(path, sizeof path, "%s/snapshots/%s", repo, rev);
+        if (!*rev || strchr(rev, '/') || stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
+            rev[0] = '\0';
+    }
+    if (!*rev) {
+        snprintf(path, sizeof path, "%s/snapshots", repo);
+        DIR *d = opendir(path);
+        const struct dirent *e;
+        double newest = -1;
+        while (d && (e = readdir(d)) != NULL) {
+            char p[4096 + 256];
+            snprintf(p, sizeof p, "%s/%s", path, e->d_name);
+            if (e->d_name[0] == '.' || stat(p, &st) != 0 || !S_ISDIR(st.st_mode) ||
+                strlen(e->d_name) >= sizeof rev)
+                continue;
+            double t = (double)st.st_mtim.tv_sec + st.st_mtim.tv_nsec * 1e-9;
+            if (t > newest) {
+                newest = t;
+                snprintf(rev, sizeof rev, "%s", e->d_name);
+            }
+        }
+        if (d)
+            closedir(d);
+    }
+    if (!*rev) {
+        cli_error("%s: no such directory, and no snapshot of it in the Hugging Face cache "
+                  "(%s): nothing is downloaded; fetch it first (huggingface-cli download %s) "
+                  "or give the checkpoint's directory",
+                  arg, hub, arg);
+        return -1;
+    }
+    if ((size_t)snprintf(out, cap, "%s/snapshots/%s", repo, rev) >= cap) {
+        cli_error("%s: the cache path is too long", arg);
+        return -1;
+    }
+    cli_info("%s: using the Hugging Face cache's snapshot %s (%s)", arg, rev, out);
+    return 1;
 }

@@ -84,4 +84,35 @@ run 0 "--repeat-penalty 1 is the plain run" "$AIRLLM_RUN" -q --json -n 40 --repe
 [ "$(distinct "$SCRATCH/last.out")" = "$a" ] && ok "same tokens" || bad "penalty 1 changed the output"
 run 2 "a bad --repeat-penalty" "$AIRLLM_RUN" --repeat-penalty 0 -p x "$out"
 
+# ---- a model in the local Hugging Face cache by name ----
+# The cache's layout: models--ORG--NAME/snapshots/REV/FILE -> ../../blobs/HASH,
+# and refs/main holding the current REV.
+hub="$SCRATCH/hf_home/hub/models--tiny--stories"
+mkdir -p "$hub/blobs" "$hub/refs" "$hub/snapshots/old1" "$hub/snapshots/new2"
+for f in "$src"/*; do
+    h=$(sha256sum "$f" | cut -c1-40)
+    cp "$f" "$hub/blobs/$h"
+    ln -s "../../blobs/$h" "$hub/snapshots/new2/$(basename "$f")"
+    ln -s "../../blobs/$h" "$hub/snapshots/old1/$(basename "$f")"
+done
+touch -d 2020-01-01 "$hub/snapshots/old1"
+printf new2 >"$hub/refs/main"
+HF_HOME="$SCRATCH/hf_home" run 0 "airllm-split ORG/NAME OUT_DIR" "$AIRLLM_SPLIT" tiny/stories "$SCRATCH/byname"
+expect_err "tiny/stories: using the Hugging Face cache's snapshot new2" "says which snapshot"
+run 0 "which verifies against the checkpoint" "$AIRLLM_VERIFY" -q --against "$src" "$SCRATCH/byname"
+printf old1 >"$hub/refs/main"
+HF_HOME="$SCRATCH/hf_home" run 0 "refs/main is followed" "$AIRLLM_QUANT" --dry-run tiny/stories "$SCRATCH/q2"
+expect_err "snapshot old1" "the snapshot refs/main names"
+rm "$hub/refs/main"
+HF_HOME="$SCRATCH/hf_home" run 0 "without refs/main" "$AIRLLM_QUANT" --dry-run tiny/stories "$SCRATCH/q2"
+expect_err "snapshot new2" "the newest snapshot"
+HF_HOME="$SCRATCH/hf_home" run 1 "a name not in the cache" "$AIRLLM_SPLIT" tiny/absent "$SCRATCH/q3"
+expect_err "nothing is downloaded" "says nothing is downloaded"
+[ ! -e "$SCRATCH/q3" ] && ok "and writes nothing" || bad "OUT_DIR created"
+mkdir -p "$SCRATCH/home/.cache/huggingface"
+ln -s "$SCRATCH/hf_home/hub" "$SCRATCH/home/.cache/huggingface/hub"
+run 0 "without HF_HOME: ~/.cache/huggingface/hub" env -u HF_HOME HOME="$SCRATCH/home" \
+    "$AIRLLM_QUANT" --dry-run tiny/stories "$SCRATCH/q2"
+expect_err "snapshot new2" "found there"
+
 finish

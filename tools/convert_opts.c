@@ -129,5 +129,11 @@ int convert_parse_args(int argc, char **argv, bool quant, void (*usage)(FILE *),
                                         : "expected HF_DIR and OUT_DIR");
     o->hf_dir = argv[optind];
     o->out_dir = argv[optind + 1];
+    static char snapshot[4096]; /* o->hf_dir's storage when resolved */
+    int r = cli_resolve_hf_name(o->hf_dir, snapshot, sizeof snapshot);
+    if (r < 0)
+        return AIRLLM_EXIT_FAIL;
+    if (r > 0)
+        o->hf_dir = snapshot;
     return 0;
 }
