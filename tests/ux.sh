@@ -115,4 +115,39 @@ run 0 "without HF_HOME: ~/.cache/huggingface/hub" env -u HF_HOME HOME="$SCRATCH/
     "$AIRLLM_QUANT" --dry-run tiny/stories "$SCRATCH/q2"
 expect_err "snapshot new2" "found there"
 
+# ---- long work: a bar on verify, and an interrupt that explains itself ----
+if command -v script >/dev/null; then
+    script -qec "\"$AIRLLM_VERIFY\" \"$out\"" /dev/null >"$SCRATCH/tty.log" 2>&1
+    grep -q "airllm-verify: 100.0%" "$SCRATCH/tty.log" && ok "airllm-verify draws a progress bar on a terminal" ||
+        bad "no progress bar: $(head -c 300 "$SCRATCH/tty.log")"
+else
+    echo "SKIP: script(1) not installed: verify's progress bar not exercised"
+fi
+"$AIRLLM_VERIFY" "$out" 2>"$SCRATCH/notty.err"
+grep -q $'\r' "$SCRATCH/notty.err" && bad "verify drew a bar on a non-terminal" || ok "no bar on a non-terminal"
+# Stopped (SIGSTOP) at its 4th durable step, then Ctrl-C'd: the INT is
+# delivered once it continues. Job control on (set -m): a background job of
+# a script otherwise starts with SIGINT ignored, as nohup would leave it.
+set -m
+AIRLLM_FAULT_STEP=4 AIRLLM_FAULT_SIGNAL=STOP "$AIRLLM_QUANT" "$src" "$SCRATCH/int" 2>"$SCRATCH/int.err" &
+pid=$!
+for _ in $(seq 100); do
+    [ "$(ps -o stat= -p "$pid" | cut -c1)" = T ] && break
+    sleep 0.1
+done
+kill -INT "$pid"
+kill -CONT "$pid"
+# with job control, wait also returns when the job stops (128 + SIGSTOP)
+for _ in $(seq 20); do
+    wait "$pid"
+    rc=$?
+    [ "$rc" -ne 147 ] && break
+done
+set +m
+[ "$rc" -eq 130 ] && ok "Ctrl-C still ends quant by the signal (exit 130)" || bad "exit $rc"
+grep -q "airllm-quant: interrupted: run the same command again to resume" "$SCRATCH/int.err" &&
+    ok "Ctrl-C says how to resume" || bad "stderr: $(cat "$SCRATCH/int.err")"
+run 0 "the same command again" "$AIRLLM_QUANT" "$src" "$SCRATCH/int"
+expect_err "(resumed)" "resumes"
+
 finish

@@ -269,6 +269,9 @@ static void check_work_item(verify_ctx *v, size_t w)
         pthread_mutex_unlock(&v->lock);
     }
     airllm_ct_free(&h);
+    pthread_mutex_lock(&v->lock);
+    cli_progress_add(&v->prog, size);
+    pthread_mutex_unlock(&v->lock);
 }
 
 static void *worker(void *arg)
@@ -678,9 +681,15 @@ static int verify_main(verify_ctx *vp, int argc, char **argv)
             return finish(vp, airllm_now() - t0, msg);
         }
     }
-    for (size_t u = 0; u < vp->m.n_units; u++)
+    uint64_t total = 0;
+    for (size_t u = 0; u < vp->m.n_units; u++) {
         vp->n_work += vp->m.units[u].file != NULL;
+        total += vp->m.units[u].file ? vp->m.units[u].size : 0;
+    }
     vp->n_work += vp->m.n_files;
+    for (size_t i = 0; i < vp->m.n_files; i++)
+        total += vp->m.files[i].size;
+    cli_progress_init(&vp->prog, cli_prog, total);
     unsigned nt = vp->o.jobs;
     pthread_t *th = calloc(nt, sizeof *th);
     for (unsigned i = 1; th && i < nt; i++)
@@ -691,5 +700,6 @@ static int verify_main(verify_ctx *vp, int argc, char **argv)
         if (th[i])
             pthread_join(th[i], NULL);
     free(th);
+    cli_progress_finish(&vp->prog);
     return finish(vp, airllm_now() - t0, NULL);
 }

@@ -9,6 +9,32 @@ static bool same_dir(const char *a, const char *b)
     return stat(a, &x) == 0 && stat(b, &y) == 0 && x.st_dev == y.st_dev && x.st_ino == y.st_ino;
 }
 
+/* Ctrl-C (or a plain kill): every step is durable, so stopping anywhere
+ * is safe (tests/faults.sh kills at each one); say how to go on, then die
+ * of the signal as before, so that shells and scripts see it. Only
+ * async-signal-safe calls here. */
+static char interrupt_msg[256];
+
+static void on_interrupt(int sig)
+{
+    ssize_t w = write(STDERR_FILENO, interrupt_msg, strlen(interrupt_msg));
+    (void)w;
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static void install_interrupt_message(void)
+{
+    snprintf(interrupt_msg, sizeof interrupt_msg,
+             "\n%s: interrupted: run the same command again to resume\n", cli_prog);
+    /* A signal the parent set to be ignored (nohup, a shell's background
+     * job) stays ignored. */
+    int sigs[] = {SIGINT, SIGTERM};
+    for (int i = 0; i < 2; i++)
+        if (signal(sigs[i], on_interrupt) == SIG_IGN)
+            signal(sigs[i], SIG_IGN);
+}
+
 static int fail(const split_opts *o, airllm_err *err)
 {
     cli_error("%s", err->msg);
@@ -85,6 +111,8 @@ static int split_main(split_ctx *sp)
     airllm_err err = {{0}};
     double t0 = airllm_now();
     split_opts *o = &sp->o;
+    if (!o->dry_run)
+        install_interrupt_message();
     snprintf(sp->state_dir, sizeof sp->state_dir, "%s/%s", o->out_dir, STATE_DIR);
 
     if (same_dir(o->hf_dir, o->out_dir)) {
