@@ -125,6 +125,17 @@ int cli_usage_error(const char *fmt, ...)
     return AIRLLM_EXIT_USAGE;
 }
 
+void cli_print_version(void)
+{
+#ifndef AIRLLM_COMMIT
+#define AIRLLM_COMMIT ""
+#endif
+    if (*AIRLLM_COMMIT)
+        printf("%s %s (commit %s)\n", cli_prog, AIRLLM_VERSION, AIRLLM_COMMIT);
+    else
+        printf("%s %s\n", cli_prog, AIRLLM_VERSION);
+}
+
 int cli_parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out)
 {
     if (!s || !*s)

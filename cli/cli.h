@@ -31,6 +31,10 @@ int cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 char *cli_escape(const char *s);
 void cli_fputs_escaped(FILE *f, const char *s);
 
+/* --version: "PROG VERSION (commit DESCRIBE)", or without the commit when
+ * the build had no git checkout. */
+void cli_print_version(void);
+
 /* Parses a decimal integer in [min, max] with overflow checks. */
 int cli_parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out);
 /* Parses a byte count: a decimal number (a fraction allowed) with an

@@ -276,7 +276,7 @@ static int parse_args(int argc, char **argv, run_opts *o)
         case 'q': cli_verbosity = 0; break;
         case 'v': cli_verbosity = 2; break;
         case 'h': usage(stdout); exit(AIRLLM_EXIT_OK);
-        case 'V': printf("airllm-run %s\n", AIRLLM_VERSION); exit(AIRLLM_EXIT_OK);
+        case 'V': cli_print_version(); exit(AIRLLM_EXIT_OK);
         default: return cli_getopt_error(ch, argv);
         }
     }

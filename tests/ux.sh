@@ -150,4 +150,17 @@ grep -q "airllm-quant: interrupted: run the same command again to resume" "$SCRA
 run 0 "the same command again" "$AIRLLM_QUANT" "$src" "$SCRATCH/int"
 expect_err "(resumed)" "resumes"
 
+# ---- --version names the commit (git describe at configure time) ----
+for tool in "$AIRLLM_SPLIT" "$AIRLLM_QUANT" "$AIRLLM_VERIFY" "$AIRLLM_RUN"; do
+    name=$(basename "$tool")
+    v=$("$tool" --version)
+    if git -C "$SRC_DIR" rev-parse --git-dir >/dev/null 2>&1; then
+        echo "$v" | grep -qE "^$name [0-9][0-9.]* \(commit [0-9a-f]{7,}(-dirty)?\)$" &&
+            ok "$name --version names the commit: $v" || bad "$name --version: $v"
+    else
+        echo "$v" | grep -qE "^$name [0-9][0-9.]*$" && ok "$name --version without git: $v" ||
+            bad "$name --version: $v"
+    fi
+done
+
 finish

@@ -500,7 +500,7 @@ static int parse_args(int argc, char **argv, verify_opts *o)
         case 'q': cli_verbosity = 0; break;
         case 'v': cli_verbosity = 2; break;
         case 'h': usage(stdout); exit(AIRLLM_EXIT_OK);
-        case 'V': printf("airllm-verify %s\n", AIRLLM_VERSION); exit(AIRLLM_EXIT_OK);
+        case 'V': cli_print_version(); exit(AIRLLM_EXIT_OK);
         default: return cli_getopt_error(ch, argv);
         }
     }

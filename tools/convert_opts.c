@@ -120,7 +120,7 @@ int convert_parse_args(int argc, char **argv, bool quant, void (*usage)(FILE *),
         case 'q': cli_verbosity = 0; break;
         case 'v': cli_verbosity = 2; break;
         case 'h': usage(stdout); exit(AIRLLM_EXIT_OK);
-        case 'V': printf("%s %s\n", cli_prog, AIRLLM_VERSION); exit(AIRLLM_EXIT_OK);
+        case 'V': cli_print_version(); exit(AIRLLM_EXIT_OK);
         default: return cli_getopt_error(ch, argv);
         }
     }
