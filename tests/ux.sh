@@ -155,7 +155,7 @@ for tool in "$AIRLLM_SPLIT" "$AIRLLM_QUANT" "$AIRLLM_VERIFY" "$AIRLLM_RUN"; do
     name=$(basename "$tool")
     v=$("$tool" --version)
     if git -C "$SRC_DIR" rev-parse --git-dir >/dev/null 2>&1; then
-        echo "$v" | grep -qE "^$name [0-9][0-9.]* \(commit [0-9a-f]{7,}(-dirty)?\)$" &&
+        echo "$v" | grep -qE "^$name [0-9][0-9.]* \(commit [0-9A-Za-z._-]+\)$" &&
             ok "$name --version names the commit: $v" || bad "$name --version: $v"
     else
         echo "$v" | grep -qE "^$name [0-9][0-9.]*$" && ok "$name --version without git: $v" ||
