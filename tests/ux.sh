@@ -64,7 +64,7 @@ grep -A2 -- "--against HF_DIR" "$SCRATCH/vhelp" | grep -q "bound for nf4/fp4/int
     bad "--against help: $(grep -A3 -- --against "$SCRATCH/vhelp")"
 
 # ---- airllm-quant --dry-run: the size it will write ----
-run 0 "airllm-quant --dry-run" "$AIRLLM_QUANT" --dry-run "$src" "$SCRATCH/q"
+run 0 "airllm-quant --dry-run" "$AIRLLM_QUANT" --dry-run "$src" "$SCRATCH/qp"
 planned=$(awk '$1 != "unit" && $2 ~ /\.airc$/ {s += $5} END {print s}' "$SCRATCH/last.out")
 grep -q "nf4, block 64: 4.50 bits per quantized weight" "$SCRATCH/last.out" &&
     ok "dry run prints the bits per weight" || bad "no bits per weight: $(tail -n 2 "$SCRATCH/last.out")"
@@ -72,6 +72,17 @@ run 0 "airllm-quant" "$AIRLLM_QUANT" -q "$src" "$SCRATCH/q"
 written=$(cat "$SCRATCH"/q/*.airc | wc -c)
 [ "$planned" = "$written" ] && ok "the dry run's unit file bytes ($planned) are what quant writes" ||
     bad "dry run planned $planned bytes, quant wrote $written"
+run 0 "airllm-quant --preset small --dry-run" "$AIRLLM_QUANT" --preset small --dry-run "$src" "$SCRATCH/qp"
+grep -q "nf4, block 32: 5.00 bits per quantized weight" "$SCRATCH/last.out" && ok "small is nf4 in blocks of 32" ||
+    bad "--preset small: $(tail -n 1 "$SCRATCH/last.out")"
+run 0 "airllm-quant --preset quality --dry-run" "$AIRLLM_QUANT" --preset quality --dry-run "$src" "$SCRATCH/qp"
+grep -q "int8, block 64: 8.50 bits" "$SCRATCH/last.out" && ok "quality is int8 in blocks of 64" ||
+    bad "--preset quality: $(tail -n 1 "$SCRATCH/last.out")"
+run 0 "-b after --preset wins" "$AIRLLM_QUANT" -b 128 --preset small --dry-run "$src" "$SCRATCH/qp"
+grep -q "nf4, block 128:" "$SCRATCH/last.out" && ok "explicit -b overrides the preset" ||
+    bad "$(tail -n 1 "$SCRATCH/last.out")"
+run 2 "an unknown preset" "$AIRLLM_QUANT" --preset tiny "$src" "$SCRATCH/qp"
+expect_err "unknown --preset 'tiny' (quality, small)" "names the presets"
 
 # ---- --repeat-penalty (llama.cpp's; the unit test is test_sample) ----
 distinct() { python3 -c 'import json,sys; g=json.load(open(sys.argv[1]))["generated_ids"]; print(len(set(g)))' "$1"; }

@@ -43,6 +43,7 @@ int convert_parse_args(int argc, char **argv, bool quant, void (*usage)(FILE *),
         {"include", required_argument, 0, 'I'},
         {"report", no_argument, 0, 'R'},
         {"follow-symlinks", no_argument, 0, 'L'},
+        {"preset", required_argument, 0, 'P'},
         {0, 0, 0, 0},
     };
     memset(o, 0, sizeof *o);
@@ -57,9 +58,13 @@ int convert_parse_args(int argc, char **argv, bool quant, void (*usage)(FILE *),
     }
     int ch;
     uint64_t v;
+    bool type_set = false, block_set = false;
+    int preset_type = -1;
+    uint32_t preset_block = 0;
     opterr = 0; /* cli_getopt_error says it once */
     while ((ch = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
-        bool quant_opt = ch == 't' || ch == 'b' || ch == 'Q' || ch == 'I' || ch == 'R';
+        bool quant_opt = ch == 't' || ch == 'b' || ch == 'Q' || ch == 'I' || ch == 'R' ||
+                         ch == 'P';
         if (quant_opt != o->quant && (quant_opt || ch == 'c' || ch == 'D')) {
             const struct option *lo = longopts;
             while (lo->name && lo->val != ch)
@@ -68,9 +73,24 @@ int convert_parse_args(int argc, char **argv, bool quant, void (*usage)(FILE *),
                                    o->quant ? "airllm-split" : "airllm-quant");
         }
         switch (ch) {
+        case 'P':
+            /* Named settings from the measurements in docs/quantization.md
+             * ("Choosing a type and block size"); -t, -b and --double-quant
+             * given anywhere on the line win over the preset's. */
+            if (strcmp(optarg, "quality") == 0) {
+                preset_type = AIRLLM_QUANT_INT8;
+                preset_block = 64;
+            } else if (strcmp(optarg, "small") == 0) {
+                preset_type = AIRLLM_QUANT_NF4;
+                preset_block = 32;
+            } else {
+                return cli_usage_error("unknown --preset '%s' (quality, small)", optarg);
+            }
+            break;
         case 't':
             if (airllm_quant_type_from_name(optarg, &o->qtype))
                 return cli_usage_error("unknown --type '%s' (nf4, fp4, int8)", optarg);
+            type_set = true;
             break;
         case 'b':
             if (cli_parse_uint(optarg, AIRLLM_QUANT_BLOCK_MIN, AIRLLM_QUANT_BLOCK_MAX, &v) ||
@@ -78,6 +98,7 @@ int convert_parse_args(int argc, char **argv, bool quant, void (*usage)(FILE *),
                 return cli_usage_error("bad --block-size '%s' (a power of two, 32-4096)",
                                        optarg);
             o->block = (uint32_t)v;
+            block_set = true;
             break;
         case 'Q': o->double_quant = true; break;
         case 'I':
@@ -123,6 +144,12 @@ int convert_parse_args(int argc, char **argv, bool quant, void (*usage)(FILE *),
         case 'V': cli_print_version(); exit(AIRLLM_EXIT_OK);
         default: return cli_getopt_error(ch, argv);
         }
+    }
+    if (preset_type >= 0) {
+        if (!type_set)
+            o->qtype = (airllm_quant_type)preset_type;
+        if (!block_set)
+            o->block = preset_block;
     }
     if (argc - optind != 2)
         return cli_usage_error(o->quant ? "expected IN_DIR and OUT_DIR"
