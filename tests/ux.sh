@@ -44,6 +44,18 @@ run 2 "a missing value" "$AIRLLM_RUN" --mem-budget
 expect_err "option '--mem-budget' needs a value" "says which option needs a value"
 run 2 "a quant option given to split" "$AIRLLM_SPLIT" --block-size 32 "$src" "$SCRATCH/x"
 expect_err "--block-size is an option of airllm-quant" "says whose option it is"
+# a model airllm-run does not run is said before it is converted
+cp -r "$src" "$SCRATCH/ilm"
+python3 - "$SCRATCH/ilm/config.json" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+c["model_type"], c["architectures"] = "internlm", ["InternLMForCausalLM"]
+json.dump(c, open(sys.argv[1], "w"))
+PY
+run 0 "airllm-split of an InternLM checkpoint" "$AIRLLM_SPLIT" "$SCRATCH/ilm" "$SCRATCH/ilm-out"
+expect_err 'note: airllm-run does not run this model' "says airllm-run will not run it"
+run 0 "a model airllm-run runs gets no such note" "$AIRLLM_SPLIT" --dry-run "$src" "$SCRATCH/dry2"
+grep -q "does not run" "$SCRATCH/last.err" && bad "note for a runnable model" || ok "no note"
 
 # ---- one option vocabulary (docs/options.md) ----
 run 0 "airllm-run -j 1 (threads, as in the other tools)" "$AIRLLM_RUN" -j 1 -n 2 --ids 1,2 "$out"

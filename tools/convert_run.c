@@ -2,6 +2,7 @@
  * steps in order (checks, plan, resume, free space, OUT_DIR, streaming,
  * deletions, copies, manifest). The other convert_*.c files hold the steps. */
 #include "convert.h"
+#include "rt.h"
 
 static bool same_dir(const char *a, const char *b)
 {
@@ -164,6 +165,20 @@ static int split_main(split_ctx *sp)
         return fail(o, &err);
     }
     const airllm_ckpt *c = &sp->ck;
+    {
+        /* Converting a model for hours to learn then that airllm-run
+         * refuses it is the friction README's "Which architectures?"
+         * table answers; said here too, before anything is written. */
+        rt_config rc;
+        airllm_err cerr = {{0}};
+        int rrc = rt_config_load(o->hf_dir, &rc, &cerr);
+        if (rrc == RT_CONFIG_UNSUPPORTED)
+            cli_info("note: airllm-run does not run this model (%s); converting it anyway",
+                     cerr.msg);
+        else if (rrc)
+            cli_info("note: airllm-run would refuse its config.json (%s); converting it anyway",
+                     cerr.msg);
+    }
     if ((o->quant && plan_quant(sp, &err)) || check_sources(sp, &err))
         return fail(o, &err);
 
