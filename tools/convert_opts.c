@@ -75,8 +75,8 @@ int convert_parse_args(int argc, char **argv, bool quant, void (*usage)(FILE *),
         switch (ch) {
         case 'P':
             /* Named settings from the measurements in docs/quantization.md
-             * ("Choosing a type and block size"); -t, -b and --double-quant
-             * given anywhere on the line win over the preset's. */
+             * ("Choosing a type and block size"); -t and -b given anywhere
+             * on the line win over the preset's. */
             if (strcmp(optarg, "quality") == 0) {
                 preset_type = AIRLLM_QUANT_INT8;
                 preset_block = 64;
