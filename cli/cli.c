@@ -77,9 +77,11 @@ static void vmsg(const char *kind, const char *fmt, va_list ap)
     va_end(aq);
     if (!text)
         text = small; /* out of memory: the truncated message */
+    flockfile(stderr); /* one line, whichever threads report (verify's --jobs) */
     fprintf(stderr, "%s: %s", cli_prog, kind);
     cli_fputs_escaped(stderr, n < 0 ? "(unprintable message)" : text);
     fputc('\n', stderr);
+    funlockfile(stderr);
     if (text != small)
         free(text);
 }
@@ -127,6 +129,17 @@ int cli_usage_error(const char *fmt, ...)
         cli_json_error(AIRLLM_EXIT_USAGE, msg);
     }
     return AIRLLM_EXIT_USAGE;
+}
+
+void cli_print_version(void)
+{
+#ifndef AIRLLM_COMMIT
+#define AIRLLM_COMMIT ""
+#endif
+    if (*AIRLLM_COMMIT)
+        printf("%s %s (commit %s)\n", cli_prog, AIRLLM_VERSION, AIRLLM_COMMIT);
+    else
+        printf("%s %s\n", cli_prog, AIRLLM_VERSION);
 }
 
 int cli_parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out)

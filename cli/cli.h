@@ -31,6 +31,10 @@ int cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 char *cli_escape(const char *s);
 void cli_fputs_escaped(FILE *f, const char *s);
 
+/* --version: "PROG VERSION (commit DESCRIBE)", or without the commit when
+ * the build had no git checkout. */
+void cli_print_version(void);
+
 /* Parses a decimal integer in [min, max] with overflow checks. */
 int cli_parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out);
 /* Parses a byte count: a decimal number (a fraction allowed) with an
@@ -76,5 +80,28 @@ struct cJSON *cli_json_new(const char *type, const char *status);
 void cli_json_emit(struct cJSON *j);
 /* {"type":"summary","status":"error","exit_code":N,"error":MSG}. */
 void cli_json_error(int exit_code, const char *msg);
+
+/* What a directory given on the command line is (cli/cli_dir.c): a tool
+ * that gets the wrong kind says what to run instead. */
+typedef enum {
+    CLI_DIR_MISSING,     /* not there, or not a directory */
+    CLI_DIR_CONVERTED,   /* has manifest.json: airllm-split or -quant wrote it */
+    CLI_DIR_INTERRUPTED, /* a conversion's plan or journal, no manifest yet */
+    CLI_DIR_HF,          /* *.safetensors or an index, no manifest */
+    CLI_DIR_OTHER,
+} cli_dir_kind;
+cli_dir_kind cli_dir_classify(const char *dir);
+
+/* A checkpoint named ORG/NAME, when no such path exists: the snapshot of
+ * the local Hugging Face cache ($HF_HOME/hub, else ~/.cache/huggingface/hub)
+ * that refs/main names, else the newest; offline, nothing is downloaded.
+ * Returns 1 with its path in out (and says which snapshot on stderr), 0
+ * when arg is to be used as it is, -1 after an error message. */
+int cli_resolve_hf_name(const char *arg, char *out, size_t cap);
+
+/* getopt_long's own messages are off (opterr = 0, option strings start with
+ * ':'); this says what was wrong once, in the tool's words, for a ch of '?'
+ * or ':'. Returns exit code 2. */
+int cli_getopt_error(int ch, char **argv);
 
 #endif

@@ -255,7 +255,7 @@ static int parse_quant(const mp *p, const fld *q, const char *where, airllm_mf_t
     fld f[5];
     if (fields(p, &q->v, keys, 5, f, err))
         return -1;
-    uint64_t block;
+    uint64_t block = 0;
     if (get_u64(p, &f[0], "block_size", where, &block, err))
         return -1;
     if (block > UINT32_MAX || airllm_quant_check_block((size_t)block, err))
@@ -366,7 +366,7 @@ static int parse_units_in(mp *p, const fld *list, airllm_index *names, airllm_in
         if (u->kind != AIRLLM_UNIT_LAYER && f[LAYER].has)
             return airllm_errf(err, "%s: \"layer\" is only for layer units", where);
         if (u->kind == AIRLLM_UNIT_LAYER) {
-            uint64_t layer;
+            uint64_t layer = 0;
             if (get_u64(p, &f[LAYER], "layer", where, &layer, err))
                 return -1;
             if (layer > 1000000)

@@ -705,7 +705,7 @@ static int load_pretok(ld *L, const cJSON *p, int depth)
     }
     if (strcmp(ty, "Split") == 0) {
         const char *pat;
-        bool is_re, invert;
+        bool is_re = false, invert = false;
         if (jpattern(L, p, &pat, &is_re, "pre_tokenizer Split") ||
             parse_behavior(L, p, &st.behavior, "pre_tokenizer Split") ||
             jbool(L, p, "invert", false, &invert, "pre_tokenizer Split"))
@@ -742,7 +742,7 @@ static int load_pretok(ld *L, const cJSON *p, int depth)
         return add_pt(L, st);
     }
     if (strcmp(ty, "Digits") == 0) {
-        bool individual;
+        bool individual = false;
         if (jbool(L, p, "individual_digits", false, &individual, "pre_tokenizer Digits"))
             return -1;
         st.kind = PT_DIGITS;
@@ -752,7 +752,7 @@ static int load_pretok(ld *L, const cJSON *p, int depth)
     if (strcmp(ty, "Metaspace") == 0) {
         const char *where = "pre_tokenizer Metaspace", *scheme;
         bool aps_given = jget(p, "add_prefix_space") && !cJSON_IsNull(jget(p, "add_prefix_space"));
-        bool aps;
+        bool aps = false;
         st.kind = PT_METASPACE;
         if (jchar(L, p, "replacement", &st.repl, where) ||
             jbool(L, p, "add_prefix_space", true, &aps, where) ||
@@ -848,7 +848,7 @@ static int load_decoder_step(ld *L, const cJSON *d, int *phase)
                 return -1;
         } else {
             const char *scheme;
-            bool aps;
+            bool aps = false;
             st.kind = DS_METASPACE;
             if (jchar(L, d, "replacement", &st.ch, "decoder Metaspace") ||
                 jstr(L, d, "prepend_scheme", false, &scheme, "decoder Metaspace") ||
@@ -1568,7 +1568,7 @@ static int file_config_added(ld *L, const cJSON *root)
         char *endp;
         long long id = strtoll(e->string, &endp, 10);
         const char *content;
-        bool special, lstrip, rstrip;
+        bool special = false, lstrip = false, rstrip = false;
         if (!*e->string || *endp || id < 0)
             return airllm_errf(L->err, "%s: the key is not an id", where);
         if (!cJSON_IsObject(e))

@@ -75,7 +75,9 @@ static void usage(FILE *f)
             "      --dump-logits FILE   logits at the last prompt position, float32 LE\n"
             "                           (batch: one row per prompt)\n"
             "      --profile            per-layer read/decode/compute/wait times on stderr\n"
-            "  -q, --quiet / -v, --verbose, -h, --help, -V, --version\n\n"
+            "  -v, --verbose            the model, the memory plan and the prompt's tokens\n"
+            "                           on stderr\n"
+            "  -q, --quiet / -h, --help / -V, --version\n\n"
             "Exit status: 0 success, 1 failure, 2 usage error.\n",
             rt_opts_usage_gen, rt_opts_usage_mem);
 }
@@ -101,7 +103,8 @@ static int parse_args(int argc, char **argv, run_opts *o)
     memset(o, 0, sizeof *o);
     rt_opts_init(&o->ro);
     int ch, rc;
-    while ((ch = getopt_long(argc, argv, "p:f:in:t:qvhV", longopts, NULL)) != -1) {
+    opterr = 0; /* cli_getopt_error says it once */
+    while ((ch = getopt_long(argc, argv, ":p:f:in:t:j:qvhV", longopts, NULL)) != -1) {
         if ((rc = rt_opts_parse(&o->ro, ch, optarg)) != 1) {
             if (rc)
                 return rc;
@@ -128,8 +131,8 @@ static int parse_args(int argc, char **argv, run_opts *o)
         case 'q': cli_verbosity = 0; break;
         case 'v': cli_verbosity = 2; break;
         case 'h': usage(stdout); exit(AIRLLM_EXIT_OK);
-        case 'V': printf("airllm-run %s\n", AIRLLM_VERSION); exit(AIRLLM_EXIT_OK);
-        default: return cli_usage_error("bad option");
+        case 'V': cli_print_version(); exit(AIRLLM_EXIT_OK);
+        default: return cli_getopt_error(ch, argv);
         }
     }
     if (argc - optind != 1)
@@ -392,11 +395,32 @@ int main(int argc, char **argv)
     int lock_fd;
     if (airllm_lock_reader(o.dir, &lock_fd, &err))
         return fail(&o, &err);
+    /* The first thing a new user tries is the Hugging Face download
+     * itself: say what to run, not "manifest.json: cannot open". */
+    switch (cli_dir_classify(o.dir)) {
+    case CLI_DIR_HF:
+        airllm_errf(&err, "%s: this is a Hugging Face checkpoint, not a converted directory: "
+                          "run airllm-split (or airllm-quant) first, e.g. airllm-split %s "
+                          "OUT_DIR, then airllm-run OUT_DIR",
+                    o.dir, o.dir);
+        return fail(&o, &err);
+    case CLI_DIR_INTERRUPTED:
+        airllm_errf(&err, "%s: an interrupted conversion (no manifest.json yet): run the same "
+                          "airllm-split or airllm-quant command again to resume it",
+                    o.dir);
+        return fail(&o, &err);
+    default: break; /* the model's loader says what else is wrong */
+    }
     rt_model m;
     if (rt_opts_model_open(&o.ro, &m, o.dir, &err)) {
         rt_model_close(&m);
         return fail(&o, &err);
     }
+    cli_verbose("%s: %s, %d layers, hidden %d, vocab %d; %zu units: %.1f MiB resident, %zu "
+                "streamed from disk; %d compute threads",
+                o.dir, m.cfg.model_type, m.cfg.n_layers, m.cfg.hidden, m.cfg.vocab,
+                m.store.n_units, (double)m.store.resident_bytes / 1048576.0, m.store.n_stream,
+                m.threads);
     /* Loads that nothing checks are said once, never silently. */
     if (o.ro.verify_load == RT_VERIFY_OFF)
         cli_info("note: --verify-load=off: layer loads are not checked");
@@ -437,7 +461,8 @@ int main(int argc, char **argv)
         rt_model_close(&m);
         return fail(&o, &err);
     }
-    rt_sampler smp = {o.ro.temperature, o.ro.top_k, o.ro.top_p, o.ro.seed, NULL};
+    rt_sampler smp = {o.ro.temperature, o.ro.top_k, o.ro.top_p, o.ro.seed, NULL,
+                      o.ro.repeat_penalty, (size_t)o.ro.repeat_last_n, NULL};
     if (o.interactive) {
         rt_json_totals tot = {0};
         rt_interactive_opts io = {o.system, o.ro.max_new, o.ctx, o.json, &tot};
@@ -467,6 +492,8 @@ int main(int argc, char **argv)
         rt_model_close(&m);
         return fail(&o, &err);
     }
+    for (size_t i = 0; i < np; i++)
+        cli_verbose("prompt %zu: %zu tokens", i + 1, ps[i].n);
     double t_load = airllm_now();
     rt_seq *seqs = calloc(np, sizeof *seqs);
     rt_seq **active = calloc(np, sizeof *active);
@@ -535,6 +562,7 @@ int main(int argc, char **argv)
                     emit_result(tok, i, s, "length");
                 continue;
             }
+            rt_repeat_penalty(&smp, logits + a * c->vocab, c->vocab, s->ids, s->n_ids);
             int32_t id = rt_sample(&smp, logits + a * c->vocab, c->vocab);
             s->ids[s->n_ids++] = id;
             generated++;

@@ -86,7 +86,8 @@ static int parse_args(int argc, char **argv, serve_opts *o)
     o->max_body = 1 << 20;
     o->timeout = 30;
     int ch, rc;
-    while ((ch = getopt_long(argc, argv, "n:t:qvhV", longopts, NULL)) != -1) {
+    opterr = 0; /* cli_getopt_error says it once */
+    while ((ch = getopt_long(argc, argv, ":n:t:j:qvhV", longopts, NULL)) != -1) {
         if ((rc = rt_opts_parse(&o->ro, ch, optarg)) != 1) {
             if (rc)
                 return rc;
@@ -131,7 +132,7 @@ static int parse_args(int argc, char **argv, serve_opts *o)
         case 'v': cli_verbosity = 2; break;
         case 'h': usage(stdout); exit(AIRLLM_EXIT_OK);
         case 'V': printf("airllm-serve %s\n", AIRLLM_VERSION); exit(AIRLLM_EXIT_OK);
-        default: return cli_usage_error("bad option");
+        default: return cli_getopt_error(ch, argv);
         }
     }
     if (argc - optind != 1)

@@ -204,6 +204,7 @@ int rt_batch_new(rt_model *m, size_t max_batch, size_t max_queue, uint64_t kv_bu
     b->logits = malloc(sizeof(float) * max_batch * (size_t)m->cfg.vocab);
     rt_sampler tmp = {0};
     if (!b->run || !b->seqs || !b->logits || rt_sampler_init(&tmp, m->cfg.vocab, err)) {
+        rt_sampler_free(&tmp);
         free(b->run);
         free(b->seqs);
         free(b->logits);
@@ -211,6 +212,7 @@ int rt_batch_new(rt_model *m, size_t max_batch, size_t max_queue, uint64_t kv_bu
         return airllm_errf(err, "out of memory");
     }
     b->cand = tmp.buf;
+    free(tmp.seen); /* requests carry no repeat penalty: only the buffer is kept */
     pthread_mutex_init(&b->lock, NULL);
     pthread_cond_init(&b->work, NULL);
     pthread_cond_init(&b->progress, NULL);

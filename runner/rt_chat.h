@@ -91,10 +91,20 @@ typedef struct {
     double top_p;       /* 1: all */
     uint64_t rng;       /* splitmix64 state, from --seed */
     void *buf;          /* vocab candidates, rt_sampler_init */
+    /* --repeat-penalty, as llama.cpp: each distinct token among the last
+     * repeat_last_n of the context has its logit divided by the penalty
+     * when positive, multiplied when negative. 0 or 1: off. */
+    double repeat_penalty;
+    size_t repeat_last_n;
+    uint8_t *seen; /* [vocab / 8 + 1] bits, all clear between calls */
 } rt_sampler;
 
 int rt_sampler_init(rt_sampler *s, int vocab, airllm_err *err);
 void rt_sampler_free(rt_sampler *s);
 int32_t rt_sample(rt_sampler *s, const float *logits, int vocab);
+/* Applies s's repeat penalty to logits [vocab] in place, for the context
+ * ids [n] (prompt and generated so far); ids outside the vocabulary are
+ * ignored. */
+void rt_repeat_penalty(rt_sampler *s, float *logits, int vocab, const int32_t *ids, size_t n);
 
 #endif

@@ -73,7 +73,7 @@ static int parse_rope(const cJSON *cfg, const char *path, rt_config *c, airllm_e
     const cJSON *params = item(cfg, "rope_parameters");
     if (params && !cJSON_IsObject(params))
         params = NULL;
-    double theta;
+    double theta = NAN;
     if (get_num(cfg, "rope_theta", NAN, path, &theta, err))
         return -1;
     if (isnan(theta) && params && get_num(params, "rope_theta", NAN, path, &theta, err))
@@ -315,7 +315,7 @@ static int parse_chatglm(const cJSON *cfg, const char *path, rt_config *c, airll
     if (get_int(cfg, "seq_length", 2048, 1, 1 << 24, path, &v, err))
         return -1;
     c->max_pos = (int)v;
-    double eps, ratio;
+    double eps = 0, ratio = 0;
     if (get_num(cfg, "layernorm_epsilon", 1e-5, path, &eps, err) ||
         get_num(cfg, "rope_ratio", 1.0, path, &ratio, err))
         return -1;
@@ -537,7 +537,7 @@ int rt_config_parse(const char *text, size_t len, const char *path, rt_config *c
      * by zero or takes the root of a negative number on a zero row, and the
      * run goes on with NaNs. layer_norm_epsilon is the other spelling
      * (Qwen v1, InternLM); both are checked wherever they appear. */
-    double eps = 1e-6, eps2;
+    double eps = 1e-6, eps2 = 0;
     if (get_num(cfg, "rms_norm_eps", 1e-6, path, &eps, err) ||
         get_num(cfg, "layer_norm_epsilon", 1e-6, path, &eps2, err))
         goto out;

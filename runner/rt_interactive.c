@@ -110,6 +110,7 @@ static int answer(rt_model *m, const airllm_tokenizer *tok, const rt_chat *chat,
         }
         if (rt_forward(m, &one, 1, logits, err))
             return -1;
+        rt_repeat_penalty(smp, logits, m->cfg.vocab, s->ids, s->n_ids);
         int32_t id = rt_sample(smp, logits, m->cfg.vocab);
         s->ids[s->n_ids++] = id;
         const char *stop = rt_finish_reason(&m->cfg, tok, chat, id);

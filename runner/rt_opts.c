@@ -9,16 +9,19 @@
 
 enum {
     O_TEMP = 1000, O_TOPK, O_TOPP, O_SEED, O_BUDGET, O_NOPREFETCH, O_DIRECT, O_VERIFY,
-    O_DEVICE, O_GPUBUDGET, O_KVHOST, O_IOTHREADS,
+    O_DEVICE, O_GPUBUDGET, O_KVHOST, O_IOTHREADS, O_REPEAT_PENALTY, O_REPEAT_LAST_N,
 };
 
 const struct option rt_opts_long[RT_OPTS_N] = {
     {"max-new-tokens", required_argument, 0, 'n'},
-    {"threads", required_argument, 0, 't'},
+    {"jobs", required_argument, 0, 'j'},
+    {"threads", required_argument, 0, 'j'},
     {"temperature", required_argument, 0, O_TEMP},
     {"top-k", required_argument, 0, O_TOPK},
     {"top-p", required_argument, 0, O_TOPP},
     {"seed", required_argument, 0, O_SEED},
+    {"repeat-penalty", required_argument, 0, O_REPEAT_PENALTY},
+    {"repeat-last-n", required_argument, 0, O_REPEAT_LAST_N},
     {"mem-budget", required_argument, 0, O_BUDGET},
     {"no-prefetch", no_argument, 0, O_NOPREFETCH},
     {"direct", no_argument, 0, O_DIRECT},
@@ -33,7 +36,13 @@ const char rt_opts_usage_gen[] =
     "      --temperature T      0 = greedy (default 0)\n"
     "      --top-k K            sample from the K most likely (default 0: all)\n"
     "      --top-p P            nucleus sampling (default 1)\n"
-    "      --seed S             random seed (default 0)\n";
+    "      --seed S             random seed (default 0)\n"
+    "      --repeat-penalty P   divide the positive logits of tokens already in the\n"
+    "                           last --repeat-last-n of the context by P, multiply\n"
+    "                           the negative ones (llama.cpp's; default 1: off;\n"
+    "                           1.1-1.3 stops a small model looping)\n"
+    "      --repeat-last-n N    tokens the penalty looks back over (default 64;\n"
+    "                           prompt included)\n";
 
 const char rt_opts_usage_mem[] =
     "Memory and I/O:\n"
@@ -45,9 +54,9 @@ const char rt_opts_usage_mem[] =
     "                           tensor's XXH3 (format 1.2 files); full (plain\n"
     "                           --verify-load) the file's SHA-256; off nothing (for\n"
     "                           measurement)\n"
-    "  -t, --threads N          compute threads (default: all cores; one fewer in\n"
+    "  -j, --jobs N             compute threads (default: all cores; one fewer in\n"
     "                           decode steps while the prefetch thread copies or\n"
-    "                           checks streamed layers)\n"
+    "                           checks streamed layers); --threads too\n"
     "      --io-threads N       threads reading each streamed layer (default 1; with\n"
     "                           cuda, half the cores up to 8)\n"
     "Device:\n"
@@ -75,6 +84,8 @@ void rt_opts_init(rt_opts *o)
     memset(o, 0, sizeof *o);
     o->max_new = 64;
     o->top_p = 1.0;
+    o->repeat_penalty = 1.0;
+    o->repeat_last_n = 64;
     o->prefetch = true;
     o->verify_load = RT_VERIFY_FAST;
     o->budget = default_budget();
@@ -94,8 +105,14 @@ int rt_opts_parse(rt_opts *o, int ch, const char *arg)
         o->max_new_set = true;
         return 0;
     case 't':
+        /* -t is airllm-quant's --type; threads are -j in every tool
+         * (docs/options.md). The old spelling works, for scripts. */
+        cli_info("note: -t is deprecated: use -j (--jobs), the threads option of every "
+                 "airllm tool");
+        /* fall through */
+    case 'j':
         if (cli_parse_uint(arg, 1, 1024, &v))
-            return cli_usage_error("bad --threads '%s' (1-1024)", arg);
+            return cli_usage_error("bad --jobs '%s' (1-1024)", arg);
         o->threads = (int)v;
         return 0;
     case O_TEMP:
@@ -112,6 +129,15 @@ int rt_opts_parse(rt_opts *o, int ch, const char *arg)
         o->top_p = strtod(arg, &end);
         if (*end || end == arg || !(o->top_p > 0) || o->top_p > 1)
             return cli_usage_error("bad --top-p '%s' (0 < p <= 1)", arg);
+        return 0;
+    case O_REPEAT_PENALTY:
+        o->repeat_penalty = strtod(arg, &end);
+        if (*end || !(o->repeat_penalty > 0) || o->repeat_penalty > 10)
+            return cli_usage_error("bad --repeat-penalty '%s' (0 < P <= 10; 1 is off)", arg);
+        return 0;
+    case O_REPEAT_LAST_N:
+        if (cli_parse_uint(arg, 0, 1u << 30, &o->repeat_last_n))
+            return cli_usage_error("bad --repeat-last-n '%s'", arg);
         return 0;
     case O_SEED:
         if (cli_parse_uint(arg, 0, UINT64_MAX, &v))

@@ -27,19 +27,22 @@ typedef struct {
     double temperature, top_p;
     long top_k;
     uint64_t seed;
+    double repeat_penalty;  /* --repeat-penalty: 1 is off (llama.cpp's rule, rt_sample.c) */
+    uint64_t repeat_last_n; /* --repeat-last-n: tokens it looks back over */
 } rt_opts;
 
 /* Entries of the shared long options, to be copied into a tool's table
- * (RT_OPTS_N of them, without the terminating zero entry). -n and -t are
- * the short forms of --max-new-tokens and --threads: a tool passes them to
- * rt_opts_parse too. */
-#define RT_OPTS_N 14
+ * (RT_OPTS_N of them, without the terminating zero entry). -n and -j are
+ * the short forms of --max-new-tokens and --jobs (--threads); -t, the old
+ * spelling of -j, still works with a note (docs/options.md): a tool passes
+ * 'n', 'j' and 't' to rt_opts_parse too. */
+#define RT_OPTS_N 17
 extern const struct option rt_opts_long[RT_OPTS_N];
 
 /* Defaults: half the available memory as budget, prefetch, fast load
  * checks, greedy sampling, 64 new tokens. */
 void rt_opts_init(rt_opts *o);
-/* Handles option ch (a code of rt_opts_long, or 'n', 't') with argument
+/* Handles option ch (a code of rt_opts_long, or 'n', 'j', 't') with argument
  * arg: 0 done, 1 not one of these options, 2 a usage error (printed). */
 int rt_opts_parse(rt_opts *o, int ch, const char *arg);
 /* After all options: 2 (printed) for GPU options without --device cuda. */

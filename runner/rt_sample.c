@@ -28,13 +28,36 @@ static int cand_cmp(const void *a, const void *b)
 int rt_sampler_init(rt_sampler *s, int vocab, airllm_err *err)
 {
     s->buf = malloc(sizeof(cand) * (size_t)(vocab > 0 ? vocab : 1));
-    return s->buf ? 0 : airllm_errf(err, "out of memory");
+    s->seen = calloc((size_t)(vocab > 0 ? vocab : 1) / 8 + 1, 1);
+    return s->buf && s->seen ? 0 : airllm_errf(err, "out of memory");
 }
 
 void rt_sampler_free(rt_sampler *s)
 {
     free(s->buf);
+    free(s->seen);
     s->buf = NULL;
+    s->seen = NULL;
+}
+
+void rt_repeat_penalty(rt_sampler *s, float *logits, int vocab, const int32_t *ids, size_t n)
+{
+    if (s->repeat_penalty == 0 || s->repeat_penalty == 1 || !s->seen)
+        return;
+    size_t from = n > s->repeat_last_n ? n - s->repeat_last_n : 0;
+    float p = (float)s->repeat_penalty;
+    /* Once per distinct token, as llama.cpp does: a token seen three times
+     * is penalized once. seen marks them, and is cleared again below. */
+    for (size_t i = from; i < n; i++) {
+        int32_t id = ids[i];
+        if (id < 0 || id >= vocab || (s->seen[id >> 3] & (1u << (id & 7))))
+            continue;
+        s->seen[id >> 3] |= (uint8_t)(1u << (id & 7));
+        logits[id] = logits[id] > 0 ? logits[id] / p : logits[id] * p;
+    }
+    for (size_t i = from; i < n; i++)
+        if (ids[i] >= 0 && ids[i] < vocab)
+            s->seen[ids[i] >> 3] = 0;
 }
 
 int32_t rt_sample(rt_sampler *s, const float *logits, int vocab)

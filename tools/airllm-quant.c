@@ -14,7 +14,12 @@ static void usage(FILE *f)
             "Usage: airllm-quant [options] IN_DIR OUT_DIR\n"
             "Quantize a model block-wise to 4 or 8 bits. IN_DIR is a Hugging Face\n"
             "safetensors checkpoint (split and quantized in one pass, no unquantized copy\n"
-            "is written) or a directory written by airllm-split.\n\n"
+            "is written), ORG/NAME (its snapshot in the local Hugging Face cache,\n"
+            "$HF_HOME/hub or ~/.cache/huggingface/hub; nothing is downloaded) or a\n"
+            "directory written by airllm-split.\n\n"
+            "      --preset NAME      quality: int8, blocks of 64 (near lossless, 8.5 bits\n"
+            "                         per weight); small: nf4, blocks of 32 (5 bits, small\n"
+            "                         models stay fluent); -t and -b override it\n"
             "  -t, --type TYPE        nf4 (default), fp4 or int8\n"
             "  -b, --block-size N     elements per block: a power of two, 32-4096 (default 64)\n"
             "      --double-quant     quantize the per-block scales to 8 bits as well\n"
@@ -24,7 +29,7 @@ static void usage(FILE *f)
             "                         and experts are\n"
             "      --report           print each quantized tensor's error (RMSE, max abs,\n"
             "                         relative Frobenius) as a table\n"
-            "  -j, --jobs N           quantization threads (default 1)\n"
+            "  -j, --jobs N           quantization threads (default 1; --threads too)\n"
             USAGE_COMMON);
 }
 

@@ -11,10 +11,12 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "Usage: airllm-split [options] HF_DIR OUT_DIR\n"
-            "Convert a Hugging Face safetensors checkpoint into per-layer containers.\n\n"
+            "Convert a Hugging Face safetensors checkpoint into per-layer containers.\n"
+            "HF_DIR may be ORG/NAME: its snapshot in the local Hugging Face cache\n"
+            "($HF_HOME/hub or ~/.cache/huggingface/hub; nothing is downloaded).\n\n"
             "  -c, --compress MODE    none (default) or zstd[:LEVEL] (lossless, level 1-19,\n"
             "                         default 3; 16/32-bit floats are byte-grouped)\n"
-            "  -j, --jobs N           threads for compression (default 1)\n"
+            "  -j, --jobs N           threads for compression (default 1; --threads too)\n"
             "      --delete-original  delete each source shard once every layer holding its\n"
             "                         tensors is written, synced and re-read; index and\n"
             "                         config files go last, after the manifest\n"

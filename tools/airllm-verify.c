@@ -233,6 +233,8 @@ static void check_work_item(verify_ctx *v, size_t w)
                (uint64_t)st.st_size < size ? " (truncated)" : "");
         return;
     }
+    char hs[32];
+    cli_verbose("%s/%s: %s", v->o.dir, file, cli_human_size(size, hs));
     airllm_ct_header h = {0};
     if (unit != SIZE_MAX) {
         if (airllm_ct_read_file(path, &h, &err)) {
@@ -267,6 +269,9 @@ static void check_work_item(verify_ctx *v, size_t w)
         pthread_mutex_unlock(&v->lock);
     }
     airllm_ct_free(&h);
+    pthread_mutex_lock(&v->lock);
+    cli_progress_add(&v->prog, size);
+    pthread_mutex_unlock(&v->lock);
 }
 
 static void *worker(void *arg)
@@ -430,20 +435,38 @@ static int check_source_coverage(verify_ctx *v)
     return 0;
 }
 
+/* --against a checkpoint of another model: how many of the output's
+ * tensors the source has, with the same dtype and shape. Under half is another model,
+ * said in one line instead of a problem per tensor. */
+static size_t count_same_tensors(const verify_ctx *v)
+{
+    size_t same = 0;
+    for (size_t t = 0; t < v->m.n_tensors; t++) {
+        const airllm_mf_tensor *mt = &v->m.tensors[t];
+        long i = find_name(v->src_by_name, v->src.n_tensors, mt->name);
+        if (i < 0)
+            continue;
+        const airllm_st_tensor *st = airllm_ckpt_st(&v->src, (size_t)i);
+        same += st->dtype == mt->dtype && st->ndim == mt->ndim &&
+                memcmp(st->shape, mt->shape, mt->ndim * sizeof mt->shape[0]) == 0;
+    }
+    return same;
+}
+
 static void usage(FILE *f)
 {
     fprintf(f,
             "Usage: airllm-verify [options] DIR\n"
             "Check a directory written by airllm-split: manifest, sizes, SHA-256 digests,\n"
             "container headers, config.json, and nothing missing or extra.\n\n"
-            "      --against HF_DIR  also check every tensor against the source: byte for byte,\n"
-            "                        or within the error bound for nf4/fp4/int8\n"
-            "                        checkpoint (after zstd decompression)\n"
+            "      --against HF_DIR  also compare every tensor, decoded, with the source\n"
+            "                        checkpoint HF_DIR: byte for byte, or within the error\n"
+            "                        bound for nf4/fp4/int8\n"
             "      --quick           structure and sizes only, no hashing\n"
-            "  -j, --jobs N          files checked in parallel (default 1)\n"
+            "  -j, --jobs N          files checked in parallel (default 1; --threads too)\n"
             "      --json            print a JSON report on stdout\n"
             "  -q, --quiet           print nothing but problems\n"
-            "  -v, --verbose         more detail\n"
+            "  -v, --verbose         name each file as it is checked, with its size\n"
             "  -h, --help            this help\n"
             "  -V, --version         print the version\n\n"
             "Exit status: 0 everything holds, 1 a problem was found, 2 usage error.\n");
@@ -454,6 +477,7 @@ static int parse_args(int argc, char **argv, verify_opts *o)
     static const struct option longopts[] = {
         {"against", required_argument, 0, 'a'}, {"quick", no_argument, 0, 'Q'},
         {"jobs", required_argument, 0, 'j'},    {"json", no_argument, 0, 'J'},
+        {"threads", required_argument, 0, 'j'},
         {"quiet", no_argument, 0, 'q'},         {"verbose", no_argument, 0, 'v'},
         {"help", no_argument, 0, 'h'},          {"version", no_argument, 0, 'V'},
         {0, 0, 0, 0},
@@ -462,7 +486,8 @@ static int parse_args(int argc, char **argv, verify_opts *o)
     o->jobs = 1;
     int ch;
     uint64_t n;
-    while ((ch = getopt_long(argc, argv, "j:qvhV", longopts, NULL)) != -1) {
+    opterr = 0; /* cli_getopt_error says it once */
+    while ((ch = getopt_long(argc, argv, ":j:qvhV", longopts, NULL)) != -1) {
         switch (ch) {
         case 'a': o->against = optarg; break;
         case 'Q': o->quick = true; break;
@@ -475,8 +500,8 @@ static int parse_args(int argc, char **argv, verify_opts *o)
         case 'q': cli_verbosity = 0; break;
         case 'v': cli_verbosity = 2; break;
         case 'h': usage(stdout); exit(AIRLLM_EXIT_OK);
-        case 'V': printf("airllm-verify %s\n", AIRLLM_VERSION); exit(AIRLLM_EXIT_OK);
-        default: return cli_usage_error("bad option");
+        case 'V': cli_print_version(); exit(AIRLLM_EXIT_OK);
+        default: return cli_getopt_error(ch, argv);
         }
     }
     if (argc - optind != 1)
@@ -607,6 +632,20 @@ static int verify_main(verify_ctx *vp, int argc, char **argv)
         return finish(vp, airllm_now() - t0, msg);
     }
     snprintf(path, sizeof path, "%s/%s", vp->o.dir, AIRLLM_MANIFEST_NAME);
+    cli_dir_kind kind = cli_dir_classify(vp->o.dir);
+    if (kind == CLI_DIR_HF && vp->o.against &&
+        cli_dir_classify(vp->o.against) == CLI_DIR_CONVERTED) {
+        snprintf(msg, sizeof msg, "the arguments are swapped: --against takes the Hugging "
+                 "Face checkpoint, DIR the converted directory: airllm-verify --against %s %s",
+                 vp->o.dir, vp->o.against);
+        return finish(vp, airllm_now() - t0, msg);
+    }
+    if (kind == CLI_DIR_HF) {
+        snprintf(msg, sizeof msg, "%s: this is a Hugging Face checkpoint, not a converted "
+                 "directory: airllm-verify checks what airllm-split or airllm-quant wrote "
+                 "(airllm-verify --against %s OUT_DIR)", vp->o.dir, vp->o.dir);
+        return finish(vp, airllm_now() - t0, msg);
+    }
     if (access(path, F_OK) != 0) {
         snprintf(path, sizeof path, "%s/.airllm-split", vp->o.dir);
         vp->incomplete = true;
@@ -640,14 +679,31 @@ static int verify_main(verify_ctx *vp, int argc, char **argv)
     check_extra(vp);
     if (vp->o.against) {
         vp->src_by_name = sorted_names(vp->src.n_tensors, src_tensor_name, &vp->src);
-        if (!vp->src_by_name || check_source_coverage(vp)) {
+        if (!vp->src_by_name) {
+            snprintf(msg, sizeof msg, "out of memory");
+            return finish(vp, airllm_now() - t0, msg);
+        }
+        size_t same = count_same_tensors(vp);
+        if (2 * same < vp->m.n_tensors) {
+            snprintf(msg, sizeof msg, "%s is a different model from %s: only %zu of its %zu "
+                     "tensors are in the source with the same dtype and shape", vp->o.dir,
+                     vp->o.against, same, vp->m.n_tensors);
+            return finish(vp, airllm_now() - t0, msg);
+        }
+        if (check_source_coverage(vp)) {
             snprintf(msg, sizeof msg, "out of memory");
             return finish(vp, airllm_now() - t0, msg);
         }
     }
-    for (size_t u = 0; u < vp->m.n_units; u++)
+    uint64_t total = 0;
+    for (size_t u = 0; u < vp->m.n_units; u++) {
         vp->n_work += vp->m.units[u].file != NULL;
+        total += vp->m.units[u].file ? vp->m.units[u].size : 0;
+    }
     vp->n_work += vp->m.n_files;
+    for (size_t i = 0; i < vp->m.n_files; i++)
+        total += vp->m.files[i].size;
+    cli_progress_init(&vp->prog, cli_prog, total);
     unsigned nt = vp->o.jobs;
     pthread_t *th = calloc(nt, sizeof *th);
     for (unsigned i = 1; th && i < nt; i++)
@@ -658,5 +714,6 @@ static int verify_main(verify_ctx *vp, int argc, char **argv)
         if (th[i])
             pthread_join(th[i], NULL);
     free(th);
+    cli_progress_finish(&vp->prog);
     return finish(vp, airllm_now() - t0, NULL);
 }

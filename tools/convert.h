@@ -188,7 +188,7 @@ typedef struct {
 
 /* The options and notes airllm-split and airllm-quant share. */
 #define USAGE_COMMON                                                                   \
-    "  -n, --dry-run          print the plan (units, sizes, disk needed) and exit\n"      \
+    "      --dry-run          print the plan (units, sizes, disk needed) and exit\n"      \
     "  -f, --force            replace whatever OUT_DIR holds\n"                           \
     "      --follow-symlinks  read checkpoint files that link outside the input folder\n"  \
     "                         (links of a Hugging Face cache snapshot into its blobs/\n"  \

@@ -5,6 +5,35 @@
 /* ------------------------------------------------------------------ */
 /* dry run and summary                                                */
 
+static uint64_t unit_file_bytes(const split_ctx *s, size_t u);
+
+/* airllm-quant's plan: the bytes the quantized tensors take (codes, scales,
+ * padding, as airllm_ct_tensor_qlayout lays them out) and their weights, for
+ * the bits per weight the output will have. */
+static void quant_totals(const split_ctx *s, uint64_t *bytes, uint64_t *weights)
+{
+    *bytes = *weights = 0;
+    for (size_t t = 0; s->quantize && t < s->ck.n_tensors; t++) {
+        if (!s->quantize[t])
+            continue;
+        const airllm_st_tensor *st = airllm_ckpt_st(&s->ck, t);
+        airllm_ct_tensor ct = {0};
+        ct.name = (char *)st->name;
+        ct.dtype = st->dtype;
+        ct.ndim = st->ndim;
+        memcpy(ct.shape, st->shape, sizeof ct.shape);
+        ct.raw_len = airllm_ckpt_raw_len(&s->ck, t);
+        ct.encoding = airllm_quant_encoding(s->o.qtype);
+        ct.enc_param[0] = s->o.block;
+        ct.enc_param[1] = s->o.double_quant ? AIRLLM_CT_QFLAG_DOUBLE_QUANT : 0;
+        airllm_ct_qlayout l;
+        if (airllm_ct_tensor_qlayout(&ct, &l, NULL) != 0)
+            continue;
+        *bytes += l.stored_len;
+        *weights += st->shape[0] * st->shape[1]; /* plan_quant: 2-D only */
+    }
+}
+
 void print_plan(const split_ctx *s, const disk_plan *dp, uint64_t avail)
 {
     const airllm_ckpt *c = &s->ck;
@@ -45,12 +74,17 @@ void print_plan(const split_ctx *s, const disk_plan *dp, uint64_t avail)
     printf("model: %s (family %s), %lld layers, %zu tensors in %zu source file(s)\n",
            *c->architecture ? c->architecture : c->model_type, airllm_arch_family(c->arch),
            (long long)c->num_layers, c->n_tensors, c->n_sources);
-    printf("%-12s %-20s %8s %14s\n", "unit", "file", "tensors", "bytes");
+    /* "bytes" are the tensors as the input holds them, "file" the unit
+     * file this run writes: quantized, or at most that with zstd. */
+    printf("%-12s %-20s %8s %14s %14s\n", "unit", "file", "tensors", "bytes", "file bytes");
+    uint64_t out_total = 0;
     for (size_t u = 0; u < c->n_units; u++) {
         const airllm_ckpt_unit *un = &c->units[u];
+        uint64_t fb = un->n_tensors ? unit_file_bytes(s, u) : 0;
+        out_total += fb;
         if (un->n_tensors)
-            printf("%-12s %-20s %8zu %14llu\n", un->name, un->file, un->n_tensors,
-                   (unsigned long long)un->raw_bytes);
+            printf("%-12s %-20s %8zu %14llu %14llu\n", un->name, un->file, un->n_tensors,
+                   (unsigned long long)un->raw_bytes, (unsigned long long)fb);
         else {
             char *tied = cli_escape(c->tied_to); /* a name from the checkpoint */
             printf("%-12s %-20s %8s %14s  (tied to %s)\n", un->name, "-", "-", "-",
@@ -61,6 +95,29 @@ void print_plan(const split_ctx *s, const disk_plan *dp, uint64_t avail)
     printf("tensor bytes: %s; disk needed: %s%s; available: %s\n",
            cli_human_size(c->total_tensor_bytes, a), cli_human_size(dp->need, b),
            s->o.zstd ? " (at most)" : "", cli_human_size(avail, d));
+    printf("output: %s%s in unit files", cli_human_size(out_total, a),
+           s->o.zstd ? " at most" : "");
+    uint64_t qb, qw;
+    quant_totals(s, &qb, &qw);
+    if (qw) {
+        /* Over every weight of the output, the tensors left unquantized
+         * (norms, embeddings, the LM head unless --include) count too. */
+        uint64_t all_w = 0;
+        for (size_t t = 0; t < c->n_tensors; t++) {
+            const airllm_st_tensor *st = airllm_ckpt_st(c, t);
+            uint64_t n = 1;
+            for (uint32_t d = 0; d < st->ndim; d++)
+                n *= st->shape[d];
+            all_w += n;
+        }
+        printf("; %s, block %u%s: %.2f bits per quantized weight, %.2f per weight over the "
+               "files (%llu weights)",
+               airllm_quant_type_name(s->o.qtype), s->o.block,
+               s->o.double_quant ? ", double quant" : "", 8.0 * (double)qb / (double)qw,
+               all_w ? 8.0 * (double)out_total / (double)all_w : 0.0,
+               (unsigned long long)all_w);
+    }
+    printf("\n");
     if (dp->freed)
         printf("--delete-original: %s written in all; the need above is the peak, as each "
                "source is deleted once its units are written\n",

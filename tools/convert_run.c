@@ -2,11 +2,38 @@
  * steps in order (checks, plan, resume, free space, OUT_DIR, streaming,
  * deletions, copies, manifest). The other convert_*.c files hold the steps. */
 #include "convert.h"
+#include "rt.h"
 
 static bool same_dir(const char *a, const char *b)
 {
     struct stat x, y;
     return stat(a, &x) == 0 && stat(b, &y) == 0 && x.st_dev == y.st_dev && x.st_ino == y.st_ino;
+}
+
+/* Ctrl-C (or a plain kill): every step is durable, so stopping anywhere
+ * is safe (tests/faults.sh kills at each one); say how to go on, then die
+ * of the signal as before, so that shells and scripts see it. Only
+ * async-signal-safe calls here. */
+static char interrupt_msg[256];
+
+static void on_interrupt(int sig)
+{
+    ssize_t w = write(STDERR_FILENO, interrupt_msg, strlen(interrupt_msg));
+    (void)w;
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static void install_interrupt_message(void)
+{
+    snprintf(interrupt_msg, sizeof interrupt_msg,
+             "\n%s: interrupted: run the same command again to resume\n", cli_prog);
+    /* A signal the parent set to be ignored (nohup, a shell's background
+     * job) stays ignored. */
+    int sigs[] = {SIGINT, SIGTERM};
+    for (int i = 0; i < 2; i++)
+        if (signal(sigs[i], on_interrupt) == SIG_IGN)
+            signal(sigs[i], SIG_IGN);
 }
 
 static int fail(const split_opts *o, airllm_err *err)
@@ -82,10 +109,23 @@ static int split_main(split_ctx *sp)
     airllm_err err = {{0}};
     double t0 = airllm_now();
     split_opts *o = &sp->o;
+    if (!o->dry_run)
+        install_interrupt_message();
     snprintf(sp->state_dir, sizeof sp->state_dir, "%s/%s", o->out_dir, STATE_DIR);
 
     if (same_dir(o->hf_dir, o->out_dir)) {
         airllm_errf(&err, "%s: OUT_DIR must not be the checkpoint directory", o->out_dir);
+        return fail(o, &err);
+    }
+    char in_manifest[4096];
+    snprintf(in_manifest, sizeof in_manifest, "%s/%s", o->hf_dir, AIRLLM_MANIFEST_NAME);
+    if (!o->quant && access(in_manifest, F_OK) == 0) {
+        /* Splitting needs the checkpoint; a converted directory is already
+         * split. Said before OUT_DIR is touched. */
+        airllm_errf(&err, "%s: already a converted directory (it has manifest.json), not a "
+                          "Hugging Face checkpoint: airllm-run runs it as it is, and "
+                          "airllm-quant quantizes it",
+                    o->hf_dir);
         return fail(o, &err);
     }
     if (check_out_place(o, &err) || (!o->dry_run && lock_out_dir(sp, false, &err)))
@@ -115,8 +155,6 @@ static int split_main(split_ctx *sp)
         return fail(o, &err);
     }
 
-    char in_manifest[4096];
-    snprintf(in_manifest, sizeof in_manifest, "%s/%s", o->hf_dir, AIRLLM_MANIFEST_NAME);
     if (o->quant && access(in_manifest, F_OK) == 0) {
         if (airllm_ckpt_open_converted(o->hf_dir, &sp->ck, &err))
             return fail(o, &err);
@@ -124,6 +162,20 @@ static int split_main(split_ctx *sp)
         return fail(o, &err);
     }
     const airllm_ckpt *c = &sp->ck;
+    {
+        /* Converting a model for hours to learn then that airllm-run
+         * refuses it is the friction README's "Which architectures?"
+         * table answers; said here too, before anything is written. */
+        rt_config rc;
+        airllm_err cerr = {{0}};
+        int rrc = rt_config_load(o->hf_dir, &rc, &cerr);
+        if (rrc == RT_CONFIG_UNSUPPORTED)
+            cli_info("note: airllm-run does not run this model (%s); converting it anyway",
+                     cerr.msg);
+        else if (rrc)
+            cli_info("note: airllm-run would refuse its config.json (%s); converting it anyway",
+                     cerr.msg);
+    }
     if ((o->quant && plan_quant(sp, &err)) || check_sources(sp, &err))
         return fail(o, &err);
 

@@ -11,6 +11,7 @@
 #include "airllm_checkpoint.h"
 #include "airllm_container.h"
 #include "airllm_manifest.h"
+#include "cli.h"
 #include "rt.h"
 
 #define CMP_CHUNK (4u << 20)
@@ -48,6 +49,9 @@ typedef struct {
     /* work list: unit files, then copied files */
     size_t n_work, next_work;
     uint64_t bytes_hashed;
+    /* The bar on a terminal, over the listed files' bytes; advanced by the
+     * workers under lock, like bytes_hashed. */
+    cli_progress prog;
     /* airllm-run's view of config.json, when it is a model the runner
      * implements: every unit is then checked as the runner would. */
     rt_config rcfg;
