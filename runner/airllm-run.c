@@ -97,9 +97,7 @@ static int parse_args(int argc, char **argv, run_opts *o)
     };
     enum { N_OWN = sizeof own / sizeof own[0] };
     struct option longopts[N_OWN + RT_OPTS_N + 1];
-    memcpy(longopts, own, sizeof own);
-    memcpy(longopts + N_OWN, rt_opts_long, sizeof rt_opts_long);
-    memset(&longopts[N_OWN + RT_OPTS_N], 0, sizeof longopts[0]);
+    rt_opts_table(own, N_OWN, longopts);
     memset(o, 0, sizeof *o);
     rt_opts_init(&o->ro);
     int ch, rc;

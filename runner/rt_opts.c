@@ -79,6 +79,13 @@ static uint64_t default_budget(void)
     return kb ? kb * 1024 / 2 : (1ull << 30);
 }
 
+void rt_opts_table(const struct option *own, size_t n_own, struct option *out)
+{
+    memcpy(out, own, n_own * sizeof *own);
+    memcpy(out + n_own, rt_opts_long, sizeof rt_opts_long);
+    memset(&out[n_own + RT_OPTS_N], 0, sizeof *out);
+}
+
 void rt_opts_init(rt_opts *o)
 {
     memset(o, 0, sizeof *o);

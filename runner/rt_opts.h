@@ -39,6 +39,10 @@ typedef struct {
 #define RT_OPTS_N 17
 extern const struct option rt_opts_long[RT_OPTS_N];
 
+/* A tool's getopt_long table: its own n_own entries, then the shared ones,
+ * then the terminating zero entry (out holds n_own + RT_OPTS_N + 1). */
+void rt_opts_table(const struct option *own, size_t n_own, struct option *out);
+
 /* Defaults: half the available memory as budget, prefetch, fast load
  * checks, greedy sampling, 64 new tokens. */
 void rt_opts_init(rt_opts *o);
