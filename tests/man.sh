@@ -37,7 +37,10 @@ else
     bad "the check missed the removed option: '$(missing "$S/split.help" "$S/cut.1" | tr '\n' ' ')'"
 fi
 
-for t in split:"$AIRLLM_SPLIT" quant:"$AIRLLM_QUANT" verify:"$AIRLLM_VERIFY" run:"$AIRLLM_RUN"; do
+tools=(split:"$AIRLLM_SPLIT" quant:"$AIRLLM_QUANT" verify:"$AIRLLM_VERIFY" run:"$AIRLLM_RUN")
+# airllm-serve is built (and has a page) only where libmicrohttpd is found
+[ -n "${AIRLLM_SERVE:-}" ] && tools+=(serve:"$AIRLLM_SERVE")
+for t in "${tools[@]}"; do
     name=airllm-${t%%:*}
     bin=${t#*:}
     page=$man_dir/$name.1
