@@ -222,6 +222,11 @@ def cmd_llama(path, threads, mode, *args):
     lc.llama_backend_init()
     mp = lc.llama_model_default_params()
     mp.use_mmap = os.environ.get("BENCH_MMAP", "1") != "0"
+    # BENCH_LLAMA_EXTRA_BUFTS=0: no repacked weight buffers (CPU_REPACK,
+    # AMX). bench_peers.sh sets it where the default dies of SIGILL: a
+    # GGML_NATIVE build on this VM uses AMX, which the guest cannot run.
+    if os.environ.get("BENCH_LLAMA_EXTRA_BUFTS", "1") == "0":
+        mp.use_extra_bufts = False
     model = lc.llama_model_load_from_file(path.encode(), mp)
     if not model:
         die("llama.cpp cannot load %s" % path)

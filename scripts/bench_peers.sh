@@ -45,10 +45,13 @@
 #   BENCH_SCARCE_TOKENS decode steps in (b) (default 5)
 #   BENCH_AIRLLM_TOKENS tokens AirLLM generates in (c) (default 8)
 #   LLAMA_CPP_PY_VERSION (0.3.36)   AIRLLM_PY_VERSION (4.0.0)
+#   LLAMA_CMAKE_ARGS    CMAKE_ARGS of the llama-cpp-python build (default:
+#                       GGML_NATIVE=ON, no tests, examples or tools)
 # (b)'s free memory: a real Llama-2-7B in BF16 is 13.48 GB, so "~5 GB free"
 # leaves 37% of it in RAM; the default scales that to this checkpoint:
 # free = checkpoint bytes * 5 / 13.48 (1.39 GB for the 8-layer 3.76 GB one).
 set -euo pipefail
+shopt -s inherit_errexit # a die inside $(...) ends the script
 : "${BENCH_LAYERS:=8}"
 export BENCH_LAYERS
 . "$(dirname "${BASH_SOURCE[0]}")/bench_env.sh"
@@ -90,20 +93,26 @@ LVENV=$BENCH_DIR/peers-venv
 AVENV=$BENCH_DIR/peers-airllm-venv
 LLAMA_SKIP=
 AIRLLM_SKIP=
-venv_install() { # VENV LOG CHECK PIP_ARGS...
+venv_install() { # VENV LOG CHECK PIP_ARGS...: kept while CHECK passes and
+    # the build's CMAKE_ARGS are those it was made with (venv/bench-cmake-args)
     local venv=$1 log=$2 check=$3
     shift 3
-    "$venv/bin/python" -c "$check" 2>/dev/null && return 0
+    if "$venv/bin/python" -c "$check" 2>/dev/null &&
+        [ "$(cat "$venv/bench-cmake-args" 2>/dev/null)" = "${CMAKE_ARGS:-}" ]; then
+        return 0
+    fi
     note "installing $* into $venv (log: $log; llama-cpp-python builds llama.cpp from source, 20-40 min here)"
     rm -rf "$venv"
     python3 -m venv "$venv" >"$log" 2>&1 && "$venv/bin/pip" install "$@" >>"$log" 2>&1 &&
-        "$venv/bin/python" -c "$check" >>"$log" 2>&1
+        "$venv/bin/python" -c "$check" >>"$log" 2>&1 &&
+        echo "${CMAKE_ARGS:-}" >"$venv/bench-cmake-args"
 }
 if [[ $CASES == *[ab]* ]]; then
     # GGML_NATIVE: llama.cpp compiled for this CPU (AVX-512 and all), as
-    # airllm-run's kernels are dispatched for it.
+    # airllm-run's kernels are dispatched for it. LLAMA_CMAKE_ARGS replaces
+    # these (e.g. an AMX-free build, docs/benchmarks.md); a change rebuilds.
     if ! CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) \
-        CMAKE_ARGS="-DGGML_NATIVE=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAVA_BUILD=OFF -DLLAMA_CURL=OFF" \
+        CMAKE_ARGS=${LLAMA_CMAKE_ARGS:-"-DGGML_NATIVE=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAVA_BUILD=OFF -DLLAMA_CURL=OFF"} \
         venv_install "$LVENV" "$BENCH_DIR/peers-venv-build.log" \
         "import llama_cpp, gguf, numpy; assert llama_cpp.__version__ == '$LLAMA_V'" \
         --no-binary llama-cpp-python "llama-cpp-python==$LLAMA_V" "gguf==0.17.1" numpy safetensors; then
@@ -127,9 +136,11 @@ hf_of() { case $1 in smol) echo "$SMOL" ;; 7b) echo "$HF7" ;; esac; }
 name_of() { case $1 in smol) echo "SmolLM2-135M" ;; 7b) echo "7B-shaped L$LAYERS" ;; esac; }
 # A stamp of the checkpoint and of this converter: a cached file made from
 # other weights or by another bench_peers.py is remade.
+# ckpt_stamp: of the checkpoint alone (airllm containers, AirLLM's shards).
 stamp_of() {
     { stat -c '%n %s %Y' "$1"/*.safetensors; sha256sum "$PY" | cut -c1-16; } | sha256sum | cut -c1-16
 }
+ckpt_stamp() { stat -c '%n %s %Y' "$1"/*.safetensors | sha256sum | cut -c1-16; }
 # gguf M KIND: path of the model's GGUF (f16, bf16, q8_0, q4_0), made if
 # missing or stale. Quantized ones come from the F16 one.
 gguf_of() {
@@ -153,7 +164,7 @@ gguf_of() {
 TOOLS_ST=$(cat "$BIN/airllm-split" "$BIN/airllm-quant" | sha256sum | cut -c1-8)
 air_dir() {
     local m=$1 kind=$2 d
-    d=$CACHE/air-$m-$kind-$(stamp_of "$(hf_of "$m")")-$TOOLS_ST
+    d=$CACHE/air-$m-$kind-$(ckpt_stamp "$(hf_of "$m")")-$TOOLS_ST
     if [ ! -f "$d/manifest.json" ]; then
         rm -rf "$CACHE/air-$m-$kind-"*
         note "writing $d"
@@ -189,14 +200,23 @@ else:
 EOF
 }
 # peer MODE GGUF [N]: one llama.cpp run (llama-cpp-python); prints "rate ids".
+# A run killed by SIGILL is run again without llama.cpp's extra buffer
+# types (weight repacking, AMX; see bench_peers.py), and the GGUF is noted in
+# $WORK/noextra so that its rows are marked.
 peer() {
-    local mode=$1 g=$2 n=${3:-$NTOK}
+    local mode=$1 g=$2 n=${3:-$NTOK} extra=1 rc=0 out
+    grep -qxF "$g" "$WORK/noextra" 2>/dev/null && extra=0
     sync
-    if [ "$mode" = prefill ]; then
-        "$LVENV/bin/python" "$PY" llama "$g" "$THREADS" prefill "$PIDS" 2>"$WORK/peer.err" | sed 's/$/ -/'
-    else
-        "$LVENV/bin/python" "$PY" llama "$g" "$THREADS" decode "$n" "$IDS3" 2>"$WORK/peer.err"
-    fi || { tail -n 20 "$WORK/peer.err" >&2; die "llama.cpp failed on $g"; }
+    if [ "$mode" = prefill ]; then set -- prefill "$PIDS"; else set -- decode "$n" "$IDS3"; fi
+    out=$(BENCH_LLAMA_EXTRA_BUFTS=$extra "$LVENV/bin/python" "$PY" llama "$g" "$THREADS" "$@" 2>"$WORK/peer.err") || rc=$?
+    if [ "$rc" = 132 ] && [ "$extra" = 1 ]; then
+        note "llama.cpp died of SIGILL on $g: again without extra buffer types"
+        echo "$g" >>"$WORK/noextra"
+        rc=0
+        out=$(BENCH_LLAMA_EXTRA_BUFTS=0 "$LVENV/bin/python" "$PY" llama "$g" "$THREADS" "$@" 2>"$WORK/peer.err") || rc=$?
+    fi
+    [ "$rc" = 0 ] || { grep -v '^llama_graph_n_input\|^llama_model_loader\|^load_tensors\|^print_info' "$WORK/peer.err" | tail -n 20 >&2; die "llama.cpp failed on $g (exit $rc)"; }
+    if [ "$mode" = prefill ]; then echo "$out -"; else echo "$out"; fi
 }
 ROWS=$WORK/rows
 : >"$ROWS"
@@ -247,6 +267,7 @@ if [[ $CASES == *a* ]]; then
             cat "$d"/*.airc "$g" >/dev/null # both warm in the page cache
             res=$(best "air decode $d --mem-budget 100G -t $THREADS --ids $IDS3 -n $NTOK" "peer decode $g")
             read -r a b ia ib <<<"$res"
+            grep -qxF "$g" "$WORK/noextra" 2>/dev/null && label="$label*"
             row "$label decode" tok/s "≥ 1.0" "$a" "$b"
             note "greedy ids agree: $(agree "$ia" "$ib") leading tokens"
             res=$(best "air prefill $d --mem-budget 100G -t $THREADS" "peer prefill $g")
@@ -275,7 +296,7 @@ if [[ $CASES == *b* ]]; then
             sleep 1
         done
         grep -q '^locked' "$WORK/mlock.out" || die "the mlock helper did not lock in 300 s"
-        echo "(b): $(cat "$WORK/mlock.out"); MemAvailable now $(awk '/^MemAvailable:/ { print $2 * 1024 }' /proc/meminfo)"
+        echo "(b): $(cat "$WORK/mlock.out"); MemAvailable now $(awk '/^MemAvailable:/ { printf "%.0f", $2 * 1024 }' /proc/meminfo)"
         res=$(best "air decode $d --mem-budget 0 --ids $IDS3 -n $SCARCE_TOKENS" "peer decode $g $SCARCE_TOKENS")
         read -r a b _ _ <<<"$res"
         if kill "$MLOCK_PID" 2>/dev/null; then
@@ -302,7 +323,7 @@ if [[ $CASES == *c* ]]; then
             [ "$m" = 7b ] && [ "$mode" = nogc ] && tgt="≥ 3.0"
             d=$(air_dir "$m" bf16)
             hf=$(hf_of "$m")
-            shards=$CACHE/airllm-shards-$m-$(stamp_of "$hf")
+            shards=$CACHE/airllm-shards-$m-$(ckpt_stamp "$hf")
             cat "$d"/*.airc >/dev/null
             [ -d "$shards" ] || rm -rf "$CACHE/airllm-shards-$m-"*
             res=$(air decode "$d" --mem-budget 0 --ids "$IDS3" -n "$AIR_TOKENS")
@@ -328,5 +349,6 @@ for line in open(sys.argv[1]):
     ratio = o / p if unit == "tok/s" else p / o
     print("%-62s %6s %11.4g %11.4g %7.2fx %7s" % (label, unit, o, p, ratio, target))
 EOF
+[ -s "$WORK/noextra" ] && echo "*: llama.cpp without extra buffer types (no weight repacking, no AMX): the default died of SIGILL"
 echo "ratio: airllm-run's speed over the peer's (tok/s: ours / peer; s/tok: peer / ours)."
 echo "tok/s: best of $RUNS interleaved runs ((a), (b)); decode over the steps after the first."
