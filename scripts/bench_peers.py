@@ -214,8 +214,8 @@ def cmd_llama(path, threads, mode, *args):
     single-token steps; prints tokens/s over the steps after the first, as
     airllm-run's tokens_per_s counts them, and the ids generated.
     MODE prefill IDS: one llama_decode of the whole prompt; prints prompt
-    tokens/s. MODE step N IDS with --no-mmap or not: as decode, prints s/token.
-    BENCH_MMAP=0 loads the weights into memory (llama.cpp's --no-mmap)."""
+    tokens/s. BENCH_MMAP=0 loads the weights into memory (llama.cpp's
+    --no-mmap); the default maps them, as llama.cpp does."""
     import ctypes
     import numpy as np
     import llama_cpp as lc
