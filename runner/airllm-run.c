@@ -161,6 +161,7 @@ typedef struct {
     char *text;     /* NULL for --ids */
     int32_t *ids;
     size_t n;
+    size_t line;    /* --prompts: its line in the file, from 1; else 0 */
 } prompt;
 
 /* --json: SIGINT ends the generation after the step in progress, and what
@@ -176,7 +177,7 @@ static void on_sigint(int sig)
 }
 
 /* A finished sequence's result line (--json). */
-static void emit_result(const airllm_tokenizer *tok, size_t i, const rt_seq *s,
+static void emit_result(const airllm_tokenizer *tok, size_t i, size_t line, const rt_seq *s,
                         const char *why)
 {
     char *text = NULL;
@@ -186,6 +187,8 @@ static void emit_result(const airllm_tokenizer *tok, size_t i, const rt_seq *s,
                                  &len, &e))
         text = NULL;
     cJSON *r = rt_json_result(i, s, text, why);
+    if (line)
+        cJSON_AddNumberToObject(r, "line", (double)line);
     cJSON *pi = cJSON_AddArrayToObject(r, "prompt_ids");
     for (size_t k = 0; k < s->n_prompt; k++)
         cJSON_AddItemToArray(pi, cJSON_CreateNumber(s->ids[k]));
@@ -250,6 +253,7 @@ static int load_prompts(const run_opts *o, const airllm_tokenizer *tok, const rt
                         prompt **out, size_t *n_out, airllm_err *err)
 {
     char *file_text = NULL, **texts = NULL;
+    size_t *lines = NULL; /* --prompts: each text's line number */
     size_t len = 0, nt = 0, n = 0;
     const char *src = o->prompts_file ? o->prompts_file : o->prompt_file;
     if (src) {
@@ -262,15 +266,27 @@ static int load_prompts(const run_opts *o, const airllm_tokenizer *tok, const rt
         file_text[--len] = '\0'; /* a file's final newline ends a line, not the prompt */
     if (o->prompts_file) {
         texts = malloc(sizeof *texts * (len + 1));
-        for (char *p = file_text, *nl; texts && p && *p; p = nl ? nl + 1 : NULL) {
+        lines = malloc(sizeof *lines * (len + 1));
+        size_t line = 0;
+        for (char *p = file_text, *nl; texts && lines && p && *p; p = nl ? nl + 1 : NULL) {
             nl = strchr(p, '\n');
             if (nl)
                 *nl = '\0';
-            if (*p)
+            line++;
+            if (*p) {
+                lines[nt] = line;
                 texts[nt++] = p;
+            } else {
+                cli_info("note: %s: line %zu is empty: skipped", src, line);
+            }
+        }
+        if (!lines) {
+            free(texts);
+            texts = NULL;
         }
         if (texts && nt == 0) {
             free(texts);
+            free(lines);
             free(file_text);
             return airllm_errf(err, "%s: no prompts (one per line)", src);
         }
@@ -300,6 +316,8 @@ static int load_prompts(const run_opts *o, const airllm_tokenizer *tok, const rt
         n = 1;
     }
     for (size_t i = 0; !rc && i < nt; i++, n++) {
+        if (lines)
+            ps[i].line = lines[i];
         if (o->prompts_file && strncmp(texts[i], "ids:", 4) == 0) {
             /* A line of raw token ids, as --ids takes them. */
             rc = rt_parse_ids(texts[i] + 4, src, &ps[i].ids, &ps[i].n, err);
@@ -317,10 +335,13 @@ static int load_prompts(const run_opts *o, const airllm_tokenizer *tok, const rt
             rc = encode_text(o, tok, chat, texts[i], &ps[i].ids, &ps[i].n, err);
     }
     free(texts);
+    free(lines);
     free(file_text);
     for (size_t i = 0; !rc && i < n; i++)
         if (ps[i].n == 0)
-            rc = airllm_errf(err, "prompt %zu is empty (no tokens)", i + 1);
+            rc = ps[i].line ? airllm_errf(err, "%s: line %zu: the prompt has no tokens", src,
+                                          ps[i].line)
+                            : airllm_errf(err, "prompt %zu is empty (no tokens)", i + 1);
     if (rc) {
         free_prompts(ps, nt > n ? nt : n);
         return -1;
@@ -515,7 +536,7 @@ int main(int argc, char **argv)
             for (size_t i = 0; i < np; i++)
                 if (!seqs[i].done) {
                     seqs[i].done = true;
-                    emit_result(tok, i, &seqs[i], "interrupted");
+                    emit_result(tok, i, ps[i].line, &seqs[i], "interrupted");
                 }
             break;
         }
@@ -557,7 +578,7 @@ int main(int argc, char **argv)
             if (s->n_ids - s->n_prompt >= (size_t)o.ro.max_new) {
                 s->done = true;
                 if (o.json)
-                    emit_result(tok, i, s, "length");
+                    emit_result(tok, i, ps[i].line, s, "length");
                 continue;
             }
             rt_repeat_penalty(&smp, logits + a * c->vocab, c->vocab, s->ids, s->n_ids);
@@ -578,7 +599,7 @@ int main(int argc, char **argv)
             if (why) {
                 s->done = true;
                 if (o.json) /* each sequence's line as it finishes */
-                    emit_result(tok, i, s, why);
+                    emit_result(tok, i, ps[i].line, s, why);
             }
         }
     }

@@ -174,6 +174,19 @@ grep -q "airllm-quant: interrupted: run the same command again to resume" "$SCRA
 run 0 "the same command again" "$AIRLLM_QUANT" "$src" "$SCRATCH/int"
 expect_err "(resumed)" "resumes"
 
+# ---- --prompts: each result names its line; empty lines are said, not lost ----
+printf 'ids:1,2,3\r\n\r\nids:1,5\r\n' >"$SCRATCH/lines.txt"
+run 0 "--prompts with an empty line (CRLF)" "$AIRLLM_RUN" --json --prompts "$SCRATCH/lines.txt" -n 2 "$out"
+expect_err "line 2 is empty: skipped" "says the empty line is skipped"
+python3 - "$SCRATCH/last.out" <<'PY' && ok "result lines name lines 1 and 3" || bad "lines: $(head -c 300 "$SCRATCH/last.out")"
+import json, sys
+r = [json.loads(l) for l in open(sys.argv[1])]
+assert sorted((x["index"], x["line"]) for x in r if x["type"] == "result") == [(0, 1), (1, 3)], r
+PY
+printf 'ids:1,2\nids:\n' >"$SCRATCH/noid.txt"
+run 1 "--prompts with a line of no ids" "$AIRLLM_RUN" -q --prompts "$SCRATCH/noid.txt" -n 2 "$out"
+expect_err "noid.txt: line 2: the prompt has no tokens" "names the file and the line"
+
 # ---- --version names the commit (git describe at configure time) ----
 for tool in "$AIRLLM_SPLIT" "$AIRLLM_QUANT" "$AIRLLM_VERIFY" "$AIRLLM_RUN"; do
     name=$(basename "$tool")
