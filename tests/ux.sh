@@ -161,12 +161,18 @@ for _ in $(seq 100); do
 done
 kill -INT "$pid"
 kill -CONT "$pid"
-# with job control, wait also returns when the job stops (128 + SIGSTOP)
-for _ in $(seq 20); do
+# with job control, wait also returns when the job stops (128 + SIGSTOP),
+# and at once while bash still holds the job as stopped: it learns of the
+# SIGCONT only later, so give it time (a loaded CI machine needed more than
+# 20 immediate tries)
+for _ in $(seq 300); do
     wait "$pid"
     rc=$?
     [ "$rc" -ne 147 ] && break
+    kill -CONT "$pid" 2>/dev/null # harmless if it runs; needed if it stopped again
+    sleep 0.1
 done
+[ "$rc" -eq 147 ] && kill -KILL "$pid" 2>/dev/null # never leave it stopped
 set +m
 [ "$rc" -eq 130 ] && ok "Ctrl-C still ends quant by the signal (exit 130)" || bad "exit $rc"
 grep -q "airllm-quant: interrupted: run the same command again to resume" "$SCRATCH/int.err" &&
