@@ -425,8 +425,11 @@ static int parse_family_a(const cJSON *cfg, const char *path, rt_config *c, airl
     double pct;
     if (get_num(cfg, "rotary_pct", 1.0, path, &pct, err))
         return -1;
-    /* QWenModel: int(kv_channels * rotary_pct) dims rotate, unless pct is 1 */
-    c->rope_dim = pct == 1.0 ? c->head_dim : (int)(c->head_dim * pct);
+    /* QWenModel: int(kv_channels * rotary_pct) dims rotate, unless pct is 1;
+     * the range is checked before the cast (a huge pct is no int) */
+    c->rope_dim = !(pct > 0 && pct <= 1) ? 0
+                  : pct == 1.0           ? c->head_dim
+                                         : (int)(c->head_dim * pct);
     if (!(pct > 0 && pct <= 1) || c->rope_dim < 4 || c->rope_dim % 2)
         return airllm_errf(err, "%s: rotary_pct %g gives %d rotary dims (an even number from 4 "
                                 "to kv_channels is needed)",
