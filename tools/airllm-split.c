@@ -31,5 +31,7 @@ int main(int argc, char **argv)
     int rc = convert_parse_args(argc, argv, false, usage, &o);
     if (rc)
         return rc;
-    return convert_run(&o);
+    cli_progress bar;
+    convert_progress progress = convert_progress_bar(&bar);
+    return convert_run(&o, &progress);
 }

@@ -98,6 +98,18 @@ typedef struct {
     bool double_quant, inc_embed, inc_lm_head, report;
 } split_opts;
 
+/* How far a conversion is, for whoever shows it: begin once with the bytes
+ * the run will read (a resumed run counts only what is left), add as
+ * they are read, end once, on success or failure. All three are called
+ * from convert_run's calling thread only (the reader), never from the
+ * writer or the encoders' threads. */
+typedef struct {
+    void (*begin)(void *user, uint64_t total_bytes);
+    void (*add)(void *user, uint64_t bytes);
+    void (*end)(void *user);
+    void *user;
+} convert_progress;
+
 typedef struct {
     bool done;
     uint64_t size;
@@ -152,7 +164,7 @@ typedef struct {
     airllm_encoder *enc;       /* zstd (split -c zstd) or quant (airllm-quant) */
     airllm_encoder *enc_raw;   /* tensors stored as they are */
     uint64_t bytes_read, bytes_written, units_kept;
-    cli_progress prog;
+    convert_progress prog;     /* never NULL callbacks: convert_run fills in no-ops */
     size_t **src_units;        /* per source: the units holding its tensors */
     size_t *n_src_units;
     airllm_mf_file aux[N_AUX]; /* copied config/tokenizer files */
@@ -202,7 +214,14 @@ typedef struct {
     "Exit status: 0 success, 1 failure, 2 usage error.\n"
 
 int convert_parse_args(int argc, char **argv, bool quant, void (*usage)(FILE *), split_opts *o);
-int convert_run(const split_opts *o);
+
+/* The terminal's progress bar (cli_progress: shown only on a terminal and
+ * when not quiet) as a convert_progress; bar must outlive the run. */
+convert_progress convert_progress_bar(cli_progress *bar);
+
+/* One conversion from options to a complete OUT_DIR; returns the tool's
+ * exit status. progress may be NULL. */
+int convert_run(const split_opts *o, const convert_progress *progress);
 
 /* convert_journal.c: journal, resume, --delete-original */
 int journal_append(split_ctx *s, const airllm_jrec *r, airllm_err *err);

@@ -291,7 +291,7 @@ int stream_source(split_ctx *s, size_t i, airllm_err *err)
             if (send)
                 pipe_push(&p, m);
             s->bytes_read += n;
-            cli_progress_add(&s->prog, n);
+            s->prog.add(s->prog.user, n);
         }
     }
     if (!rc)

@@ -389,14 +389,14 @@ static int split_main(split_ctx *sp)
         if (needed[c->tensors[t].source])
             todo += airllm_ckpt_st(c, t)->end - airllm_ckpt_st(c, t)->begin;
     free(needed);
-    cli_progress_init(&sp->prog, cli_prog, todo);
+    sp->prog.begin(sp->prog.user, todo);
     for (size_t i = 0; i < c->n_sources; i++) {
         if (source_needed(sp, i) && stream_source(sp, i, &err)) {
-            cli_progress_finish(&sp->prog);
+            sp->prog.end(sp->prog.user);
             return fail(o, &err);
         }
     }
-    cli_progress_finish(&sp->prog);
+    sp->prog.end(sp->prog.user);
     if (try_delete_sources(sp, &err))
         return fail(o, &err);
     for (size_t u = 0; u < c->n_units; u++)
@@ -500,11 +500,26 @@ static void split_ctx_free(split_ctx *s)
 }
 
 /* Runs one conversion; returns the exit status (messages are printed). */
-int convert_run(const split_opts *o)
+static void bar_begin(void *bar, uint64_t total) { cli_progress_init(bar, cli_prog, total); }
+static void bar_add(void *bar, uint64_t bytes) { cli_progress_add(bar, bytes); }
+static void bar_end(void *bar) { cli_progress_finish(bar); }
+
+convert_progress convert_progress_bar(cli_progress *bar)
+{
+    return (convert_progress){bar_begin, bar_add, bar_end, bar};
+}
+
+static void quiet_begin(void *user, uint64_t total) { (void)user, (void)total; }
+static void quiet_add(void *user, uint64_t bytes) { (void)user, (void)bytes; }
+static void quiet_end(void *user) { (void)user; }
+
+int convert_run(const split_opts *o, const convert_progress *progress)
 {
     split_ctx s;
     memset(&s, 0, sizeof s);
     s.o = *o;
+    s.prog = progress ? *progress
+                      : (convert_progress){quiet_begin, quiet_add, quiet_end, NULL};
     s.journal_fd = -1;
     s.lock_fd = -1;
     int rc = split_main(&s);
