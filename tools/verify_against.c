@@ -217,13 +217,16 @@ static int compare_tensor_bufs(verify_ctx *v, const airllm_mf_unit *mu, int ufd,
             }
             have += want;
             zpos += want;
-            size_t used, produced;
-            if (airllm_zstd_frame_decode(a, ct->enc_param[1], &produced, zin, have, &used,
-                                         ct->enc_param[0], scratch, &err)) {
+            /* The shared frame walk, over the window: one frame per pass. */
+            airllm_zstd_frames it;
+            airllm_zstd_frames_init(&it, zin, have, ct->enc_param[0]);
+            size_t produced;
+            if (airllm_zstd_frames_next(&it, a, ct->enc_param[1], &produced, scratch, &err) < 0) {
                 report(v, mu->file, ct->name, "cannot decode: %s", err.msg);
                 rc = -1;
                 break;
             }
+            size_t used = it.pos;
             if (produced > ct->raw_len - done) {
                 report(v, mu->file, ct->name, "decodes to more bytes than its shape holds");
                 rc = -1;
