@@ -43,7 +43,8 @@ static void usage(FILE *f)
             "      --kv-budget SIZE     bytes of KV caches of running sequences (default 0:\n"
             "                           no limit); a request that does not fit waits\n"
             "      --max-body SIZE      largest request body (default 1M); more gets 413\n"
-            "      --timeout S          seconds an idle or slow client is kept (default 30)\n"
+            "      --timeout S          seconds an idle client is kept, and a request body\n"
+            "                           may take (then 408; default 30)\n"
             "      --api-key KEY        require 'Authorization: Bearer KEY' on /v1/\n"
             "      --model-name NAME    the model's id in replies (default: MODEL_DIR's name)\n"
             "      --template NAME      force a chat template (as airllm-run --template)\n"
@@ -187,6 +188,7 @@ int main(int argc, char **argv)
                                   o.ro.top_p, o.ro.top_k, o.ro.seed};
     S.api_key = o.api_key;
     S.max_body = (size_t)o.max_body;
+    S.body_deadline_s = (double)o.timeout;
     S.json_log = o.json;
     const char *base = strrchr(o.dir, '/');
     while (base && base[1] == 0 && base > o.dir) { /* "dir/" */

@@ -26,6 +26,8 @@ typedef struct {
     const char *model_name;
     const char *api_key;    /* NULL: no authentication */
     size_t max_body;        /* bytes of a request body */
+    double body_deadline_s; /* a body not in by then (from the end of the
+                               headers) gets 408: --timeout */
     bool json_log;
     /* tok_lock owns the tokenizer: encoding and decoders are serialized
      * (the tokenizer's internals are not promised to be thread-safe). */

@@ -4,6 +4,7 @@
  * connection has a conn (below) that only its thread touches; the request
  * it shares with the engine (rt_breq) is guarded by the engine's lock. */
 #include <poll.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,6 +67,39 @@ static enum MHD_Result error_now(struct MHD_Connection *mc, conn *c, int status,
     serve_error e;
     serve_errorf(&e, status, type, param, "%s", msg);
     return reply_error(mc, c, &e);
+}
+
+/* A body still arriving after the deadline: libmicrohttpd (0.9.x) refuses
+ * to queue a response while it is reading a body, and its own timeout only
+ * counts idle seconds, so a client trickling a byte at a time would hold a
+ * connection (and a thread) for ever. The 408 is written to the socket
+ * here, once, before the handler returns MHD_NO and libmicrohttpd closes
+ * the connection: best effort (a client that reads nothing loses it). */
+static enum MHD_Result body_timeout(struct MHD_Connection *mc, conn *c)
+{
+    serve_error e;
+    serve_errorf(&e, 408, "invalid_request_error", NULL,
+                 "the request body did not arrive within %.0f seconds (--timeout)",
+                 c->S->body_deadline_s);
+    char *body = serve_error_json(&e);
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CONNECTION_FD);
+    c->status = 408;
+    if (body && ci) {
+        char head[160];
+        int n = snprintf(head, sizeof head,
+                         "HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\n"
+                         "Content-Length: %zu\r\nConnection: close\r\n\r\n",
+                         strlen(body));
+        if (n > 0 && (size_t)n < sizeof head &&
+            send(ci->connect_fd, head, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) == n) {
+            ssize_t w = send(ci->connect_fd, body, strlen(body), MSG_NOSIGNAL | MSG_DONTWAIT);
+            (void)w;
+            shutdown(ci->connect_fd, SHUT_WR);
+        }
+    }
+    free(body);
+    return MHD_NO;
 }
 
 /* Whether the client has gone (closed or reset its side). */
@@ -414,6 +448,8 @@ enum MHD_Result serve_handle(void *cls, struct MHD_Connection *mc, const char *u
         return MHD_YES;
     }
     if (*upload_size) {
+        if (airllm_now() - c->t0 > S->body_deadline_s)
+            return body_timeout(mc, c);
         if (!c->too_big && c->len + *upload_size > S->max_body)
             c->too_big = true;
         if (!c->too_big) {

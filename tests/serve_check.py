@@ -277,6 +277,39 @@ def run_main():
     check(st == 200 and r["choices"][0]["text"] == solo(["-p", PROMPTS[4]], 20),
           "a normal request completes beside a slow client", f"{st} after {time.time() - t0:.1f} s")
     s.close()
+    # A client trickling its body a byte at a time (never idle, so the
+    # idle timeout never fires) gets a 408 once the body is --timeout (5 s)
+    # late, and its connection is closed.
+    s = socket.create_connection((HOST, port))
+    s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+              b"Content-Length: 1000\r\n\r\n")
+    s.settimeout(0.3)
+    got, t0, sending = b"", time.time(), True
+    while time.time() - t0 < 20:
+        if sending:
+            try:
+                s.sendall(b" ")
+            except OSError:
+                sending = False
+        try:
+            chunk = s.recv(4096)
+        except socket.timeout:
+            continue
+        except OSError:
+            break
+        if not chunk:
+            break
+        got += chunk
+    took = time.time() - t0
+    s.close()
+    head, _, body = got.partition(b"\r\n\r\n")
+    try:
+        err = json.loads(body).get("error", {})
+    except ValueError:
+        err = {}
+    check(head.startswith(b"HTTP/1.1 408") and err.get("type") and "--timeout" in err.get("message", "")
+          and 4.5 < took < 12, "a body trickled past --timeout gets 408 and the connection closes",
+          f"{took:.1f} s: {got[:300]!r}")
     th.join()
     st, text, finish, done, _ = side["r"]
     check(st == 200 and text == want_side and done, "the request running beside the corpus is right",
