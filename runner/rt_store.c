@@ -143,8 +143,9 @@ static bool scales_finite(const float *a, uint64_t n)
 /* Builds tensor i's view from the bytes in sl->bytes: zstd decoded into
  * the slot's decode area, double-quant scales decompressed, the rest in
  * place. scales_known: the scales were found finite at an earlier load of
- * this unit and this load's check (fast or full, before any compute)
- * proves the bytes unchanged, so they are not scanned again. */
+ * this unit, and this load's check (fast or full, before any compute)
+ * proves the bytes unchanged or the user turned the checks off
+ * (--verify-load off), so they are not scanned again. */
 static int tensor_decode(const rt_unit *u, rt_slot *sl, uint32_t i, const char *path,
                          bool scales_known, airllm_err *err)
 {
@@ -350,7 +351,14 @@ int rt_slot_load(rt_store *s, size_t ui, rt_slot *sl, bool *defer, airllm_err *e
     airllm_ct_free(&h);
     sl->n_tensors = u->hdr.n_tensors;
     sl->unit = -1;
-    bool scales_known = u->scales_ok && s->verify_load != RT_VERIFY_OFF && u->hdr.has_checks;
+    /* Under off nothing proves a reload unchanged, but nothing else about
+     * the bytes is checked either: a rescan would only turn one kind of
+     * silent damage (a scale made non-finite: NaN logits, never a wild
+     * access, since no kernel indexes by a scale) into an error, at a
+     * pass over every scale of every streamed layer per step (a 7B nf4
+     * layer has 3.2 M). The first load still refuses a file whose scales
+     * were never finite. */
+    bool scales_known = u->scales_ok && (s->verify_load == RT_VERIFY_OFF || u->hdr.has_checks);
     for (uint32_t i = 0; i < u->hdr.n_tensors; i++) {
         const airllm_ct_tensor *t = &u->hdr.tensors[i];
         rt_tensor *v = &sl->tensors[i];
