@@ -6,8 +6,8 @@
 #                 its own default before sourcing this file)
 #   BENCH_LAYERS  decoder layers of the checkpoint (default 32)
 # Sets ROOT, BIN, BENCH_DIR, LAYERS and HF7 (the checkpoint's directory), and
-# defines die (the message after the script's name, exit 1) and
-# bench_checkpoint.
+# defines die (the message after the script's name, exit 1),
+# bench_checkpoint and bench_nf4.
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BIN=${AIRLLM_BIN:-$ROOT/build}
 case $BIN in /*) ;; *) BIN=$ROOT/$BIN ;; esac
@@ -28,4 +28,19 @@ bench_checkpoint() {
     rm -rf "$HF7"
     "$gen" "$HF7" --layers "$LAYERS" || { rm -f "$gen"; die "gen_llama7b failed"; }
     rm -f "$gen"
+}
+
+# bench_nf4 WORK: sets D to $BENCH_NF4 when given, else to an nf4 directory
+# (block 64) made under WORK from the checkpoint with airllm-split and
+# airllm-quant.
+bench_nf4() {
+    if [ -n "${BENCH_NF4:-}" ]; then
+        D=$BENCH_NF4
+        return 0
+    fi
+    bench_checkpoint
+    "$BIN/airllm-split" -q -f "$HF7" "$1/l7-bf16"
+    "$BIN/airllm-quant" -q -f -t nf4 "$1/l7-bf16" "$1/l7-nf4"
+    rm -rf "$1/l7-bf16"
+    D=$1/l7-nf4
 }
