@@ -46,15 +46,7 @@ BASEBIN=$BASEDIR/build/airllm-run
 NEWBIN=$BIN/airllm-run
 
 # ---- the model
-if [ -n "${BENCH_NF4:-}" ]; then
-    D=$BENCH_NF4
-else
-    bench_checkpoint
-    "$BIN/airllm-split" -q -f "$HF7" "$WORK/l7-bf16"
-    "$BIN/airllm-quant" -q -f -t nf4 "$WORK/l7-bf16" "$WORK/l7-nf4"
-    rm -rf "$WORK/l7-bf16"
-    D=$WORK/l7-nf4
-fi
+bench_nf4 "$WORK"
 cat "$D"/*.airc >/dev/null # warm the page cache
 
 # ---- inputs
@@ -73,14 +65,25 @@ run() {
         >"$WORK/out.json" 2>"$WORK/err" || { cat "$WORK/err" >&2; die "airllm-run failed: $*"; }
     python3 - "$WORK/out.json" "$WORK/cpu" "$mode" "$plen" >>"$out" <<'EOF'
 import json, sys
-t = json.loads(open(sys.argv[1]).read().splitlines()[-1])  # the summary line
+# The summary is the last JSON object: a JSON Lines summary line now, one
+# pretty-printed object (timings.tokens_per_s, results[]) before 776a7a3.
+text, dec, objs, i = open(sys.argv[1]).read(), json.JSONDecoder(), [], 0
+while i < len(text):
+    if text[i].isspace():
+        i += 1
+        continue
+    o, i = dec.raw_decode(text, i)
+    objs.append(o)
+t = objs[-1]
 cpu = sum(float(v) for v in open(sys.argv[2]).read().split()[-2:])
 mode, plen = sys.argv[3], int(sys.argv[4])
 tm = t["timings"]
 if mode == "prefill":
     print(plen / tm["prefill_s"], cpu / plen)
-else:
+elif "tokens_per_second" in t:
     print(t["tokens_per_second"], cpu / (t["steps"] * t["sequences"]))
+else:
+    print(tm["tokens_per_s"], cpu / tm["tokens_generated"])
 EOF
 }
 
