@@ -1,27 +1,14 @@
-/* Hugging Face tokenizer.json reader, BPE encoder and streaming decoder.
- *
- * The reference is the `tokenizers` library (Rust): every step below mirrors
- * one of its components, named in the comments, so that ids come out
- * identical. The encoding pipeline is theirs:
- *
- *   1. added tokens that are not `normalized` are split out of the raw text;
- *   2. each remaining piece is normalized, and `normalized` added tokens are
- *      split out of it;
- *   3. the pre-tokenizers cut each piece into words;
- *   4. BPE turns each word into ids.
- *
- * Pieces are processed depth-first (a piece goes through every
- * pre-tokenizer and BPE before the next piece starts), which gives the same
- * ids as tokenizers' breadth-first passes because every step works on one
- * piece at a time, and keeps memory to a few reusable buffers. */
+/* The tokenizer: its public entry points, and the parts not yet moved to
+ * their own lib/airllm_tok_*.c file (lib/airllm_tok_impl.h says which file
+ * will own what). */
 #include "airllm_tokenizer.h"
 
+#include <dirent.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <pthread.h>
-#include <dirent.h>
 #include <sys/stat.h>
 
 #include <cjson/cJSON.h>
@@ -31,1779 +18,12 @@
 #include "airllm_io.h"
 #include "airllm_json.h"
 #include "airllm_pretok.h"
-#include "airllm_spm.h"
-#include "airllm_tiktoken.h"
+#include "airllm_tok_impl.h"
 #include "airllm_unicode.h"
 
-/* Longest token string accepted; real ones are under a few hundred bytes. */
-#define TOK_MAX_STR 65536u
-/* Ids may leave holes, but not so many that a tiny file makes us allocate
- * gigabytes: the largest id must stay below the token count plus this. */
-#define TOK_ID_SLACK 65536u
-/* Steps in a normalizer, pre-tokenizer or decoder, after flattening. */
-#define TOK_MAX_STEPS 32
-/* Nesting of Sequence inside Sequence. */
-#define TOK_MAX_NEST 4
-#define TOK_CONFIG_MAX (16u << 20)
-#define SPAN_NONE UINT32_MAX
-
 /* ------------------------------------------------------------------------
- * Small containers
+ * Loading and freeing
  * ------------------------------------------------------------------------ */
-
-typedef struct {
-    uint8_t *p;
-    size_t n, cap;
-} buf;
-
-static int buf_reserve(buf *b, size_t extra)
-{
-    if (extra > SIZE_MAX / 2 - b->n)
-        return -1;
-    size_t need = b->n + extra;
-    if (b->p && need <= b->cap) /* allocates even for 0 bytes: p is never NULL after */
-        return 0;
-    size_t cap = b->cap ? b->cap : 64;
-    while (cap < need)
-        cap *= 2;
-    uint8_t *q = realloc(b->p, cap);
-    if (!q)
-        return -1;
-    b->p = q;
-    b->cap = cap;
-    return 0;
-}
-
-static int buf_add(buf *b, const void *s, size_t n)
-{
-    if (buf_reserve(b, n))
-        return -1;
-    if (n)
-        memcpy(b->p + b->n, s, n);
-    b->n += n;
-    return 0;
-}
-
-static void buf_free(buf *b)
-{
-    free(b->p);
-    b->p = NULL;
-    b->n = b->cap = 0;
-}
-
-/* A string stored in the tokenizer's arena (offsets, so the arena may move). */
-typedef struct {
-    uint32_t off, len;
-} span;
-
-/* ------------------------------------------------------------------------
- * UTF-8
- * ------------------------------------------------------------------------ */
-
-static size_t utf8_put(uint8_t *o, uint32_t cp)
-{
-    if (cp < 0x80) {
-        o[0] = (uint8_t)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        o[0] = (uint8_t)(0xC0 | cp >> 6);
-        o[1] = (uint8_t)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        o[0] = (uint8_t)(0xE0 | cp >> 12);
-        o[1] = (uint8_t)(0x80 | (cp >> 6 & 0x3F));
-        o[2] = (uint8_t)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    o[0] = (uint8_t)(0xF0 | cp >> 18);
-    o[1] = (uint8_t)(0x80 | (cp >> 12 & 0x3F));
-    o[2] = (uint8_t)(0x80 | (cp >> 6 & 0x3F));
-    o[3] = (uint8_t)(0x80 | (cp & 0x3F));
-    return 4;
-}
-
-/* Code point at s[i] of already-validated UTF-8; *len gets its byte count.
- * Stays in bounds even on bad input (a truncated sequence reads as one
- * U+FFFD byte) so that a bug elsewhere cannot turn into an overread. */
-static uint32_t utf8_get(const uint8_t *s, size_t n, size_t i, size_t *len)
-{
-    uint8_t c = s[i];
-    if (c < 0x80) {
-        *len = 1;
-        return c;
-    }
-    size_t k;
-    uint32_t cp;
-    if (c < 0xE0) {
-        k = 2;
-        cp = c & 0x1F;
-    } else if (c < 0xF0) {
-        k = 3;
-        cp = c & 0x0F;
-    } else {
-        k = 4;
-        cp = c & 0x07;
-    }
-    if (k > n - i) {
-        *len = 1;
-        return 0xFFFD;
-    }
-    for (size_t j = 1; j < k; j++)
-        cp = cp << 6 | (s[i + j] & 0x3F);
-    *len = k;
-    return cp;
-}
-
-/* Start of the character that ends just before byte j (j > 0). */
-static size_t utf8_prev(const uint8_t *s, size_t j)
-{
-    size_t k = j - 1;
-    while (k > 0 && (s[k] & 0xC0) == 0x80)
-        k--;
-    return k;
-}
-
-/* ------------------------------------------------------------------------
- * Hash maps: string -> id, and 64-bit key -> 64-bit value
- * ------------------------------------------------------------------------ */
-
-static uint64_t hash_bytes(const uint8_t *p, size_t n)
-{
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ p[i]) * 1099511628211ull;
-    return h ^ h >> 29;
-}
-
-static uint64_t mix64(uint64_t x) /* splitmix64's finalizer */
-{
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ull;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebull;
-    return x ^ x >> 31;
-}
-
-typedef struct {
-    span key; /* into the tokenizer's arena */
-    int32_t val; /* -1: empty slot */
-} sm_slot;
-
-typedef struct {
-    sm_slot *s;
-    size_t cap, n;
-} strmap;
-
-static int sm_alloc(strmap *m, size_t cap)
-{
-    m->s = malloc(cap * sizeof *m->s);
-    if (!m->s)
-        return -1;
-    for (size_t i = 0; i < cap; i++)
-        m->s[i].val = -1;
-    m->cap = cap;
-    m->n = 0;
-    return 0;
-}
-
-static int32_t sm_get(const strmap *m, const uint8_t *base, const void *key, size_t n)
-{
-    if (!m->cap)
-        return -1;
-    size_t mask = m->cap - 1;
-    for (size_t i = hash_bytes(key, n) & mask;; i = (i + 1) & mask) {
-        const sm_slot *e = &m->s[i];
-        if (e->val < 0)
-            return -1;
-        if (e->key.len == n && memcmp(base + e->key.off, key, n) == 0)
-            return e->val;
-    }
-}
-
-/* Inserts key -> val unless the key is there; returns the id already there,
- * or -1 when inserted, or -2 when out of memory. */
-static int32_t sm_put(strmap *m, const uint8_t *base, span key, int32_t val)
-{
-    if ((m->n + 1) * 2 > m->cap) {
-        strmap g;
-        if (sm_alloc(&g, m->cap ? m->cap * 2 : 64))
-            return -2;
-        for (size_t i = 0; i < m->cap; i++) {
-            if (m->s[i].val < 0)
-                continue;
-            size_t j = hash_bytes(base + m->s[i].key.off, m->s[i].key.len) & (g.cap - 1);
-            while (g.s[j].val >= 0)
-                j = (j + 1) & (g.cap - 1);
-            g.s[j] = m->s[i];
-        }
-        g.n = m->n;
-        free(m->s);
-        *m = g;
-    }
-    size_t mask = m->cap - 1;
-    for (size_t i = hash_bytes(base + key.off, key.len) & mask;; i = (i + 1) & mask) {
-        sm_slot *e = &m->s[i];
-        if (e->val < 0) {
-            e->key = key;
-            e->val = val;
-            m->n++;
-            return -1;
-        }
-        if (e->key.len == key.len && memcmp(base + e->key.off, base + key.off, key.len) == 0)
-            return e->val;
-    }
-}
-
-#define UM_EMPTY UINT64_MAX
-
-typedef struct {
-    uint64_t k, v;
-} um_slot;
-
-typedef struct {
-    um_slot *s;
-    size_t cap, n;
-} u64map;
-
-static int um_alloc(u64map *m, size_t cap)
-{
-    m->s = malloc(cap * sizeof *m->s);
-    if (!m->s)
-        return -1;
-    for (size_t i = 0; i < cap; i++)
-        m->s[i].k = UM_EMPTY;
-    m->cap = cap;
-    m->n = 0;
-    return 0;
-}
-
-static int um_get(const u64map *m, uint64_t k, uint64_t *v)
-{
-    if (!m->cap)
-        return 0;
-    size_t mask = m->cap - 1;
-    for (size_t i = mix64(k) & mask;; i = (i + 1) & mask) {
-        if (m->s[i].k == k) {
-            *v = m->s[i].v;
-            return 1;
-        }
-        if (m->s[i].k == UM_EMPTY)
-            return 0;
-    }
-}
-
-/* Inserts or overwrites. */
-static int um_put(u64map *m, uint64_t k, uint64_t v)
-{
-    if ((m->n + 1) * 2 > m->cap) {
-        u64map g;
-        if (um_alloc(&g, m->cap ? m->cap * 2 : 64))
-            return -1;
-        for (size_t i = 0; i < m->cap; i++) {
-            if (m->s[i].k == UM_EMPTY)
-                continue;
-            size_t j = mix64(m->s[i].k) & (g.cap - 1);
-            while (g.s[j].k != UM_EMPTY)
-                j = (j + 1) & (g.cap - 1);
-            g.s[j] = m->s[i];
-        }
-        g.n = m->n;
-        free(m->s);
-        *m = g;
-    }
-    size_t mask = m->cap - 1;
-    for (size_t i = mix64(k) & mask;; i = (i + 1) & mask) {
-        if (m->s[i].k == k) {
-            m->s[i].v = v;
-            return 0;
-        }
-        if (m->s[i].k == UM_EMPTY) {
-            m->s[i].k = k;
-            m->s[i].v = v;
-            m->n++;
-            return 0;
-        }
-    }
-}
-
-/* ------------------------------------------------------------------------
- * The tokenizer
- * ------------------------------------------------------------------------ */
-
-/* normalizers */
-enum { NORM_PREPEND, NORM_REPLACE, NORM_STRIP, NORM_NFC };
-
-typedef struct {
-    int kind;
-    span a, b;        /* PREPEND: a; REPLACE: pattern a -> content b */
-    bool left, right; /* STRIP */
-} norm_step;
-
-/* pre-tokenizers */
-enum { PT_SPLIT_RE, PT_SPLIT_STR, PT_BYTELEVEL, PT_DIGITS, PT_METASPACE };
-/* the split regexes implemented by hand */
-enum { RE_GPT2, RE_LLAMA3, RE_QWEN2 };
-/* tokenizers' SplitDelimiterBehavior */
-enum { B_REMOVED, B_ISOLATED, B_MERGED_PREV, B_MERGED_NEXT, B_CONTIGUOUS };
-/* Metaspace prepend_scheme */
-enum { PS_ALWAYS, PS_FIRST, PS_NEVER };
-
-typedef struct {
-    int kind;
-    int re;        /* PT_SPLIT_RE */
-    int behavior;  /* PT_SPLIT_*; PT_DIGITS uses Isolated or Contiguous */
-    span pat;      /* PT_SPLIT_STR */
-    bool add_prefix_space, use_regex; /* PT_BYTELEVEL */
-    uint32_t repl; /* PT_METASPACE */
-    span repl_s;
-    int scheme;
-    bool split;
-} pt_step;
-
-/* per-token decoder stages (before ByteFallback / Fuse) */
-enum { DS_REPLACE, DS_METASPACE, DS_STRIP };
-
-typedef struct {
-    int kind;
-    span pat, content; /* DS_REPLACE */
-    uint32_t ch;       /* DS_METASPACE: replacement; DS_STRIP: content */
-    int scheme;        /* DS_METASPACE */
-    size_t start, stop; /* DS_STRIP */
-} dec_stage;
-
-typedef struct {
-    span content;
-    span norm; /* content after the normalizer, for `normalized` tokens */
-    int32_t id;
-    bool single_word, lstrip, rstrip, normalized, special;
-} added_tok;
-
-/* Byte trie of added tokens, for the leftmost-longest match that
- * tokenizers' Aho-Corasick automaton (MatchKind::LeftmostLongest) finds. */
-typedef struct {
-    u64map edges;  /* node << 8 | byte -> child node */
-    int32_t *term; /* node -> index in added[], or -1 */
-    size_t n_nodes, cap_nodes;
-    bool first[256]; /* bytes some token starts with: skips most positions */
-    bool empty;
-} trie;
-
-struct airllm_tokenizer {
-    buf arena; /* every string; spans point into it */
-
-    size_t n_ids;       /* largest id + 1 */
-    span *id_tok;       /* id -> token string (off == SPAN_NONE: unused id) */
-    span *id_dec;       /* id -> what decoding starts from */
-    uint8_t *id_special;
-
-    strmap vocab;    /* model vocab */
-    size_t n_vocab;
-    strmap added_by; /* added token content -> index in added[] */
-    added_tok *added;
-    size_t n_added;
-    trie trie_raw, trie_norm;
-
-    u64map merges; /* left id << 32 | right id -> rank << 32 | merged id */
-    int32_t unk_id;
-    bool byte_fallback, fuse_unk, ignore_merges;
-    int32_t byte_id[256]; /* <0xAB> tokens, -1 if absent */
-
-    norm_step norm[TOK_MAX_STEPS];
-    size_t n_norm;
-    pt_step pt[TOK_MAX_STEPS];
-    size_t n_pt;
-
-    bool dec_byte_level, dec_byte_fallback, dec_join_space;
-    dec_stage dstage[TOK_MAX_STEPS];
-    size_t n_dstage;
-    uint32_t dec_strip_ch; /* Strip after Fuse: leading characters of the text */
-    size_t dec_strip_n;
-
-    int32_t bos, eos;
-    bool add_bos;
-
-    /* read from tokenizer.model / *.tiktoken instead of tokenizer.json */
-    airllm_spm *spm;
-    airllm_tiktoken *tt;
-    bool nfc;          /* Qwen normalizes text to NFC before tiktoken */
-    size_t cap_added;
-    uint8_t *id_added; /* id decodes as an added token, not the model's piece */
-};
-
-static const uint8_t *S(const airllm_tokenizer *t, span s)
-{
-    return t->arena.p + s.off;
-}
-
-/* GPT-2's byte-to-unicode map (tokenizers' bytes_char): printable bytes map
- * to themselves, the others to U+0100 upwards, so every byte is a visible
- * character in the vocab. */
-static uint32_t byte_char[256];
-static int16_t char_byte[324]; /* inverse, for code points below 324 */
-
-static void init_byte_map_once(void)
-{
-    uint32_t n = 0;
-    for (int b = 0; b < 256; b++) {
-        bool printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || b >= 0xAE;
-        byte_char[b] = printable ? (uint32_t)b : 256 + n++;
-    }
-    for (int c = 0; c < 324; c++)
-        char_byte[c] = -1;
-    for (int b = 0; b < 256; b++)
-        char_byte[byte_char[b]] = (int16_t)b;
-}
-
-static void init_byte_map(void)
-{
-    /* tokenizers may be loaded from several threads at once */
-    static pthread_once_t once = PTHREAD_ONCE_INIT;
-    pthread_once(&once, init_byte_map_once);
-}
-
-/* ------------------------------------------------------------------------
- * Loading
- * ------------------------------------------------------------------------ */
-
-typedef struct {
-    airllm_tokenizer *t;
-    airllm_err *err;
-    buf scratch;
-} ld;
-
-static int intern(ld *L, const char *s, size_t n, span *out, const char *what)
-{
-    if (n > TOK_MAX_STR)
-        return airllm_errf(L->err, "%s is %zu bytes long (at most %u)", what, n, TOK_MAX_STR);
-    if (airllm_utf8_check((const uint8_t *)s, n))
-        return airllm_errf(L->err, "%s is not valid UTF-8", what);
-    if (L->t->arena.n + n >= SPAN_NONE)
-        return airllm_errf(L->err, "too much token text (over 4 GiB)");
-    out->off = (uint32_t)L->t->arena.n;
-    out->len = (uint32_t)n;
-    if (buf_add(&L->t->arena, s, n))
-        return airllm_errf(L->err, "out of memory");
-    return 0;
-}
-
-static const cJSON *jget(const cJSON *o, const char *k)
-{
-    return cJSON_GetObjectItemCaseSensitive(o, k);
-}
-
-/* Optional boolean: absent or null gives dflt. */
-static int jbool(ld *L, const cJSON *o, const char *k, bool dflt, bool *out, const char *where)
-{
-    const cJSON *v = jget(o, k);
-    if (!v || cJSON_IsNull(v)) {
-        *out = dflt;
-        return 0;
-    }
-    if (!cJSON_IsBool(v))
-        return airllm_errf(L->err, "%s: \"%s\" is not a boolean", where, k);
-    *out = cJSON_IsTrue(v);
-    return 0;
-}
-
-/* Optional string: absent or null gives NULL; required makes those errors. */
-static int jstr(ld *L, const cJSON *o, const char *k, bool required, const char **out,
-                const char *where)
-{
-    const cJSON *v = jget(o, k);
-    *out = NULL;
-    if (!v || cJSON_IsNull(v)) {
-        if (required)
-            return airllm_errf(L->err, "%s: \"%s\" is missing", where, k);
-        return 0;
-    }
-    if (!cJSON_IsString(v))
-        return airllm_errf(L->err, "%s: \"%s\" is not a string", where, k);
-    *out = v->valuestring;
-    return 0;
-}
-
-/* A JSON number that is an integer in [lo, hi]. */
-static int jint(const cJSON *v, double lo, double hi, int64_t *out)
-{
-    if (!cJSON_IsNumber(v))
-        return -1;
-    double d = v->valuedouble;
-    if (!(d >= lo && d <= hi) || d != (double)(int64_t)d)
-        return -1;
-    *out = (int64_t)d;
-    return 0;
-}
-
-static const char *jtype(ld *L, const cJSON *o, const char *where)
-{
-    const char *ty = NULL;
-    if (!cJSON_IsObject(o)) {
-        airllm_errf(L->err, "%s is not an object", where);
-        return NULL;
-    }
-    if (jstr(L, o, "type", true, &ty, where))
-        return NULL;
-    return ty;
-}
-
-/* A single code point given as a JSON string (Metaspace replacement, Strip
- * content), as Rust's `char` fields are. */
-static int jchar(ld *L, const cJSON *o, const char *k, uint32_t *cp, const char *where)
-{
-    const char *s;
-    if (jstr(L, o, k, true, &s, where))
-        return -1;
-    size_t n = strlen(s), l;
-    if (n == 0 || airllm_utf8_check((const uint8_t *)s, n) ||
-        (*cp = utf8_get((const uint8_t *)s, n, 0, &l), l != n))
-        return airllm_errf(L->err, "%s: \"%s\" must be a single character", where, k);
-    return 0;
-}
-
-/* {"String": s} or {"Regex": r}: *is_regex says which. */
-static int jpattern(ld *L, const cJSON *o, const char **s, bool *is_regex, const char *where)
-{
-    const cJSON *p = jget(o, "pattern");
-    if (!cJSON_IsObject(p))
-        return airllm_errf(L->err, "%s: \"pattern\" is missing or not an object", where);
-    const cJSON *v = jget(p, "String");
-    *is_regex = false;
-    if (!v) {
-        v = jget(p, "Regex");
-        *is_regex = true;
-    }
-    if (!cJSON_IsString(v))
-        return airllm_errf(L->err, "%s: \"pattern\" must hold a \"String\" or \"Regex\" string",
-                           where);
-    *s = v->valuestring;
-    return 0;
-}
-
-/* -- normalizer -- */
-
-static int add_norm(ld *L, norm_step st)
-{
-    if (L->t->n_norm == TOK_MAX_STEPS)
-        return airllm_errf(L->err, "normalizer: more than %d steps", TOK_MAX_STEPS);
-    L->t->norm[L->t->n_norm++] = st;
-    return 0;
-}
-
-static int load_normalizer(ld *L, const cJSON *n, int depth)
-{
-    if (!n || cJSON_IsNull(n))
-        return 0;
-    const char *ty = jtype(L, n, "normalizer");
-    if (!ty)
-        return -1;
-    norm_step st = {0};
-    if (strcmp(ty, "Sequence") == 0) {
-        const cJSON *list = jget(n, "normalizers");
-        if (!cJSON_IsArray(list))
-            return airllm_errf(L->err, "normalizer Sequence: \"normalizers\" is not an array");
-        if (depth >= TOK_MAX_NEST)
-            return airllm_errf(L->err, "normalizer: Sequences nested too deep");
-        const cJSON *e;
-        cJSON_ArrayForEach(e, list) if (load_normalizer(L, e, depth + 1)) return -1;
-        return 0;
-    }
-    if (strcmp(ty, "Prepend") == 0) {
-        const char *s;
-        if (jstr(L, n, "prepend", true, &s, "normalizer Prepend"))
-            return -1;
-        st.kind = NORM_PREPEND;
-        if (intern(L, s, strlen(s), &st.a, "normalizer Prepend string"))
-            return -1;
-        return add_norm(L, st);
-    }
-    if (strcmp(ty, "Replace") == 0) {
-        const char *pat, *content;
-        bool is_re;
-        if (jpattern(L, n, &pat, &is_re, "normalizer Replace") ||
-            jstr(L, n, "content", true, &content, "normalizer Replace"))
-            return -1;
-        if (is_re)
-            return airllm_errf(L->err, "normalizer Replace with a Regex pattern is not supported");
-        if (!*pat)
-            return airllm_errf(L->err, "normalizer Replace: empty pattern");
-        st.kind = NORM_REPLACE;
-        if (intern(L, pat, strlen(pat), &st.a, "normalizer Replace pattern") ||
-            intern(L, content, strlen(content), &st.b, "normalizer Replace content"))
-            return -1;
-        return add_norm(L, st);
-    }
-    if (strcmp(ty, "NFC") == 0) {
-        st.kind = NORM_NFC;
-        return add_norm(L, st);
-    }
-    if (strcmp(ty, "Strip") == 0) {
-        st.kind = NORM_STRIP;
-        if (jbool(L, n, "strip_left", false, &st.left, "normalizer Strip") ||
-            jbool(L, n, "strip_right", false, &st.right, "normalizer Strip"))
-            return -1;
-        return add_norm(L, st);
-    }
-    return airllm_errf(L->err, "normalizer \"%s\" is not supported (only Sequence, Prepend, "
-                               "Replace, Strip and NFC)", ty);
-}
-
-/* -- pre-tokenizer -- */
-
-/* The split regexes of the tokenizers this code knows, matched by hand in
- * match_gpt2 / airllm_pretok_llama3. */
-static const char RE_GPT2_S[] =
-    "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
-static const char RE_LLAMA3_S[] =
-    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| "
-    "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
-static const char RE_QWEN2_S[] =
-    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| "
-    "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
-
-static int add_pt(ld *L, pt_step st)
-{
-    if (L->t->n_pt == TOK_MAX_STEPS)
-        return airllm_errf(L->err, "pre_tokenizer: more than %d steps", TOK_MAX_STEPS);
-    L->t->pt[L->t->n_pt++] = st;
-    return 0;
-}
-
-static int parse_behavior(ld *L, const cJSON *o, int *b, const char *where)
-{
-    static const char *names[] = {"Removed", "Isolated", "MergedWithPrevious", "MergedWithNext",
-                                  "Contiguous"};
-    const char *s;
-    if (jstr(L, o, "behavior", true, &s, where))
-        return -1;
-    for (int i = 0; i < 5; i++)
-        if (strcmp(s, names[i]) == 0) {
-            *b = i;
-            return 0;
-        }
-    return airllm_errf(L->err, "%s: unknown behavior \"%s\"", where, s);
-}
-
-static int load_pretok(ld *L, const cJSON *p, int depth)
-{
-    if (!p || cJSON_IsNull(p))
-        return 0;
-    const char *ty = jtype(L, p, "pre_tokenizer");
-    if (!ty)
-        return -1;
-    pt_step st = {0};
-    if (strcmp(ty, "Sequence") == 0) {
-        const cJSON *list = jget(p, "pretokenizers");
-        if (!cJSON_IsArray(list))
-            return airllm_errf(L->err, "pre_tokenizer Sequence: \"pretokenizers\" is not an array");
-        if (depth >= TOK_MAX_NEST)
-            return airllm_errf(L->err, "pre_tokenizer: Sequences nested too deep");
-        const cJSON *e;
-        cJSON_ArrayForEach(e, list) if (load_pretok(L, e, depth + 1)) return -1;
-        return 0;
-    }
-    if (strcmp(ty, "Split") == 0) {
-        const char *pat;
-        bool is_re = false, invert = false;
-        if (jpattern(L, p, &pat, &is_re, "pre_tokenizer Split") ||
-            parse_behavior(L, p, &st.behavior, "pre_tokenizer Split") ||
-            jbool(L, p, "invert", false, &invert, "pre_tokenizer Split"))
-            return -1;
-        if (invert)
-            return airllm_errf(L->err, "pre_tokenizer Split with invert=true is not supported");
-        if (is_re) {
-            st.kind = PT_SPLIT_RE;
-            if (strcmp(pat, RE_GPT2_S) == 0)
-                st.re = RE_GPT2;
-            else if (strcmp(pat, RE_LLAMA3_S) == 0)
-                st.re = RE_LLAMA3;
-            else if (strcmp(pat, RE_QWEN2_S) == 0)
-                st.re = RE_QWEN2;
-            else
-                return airllm_errf(L->err,
-                                   "pre_tokenizer Split: regex \"%.200s\" is not supported (only "
-                                   "the GPT-2, Llama 3 and Qwen2 patterns are implemented)",
-                                   pat);
-        } else {
-            if (!*pat)
-                return airllm_errf(L->err, "pre_tokenizer Split: empty pattern");
-            st.kind = PT_SPLIT_STR;
-            if (intern(L, pat, strlen(pat), &st.pat, "pre_tokenizer Split pattern"))
-                return -1;
-        }
-        return add_pt(L, st);
-    }
-    if (strcmp(ty, "ByteLevel") == 0) {
-        st.kind = PT_BYTELEVEL;
-        if (jbool(L, p, "add_prefix_space", true, &st.add_prefix_space, "pre_tokenizer ByteLevel") ||
-            jbool(L, p, "use_regex", true, &st.use_regex, "pre_tokenizer ByteLevel"))
-            return -1;
-        return add_pt(L, st);
-    }
-    if (strcmp(ty, "Digits") == 0) {
-        bool individual = false;
-        if (jbool(L, p, "individual_digits", false, &individual, "pre_tokenizer Digits"))
-            return -1;
-        st.kind = PT_DIGITS;
-        st.behavior = individual ? B_ISOLATED : B_CONTIGUOUS;
-        return add_pt(L, st);
-    }
-    if (strcmp(ty, "Metaspace") == 0) {
-        const char *where = "pre_tokenizer Metaspace", *scheme;
-        bool aps_given = jget(p, "add_prefix_space") && !cJSON_IsNull(jget(p, "add_prefix_space"));
-        bool aps = false;
-        st.kind = PT_METASPACE;
-        if (jchar(L, p, "replacement", &st.repl, where) ||
-            jbool(L, p, "add_prefix_space", true, &aps, where) ||
-            jstr(L, p, "prepend_scheme", false, &scheme, where) ||
-            jbool(L, p, "split", true, &st.split, where))
-            return -1;
-        st.scheme = PS_ALWAYS;
-        if (scheme) {
-            if (strcmp(scheme, "always") == 0)
-                st.scheme = PS_ALWAYS;
-            else if (strcmp(scheme, "first") == 0)
-                st.scheme = PS_FIRST;
-            else if (strcmp(scheme, "never") == 0)
-                st.scheme = PS_NEVER;
-            else
-                return airllm_errf(L->err, "%s: unknown prepend_scheme \"%s\"", where, scheme);
-        }
-        /* The legacy add_prefix_space=false means "never", as in tokenizers. */
-        if (aps_given && !aps) {
-            if (st.scheme != PS_NEVER && scheme)
-                return airllm_errf(L->err, "%s: add_prefix_space does not match prepend_scheme",
-                                   where);
-            st.scheme = PS_NEVER;
-        }
-        const char *r = jget(p, "replacement")->valuestring;
-        if (intern(L, r, strlen(r), &st.repl_s, where))
-            return -1;
-        return add_pt(L, st);
-    }
-    return airllm_errf(L->err, "pre_tokenizer \"%s\" is not supported (only Sequence, Split, "
-                               "ByteLevel, Digits and Metaspace)", ty);
-}
-
-/* -- decoder -- */
-
-static int add_dstage(ld *L, dec_stage st)
-{
-    if (L->t->n_dstage == TOK_MAX_STEPS)
-        return airllm_errf(L->err, "decoder: more than %d steps", TOK_MAX_STEPS);
-    L->t->dstage[L->t->n_dstage++] = st;
-    return 0;
-}
-
-/* What the streaming decoder can do: per-token stages (Replace, Metaspace,
- * Strip), then ByteFallback, then Fuse, then a Strip of leading characters
- * of the whole text. That covers the SentencePiece-style decoders in the
- * wild; other orders would need the whole token list and are refused.
- * phase: 0 per-token, 1 after ByteFallback, 2 after Fuse, 3 after the last Strip. */
-static int load_decoder_step(ld *L, const cJSON *d, int *phase)
-{
-    airllm_tokenizer *t = L->t;
-    const char *ty = jtype(L, d, "decoder");
-    if (!ty)
-        return -1;
-    dec_stage st = {0};
-    if (strcmp(ty, "Replace") == 0 || strcmp(ty, "Metaspace") == 0 ||
-        strcmp(ty, "Strip") == 0) {
-        if (strcmp(ty, "Strip") == 0) {
-            int64_t a, b;
-            if (jchar(L, d, "content", &st.ch, "decoder Strip"))
-                return -1;
-            if (jint(jget(d, "start"), 0, 1e6, &a) || jint(jget(d, "stop"), 0, 1e6, &b))
-                return airllm_errf(L->err, "decoder Strip: \"start\"/\"stop\" must be small "
-                                           "non-negative integers");
-            if (*phase == 2) {
-                /* After Fuse there is one token, the whole text: its leading
-                 * characters can be stripped as the text streams out; its
-                 * trailing ones could not. */
-                if (b != 0)
-                    return airllm_errf(L->err, "decoder Strip after Fuse with stop > 0 is not "
-                                               "supported (cannot stream)");
-                t->dec_strip_ch = st.ch;
-                t->dec_strip_n = (size_t)a;
-                *phase = 3;
-                return 0;
-            }
-            st.kind = DS_STRIP;
-            st.start = (size_t)a;
-            st.stop = (size_t)b;
-        } else if (strcmp(ty, "Replace") == 0) {
-            const char *pat, *content;
-            bool is_re;
-            if (jpattern(L, d, &pat, &is_re, "decoder Replace") ||
-                jstr(L, d, "content", true, &content, "decoder Replace"))
-                return -1;
-            if (is_re)
-                return airllm_errf(L->err, "decoder Replace with a Regex pattern is not supported");
-            if (!*pat)
-                return airllm_errf(L->err, "decoder Replace: empty pattern");
-            st.kind = DS_REPLACE;
-            if (intern(L, pat, strlen(pat), &st.pat, "decoder Replace pattern") ||
-                intern(L, content, strlen(content), &st.content, "decoder Replace content"))
-                return -1;
-        } else {
-            const char *scheme;
-            bool aps = false;
-            st.kind = DS_METASPACE;
-            if (jchar(L, d, "replacement", &st.ch, "decoder Metaspace") ||
-                jstr(L, d, "prepend_scheme", false, &scheme, "decoder Metaspace") ||
-                jbool(L, d, "add_prefix_space", true, &aps, "decoder Metaspace"))
-                return -1;
-            st.scheme = scheme && strcmp(scheme, "never") == 0 ? PS_NEVER : PS_ALWAYS;
-            if (!aps)
-                st.scheme = PS_NEVER;
-        }
-        if (*phase != 0)
-            return airllm_errf(L->err, "decoder %s after ByteFallback or Fuse is not supported",
-                               ty);
-        return add_dstage(L, st);
-    }
-    if (strcmp(ty, "ByteFallback") == 0) {
-        if (*phase != 0)
-            return airllm_errf(L->err, "decoder ByteFallback after Fuse is not supported");
-        t->dec_byte_fallback = true;
-        *phase = 1;
-        return 0;
-    }
-    if (strcmp(ty, "Fuse") == 0) {
-        if (*phase >= 2)
-            return airllm_errf(L->err, "decoder: Fuse twice");
-        *phase = 2;
-        return 0;
-    }
-    if (strcmp(ty, "ByteLevel") == 0)
-        return airllm_errf(L->err, "decoder ByteLevel combined with other decoders is not "
-                                   "supported");
-    return airllm_errf(L->err, "decoder \"%s\" is not supported (only ByteLevel, Metaspace, "
-                               "Replace, ByteFallback, Fuse and Strip)", ty);
-}
-
-static int load_decoder(ld *L, const cJSON *d)
-{
-    airllm_tokenizer *t = L->t;
-    if (!d || cJSON_IsNull(d)) {
-        t->dec_join_space = true; /* tokenizers joins tokens with spaces */
-        return 0;
-    }
-    const char *ty = jtype(L, d, "decoder");
-    if (!ty)
-        return -1;
-    int phase = 0;
-    if (strcmp(ty, "ByteLevel") == 0) {
-        t->dec_byte_level = true;
-        return 0;
-    }
-    if (strcmp(ty, "Sequence") != 0)
-        return load_decoder_step(L, d, &phase);
-    const cJSON *list = jget(d, "decoders");
-    if (!cJSON_IsArray(list))
-        return airllm_errf(L->err, "decoder Sequence: \"decoders\" is not an array");
-    if (cJSON_GetArraySize(list) == 1) {
-        const char *ty1 = jtype(L, cJSON_GetArrayItem(list, 0), "decoder");
-        if (!ty1)
-            return -1;
-        if (strcmp(ty1, "ByteLevel") == 0) {
-            t->dec_byte_level = true;
-            return 0;
-        }
-    }
-    const cJSON *e;
-    cJSON_ArrayForEach(e, list) if (load_decoder_step(L, e, &phase)) return -1;
-    return 0;
-}
-
-/* -- model -- */
-
-static int load_vocab(ld *L, const cJSON *model)
-{
-    airllm_tokenizer *t = L->t;
-    const cJSON *v = jget(model, "vocab");
-    if (!cJSON_IsObject(v))
-        return airllm_errf(L->err, "model: \"vocab\" is missing or not an object");
-    /* sized up front: no rehashing while 100k+ entries go in */
-    size_t cap = 64, n = (size_t)cJSON_GetArraySize(v);
-    const cJSON *merges = jget(model, "merges");
-    size_t nm = cJSON_IsArray(merges) ? (size_t)cJSON_GetArraySize(merges) : 0;
-    while (cap < 2 * n + 2)
-        cap *= 2;
-    if (sm_alloc(&t->vocab, cap))
-        return airllm_errf(L->err, "out of memory");
-    for (cap = 64; cap < 2 * nm + 2;)
-        cap *= 2;
-    if (um_alloc(&t->merges, cap))
-        return airllm_errf(L->err, "out of memory");
-    const cJSON *e;
-    cJSON_ArrayForEach(e, v)
-    {
-        int64_t id;
-        span s;
-        if (jint(e, 0, 2147483646.0, &id))
-            return airllm_errf(L->err, "model.vocab: the id of \"%.100s\" is not an integer in "
-                                       "[0, 2^31-1)", e->string);
-        if (intern(L, e->string, strlen(e->string), &s, "a model.vocab token"))
-            return -1;
-        int32_t old = sm_put(&t->vocab, t->arena.p, s, (int32_t)id);
-        if (old == -2)
-            return airllm_errf(L->err, "out of memory");
-        if (old >= 0)
-            return airllm_errf(L->err, "model.vocab: token \"%.100s\" appears twice", e->string);
-        t->n_vocab++;
-    }
-    return 0;
-}
-
-static int load_model_options(ld *L, const cJSON *m)
-{
-    airllm_tokenizer *t = L->t;
-    const char *ty = jtype(L, m, "model");
-    if (!ty)
-        return -1;
-    if (strcmp(ty, "BPE") != 0)
-        return airllm_errf(L->err, "model type \"%s\" is not supported (only BPE)", ty);
-    const cJSON *drop = jget(m, "dropout");
-    if (drop && !cJSON_IsNull(drop) && !(cJSON_IsNumber(drop) && drop->valuedouble == 0))
-        return airllm_errf(L->err, "model: BPE dropout is not supported (it makes encoding "
-                                   "random)");
-    const char *prefix, *suffix;
-    if (jstr(L, m, "continuing_subword_prefix", false, &prefix, "model") ||
-        jstr(L, m, "end_of_word_suffix", false, &suffix, "model"))
-        return -1;
-    if ((prefix && *prefix) || (suffix && *suffix))
-        return airllm_errf(L->err, "model: continuing_subword_prefix / end_of_word_suffix are "
-                                   "not supported");
-    return jbool(L, m, "fuse_unk", false, &t->fuse_unk, "model") ||
-           jbool(L, m, "byte_fallback", false, &t->byte_fallback, "model") ||
-           jbool(L, m, "ignore_merges", false, &t->ignore_merges, "model");
-}
-
-static int32_t vocab_get(const airllm_tokenizer *t, const void *s, size_t n)
-{
-    return sm_get(&t->vocab, t->arena.p, s, n);
-}
-
-static int add_merge(ld *L, size_t rank, const char *a, size_t na, const char *b, size_t nb)
-{
-    airllm_tokenizer *t = L->t;
-    int32_t ia = vocab_get(t, a, na), ib = vocab_get(t, b, nb);
-    if (ia < 0 || ib < 0)
-        return airllm_errf(L->err, "model.merges[%zu]: \"%.*s\" is not in the vocab", rank,
-                           (int)(ia < 0 ? (na < 100 ? na : 100) : (nb < 100 ? nb : 100)),
-                           ia < 0 ? a : b);
-    L->scratch.n = 0;
-    if (buf_add(&L->scratch, a, na) || buf_add(&L->scratch, b, nb))
-        return airllm_errf(L->err, "out of memory");
-    int32_t ic = vocab_get(t, L->scratch.p, L->scratch.n);
-    if (ic < 0)
-        return airllm_errf(L->err, "model.merges[%zu]: the merged token \"%.*s\" is not in the "
-                                   "vocab", rank, (int)(L->scratch.n < 200 ? L->scratch.n : 200),
-                           (const char *)L->scratch.p);
-    /* A pair listed twice keeps its last rank, as tokenizers' HashMap does. */
-    if (um_put(&t->merges, (uint64_t)ia << 32 | (uint32_t)ib, (uint64_t)rank << 32 | (uint32_t)ic))
-        return airllm_errf(L->err, "out of memory");
-    return 0;
-}
-
-/* merges: ["a b", ...] (the older form; "#version" lines skipped) or
- * [["a", "b"], ...]; the rank is the position in the list. */
-static int load_merges(ld *L, const cJSON *model)
-{
-    const cJSON *m = jget(model, "merges");
-    if (!cJSON_IsArray(m))
-        return airllm_errf(L->err, "model: \"merges\" is missing or not an array");
-    const cJSON *first = m->child;
-    bool legacy = first && cJSON_IsString(first);
-    size_t rank = 0, idx = 0;
-    const cJSON *e;
-    cJSON_ArrayForEach(e, m)
-    {
-        if (legacy) {
-            if (!cJSON_IsString(e))
-                return airllm_errf(L->err, "model.merges[%zu] is not a string like the others",
-                                   idx);
-            const char *s = e->valuestring, *sp = strchr(s, ' ');
-            idx++;
-            if (strncmp(s, "#version", 8) == 0)
-                continue;
-            if (!sp || strchr(sp + 1, ' '))
-                return airllm_errf(L->err, "model.merges[%zu]: \"%.100s\" is not two tokens "
-                                           "separated by one space", idx - 1, s);
-            if (add_merge(L, rank, s, (size_t)(sp - s), sp + 1, strlen(sp + 1)))
-                return -1;
-        } else {
-            const cJSON *a = cJSON_GetArrayItem(e, 0), *b = cJSON_GetArrayItem(e, 1);
-            if (!cJSON_IsArray(e) || cJSON_GetArraySize(e) != 2 || !cJSON_IsString(a) ||
-                !cJSON_IsString(b))
-                return airllm_errf(L->err, "model.merges[%zu] is not a pair of strings", idx);
-            idx++;
-            if (add_merge(L, rank, a->valuestring, strlen(a->valuestring), b->valuestring,
-                          strlen(b->valuestring)))
-                return -1;
-        }
-        rank++;
-    }
-    return 0;
-}
-
-/* -- added tokens -- */
-
-/* How far normalize lets a text grow (see there). */
-#define TOK_NORM_GROWTH 16
-#define TOK_NORM_SLACK 4096
-static int normalize(const airllm_tokenizer *t, const uint8_t *s, size_t n, buf *x, buf *y,
-                     buf *w, const uint8_t **out, size_t *on);
-
-static int trie_init(trie *tr)
-{
-    memset(tr, 0, sizeof *tr);
-    tr->empty = true;
-    tr->cap_nodes = 64;
-    tr->term = malloc(tr->cap_nodes * sizeof *tr->term);
-    if (!tr->term || um_alloc(&tr->edges, 64))
-        return -1;
-    tr->term[0] = -1;
-    tr->n_nodes = 1;
-    return 0;
-}
-
-static void trie_free(trie *tr)
-{
-    free(tr->term);
-    free(tr->edges.s);
-}
-
-/* Returns the index already stored for this exact string, -1 when added,
- * -2 when out of memory. */
-static int trie_add(trie *tr, const uint8_t *s, size_t n, int32_t idx)
-{
-    uint64_t node = 0, child;
-    for (size_t i = 0; i < n; i++) {
-        uint64_t key = node << 8 | s[i];
-        if (!um_get(&tr->edges, key, &child)) {
-            if (tr->n_nodes == tr->cap_nodes) {
-                int32_t *q = realloc(tr->term, tr->cap_nodes * 2 * sizeof *q);
-                if (!q)
-                    return -2;
-                tr->term = q;
-                tr->cap_nodes *= 2;
-            }
-            child = tr->n_nodes++;
-            tr->term[child] = -1;
-            if (um_put(&tr->edges, key, child))
-                return -2;
-        }
-        node = child;
-    }
-    if (tr->term[node] >= 0)
-        return tr->term[node];
-    tr->term[node] = idx;
-    tr->first[s[0]] = true;
-    tr->empty = false;
-    return -1;
-}
-
-/* The longest token starting at s[p]: its index in added[] (and *len), or -1. */
-static int32_t trie_longest(const trie *tr, const uint8_t *s, size_t n, size_t p, size_t *len)
-{
-    uint64_t node = 0;
-    int32_t best = -1;
-    for (size_t j = p; j < n; j++) {
-        if (!um_get(&tr->edges, node << 8 | s[j], &node))
-            break;
-        if (tr->term[node] >= 0) {
-            best = tr->term[node];
-            *len = j + 1 - p;
-        }
-    }
-    return best;
-}
-
-/* tokenizers' AddedVocabulary::add_tokens gives an added token the vocab's
- * id for the same string, else the next id from the vocab's size on. The
- * file's ids must agree, or our ids would differ from tokenizers'. */
-static int load_added(ld *L, const cJSON *list)
-{
-    airllm_tokenizer *t = L->t;
-    if (sm_alloc(&t->added_by, 64) || trie_init(&t->trie_raw) || trie_init(&t->trie_norm))
-        return airllm_errf(L->err, "out of memory");
-    if (!list || cJSON_IsNull(list))
-        return 0;
-    if (!cJSON_IsArray(list))
-        return airllm_errf(L->err, "\"added_tokens\" is not an array");
-    size_t n = (size_t)cJSON_GetArraySize(list);
-    t->added = calloc(n ? n : 1, sizeof *t->added);
-    if (!t->added)
-        return airllm_errf(L->err, "out of memory");
-    int64_t next_id = (int64_t)t->n_vocab;
-    size_t i = 0;
-    const cJSON *e;
-    buf x = {0}, y = {0}, w = {0};
-    int rc = -1;
-    cJSON_ArrayForEach(e, list)
-    {
-        char where[64];
-        snprintf(where, sizeof where, "added_tokens[%zu]", i++);
-        if (!cJSON_IsObject(e)) {
-            airllm_errf(L->err, "%s is not an object", where);
-            goto out;
-        }
-        added_tok a = {0};
-        int64_t id;
-        const char *content;
-        if (jint(jget(e, "id"), 0, 2147483646.0, &id)) {
-            airllm_errf(L->err, "%s: \"id\" is missing or not an integer in [0, 2^31-1)", where);
-            goto out;
-        }
-        if (jstr(L, e, "content", true, &content, where) ||
-            jbool(L, e, "special", false, &a.special, where) ||
-            jbool(L, e, "single_word", false, &a.single_word, where) ||
-            jbool(L, e, "lstrip", false, &a.lstrip, where) ||
-            jbool(L, e, "rstrip", false, &a.rstrip, where) ||
-            jbool(L, e, "normalized", !a.special, &a.normalized, where))
-            goto out;
-        if (!*content) /* tokenizers ignores empty added tokens */
-            continue;
-        int32_t vid = vocab_get(t, content, strlen(content));
-        int64_t expect = vid >= 0 ? vid : next_id++;
-        if (id != expect) {
-            airllm_errf(L->err, "%s: \"%.100s\" has id %lld but tokenizers would give it %lld "
-                                "(%s)", where, content, (long long)id, (long long)expect,
-                        vid >= 0 ? "its vocab id" : "the next id after the vocab");
-            goto out;
-        }
-        a.id = (int32_t)id;
-        if (intern(L, content, strlen(content), &a.content, where))
-            goto out;
-        a.norm = a.content;
-        if (a.normalized && t->n_norm) {
-            const uint8_t *ns;
-            size_t nn;
-            int nrc = normalize(t, S(t, a.content), a.content.len, &x, &y, &w, &ns, &nn);
-            if (nrc) {
-                if (nrc == -2)
-                    airllm_errf(L->err, "%s: the normalizer grows \"%.100s\" past %d times "
-                                        "its length plus %d bytes",
-                                where, content, TOK_NORM_GROWTH, TOK_NORM_SLACK);
-                else
-                    airllm_errf(L->err, "out of memory");
-                goto out;
-            }
-            if (nn == 0) {
-                airllm_errf(L->err, "%s: \"%.100s\" normalizes to nothing", where, content);
-                goto out;
-            }
-            /* copy first: ns may point into x or y, and intern may move the arena */
-            L->scratch.n = 0;
-            if (buf_add(&L->scratch, ns, nn)) {
-                airllm_errf(L->err, "out of memory");
-                goto out;
-            }
-            if (intern(L, (const char *)L->scratch.p, nn, &a.norm, where))
-                goto out;
-        }
-        int32_t old = sm_put(&t->added_by, t->arena.p, a.content, (int32_t)t->n_added);
-        if (old == -2) {
-            airllm_errf(L->err, "out of memory");
-            goto out;
-        }
-        if (old >= 0) {
-            airllm_errf(L->err, "%s: \"%.100s\" is listed twice", where, content);
-            goto out;
-        }
-        trie *tr = a.normalized ? &t->trie_norm : &t->trie_raw;
-        int prev = trie_add(tr, S(t, a.norm), a.norm.len, (int32_t)t->n_added);
-        if (prev == -2) {
-            airllm_errf(L->err, "out of memory");
-            goto out;
-        }
-        if (prev >= 0) {
-            airllm_errf(L->err, "%s: \"%.100s\" matches the same text as \"%.*s\"", where,
-                        content, (int)t->added[prev].content.len, S(t, t->added[prev].content));
-            goto out;
-        }
-        t->added[t->n_added++] = a;
-    }
-    rc = 0;
-out:
-    buf_free(&x);
-    buf_free(&y);
-    buf_free(&w);
-    return rc;
-}
-
-/* id -> string tables, once vocab and added tokens are known. */
-static int build_ids(ld *L)
-{
-    airllm_tokenizer *t = L->t;
-    int64_t max_id = -1;
-    for (size_t i = 0; i < t->vocab.cap; i++)
-        if (t->vocab.s[i].val > max_id)
-            max_id = t->vocab.s[i].val;
-    for (size_t i = 0; i < t->n_added; i++)
-        if (t->added[i].id > max_id)
-            max_id = t->added[i].id;
-    size_t count = t->n_vocab + t->n_added;
-    if (max_id >= (int64_t)count + TOK_ID_SLACK)
-        return airllm_errf(L->err, "id %lld is out of range: the file has %zu tokens, and ids "
-                                   "must stay below %zu", (long long)max_id, count,
-                           count + TOK_ID_SLACK);
-    t->n_ids = (size_t)(max_id + 1);
-    t->id_tok = malloc((t->n_ids ? t->n_ids : 1) * sizeof *t->id_tok);
-    t->id_dec = malloc((t->n_ids ? t->n_ids : 1) * sizeof *t->id_dec);
-    t->id_special = calloc(t->n_ids ? t->n_ids : 1, 1);
-    if (!t->id_tok || !t->id_dec || !t->id_special)
-        return airllm_errf(L->err, "out of memory");
-    for (size_t i = 0; i < t->n_ids; i++)
-        t->id_tok[i].off = SPAN_NONE;
-    for (size_t i = 0; i < t->vocab.cap; i++) {
-        const sm_slot *e = &t->vocab.s[i];
-        if (e->val < 0)
-            continue;
-        span *o = &t->id_tok[e->val];
-        if (o->off != SPAN_NONE)
-            return airllm_errf(L->err, "model.vocab: id %d is given to both \"%.*s\" and \"%.*s\"",
-                               e->val, (int)o->len, S(t, *o), (int)e->key.len, S(t, e->key));
-        *o = e->key;
-    }
-    memcpy(t->id_dec, t->id_tok, t->n_ids * sizeof *t->id_dec);
-    for (size_t i = 0; i < t->n_added; i++) {
-        const added_tok *a = &t->added[i];
-        span *o = &t->id_tok[a->id];
-        if (o->off == SPAN_NONE)
-            *o = a->content;
-        else if (o->len != a->content.len ||
-                 memcmp(S(t, *o), S(t, a->content), o->len) != 0)
-            return airllm_errf(L->err, "added token \"%.*s\" has id %d, which the vocab gives "
-                                       "to \"%.*s\"", (int)a->content.len, S(t, a->content),
-                               a->id, (int)o->len, S(t, *o));
-        /* tokenizers decodes an added token from its normalized form */
-        t->id_dec[a->id] = a->normalized ? a->norm : a->content;
-    }
-    /* tokenizers' skip_special_tokens tests the decoded string against the
-     * special tokens' contents, not the id. */
-    for (size_t id = 0; id < t->n_ids; id++) {
-        if (t->id_dec[id].off == SPAN_NONE)
-            continue;
-        int32_t k = sm_get(&t->added_by, t->arena.p, S(t, t->id_dec[id]), t->id_dec[id].len);
-        t->id_special[id] = k >= 0 && t->added[k].special;
-    }
-    if (t->byte_fallback)
-        for (int b = 0; b < 256; b++) {
-            char name[8];
-            snprintf(name, sizeof name, "<0x%02X>", b);
-            t->byte_id[b] = vocab_get(t, name, 6);
-        }
-    return 0;
-}
-
-/* -- post-processor -- */
-
-/* TemplateProcessing's "single" template: special tokens before $A give BOS,
- * after it EOS (when there is exactly one on that side). */
-static int load_template(ld *L, const cJSON *p)
-{
-    airllm_tokenizer *t = L->t;
-    const cJSON *single = jget(p, "single"), *specials = jget(p, "special_tokens");
-    if (!cJSON_IsArray(single) || !cJSON_IsObject(specials))
-        return airllm_errf(L->err, "post_processor TemplateProcessing: \"single\" or "
-                                   "\"special_tokens\" missing");
-    int32_t side_ids[2][2];
-    size_t side_n[2] = {0, 0};
-    int side = 0;
-    const cJSON *e;
-    cJSON_ArrayForEach(e, single)
-    {
-        const cJSON *seq = jget(e, "Sequence"), *sp = jget(e, "SpecialToken");
-        if (cJSON_IsObject(seq)) {
-            side = 1;
-            continue;
-        }
-        const cJSON *name = cJSON_IsObject(sp) ? jget(sp, "id") : NULL;
-        if (!cJSON_IsString(name))
-            return airllm_errf(L->err, "post_processor TemplateProcessing: a \"single\" item is "
-                                       "neither Sequence nor SpecialToken");
-        const cJSON *def = jget(specials, name->valuestring);
-        const cJSON *ids = cJSON_IsObject(def) ? jget(def, "ids") : NULL;
-        if (!cJSON_IsArray(ids))
-            return airllm_errf(L->err, "post_processor TemplateProcessing: special token "
-                                       "\"%.100s\" has no \"ids\"", name->valuestring);
-        const cJSON *v;
-        cJSON_ArrayForEach(v, ids)
-        {
-            int64_t id;
-            if (jint(v, 0, 2147483646.0, &id) || (size_t)id >= t->n_ids ||
-                t->id_tok[id].off == SPAN_NONE)
-                return airllm_errf(L->err, "post_processor TemplateProcessing: special token "
-                                           "\"%.100s\" has an id that is not in the vocab",
-                                   name->valuestring);
-            if (side_n[side] < 2)
-                side_ids[side][side_n[side]] = (int32_t)id;
-            side_n[side]++;
-        }
-    }
-    if (side_n[0] == 1)
-        t->bos = side_ids[0][0];
-    if (side_n[1] == 1)
-        t->eos = side_ids[1][0];
-    t->add_bos = side_n[0] == 1;
-    return 0;
-}
-
-static int load_postproc(ld *L, const cJSON *p, int depth)
-{
-    if (!p || cJSON_IsNull(p))
-        return 0;
-    const char *ty = jtype(L, p, "post_processor");
-    if (!ty)
-        return -1;
-    if (strcmp(ty, "ByteLevel") == 0) /* offsets only */
-        return 0;
-    if (strcmp(ty, "TemplateProcessing") == 0)
-        return load_template(L, p);
-    if (strcmp(ty, "Sequence") == 0) {
-        const cJSON *list = jget(p, "processors"), *e;
-        if (!cJSON_IsArray(list))
-            return airllm_errf(L->err, "post_processor Sequence: \"processors\" is not an array");
-        if (depth >= TOK_MAX_NEST)
-            return airllm_errf(L->err, "post_processor: Sequences nested too deep");
-        cJSON_ArrayForEach(e, list) if (load_postproc(L, e, depth + 1)) return -1;
-        return 0;
-    }
-    return airllm_errf(L->err, "post_processor \"%s\" is not supported (only ByteLevel, "
-                               "TemplateProcessing and Sequence)", ty);
-}
-
-void airllm_tok_free(airllm_tokenizer *t)
-{
-    if (!t)
-        return;
-    buf_free(&t->arena);
-    free(t->id_tok);
-    free(t->id_dec);
-    free(t->id_special);
-    free(t->vocab.s);
-    free(t->added_by.s);
-    free(t->added);
-    trie_free(&t->trie_raw);
-    trie_free(&t->trie_norm);
-    free(t->merges.s);
-    airllm_spm_free(t->spm);
-    airllm_tiktoken_free(t->tt);
-    free(t->id_added);
-    free(t);
-}
-
-static int load_root(ld *L, const cJSON *root)
-{
-    airllm_tokenizer *t = L->t;
-    if (!cJSON_IsObject(root))
-        return airllm_errf(L->err, "not a JSON object");
-    const cJSON *ver = jget(root, "version");
-    if (ver && !(cJSON_IsString(ver) && strcmp(ver->valuestring, "1.0") == 0))
-        return airllm_errf(L->err, "unknown tokenizer.json \"version\" (expected \"1.0\")");
-    const cJSON *model = jget(root, "model");
-    if (!model || cJSON_IsNull(model))
-        return airllm_errf(L->err, "\"model\" is missing");
-    const char *unk;
-    if (load_model_options(L, model) || jstr(L, model, "unk_token", false, &unk, "model") ||
-        load_normalizer(L, jget(root, "normalizer"), 0) || load_vocab(L, model) ||
-        load_added(L, jget(root, "added_tokens")) || build_ids(L) || load_merges(L, model) ||
-        load_pretok(L, jget(root, "pre_tokenizer"), 0) || load_decoder(L, jget(root, "decoder")) ||
-        load_postproc(L, jget(root, "post_processor"), 0))
-        return -1;
-    t->unk_id = -1;
-    if (unk) {
-        t->unk_id = vocab_get(t, unk, strlen(unk));
-        if (t->unk_id < 0)
-            return airllm_errf(L->err, "model: unk_token \"%.100s\" is not in the vocab", unk);
-    }
-    return 0;
-}
-
-/* Offset of a \u0000 escape in the JSON text, or len. cJSON keeps strings
- * NUL-terminated, so such a string would silently lose its tail (a vocab
- * entry "\u0000" would become ""): refuse instead. An escape is a
- * backslash preceded by an even number of backslashes. */
-static size_t nul_escape(const char *json, size_t len)
-{
-    for (size_t i = 0; i + 6 <= len; i++) {
-        if (json[i] != '\\' || memcmp(json + i + 1, "u0000", 5) != 0)
-            continue;
-        size_t k = i;
-        while (k > 0 && json[k - 1] == '\\')
-            k--;
-        if ((i - k) % 2 == 0)
-            return i;
-    }
-    return len;
-}
-
-int airllm_tok_load_buffer(const char *json, size_t len, const char *name,
-                           airllm_tokenizer **out, airllm_err *err)
-{
-    *out = NULL;
-    if (!name)
-        name = "tokenizer.json";
-    if (!json && len)
-        return airllm_errf(err, "%s: no data", name);
-    if (len > AIRLLM_TOK_MAX_FILE)
-        return airllm_errf(err, "%s: %zu bytes is too large (at most %u)", name, len,
-                           AIRLLM_TOK_MAX_FILE);
-    size_t bad = airllm_utf8_first_bad((const uint8_t *)json, len);
-    if (bad < len)
-        return airllm_errf(err, "%s: not valid UTF-8 (byte %zu)", name, bad);
-    if (len && memchr(json, 0, len))
-        return airllm_errf(err, "%s: holds a NUL byte", name);
-    bad = nul_escape(json, len);
-    if (bad < len)
-        return airllm_errf(err, "%s: a string holds \\u0000 (byte %zu), which this reader "
-                                "cannot represent", name, bad);
-    init_byte_map();
-    const char *end = NULL;
-    cJSON *root = cJSON_ParseWithLengthOpts(json ? json : "", len, &end, 0);
-    if (!root)
-        return airllm_errf(err, "%s: not valid JSON (near byte %zu)", name,
-                           end && json ? (size_t)(end - json) : (size_t)0);
-    airllm_tokenizer *t = calloc(1, sizeof *t);
-    ld L = {.t = t, .err = err};
-    int rc = -1;
-    if (!t || buf_reserve(&t->arena, 4096)) {
-        airllm_errf(err, "out of memory");
-    } else {
-        t->bos = t->eos = -1;
-        rc = load_root(&L, root);
-        if (rc)
-            airllm_err_prefix(err, "%s", name);
-    }
-    cJSON_Delete(root);
-    buf_free(&L.scratch);
-    if (rc) {
-        airllm_tok_free(t);
-        return -1;
-    }
-    *out = t;
-    return 0;
-}
-
-/* ------------------------------------------------------------------------
- * tokenizer.model (SentencePiece) and *.tiktoken
- *
- * Checkpoints without a tokenizer.json (ChatGLM, Baichuan, InternLM: a
- * SentencePiece tokenizer.model; Qwen v1: qwen.tiktoken) are encoded by
- * lib/airllm_spm.c and lib/airllm_tiktoken.c. This part fills the same id
- * tables as a tokenizer.json would (vocab, id -> token, specials, BOS/EOS),
- * adds the family's special tokens and tokenizer_config.json's
- * added_tokens_decoder (split out of the text first, as transformers' slow
- * tokenizers do), and hands the text between them to the model file's
- * encoder.
- * ------------------------------------------------------------------------ */
-
-/* ChatGLM2/3's specials, appended after the pieces by tokenization_chatglm.py
- * (not in any file). They are given as ids by the chat format, never matched
- * in text. */
-static const char *const chatglm_specials[] = {"[MASK]", "[gMASK]", "[sMASK]", "sop", "eop",
-                                               "<|system|>", "<|user|>", "<|assistant|>",
-                                               "<|observation|>"};
-
-/* One added token of a model file. match: split out of the text. A token
- * listed twice with the same id (the config and the family) is kept once. */
-static int file_added(ld *L, const char *content, size_t len, int64_t id, bool special,
-                      bool lstrip, bool rstrip, bool match, const char *where)
-{
-    airllm_tokenizer *t = L->t;
-    if (id < 0 || id >= (int64_t)(t->n_vocab + TOK_ID_SLACK))
-        return airllm_errf(L->err, "%s: id %lld is out of range (the model has %zu tokens)",
-                           where, (long long)id, t->n_vocab);
-    if (len == 0)
-        return airllm_errf(L->err, "%s: empty token", where);
-    if (t->n_added == t->cap_added) {
-        size_t cap = t->cap_added ? t->cap_added * 2 : 16;
-        added_tok *q = realloc(t->added, cap * sizeof *q);
-        if (!q)
-            return airllm_errf(L->err, "out of memory");
-        t->added = q;
-        t->cap_added = cap;
-    }
-    added_tok a = {0};
-    if (intern(L, content, len, &a.content, where))
-        return -1;
-    a.norm = a.content;
-    a.id = (int32_t)id;
-    a.special = special;
-    a.lstrip = lstrip;
-    a.rstrip = rstrip;
-    int32_t old = sm_put(&t->added_by, t->arena.p, a.content, (int32_t)t->n_added);
-    if (old == -2)
-        return airllm_errf(L->err, "out of memory");
-    if (old >= 0) {
-        if (t->added[old].id == a.id)
-            return 0;
-        return airllm_errf(L->err, "%s: \"%.*s\" has id %lld, but also %d", where, (int)len,
-                           content, (long long)id, t->added[old].id);
-    }
-    if (match && trie_add(&t->trie_raw, S(t, a.content), len, (int32_t)t->n_added) == -2)
-        return airllm_errf(L->err, "out of memory");
-    t->added[t->n_added++] = a;
-    return 0;
-}
-
-/* tokenizer_config.json's added_tokens_decoder: {"ID": {"content": ...,
- * "lstrip", "rstrip", "special"}, ...}. InternLM2 renames pieces this way
- * (92543 "[UNUSED_TOKEN_145]" becomes "<|im_start|>"). */
-static int file_config_added(ld *L, const cJSON *root)
-{
-    const cJSON *d = jget(root, "added_tokens_decoder"), *e;
-    if (!d || cJSON_IsNull(d))
-        return 0;
-    if (!cJSON_IsObject(d))
-        return airllm_errf(L->err, "\"added_tokens_decoder\" is not an object");
-    cJSON_ArrayForEach(e, d)
-    {
-        char where[96];
-        snprintf(where, sizeof where, "added_tokens_decoder[\"%.40s\"]", e->string);
-        char *endp;
-        long long id = strtoll(e->string, &endp, 10);
-        const char *content;
-        bool special = false, lstrip = false, rstrip = false;
-        if (!*e->string || *endp || id < 0)
-            return airllm_errf(L->err, "%s: the key is not an id", where);
-        if (!cJSON_IsObject(e))
-            return airllm_errf(L->err, "%s is not an object", where);
-        if (jstr(L, e, "content", true, &content, where) ||
-            jbool(L, e, "special", false, &special, where) ||
-            jbool(L, e, "lstrip", false, &lstrip, where) ||
-            jbool(L, e, "rstrip", false, &rstrip, where) ||
-            file_added(L, content, strlen(content), id, special, lstrip, rstrip, true, where))
-            return -1;
-    }
-    return 0;
-}
-
-/* id tables for a model file: the model's tokens, overridden by added ones. */
-static int file_build_ids(ld *L)
-{
-    airllm_tokenizer *t = L->t;
-    size_t n_ids = t->n_vocab;
-    for (size_t i = 0; i < t->n_added; i++)
-        if ((size_t)t->added[i].id + 1 > n_ids)
-            n_ids = (size_t)t->added[i].id + 1;
-    t->n_ids = n_ids;
-    t->id_tok = malloc((n_ids ? n_ids : 1) * sizeof *t->id_tok);
-    t->id_dec = malloc((n_ids ? n_ids : 1) * sizeof *t->id_dec);
-    t->id_special = calloc(n_ids ? n_ids : 1, 1);
-    t->id_added = calloc(n_ids ? n_ids : 1, 1);
-    if (!t->id_tok || !t->id_dec || !t->id_special || !t->id_added)
-        return airllm_errf(L->err, "out of memory");
-    for (size_t i = 0; i < n_ids; i++)
-        t->id_tok[i].off = SPAN_NONE;
-    for (size_t i = 0; i < t->vocab.cap; i++)
-        if (t->vocab.s[i].val >= 0)
-            t->id_tok[t->vocab.s[i].val] = t->vocab.s[i].key;
-    for (size_t i = 0; i < n_ids; i++)
-        t->id_special[i] = t->spm && airllm_spm_type(t->spm, (int32_t)i) == AIRLLM_SPM_CONTROL;
-    for (size_t i = 0; i < t->n_added; i++) {
-        const added_tok *a = &t->added[i];
-        span *o = &t->id_tok[a->id];
-        bool same = o->off != SPAN_NONE && o->len == a->content.len &&
-                    memcmp(S(t, *o), S(t, a->content), o->len) == 0;
-        *o = a->content;
-        t->id_added[a->id] = !same;
-        t->id_special[a->id] = a->special || t->id_special[a->id];
-    }
-    memcpy(t->id_dec, t->id_tok, n_ids * sizeof *t->id_dec);
-    return 0;
-}
-
-/* The model's tokens into the vocab map. Tiktoken tokens are raw bytes (a
- * piece of a UTF-8 character is a token), so they bypass intern's check. */
-static int file_vocab(ld *L)
-{
-    airllm_tokenizer *t = L->t;
-    size_t n = t->spm ? airllm_spm_size(t->spm) : airllm_tiktoken_n_ranks(t->tt);
-    size_t ids = t->spm ? n : airllm_tiktoken_vocab_size(t->tt), cap = 64;
-    while (cap < 2 * n + 2)
-        cap *= 2;
-    if (sm_alloc(&t->vocab, cap) || sm_alloc(&t->added_by, 64) || trie_init(&t->trie_raw) ||
-        trie_init(&t->trie_norm))
-        return airllm_errf(L->err, "out of memory");
-    for (size_t id = 0; id < ids; id++) {
-        size_t len;
-        int special = 0;
-        const void *p = t->spm ? (const void *)airllm_spm_piece(t->spm, (int32_t)id, &len)
-                               : (const void *)airllm_tiktoken_token(t->tt, (int32_t)id, &len,
-                                                                     &special);
-        if (!p || special)
-            continue;
-        if (t->arena.n + len >= SPAN_NONE)
-            return airllm_errf(L->err, "too much token text (over 4 GiB)");
-        span sp = {(uint32_t)t->arena.n, (uint32_t)len};
-        if (buf_add(&t->arena, p, len) || sm_put(&t->vocab, t->arena.p, sp, (int32_t)id) == -2)
-            return airllm_errf(L->err, "out of memory");
-        t->n_vocab = id + 1;
-    }
-    return 0;
-}
-
-/* cls: tokenizer_config.json's tokenizer_class, or NULL. */
-static int file_family(ld *L, const char *cls)
-{
-    airllm_tokenizer *t = L->t;
-    if (t->tt) {
-        if (cls && strcmp(cls, "QWenTokenizer") != 0)
-            return airllm_errf(L->err, "a tiktoken file with tokenizer_class \"%.60s\" is not "
-                                       "supported (only QWenTokenizer)", cls);
-        /* Qwen hard-codes 151643, which is qwen.tiktoken's rank count */
-        int32_t start = (int32_t)airllm_tiktoken_n_ranks(t->tt);
-        if (airllm_tiktoken_add_qwen_specials(t->tt, start, L->err))
-            return -1;
-        for (int32_t id = start; id < start + 208; id++) {
-            size_t len;
-            const uint8_t *p = airllm_tiktoken_token(t->tt, id, &len, NULL);
-            if (file_added(L, (const char *)p, len, id, true, false, false, false, "Qwen"))
-                return -1;
-        }
-        t->nfc = true;
-        t->eos = start; /* <|endoftext|> */
-        return 0;
-    }
-    t->bos = airllm_spm_bos_id(t->spm);
-    t->eos = airllm_spm_eos_id(t->spm);
-    if (cls && strcmp(cls, "ChatGLMTokenizer") == 0) {
-        int64_t next = (int64_t)airllm_spm_size(t->spm);
-        for (size_t i = 0; i < sizeof chatglm_specials / sizeof *chatglm_specials; i++)
-            if (file_added(L, chatglm_specials[i], strlen(chatglm_specials[i]), next + (int64_t)i,
-                           true, false, false, false, "ChatGLM"))
-                return -1;
-    }
-    return 0;
-}
-
-/* The special tokens of a slow SentencePiece tokenizer (Llama-style:
- * Baichuan, InternLM 1/2): bos_token, eos_token, unk_token and pad_token of
- * tokenizer_config.json, else the classes' defaults <s> </s> <unk>. Their
- * text is split out of the text before SentencePiece sees it, as
- * transformers' PreTrainedTokenizer.tokenize does, so "<s>" written in a
- * prompt (InternLM's build_inputs writes it) is the BOS id. A name that is
- * not a piece of the model is left alone. ChatGLM's SPTokenizer encodes
- * with SentencePiece alone and is not given these, nor is a bare .model file
- * (no tokenizer_config.json: sentencepiece's own encoding). */
-static int file_special_tokens(ld *L, const cJSON *root)
-{
-    static const char *const keys[] = {"bos_token", "eos_token", "unk_token", "pad_token"};
-    static const char *const defaults[] = {"<s>", "</s>", "<unk>", NULL};
-    for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
-        const cJSON *v = root ? jget(root, keys[i]) : NULL;
-        if (cJSON_IsObject(v))
-            v = jget(v, "content");
-        const char *s = cJSON_IsString(v) ? v->valuestring : v ? NULL : defaults[i];
-        if (!s || !*s)
-            continue;
-        int32_t id = vocab_get(L->t, s, strlen(s));
-        if (id >= 0 && file_added(L, s, strlen(s), id, true, false, false, true, keys[i]))
-            return -1;
-    }
-    return 0;
-}
-
-/* Loads a tokenizer.model or .tiktoken file; config is tokenizer_config.json
- * or NULL. */
-/* added_tokens.json, the older form of added_tokens_decoder: {"text": id,
- * ...}. transformers' slow tokenizers add each as a token split out of the
- * text (not special). */
-static int file_added_json(ld *L, const char *path)
-{
-    char *text;
-    size_t len;
-    cJSON *root;
-    if (airllm_read_small_file(path, TOK_CONFIG_MAX, &text, &len, L->err))
-        return -1;
-    int rc = airllm_json_parse_object(text, len, path, &root, L->err);
-    free(text);
-    if (rc)
-        return -1;
-    const cJSON *e;
-    cJSON_ArrayForEach(e, root)
-    {
-        char where[96];
-        snprintf(where, sizeof where, "\"%.40s\"", e->string);
-        if (!cJSON_IsNumber(e) || e->valuedouble != (double)(int64_t)e->valuedouble) {
-            cJSON_Delete(root);
-            return airllm_errf(L->err, "%s: the id of %s is not an integer", path, where);
-        }
-        if (file_added(L, e->string, strlen(e->string), (int64_t)e->valuedouble, false, false,
-                       false, true, where)) {
-            airllm_err_prefix(L->err, "%s", path);
-            cJSON_Delete(root);
-            return -1;
-        }
-    }
-    cJSON_Delete(root);
-    return 0;
-}
-
-static int load_model_file(const char *file, bool spm, const char *config,
-                           const char *added_json, airllm_tokenizer **out, airllm_err *err)
-{
-    *out = NULL;
-    airllm_tokenizer *t = calloc(1, sizeof *t);
-    cJSON *root = NULL;
-    char *text = NULL;
-    size_t len;
-    ld L = {.t = t, .err = err};
-    int rc = -1;
-    if (!t || buf_reserve(&t->arena, 4096)) {
-        airllm_errf(err, "out of memory");
-        goto out;
-    }
-    t->bos = t->eos = -1;
-    if (spm ? airllm_spm_load(file, &t->spm, err) : airllm_tiktoken_load(file, &t->tt, err))
-        goto out;
-    const char *cls = NULL;
-    if (config) {
-        if (airllm_read_small_file(config, TOK_CONFIG_MAX, &text, &len, err) ||
-            airllm_json_parse_object(text, len, config, &root, err))
-            goto out;
-        const cJSON *c = jget(root, "tokenizer_class");
-        cls = cJSON_IsString(c) ? c->valuestring : NULL;
-    }
-    if (file_vocab(&L) || file_family(&L, cls)) {
-        airllm_err_prefix(err, "%s", file);
-        goto out;
-    }
-    if (root && file_config_added(&L, root)) {
-        airllm_err_prefix(err, "%s", config);
-        goto out;
-    }
-    if (spm && root && !(cls && strcmp(cls, "ChatGLMTokenizer") == 0) &&
-        file_special_tokens(&L, root)) {
-        airllm_err_prefix(err, "%s", config);
-        goto out;
-    }
-    if (spm && added_json && !(cls && strcmp(cls, "ChatGLMTokenizer") == 0) &&
-        file_added_json(&L, added_json))
-        goto out;
-    if (file_build_ids(&L)) {
-        airllm_err_prefix(err, "%s", file);
-        goto out;
-    }
-    if (config && airllm_tok_read_config_buffer(t, text, len, config, err))
-        goto out;
-    rc = 0;
-out:
-    cJSON_Delete(root);
-    free(text);
-    buf_free(&L.scratch);
-    if (rc) {
-        airllm_tok_free(t);
-        return -1;
-    }
-    *out = t;
-    return 0;
-}
 
 /* The *.tiktoken file of a directory: qwen.tiktoken, else the only one. */
 static int find_tiktoken(const char *dir, char *file, size_t cap, airllm_err *err)
@@ -1849,7 +69,7 @@ int airllm_tok_load(const char *path, airllm_tokenizer **out, airllm_err *err)
         if (snprintf(file, sizeof file, "%s", path) >= (int)sizeof file)
             return airllm_errf(err, "%s: path too long", path);
         if (ends_with(path, ".model") || ends_with(path, ".tiktoken"))
-            return load_model_file(file, ends_with(path, ".model"), NULL, NULL, out, err);
+            return tok_load_model_file(file, ends_with(path, ".model"), NULL, NULL, out, err);
     } else {
         /* tokenizer.json first: it is what transformers' fast tokenizers
          * read, and it says everything (normalizer, added tokens) itself */
@@ -1867,8 +87,8 @@ int airllm_tok_load(const char *path, airllm_tokenizer **out, airllm_err *err)
             if (airllm_path_join(added, sizeof added, path, "added_tokens.json", err))
                 return -1;
             bool have_added = stat(added, &st) == 0;
-            return load_model_file(file, spm, have_config ? config : NULL,
-                                   have_added ? added : NULL, out, err);
+            return tok_load_model_file(file, spm, have_config ? config : NULL,
+                                       have_added ? added : NULL, out, err);
         }
     }
     char *text;
@@ -1889,23 +109,43 @@ int airllm_tok_load(const char *path, airllm_tokenizer **out, airllm_err *err)
     return 0;
 }
 
+void airllm_tok_free(airllm_tokenizer *t)
+{
+    if (!t)
+        return;
+    tok_buf_free(&t->arena);
+    free(t->id_tok);
+    free(t->id_dec);
+    free(t->id_special);
+    free(t->vocab.s);
+    free(t->added_by.s);
+    free(t->added);
+    tok_trie_free(&t->trie_raw);
+    tok_trie_free(&t->trie_norm);
+    free(t->merges.s);
+    airllm_spm_free(t->spm);
+    airllm_tiktoken_free(t->tt);
+    free(t->id_added);
+    free(t);
+}
+
 /* ------------------------------------------------------------------------
  * tokenizer_config.json, BOS / EOS
  * ------------------------------------------------------------------------ */
 
 int32_t airllm_tok_id_of(const airllm_tokenizer *t, const char *token, size_t len)
 {
-    int32_t k = sm_get(&t->added_by, t->arena.p, token, len);
+    int32_t k = tok_sm_get(&t->added_by, t->arena.p, token, len);
     if (k >= 0)
         return t->added[k].id;
-    return vocab_get(t, token, len);
+    return tok_vocab_get(t, token, len);
 }
 
 /* bos_token / eos_token: "text", {"content": "text", ...} or null. */
 static int config_token(const cJSON *root, const char *key, int32_t *id,
                         const airllm_tokenizer *t, airllm_err *err)
 {
-    const cJSON *v = jget(root, key);
+    const cJSON *v = tok_jget(root, key);
     if (!v)
         return 0;
     if (cJSON_IsNull(v)) {
@@ -1913,7 +153,7 @@ static int config_token(const cJSON *root, const char *key, int32_t *id,
         return 0;
     }
     if (cJSON_IsObject(v))
-        v = jget(v, "content");
+        v = tok_jget(v, "content");
     if (!cJSON_IsString(v))
         return airllm_errf(err, "\"%s\" is neither a string nor {\"content\": string}", key);
     int32_t k = airllm_tok_id_of(t, v->valuestring, strlen(v->valuestring));
@@ -1935,7 +175,7 @@ int airllm_tok_read_config_buffer(airllm_tokenizer *t, const char *json, size_t 
     int32_t bos = t->bos, eos = t->eos;
     bool add_bos = t->add_bos;
     int rc = -1;
-    const cJSON *ab = jget(root, "add_bos_token");
+    const cJSON *ab = tok_jget(root, "add_bos_token");
     if (config_token(root, "bos_token", &bos, t, err) ||
              config_token(root, "eos_token", &eos, t, err))
         ;
@@ -1999,12 +239,1266 @@ int airllm_tok_is_special(const airllm_tokenizer *t, int32_t id)
     return id >= 0 && (size_t)id < t->n_ids && t->id_special[id];
 }
 
+/* The model vocab's id of a string, or -1. */
+int32_t tok_vocab_get(const airllm_tokenizer *t, const void *s, size_t n)
+{
+    return tok_sm_get(&t->vocab, t->arena.p, s, n);
+}
+
+/* ------------------------------------------------------------------------
+ * Checked JSON accessors
+ * ------------------------------------------------------------------------ */
+
+
+int tok_intern(ld *L, const char *s, size_t n, span *out, const char *what)
+{
+    if (n > TOK_MAX_STR)
+        return airllm_errf(L->err, "%s is %zu bytes long (at most %u)", what, n, TOK_MAX_STR);
+    if (airllm_utf8_check((const uint8_t *)s, n))
+        return airllm_errf(L->err, "%s is not valid UTF-8", what);
+    if (L->t->arena.n + n >= SPAN_NONE)
+        return airllm_errf(L->err, "too much token text (over 4 GiB)");
+    out->off = (uint32_t)L->t->arena.n;
+    out->len = (uint32_t)n;
+    if (tok_buf_add(&L->t->arena, s, n))
+        return airllm_errf(L->err, "out of memory");
+    return 0;
+}
+
+const cJSON *tok_jget(const cJSON *o, const char *k)
+{
+    return cJSON_GetObjectItemCaseSensitive(o, k);
+}
+
+/* Optional boolean: absent or null gives dflt. */
+int tok_jbool(ld *L, const cJSON *o, const char *k, bool dflt, bool *out, const char *where)
+{
+    const cJSON *v = tok_jget(o, k);
+    if (!v || cJSON_IsNull(v)) {
+        *out = dflt;
+        return 0;
+    }
+    if (!cJSON_IsBool(v))
+        return airllm_errf(L->err, "%s: \"%s\" is not a boolean", where, k);
+    *out = cJSON_IsTrue(v);
+    return 0;
+}
+
+/* Optional string: absent or null gives NULL; required makes those errors. */
+int tok_jstr(ld *L, const cJSON *o, const char *k, bool required, const char **out,
+             const char *where)
+{
+    const cJSON *v = tok_jget(o, k);
+    *out = NULL;
+    if (!v || cJSON_IsNull(v)) {
+        if (required)
+            return airllm_errf(L->err, "%s: \"%s\" is missing", where, k);
+        return 0;
+    }
+    if (!cJSON_IsString(v))
+        return airllm_errf(L->err, "%s: \"%s\" is not a string", where, k);
+    *out = v->valuestring;
+    return 0;
+}
+
+/* A JSON number that is an integer in [lo, hi]. */
+int tok_jint(const cJSON *v, double lo, double hi, int64_t *out)
+{
+    if (!cJSON_IsNumber(v))
+        return -1;
+    double d = v->valuedouble;
+    if (!(d >= lo && d <= hi) || d != (double)(int64_t)d)
+        return -1;
+    *out = (int64_t)d;
+    return 0;
+}
+
+const char *tok_jtype(ld *L, const cJSON *o, const char *where)
+{
+    const char *ty = NULL;
+    if (!cJSON_IsObject(o)) {
+        airllm_errf(L->err, "%s is not an object", where);
+        return NULL;
+    }
+    if (tok_jstr(L, o, "type", true, &ty, where))
+        return NULL;
+    return ty;
+}
+
+/* ------------------------------------------------------------------------
+ * The model: vocab and merges
+ * ------------------------------------------------------------------------ */
+
+static int load_vocab(ld *L, const cJSON *model)
+{
+    airllm_tokenizer *t = L->t;
+    const cJSON *v = tok_jget(model, "vocab");
+    if (!cJSON_IsObject(v))
+        return airllm_errf(L->err, "model: \"vocab\" is missing or not an object");
+    /* sized up front: no rehashing while 100k+ entries go in */
+    size_t cap = 64, n = (size_t)cJSON_GetArraySize(v);
+    const cJSON *merges = tok_jget(model, "merges");
+    size_t nm = cJSON_IsArray(merges) ? (size_t)cJSON_GetArraySize(merges) : 0;
+    while (cap < 2 * n + 2)
+        cap *= 2;
+    if (tok_sm_alloc(&t->vocab, cap))
+        return airllm_errf(L->err, "out of memory");
+    for (cap = 64; cap < 2 * nm + 2;)
+        cap *= 2;
+    if (tok_um_alloc(&t->merges, cap))
+        return airllm_errf(L->err, "out of memory");
+    const cJSON *e;
+    cJSON_ArrayForEach(e, v)
+    {
+        int64_t id;
+        span s;
+        if (tok_jint(e, 0, 2147483646.0, &id))
+            return airllm_errf(L->err, "model.vocab: the id of \"%.100s\" is not an integer in "
+                                       "[0, 2^31-1)", e->string);
+        if (tok_intern(L, e->string, strlen(e->string), &s, "a model.vocab token"))
+            return -1;
+        int32_t old = tok_sm_put(&t->vocab, t->arena.p, s, (int32_t)id);
+        if (old == -2)
+            return airllm_errf(L->err, "out of memory");
+        if (old >= 0)
+            return airllm_errf(L->err, "model.vocab: token \"%.100s\" appears twice", e->string);
+        t->n_vocab++;
+    }
+    return 0;
+}
+
+static int load_model_options(ld *L, const cJSON *m)
+{
+    airllm_tokenizer *t = L->t;
+    const char *ty = tok_jtype(L, m, "model");
+    if (!ty)
+        return -1;
+    if (strcmp(ty, "BPE") != 0)
+        return airllm_errf(L->err, "model type \"%s\" is not supported (only BPE)", ty);
+    const cJSON *drop = tok_jget(m, "dropout");
+    if (drop && !cJSON_IsNull(drop) && !(cJSON_IsNumber(drop) && drop->valuedouble == 0))
+        return airllm_errf(L->err, "model: BPE dropout is not supported (it makes encoding "
+                                   "random)");
+    const char *prefix, *suffix;
+    if (tok_jstr(L, m, "continuing_subword_prefix", false, &prefix, "model") ||
+        tok_jstr(L, m, "end_of_word_suffix", false, &suffix, "model"))
+        return -1;
+    if ((prefix && *prefix) || (suffix && *suffix))
+        return airllm_errf(L->err, "model: continuing_subword_prefix / end_of_word_suffix are "
+                                   "not supported");
+    return tok_jbool(L, m, "fuse_unk", false, &t->fuse_unk, "model") ||
+           tok_jbool(L, m, "byte_fallback", false, &t->byte_fallback, "model") ||
+           tok_jbool(L, m, "ignore_merges", false, &t->ignore_merges, "model");
+}
+
+
+static int add_merge(ld *L, size_t rank, const char *a, size_t na, const char *b, size_t nb)
+{
+    airllm_tokenizer *t = L->t;
+    int32_t ia = tok_vocab_get(t, a, na), ib = tok_vocab_get(t, b, nb);
+    if (ia < 0 || ib < 0)
+        return airllm_errf(L->err, "model.merges[%zu]: \"%.*s\" is not in the vocab", rank,
+                           (int)(ia < 0 ? (na < 100 ? na : 100) : (nb < 100 ? nb : 100)),
+                           ia < 0 ? a : b);
+    L->scratch.n = 0;
+    if (tok_buf_add(&L->scratch, a, na) || tok_buf_add(&L->scratch, b, nb))
+        return airllm_errf(L->err, "out of memory");
+    int32_t ic = tok_vocab_get(t, L->scratch.p, L->scratch.n);
+    if (ic < 0)
+        return airllm_errf(L->err, "model.merges[%zu]: the merged token \"%.*s\" is not in the "
+                                   "vocab", rank, (int)(L->scratch.n < 200 ? L->scratch.n : 200),
+                           (const char *)L->scratch.p);
+    /* A pair listed twice keeps its last rank, as tokenizers' HashMap does. */
+    if (tok_um_put(&t->merges, (uint64_t)ia << 32 | (uint32_t)ib,
+                   (uint64_t)rank << 32 | (uint32_t)ic))
+        return airllm_errf(L->err, "out of memory");
+    return 0;
+}
+
+/* merges: ["a b", ...] (the older form; "#version" lines skipped) or
+ * [["a", "b"], ...]; the rank is the position in the list. */
+static int load_merges(ld *L, const cJSON *model)
+{
+    const cJSON *m = tok_jget(model, "merges");
+    if (!cJSON_IsArray(m))
+        return airllm_errf(L->err, "model: \"merges\" is missing or not an array");
+    const cJSON *first = m->child;
+    bool legacy = first && cJSON_IsString(first);
+    size_t rank = 0, idx = 0;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, m)
+    {
+        if (legacy) {
+            if (!cJSON_IsString(e))
+                return airllm_errf(L->err, "model.merges[%zu] is not a string like the others",
+                                   idx);
+            const char *s = e->valuestring, *sp = strchr(s, ' ');
+            idx++;
+            if (strncmp(s, "#version", 8) == 0)
+                continue;
+            if (!sp || strchr(sp + 1, ' '))
+                return airllm_errf(L->err, "model.merges[%zu]: \"%.100s\" is not two tokens "
+                                           "separated by one space", idx - 1, s);
+            if (add_merge(L, rank, s, (size_t)(sp - s), sp + 1, strlen(sp + 1)))
+                return -1;
+        } else {
+            const cJSON *a = cJSON_GetArrayItem(e, 0), *b = cJSON_GetArrayItem(e, 1);
+            if (!cJSON_IsArray(e) || cJSON_GetArraySize(e) != 2 || !cJSON_IsString(a) ||
+                !cJSON_IsString(b))
+                return airllm_errf(L->err, "model.merges[%zu] is not a pair of strings", idx);
+            idx++;
+            if (add_merge(L, rank, a->valuestring, strlen(a->valuestring), b->valuestring,
+                          strlen(b->valuestring)))
+                return -1;
+        }
+        rank++;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Added tokens and the id tables
+ * ------------------------------------------------------------------------ */
+
+/* tokenizers' AddedVocabulary::add_tokens gives an added token the vocab's
+ * id for the same string, else the next id from the vocab's size on. The
+ * file's ids must agree, or our ids would differ from tokenizers'. */
+static int load_added(ld *L, const cJSON *list)
+{
+    airllm_tokenizer *t = L->t;
+    if (tok_sm_alloc(&t->added_by, 64) || tok_trie_init(&t->trie_raw) ||
+        tok_trie_init(&t->trie_norm))
+        return airllm_errf(L->err, "out of memory");
+    if (!list || cJSON_IsNull(list))
+        return 0;
+    if (!cJSON_IsArray(list))
+        return airllm_errf(L->err, "\"added_tokens\" is not an array");
+    size_t n = (size_t)cJSON_GetArraySize(list);
+    t->added = calloc(n ? n : 1, sizeof *t->added);
+    if (!t->added)
+        return airllm_errf(L->err, "out of memory");
+    int64_t next_id = (int64_t)t->n_vocab;
+    size_t i = 0;
+    const cJSON *e;
+    buf x = {0}, y = {0}, w = {0};
+    int rc = -1;
+    cJSON_ArrayForEach(e, list)
+    {
+        char where[64];
+        snprintf(where, sizeof where, "added_tokens[%zu]", i++);
+        if (!cJSON_IsObject(e)) {
+            airllm_errf(L->err, "%s is not an object", where);
+            goto out;
+        }
+        added_tok a = {0};
+        int64_t id;
+        const char *content;
+        if (tok_jint(tok_jget(e, "id"), 0, 2147483646.0, &id)) {
+            airllm_errf(L->err, "%s: \"id\" is missing or not an integer in [0, 2^31-1)", where);
+            goto out;
+        }
+        if (tok_jstr(L, e, "content", true, &content, where) ||
+            tok_jbool(L, e, "special", false, &a.special, where) ||
+            tok_jbool(L, e, "single_word", false, &a.single_word, where) ||
+            tok_jbool(L, e, "lstrip", false, &a.lstrip, where) ||
+            tok_jbool(L, e, "rstrip", false, &a.rstrip, where) ||
+            tok_jbool(L, e, "normalized", !a.special, &a.normalized, where))
+            goto out;
+        if (!*content) /* tokenizers ignores empty added tokens */
+            continue;
+        int32_t vid = tok_vocab_get(t, content, strlen(content));
+        int64_t expect = vid >= 0 ? vid : next_id++;
+        if (id != expect) {
+            airllm_errf(L->err, "%s: \"%.100s\" has id %lld but tokenizers would give it %lld "
+                                "(%s)", where, content, (long long)id, (long long)expect,
+                        vid >= 0 ? "its vocab id" : "the next id after the vocab");
+            goto out;
+        }
+        a.id = (int32_t)id;
+        if (tok_intern(L, content, strlen(content), &a.content, where))
+            goto out;
+        a.norm = a.content;
+        if (a.normalized && t->n_norm) {
+            const uint8_t *ns;
+            size_t nn;
+            int nrc = tok_normalize(t, S(t, a.content), a.content.len, &x, &y, &w, &ns, &nn);
+            if (nrc) {
+                if (nrc == -2)
+                    airllm_errf(L->err, "%s: the normalizer grows \"%.100s\" past %d times "
+                                        "its length plus %d bytes",
+                                where, content, TOK_NORM_GROWTH, TOK_NORM_SLACK);
+                else
+                    airllm_errf(L->err, "out of memory");
+                goto out;
+            }
+            if (nn == 0) {
+                airllm_errf(L->err, "%s: \"%.100s\" normalizes to nothing", where, content);
+                goto out;
+            }
+            /* copy first: ns may point into x or y, and tok_intern may move the arena */
+            L->scratch.n = 0;
+            if (tok_buf_add(&L->scratch, ns, nn)) {
+                airllm_errf(L->err, "out of memory");
+                goto out;
+            }
+            if (tok_intern(L, (const char *)L->scratch.p, nn, &a.norm, where))
+                goto out;
+        }
+        int32_t old = tok_sm_put(&t->added_by, t->arena.p, a.content, (int32_t)t->n_added);
+        if (old == -2) {
+            airllm_errf(L->err, "out of memory");
+            goto out;
+        }
+        if (old >= 0) {
+            airllm_errf(L->err, "%s: \"%.100s\" is listed twice", where, content);
+            goto out;
+        }
+        trie *tr = a.normalized ? &t->trie_norm : &t->trie_raw;
+        int prev = tok_trie_add(tr, S(t, a.norm), a.norm.len, (int32_t)t->n_added);
+        if (prev == -2) {
+            airllm_errf(L->err, "out of memory");
+            goto out;
+        }
+        if (prev >= 0) {
+            airllm_errf(L->err, "%s: \"%.100s\" matches the same text as \"%.*s\"", where,
+                        content, (int)t->added[prev].content.len, S(t, t->added[prev].content));
+            goto out;
+        }
+        t->added[t->n_added++] = a;
+    }
+    rc = 0;
+out:
+    tok_buf_free(&x);
+    tok_buf_free(&y);
+    tok_buf_free(&w);
+    return rc;
+}
+
+/* id -> string tables, once vocab and added tokens are known. */
+static int build_ids(ld *L)
+{
+    airllm_tokenizer *t = L->t;
+    int64_t max_id = -1;
+    for (size_t i = 0; i < t->vocab.cap; i++)
+        if (t->vocab.s[i].val > max_id)
+            max_id = t->vocab.s[i].val;
+    for (size_t i = 0; i < t->n_added; i++)
+        if (t->added[i].id > max_id)
+            max_id = t->added[i].id;
+    size_t count = t->n_vocab + t->n_added;
+    if (max_id >= (int64_t)count + TOK_ID_SLACK)
+        return airllm_errf(L->err, "id %lld is out of range: the file has %zu tokens, and ids "
+                                   "must stay below %zu", (long long)max_id, count,
+                           count + TOK_ID_SLACK);
+    t->n_ids = (size_t)(max_id + 1);
+    t->id_tok = malloc((t->n_ids ? t->n_ids : 1) * sizeof *t->id_tok);
+    t->id_dec = malloc((t->n_ids ? t->n_ids : 1) * sizeof *t->id_dec);
+    t->id_special = calloc(t->n_ids ? t->n_ids : 1, 1);
+    if (!t->id_tok || !t->id_dec || !t->id_special)
+        return airllm_errf(L->err, "out of memory");
+    for (size_t i = 0; i < t->n_ids; i++)
+        t->id_tok[i].off = SPAN_NONE;
+    for (size_t i = 0; i < t->vocab.cap; i++) {
+        const sm_slot *e = &t->vocab.s[i];
+        if (e->val < 0)
+            continue;
+        span *o = &t->id_tok[e->val];
+        if (o->off != SPAN_NONE)
+            return airllm_errf(L->err, "model.vocab: id %d is given to both \"%.*s\" and \"%.*s\"",
+                               e->val, (int)o->len, S(t, *o), (int)e->key.len, S(t, e->key));
+        *o = e->key;
+    }
+    memcpy(t->id_dec, t->id_tok, t->n_ids * sizeof *t->id_dec);
+    for (size_t i = 0; i < t->n_added; i++) {
+        const added_tok *a = &t->added[i];
+        span *o = &t->id_tok[a->id];
+        if (o->off == SPAN_NONE)
+            *o = a->content;
+        else if (o->len != a->content.len ||
+                 memcmp(S(t, *o), S(t, a->content), o->len) != 0)
+            return airllm_errf(L->err, "added token \"%.*s\" has id %d, which the vocab gives "
+                                       "to \"%.*s\"", (int)a->content.len, S(t, a->content),
+                               a->id, (int)o->len, S(t, *o));
+        /* tokenizers decodes an added token from its normalized form */
+        t->id_dec[a->id] = a->normalized ? a->norm : a->content;
+    }
+    /* tokenizers' skip_special_tokens tests the decoded string against the
+     * special tokens' contents, not the id. */
+    for (size_t id = 0; id < t->n_ids; id++) {
+        if (t->id_dec[id].off == SPAN_NONE)
+            continue;
+        int32_t k = tok_sm_get(&t->added_by, t->arena.p, S(t, t->id_dec[id]), t->id_dec[id].len);
+        t->id_special[id] = k >= 0 && t->added[k].special;
+    }
+    if (t->byte_fallback)
+        for (int b = 0; b < 256; b++) {
+            char name[8];
+            snprintf(name, sizeof name, "<0x%02X>", b);
+            t->byte_id[b] = tok_vocab_get(t, name, 6);
+        }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Post-processor and the whole file
+ * ------------------------------------------------------------------------ */
+
+/* TemplateProcessing's "single" template: special tokens before $A give BOS,
+ * after it EOS (when there is exactly one on that side). */
+static int load_template(ld *L, const cJSON *p)
+{
+    airllm_tokenizer *t = L->t;
+    const cJSON *single = tok_jget(p, "single"), *specials = tok_jget(p, "special_tokens");
+    if (!cJSON_IsArray(single) || !cJSON_IsObject(specials))
+        return airllm_errf(L->err, "post_processor TemplateProcessing: \"single\" or "
+                                   "\"special_tokens\" missing");
+    int32_t side_ids[2][2];
+    size_t side_n[2] = {0, 0};
+    int side = 0;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, single)
+    {
+        const cJSON *seq = tok_jget(e, "Sequence"), *sp = tok_jget(e, "SpecialToken");
+        if (cJSON_IsObject(seq)) {
+            side = 1;
+            continue;
+        }
+        const cJSON *name = cJSON_IsObject(sp) ? tok_jget(sp, "id") : NULL;
+        if (!cJSON_IsString(name))
+            return airllm_errf(L->err, "post_processor TemplateProcessing: a \"single\" item is "
+                                       "neither Sequence nor SpecialToken");
+        const cJSON *def = tok_jget(specials, name->valuestring);
+        const cJSON *ids = cJSON_IsObject(def) ? tok_jget(def, "ids") : NULL;
+        if (!cJSON_IsArray(ids))
+            return airllm_errf(L->err, "post_processor TemplateProcessing: special token "
+                                       "\"%.100s\" has no \"ids\"", name->valuestring);
+        const cJSON *v;
+        cJSON_ArrayForEach(v, ids)
+        {
+            int64_t id;
+            if (tok_jint(v, 0, 2147483646.0, &id) || (size_t)id >= t->n_ids ||
+                t->id_tok[id].off == SPAN_NONE)
+                return airllm_errf(L->err, "post_processor TemplateProcessing: special token "
+                                           "\"%.100s\" has an id that is not in the vocab",
+                                   name->valuestring);
+            if (side_n[side] < 2)
+                side_ids[side][side_n[side]] = (int32_t)id;
+            side_n[side]++;
+        }
+    }
+    if (side_n[0] == 1)
+        t->bos = side_ids[0][0];
+    if (side_n[1] == 1)
+        t->eos = side_ids[1][0];
+    t->add_bos = side_n[0] == 1;
+    return 0;
+}
+
+static int load_postproc(ld *L, const cJSON *p, int depth)
+{
+    if (!p || cJSON_IsNull(p))
+        return 0;
+    const char *ty = tok_jtype(L, p, "post_processor");
+    if (!ty)
+        return -1;
+    if (strcmp(ty, "ByteLevel") == 0) /* offsets only */
+        return 0;
+    if (strcmp(ty, "TemplateProcessing") == 0)
+        return load_template(L, p);
+    if (strcmp(ty, "Sequence") == 0) {
+        const cJSON *list = tok_jget(p, "processors"), *e;
+        if (!cJSON_IsArray(list))
+            return airllm_errf(L->err, "post_processor Sequence: \"processors\" is not an array");
+        if (depth >= TOK_MAX_NEST)
+            return airllm_errf(L->err, "post_processor: Sequences nested too deep");
+        cJSON_ArrayForEach(e, list) if (load_postproc(L, e, depth + 1)) return -1;
+        return 0;
+    }
+    return airllm_errf(L->err, "post_processor \"%s\" is not supported (only ByteLevel, "
+                               "TemplateProcessing and Sequence)", ty);
+}
+
+static int load_root(ld *L, const cJSON *root)
+{
+    airllm_tokenizer *t = L->t;
+    if (!cJSON_IsObject(root))
+        return airllm_errf(L->err, "not a JSON object");
+    const cJSON *ver = tok_jget(root, "version");
+    if (ver && !(cJSON_IsString(ver) && strcmp(ver->valuestring, "1.0") == 0))
+        return airllm_errf(L->err, "unknown tokenizer.json \"version\" (expected \"1.0\")");
+    const cJSON *model = tok_jget(root, "model");
+    if (!model || cJSON_IsNull(model))
+        return airllm_errf(L->err, "\"model\" is missing");
+    const char *unk;
+    if (load_model_options(L, model) || tok_jstr(L, model, "unk_token", false, &unk, "model") ||
+        tok_load_normalizer(L, tok_jget(root, "normalizer"), 0) || load_vocab(L, model) ||
+        load_added(L, tok_jget(root, "added_tokens")) || build_ids(L) || load_merges(L, model) ||
+        tok_load_pretok(L, tok_jget(root, "pre_tokenizer"), 0) ||
+        tok_load_decoder(L, tok_jget(root, "decoder")) ||
+        load_postproc(L, tok_jget(root, "post_processor"), 0))
+        return -1;
+    t->unk_id = -1;
+    if (unk) {
+        t->unk_id = tok_vocab_get(t, unk, strlen(unk));
+        if (t->unk_id < 0)
+            return airllm_errf(L->err, "model: unk_token \"%.100s\" is not in the vocab", unk);
+    }
+    return 0;
+}
+
+/* Offset of a \u0000 escape in the JSON text, or len. cJSON keeps strings
+ * NUL-terminated, so such a string would silently lose its tail (a vocab
+ * entry "\u0000" would become ""): refuse instead. An escape is a
+ * backslash preceded by an even number of backslashes. */
+static size_t nul_escape(const char *json, size_t len)
+{
+    for (size_t i = 0; i + 6 <= len; i++) {
+        if (json[i] != '\\' || memcmp(json + i + 1, "u0000", 5) != 0)
+            continue;
+        size_t k = i;
+        while (k > 0 && json[k - 1] == '\\')
+            k--;
+        if ((i - k) % 2 == 0)
+            return i;
+    }
+    return len;
+}
+
+int airllm_tok_load_buffer(const char *json, size_t len, const char *name,
+                           airllm_tokenizer **out, airllm_err *err)
+{
+    *out = NULL;
+    if (!name)
+        name = "tokenizer.json";
+    if (!json && len)
+        return airllm_errf(err, "%s: no data", name);
+    if (len > AIRLLM_TOK_MAX_FILE)
+        return airllm_errf(err, "%s: %zu bytes is too large (at most %u)", name, len,
+                           AIRLLM_TOK_MAX_FILE);
+    size_t bad = airllm_utf8_first_bad((const uint8_t *)json, len);
+    if (bad < len)
+        return airllm_errf(err, "%s: not valid UTF-8 (byte %zu)", name, bad);
+    if (len && memchr(json, 0, len))
+        return airllm_errf(err, "%s: holds a NUL byte", name);
+    bad = nul_escape(json, len);
+    if (bad < len)
+        return airllm_errf(err, "%s: a string holds \\u0000 (byte %zu), which this reader "
+                                "cannot represent", name, bad);
+    tok_init_byte_map();
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(json ? json : "", len, &end, 0);
+    if (!root)
+        return airllm_errf(err, "%s: not valid JSON (near byte %zu)", name,
+                           end && json ? (size_t)(end - json) : (size_t)0);
+    airllm_tokenizer *t = calloc(1, sizeof *t);
+    ld L = {.t = t, .err = err};
+    int rc = -1;
+    if (!t || tok_buf_reserve(&t->arena, 4096)) {
+        airllm_errf(err, "out of memory");
+    } else {
+        t->bos = t->eos = -1;
+        rc = load_root(&L, root);
+        if (rc)
+            airllm_err_prefix(err, "%s", name);
+    }
+    cJSON_Delete(root);
+    tok_buf_free(&L.scratch);
+    if (rc) {
+        airllm_tok_free(t);
+        return -1;
+    }
+    *out = t;
+    return 0;
+}
+
+/* A single code point given as a JSON string (Metaspace replacement, Strip
+ * content), as Rust's `char` fields are. */
+static int jchar(ld *L, const cJSON *o, const char *k, uint32_t *cp, const char *where)
+{
+    const char *s;
+    if (tok_jstr(L, o, k, true, &s, where))
+        return -1;
+    size_t n = strlen(s), l;
+    if (n == 0 || airllm_utf8_check((const uint8_t *)s, n) ||
+        (*cp = utf8_get((const uint8_t *)s, n, 0, &l), l != n))
+        return airllm_errf(L->err, "%s: \"%s\" must be a single character", where, k);
+    return 0;
+}
+
+/* {"String": s} or {"Regex": r}: *is_regex says which. */
+static int jpattern(ld *L, const cJSON *o, const char **s, bool *is_regex, const char *where)
+{
+    const cJSON *p = tok_jget(o, "pattern");
+    if (!cJSON_IsObject(p))
+        return airllm_errf(L->err, "%s: \"pattern\" is missing or not an object", where);
+    const cJSON *v = tok_jget(p, "String");
+    *is_regex = false;
+    if (!v) {
+        v = tok_jget(p, "Regex");
+        *is_regex = true;
+    }
+    if (!cJSON_IsString(v))
+        return airllm_errf(L->err, "%s: \"pattern\" must hold a \"String\" or \"Regex\" string",
+                           where);
+    *s = v->valuestring;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * normalizer
+ * ------------------------------------------------------------------------ */
+
+static int add_norm(ld *L, norm_step st)
+{
+    if (L->t->n_norm == TOK_MAX_STEPS)
+        return airllm_errf(L->err, "normalizer: more than %d steps", TOK_MAX_STEPS);
+    L->t->norm[L->t->n_norm++] = st;
+    return 0;
+}
+
+int tok_load_normalizer(ld *L, const cJSON *n, int depth)
+{
+    if (!n || cJSON_IsNull(n))
+        return 0;
+    const char *ty = tok_jtype(L, n, "normalizer");
+    if (!ty)
+        return -1;
+    norm_step st = {0};
+    if (strcmp(ty, "Sequence") == 0) {
+        const cJSON *list = tok_jget(n, "normalizers");
+        if (!cJSON_IsArray(list))
+            return airllm_errf(L->err, "normalizer Sequence: \"normalizers\" is not an array");
+        if (depth >= TOK_MAX_NEST)
+            return airllm_errf(L->err, "normalizer: Sequences nested too deep");
+        const cJSON *e;
+        cJSON_ArrayForEach(e, list) if (tok_load_normalizer(L, e, depth + 1)) return -1;
+        return 0;
+    }
+    if (strcmp(ty, "Prepend") == 0) {
+        const char *s;
+        if (tok_jstr(L, n, "prepend", true, &s, "normalizer Prepend"))
+            return -1;
+        st.kind = NORM_PREPEND;
+        if (tok_intern(L, s, strlen(s), &st.a, "normalizer Prepend string"))
+            return -1;
+        return add_norm(L, st);
+    }
+    if (strcmp(ty, "Replace") == 0) {
+        const char *pat, *content;
+        bool is_re;
+        if (jpattern(L, n, &pat, &is_re, "normalizer Replace") ||
+            tok_jstr(L, n, "content", true, &content, "normalizer Replace"))
+            return -1;
+        if (is_re)
+            return airllm_errf(L->err, "normalizer Replace with a Regex pattern is not supported");
+        if (!*pat)
+            return airllm_errf(L->err, "normalizer Replace: empty pattern");
+        st.kind = NORM_REPLACE;
+        if (tok_intern(L, pat, strlen(pat), &st.a, "normalizer Replace pattern") ||
+            tok_intern(L, content, strlen(content), &st.b, "normalizer Replace content"))
+            return -1;
+        return add_norm(L, st);
+    }
+    if (strcmp(ty, "NFC") == 0) {
+        st.kind = NORM_NFC;
+        return add_norm(L, st);
+    }
+    if (strcmp(ty, "Strip") == 0) {
+        st.kind = NORM_STRIP;
+        if (tok_jbool(L, n, "strip_left", false, &st.left, "normalizer Strip") ||
+            tok_jbool(L, n, "strip_right", false, &st.right, "normalizer Strip"))
+            return -1;
+        return add_norm(L, st);
+    }
+    return airllm_errf(L->err, "normalizer \"%s\" is not supported (only Sequence, Prepend, "
+                               "Replace, Strip and NFC)", ty);
+}
+
+/* ------------------------------------------------------------------------
+ * pre_tokenizer
+ * ------------------------------------------------------------------------ */
+
+/* The split regexes of the tokenizers this code knows, matched by hand in
+ * tok_match_gpt2 / airllm_pretok_llama3. */
+static const char RE_GPT2_S[] =
+    "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
+static const char RE_LLAMA3_S[] =
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| "
+    "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+static const char RE_QWEN2_S[] =
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| "
+    "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+
+static int add_pt(ld *L, pt_step st)
+{
+    if (L->t->n_pt == TOK_MAX_STEPS)
+        return airllm_errf(L->err, "pre_tokenizer: more than %d steps", TOK_MAX_STEPS);
+    L->t->pt[L->t->n_pt++] = st;
+    return 0;
+}
+
+static int parse_behavior(ld *L, const cJSON *o, int *b, const char *where)
+{
+    static const char *names[] = {"Removed", "Isolated", "MergedWithPrevious", "MergedWithNext",
+                                  "Contiguous"};
+    const char *s;
+    if (tok_jstr(L, o, "behavior", true, &s, where))
+        return -1;
+    for (int i = 0; i < 5; i++)
+        if (strcmp(s, names[i]) == 0) {
+            *b = i;
+            return 0;
+        }
+    return airllm_errf(L->err, "%s: unknown behavior \"%s\"", where, s);
+}
+
+int tok_load_pretok(ld *L, const cJSON *p, int depth)
+{
+    if (!p || cJSON_IsNull(p))
+        return 0;
+    const char *ty = tok_jtype(L, p, "pre_tokenizer");
+    if (!ty)
+        return -1;
+    pt_step st = {0};
+    if (strcmp(ty, "Sequence") == 0) {
+        const cJSON *list = tok_jget(p, "pretokenizers");
+        if (!cJSON_IsArray(list))
+            return airllm_errf(L->err, "pre_tokenizer Sequence: \"pretokenizers\" is not an array");
+        if (depth >= TOK_MAX_NEST)
+            return airllm_errf(L->err, "pre_tokenizer: Sequences nested too deep");
+        const cJSON *e;
+        cJSON_ArrayForEach(e, list) if (tok_load_pretok(L, e, depth + 1)) return -1;
+        return 0;
+    }
+    if (strcmp(ty, "Split") == 0) {
+        const char *pat;
+        bool is_re = false, invert = false;
+        if (jpattern(L, p, &pat, &is_re, "pre_tokenizer Split") ||
+            parse_behavior(L, p, &st.behavior, "pre_tokenizer Split") ||
+            tok_jbool(L, p, "invert", false, &invert, "pre_tokenizer Split"))
+            return -1;
+        if (invert)
+            return airllm_errf(L->err, "pre_tokenizer Split with invert=true is not supported");
+        if (is_re) {
+            st.kind = PT_SPLIT_RE;
+            if (strcmp(pat, RE_GPT2_S) == 0)
+                st.re = RE_GPT2;
+            else if (strcmp(pat, RE_LLAMA3_S) == 0)
+                st.re = RE_LLAMA3;
+            else if (strcmp(pat, RE_QWEN2_S) == 0)
+                st.re = RE_QWEN2;
+            else
+                return airllm_errf(L->err,
+                                   "pre_tokenizer Split: regex \"%.200s\" is not supported (only "
+                                   "the GPT-2, Llama 3 and Qwen2 patterns are implemented)",
+                                   pat);
+        } else {
+            if (!*pat)
+                return airllm_errf(L->err, "pre_tokenizer Split: empty pattern");
+            st.kind = PT_SPLIT_STR;
+            if (tok_intern(L, pat, strlen(pat), &st.pat, "pre_tokenizer Split pattern"))
+                return -1;
+        }
+        return add_pt(L, st);
+    }
+    if (strcmp(ty, "ByteLevel") == 0) {
+        st.kind = PT_BYTELEVEL;
+        if (tok_jbool(L, p, "add_prefix_space", true, &st.add_prefix_space,
+                      "pre_tokenizer ByteLevel") ||
+            tok_jbool(L, p, "use_regex", true, &st.use_regex, "pre_tokenizer ByteLevel"))
+            return -1;
+        return add_pt(L, st);
+    }
+    if (strcmp(ty, "Digits") == 0) {
+        bool individual = false;
+        if (tok_jbool(L, p, "individual_digits", false, &individual, "pre_tokenizer Digits"))
+            return -1;
+        st.kind = PT_DIGITS;
+        st.behavior = individual ? B_ISOLATED : B_CONTIGUOUS;
+        return add_pt(L, st);
+    }
+    if (strcmp(ty, "Metaspace") == 0) {
+        const char *where = "pre_tokenizer Metaspace", *scheme;
+        bool aps_given =
+            tok_jget(p, "add_prefix_space") && !cJSON_IsNull(tok_jget(p, "add_prefix_space"));
+        bool aps = false;
+        st.kind = PT_METASPACE;
+        if (jchar(L, p, "replacement", &st.repl, where) ||
+            tok_jbool(L, p, "add_prefix_space", true, &aps, where) ||
+            tok_jstr(L, p, "prepend_scheme", false, &scheme, where) ||
+            tok_jbool(L, p, "split", true, &st.split, where))
+            return -1;
+        st.scheme = PS_ALWAYS;
+        if (scheme) {
+            if (strcmp(scheme, "always") == 0)
+                st.scheme = PS_ALWAYS;
+            else if (strcmp(scheme, "first") == 0)
+                st.scheme = PS_FIRST;
+            else if (strcmp(scheme, "never") == 0)
+                st.scheme = PS_NEVER;
+            else
+                return airllm_errf(L->err, "%s: unknown prepend_scheme \"%s\"", where, scheme);
+        }
+        /* The legacy add_prefix_space=false means "never", as in tokenizers. */
+        if (aps_given && !aps) {
+            if (st.scheme != PS_NEVER && scheme)
+                return airllm_errf(L->err, "%s: add_prefix_space does not match prepend_scheme",
+                                   where);
+            st.scheme = PS_NEVER;
+        }
+        const char *r = tok_jget(p, "replacement")->valuestring;
+        if (tok_intern(L, r, strlen(r), &st.repl_s, where))
+            return -1;
+        return add_pt(L, st);
+    }
+    return airllm_errf(L->err, "pre_tokenizer \"%s\" is not supported (only Sequence, Split, "
+                               "ByteLevel, Digits and Metaspace)", ty);
+}
+
+/* ------------------------------------------------------------------------
+ * decoder
+ * ------------------------------------------------------------------------ */
+
+static int add_dstage(ld *L, dec_stage st)
+{
+    if (L->t->n_dstage == TOK_MAX_STEPS)
+        return airllm_errf(L->err, "decoder: more than %d steps", TOK_MAX_STEPS);
+    L->t->dstage[L->t->n_dstage++] = st;
+    return 0;
+}
+
+/* What the streaming decoder can do: per-token stages (Replace, Metaspace,
+ * Strip), then ByteFallback, then Fuse, then a Strip of leading characters
+ * of the whole text. That covers the SentencePiece-style decoders in the
+ * wild; other orders would need the whole token list and are refused.
+ * phase: 0 per-token, 1 after ByteFallback, 2 after Fuse, 3 after the last Strip. */
+static int load_decoder_step(ld *L, const cJSON *d, int *phase)
+{
+    airllm_tokenizer *t = L->t;
+    const char *ty = tok_jtype(L, d, "decoder");
+    if (!ty)
+        return -1;
+    dec_stage st = {0};
+    if (strcmp(ty, "Replace") == 0 || strcmp(ty, "Metaspace") == 0 ||
+        strcmp(ty, "Strip") == 0) {
+        if (strcmp(ty, "Strip") == 0) {
+            int64_t a, b;
+            if (jchar(L, d, "content", &st.ch, "decoder Strip"))
+                return -1;
+            if (tok_jint(tok_jget(d, "start"), 0, 1e6, &a) ||
+                tok_jint(tok_jget(d, "stop"), 0, 1e6, &b))
+                return airllm_errf(L->err, "decoder Strip: \"start\"/\"stop\" must be small "
+                                           "non-negative integers");
+            if (*phase == 2) {
+                /* After Fuse there is one token, the whole text: its leading
+                 * characters can be stripped as the text streams out; its
+                 * trailing ones could not. */
+                if (b != 0)
+                    return airllm_errf(L->err, "decoder Strip after Fuse with stop > 0 is not "
+                                               "supported (cannot stream)");
+                t->dec_strip_ch = st.ch;
+                t->dec_strip_n = (size_t)a;
+                *phase = 3;
+                return 0;
+            }
+            st.kind = DS_STRIP;
+            st.start = (size_t)a;
+            st.stop = (size_t)b;
+        } else if (strcmp(ty, "Replace") == 0) {
+            const char *pat, *content;
+            bool is_re;
+            if (jpattern(L, d, &pat, &is_re, "decoder Replace") ||
+                tok_jstr(L, d, "content", true, &content, "decoder Replace"))
+                return -1;
+            if (is_re)
+                return airllm_errf(L->err, "decoder Replace with a Regex pattern is not supported");
+            if (!*pat)
+                return airllm_errf(L->err, "decoder Replace: empty pattern");
+            st.kind = DS_REPLACE;
+            if (tok_intern(L, pat, strlen(pat), &st.pat, "decoder Replace pattern") ||
+                tok_intern(L, content, strlen(content), &st.content, "decoder Replace content"))
+                return -1;
+        } else {
+            const char *scheme;
+            bool aps = false;
+            st.kind = DS_METASPACE;
+            if (jchar(L, d, "replacement", &st.ch, "decoder Metaspace") ||
+                tok_jstr(L, d, "prepend_scheme", false, &scheme, "decoder Metaspace") ||
+                tok_jbool(L, d, "add_prefix_space", true, &aps, "decoder Metaspace"))
+                return -1;
+            st.scheme = scheme && strcmp(scheme, "never") == 0 ? PS_NEVER : PS_ALWAYS;
+            if (!aps)
+                st.scheme = PS_NEVER;
+        }
+        if (*phase != 0)
+            return airllm_errf(L->err, "decoder %s after ByteFallback or Fuse is not supported",
+                               ty);
+        return add_dstage(L, st);
+    }
+    if (strcmp(ty, "ByteFallback") == 0) {
+        if (*phase != 0)
+            return airllm_errf(L->err, "decoder ByteFallback after Fuse is not supported");
+        t->dec_byte_fallback = true;
+        *phase = 1;
+        return 0;
+    }
+    if (strcmp(ty, "Fuse") == 0) {
+        if (*phase >= 2)
+            return airllm_errf(L->err, "decoder: Fuse twice");
+        *phase = 2;
+        return 0;
+    }
+    if (strcmp(ty, "ByteLevel") == 0)
+        return airllm_errf(L->err, "decoder ByteLevel combined with other decoders is not "
+                                   "supported");
+    return airllm_errf(L->err, "decoder \"%s\" is not supported (only ByteLevel, Metaspace, "
+                               "Replace, ByteFallback, Fuse and Strip)", ty);
+}
+
+int tok_load_decoder(ld *L, const cJSON *d)
+{
+    airllm_tokenizer *t = L->t;
+    if (!d || cJSON_IsNull(d)) {
+        t->dec_join_space = true; /* tokenizers joins tokens with spaces */
+        return 0;
+    }
+    const char *ty = tok_jtype(L, d, "decoder");
+    if (!ty)
+        return -1;
+    int phase = 0;
+    if (strcmp(ty, "ByteLevel") == 0) {
+        t->dec_byte_level = true;
+        return 0;
+    }
+    if (strcmp(ty, "Sequence") != 0)
+        return load_decoder_step(L, d, &phase);
+    const cJSON *list = tok_jget(d, "decoders");
+    if (!cJSON_IsArray(list))
+        return airllm_errf(L->err, "decoder Sequence: \"decoders\" is not an array");
+    if (cJSON_GetArraySize(list) == 1) {
+        const char *ty1 = tok_jtype(L, cJSON_GetArrayItem(list, 0), "decoder");
+        if (!ty1)
+            return -1;
+        if (strcmp(ty1, "ByteLevel") == 0) {
+            t->dec_byte_level = true;
+            return 0;
+        }
+    }
+    const cJSON *e;
+    cJSON_ArrayForEach(e, list) if (load_decoder_step(L, e, &phase)) return -1;
+    return 0;
+}
+
+/* ChatGLM2/3's specials, appended after the pieces by tokenization_chatglm.py
+ * (not in any file). They are given as ids by the chat format, never matched
+ * in text. */
+static const char *const chatglm_specials[] = {"[MASK]", "[gMASK]", "[sMASK]", "sop", "eop",
+                                               "<|system|>", "<|user|>", "<|assistant|>",
+                                               "<|observation|>"};
+
+/* One added token of a model file. match: split out of the text. A token
+ * listed twice with the same id (the config and the family) is kept once. */
+static int file_added(ld *L, const char *content, size_t len, int64_t id, bool special,
+                      bool lstrip, bool rstrip, bool match, const char *where)
+{
+    airllm_tokenizer *t = L->t;
+    if (id < 0 || id >= (int64_t)(t->n_vocab + TOK_ID_SLACK))
+        return airllm_errf(L->err, "%s: id %lld is out of range (the model has %zu tokens)",
+                           where, (long long)id, t->n_vocab);
+    if (len == 0)
+        return airllm_errf(L->err, "%s: empty token", where);
+    if (t->n_added == t->cap_added) {
+        size_t cap = t->cap_added ? t->cap_added * 2 : 16;
+        added_tok *q = realloc(t->added, cap * sizeof *q);
+        if (!q)
+            return airllm_errf(L->err, "out of memory");
+        t->added = q;
+        t->cap_added = cap;
+    }
+    added_tok a = {0};
+    if (tok_intern(L, content, len, &a.content, where))
+        return -1;
+    a.norm = a.content;
+    a.id = (int32_t)id;
+    a.special = special;
+    a.lstrip = lstrip;
+    a.rstrip = rstrip;
+    int32_t old = tok_sm_put(&t->added_by, t->arena.p, a.content, (int32_t)t->n_added);
+    if (old == -2)
+        return airllm_errf(L->err, "out of memory");
+    if (old >= 0) {
+        if (t->added[old].id == a.id)
+            return 0;
+        return airllm_errf(L->err, "%s: \"%.*s\" has id %lld, but also %d", where, (int)len,
+                           content, (long long)id, t->added[old].id);
+    }
+    if (match && tok_trie_add(&t->trie_raw, S(t, a.content), len, (int32_t)t->n_added) == -2)
+        return airllm_errf(L->err, "out of memory");
+    t->added[t->n_added++] = a;
+    return 0;
+}
+
+/* tokenizer_config.json's added_tokens_decoder: {"ID": {"content": ...,
+ * "lstrip", "rstrip", "special"}, ...}. InternLM2 renames pieces this way
+ * (92543 "[UNUSED_TOKEN_145]" becomes "<|im_start|>"). */
+static int file_config_added(ld *L, const cJSON *root)
+{
+    const cJSON *d = tok_jget(root, "added_tokens_decoder"), *e;
+    if (!d || cJSON_IsNull(d))
+        return 0;
+    if (!cJSON_IsObject(d))
+        return airllm_errf(L->err, "\"added_tokens_decoder\" is not an object");
+    cJSON_ArrayForEach(e, d)
+    {
+        char where[96];
+        snprintf(where, sizeof where, "added_tokens_decoder[\"%.40s\"]", e->string);
+        char *endp;
+        long long id = strtoll(e->string, &endp, 10);
+        const char *content;
+        bool special = false, lstrip = false, rstrip = false;
+        if (!*e->string || *endp || id < 0)
+            return airllm_errf(L->err, "%s: the key is not an id", where);
+        if (!cJSON_IsObject(e))
+            return airllm_errf(L->err, "%s is not an object", where);
+        if (tok_jstr(L, e, "content", true, &content, where) ||
+            tok_jbool(L, e, "special", false, &special, where) ||
+            tok_jbool(L, e, "lstrip", false, &lstrip, where) ||
+            tok_jbool(L, e, "rstrip", false, &rstrip, where) ||
+            file_added(L, content, strlen(content), id, special, lstrip, rstrip, true, where))
+            return -1;
+    }
+    return 0;
+}
+
+/* id tables for a model file: the model's tokens, overridden by added ones. */
+static int file_build_ids(ld *L)
+{
+    airllm_tokenizer *t = L->t;
+    size_t n_ids = t->n_vocab;
+    for (size_t i = 0; i < t->n_added; i++)
+        if ((size_t)t->added[i].id + 1 > n_ids)
+            n_ids = (size_t)t->added[i].id + 1;
+    t->n_ids = n_ids;
+    t->id_tok = malloc((n_ids ? n_ids : 1) * sizeof *t->id_tok);
+    t->id_dec = malloc((n_ids ? n_ids : 1) * sizeof *t->id_dec);
+    t->id_special = calloc(n_ids ? n_ids : 1, 1);
+    t->id_added = calloc(n_ids ? n_ids : 1, 1);
+    if (!t->id_tok || !t->id_dec || !t->id_special || !t->id_added)
+        return airllm_errf(L->err, "out of memory");
+    for (size_t i = 0; i < n_ids; i++)
+        t->id_tok[i].off = SPAN_NONE;
+    for (size_t i = 0; i < t->vocab.cap; i++)
+        if (t->vocab.s[i].val >= 0)
+            t->id_tok[t->vocab.s[i].val] = t->vocab.s[i].key;
+    for (size_t i = 0; i < n_ids; i++)
+        t->id_special[i] = t->spm && airllm_spm_type(t->spm, (int32_t)i) == AIRLLM_SPM_CONTROL;
+    for (size_t i = 0; i < t->n_added; i++) {
+        const added_tok *a = &t->added[i];
+        span *o = &t->id_tok[a->id];
+        bool same = o->off != SPAN_NONE && o->len == a->content.len &&
+                    memcmp(S(t, *o), S(t, a->content), o->len) == 0;
+        *o = a->content;
+        t->id_added[a->id] = !same;
+        t->id_special[a->id] = a->special || t->id_special[a->id];
+    }
+    memcpy(t->id_dec, t->id_tok, n_ids * sizeof *t->id_dec);
+    return 0;
+}
+
+/* The model's tokens into the vocab map. Tiktoken tokens are raw bytes (a
+ * piece of a UTF-8 character is a token), so they bypass tok_intern's check. */
+static int file_vocab(ld *L)
+{
+    airllm_tokenizer *t = L->t;
+    size_t n = t->spm ? airllm_spm_size(t->spm) : airllm_tiktoken_n_ranks(t->tt);
+    size_t ids = t->spm ? n : airllm_tiktoken_vocab_size(t->tt), cap = 64;
+    while (cap < 2 * n + 2)
+        cap *= 2;
+    if (tok_sm_alloc(&t->vocab, cap) || tok_sm_alloc(&t->added_by, 64) ||
+        tok_trie_init(&t->trie_raw) || tok_trie_init(&t->trie_norm))
+        return airllm_errf(L->err, "out of memory");
+    for (size_t id = 0; id < ids; id++) {
+        size_t len;
+        int special = 0;
+        const void *p = t->spm ? (const void *)airllm_spm_piece(t->spm, (int32_t)id, &len)
+                               : (const void *)airllm_tiktoken_token(t->tt, (int32_t)id, &len,
+                                                                     &special);
+        if (!p || special)
+            continue;
+        if (t->arena.n + len >= SPAN_NONE)
+            return airllm_errf(L->err, "too much token text (over 4 GiB)");
+        span sp = {(uint32_t)t->arena.n, (uint32_t)len};
+        if (tok_buf_add(&t->arena, p, len) ||
+            tok_sm_put(&t->vocab, t->arena.p, sp, (int32_t)id) == -2)
+            return airllm_errf(L->err, "out of memory");
+        t->n_vocab = id + 1;
+    }
+    return 0;
+}
+
+/* cls: tokenizer_config.json's tokenizer_class, or NULL. */
+static int file_family(ld *L, const char *cls)
+{
+    airllm_tokenizer *t = L->t;
+    if (t->tt) {
+        if (cls && strcmp(cls, "QWenTokenizer") != 0)
+            return airllm_errf(L->err, "a tiktoken file with tokenizer_class \"%.60s\" is not "
+                                       "supported (only QWenTokenizer)", cls);
+        /* Qwen hard-codes 151643, which is qwen.tiktoken's rank count */
+        int32_t start = (int32_t)airllm_tiktoken_n_ranks(t->tt);
+        if (airllm_tiktoken_add_qwen_specials(t->tt, start, L->err))
+            return -1;
+        for (int32_t id = start; id < start + 208; id++) {
+            size_t len;
+            const uint8_t *p = airllm_tiktoken_token(t->tt, id, &len, NULL);
+            if (file_added(L, (const char *)p, len, id, true, false, false, false, "Qwen"))
+                return -1;
+        }
+        t->nfc = true;
+        t->eos = start; /* <|endoftext|> */
+        return 0;
+    }
+    t->bos = airllm_spm_bos_id(t->spm);
+    t->eos = airllm_spm_eos_id(t->spm);
+    if (cls && strcmp(cls, "ChatGLMTokenizer") == 0) {
+        int64_t next = (int64_t)airllm_spm_size(t->spm);
+        for (size_t i = 0; i < sizeof chatglm_specials / sizeof *chatglm_specials; i++)
+            if (file_added(L, chatglm_specials[i], strlen(chatglm_specials[i]), next + (int64_t)i,
+                           true, false, false, false, "ChatGLM"))
+                return -1;
+    }
+    return 0;
+}
+
+/* The special tokens of a slow SentencePiece tokenizer (Llama-style:
+ * Baichuan, InternLM 1/2): bos_token, eos_token, unk_token and pad_token of
+ * tokenizer_config.json, else the classes' defaults <s> </s> <unk>. Their
+ * text is split out of the text before SentencePiece sees it, as
+ * transformers' PreTrainedTokenizer.tokenize does, so "<s>" written in a
+ * prompt (InternLM's build_inputs writes it) is the BOS id. A name that is
+ * not a piece of the model is left alone. ChatGLM's SPTokenizer encodes
+ * with SentencePiece alone and is not given these, nor is a bare .model file
+ * (no tokenizer_config.json: sentencepiece's own encoding). */
+static int file_special_tokens(ld *L, const cJSON *root)
+{
+    static const char *const keys[] = {"bos_token", "eos_token", "unk_token", "pad_token"};
+    static const char *const defaults[] = {"<s>", "</s>", "<unk>", NULL};
+    for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
+        const cJSON *v = root ? tok_jget(root, keys[i]) : NULL;
+        if (cJSON_IsObject(v))
+            v = tok_jget(v, "content");
+        const char *s = cJSON_IsString(v) ? v->valuestring : v ? NULL : defaults[i];
+        if (!s || !*s)
+            continue;
+        int32_t id = tok_vocab_get(L->t, s, strlen(s));
+        if (id >= 0 && file_added(L, s, strlen(s), id, true, false, false, true, keys[i]))
+            return -1;
+    }
+    return 0;
+}
+
+/* added_tokens.json, the older form of added_tokens_decoder: {"text": id,
+ * ...}. transformers' slow tokenizers add each as a token split out of the
+ * text (not special). */
+static int file_added_json(ld *L, const char *path)
+{
+    char *text;
+    size_t len;
+    cJSON *root;
+    if (airllm_read_small_file(path, TOK_CONFIG_MAX, &text, &len, L->err))
+        return -1;
+    int rc = airllm_json_parse_object(text, len, path, &root, L->err);
+    free(text);
+    if (rc)
+        return -1;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, root)
+    {
+        char where[96];
+        snprintf(where, sizeof where, "\"%.40s\"", e->string);
+        if (!cJSON_IsNumber(e) || e->valuedouble != (double)(int64_t)e->valuedouble) {
+            cJSON_Delete(root);
+            return airllm_errf(L->err, "%s: the id of %s is not an integer", path, where);
+        }
+        if (file_added(L, e->string, strlen(e->string), (int64_t)e->valuedouble, false, false,
+                       false, true, where)) {
+            airllm_err_prefix(L->err, "%s", path);
+            cJSON_Delete(root);
+            return -1;
+        }
+    }
+    cJSON_Delete(root);
+    return 0;
+}
+
+/* Loads a tokenizer.model or .tiktoken file; config is tokenizer_config.json
+ * or NULL. */
+int tok_load_model_file(const char *file, bool spm, const char *config,
+                        const char *added_json, airllm_tokenizer **out, airllm_err *err)
+{
+    *out = NULL;
+    airllm_tokenizer *t = calloc(1, sizeof *t);
+    cJSON *root = NULL;
+    char *text = NULL;
+    size_t len;
+    ld L = {.t = t, .err = err};
+    int rc = -1;
+    if (!t || tok_buf_reserve(&t->arena, 4096)) {
+        airllm_errf(err, "out of memory");
+        goto out;
+    }
+    t->bos = t->eos = -1;
+    if (spm ? airllm_spm_load(file, &t->spm, err) : airllm_tiktoken_load(file, &t->tt, err))
+        goto out;
+    const char *cls = NULL;
+    if (config) {
+        if (airllm_read_small_file(config, TOK_CONFIG_MAX, &text, &len, err) ||
+            airllm_json_parse_object(text, len, config, &root, err))
+            goto out;
+        const cJSON *c = tok_jget(root, "tokenizer_class");
+        cls = cJSON_IsString(c) ? c->valuestring : NULL;
+    }
+    if (file_vocab(&L) || file_family(&L, cls)) {
+        airllm_err_prefix(err, "%s", file);
+        goto out;
+    }
+    if (root && file_config_added(&L, root)) {
+        airllm_err_prefix(err, "%s", config);
+        goto out;
+    }
+    if (spm && root && !(cls && strcmp(cls, "ChatGLMTokenizer") == 0) &&
+        file_special_tokens(&L, root)) {
+        airllm_err_prefix(err, "%s", config);
+        goto out;
+    }
+    if (spm && added_json && !(cls && strcmp(cls, "ChatGLMTokenizer") == 0) &&
+        file_added_json(&L, added_json))
+        goto out;
+    if (file_build_ids(&L)) {
+        airllm_err_prefix(err, "%s", file);
+        goto out;
+    }
+    if (config && airllm_tok_read_config_buffer(t, text, len, config, err))
+        goto out;
+    rc = 0;
+out:
+    cJSON_Delete(root);
+    free(text);
+    tok_buf_free(&L.scratch);
+    if (rc) {
+        airllm_tok_free(t);
+        return -1;
+    }
+    *out = t;
+    return 0;
+}
+
 /* ------------------------------------------------------------------------
  * Normalizers
  * ------------------------------------------------------------------------ */
 
 /* Leftmost non-overlapping occurrence of pat in s[from..n), or n. */
-static size_t find_str(const uint8_t *s, size_t n, size_t from, const uint8_t *pat, size_t np)
+size_t tok_find_str(const uint8_t *s, size_t n, size_t from, const uint8_t *pat, size_t np)
 {
     if (np == 0 || np > n)
         return n;
@@ -2019,23 +1513,23 @@ static size_t find_str(const uint8_t *s, size_t n, size_t from, const uint8_t *p
     return n;
 }
 
-/* -2 as soon as the output would pass max bytes (see normalize). */
-static int replace_all(const uint8_t *s, size_t n, const uint8_t *pat, size_t np,
-                       const uint8_t *rep, size_t nr, buf *dst, size_t max)
+/* -2 as soon as the output would pass max bytes (see tok_normalize). */
+int tok_replace_all(const uint8_t *s, size_t n, const uint8_t *pat, size_t np,
+                    const uint8_t *rep, size_t nr, buf *dst, size_t max)
 {
     dst->n = 0;
     size_t i = 0;
     for (;;) {
-        size_t j = find_str(s, n, i, pat, np);
+        size_t j = tok_find_str(s, n, i, pat, np);
         if (j - i > max - dst->n)
             return -2;
-        if (buf_add(dst, s + i, j - i))
+        if (tok_buf_add(dst, s + i, j - i))
             return -1;
         if (j == n)
             return 0;
         if (nr > max - dst->n)
             return -2;
-        if (buf_add(dst, rep, nr))
+        if (tok_buf_add(dst, rep, nr))
             return -1;
         i = j + np;
     }
@@ -2089,10 +1583,10 @@ static int sort_marks(uint32_t *cp, size_t n)
 
 static int push_cp(buf *w, uint32_t c)
 {
-    return buf_add(w, &c, sizeof c);
+    return tok_buf_add(w, &c, sizeof c);
 }
 
-static int nfc(const uint8_t *s, size_t n, buf *dst, buf *w)
+int tok_nfc(const uint8_t *s, size_t n, buf *dst, buf *w)
 {
     size_t l;
     w->n = 0;
@@ -2145,7 +1639,7 @@ static int nfc(const uint8_t *s, size_t n, buf *dst, buf *w)
         cp[o++] = c;
     }
     dst->n = 0;
-    if (buf_reserve(dst, 4 * o))
+    if (tok_buf_reserve(dst, 4 * o))
         return -1;
     for (size_t i = 0; i < o; i++)
         dst->n += utf8_put(dst->p + dst->n, cp[i]);
@@ -2158,8 +1652,8 @@ static int nfc(const uint8_t *s, size_t n, buf *dst, buf *w)
  * grow text by a few bytes per character at most (a Prepend, " " to the
  * 3-byte "\u2581", NFC's decompositions), while a kilobyte of chained
  * Replace steps, each multiplying the text, reaches gigabytes. */
-static int normalize(const airllm_tokenizer *t, const uint8_t *s, size_t n, buf *x, buf *y,
-                     buf *w, const uint8_t **out, size_t *on)
+int tok_normalize(const airllm_tokenizer *t, const uint8_t *s, size_t n, buf *x, buf *y,
+                  buf *w, const uint8_t **out, size_t *on)
 {
     const uint8_t *cur = s;
     size_t cn = n;
@@ -2176,12 +1670,12 @@ static int normalize(const airllm_tokenizer *t, const uint8_t *s, size_t n, buf 
             dst->n = 0;
             if (st->a.len > max - cn)
                 return -2;
-            if (buf_add(dst, S(t, st->a), st->a.len) || buf_add(dst, cur, cn))
+            if (tok_buf_add(dst, S(t, st->a), st->a.len) || tok_buf_add(dst, cur, cn))
                 return -1;
             break;
         case NORM_REPLACE: {
-            int rc = replace_all(cur, cn, S(t, st->a), st->a.len, S(t, st->b), st->b.len, dst,
-                                 max);
+            int rc = tok_replace_all(cur, cn, S(t, st->a), st->a.len, S(t, st->b), st->b.len,
+                                     dst, max);
             if (rc)
                 return rc;
             break;
@@ -2193,7 +1687,7 @@ static int normalize(const airllm_tokenizer *t, const uint8_t *s, size_t n, buf 
                 i++;
             if (i == cn)
                 continue;
-            if (nfc(cur, cn, dst, w))
+            if (tok_nfc(cur, cn, dst, w))
                 return -1;
             if (dst->n > max)
                 return -2;
@@ -2253,7 +1747,7 @@ static size_t ws_tail(const uint8_t *s, size_t n, size_t i)
 
 /* GPT-2: 's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
  * Returns the end of the match at i; every position matches one branch. */
-static size_t match_gpt2(const uint8_t *s, size_t n, size_t i)
+size_t tok_match_gpt2(const uint8_t *s, size_t n, size_t i)
 {
     if (s[i] == '\'' && i + 1 < n) {
         uint8_t a = s[i + 1];
@@ -2349,10 +1843,6 @@ size_t airllm_pretok_llama3(const uint8_t *s, size_t n, size_t i, size_t max_dig
     return ws_tail(s, n, i);
 }
 
-/* ------------------------------------------------------------------------
- * Encoding
- * ------------------------------------------------------------------------ */
-
 typedef struct {
     size_t a, b;
     bool m; /* a match of the pattern (vs the text between matches) */
@@ -2429,8 +1919,8 @@ static int push_pair(enc *c, size_t pos)
     if (a->next < 0)
         return 0;
     uint64_t v;
-    if (!um_get(&c->t->merges, (uint64_t)(uint32_t)a->id << 32 | (uint32_t)c->sym[a->next].id,
-                &v))
+    if (!tok_um_get(&c->t->merges,
+                    (uint64_t)(uint32_t)a->id << 32 | (uint32_t)c->sym[a->next].id, &v))
         return 0;
     merge_ent e = {(uint32_t)(v >> 32), (uint32_t)pos, (int32_t)(uint32_t)v};
     return airllm_heap_push(&c->heap, &e);
@@ -2458,7 +1948,7 @@ static int bpe_word(enc *c, const uint8_t *s, size_t n)
 {
     const airllm_tokenizer *t = c->t;
     if (t->ignore_merges) { /* Llama 3: a word in the vocab is one token */
-        int32_t id = vocab_get(t, s, n);
+        int32_t id = tok_vocab_get(t, s, n);
         if (id >= 0)
             return emit_id(c, id);
     }
@@ -2467,7 +1957,7 @@ static int bpe_word(enc *c, const uint8_t *s, size_t n)
     size_t unk_len = 0;
     for (size_t i = 0; i < n; i += l) {
         utf8_get(s, n, i, &l);
-        int32_t id = vocab_get(t, s + i, l);
+        int32_t id = tok_vocab_get(t, s + i, l);
         if (id >= 0) {
             if (unk >= 0 && add_symbol(c, &ns, unk, unk_len))
                 goto oom;
@@ -2520,7 +2010,7 @@ static int bpe_word(enc *c, const uint8_t *s, size_t n)
         uint64_t v;
         /* a stale entry: the pair at pos changed since it was queued (the
          * same test as tokenizers: the merged id must still match) */
-        if (!um_get(&t->merges, (uint64_t)(uint32_t)a->id << 32 | (uint32_t)b->id, &v) ||
+        if (!tok_um_get(&t->merges, (uint64_t)(uint32_t)a->id << 32 | (uint32_t)b->id, &v) ||
             (int32_t)(uint32_t)v != top.new_id)
             continue;
         a->id = top.new_id;
@@ -2612,7 +2102,7 @@ static int char_matches(const uint8_t *s, size_t n, bool (*pred)(uint32_t, uint3
 static bool pred_numeric(uint32_t c, uint32_t arg)
 {
     (void)arg;
-    return is_N(c);
+    return airllm_uni_is_number(c);
 }
 
 static bool pred_eq(uint32_t c, uint32_t arg)
@@ -2654,8 +2144,9 @@ static int pretok(enc *c, size_t step, const uint8_t *s, size_t n, bool at_origi
     case PT_SPLIT_STR:
         if (st->kind == PT_SPLIT_RE) {
             for (size_t i = 0; i < n;) {
-                size_t j = st->re == RE_GPT2 ? match_gpt2(s, n, i)
-                                             : airllm_pretok_llama3(s, n, i, st->re == RE_LLAMA3 ? 3 : 1);
+                size_t j = st->re == RE_GPT2
+                               ? tok_match_gpt2(s, n, i)
+                               : airllm_pretok_llama3(s, n, i, st->re == RE_LLAMA3 ? 3 : 1);
                 if (pieces_add(raw, i, j, true))
                     goto oom;
                 i = j;
@@ -2663,7 +2154,7 @@ static int pretok(enc *c, size_t step, const uint8_t *s, size_t n, bool at_origi
         } else {
             size_t i = 0;
             for (;;) {
-                size_t j = find_str(s, n, i, S(t, st->pat), st->pat.len);
+                size_t j = tok_find_str(s, n, i, S(t, st->pat), st->pat.len);
                 if (j > i && pieces_add(raw, i, j, false))
                     goto oom;
                 if (j == n)
@@ -2688,10 +2179,11 @@ static int pretok(enc *c, size_t step, const uint8_t *s, size_t n, bool at_origi
         if (s[0] == ' ')
             starts = true;
         if (((st->scheme == PS_ALWAYS) || (st->scheme == PS_FIRST && at_origin)) && !starts &&
-            buf_add(A, S(t, st->repl_s), st->repl_s.len))
+            tok_buf_add(A, S(t, st->repl_s), st->repl_s.len))
             goto oom;
         for (size_t i = 0; i < n; i++) {
-            if (s[i] == ' ' ? buf_add(A, S(t, st->repl_s), st->repl_s.len) : buf_add(A, s + i, 1))
+            if (s[i] == ' ' ? tok_buf_add(A, S(t, st->repl_s), st->repl_s.len)
+                            : tok_buf_add(A, s + i, 1))
                 goto oom;
         }
         if (!st->split)
@@ -2706,20 +2198,20 @@ static int pretok(enc *c, size_t step, const uint8_t *s, size_t n, bool at_origi
         size_t pn = n;
         if (st->add_prefix_space && s[0] != ' ') {
             A->n = 0;
-            if (buf_add(A, " ", 1) || buf_add(A, s, n))
+            if (tok_buf_add(A, " ", 1) || tok_buf_add(A, s, n))
                 goto oom;
             p = A->p;
             pn = A->n;
         }
         size_t i = 0;
         while (i < pn) {
-            size_t j = st->use_regex ? match_gpt2(p, pn, i) : pn;
+            size_t j = st->use_regex ? tok_match_gpt2(p, pn, i) : pn;
             /* map each byte to its visible character */
             B->n = 0;
-            if (buf_reserve(B, 2 * (j - i)))
+            if (tok_buf_reserve(B, 2 * (j - i)))
                 goto oom;
             for (size_t k = i; k < j; k++)
-                B->n += utf8_put(B->p + B->n, byte_char[p[k]]);
+                B->n += utf8_put(B->p + B->n, tok_byte_char[p[k]]);
             if (pretok(c, step + 1, B->p, B->n, at_origin && i == 0))
                 return -1;
             i = j;
@@ -2757,7 +2249,7 @@ static int split_added(enc *c, const trie *tr, const uint8_t *s, size_t n, bool 
         int32_t k = -1;
         size_t p = pos;
         for (; p < n; p++)
-            if (tr->first[s[p]] && (k = trie_longest(tr, s, n, p, &mlen)) >= 0)
+            if (tr->first[s[p]] && (k = tok_trie_longest(tr, s, n, p, &mlen)) >= 0)
                 break;
         if (k < 0)
             break;
@@ -2806,7 +2298,7 @@ static int pass1_text(enc *c, const uint8_t *s, size_t n, bool at_origin)
 {
     const uint8_t *ns;
     size_t nn;
-    int rc = normalize(c->t, s, n, &c->nx, &c->ny, &c->nw, &ns, &nn);
+    int rc = tok_normalize(c->t, s, n, &c->nx, &c->ny, &c->nw, &ns, &nn);
     if (rc == -2)
         return airllm_errf(c->err, "encode: tokenizer.json's normalizer grows %zu bytes of "
                                    "text past %d times that length plus %d bytes: refused",
@@ -2828,7 +2320,7 @@ static int file_text(enc *c, const uint8_t *s, size_t n, bool at_origin)
         rc = airllm_spm_encode(t->spm, (const char *)s, n, &ids, &k, c->err);
     } else {
         if (t->nfc && n) {
-            if (nfc(s, n, &c->nx, &c->nw))
+            if (tok_nfc(s, n, &c->nx, &c->nw))
                 return airllm_errf(c->err, "out of memory");
             s = c->nx.p;
             n = c->nx.n;
@@ -2885,12 +2377,12 @@ static int encode(const airllm_tokenizer *t, const char *text, size_t len, int a
     else if (rc == 0 && len)
         rc = split_added(&c, &t->trie_raw, (const uint8_t *)text, len, true,
                          t->spm || t->tt ? file_text : pass1_text);
-    buf_free(&c.nx);
-    buf_free(&c.ny);
-    buf_free(&c.nw);
+    tok_buf_free(&c.nx);
+    tok_buf_free(&c.ny);
+    tok_buf_free(&c.nw);
     for (size_t i = 0; i < TOK_MAX_STEPS; i++) {
-        buf_free(&c.lv[i][0]);
-        buf_free(&c.lv[i][1]);
+        tok_buf_free(&c.lv[i][0]);
+        tok_buf_free(&c.lv[i][1]);
         free(c.raw[i].p);
         free(c.out[i].p);
     }
@@ -2904,10 +2396,6 @@ static int encode(const airllm_tokenizer *t, const char *text, size_t len, int a
     *n = c.n;
     return 0;
 }
-
-/* ------------------------------------------------------------------------
- * Streaming decoder
- * ------------------------------------------------------------------------ */
 
 struct airllm_tok_decoder {
     const airllm_tokenizer *t;
@@ -2940,7 +2428,7 @@ static int emit_text(airllm_tok_decoder *d, const uint8_t *p, size_t n)
         if (n || d->strip_done == t->dec_strip_n)
             d->strip_over = true;
     }
-    return buf_add(&d->out, p, n);
+    return tok_buf_add(&d->out, p, n);
 }
 
 static int emit_fffd(airllm_tok_decoder *d, size_t k)
@@ -3063,8 +2551,8 @@ static int token_stages(airllm_tok_decoder *d, const uint8_t **ps, size_t *pn)
         buf *dst = s == d->s1.p ? &d->s2 : &d->s1;
         dst->n = 0;
         if (st->kind == DS_REPLACE) {
-            if (replace_all(s, n, S(t, st->pat), st->pat.len, S(t, st->content), st->content.len,
-                            dst, SIZE_MAX))
+            if (tok_replace_all(s, n, S(t, st->pat), st->pat.len, S(t, st->content),
+                                st->content.len, dst, SIZE_MAX))
                 return -1;
         } else if (st->kind == DS_METASPACE) {
             /* tokenizers drops every replacement character of the first
@@ -3072,7 +2560,7 @@ static int token_stages(airllm_tok_decoder *d, const uint8_t **ps, size_t *pn)
             bool drop = d->count == 0 && st->scheme != PS_NEVER;
             for (size_t i = 0; i < n; i += l) {
                 uint32_t c = utf8_get(s, n, i, &l);
-                if (c != st->ch ? buf_add(dst, s + i, l) : drop ? 0 : buf_add(dst, " ", 1))
+                if (c != st->ch ? tok_buf_add(dst, s + i, l) : drop ? 0 : tok_buf_add(dst, " ", 1))
                     return -1;
             }
         } else { /* DS_STRIP */
@@ -3087,7 +2575,7 @@ static int token_stages(airllm_tok_decoder *d, const uint8_t **ps, size_t *pn)
                     break;
                 b = q;
             }
-            if (buf_add(dst, s + a, b - a))
+            if (tok_buf_add(dst, s + a, b - a))
                 return -1;
         }
         s = dst->p ? dst->p : (const uint8_t *)"";
@@ -3130,7 +2618,7 @@ static int decode_file(airllm_tok_decoder *d, int32_t id)
         d->sd.npend = 0;
         d->sd.text_seen = 1;
         if (rc == 0)
-            rc = buf_add(&d->s2, s, n) ? -1 : 0;
+            rc = tok_buf_add(&d->s2, s, n) ? -1 : 0;
     } else {
         rc = airllm_spm_decode_step(t->spm, &d->sd, id, &p, &len, &cap, NULL);
     }
@@ -3163,12 +2651,12 @@ static int decode_one(airllm_tok_decoder *d, int32_t id)
         bool mapped = true;
         for (size_t i = 0; i < n && mapped; i += l) {
             uint32_t c = utf8_get(s, n, i, &l);
-            mapped = c < 324 && char_byte[c] >= 0;
+            mapped = c < 324 && tok_char_byte[c] >= 0;
         }
         for (size_t i = 0; i < n; i += mapped ? l : 1) {
             uint8_t b = s[i];
             if (mapped)
-                b = (uint8_t)char_byte[utf8_get(s, n, i, &l)];
+                b = (uint8_t)tok_char_byte[utf8_get(s, n, i, &l)];
             if (lossy_byte(d, b))
                 return -1;
         }
@@ -3217,16 +2705,16 @@ void airllm_tok_decoder_free(airllm_tok_decoder *d)
 {
     if (!d)
         return;
-    buf_free(&d->out);
-    buf_free(&d->s1);
-    buf_free(&d->s2);
+    tok_buf_free(&d->out);
+    tok_buf_free(&d->s1);
+    tok_buf_free(&d->s2);
     free(d);
 }
 
 static int give(airllm_tok_decoder *d, const char **text, size_t *len, airllm_err *err)
 {
     /* a terminating NUL, not counted, so the text is also a C string */
-    if (buf_reserve(&d->out, 1))
+    if (tok_buf_reserve(&d->out, 1))
         return airllm_errf(err, "out of memory");
     d->out.p[d->out.n] = 0;
     *text = (const char *)d->out.p;
@@ -3286,14 +2774,14 @@ int airllm_tok_decode(const airllm_tokenizer *t, const int32_t *ids, size_t n, i
     for (size_t i = 0; i <= n && rc == 0; i++) {
         rc = i < n ? airllm_tok_decoder_feed(d, ids[i], &p, &k, err)
                    : airllm_tok_decoder_flush(d, &p, &k, err);
-        if (rc == 0 && buf_add(&all, p, k))
+        if (rc == 0 && tok_buf_add(&all, p, k))
             rc = airllm_errf(err, "out of memory");
     }
-    if (rc == 0 && buf_add(&all, "", 1))
+    if (rc == 0 && tok_buf_add(&all, "", 1))
         rc = airllm_errf(err, "out of memory");
     airllm_tok_decoder_free(d);
     if (rc) {
-        buf_free(&all);
+        tok_buf_free(&all);
         return -1;
     }
     *text = (char *)all.p;
