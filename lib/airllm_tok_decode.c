@@ -16,8 +16,7 @@ struct airllm_tok_decoder {
     const airllm_tokenizer *t;
     bool skip_special;
     size_t count; /* tokens given to the decoder (Metaspace treats the first apart) */
-    uint8_t pend[4]; /* an incomplete UTF-8 character */
-    uint8_t npend, need;
+    airllm_utf8_lossy u8; /* an incomplete UTF-8 character (lossy_byte, run_byte) */
     bool in_run, run_bad; /* inside a run of <0xAB> tokens; the run is invalid */
     size_t strip_done;
     bool strip_over;
@@ -58,29 +57,9 @@ static int emit_fffd(airllm_tok_decoder *d, size_t k)
  * byte stream, which replaces each maximal invalid prefix with one U+FFFD. */
 static int lossy_byte(airllm_tok_decoder *d, uint8_t b)
 {
-    for (;;) {
-        if (d->npend == 0) {
-            if (b < 0x80)
-                return emit_text(d, &b, 1);
-            if (b >= 0xC2 && b <= 0xF4) {
-                d->pend[0] = b;
-                d->npend = 1;
-                d->need = b < 0xE0 ? 2 : b < 0xF0 ? 3 : 4;
-                return 0;
-            }
-            return emit_fffd(d, 1);
-        }
-        if (airllm_utf8_cont_ok(d->pend[0], d->npend, b)) {
-            d->pend[d->npend++] = b;
-            if (d->npend < d->need)
-                return 0;
-            d->npend = 0;
-            return emit_text(d, d->pend, d->need);
-        }
-        d->npend = 0;
-        if (emit_fffd(d, 1))
-            return -1;
-    }
+    uint8_t o[6];
+    size_t n = airllm_utf8_lossy_byte(&d->u8, b, o);
+    return n ? emit_text(d, o, n) : 0;
 }
 
 /* One <0xAB> token (tokenizers' ByteFallback decoder). It decodes a run of
@@ -95,27 +74,27 @@ static int run_byte(airllm_tok_decoder *d, uint8_t b)
     d->in_run = true;
     if (d->run_bad)
         return emit_fffd(d, 1);
-    if (d->npend == 0) {
+    if (d->u8.npend == 0) {
         if (b < 0x80)
             return emit_text(d, &b, 1);
         if (b >= 0xC2 && b <= 0xF4) {
-            d->pend[0] = b;
-            d->npend = 1;
-            d->need = b < 0xE0 ? 2 : b < 0xF0 ? 3 : 4;
+            d->u8.pend[0] = b;
+            d->u8.npend = 1;
+            d->u8.need = b < 0xE0 ? 2 : b < 0xF0 ? 3 : 4;
             return 0;
         }
         d->run_bad = true;
         return emit_fffd(d, 1);
     }
-    if (airllm_utf8_cont_ok(d->pend[0], d->npend, b)) {
-        d->pend[d->npend++] = b;
-        if (d->npend < d->need)
+    if (airllm_utf8_cont_ok(d->u8.pend[0], d->u8.npend, b)) {
+        d->u8.pend[d->u8.npend++] = b;
+        if (d->u8.npend < d->u8.need)
             return 0;
-        d->npend = 0;
-        return emit_text(d, d->pend, d->need);
+        d->u8.npend = 0;
+        return emit_text(d, d->u8.pend, d->u8.need);
     }
-    size_t k = d->npend + 1u;
-    d->npend = 0;
+    size_t k = d->u8.npend + 1u;
+    d->u8.npend = 0;
     d->run_bad = true;
     return emit_fffd(d, k);
 }
@@ -124,8 +103,8 @@ static int run_end(airllm_tok_decoder *d)
 {
     if (!d->in_run)
         return 0;
-    size_t k = d->npend;
-    d->npend = 0;
+    size_t k = d->u8.npend;
+    d->u8.npend = 0;
     d->in_run = d->run_bad = false;
     return emit_fffd(d, k);
 }
@@ -294,7 +273,7 @@ static int decode_one(airllm_tok_decoder *d, int32_t id)
 void airllm_tok_decoder_reset(airllm_tok_decoder *d)
 {
     d->count = 0;
-    d->npend = d->need = 0;
+    memset(&d->u8, 0, sizeof d->u8);
     d->in_run = d->run_bad = false;
     d->strip_done = 0;
     d->strip_over = d->t->dec_strip_n == 0;
@@ -360,8 +339,9 @@ int airllm_tok_decoder_flush(airllm_tok_decoder *d, const char **text, size_t *l
         if (rc == 0)
             rc = emit_text(d, d->s1.p, len);
     } else if (d->t->dec_byte_level || d->t->tt) {
-        rc = d->npend ? emit_fffd(d, 1) : 0;
-        d->npend = 0;
+        uint8_t o[3];
+        size_t n = airllm_utf8_lossy_end(&d->u8, o);
+        rc = n ? emit_text(d, o, n) : 0;
     } else {
         rc = run_end(d);
     }
