@@ -22,8 +22,8 @@
  *   airllm_tokenizer.c      public entry points: airllm_tok_load (which file
  *                           a directory holds), free, tokenizer_config.json,
  *                           accessors
- *   airllm_tok_util.c       growable buffer, hash maps, added-token trie,
- *                           GPT-2's byte-to-unicode map
+ *   airllm_tok_util.c       hash maps, added-token trie, GPT-2's
+ *                           byte-to-unicode map
  *   airllm_tok_json.c       tokenizer.json: the model (vocab, merges), added
  *                           tokens, id tables, post-processor
  *   airllm_tok_json_steps.c tokenizer.json's normalizer, pre_tokenizer and
@@ -35,14 +35,17 @@
  *   airllm_tok_decode.c     the streaming decoder
  *
  * Cross-file functions carry a tok_ prefix; everything else stays static
- * in its file. The static inline UTF-8 helpers below are here because every
- * part walks text a character at a time in its inner loops. */
+ * in its file. The growable buffer and the UTF-8 helpers are static inline
+ * here because every part calls them a character at a time in its inner
+ * loops. */
 #ifndef AIRLLM_TOK_IMPL_H
 #define AIRLLM_TOK_IMPL_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include <cjson/cJSON.h>
 
@@ -68,17 +71,51 @@
 #define TOK_NORM_SLACK 4096
 
 /* ------------------------------------------------------------------------
- * Small containers (airllm_tok_util.c)
+ * Small containers (the maps: airllm_tok_util.c)
  * ------------------------------------------------------------------------ */
 
+/* A growable byte buffer; p is never NULL once something was reserved.
+ * Inline, as the encoder and the decoder append a character at a time
+ * (out of line, streaming decode was 7% slower). */
 typedef struct {
     uint8_t *p;
     size_t n, cap;
 } buf;
 
-int tok_buf_reserve(buf *b, size_t extra);
-int tok_buf_add(buf *b, const void *s, size_t n);
-void tok_buf_free(buf *b);
+static inline int tok_buf_reserve(buf *b, size_t extra)
+{
+    if (extra > SIZE_MAX / 2 - b->n)
+        return -1;
+    size_t need = b->n + extra;
+    if (b->p && need <= b->cap) /* allocates even for 0 bytes: p is never NULL after */
+        return 0;
+    size_t cap = b->cap ? b->cap : 64;
+    while (cap < need)
+        cap *= 2;
+    uint8_t *q = realloc(b->p, cap);
+    if (!q)
+        return -1;
+    b->p = q;
+    b->cap = cap;
+    return 0;
+}
+
+static inline int tok_buf_add(buf *b, const void *s, size_t n)
+{
+    if (tok_buf_reserve(b, n))
+        return -1;
+    if (n)
+        memcpy(b->p + b->n, s, n);
+    b->n += n;
+    return 0;
+}
+
+static inline void tok_buf_free(buf *b)
+{
+    free(b->p);
+    b->p = NULL;
+    b->n = b->cap = 0;
+}
 
 /* A string stored in the tokenizer's arena (offsets, so the arena may move). */
 typedef struct {

@@ -1,53 +1,14 @@
-/* The tokenizer's containers: the growable byte buffer every part writes
- * into, the string -> id and u64 -> u64 hash maps behind the vocab, the
- * merges and the trie, the byte trie that finds added tokens, and GPT-2's
- * byte-to-unicode map. Shared by the loaders, the encoder and the decoder
- * (lib/airllm_tok_impl.h declares them); they know nothing of tokenizers. */
+/* The tokenizer's containers: the string -> id and u64 -> u64 hash maps
+ * behind the vocab, the merges and the trie, the byte trie that finds added
+ * tokens, and GPT-2's byte-to-unicode map. Shared by the loaders, the
+ * encoder and the decoder (lib/airllm_tok_impl.h declares them, and holds
+ * the inline growable buffer); they know nothing of tokenizers. */
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "airllm_tok_impl.h"
-
-/* ------------------------------------------------------------------------
- * Small containers
- * ------------------------------------------------------------------------ */
-
-int tok_buf_reserve(buf *b, size_t extra)
-{
-    if (extra > SIZE_MAX / 2 - b->n)
-        return -1;
-    size_t need = b->n + extra;
-    if (b->p && need <= b->cap) /* allocates even for 0 bytes: p is never NULL after */
-        return 0;
-    size_t cap = b->cap ? b->cap : 64;
-    while (cap < need)
-        cap *= 2;
-    uint8_t *q = realloc(b->p, cap);
-    if (!q)
-        return -1;
-    b->p = q;
-    b->cap = cap;
-    return 0;
-}
-
-int tok_buf_add(buf *b, const void *s, size_t n)
-{
-    if (tok_buf_reserve(b, n))
-        return -1;
-    if (n)
-        memcpy(b->p + b->n, s, n);
-    b->n += n;
-    return 0;
-}
-
-void tok_buf_free(buf *b)
-{
-    free(b->p);
-    b->p = NULL;
-    b->n = b->cap = 0;
-}
 
 /* ------------------------------------------------------------------------
  * Hash maps: string -> id, and 64-bit key -> 64-bit value
