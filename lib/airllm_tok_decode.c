@@ -145,8 +145,8 @@ static int token_stages(airllm_tok_decoder *d, const uint8_t **ps, size_t *pn)
         buf *dst = s == d->s1.p ? &d->s2 : &d->s1;
         dst->n = 0;
         if (st->kind == DS_REPLACE) {
-            if (tok_replace_all(s, n, S(t, st->pat), st->pat.len, S(t, st->content),
-                                st->content.len, dst, SIZE_MAX))
+            if (airllm_tok_replace_all(s, n, S(t, st->pat), st->pat.len, S(t, st->content),
+                                       st->content.len, dst, SIZE_MAX))
                 return -1;
         } else if (st->kind == DS_METASPACE) {
             /* tokenizers drops every replacement character of the first
@@ -245,12 +245,12 @@ static int decode_one(airllm_tok_decoder *d, int32_t id)
         bool mapped = true;
         for (size_t i = 0; i < n && mapped; i += l) {
             uint32_t c = utf8_get(s, n, i, &l);
-            mapped = c < 324 && tok_char_byte[c] >= 0;
+            mapped = c < 324 && airllm_tok_char_byte[c] >= 0;
         }
         for (size_t i = 0; i < n; i += mapped ? l : 1) {
             uint8_t b = s[i];
             if (mapped)
-                b = (uint8_t)tok_char_byte[utf8_get(s, n, i, &l)];
+                b = (uint8_t)airllm_tok_char_byte[utf8_get(s, n, i, &l)];
             if (lossy_byte(d, b))
                 return -1;
         }

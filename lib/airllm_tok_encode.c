@@ -93,8 +93,8 @@ static int push_pair(enc *c, size_t pos)
     if (a->next < 0)
         return 0;
     uint64_t v;
-    if (!tok_um_get(&c->t->merges,
-                    (uint64_t)(uint32_t)a->id << 32 | (uint32_t)c->sym[a->next].id, &v))
+    if (!airllm_tok_um_get(&c->t->merges,
+                           (uint64_t)(uint32_t)a->id << 32 | (uint32_t)c->sym[a->next].id, &v))
         return 0;
     merge_ent e = {(uint32_t)(v >> 32), (uint32_t)pos, (int32_t)(uint32_t)v};
     return airllm_heap_push(&c->heap, &e);
@@ -122,7 +122,7 @@ static int bpe_word(enc *c, const uint8_t *s, size_t n)
 {
     const airllm_tokenizer *t = c->t;
     if (t->ignore_merges) { /* Llama 3: a word in the vocab is one token */
-        int32_t id = tok_vocab_get(t, s, n);
+        int32_t id = airllm_tok_vocab_get(t, s, n);
         if (id >= 0)
             return emit_id(c, id);
     }
@@ -131,7 +131,7 @@ static int bpe_word(enc *c, const uint8_t *s, size_t n)
     size_t unk_len = 0;
     for (size_t i = 0; i < n; i += l) {
         utf8_get(s, n, i, &l);
-        int32_t id = tok_vocab_get(t, s + i, l);
+        int32_t id = airllm_tok_vocab_get(t, s + i, l);
         if (id >= 0) {
             if (unk >= 0 && add_symbol(c, &ns, unk, unk_len))
                 goto oom;
@@ -184,7 +184,7 @@ static int bpe_word(enc *c, const uint8_t *s, size_t n)
         uint64_t v;
         /* a stale entry: the pair at pos changed since it was queued (the
          * same test as tokenizers: the merged id must still match) */
-        if (!tok_um_get(&t->merges, (uint64_t)(uint32_t)a->id << 32 | (uint32_t)b->id, &v) ||
+        if (!airllm_tok_um_get(&t->merges, (uint64_t)(uint32_t)a->id << 32 | (uint32_t)b->id, &v) ||
             (int32_t)(uint32_t)v != top.new_id)
             continue;
         a->id = top.new_id;
@@ -319,7 +319,7 @@ static int pretok(enc *c, size_t step, const uint8_t *s, size_t n, bool at_origi
         if (st->kind == PT_SPLIT_RE) {
             for (size_t i = 0; i < n;) {
                 size_t j = st->re == RE_GPT2
-                               ? tok_match_gpt2(s, n, i)
+                               ? airllm_tok_match_gpt2(s, n, i)
                                : airllm_pretok_llama3(s, n, i, st->re == RE_LLAMA3 ? 3 : 1);
                 if (pieces_add(raw, i, j, true))
                     goto oom;
@@ -328,7 +328,7 @@ static int pretok(enc *c, size_t step, const uint8_t *s, size_t n, bool at_origi
         } else {
             size_t i = 0;
             for (;;) {
-                size_t j = tok_find_str(s, n, i, S(t, st->pat), st->pat.len);
+                size_t j = airllm_tok_find_str(s, n, i, S(t, st->pat), st->pat.len);
                 if (j > i && pieces_add(raw, i, j, false))
                     goto oom;
                 if (j == n)
@@ -379,13 +379,13 @@ static int pretok(enc *c, size_t step, const uint8_t *s, size_t n, bool at_origi
         }
         size_t i = 0;
         while (i < pn) {
-            size_t j = st->use_regex ? tok_match_gpt2(p, pn, i) : pn;
+            size_t j = st->use_regex ? airllm_tok_match_gpt2(p, pn, i) : pn;
             /* map each byte to its visible character */
             B->n = 0;
             if (tok_buf_reserve(B, 2 * (j - i)))
                 goto oom;
             for (size_t k = i; k < j; k++)
-                B->n += utf8_put(B->p + B->n, tok_byte_char[p[k]]);
+                B->n += utf8_put(B->p + B->n, airllm_tok_byte_char[p[k]]);
             if (pretok(c, step + 1, B->p, B->n, at_origin && i == 0))
                 return -1;
             i = j;
@@ -423,7 +423,7 @@ static int split_added(enc *c, const trie *tr, const uint8_t *s, size_t n, bool 
         int32_t k = -1;
         size_t p = pos;
         for (; p < n; p++)
-            if (tr->first[s[p]] && (k = tok_trie_longest(tr, s, n, p, &mlen)) >= 0)
+            if (tr->first[s[p]] && (k = airllm_tok_trie_longest(tr, s, n, p, &mlen)) >= 0)
                 break;
         if (k < 0)
             break;
@@ -472,7 +472,7 @@ static int pass1_text(enc *c, const uint8_t *s, size_t n, bool at_origin)
 {
     const uint8_t *ns;
     size_t nn;
-    int rc = tok_normalize(c->t, s, n, &c->nx, &c->ny, &c->nw, &ns, &nn);
+    int rc = airllm_tok_normalize(c->t, s, n, &c->nx, &c->ny, &c->nw, &ns, &nn);
     if (rc == -2)
         return airllm_errf(c->err, "encode: tokenizer.json's normalizer grows %zu bytes of "
                                    "text past %d times that length plus %d bytes: refused",
@@ -494,7 +494,7 @@ static int file_text(enc *c, const uint8_t *s, size_t n, bool at_origin)
         rc = airllm_spm_encode(t->spm, (const char *)s, n, &ids, &k, c->err);
     } else {
         if (t->nfc && n) {
-            if (tok_nfc(s, n, &c->nx, &c->nw))
+            if (airllm_tok_nfc(s, n, &c->nx, &c->nw))
                 return airllm_errf(c->err, "out of memory");
             s = c->nx.p;
             n = c->nx.n;

@@ -46,14 +46,14 @@ static int file_added(ld *L, const char *content, size_t len, int64_t id, bool s
         t->cap_added = cap;
     }
     added_tok a = {0};
-    if (tok_intern(L, content, len, &a.content, where))
+    if (airllm_tok_intern(L, content, len, &a.content, where))
         return -1;
     a.norm = a.content;
     a.id = (int32_t)id;
     a.special = special;
     a.lstrip = lstrip;
     a.rstrip = rstrip;
-    int32_t old = tok_sm_put(&t->added_by, t->arena.p, a.content, (int32_t)t->n_added);
+    int32_t old = airllm_tok_sm_put(&t->added_by, t->arena.p, a.content, (int32_t)t->n_added);
     if (old == -2)
         return airllm_errf(L->err, "out of memory");
     if (old >= 0) {
@@ -62,7 +62,7 @@ static int file_added(ld *L, const char *content, size_t len, int64_t id, bool s
         return airllm_errf(L->err, "%s: \"%.*s\" has id %lld, but also %d", where, (int)len,
                            content, (long long)id, t->added[old].id);
     }
-    if (match && tok_trie_add(&t->trie_raw, S(t, a.content), len, (int32_t)t->n_added) == -2)
+    if (match && airllm_tok_trie_add(&t->trie_raw, S(t, a.content), len, (int32_t)t->n_added) == -2)
         return airllm_errf(L->err, "out of memory");
     t->added[t->n_added++] = a;
     return 0;
@@ -73,7 +73,7 @@ static int file_added(ld *L, const char *content, size_t len, int64_t id, bool s
  * (92543 "[UNUSED_TOKEN_145]" becomes "<|im_start|>"). */
 static int file_config_added(ld *L, const cJSON *root)
 {
-    const cJSON *d = tok_jget(root, "added_tokens_decoder"), *e;
+    const cJSON *d = airllm_tok_jget(root, "added_tokens_decoder"), *e;
     if (!d || cJSON_IsNull(d))
         return 0;
     if (!cJSON_IsObject(d))
@@ -90,10 +90,10 @@ static int file_config_added(ld *L, const cJSON *root)
             return airllm_errf(L->err, "%s: the key is not an id", where);
         if (!cJSON_IsObject(e))
             return airllm_errf(L->err, "%s is not an object", where);
-        if (tok_jstr(L, e, "content", true, &content, where) ||
-            tok_jbool(L, e, "special", false, &special, where) ||
-            tok_jbool(L, e, "lstrip", false, &lstrip, where) ||
-            tok_jbool(L, e, "rstrip", false, &rstrip, where) ||
+        if (airllm_tok_jstr(L, e, "content", true, &content, where) ||
+            airllm_tok_jbool(L, e, "special", false, &special, where) ||
+            airllm_tok_jbool(L, e, "lstrip", false, &lstrip, where) ||
+            airllm_tok_jbool(L, e, "rstrip", false, &rstrip, where) ||
             file_added(L, content, strlen(content), id, special, lstrip, rstrip, true, where))
             return -1;
     }
@@ -136,7 +136,7 @@ static int file_build_ids(ld *L)
 }
 
 /* The model's tokens into the vocab map. Tiktoken tokens are raw bytes (a
- * piece of a UTF-8 character is a token), so they bypass tok_intern's check. */
+ * piece of a UTF-8 character is a token), so they bypass airllm_tok_intern's check. */
 static int file_vocab(ld *L)
 {
     airllm_tokenizer *t = L->t;
@@ -144,8 +144,8 @@ static int file_vocab(ld *L)
     size_t ids = t->spm ? n : airllm_tiktoken_vocab_size(t->tt), cap = 64;
     while (cap < 2 * n + 2)
         cap *= 2;
-    if (tok_sm_alloc(&t->vocab, cap) || tok_sm_alloc(&t->added_by, 64) ||
-        tok_trie_init(&t->trie_raw) || tok_trie_init(&t->trie_norm))
+    if (airllm_tok_sm_alloc(&t->vocab, cap) || airllm_tok_sm_alloc(&t->added_by, 64) ||
+        airllm_tok_trie_init(&t->trie_raw) || airllm_tok_trie_init(&t->trie_norm))
         return airllm_errf(L->err, "out of memory");
     for (size_t id = 0; id < ids; id++) {
         size_t len;
@@ -159,7 +159,7 @@ static int file_vocab(ld *L)
             return airllm_errf(L->err, "too much token text (over 4 GiB)");
         span sp = {(uint32_t)t->arena.n, (uint32_t)len};
         if (tok_buf_add(&t->arena, p, len) ||
-            tok_sm_put(&t->vocab, t->arena.p, sp, (int32_t)id) == -2)
+            airllm_tok_sm_put(&t->vocab, t->arena.p, sp, (int32_t)id) == -2)
             return airllm_errf(L->err, "out of memory");
         t->n_vocab = id + 1;
     }
@@ -214,13 +214,13 @@ static int file_special_tokens(ld *L, const cJSON *root)
     static const char *const keys[] = {"bos_token", "eos_token", "unk_token", "pad_token"};
     static const char *const defaults[] = {"<s>", "</s>", "<unk>", NULL};
     for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
-        const cJSON *v = root ? tok_jget(root, keys[i]) : NULL;
+        const cJSON *v = root ? airllm_tok_jget(root, keys[i]) : NULL;
         if (cJSON_IsObject(v))
-            v = tok_jget(v, "content");
+            v = airllm_tok_jget(v, "content");
         const char *s = cJSON_IsString(v) ? v->valuestring : v ? NULL : defaults[i];
         if (!s || !*s)
             continue;
-        int32_t id = tok_vocab_get(L->t, s, strlen(s));
+        int32_t id = airllm_tok_vocab_get(L->t, s, strlen(s));
         if (id >= 0 && file_added(L, s, strlen(s), id, true, false, false, true, keys[i]))
             return -1;
     }
@@ -263,8 +263,8 @@ static int file_added_json(ld *L, const char *path)
 
 /* Loads a tokenizer.model or .tiktoken file; config is tokenizer_config.json
  * or NULL. */
-int tok_load_model_file(const char *file, bool spm, const char *config,
-                        const char *added_json, airllm_tokenizer **out, airllm_err *err)
+int airllm_tok_load_model_file(const char *file, bool spm, const char *config,
+                               const char *added_json, airllm_tokenizer **out, airllm_err *err)
 {
     *out = NULL;
     airllm_tokenizer *t = calloc(1, sizeof *t);
@@ -285,7 +285,7 @@ int tok_load_model_file(const char *file, bool spm, const char *config,
         if (airllm_read_small_file(config, TOK_CONFIG_MAX, &text, &len, err) ||
             airllm_json_parse_object(text, len, config, &root, err))
             goto out;
-        const cJSON *c = tok_jget(root, "tokenizer_class");
+        const cJSON *c = airllm_tok_jget(root, "tokenizer_class");
         cls = cJSON_IsString(c) ? c->valuestring : NULL;
     }
     if (file_vocab(&L) || file_family(&L, cls)) {

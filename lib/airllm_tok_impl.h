@@ -34,8 +34,10 @@
  *   airllm_tok_encode.c     pre-tokenizer steps, BPE, added-token splitting
  *   airllm_tok_decode.c     the streaming decoder
  *
- * Cross-file functions carry a tok_ prefix; everything else stays static
- * in its file. The growable buffer and the UTF-8 helpers are static inline
+ * Cross-file functions carry the airllm_tok_ prefix like the public API
+ * (libairllm.a and .so export only airllm_ names); this header, not the
+ * name, says they are internal. Everything else stays static in its file.
+ * The growable buffer (tok_buf_*) and the UTF-8 helpers are static inline
  * here because every part calls them a character at a time in its inner
  * loops. */
 #ifndef AIRLLM_TOK_IMPL_H
@@ -66,7 +68,7 @@
 #define TOK_CONFIG_MAX (16u << 20)
 #define SPAN_NONE UINT32_MAX
 
-/* How far tok_normalize lets a text grow (see there). */
+/* How far airllm_tok_normalize lets a text grow (see there). */
 #define TOK_NORM_GROWTH 16
 #define TOK_NORM_SLACK 4096
 
@@ -134,12 +136,12 @@ typedef struct {
     size_t cap, n;
 } strmap;
 
-int tok_sm_alloc(strmap *m, size_t cap);
+int airllm_tok_sm_alloc(strmap *m, size_t cap);
 /* The id stored for key, or -1. */
-int32_t tok_sm_get(const strmap *m, const uint8_t *base, const void *key, size_t n);
+int32_t airllm_tok_sm_get(const strmap *m, const uint8_t *base, const void *key, size_t n);
 /* Inserts key -> val unless the key is there; returns the id already there,
  * or -1 when inserted, or -2 when out of memory. */
-int32_t tok_sm_put(strmap *m, const uint8_t *base, span key, int32_t val);
+int32_t airllm_tok_sm_put(strmap *m, const uint8_t *base, span key, int32_t val);
 
 #define UM_EMPTY UINT64_MAX
 
@@ -152,11 +154,11 @@ typedef struct {
     size_t cap, n;
 } u64map;
 
-int tok_um_alloc(u64map *m, size_t cap);
+int airllm_tok_um_alloc(u64map *m, size_t cap);
 /* 1 and *v set when k is there, else 0. */
-int tok_um_get(const u64map *m, uint64_t k, uint64_t *v);
+int airllm_tok_um_get(const u64map *m, uint64_t k, uint64_t *v);
 /* Inserts or overwrites; -1 when out of memory. */
-int tok_um_put(u64map *m, uint64_t k, uint64_t v);
+int airllm_tok_um_put(u64map *m, uint64_t k, uint64_t v);
 
 /* ------------------------------------------------------------------------
  * UTF-8
@@ -289,13 +291,13 @@ typedef struct {
     bool empty;
 } trie;
 
-int tok_trie_init(trie *tr);
-void tok_trie_free(trie *tr);
+int airllm_tok_trie_init(trie *tr);
+void airllm_tok_trie_free(trie *tr);
 /* Returns the index already stored for this exact string, -1 when added,
  * -2 when out of memory. */
-int tok_trie_add(trie *tr, const uint8_t *s, size_t n, int32_t idx);
+int airllm_tok_trie_add(trie *tr, const uint8_t *s, size_t n, int32_t idx);
 /* The longest token starting at s[p]: its index in added[] (and *len), or -1. */
-int32_t tok_trie_longest(const trie *tr, const uint8_t *s, size_t n, size_t p, size_t *len);
+int32_t airllm_tok_trie_longest(const trie *tr, const uint8_t *s, size_t n, size_t p, size_t *len);
 
 struct airllm_tokenizer {
     buf arena; /* every string; spans point into it */
@@ -347,15 +349,15 @@ static inline const uint8_t *S(const airllm_tokenizer *t, span s)
 
 /* GPT-2's byte-to-unicode map (tokenizers' bytes_char): printable bytes map
  * to themselves, the others to U+0100 upwards, so every byte is a visible
- * character in the vocab. Written once by tok_init_byte_map (under
+ * character in the vocab. Written once by airllm_tok_init_byte_map (under
  * pthread_once: tokenizers may be loaded from several threads at once),
  * read-only after; every loader calls it before a tokenizer exists. */
-extern uint32_t tok_byte_char[256];
-extern int16_t tok_char_byte[324]; /* inverse, for code points below 324 */
-void tok_init_byte_map(void);
+extern uint32_t airllm_tok_byte_char[256];
+extern int16_t airllm_tok_char_byte[324]; /* inverse, for code points below 324 */
+void airllm_tok_init_byte_map(void);
 
 /* The model vocab's id of a string, or -1 (airllm_tokenizer.c). */
-int32_t tok_vocab_get(const airllm_tokenizer *t, const void *s, size_t n);
+int32_t airllm_tok_vocab_get(const airllm_tokenizer *t, const void *s, size_t n);
 
 /* ------------------------------------------------------------------------
  * Loading (airllm_tok_json.c, airllm_tok_json_steps.c, airllm_tok_files.c)
@@ -371,47 +373,47 @@ typedef struct {
 
 /* Copies s[0..n) (checked: UTF-8, at most TOK_MAX_STR bytes) into the
  * arena; what names it in an error. */
-int tok_intern(ld *L, const char *s, size_t n, span *out, const char *what);
-const cJSON *tok_jget(const cJSON *o, const char *k);
+int airllm_tok_intern(ld *L, const char *s, size_t n, span *out, const char *what);
+const cJSON *airllm_tok_jget(const cJSON *o, const char *k);
 /* Optional boolean: absent or null gives dflt. */
-int tok_jbool(ld *L, const cJSON *o, const char *k, bool dflt, bool *out, const char *where);
+int airllm_tok_jbool(ld *L, const cJSON *o, const char *k, bool dflt, bool *out, const char *where);
 /* Optional string: absent or null gives NULL; required makes those errors. */
-int tok_jstr(ld *L, const cJSON *o, const char *k, bool required, const char **out,
-             const char *where);
+int airllm_tok_jstr(ld *L, const cJSON *o, const char *k, bool required, const char **out,
+                    const char *where);
 /* A JSON number that is an integer in [lo, hi]. */
-int tok_jint(const cJSON *v, double lo, double hi, int64_t *out);
+int airllm_tok_jint(const cJSON *v, double lo, double hi, int64_t *out);
 /* The "type" of an object, or NULL with the error set. */
-const char *tok_jtype(ld *L, const cJSON *o, const char *where);
+const char *airllm_tok_jtype(ld *L, const cJSON *o, const char *where);
 
 /* tokenizer.json's "normalizer", "pre_tokenizer" and "decoder" (null or
  * absent: none) into t->norm, t->pt and the decoder fields. */
-int tok_load_normalizer(ld *L, const cJSON *n, int depth);
-int tok_load_pretok(ld *L, const cJSON *p, int depth);
-int tok_load_decoder(ld *L, const cJSON *d);
+int airllm_tok_load_normalizer(ld *L, const cJSON *n, int depth);
+int airllm_tok_load_pretok(ld *L, const cJSON *p, int depth);
+int airllm_tok_load_decoder(ld *L, const cJSON *d);
 
 /* A tokenizer.model (spm) or *.tiktoken file, with tokenizer_config.json
  * and added_tokens.json when not NULL. */
-int tok_load_model_file(const char *file, bool spm, const char *config,
-                        const char *added_json, airllm_tokenizer **out, airllm_err *err);
+int airllm_tok_load_model_file(const char *file, bool spm, const char *config,
+                               const char *added_json, airllm_tokenizer **out, airllm_err *err);
 
 /* ------------------------------------------------------------------------
  * Text (airllm_tok_norm.c)
  * ------------------------------------------------------------------------ */
 
 /* Leftmost non-overlapping occurrence of pat in s[from..n), or n. */
-size_t tok_find_str(const uint8_t *s, size_t n, size_t from, const uint8_t *pat, size_t np);
+size_t airllm_tok_find_str(const uint8_t *s, size_t n, size_t from, const uint8_t *pat, size_t np);
 /* Every pat in s replaced by rep, into dst; -2 as soon as the output would
  * pass max bytes, -1 when out of memory. */
-int tok_replace_all(const uint8_t *s, size_t n, const uint8_t *pat, size_t np,
-                    const uint8_t *rep, size_t nr, buf *dst, size_t max);
+int airllm_tok_replace_all(const uint8_t *s, size_t n, const uint8_t *pat, size_t np,
+                           const uint8_t *rep, size_t nr, buf *dst, size_t max);
 /* NFC of valid UTF-8 s into dst; w is scratch. -1: out of memory. */
-int tok_nfc(const uint8_t *s, size_t n, buf *dst, buf *w);
+int airllm_tok_nfc(const uint8_t *s, size_t n, buf *dst, buf *w);
 /* Runs the normalizer over s; the result lands in x or y (or is s itself);
  * w is scratch. -1: out of memory; -2: the text grew past
  * TOK_NORM_GROWTH times its length plus TOK_NORM_SLACK. */
-int tok_normalize(const airllm_tokenizer *t, const uint8_t *s, size_t n, buf *x, buf *y,
-                  buf *w, const uint8_t **out, size_t *on);
+int airllm_tok_normalize(const airllm_tokenizer *t, const uint8_t *s, size_t n, buf *x, buf *y,
+                         buf *w, const uint8_t **out, size_t *on);
 /* The end of GPT-2's pre-tokenizer regex match at s[i] (i < n). */
-size_t tok_match_gpt2(const uint8_t *s, size_t n, size_t i);
+size_t airllm_tok_match_gpt2(const uint8_t *s, size_t n, size_t i);
 
 #endif

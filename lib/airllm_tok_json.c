@@ -2,9 +2,9 @@
  * airllm_tokenizer: the BPE model's vocab and merges, the added tokens and
  * the id tables built from both, and the post-processor's BOS/EOS. The
  * normalizer, pre-tokenizer and decoder sections are read by
- * airllm_tok_json_steps.c; the small checked JSON accessors here (tok_j*)
- * serve it and airllm_tok_files.c too. Every id, length and count read is
- * bounded before it is used. */
+ * airllm_tok_json_steps.c; the small checked JSON accessors here
+ * (airllm_tok_j*) serve it and airllm_tok_files.c too. Every id, length
+ * and count read is bounded before it is used. */
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,7 +20,7 @@
  * ------------------------------------------------------------------------ */
 
 
-int tok_intern(ld *L, const char *s, size_t n, span *out, const char *what)
+int airllm_tok_intern(ld *L, const char *s, size_t n, span *out, const char *what)
 {
     if (n > TOK_MAX_STR)
         return airllm_errf(L->err, "%s is %zu bytes long (at most %u)", what, n, TOK_MAX_STR);
@@ -35,15 +35,15 @@ int tok_intern(ld *L, const char *s, size_t n, span *out, const char *what)
     return 0;
 }
 
-const cJSON *tok_jget(const cJSON *o, const char *k)
+const cJSON *airllm_tok_jget(const cJSON *o, const char *k)
 {
     return cJSON_GetObjectItemCaseSensitive(o, k);
 }
 
 /* Optional boolean: absent or null gives dflt. */
-int tok_jbool(ld *L, const cJSON *o, const char *k, bool dflt, bool *out, const char *where)
+int airllm_tok_jbool(ld *L, const cJSON *o, const char *k, bool dflt, bool *out, const char *where)
 {
-    const cJSON *v = tok_jget(o, k);
+    const cJSON *v = airllm_tok_jget(o, k);
     if (!v || cJSON_IsNull(v)) {
         *out = dflt;
         return 0;
@@ -55,10 +55,10 @@ int tok_jbool(ld *L, const cJSON *o, const char *k, bool dflt, bool *out, const 
 }
 
 /* Optional string: absent or null gives NULL; required makes those errors. */
-int tok_jstr(ld *L, const cJSON *o, const char *k, bool required, const char **out,
-             const char *where)
+int airllm_tok_jstr(ld *L, const cJSON *o, const char *k, bool required, const char **out,
+                    const char *where)
 {
-    const cJSON *v = tok_jget(o, k);
+    const cJSON *v = airllm_tok_jget(o, k);
     *out = NULL;
     if (!v || cJSON_IsNull(v)) {
         if (required)
@@ -72,7 +72,7 @@ int tok_jstr(ld *L, const cJSON *o, const char *k, bool required, const char **o
 }
 
 /* A JSON number that is an integer in [lo, hi]. */
-int tok_jint(const cJSON *v, double lo, double hi, int64_t *out)
+int airllm_tok_jint(const cJSON *v, double lo, double hi, int64_t *out)
 {
     if (!cJSON_IsNumber(v))
         return -1;
@@ -83,14 +83,14 @@ int tok_jint(const cJSON *v, double lo, double hi, int64_t *out)
     return 0;
 }
 
-const char *tok_jtype(ld *L, const cJSON *o, const char *where)
+const char *airllm_tok_jtype(ld *L, const cJSON *o, const char *where)
 {
     const char *ty = NULL;
     if (!cJSON_IsObject(o)) {
         airllm_errf(L->err, "%s is not an object", where);
         return NULL;
     }
-    if (tok_jstr(L, o, "type", true, &ty, where))
+    if (airllm_tok_jstr(L, o, "type", true, &ty, where))
         return NULL;
     return ty;
 }
@@ -102,32 +102,32 @@ const char *tok_jtype(ld *L, const cJSON *o, const char *where)
 static int load_vocab(ld *L, const cJSON *model)
 {
     airllm_tokenizer *t = L->t;
-    const cJSON *v = tok_jget(model, "vocab");
+    const cJSON *v = airllm_tok_jget(model, "vocab");
     if (!cJSON_IsObject(v))
         return airllm_errf(L->err, "model: \"vocab\" is missing or not an object");
     /* sized up front: no rehashing while 100k+ entries go in */
     size_t cap = 64, n = (size_t)cJSON_GetArraySize(v);
-    const cJSON *merges = tok_jget(model, "merges");
+    const cJSON *merges = airllm_tok_jget(model, "merges");
     size_t nm = cJSON_IsArray(merges) ? (size_t)cJSON_GetArraySize(merges) : 0;
     while (cap < 2 * n + 2)
         cap *= 2;
-    if (tok_sm_alloc(&t->vocab, cap))
+    if (airllm_tok_sm_alloc(&t->vocab, cap))
         return airllm_errf(L->err, "out of memory");
     for (cap = 64; cap < 2 * nm + 2;)
         cap *= 2;
-    if (tok_um_alloc(&t->merges, cap))
+    if (airllm_tok_um_alloc(&t->merges, cap))
         return airllm_errf(L->err, "out of memory");
     const cJSON *e;
     cJSON_ArrayForEach(e, v)
     {
         int64_t id;
         span s;
-        if (tok_jint(e, 0, 2147483646.0, &id))
+        if (airllm_tok_jint(e, 0, 2147483646.0, &id))
             return airllm_errf(L->err, "model.vocab: the id of \"%.100s\" is not an integer in "
                                        "[0, 2^31-1)", e->string);
-        if (tok_intern(L, e->string, strlen(e->string), &s, "a model.vocab token"))
+        if (airllm_tok_intern(L, e->string, strlen(e->string), &s, "a model.vocab token"))
             return -1;
-        int32_t old = tok_sm_put(&t->vocab, t->arena.p, s, (int32_t)id);
+        int32_t old = airllm_tok_sm_put(&t->vocab, t->arena.p, s, (int32_t)id);
         if (old == -2)
             return airllm_errf(L->err, "out of memory");
         if (old >= 0)
@@ -140,32 +140,32 @@ static int load_vocab(ld *L, const cJSON *model)
 static int load_model_options(ld *L, const cJSON *m)
 {
     airllm_tokenizer *t = L->t;
-    const char *ty = tok_jtype(L, m, "model");
+    const char *ty = airllm_tok_jtype(L, m, "model");
     if (!ty)
         return -1;
     if (strcmp(ty, "BPE") != 0)
         return airllm_errf(L->err, "model type \"%s\" is not supported (only BPE)", ty);
-    const cJSON *drop = tok_jget(m, "dropout");
+    const cJSON *drop = airllm_tok_jget(m, "dropout");
     if (drop && !cJSON_IsNull(drop) && !(cJSON_IsNumber(drop) && drop->valuedouble == 0))
         return airllm_errf(L->err, "model: BPE dropout is not supported (it makes encoding "
                                    "random)");
     const char *prefix, *suffix;
-    if (tok_jstr(L, m, "continuing_subword_prefix", false, &prefix, "model") ||
-        tok_jstr(L, m, "end_of_word_suffix", false, &suffix, "model"))
+    if (airllm_tok_jstr(L, m, "continuing_subword_prefix", false, &prefix, "model") ||
+        airllm_tok_jstr(L, m, "end_of_word_suffix", false, &suffix, "model"))
         return -1;
     if ((prefix && *prefix) || (suffix && *suffix))
         return airllm_errf(L->err, "model: continuing_subword_prefix / end_of_word_suffix are "
                                    "not supported");
-    return tok_jbool(L, m, "fuse_unk", false, &t->fuse_unk, "model") ||
-           tok_jbool(L, m, "byte_fallback", false, &t->byte_fallback, "model") ||
-           tok_jbool(L, m, "ignore_merges", false, &t->ignore_merges, "model");
+    return airllm_tok_jbool(L, m, "fuse_unk", false, &t->fuse_unk, "model") ||
+           airllm_tok_jbool(L, m, "byte_fallback", false, &t->byte_fallback, "model") ||
+           airllm_tok_jbool(L, m, "ignore_merges", false, &t->ignore_merges, "model");
 }
 
 
 static int add_merge(ld *L, size_t rank, const char *a, size_t na, const char *b, size_t nb)
 {
     airllm_tokenizer *t = L->t;
-    int32_t ia = tok_vocab_get(t, a, na), ib = tok_vocab_get(t, b, nb);
+    int32_t ia = airllm_tok_vocab_get(t, a, na), ib = airllm_tok_vocab_get(t, b, nb);
     if (ia < 0 || ib < 0)
         return airllm_errf(L->err, "model.merges[%zu]: \"%.*s\" is not in the vocab", rank,
                            (int)(ia < 0 ? (na < 100 ? na : 100) : (nb < 100 ? nb : 100)),
@@ -173,14 +173,14 @@ static int add_merge(ld *L, size_t rank, const char *a, size_t na, const char *b
     L->scratch.n = 0;
     if (tok_buf_add(&L->scratch, a, na) || tok_buf_add(&L->scratch, b, nb))
         return airllm_errf(L->err, "out of memory");
-    int32_t ic = tok_vocab_get(t, L->scratch.p, L->scratch.n);
+    int32_t ic = airllm_tok_vocab_get(t, L->scratch.p, L->scratch.n);
     if (ic < 0)
         return airllm_errf(L->err, "model.merges[%zu]: the merged token \"%.*s\" is not in the "
                                    "vocab", rank, (int)(L->scratch.n < 200 ? L->scratch.n : 200),
                            (const char *)L->scratch.p);
     /* A pair listed twice keeps its last rank, as tokenizers' HashMap does. */
-    if (tok_um_put(&t->merges, (uint64_t)ia << 32 | (uint32_t)ib,
-                   (uint64_t)rank << 32 | (uint32_t)ic))
+    if (airllm_tok_um_put(&t->merges, (uint64_t)ia << 32 | (uint32_t)ib,
+                          (uint64_t)rank << 32 | (uint32_t)ic))
         return airllm_errf(L->err, "out of memory");
     return 0;
 }
@@ -189,7 +189,7 @@ static int add_merge(ld *L, size_t rank, const char *a, size_t na, const char *b
  * [["a", "b"], ...]; the rank is the position in the list. */
 static int load_merges(ld *L, const cJSON *model)
 {
-    const cJSON *m = tok_jget(model, "merges");
+    const cJSON *m = airllm_tok_jget(model, "merges");
     if (!cJSON_IsArray(m))
         return airllm_errf(L->err, "model: \"merges\" is missing or not an array");
     const cJSON *first = m->child;
@@ -236,8 +236,8 @@ static int load_merges(ld *L, const cJSON *model)
 static int load_added(ld *L, const cJSON *list)
 {
     airllm_tokenizer *t = L->t;
-    if (tok_sm_alloc(&t->added_by, 64) || tok_trie_init(&t->trie_raw) ||
-        tok_trie_init(&t->trie_norm))
+    if (airllm_tok_sm_alloc(&t->added_by, 64) || airllm_tok_trie_init(&t->trie_raw) ||
+        airllm_tok_trie_init(&t->trie_norm))
         return airllm_errf(L->err, "out of memory");
     if (!list || cJSON_IsNull(list))
         return 0;
@@ -263,20 +263,20 @@ static int load_added(ld *L, const cJSON *list)
         added_tok a = {0};
         int64_t id;
         const char *content;
-        if (tok_jint(tok_jget(e, "id"), 0, 2147483646.0, &id)) {
+        if (airllm_tok_jint(airllm_tok_jget(e, "id"), 0, 2147483646.0, &id)) {
             airllm_errf(L->err, "%s: \"id\" is missing or not an integer in [0, 2^31-1)", where);
             goto out;
         }
-        if (tok_jstr(L, e, "content", true, &content, where) ||
-            tok_jbool(L, e, "special", false, &a.special, where) ||
-            tok_jbool(L, e, "single_word", false, &a.single_word, where) ||
-            tok_jbool(L, e, "lstrip", false, &a.lstrip, where) ||
-            tok_jbool(L, e, "rstrip", false, &a.rstrip, where) ||
-            tok_jbool(L, e, "normalized", !a.special, &a.normalized, where))
+        if (airllm_tok_jstr(L, e, "content", true, &content, where) ||
+            airllm_tok_jbool(L, e, "special", false, &a.special, where) ||
+            airllm_tok_jbool(L, e, "single_word", false, &a.single_word, where) ||
+            airllm_tok_jbool(L, e, "lstrip", false, &a.lstrip, where) ||
+            airllm_tok_jbool(L, e, "rstrip", false, &a.rstrip, where) ||
+            airllm_tok_jbool(L, e, "normalized", !a.special, &a.normalized, where))
             goto out;
         if (!*content) /* tokenizers ignores empty added tokens */
             continue;
-        int32_t vid = tok_vocab_get(t, content, strlen(content));
+        int32_t vid = airllm_tok_vocab_get(t, content, strlen(content));
         int64_t expect = vid >= 0 ? vid : next_id++;
         if (id != expect) {
             airllm_errf(L->err, "%s: \"%.100s\" has id %lld but tokenizers would give it %lld "
@@ -285,13 +285,13 @@ static int load_added(ld *L, const cJSON *list)
             goto out;
         }
         a.id = (int32_t)id;
-        if (tok_intern(L, content, strlen(content), &a.content, where))
+        if (airllm_tok_intern(L, content, strlen(content), &a.content, where))
             goto out;
         a.norm = a.content;
         if (a.normalized && t->n_norm) {
             const uint8_t *ns;
             size_t nn;
-            int nrc = tok_normalize(t, S(t, a.content), a.content.len, &x, &y, &w, &ns, &nn);
+            int nrc = airllm_tok_normalize(t, S(t, a.content), a.content.len, &x, &y, &w, &ns, &nn);
             if (nrc) {
                 if (nrc == -2)
                     airllm_errf(L->err, "%s: the normalizer grows \"%.100s\" past %d times "
@@ -305,16 +305,16 @@ static int load_added(ld *L, const cJSON *list)
                 airllm_errf(L->err, "%s: \"%.100s\" normalizes to nothing", where, content);
                 goto out;
             }
-            /* copy first: ns may point into x or y, and tok_intern may move the arena */
+            /* copy first: ns may point into x or y, and airllm_tok_intern may move the arena */
             L->scratch.n = 0;
             if (tok_buf_add(&L->scratch, ns, nn)) {
                 airllm_errf(L->err, "out of memory");
                 goto out;
             }
-            if (tok_intern(L, (const char *)L->scratch.p, nn, &a.norm, where))
+            if (airllm_tok_intern(L, (const char *)L->scratch.p, nn, &a.norm, where))
                 goto out;
         }
-        int32_t old = tok_sm_put(&t->added_by, t->arena.p, a.content, (int32_t)t->n_added);
+        int32_t old = airllm_tok_sm_put(&t->added_by, t->arena.p, a.content, (int32_t)t->n_added);
         if (old == -2) {
             airllm_errf(L->err, "out of memory");
             goto out;
@@ -324,7 +324,7 @@ static int load_added(ld *L, const cJSON *list)
             goto out;
         }
         trie *tr = a.normalized ? &t->trie_norm : &t->trie_raw;
-        int prev = tok_trie_add(tr, S(t, a.norm), a.norm.len, (int32_t)t->n_added);
+        int prev = airllm_tok_trie_add(tr, S(t, a.norm), a.norm.len, (int32_t)t->n_added);
         if (prev == -2) {
             airllm_errf(L->err, "out of memory");
             goto out;
@@ -397,14 +397,15 @@ static int build_ids(ld *L)
     for (size_t id = 0; id < t->n_ids; id++) {
         if (t->id_dec[id].off == SPAN_NONE)
             continue;
-        int32_t k = tok_sm_get(&t->added_by, t->arena.p, S(t, t->id_dec[id]), t->id_dec[id].len);
+        int32_t k = airllm_tok_sm_get(&t->added_by, t->arena.p, S(t, t->id_dec[id]),
+                                      t->id_dec[id].len);
         t->id_special[id] = k >= 0 && t->added[k].special;
     }
     if (t->byte_fallback)
         for (int b = 0; b < 256; b++) {
             char name[8];
             snprintf(name, sizeof name, "<0x%02X>", b);
-            t->byte_id[b] = tok_vocab_get(t, name, 6);
+            t->byte_id[b] = airllm_tok_vocab_get(t, name, 6);
         }
     return 0;
 }
@@ -418,7 +419,8 @@ static int build_ids(ld *L)
 static int load_template(ld *L, const cJSON *p)
 {
     airllm_tokenizer *t = L->t;
-    const cJSON *single = tok_jget(p, "single"), *specials = tok_jget(p, "special_tokens");
+    const cJSON *single = airllm_tok_jget(p, "single");
+    const cJSON *specials = airllm_tok_jget(p, "special_tokens");
     if (!cJSON_IsArray(single) || !cJSON_IsObject(specials))
         return airllm_errf(L->err, "post_processor TemplateProcessing: \"single\" or "
                                    "\"special_tokens\" missing");
@@ -428,17 +430,17 @@ static int load_template(ld *L, const cJSON *p)
     const cJSON *e;
     cJSON_ArrayForEach(e, single)
     {
-        const cJSON *seq = tok_jget(e, "Sequence"), *sp = tok_jget(e, "SpecialToken");
+        const cJSON *seq = airllm_tok_jget(e, "Sequence"), *sp = airllm_tok_jget(e, "SpecialToken");
         if (cJSON_IsObject(seq)) {
             side = 1;
             continue;
         }
-        const cJSON *name = cJSON_IsObject(sp) ? tok_jget(sp, "id") : NULL;
+        const cJSON *name = cJSON_IsObject(sp) ? airllm_tok_jget(sp, "id") : NULL;
         if (!cJSON_IsString(name))
             return airllm_errf(L->err, "post_processor TemplateProcessing: a \"single\" item is "
                                        "neither Sequence nor SpecialToken");
-        const cJSON *def = tok_jget(specials, name->valuestring);
-        const cJSON *ids = cJSON_IsObject(def) ? tok_jget(def, "ids") : NULL;
+        const cJSON *def = airllm_tok_jget(specials, name->valuestring);
+        const cJSON *ids = cJSON_IsObject(def) ? airllm_tok_jget(def, "ids") : NULL;
         if (!cJSON_IsArray(ids))
             return airllm_errf(L->err, "post_processor TemplateProcessing: special token "
                                        "\"%.100s\" has no \"ids\"", name->valuestring);
@@ -446,7 +448,7 @@ static int load_template(ld *L, const cJSON *p)
         cJSON_ArrayForEach(v, ids)
         {
             int64_t id;
-            if (tok_jint(v, 0, 2147483646.0, &id) || (size_t)id >= t->n_ids ||
+            if (airllm_tok_jint(v, 0, 2147483646.0, &id) || (size_t)id >= t->n_ids ||
                 t->id_tok[id].off == SPAN_NONE)
                 return airllm_errf(L->err, "post_processor TemplateProcessing: special token "
                                            "\"%.100s\" has an id that is not in the vocab",
@@ -468,7 +470,7 @@ static int load_postproc(ld *L, const cJSON *p, int depth)
 {
     if (!p || cJSON_IsNull(p))
         return 0;
-    const char *ty = tok_jtype(L, p, "post_processor");
+    const char *ty = airllm_tok_jtype(L, p, "post_processor");
     if (!ty)
         return -1;
     if (strcmp(ty, "ByteLevel") == 0) /* offsets only */
@@ -476,7 +478,7 @@ static int load_postproc(ld *L, const cJSON *p, int depth)
     if (strcmp(ty, "TemplateProcessing") == 0)
         return load_template(L, p);
     if (strcmp(ty, "Sequence") == 0) {
-        const cJSON *list = tok_jget(p, "processors"), *e;
+        const cJSON *list = airllm_tok_jget(p, "processors"), *e;
         if (!cJSON_IsArray(list))
             return airllm_errf(L->err, "post_processor Sequence: \"processors\" is not an array");
         if (depth >= TOK_MAX_NEST)
@@ -493,23 +495,25 @@ static int load_root(ld *L, const cJSON *root)
     airllm_tokenizer *t = L->t;
     if (!cJSON_IsObject(root))
         return airllm_errf(L->err, "not a JSON object");
-    const cJSON *ver = tok_jget(root, "version");
+    const cJSON *ver = airllm_tok_jget(root, "version");
     if (ver && !(cJSON_IsString(ver) && strcmp(ver->valuestring, "1.0") == 0))
         return airllm_errf(L->err, "unknown tokenizer.json \"version\" (expected \"1.0\")");
-    const cJSON *model = tok_jget(root, "model");
+    const cJSON *model = airllm_tok_jget(root, "model");
     if (!model || cJSON_IsNull(model))
         return airllm_errf(L->err, "\"model\" is missing");
     const char *unk;
-    if (load_model_options(L, model) || tok_jstr(L, model, "unk_token", false, &unk, "model") ||
-        tok_load_normalizer(L, tok_jget(root, "normalizer"), 0) || load_vocab(L, model) ||
-        load_added(L, tok_jget(root, "added_tokens")) || build_ids(L) || load_merges(L, model) ||
-        tok_load_pretok(L, tok_jget(root, "pre_tokenizer"), 0) ||
-        tok_load_decoder(L, tok_jget(root, "decoder")) ||
-        load_postproc(L, tok_jget(root, "post_processor"), 0))
+    if (load_model_options(L, model) ||
+        airllm_tok_jstr(L, model, "unk_token", false, &unk, "model") ||
+        airllm_tok_load_normalizer(L, airllm_tok_jget(root, "normalizer"), 0) ||
+        load_vocab(L, model) || load_added(L, airllm_tok_jget(root, "added_tokens")) ||
+        build_ids(L) || load_merges(L, model) ||
+        airllm_tok_load_pretok(L, airllm_tok_jget(root, "pre_tokenizer"), 0) ||
+        airllm_tok_load_decoder(L, airllm_tok_jget(root, "decoder")) ||
+        load_postproc(L, airllm_tok_jget(root, "post_processor"), 0))
         return -1;
     t->unk_id = -1;
     if (unk) {
-        t->unk_id = tok_vocab_get(t, unk, strlen(unk));
+        t->unk_id = airllm_tok_vocab_get(t, unk, strlen(unk));
         if (t->unk_id < 0)
             return airllm_errf(L->err, "model: unk_token \"%.100s\" is not in the vocab", unk);
     }
@@ -554,7 +558,7 @@ int airllm_tok_load_buffer(const char *json, size_t len, const char *name,
     if (bad < len)
         return airllm_errf(err, "%s: a string holds \\u0000 (byte %zu), which this reader "
                                 "cannot represent", name, bad);
-    tok_init_byte_map();
+    airllm_tok_init_byte_map();
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(json ? json : "", len, &end, 0);
     if (!root)

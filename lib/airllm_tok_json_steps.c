@@ -17,7 +17,7 @@
 static int jchar(ld *L, const cJSON *o, const char *k, uint32_t *cp, const char *where)
 {
     const char *s;
-    if (tok_jstr(L, o, k, true, &s, where))
+    if (airllm_tok_jstr(L, o, k, true, &s, where))
         return -1;
     size_t n = strlen(s), l;
     if (n == 0 || airllm_utf8_check((const uint8_t *)s, n) ||
@@ -29,13 +29,13 @@ static int jchar(ld *L, const cJSON *o, const char *k, uint32_t *cp, const char 
 /* {"String": s} or {"Regex": r}: *is_regex says which. */
 static int jpattern(ld *L, const cJSON *o, const char **s, bool *is_regex, const char *where)
 {
-    const cJSON *p = tok_jget(o, "pattern");
+    const cJSON *p = airllm_tok_jget(o, "pattern");
     if (!cJSON_IsObject(p))
         return airllm_errf(L->err, "%s: \"pattern\" is missing or not an object", where);
-    const cJSON *v = tok_jget(p, "String");
+    const cJSON *v = airllm_tok_jget(p, "String");
     *is_regex = false;
     if (!v) {
-        v = tok_jget(p, "Regex");
+        v = airllm_tok_jget(p, "Regex");
         *is_regex = true;
     }
     if (!cJSON_IsString(v))
@@ -57,30 +57,30 @@ static int add_norm(ld *L, norm_step st)
     return 0;
 }
 
-int tok_load_normalizer(ld *L, const cJSON *n, int depth)
+int airllm_tok_load_normalizer(ld *L, const cJSON *n, int depth)
 {
     if (!n || cJSON_IsNull(n))
         return 0;
-    const char *ty = tok_jtype(L, n, "normalizer");
+    const char *ty = airllm_tok_jtype(L, n, "normalizer");
     if (!ty)
         return -1;
     norm_step st = {0};
     if (strcmp(ty, "Sequence") == 0) {
-        const cJSON *list = tok_jget(n, "normalizers");
+        const cJSON *list = airllm_tok_jget(n, "normalizers");
         if (!cJSON_IsArray(list))
             return airllm_errf(L->err, "normalizer Sequence: \"normalizers\" is not an array");
         if (depth >= TOK_MAX_NEST)
             return airllm_errf(L->err, "normalizer: Sequences nested too deep");
         const cJSON *e;
-        cJSON_ArrayForEach(e, list) if (tok_load_normalizer(L, e, depth + 1)) return -1;
+        cJSON_ArrayForEach(e, list) if (airllm_tok_load_normalizer(L, e, depth + 1)) return -1;
         return 0;
     }
     if (strcmp(ty, "Prepend") == 0) {
         const char *s;
-        if (tok_jstr(L, n, "prepend", true, &s, "normalizer Prepend"))
+        if (airllm_tok_jstr(L, n, "prepend", true, &s, "normalizer Prepend"))
             return -1;
         st.kind = NORM_PREPEND;
-        if (tok_intern(L, s, strlen(s), &st.a, "normalizer Prepend string"))
+        if (airllm_tok_intern(L, s, strlen(s), &st.a, "normalizer Prepend string"))
             return -1;
         return add_norm(L, st);
     }
@@ -88,15 +88,15 @@ int tok_load_normalizer(ld *L, const cJSON *n, int depth)
         const char *pat, *content;
         bool is_re;
         if (jpattern(L, n, &pat, &is_re, "normalizer Replace") ||
-            tok_jstr(L, n, "content", true, &content, "normalizer Replace"))
+            airllm_tok_jstr(L, n, "content", true, &content, "normalizer Replace"))
             return -1;
         if (is_re)
             return airllm_errf(L->err, "normalizer Replace with a Regex pattern is not supported");
         if (!*pat)
             return airllm_errf(L->err, "normalizer Replace: empty pattern");
         st.kind = NORM_REPLACE;
-        if (tok_intern(L, pat, strlen(pat), &st.a, "normalizer Replace pattern") ||
-            tok_intern(L, content, strlen(content), &st.b, "normalizer Replace content"))
+        if (airllm_tok_intern(L, pat, strlen(pat), &st.a, "normalizer Replace pattern") ||
+            airllm_tok_intern(L, content, strlen(content), &st.b, "normalizer Replace content"))
             return -1;
         return add_norm(L, st);
     }
@@ -106,8 +106,8 @@ int tok_load_normalizer(ld *L, const cJSON *n, int depth)
     }
     if (strcmp(ty, "Strip") == 0) {
         st.kind = NORM_STRIP;
-        if (tok_jbool(L, n, "strip_left", false, &st.left, "normalizer Strip") ||
-            tok_jbool(L, n, "strip_right", false, &st.right, "normalizer Strip"))
+        if (airllm_tok_jbool(L, n, "strip_left", false, &st.left, "normalizer Strip") ||
+            airllm_tok_jbool(L, n, "strip_right", false, &st.right, "normalizer Strip"))
             return -1;
         return add_norm(L, st);
     }
@@ -120,7 +120,7 @@ int tok_load_normalizer(ld *L, const cJSON *n, int depth)
  * ------------------------------------------------------------------------ */
 
 /* The split regexes of the tokenizers this code knows, matched by hand in
- * tok_match_gpt2 / airllm_pretok_llama3. */
+ * airllm_tok_match_gpt2 / airllm_pretok_llama3. */
 static const char RE_GPT2_S[] =
     "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
 static const char RE_LLAMA3_S[] =
@@ -143,7 +143,7 @@ static int parse_behavior(ld *L, const cJSON *o, int *b, const char *where)
     static const char *names[] = {"Removed", "Isolated", "MergedWithPrevious", "MergedWithNext",
                                   "Contiguous"};
     const char *s;
-    if (tok_jstr(L, o, "behavior", true, &s, where))
+    if (airllm_tok_jstr(L, o, "behavior", true, &s, where))
         return -1;
     for (int i = 0; i < 5; i++)
         if (strcmp(s, names[i]) == 0) {
@@ -153,22 +153,22 @@ static int parse_behavior(ld *L, const cJSON *o, int *b, const char *where)
     return airllm_errf(L->err, "%s: unknown behavior \"%s\"", where, s);
 }
 
-int tok_load_pretok(ld *L, const cJSON *p, int depth)
+int airllm_tok_load_pretok(ld *L, const cJSON *p, int depth)
 {
     if (!p || cJSON_IsNull(p))
         return 0;
-    const char *ty = tok_jtype(L, p, "pre_tokenizer");
+    const char *ty = airllm_tok_jtype(L, p, "pre_tokenizer");
     if (!ty)
         return -1;
     pt_step st = {0};
     if (strcmp(ty, "Sequence") == 0) {
-        const cJSON *list = tok_jget(p, "pretokenizers");
+        const cJSON *list = airllm_tok_jget(p, "pretokenizers");
         if (!cJSON_IsArray(list))
             return airllm_errf(L->err, "pre_tokenizer Sequence: \"pretokenizers\" is not an array");
         if (depth >= TOK_MAX_NEST)
             return airllm_errf(L->err, "pre_tokenizer: Sequences nested too deep");
         const cJSON *e;
-        cJSON_ArrayForEach(e, list) if (tok_load_pretok(L, e, depth + 1)) return -1;
+        cJSON_ArrayForEach(e, list) if (airllm_tok_load_pretok(L, e, depth + 1)) return -1;
         return 0;
     }
     if (strcmp(ty, "Split") == 0) {
@@ -176,7 +176,7 @@ int tok_load_pretok(ld *L, const cJSON *p, int depth)
         bool is_re = false, invert = false;
         if (jpattern(L, p, &pat, &is_re, "pre_tokenizer Split") ||
             parse_behavior(L, p, &st.behavior, "pre_tokenizer Split") ||
-            tok_jbool(L, p, "invert", false, &invert, "pre_tokenizer Split"))
+            airllm_tok_jbool(L, p, "invert", false, &invert, "pre_tokenizer Split"))
             return -1;
         if (invert)
             return airllm_errf(L->err, "pre_tokenizer Split with invert=true is not supported");
@@ -197,22 +197,22 @@ int tok_load_pretok(ld *L, const cJSON *p, int depth)
             if (!*pat)
                 return airllm_errf(L->err, "pre_tokenizer Split: empty pattern");
             st.kind = PT_SPLIT_STR;
-            if (tok_intern(L, pat, strlen(pat), &st.pat, "pre_tokenizer Split pattern"))
+            if (airllm_tok_intern(L, pat, strlen(pat), &st.pat, "pre_tokenizer Split pattern"))
                 return -1;
         }
         return add_pt(L, st);
     }
     if (strcmp(ty, "ByteLevel") == 0) {
         st.kind = PT_BYTELEVEL;
-        if (tok_jbool(L, p, "add_prefix_space", true, &st.add_prefix_space,
-                      "pre_tokenizer ByteLevel") ||
-            tok_jbool(L, p, "use_regex", true, &st.use_regex, "pre_tokenizer ByteLevel"))
+        if (airllm_tok_jbool(L, p, "add_prefix_space", true, &st.add_prefix_space,
+                             "pre_tokenizer ByteLevel") ||
+            airllm_tok_jbool(L, p, "use_regex", true, &st.use_regex, "pre_tokenizer ByteLevel"))
             return -1;
         return add_pt(L, st);
     }
     if (strcmp(ty, "Digits") == 0) {
         bool individual = false;
-        if (tok_jbool(L, p, "individual_digits", false, &individual, "pre_tokenizer Digits"))
+        if (airllm_tok_jbool(L, p, "individual_digits", false, &individual, "pre_tokenizer Digits"))
             return -1;
         st.kind = PT_DIGITS;
         st.behavior = individual ? B_ISOLATED : B_CONTIGUOUS;
@@ -220,14 +220,14 @@ int tok_load_pretok(ld *L, const cJSON *p, int depth)
     }
     if (strcmp(ty, "Metaspace") == 0) {
         const char *where = "pre_tokenizer Metaspace", *scheme;
-        bool aps_given =
-            tok_jget(p, "add_prefix_space") && !cJSON_IsNull(tok_jget(p, "add_prefix_space"));
+        const cJSON *aps_v = airllm_tok_jget(p, "add_prefix_space");
+        bool aps_given = aps_v && !cJSON_IsNull(aps_v);
         bool aps = false;
         st.kind = PT_METASPACE;
         if (jchar(L, p, "replacement", &st.repl, where) ||
-            tok_jbool(L, p, "add_prefix_space", true, &aps, where) ||
-            tok_jstr(L, p, "prepend_scheme", false, &scheme, where) ||
-            tok_jbool(L, p, "split", true, &st.split, where))
+            airllm_tok_jbool(L, p, "add_prefix_space", true, &aps, where) ||
+            airllm_tok_jstr(L, p, "prepend_scheme", false, &scheme, where) ||
+            airllm_tok_jbool(L, p, "split", true, &st.split, where))
             return -1;
         st.scheme = PS_ALWAYS;
         if (scheme) {
@@ -247,8 +247,8 @@ int tok_load_pretok(ld *L, const cJSON *p, int depth)
                                    where);
             st.scheme = PS_NEVER;
         }
-        const char *r = tok_jget(p, "replacement")->valuestring;
-        if (tok_intern(L, r, strlen(r), &st.repl_s, where))
+        const char *r = airllm_tok_jget(p, "replacement")->valuestring;
+        if (airllm_tok_intern(L, r, strlen(r), &st.repl_s, where))
             return -1;
         return add_pt(L, st);
     }
@@ -276,7 +276,7 @@ static int add_dstage(ld *L, dec_stage st)
 static int load_decoder_step(ld *L, const cJSON *d, int *phase)
 {
     airllm_tokenizer *t = L->t;
-    const char *ty = tok_jtype(L, d, "decoder");
+    const char *ty = airllm_tok_jtype(L, d, "decoder");
     if (!ty)
         return -1;
     dec_stage st = {0};
@@ -286,8 +286,8 @@ static int load_decoder_step(ld *L, const cJSON *d, int *phase)
             int64_t a, b;
             if (jchar(L, d, "content", &st.ch, "decoder Strip"))
                 return -1;
-            if (tok_jint(tok_jget(d, "start"), 0, 1e6, &a) ||
-                tok_jint(tok_jget(d, "stop"), 0, 1e6, &b))
+            if (airllm_tok_jint(airllm_tok_jget(d, "start"), 0, 1e6, &a) ||
+                airllm_tok_jint(airllm_tok_jget(d, "stop"), 0, 1e6, &b))
                 return airllm_errf(L->err, "decoder Strip: \"start\"/\"stop\" must be small "
                                            "non-negative integers");
             if (*phase == 2) {
@@ -309,23 +309,24 @@ static int load_decoder_step(ld *L, const cJSON *d, int *phase)
             const char *pat, *content;
             bool is_re;
             if (jpattern(L, d, &pat, &is_re, "decoder Replace") ||
-                tok_jstr(L, d, "content", true, &content, "decoder Replace"))
+                airllm_tok_jstr(L, d, "content", true, &content, "decoder Replace"))
                 return -1;
             if (is_re)
                 return airllm_errf(L->err, "decoder Replace with a Regex pattern is not supported");
             if (!*pat)
                 return airllm_errf(L->err, "decoder Replace: empty pattern");
             st.kind = DS_REPLACE;
-            if (tok_intern(L, pat, strlen(pat), &st.pat, "decoder Replace pattern") ||
-                tok_intern(L, content, strlen(content), &st.content, "decoder Replace content"))
+            if (airllm_tok_intern(L, pat, strlen(pat), &st.pat, "decoder Replace pattern") ||
+                airllm_tok_intern(L, content, strlen(content), &st.content,
+                                  "decoder Replace content"))
                 return -1;
         } else {
             const char *scheme;
             bool aps = false;
             st.kind = DS_METASPACE;
             if (jchar(L, d, "replacement", &st.ch, "decoder Metaspace") ||
-                tok_jstr(L, d, "prepend_scheme", false, &scheme, "decoder Metaspace") ||
-                tok_jbool(L, d, "add_prefix_space", true, &aps, "decoder Metaspace"))
+                airllm_tok_jstr(L, d, "prepend_scheme", false, &scheme, "decoder Metaspace") ||
+                airllm_tok_jbool(L, d, "add_prefix_space", true, &aps, "decoder Metaspace"))
                 return -1;
             st.scheme = scheme && strcmp(scheme, "never") == 0 ? PS_NEVER : PS_ALWAYS;
             if (!aps)
@@ -356,14 +357,14 @@ static int load_decoder_step(ld *L, const cJSON *d, int *phase)
                                "Replace, ByteFallback, Fuse and Strip)", ty);
 }
 
-int tok_load_decoder(ld *L, const cJSON *d)
+int airllm_tok_load_decoder(ld *L, const cJSON *d)
 {
     airllm_tokenizer *t = L->t;
     if (!d || cJSON_IsNull(d)) {
         t->dec_join_space = true; /* tokenizers joins tokens with spaces */
         return 0;
     }
-    const char *ty = tok_jtype(L, d, "decoder");
+    const char *ty = airllm_tok_jtype(L, d, "decoder");
     if (!ty)
         return -1;
     int phase = 0;
@@ -373,11 +374,11 @@ int tok_load_decoder(ld *L, const cJSON *d)
     }
     if (strcmp(ty, "Sequence") != 0)
         return load_decoder_step(L, d, &phase);
-    const cJSON *list = tok_jget(d, "decoders");
+    const cJSON *list = airllm_tok_jget(d, "decoders");
     if (!cJSON_IsArray(list))
         return airllm_errf(L->err, "decoder Sequence: \"decoders\" is not an array");
     if (cJSON_GetArraySize(list) == 1) {
-        const char *ty1 = tok_jtype(L, cJSON_GetArrayItem(list, 0), "decoder");
+        const char *ty1 = airllm_tok_jtype(L, cJSON_GetArrayItem(list, 0), "decoder");
         if (!ty1)
             return -1;
         if (strcmp(ty1, "ByteLevel") == 0) {

@@ -1,5 +1,5 @@
 /* Text transforms that run before BPE: the normalizers of tokenizer.json
- * (Prepend, Replace, Strip, NFC: tok_normalize) and the pre-tokenizer
+ * (Prepend, Replace, Strip, NFC: airllm_tok_normalize) and the pre-tokenizer
  * regexes that tokenizers runs through the `onig` engine, matched here by
  * hand (GPT-2's; Llama 3's and Qwen2's as airllm_pretok_llama3, which
  * airllm_tiktoken.c shares). NFC uses lib/airllm_unicode_tables.c. Which
@@ -18,7 +18,7 @@
  * ------------------------------------------------------------------------ */
 
 /* Leftmost non-overlapping occurrence of pat in s[from..n), or n. */
-size_t tok_find_str(const uint8_t *s, size_t n, size_t from, const uint8_t *pat, size_t np)
+size_t airllm_tok_find_str(const uint8_t *s, size_t n, size_t from, const uint8_t *pat, size_t np)
 {
     if (np == 0 || np > n)
         return n;
@@ -33,14 +33,14 @@ size_t tok_find_str(const uint8_t *s, size_t n, size_t from, const uint8_t *pat,
     return n;
 }
 
-/* -2 as soon as the output would pass max bytes (see tok_normalize). */
-int tok_replace_all(const uint8_t *s, size_t n, const uint8_t *pat, size_t np,
-                    const uint8_t *rep, size_t nr, buf *dst, size_t max)
+/* -2 as soon as the output would pass max bytes (see airllm_tok_normalize). */
+int airllm_tok_replace_all(const uint8_t *s, size_t n, const uint8_t *pat, size_t np,
+                           const uint8_t *rep, size_t nr, buf *dst, size_t max)
 {
     dst->n = 0;
     size_t i = 0;
     for (;;) {
-        size_t j = tok_find_str(s, n, i, pat, np);
+        size_t j = airllm_tok_find_str(s, n, i, pat, np);
         if (j - i > max - dst->n)
             return -2;
         if (tok_buf_add(dst, s + i, j - i))
@@ -106,7 +106,7 @@ static int push_cp(buf *w, uint32_t c)
     return tok_buf_add(w, &c, sizeof c);
 }
 
-int tok_nfc(const uint8_t *s, size_t n, buf *dst, buf *w)
+int airllm_tok_nfc(const uint8_t *s, size_t n, buf *dst, buf *w)
 {
     size_t l;
     w->n = 0;
@@ -172,8 +172,8 @@ int tok_nfc(const uint8_t *s, size_t n, buf *dst, buf *w)
  * grow text by a few bytes per character at most (a Prepend, " " to the
  * 3-byte "\u2581", NFC's decompositions), while a kilobyte of chained
  * Replace steps, each multiplying the text, reaches gigabytes. */
-int tok_normalize(const airllm_tokenizer *t, const uint8_t *s, size_t n, buf *x, buf *y,
-                  buf *w, const uint8_t **out, size_t *on)
+int airllm_tok_normalize(const airllm_tokenizer *t, const uint8_t *s, size_t n, buf *x, buf *y,
+                         buf *w, const uint8_t **out, size_t *on)
 {
     const uint8_t *cur = s;
     size_t cn = n;
@@ -194,8 +194,8 @@ int tok_normalize(const airllm_tokenizer *t, const uint8_t *s, size_t n, buf *x,
                 return -1;
             break;
         case NORM_REPLACE: {
-            int rc = tok_replace_all(cur, cn, S(t, st->a), st->a.len, S(t, st->b), st->b.len,
-                                     dst, max);
+            int rc = airllm_tok_replace_all(cur, cn, S(t, st->a), st->a.len, S(t, st->b), st->b.len,
+                                            dst, max);
             if (rc)
                 return rc;
             break;
@@ -207,7 +207,7 @@ int tok_normalize(const airllm_tokenizer *t, const uint8_t *s, size_t n, buf *x,
                 i++;
             if (i == cn)
                 continue;
-            if (tok_nfc(cur, cn, dst, w))
+            if (airllm_tok_nfc(cur, cn, dst, w))
                 return -1;
             if (dst->n > max)
                 return -2;
@@ -267,7 +267,7 @@ static size_t ws_tail(const uint8_t *s, size_t n, size_t i)
 
 /* GPT-2: 's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
  * Returns the end of the match at i; every position matches one branch. */
-size_t tok_match_gpt2(const uint8_t *s, size_t n, size_t i)
+size_t airllm_tok_match_gpt2(const uint8_t *s, size_t n, size_t i)
 {
     if (s[i] == '\'' && i + 1 < n) {
         uint8_t a = s[i + 1];

@@ -31,7 +31,7 @@ static uint64_t mix64(uint64_t x) /* splitmix64's finalizer */
     return x ^ x >> 31;
 }
 
-int tok_sm_alloc(strmap *m, size_t cap)
+int airllm_tok_sm_alloc(strmap *m, size_t cap)
 {
     m->s = malloc(cap * sizeof *m->s);
     if (!m->s)
@@ -43,7 +43,7 @@ int tok_sm_alloc(strmap *m, size_t cap)
     return 0;
 }
 
-int32_t tok_sm_get(const strmap *m, const uint8_t *base, const void *key, size_t n)
+int32_t airllm_tok_sm_get(const strmap *m, const uint8_t *base, const void *key, size_t n)
 {
     if (!m->cap)
         return -1;
@@ -59,11 +59,11 @@ int32_t tok_sm_get(const strmap *m, const uint8_t *base, const void *key, size_t
 
 /* Inserts key -> val unless the key is there; returns the id already there,
  * or -1 when inserted, or -2 when out of memory. */
-int32_t tok_sm_put(strmap *m, const uint8_t *base, span key, int32_t val)
+int32_t airllm_tok_sm_put(strmap *m, const uint8_t *base, span key, int32_t val)
 {
     if ((m->n + 1) * 2 > m->cap) {
         strmap g;
-        if (tok_sm_alloc(&g, m->cap ? m->cap * 2 : 64))
+        if (airllm_tok_sm_alloc(&g, m->cap ? m->cap * 2 : 64))
             return -2;
         for (size_t i = 0; i < m->cap; i++) {
             if (m->s[i].val < 0)
@@ -91,7 +91,7 @@ int32_t tok_sm_put(strmap *m, const uint8_t *base, span key, int32_t val)
     }
 }
 
-int tok_um_alloc(u64map *m, size_t cap)
+int airllm_tok_um_alloc(u64map *m, size_t cap)
 {
     m->s = malloc(cap * sizeof *m->s);
     if (!m->s)
@@ -103,7 +103,7 @@ int tok_um_alloc(u64map *m, size_t cap)
     return 0;
 }
 
-int tok_um_get(const u64map *m, uint64_t k, uint64_t *v)
+int airllm_tok_um_get(const u64map *m, uint64_t k, uint64_t *v)
 {
     if (!m->cap)
         return 0;
@@ -119,11 +119,11 @@ int tok_um_get(const u64map *m, uint64_t k, uint64_t *v)
 }
 
 /* Inserts or overwrites. */
-int tok_um_put(u64map *m, uint64_t k, uint64_t v)
+int airllm_tok_um_put(u64map *m, uint64_t k, uint64_t v)
 {
     if ((m->n + 1) * 2 > m->cap) {
         u64map g;
-        if (tok_um_alloc(&g, m->cap ? m->cap * 2 : 64))
+        if (airllm_tok_um_alloc(&g, m->cap ? m->cap * 2 : 64))
             return -1;
         for (size_t i = 0; i < m->cap; i++) {
             if (m->s[i].k == UM_EMPTY)
@@ -156,20 +156,20 @@ int tok_um_put(u64map *m, uint64_t k, uint64_t v)
  * Byte trie of added tokens
  * ------------------------------------------------------------------------ */
 
-int tok_trie_init(trie *tr)
+int airllm_tok_trie_init(trie *tr)
 {
     memset(tr, 0, sizeof *tr);
     tr->empty = true;
     tr->cap_nodes = 64;
     tr->term = malloc(tr->cap_nodes * sizeof *tr->term);
-    if (!tr->term || tok_um_alloc(&tr->edges, 64))
+    if (!tr->term || airllm_tok_um_alloc(&tr->edges, 64))
         return -1;
     tr->term[0] = -1;
     tr->n_nodes = 1;
     return 0;
 }
 
-void tok_trie_free(trie *tr)
+void airllm_tok_trie_free(trie *tr)
 {
     free(tr->term);
     free(tr->edges.s);
@@ -177,12 +177,12 @@ void tok_trie_free(trie *tr)
 
 /* Returns the index already stored for this exact string, -1 when added,
  * -2 when out of memory. */
-int tok_trie_add(trie *tr, const uint8_t *s, size_t n, int32_t idx)
+int airllm_tok_trie_add(trie *tr, const uint8_t *s, size_t n, int32_t idx)
 {
     uint64_t node = 0, child;
     for (size_t i = 0; i < n; i++) {
         uint64_t key = node << 8 | s[i];
-        if (!tok_um_get(&tr->edges, key, &child)) {
+        if (!airllm_tok_um_get(&tr->edges, key, &child)) {
             if (tr->n_nodes == tr->cap_nodes) {
                 int32_t *q = realloc(tr->term, tr->cap_nodes * 2 * sizeof *q);
                 if (!q)
@@ -192,7 +192,7 @@ int tok_trie_add(trie *tr, const uint8_t *s, size_t n, int32_t idx)
             }
             child = tr->n_nodes++;
             tr->term[child] = -1;
-            if (tok_um_put(&tr->edges, key, child))
+            if (airllm_tok_um_put(&tr->edges, key, child))
                 return -2;
         }
         node = child;
@@ -206,12 +206,12 @@ int tok_trie_add(trie *tr, const uint8_t *s, size_t n, int32_t idx)
 }
 
 /* The longest token starting at s[p]: its index in added[] (and *len), or -1. */
-int32_t tok_trie_longest(const trie *tr, const uint8_t *s, size_t n, size_t p, size_t *len)
+int32_t airllm_tok_trie_longest(const trie *tr, const uint8_t *s, size_t n, size_t p, size_t *len)
 {
     uint64_t node = 0;
     int32_t best = -1;
     for (size_t j = p; j < n; j++) {
-        if (!tok_um_get(&tr->edges, node << 8 | s[j], &node))
+        if (!airllm_tok_um_get(&tr->edges, node << 8 | s[j], &node))
             break;
         if (tr->term[node] >= 0) {
             best = tr->term[node];
@@ -225,23 +225,23 @@ int32_t tok_trie_longest(const trie *tr, const uint8_t *s, size_t n, size_t p, s
  * GPT-2's byte-to-unicode map
  * ------------------------------------------------------------------------ */
 
-uint32_t tok_byte_char[256];
-int16_t tok_char_byte[324];
+uint32_t airllm_tok_byte_char[256];
+int16_t airllm_tok_char_byte[324];
 
 static void init_byte_map_once(void)
 {
     uint32_t n = 0;
     for (int b = 0; b < 256; b++) {
         bool printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || b >= 0xAE;
-        tok_byte_char[b] = printable ? (uint32_t)b : 256 + n++;
+        airllm_tok_byte_char[b] = printable ? (uint32_t)b : 256 + n++;
     }
     for (int c = 0; c < 324; c++)
-        tok_char_byte[c] = -1;
+        airllm_tok_char_byte[c] = -1;
     for (int b = 0; b < 256; b++)
-        tok_char_byte[tok_byte_char[b]] = (int16_t)b;
+        airllm_tok_char_byte[airllm_tok_byte_char[b]] = (int16_t)b;
 }
 
-void tok_init_byte_map(void)
+void airllm_tok_init_byte_map(void)
 {
     /* tokenizers may be loaded from several threads at once */
     static pthread_once_t once = PTHREAD_ONCE_INIT;

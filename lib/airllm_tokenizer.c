@@ -68,7 +68,8 @@ int airllm_tok_load(const char *path, airllm_tokenizer **out, airllm_err *err)
         if (snprintf(file, sizeof file, "%s", path) >= (int)sizeof file)
             return airllm_errf(err, "%s: path too long", path);
         if (ends_with(path, ".model") || ends_with(path, ".tiktoken"))
-            return tok_load_model_file(file, ends_with(path, ".model"), NULL, NULL, out, err);
+            return airllm_tok_load_model_file(file, ends_with(path, ".model"), NULL, NULL, out,
+                                              err);
     } else {
         /* tokenizer.json first: it is what transformers' fast tokenizers
          * read, and it says everything (normalizer, added tokens) itself */
@@ -86,8 +87,8 @@ int airllm_tok_load(const char *path, airllm_tokenizer **out, airllm_err *err)
             if (airllm_path_join(added, sizeof added, path, "added_tokens.json", err))
                 return -1;
             bool have_added = stat(added, &st) == 0;
-            return tok_load_model_file(file, spm, have_config ? config : NULL,
-                                       have_added ? added : NULL, out, err);
+            return airllm_tok_load_model_file(file, spm, have_config ? config : NULL,
+                                              have_added ? added : NULL, out, err);
         }
     }
     char *text;
@@ -119,8 +120,8 @@ void airllm_tok_free(airllm_tokenizer *t)
     free(t->vocab.s);
     free(t->added_by.s);
     free(t->added);
-    tok_trie_free(&t->trie_raw);
-    tok_trie_free(&t->trie_norm);
+    airllm_tok_trie_free(&t->trie_raw);
+    airllm_tok_trie_free(&t->trie_norm);
     free(t->merges.s);
     airllm_spm_free(t->spm);
     airllm_tiktoken_free(t->tt);
@@ -134,17 +135,17 @@ void airllm_tok_free(airllm_tokenizer *t)
 
 int32_t airllm_tok_id_of(const airllm_tokenizer *t, const char *token, size_t len)
 {
-    int32_t k = tok_sm_get(&t->added_by, t->arena.p, token, len);
+    int32_t k = airllm_tok_sm_get(&t->added_by, t->arena.p, token, len);
     if (k >= 0)
         return t->added[k].id;
-    return tok_vocab_get(t, token, len);
+    return airllm_tok_vocab_get(t, token, len);
 }
 
 /* bos_token / eos_token: "text", {"content": "text", ...} or null. */
 static int config_token(const cJSON *root, const char *key, int32_t *id,
                         const airllm_tokenizer *t, airllm_err *err)
 {
-    const cJSON *v = tok_jget(root, key);
+    const cJSON *v = airllm_tok_jget(root, key);
     if (!v)
         return 0;
     if (cJSON_IsNull(v)) {
@@ -152,7 +153,7 @@ static int config_token(const cJSON *root, const char *key, int32_t *id,
         return 0;
     }
     if (cJSON_IsObject(v))
-        v = tok_jget(v, "content");
+        v = airllm_tok_jget(v, "content");
     if (!cJSON_IsString(v))
         return airllm_errf(err, "\"%s\" is neither a string nor {\"content\": string}", key);
     int32_t k = airllm_tok_id_of(t, v->valuestring, strlen(v->valuestring));
@@ -174,7 +175,7 @@ int airllm_tok_read_config_buffer(airllm_tokenizer *t, const char *json, size_t 
     int32_t bos = t->bos, eos = t->eos;
     bool add_bos = t->add_bos;
     int rc = -1;
-    const cJSON *ab = tok_jget(root, "add_bos_token");
+    const cJSON *ab = airllm_tok_jget(root, "add_bos_token");
     if (config_token(root, "bos_token", &bos, t, err) ||
              config_token(root, "eos_token", &eos, t, err))
         ;
@@ -239,7 +240,7 @@ int airllm_tok_is_special(const airllm_tokenizer *t, int32_t id)
 }
 
 /* The model vocab's id of a string, or -1. */
-int32_t tok_vocab_get(const airllm_tokenizer *t, const void *s, size_t n)
+int32_t airllm_tok_vocab_get(const airllm_tokenizer *t, const void *s, size_t n)
 {
-    return tok_sm_get(&t->vocab, t->arena.p, s, n);
+    return airllm_tok_sm_get(&t->vocab, t->arena.p, s, n);
 }
