@@ -70,3 +70,45 @@ int airllm_utf8_cont_ok(uint8_t lead, size_t pos, uint8_t b)
     }
     return b >= 0x80 && b <= 0xBF;
 }
+
+static const uint8_t FFFD[3] = {0xEF, 0xBF, 0xBD};
+
+size_t airllm_utf8_lossy_byte(airllm_utf8_lossy *u, uint8_t b, uint8_t *out)
+{
+    size_t n = 0;
+    if (u->npend) {
+        if (airllm_utf8_cont_ok(u->pend[0], u->npend, b)) {
+            u->pend[u->npend++] = b;
+            if (u->npend < u->need)
+                return 0;
+            u->npend = 0;
+            memcpy(out, u->pend, u->need);
+            return u->need;
+        }
+        /* the held bytes are a maximal invalid subsequence; b starts over */
+        u->npend = 0;
+        memcpy(out, FFFD, 3);
+        n = 3;
+    }
+    if (b < 0x80) {
+        out[n] = b;
+        return n + 1;
+    }
+    if (b >= 0xC2 && b <= 0xF4) {
+        u->pend[0] = b;
+        u->npend = 1;
+        u->need = b < 0xE0 ? 2 : b < 0xF0 ? 3 : 4;
+        return n;
+    }
+    memcpy(out + n, FFFD, 3); /* C0, C1, F5..FF, or a stray continuation byte */
+    return n + 3;
+}
+
+size_t airllm_utf8_lossy_end(airllm_utf8_lossy *u, uint8_t *out)
+{
+    size_t n = u->npend ? 3 : 0;
+    if (n)
+        memcpy(out, FFFD, 3);
+    memset(u, 0, sizeof *u);
+    return n;
+}

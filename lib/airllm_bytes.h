@@ -63,4 +63,23 @@ int airllm_utf8_check(const uint8_t *buf, size_t len);
  * back while a character is incomplete. */
 int airllm_utf8_cont_ok(uint8_t lead, size_t pos, uint8_t b);
 
+/* Python's bytes.decode("utf-8", errors="replace") (and Rust's
+ * String::from_utf8_lossy) a byte at a time, for decoders that see their
+ * bytes a token at a time: each maximal invalid subsequence ("U+FFFD
+ * substitution of maximal subparts", Unicode ch. 3) becomes one U+FFFD,
+ * and an incomplete character is held back until it completes or breaks.
+ * Zeroed: the start of a stream. */
+typedef struct {
+    uint8_t pend[4];     /* the incomplete character held back */
+    uint8_t npend, need; /* bytes held; bytes that character needs */
+} airllm_utf8_lossy;
+
+/* Feeds byte b. Writes the text it completes to out (room for 6 bytes: a
+ * U+FFFD for held bytes that b does not continue, then b's own) and returns
+ * its length. Over a stream the output is at most 3 bytes per byte fed. */
+size_t airllm_utf8_lossy_byte(airllm_utf8_lossy *u, uint8_t b, uint8_t *out);
+/* End of the stream: a held incomplete character becomes one U+FFFD
+ * written to out (room for 3 bytes); returns 3 or 0, and zeroes u. */
+size_t airllm_utf8_lossy_end(airllm_utf8_lossy *u, uint8_t *out);
+
 #endif

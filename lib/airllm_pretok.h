@@ -1,4 +1,4 @@
-/* Internal to lib/ (airllm_tokenizer.c defines it, airllm_tiktoken.c uses
+/* Internal to lib/ (airllm_tok_norm.c defines it, airllm_tiktoken.c uses
  * it too): the pre-tokenizer split of the GPT-4 / Llama 3 family. Not an
  * API. */
 #ifndef AIRLLM_PRETOK_H

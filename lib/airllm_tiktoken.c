@@ -606,53 +606,24 @@ int airllm_tiktoken_decode(const airllm_tiktoken *t, const int32_t *ids, size_t 
     for (size_t i = 0; i < n; i++)
         if (ids[i] >= 0 && (size_t)ids[i] < t->n_ids && t->tok[ids[i]].used)
             total += t->tok[ids[i]].len;
-    /* every invalid byte becomes at most 3 bytes of U+FFFD */
-    if (total > (SIZE_MAX - 1) / 3)
+    /* at most 3 bytes out per byte in, plus the 6 bytes of room
+     * airllm_utf8_lossy_byte asks for and the NUL */
+    if (total > (SIZE_MAX - 7) / 3)
         return airllm_errf(err, "decode: too long");
-    uint8_t *raw = malloc(total + 1), *out = malloc(3 * total + 1);
-    if (!raw || !out) {
-        free(raw);
-        free(out);
+    uint8_t *out = malloc(3 * total + 7);
+    if (!out)
         return airllm_errf(err, "out of memory");
-    }
-    size_t k = 0;
+    /* the bytes of all the tokens as one stream, as Python's decoder
+     * replaces invalid UTF-8 in the joined bytes */
+    airllm_utf8_lossy u = {0};
+    size_t o = 0;
     for (size_t i = 0; i < n; i++)
         if (ids[i] >= 0 && (size_t)ids[i] < t->n_ids && t->tok[ids[i]].used) {
-            memcpy(raw + k, t->arena + t->tok[ids[i]].off, t->tok[ids[i]].len);
-            k += t->tok[ids[i]].len;
+            const uint8_t *p = t->arena + t->tok[ids[i]].off;
+            for (size_t j = 0; j < t->tok[ids[i]].len; j++)
+                o += airllm_utf8_lossy_byte(&u, p[j], out + o);
         }
-    /* maximal subparts (Unicode 15 ch. 3 "U+FFFD substitution"), as
-     * Python's decoder replaces them */
-    size_t o = 0;
-    for (size_t i = 0; i < k;) {
-        uint8_t c = raw[i];
-        size_t need = c < 0x80 ? 1 : (c >= 0xC2 && c <= 0xDF) ? 2 : (c >= 0xE0 && c <= 0xEF) ? 3
-                    : (c >= 0xF0 && c <= 0xF4) ? 4 : 0;
-        size_t j = i + 1;
-        if (need > 1) {
-            for (; j < i + need && j < k; j++) {
-                uint8_t b = raw[j];
-                uint8_t lo = 0x80, hi = 0xBF;
-                if (j == i + 1) {
-                    if (c == 0xE0) lo = 0xA0;
-                    else if (c == 0xED) hi = 0x9F;
-                    else if (c == 0xF0) lo = 0x90;
-                    else if (c == 0xF4) hi = 0x8F;
-                }
-                if (b < lo || b > hi)
-                    break;
-            }
-        }
-        if (need && j == i + need) {
-            memcpy(out + o, raw + i, need);
-            o += need;
-        } else {
-            memcpy(out + o, "\xEF\xBF\xBD", 3);
-            o += 3;
-        }
-        i = j;
-    }
-    free(raw);
+    o += airllm_utf8_lossy_end(&u, out + o);
     out[o] = 0;
     *text = (char *)out;
     *len = o;

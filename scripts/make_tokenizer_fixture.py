@@ -284,7 +284,7 @@ def fixture(name, path, rel):
             # SentencePiece byte-fallback runs: tokenizers decodes a run as a whole
             # (all U+FFFD if any of it is invalid), which a streaming decoder can
             # only match when the run is valid, or invalid from its first byte
-            # (see run_byte in lib/airllm_tokenizer.c): keep only such runs.
+            # (see run_byte in lib/airllm_tok_decode.c): keep only such runs.
             ids = [i for i in ids if i not in byte_ids]
             ch = rng.choice(["\u00e9", "\u4e2d", "\U0001F600", "a"]).encode()
             if rng.random() < 0.3:

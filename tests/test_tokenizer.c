@@ -1,4 +1,4 @@
-/* Tests for lib/airllm_tokenizer.c.
+/* Tests for lib/airllm_tokenizer.c and lib/airllm_tok_*.c.
  *
  * Conformance: every fixture in the data directory (made by
  * scripts/make_tokenizer_fixture.py with the Hugging Face `tokenizers`
