@@ -1,5 +1,8 @@
 #include "airllm_bytes.h"
 
+#include <stdint.h>
+#include <stdlib.h>
+
 /* ------------------------------------------------------------------ UTF-8 */
 
 /* Returns the offset of the first byte that starts an invalid sequence, or
@@ -111,4 +114,24 @@ size_t airllm_utf8_lossy_end(airllm_utf8_lossy *u, uint8_t *out)
         memcpy(out, FFFD, 3);
     memset(u, 0, sizeof *u);
     return n;
+}
+
+/* ------------------------------------------------------------ arrays */
+
+void *airllm_grow(void *items, size_t *cap, size_t n, size_t elem_size, size_t first)
+{
+    if (n < *cap)
+        return items;
+    size_t c = *cap ? *cap : first;
+    if (*cap) {
+        if (c > SIZE_MAX / 2)
+            return NULL;
+        c *= 2;
+    }
+    if (c > SIZE_MAX / elem_size)
+        return NULL;
+    void *q = realloc(items, c * elem_size);
+    if (q)
+        *cap = c;
+    return q;
 }

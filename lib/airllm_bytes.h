@@ -82,4 +82,11 @@ size_t airllm_utf8_lossy_byte(airllm_utf8_lossy *u, uint8_t b, uint8_t *out);
  * written to out (room for 3 bytes); returns 3 or 0, and zeroes u. */
 size_t airllm_utf8_lossy_end(airllm_utf8_lossy *u, uint8_t *out);
 
+/* Room for one more element in a growable array of elem_size-byte
+ * elements holding n of *cap: when full, doubles the capacity (the first
+ * allocation holds `first`) and returns the reallocated array; otherwise
+ * returns items. NULL when out of memory or the size would overflow: then
+ * items and *cap are unchanged, and the caller still owns items. */
+void *airllm_grow(void *items, size_t *cap, size_t n, size_t elem_size, size_t first);
+
 #endif

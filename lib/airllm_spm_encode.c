@@ -171,14 +171,10 @@ static int add_pair(enc *c, int32_t l, int32_t r)
          * map in bpe_model.cc does; the list is short (UNUSED pieces are rare) */
         rev_ent *e = rev_find(c, c->t + c->sy[l].off, size);
         if (!e) {
-            if (c->nrev == c->caprev) {
-                size_t cap = c->caprev ? c->caprev * 2 : 16;
-                rev_ent *q = realloc(c->rev, cap * sizeof *q);
-                if (!q)
-                    return -1;
-                c->rev = q;
-                c->caprev = cap;
-            }
+            rev_ent *q = airllm_grow(c->rev, &c->caprev, c->nrev, sizeof *q, 16);
+            if (!q)
+                return -1;
+            c->rev = q;
             e = &c->rev[c->nrev++];
         }
         *e = (rev_ent){c->sy[l].off, size, c->sy[l].off, c->sy[l].len, c->sy[r].off,
@@ -189,14 +185,10 @@ static int add_pair(enc *c, int32_t l, int32_t r)
 
 static int emit(enc *c, int32_t id)
 {
-    if (c->nids == c->capids) {
-        size_t cap = c->capids ? c->capids * 2 : 64;
-        int32_t *q = realloc(c->ids, cap * sizeof *q);
-        if (!q)
-            return -1;
-        c->ids = q;
-        c->capids = cap;
-    }
+    int32_t *q = airllm_grow(c->ids, &c->capids, c->nids, sizeof *q, 64);
+    if (!q)
+        return -1;
+    c->ids = q;
     c->ids[c->nids++] = id;
     return 0;
 }

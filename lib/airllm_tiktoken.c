@@ -417,14 +417,10 @@ static bool pair_before(const void *va, const void *vb)
 
 static int emit(tt_enc *c, int32_t id)
 {
-    if (c->n == c->cap) {
-        size_t cap = c->cap ? c->cap * 2 : 64;
-        int32_t *q = realloc(c->ids, cap * sizeof *q);
-        if (!q)
-            return airllm_errf(c->err, "out of memory");
-        c->ids = q;
-        c->cap = cap;
-    }
+    int32_t *q = airllm_grow(c->ids, &c->cap, c->n, sizeof *q, 64);
+    if (!q)
+        return airllm_errf(c->err, "out of memory");
+    c->ids = q;
     c->ids[c->n++] = id;
     return 0;
 }

@@ -29,14 +29,10 @@ typedef struct {
 
 static int pieces_add(pieces *v, size_t a, size_t b, bool m)
 {
-    if (v->n == v->cap) {
-        size_t cap = v->cap ? v->cap * 2 : 64;
-        piece *q = realloc(v->p, cap * sizeof *q);
-        if (!q)
-            return -1;
-        v->p = q;
-        v->cap = cap;
-    }
+    piece *q = airllm_grow(v->p, &v->cap, v->n, sizeof *q, 64);
+    if (!q)
+        return -1;
+    v->p = q;
     v->p[v->n++] = (piece){a, b, m};
     return 0;
 }
@@ -68,14 +64,10 @@ typedef struct {
 
 static int emit_id(enc *c, int32_t id)
 {
-    if (c->n == c->cap) {
-        size_t cap = c->cap ? c->cap * 2 : 256;
-        int32_t *q = realloc(c->ids, cap * sizeof *q);
-        if (!q)
-            return airllm_errf(c->err, "out of memory");
-        c->ids = q;
-        c->cap = cap;
-    }
+    int32_t *q = airllm_grow(c->ids, &c->cap, c->n, sizeof *q, 256);
+    if (!q)
+        return airllm_errf(c->err, "out of memory");
+    c->ids = q;
     c->ids[c->n++] = id;
     return 0;
 }
@@ -102,14 +94,10 @@ static int push_pair(enc *c, size_t pos)
 
 static int add_symbol(enc *c, size_t *ns, int32_t id, size_t len)
 {
-    if (*ns == c->sym_cap) {
-        size_t cap = c->sym_cap ? c->sym_cap * 2 : 256;
-        symbol *q = realloc(c->sym, cap * sizeof *q);
-        if (!q)
-            return -1;
-        c->sym = q;
-        c->sym_cap = cap;
-    }
+    symbol *q = airllm_grow(c->sym, &c->sym_cap, *ns, sizeof *q, 256);
+    if (!q)
+        return -1;
+    c->sym = q;
     if (*ns >= INT32_MAX - 1)
         return -1;
     c->sym[*ns] = (symbol){id, (int32_t)*ns - 1, (int32_t)*ns + 1, (uint32_t)len};
