@@ -665,6 +665,13 @@ int airllm_attn_mix(const float *p, const float *v, size_t vstride, size_t d, si
 int airllm_mm(const airllm_mm_weight *w, const float *x, size_t n, size_t ldx, float *y,
               size_t ldy, uint64_t row_begin, uint64_t row_end, airllm_err *err)
 {
+    return airllm_mm_prepared(w, NULL, x, n, ldx, y, ldy, row_begin, row_end, err);
+}
+
+int airllm_mm_prepared(const airllm_mm_weight *w, const airllm_mm_act *act, const float *x,
+                       size_t n, size_t ldx, float *y, size_t ldy, uint64_t row_begin,
+                       uint64_t row_end, airllm_err *err)
+{
     if (check_call(w, x, n, ldx, y, ldy, row_begin, row_end, err))
         return -1;
     if (n == 0 || row_begin == row_end)
@@ -705,6 +712,9 @@ int airllm_mm(const airllm_mm_weight *w, const float *x, size_t n, size_t ldx, f
         j.a_stride = cols / w->block;
         j.absmax = w->absmax + (size_t)row_begin * j.a_stride;
         j.cb = j.kind == MM_Q4 ? codebook(w->enc) : NULL;
+        int q8 = airllm_mm_q8_wanted(w, n, impl, err);
+        if (q8)
+            return q8 < 0 ? -1 : airllm_mm_q8_run(&j, nrows, act, x, n, y + row_begin, ldy, err);
     }
     /* n >= airllm_mm_gemm_min(): whole panels of 32 rows through the GEMM
      * path (AVX-512 and scalar; AVX2 and NEON keep their tiles), the rows

@@ -55,6 +55,53 @@ int airllm_mm_check(const airllm_mm_weight *w, airllm_err *err);
 int airllm_mm(const airllm_mm_weight *w, const float *x, size_t n, size_t ldx, float *y,
               size_t ldy, uint64_t row_begin, uint64_t row_end, airllm_err *err);
 
+/* ---- int8 activations: batch and prefill with quantized weights ----
+ * From 10 tokens on (n >= airllm_mm_gemm_min()), with nf4, fp4 or int8
+ * weights whose rows hold whole blocks, the AVX-512 implementation on a
+ * CPU with AVX512-VNNI multiplies in integers, as llama.cpp's Q8_0 path
+ * does: each token's activations are rounded to int8 per 32 columns (scale
+ * max |x| / 127), the nf4/fp4 codebook to multiples of 1/127, and 64
+ * products go in one instruction instead of 16. The result is no longer
+ * within the float tolerance of airllm_mm_ref: each product moves by up
+ * to |W| s / 2 + |x| absmax / 254 (s the group's activation scale; the
+ * second term for 4-bit only), the same order as the weights' own
+ * rounding. docs/runner.md ("int8 activations") gives the measured effect.
+ * Every implementation of this path gives the same bits (the scalar
+ * reference included), and one token (decode) never takes it.
+ * Off by default: on the quantized goldens of tests/data/families it moves
+ * logits by up to 0.06 and changes greedy ids of the tiny random models,
+ * so it is the user's choice (airllm-run --int8-activations).
+ * on = 1 uses int8 where the CPU has it; 0 keeps float activations;
+ * AIRLLM_MM_Q8=0|1 in the environment sets it when this was not called. */
+void airllm_mm_set_q8(int on);
+/* 1 if airllm_mm takes the int8 path for w at n tokens with the active
+ * implementation. Fails (-1) as airllm_mm_impl_active does, or on an
+ * AIRLLM_MM_Q8 other than 0 or 1. */
+int airllm_mm_q8_used(const airllm_mm_weight *w, size_t n, airllm_err *err);
+
+/* x [n, cols] quantized once for several airllm_mm_prepared calls (the
+ * threads of one matrix product each take rows; each would otherwise
+ * quantize the same x). Fields are the library's. */
+typedef struct {
+    const float *x; /* what it was made from */
+    size_t n, ldx, cols;
+    int8_t *a;  /* [n][cols] */
+    float *s;   /* [n][cols / 32] */
+    int32_t *c; /* [n][cols / 32] */
+} airllm_mm_act;
+/* Prepares act for x [n, w->cols] when airllm_mm_q8_used(w, n); else
+ * leaves it empty (a = NULL), which airllm_mm_prepared accepts. -1 on errors
+ * (out of memory: a message). Release with airllm_mm_act_release. */
+int airllm_mm_act_prepare(airllm_mm_act *act, const airllm_mm_weight *w, const float *x,
+                          size_t n, size_t ldx, airllm_err *err);
+void airllm_mm_act_release(airllm_mm_act *act);
+/* airllm_mm with activations prepared for this x, n and ldx (or NULL or
+ * empty: quantized here when needed). A prepared act for other inputs
+ * is an error. */
+int airllm_mm_prepared(const airllm_mm_weight *w, const airllm_mm_act *act, const float *x,
+                       size_t n, size_t ldx, float *y, size_t ldy, uint64_t row_begin,
+                       uint64_t row_end, airllm_err *err);
+
 /* The oracle: same contract, one element at a time (each weight decoded by
  * the formula of docs/quantization.md from its own block), products summed
  * in double and rounded once. Slow. */

@@ -34,20 +34,11 @@
 #include "airllm_matmul_impl.h"
 #include "airllm_quant.h"
 
-#if defined(__x86_64__) || defined(__i386__)
-#define MM_X86 1
-#include <immintrin.h>
-#endif
+#include "airllm_matmul_x86.h"
 
 #define MR 32
 #define KC 128
 #define NR 8
-#define INLINE static inline __attribute__((always_inline))
-#if defined(__clang__)
-#define UNROLL _Pragma("clang loop unroll(full) vectorize(disable)")
-#else
-#define UNROLL _Pragma("GCC unroll 16")
-#endif
 
 /* Tokens from which airllm_mm takes this path. Up to 4 tokens the tiles
  * already decode each weight once (they hold 4); measured (AVX-512, one
@@ -134,40 +125,6 @@ static void gemm_kernel_ref(const float *buf, size_t kc, const float *xp, unsign
 #define GEMM_PF 512
 #endif
 
-#define T512 __attribute__((target("avx512f,avx512bw,avx2,fma,f16c")))
-
-/* r[i] word c <- r[c] word i (a 16 x 16 transpose of 32-bit words):
- * words of pairs, then pairs of pairs, then 128-bit lanes. */
-T512 INLINE void transpose16(__m512i r[16])
-{
-    __m512i t[16], u[16];
-    UNROLL
-    for (unsigned i = 0; i < 8; i++) {
-        t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
-        t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
-    }
-    /* u[4 g + c], 128-bit lane L: word 4 L + c of rows 4 g .. 4 g + 3 */
-    UNROLL
-    for (unsigned g = 0; g < 4; g++) {
-        u[4 * g] = _mm512_unpacklo_epi64(t[4 * g], t[4 * g + 2]);
-        u[4 * g + 1] = _mm512_unpackhi_epi64(t[4 * g], t[4 * g + 2]);
-        u[4 * g + 2] = _mm512_unpacklo_epi64(t[4 * g + 1], t[4 * g + 3]);
-        u[4 * g + 3] = _mm512_unpackhi_epi64(t[4 * g + 1], t[4 * g + 3]);
-    }
-    /* a 4 x 4 transpose of 128-bit lanes for each c */
-    UNROLL
-    for (unsigned c = 0; c < 4; c++) {
-        __m512i v0 = _mm512_shuffle_i32x4(u[c], u[4 + c], 0x44);
-        __m512i v1 = _mm512_shuffle_i32x4(u[c], u[4 + c], 0xEE);
-        __m512i v2 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0x44);
-        __m512i v3 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0xEE);
-        r[c] = _mm512_shuffle_i32x4(v0, v2, 0x88);
-        r[4 + c] = _mm512_shuffle_i32x4(v0, v2, 0xDD);
-        r[8 + c] = _mm512_shuffle_i32x4(v1, v3, 0x88);
-        r[12 + c] = _mm512_shuffle_i32x4(v1, v3, 0xDD);
-    }
-}
-
 /* Columns [k0, k0 + kc) of rows row .. row + 15 into buf[k][h .. h + 15]
  * (buf's row stride MR). Quantized: kc and k0 are multiples of 8 (4-bit)
  * or 4 (int8), as every block is a multiple of 32 columns; raw: the part
@@ -198,7 +155,7 @@ T512 INLINE void panel16_512(const mm_kind kind, const mm_job *j, size_t row, si
             _mm_prefetch((const char *)(base + i * j->w_stride + off + GEMM_PF), _MM_HINT_T0);
             r[i] = _mm512_maskz_loadu_epi8(m, base + i * j->w_stride + off);
         }
-        transpose16(r);
+        airllm_mm_transpose16(r);
         /* r[c]: word c of the slab, lane i = row i */
         size_t words = (kc - s0 + E - 1) / E;
         if (words > 16)

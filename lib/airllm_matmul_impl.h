@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "airllm_matmul.h"
+
 /* What a kernel decodes. NF4 and FP4 differ only in their codebook. */
 typedef enum {
     MM_F32 = 0,
@@ -103,5 +105,31 @@ void airllm_mm_gemm_panel_ref(const mm_job *j, size_t row, size_t k0, size_t kc,
  * tests set it to 1 or 2 to reach the kernels with few tokens). */
 void airllm_mm_gemm_set_min(size_t n);
 size_t airllm_mm_gemm_min(void);
+
+/* ---- int8 activations (airllm_matmul_q8.c) ----
+ * Columns per activation scale. */
+#define AIRLLM_MM_Q8_GROUP 32
+/* x [n, cols] (cols a multiple of 32) as airllm_mm_act's a [n][cols],
+ * s and c [n][cols / 32] (the formulas at the top of airllm_matmul_q8.c). */
+void airllm_mm_q8_quantize(const float *x, size_t n, size_t ldx, size_t cols, int8_t *a,
+                           float *s, int32_t *c);
+/* The scalar reference of it (the same bytes). */
+void airllm_mm_q8_quantize_ref(const float *x, size_t n, size_t ldx, size_t cols, int8_t *a,
+                               float *s, int32_t *c);
+/* Rows [0, nrows) of j (MM_Q4 or MM_I8, cols % 32 == 0) for act's tokens:
+ * y[t * ldy + i]. vnni = 0: the scalar reference; 1: AVX512-VNNI, -1
+ * where the build has none, -2 out of memory. Both give the same bits. */
+int airllm_mm_q8_rows(int vnni, const mm_job *j, size_t nrows, const airllm_mm_act *act,
+                      float *y, size_t ldy);
+/* 1 if this build and CPU run the VNNI kernels. */
+int airllm_mm_q8_vnni_available(void);
+/* 1 if airllm_mm takes the int8 path for w (checked) at n tokens under
+ * impl; -1 on an invalid AIRLLM_MM_Q8. */
+int airllm_mm_q8_wanted(const airllm_mm_weight *w, size_t n, airllm_mm_impl impl,
+                        airllm_err *err);
+/* airllm_mm's int8 path for j's nrows rows: act (checked against x, n
+ * and j->ldx) or, when NULL or empty, activations quantized here. */
+int airllm_mm_q8_run(const mm_job *j, size_t nrows, const airllm_mm_act *act, const float *x,
+                     size_t n, float *y, size_t ldy, airllm_err *err);
 
 #endif

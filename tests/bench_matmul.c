@@ -7,7 +7,9 @@
  * 256 MiB array with the widest vectors this CPU has.
  *
  *   bench_matmul [-r ROWS] [-c COLS] [-b BLOCK] [-t SECONDS] [-i IMPL] [-f FORMAT]
- *                [--hot] [--no-ref] [-g MIN_TOKENS]
+ *                [--hot] [--no-ref] [-g MIN_TOKENS] [--q8 0|1]
+ * --q8 0 keeps float activations at n = 16 (the int8 path of
+ * airllm_matmul_q8.c is the default where the CPU has AVX512-VNNI).
  * -g sets the token count from which airllm_mm takes its GEMM path
  * (airllm_matmul_gemm.c; default 10; -g 1000 keeps the tiles, for an A/B).
  * -i / -f keep one implementation (ref, scalar, avx2, ...) / format; --hot
@@ -223,12 +225,14 @@ int main(int argc, char **argv)
             hot = 1;
         else if (!strcmp(argv[i], "-g") && i + 1 < argc)
             airllm_mm_gemm_set_min(strtoull(argv[++i], NULL, 10));
+        else if (!strcmp(argv[i], "--q8") && i + 1 < argc)
+            airllm_mm_set_q8(atoi(argv[++i]));
         else if (!strcmp(argv[i], "--no-ref"))
             with_ref = 0;
         else {
             fprintf(stderr,
                     "usage: %s [-r ROWS] [-c COLS] [-b BLOCK] [-t SECONDS] [-i IMPL] [-f FORMAT] "
-                    "[--hot] [--no-ref] [-g MIN_TOKENS]\n",
+                    "[--hot] [--no-ref] [-g MIN_TOKENS] [--q8 0|1]\n",
                     argv[0]);
             return 2;
         }
