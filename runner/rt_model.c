@@ -44,6 +44,8 @@ typedef struct {
     size_t count;
     const float *x;
     size_t n;
+    airllm_mm_act act; /* x in int8, made once for all jobs when the int8
+                        * path takes w[0] (lib/airllm_matmul.h) */
 } mm_job;
 
 static int mm_run(void *ctx, size_t job, int thread, airllm_err *err)
@@ -58,8 +60,9 @@ static int mm_run(void *ctx, size_t job, int thread, airllm_err *err)
             continue;
         const rt_tensor *w = j->w[k];
         airllm_mm_weight mw = rt_tensor_mm(w);
-        if (airllm_mm(&mw, j->x, j->n, (size_t)w->cols, j->y[k], (size_t)w->rows,
-                      lo - j->first_row[k], hi - j->first_row[k], err))
+        if (airllm_mm_prepared(&mw, &j->act, j->x, j->n, (size_t)w->cols, j->y[k],
+                               (size_t)w->rows, lo - j->first_row[k], hi - j->first_row[k],
+                               err))
             return -1;
     }
     return 0;
@@ -91,7 +94,12 @@ static int matmul_multi(rt_pool *p, const rt_tensor *const *w, float *const *y, 
         jobs = by_size >= (uint64_t)th ? by_size / th * th : by_size ? by_size : 1;
     uint64_t per = (rows + jobs - 1) / jobs;
     j.per = (per + 15) / 16 * 16;
-    return rt_pool_run(p, mm_run, &j, (size_t)((rows + j.per - 1) / j.per), err);
+    airllm_mm_weight mw0 = rt_tensor_mm(w[0]);
+    if (airllm_mm_act_prepare(&j.act, &mw0, x, n, (size_t)w[0]->cols, err))
+        return -1;
+    int rc = rt_pool_run(p, mm_run, &j, (size_t)((rows + j.per - 1) / j.per), err);
+    airllm_mm_act_release(&j.act);
+    return rc;
 }
 
 int rt_matmul(rt_pool *p, const rt_tensor *w, const float *x, size_t n, float *y,

@@ -16,6 +16,7 @@ typedef struct {
     /* memory and I/O */
     uint64_t budget; /* --mem-budget: bytes of weights kept resident */
     bool prefetch, direct;
+    bool int8_act; /* --int8-activations: airllm_mm_set_q8(1) */
     rt_verify verify_load;
     int threads, io_threads; /* <= 0: the defaults of rt_model_open */
     /* device */
@@ -36,7 +37,7 @@ typedef struct {
  * the short forms of --max-new-tokens and --jobs (--threads); -t, the old
  * spelling of -j, still works with a note (docs/options.md): a tool passes
  * 'n', 'j' and 't' to rt_opts_parse too. */
-#define RT_OPTS_N 17
+#define RT_OPTS_N 18
 extern const struct option rt_opts_long[RT_OPTS_N];
 
 /* A tool's getopt_long table: its own n_own entries, then the shared ones,

@@ -18,7 +18,9 @@
 # time) at a 64- and a 128-token prompt. CPU s/token: user + system time
 # of the whole run per token processed, which moves less than wall time
 # when other jobs share the cores. Ratios: new / base for each row, and
-# batch 16 / batch 1 for each binary (issue 13's target: >= 10).
+# batch 16 / batch 1 for each binary (issue 13's target: >= 10). The rows
+# marked "int8 act" run the new binary with --int8-activations (int8 dot
+# products, lib/airllm_matmul_q8.c) against the same baseline rows.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/bench_env.sh"
 TIME=/usr/bin/time
@@ -87,24 +89,29 @@ else:
 EOF
 }
 
-ROWS=("batch 1 decode|decode|0|--ids 1,2,3 -n $NTOK"
-      "batch 16 decode|decode|0|--prompts $WORK/p16 -n $NTOK"
-      "prefill, 64-token prompt|prefill|64|--ids $(seq_ids 64) -n 1"
-      "prefill, 128-token prompt|prefill|128|--ids $(seq_ids 128) -n 1")
+# label|mode|prompt length|arguments|the new binary's extra arguments
+I8=--int8-activations
+ROWS=("batch 1 decode|decode|0|--ids 1,2,3 -n $NTOK|"
+      "batch 16 decode|decode|0|--prompts $WORK/p16 -n $NTOK|"
+      "prefill, 64-token prompt|prefill|64|--ids $(seq_ids 64) -n 1|"
+      "prefill, 128-token prompt|prefill|128|--ids $(seq_ids 128) -n 1|"
+      "batch 16, int8 act|decode|0|--prompts $WORK/p16 -n $NTOK|$I8"
+      "prefill 64, int8 act|prefill|64|--ids $(seq_ids 64) -n 1|$I8"
+      "prefill 128, int8 act|prefill|128|--ids $(seq_ids 128) -n 1|$I8")
 echo "host:  $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg); model $D"
 echo "base:  $BASE ($BASEBIN)"
 echo "new:   $(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet || echo +dirty) ($NEWBIN)"
 printf '\n%-28s %10s %10s %7s %12s %12s %7s\n' "row (7B nf4, --mem-budget 0)" "base tok/s" "new tok/s" "new/base" "base CPU s/t" "new CPU s/t" "CPU b/n"
 i=0
 for row in "${ROWS[@]}"; do
-    IFS='|' read -r label mode plen args <<<"$row"
+    IFS='|' read -r label mode plen args newargs <<<"$row"
     : >"$WORK/base.$i"
     : >"$WORK/new.$i"
     for r in $(seq "$RUNS"); do
         # shellcheck disable=SC2086 # args is a word list
         run "$BASEBIN" "$WORK/base.$i" "$mode" "$plen" $args
         # shellcheck disable=SC2086
-        run "$NEWBIN" "$WORK/new.$i" "$mode" "$plen" $args
+        run "$NEWBIN" "$WORK/new.$i" "$mode" "$plen" $args $newargs
     done
     python3 - "$WORK/base.$i" "$WORK/new.$i" "$label" <<'EOF'
 import sys
@@ -119,10 +126,10 @@ done | tee "$WORK/table"
 python3 - "$WORK/table" <<'EOF'
 import sys
 rows = [l.split() for l in open(sys.argv[1]) if l.startswith("batch")]
-b1, b16 = rows[0], rows[1]
+b1, b16, b16i = rows[0], rows[1], rows[2]
 # columns from the end: base tok/s, new tok/s, ratio, base cpu, new cpu, cpu ratio
 f = lambda r, i: float(r[-6 + i].rstrip("x"))
-print("\nbatch 16 / batch 1 tokens/s: base %.2fx, new %.2fx (target >= 10x)" %
-      (f(b16, 0) / f(b1, 0), f(b16, 1) / f(b1, 1)))
+print("\nbatch 16 / batch 1 tokens/s: base %.2fx, new %.2fx, new with int8 act %.2fx "
+      "(target >= 10x)" % (f(b16, 0) / f(b1, 0), f(b16, 1) / f(b1, 1), f(b16i, 1) / f(b1, 1)))
 EOF
 echo "tok/s: best of $RUNS runs per binary, the two interleaved; CPU s/t: the lowest."
