@@ -235,8 +235,10 @@ typedef struct rt_store {
 int rt_store_scan(rt_store *s, const char *dir, bool prefetch, bool direct,
                   rt_verify verify_load, airllm_err *err);
 /* The second half: which non-external units stay resident within budget
- * bytes (UINT64_MAX: all), loaded now; the stream list; slots from alloc
- * (NULL: the default); the prefetcher. */
+ * bytes (UINT64_MAX: all), and tiny ones (at most RT_TINY_UNIT bytes and
+ * 1/64 of the largest unit) past it, loaded now; the stream list; slots
+ * from alloc (NULL: the default); the prefetcher. */
+#define RT_TINY_UNIT ((uint64_t)1 << 20)
 int rt_store_start(rt_store *s, uint64_t budget, const rt_allocator *alloc, airllm_err *err);
 /* Whether embedding rows can be read straight from the embedding's file
  * (a raw matrix, or a plainly quantized one with whole blocks per row). */
