@@ -658,6 +658,14 @@ int airllm_attn_mix(const float *p, const float *v, size_t vstride, size_t d, si
     return 0;
 }
 
+int airllm_mm_gemm_wanted(const airllm_mm_weight *w, size_t n, airllm_mm_impl impl)
+{
+    if (n < airllm_mm_gemm_min() || !w->rows || !w->cols ||
+        (impl != AIRLLM_MM_IMPL_AVX512 && impl != AIRLLM_MM_IMPL_SCALAR))
+        return 0;
+    return w->enc == AIRLLM_ENC_RAW || (is_quant(w->enc) && w->cols % w->block == 0);
+}
+
 /* ------------------------------------------------------------------ */
 /* entry point                                                         */
 /* ------------------------------------------------------------------ */
@@ -721,8 +729,14 @@ int airllm_mm_prepared(const airllm_mm_weight *w, const airllm_mm_act *act, cons
      * after them below */
     if (n >= airllm_mm_gemm_min() &&
         (impl == AIRLLM_MM_IMPL_AVX512 || impl == AIRLLM_MM_IMPL_SCALAR)) {
+        const float *xp = NULL;
+        if (act && act->xp) {
+            if (airllm_mm_act_check(act, x, n, ldx, cols, err))
+                return -1;
+            xp = act->xp;
+        }
         size_t done = airllm_mm_gemm(impl == AIRLLM_MM_IMPL_AVX512, &j, nrows, x, n,
-                                     y + row_begin, ldy);
+                                     y + row_begin, ldy, xp);
         if (done == nrows)
             return 0;
         j.w += done * j.w_stride;

@@ -79,19 +79,22 @@ void airllm_mm_set_q8(int on);
  * AIRLLM_MM_Q8 other than 0 or 1. */
 int airllm_mm_q8_used(const airllm_mm_weight *w, size_t n, airllm_err *err);
 
-/* x [n, cols] quantized once for several airllm_mm_prepared calls (the
+/* x [n, cols] prepared once for several airllm_mm_prepared calls (the
  * threads of one matrix product each take rows; each would otherwise
- * quantize the same x). Fields are the library's. */
+ * quantize or pack the same x): int8 for the int8 path, packed for the
+ * float GEMM path (n >= 10). Fields are the library's. */
 typedef struct {
     const float *x; /* what it was made from */
     size_t n, ldx, cols;
     int8_t *a;  /* [n][cols] */
     float *s;   /* [n][cols / 32] */
     int32_t *c; /* [n][cols / 32] */
+    float *xp;  /* or x packed for the float GEMM path */
 } airllm_mm_act;
-/* Prepares act for x [n, w->cols] when airllm_mm_q8_used(w, n); else
- * leaves it empty (a = NULL), which airllm_mm_prepared accepts. -1 on errors
- * (out of memory: a message). Release with airllm_mm_act_release. */
+/* Prepares act for x [n, w->cols] when airllm_mm at n tokens takes the
+ * int8 path (airllm_mm_q8_used) or the float GEMM path; else leaves it
+ * empty, which airllm_mm_prepared accepts. -1 on errors (out of memory
+ * for the int8 path: a message). Release with airllm_mm_act_release. */
 int airllm_mm_act_prepare(airllm_mm_act *act, const airllm_mm_weight *w, const float *x,
                           size_t n, size_t ldx, airllm_err *err);
 void airllm_mm_act_release(airllm_mm_act *act);

@@ -302,13 +302,32 @@ static void pack_x(const float *x, size_t n, size_t ldx, size_t cols, size_t gro
     for (size_t g = 0; g < groups; g++) {
         float *o = xp + g * cols * NR;
         size_t t0 = first(g, n, groups), T = first(g + 1, n, groups) - t0;
-        for (size_t k = 0; k < cols; k++) {
-            for (size_t t = 0; t < T; t++)
-                o[k * NR + t] = x[(t0 + t) * ldx + k];
-            for (size_t t = T; t < NR; t++)
-                o[k * NR + t] = 0.0f;
+        /* a token row at a time: x read in order (token-major reads 8
+         * rows a page apart per column cost as much as the multiply on
+         * SmolLM2's small matrices) */
+        for (size_t t = 0; t < T; t++) {
+            const float *xr = x + (t0 + t) * ldx;
+            for (size_t k = 0; k < cols; k++)
+                o[k * NR + t] = xr[k];
         }
+        if (T < NR)
+            for (size_t k = 0; k < cols; k++)
+                for (size_t t = T; t < NR; t++)
+                    o[k * NR + t] = 0.0f;
     }
+}
+
+size_t airllm_mm_gemm_packed(size_t n, size_t cols)
+{
+    size_t groups = (n + NR - 1) / NR;
+    if (!cols || groups > SIZE_MAX / NR / sizeof(float) / cols)
+        return 0;
+    return groups * NR * cols;
+}
+
+void airllm_mm_gemm_pack(const float *x, size_t n, size_t ldx, size_t cols, float *xp)
+{
+    pack_x(x, n, ldx, cols, (n + NR - 1) / NR, xp);
 }
 
 int airllm_mm_gemm_panel(int avx512, const mm_job *j, size_t row, size_t k0, size_t kc,
@@ -327,7 +346,7 @@ int airllm_mm_gemm_panel(int avx512, const mm_job *j, size_t row, size_t k0, siz
 }
 
 size_t airllm_mm_gemm(int avx512, const mm_job *j, size_t nrows, const float *x, size_t n,
-                      float *y, size_t ldy)
+                      float *y, size_t ldy, const float *xp_given)
 {
     panel_fn panel = airllm_mm_gemm_panel_ref;
     kernel_fn kernel = gemm_kernel_ref;
@@ -345,12 +364,16 @@ size_t airllm_mm_gemm(int avx512, const mm_job *j, size_t nrows, const float *x,
     size_t panels = nrows / MR, groups = (n + NR - 1) / NR;
     if (!panels)
         return 0;
-    if (groups > SIZE_MAX / NR / sizeof(float) / j->cols)
-        return 0;
-    float *xp = malloc(groups * NR * j->cols * sizeof *xp);
-    if (!xp)
-        return 0;
-    pack_x(x, n, j->ldx, j->cols, groups, xp);
+    const float *xp = xp_given;
+    float *own = NULL;
+    if (!xp) {
+        size_t need = airllm_mm_gemm_packed(n, j->cols);
+        own = need ? malloc(need * sizeof *own) : NULL;
+        if (!own)
+            return 0;
+        pack_x(x, n, j->ldx, j->cols, groups, own);
+        xp = own;
+    }
     _Alignas(64) float buf[KC * MR];
     for (size_t p = 0; p < panels; p++) {
         size_t row = p * MR;
@@ -365,6 +388,6 @@ size_t airllm_mm_gemm(int avx512, const mm_job *j, size_t nrows, const float *x,
             }
         }
     }
-    free(xp);
+    free(own);
     return panels * MR;
 }

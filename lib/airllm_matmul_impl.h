@@ -94,7 +94,15 @@ void airllm_mm_tail_raw(mm_kind kind, const uint8_t *row, size_t k0, size_t k1, 
  * the rows done (whole panels of 32); 0 where avx512 is asked for and the
  * build has no AVX-512 (x86 only). avx512 = 0: the portable reference. */
 size_t airllm_mm_gemm(int avx512, const mm_job *j, size_t nrows, const float *x, size_t n,
-                      float *y, size_t ldy);
+                      float *y, size_t ldy, const float *xp);
+/* xp: x packed by airllm_mm_gemm_pack for all n tokens, or NULL (packed
+ * per call). airllm_mm_gemm_packed: the floats it takes (0 on overflow).
+ * airllm_mm_gemm_wanted: 1 if airllm_mm takes the GEMM path for w at n
+ * tokens under impl (whole-block quantized rows or raw, n >= gemm_min,
+ * AVX-512 or scalar, not the int8 path). */
+size_t airllm_mm_gemm_packed(size_t n, size_t cols);
+void airllm_mm_gemm_pack(const float *x, size_t n, size_t ldx, size_t cols, float *xp);
+int airllm_mm_gemm_wanted(const airllm_mm_weight *w, size_t n, airllm_mm_impl impl);
 /* The panel decoder alone, for tests: columns [k0, k0 + kc) (kc <= 128)
  * of rows row .. row + 31 into buf [kc][32]; -1 where avx512 is asked for
  * and not built. The reference: airllm_mm_gemm_panel_ref. */
@@ -127,6 +135,12 @@ int airllm_mm_q8_vnni_available(void);
  * impl; -1 on an invalid AIRLLM_MM_Q8. */
 int airllm_mm_q8_wanted(const airllm_mm_weight *w, size_t n, airllm_mm_impl impl,
                         airllm_err *err);
+/* act as the int8 path's quantized x [n, cols], made now. */
+int airllm_mm_act_q8(airllm_mm_act *act, const float *x, size_t n, size_t ldx, size_t cols,
+                     airllm_err *err);
+/* -1 (message) unless act was prepared for this x, n, ldx and cols. */
+int airllm_mm_act_check(const airllm_mm_act *act, const float *x, size_t n, size_t ldx,
+                        size_t cols, airllm_err *err);
 /* airllm_mm's int8 path for j's nrows rows: act (checked against x, n
  * and j->ldx) or, when NULL or empty, activations quantized here. */
 int airllm_mm_q8_run(const mm_job *j, size_t nrows, const airllm_mm_act *act, const float *x,

@@ -475,67 +475,15 @@ int airllm_mm_q8_used(const airllm_mm_weight *w, size_t n, airllm_err *err)
     return airllm_mm_q8_wanted(w, n, impl, err);
 }
 
-void airllm_mm_act_release(airllm_mm_act *act)
-{
-    if (!act)
-        return;
-    free(act->a);
-    free(act->s);
-    free(act->c);
-    memset(act, 0, sizeof *act);
-}
-
-/* act for x [n, cols] unconditionally (the caller knows it is wanted). */
-static int act_make(airllm_mm_act *act, const float *x, size_t n, size_t ldx, size_t cols,
-                    airllm_err *err)
-{
-    memset(act, 0, sizeof *act);
-    size_t groups = cols / G;
-    if (n > SIZE_MAX / cols / sizeof(float))
-        return airllm_errf(err, "%zu x %zu activations are too many", n, cols);
-    act->a = malloc(n * cols);
-    act->s = malloc(n * groups * sizeof *act->s);
-    act->c = malloc(n * groups * sizeof *act->c);
-    if (!act->a || !act->s || !act->c) {
-        airllm_mm_act_release(act);
-        return airllm_errf(err, "out of memory for %zu x %zu int8 activations", n, cols);
-    }
-    act->x = x;
-    act->n = n;
-    act->ldx = ldx;
-    act->cols = cols;
-    airllm_mm_q8_quantize(x, n, ldx, cols, act->a, act->s, act->c);
-    return 0;
-}
-
-int airllm_mm_act_prepare(airllm_mm_act *act, const airllm_mm_weight *w, const float *x,
-                          size_t n, size_t ldx, airllm_err *err)
-{
-    if (!act)
-        return airllm_errf(err, "NULL activations");
-    memset(act, 0, sizeof *act);
-    int used = airllm_mm_q8_used(w, n, err);
-    if (used <= 0)
-        return used;
-    if (!x)
-        return airllm_errf(err, "NULL x");
-    if (n > 1 && ldx < w->cols)
-        return airllm_errf(err, "ldx %zu < cols %llu", ldx, (unsigned long long)w->cols);
-    return act_make(act, x, n, ldx, (size_t)w->cols, err);
-}
-
 int airllm_mm_q8_run(const mm_job *j, size_t nrows, const airllm_mm_act *act, const float *x,
                      size_t n, float *y, size_t ldy, airllm_err *err)
 {
     airllm_mm_act local;
     if (act && act->a) {
-        if (act->x != x || act->n != n || act->ldx != j->ldx || act->cols != j->cols)
-            return airllm_errf(err, "activations prepared for %zu x %zu at %p (ldx %zu), "
-                                    "used for %zu x %zu at %p (ldx %zu)",
-                               act->n, act->cols, (const void *)act->x, act->ldx, n, j->cols,
-                               (const void *)x, j->ldx);
+        if (airllm_mm_act_check(act, x, n, j->ldx, j->cols, err))
+            return -1;
     } else {
-        if (act_make(&local, x, n, j->ldx, j->cols, err))
+        if (airllm_mm_act_q8(&local, x, n, j->ldx, j->cols, err))
             return -1;
         act = &local;
     }

@@ -527,6 +527,50 @@ static void test_gemm_panel(void)
         }
 }
 
+/* Prepared activations for the float GEMM path (airllm_matmul_act.c):
+ * packed once, the same bits as packing per call, for every
+ * implementation that has the path and row ranges inside panels; a
+ * prepared x used with other inputs is refused. */
+static void test_prepared(void)
+{
+    const size_t rows = 100, cols = 512, n = 12, ldx = cols + 5, ldy = rows + 1;
+    float *x = malloc(n * ldx * sizeof *x), *y1 = malloc(n * ldy * sizeof *y1),
+          *y2 = malloc(n * ldy * sizeof *y2);
+    for (size_t i = 0; i < n * ldx; i++)
+        x[i] = gauss();
+    for (size_t fi = 0; fi < NFORMATS; fi++) {
+        tweight t = make_weight(&formats[fi], rows, cols, 64);
+        for (int v = 0; v < nimpls; v++) {
+            airllm_err err;
+            if (set_impl(impls[v]))
+                continue;
+            airllm_mm_act act;
+            CHECK(airllm_mm_act_prepare(&act, &t.w, x, n, ldx, &err) == 0, "prepare: %s",
+                  err.msg);
+            int gemm = impls[v] == AIRLLM_MM_IMPL_AVX512 || impls[v] == AIRLLM_MM_IMPL_SCALAR;
+            CHECK(!act.xp == !gemm, "%s %s: packed only for the GEMM path",
+                  airllm_mm_impl_name(impls[v]), formats[fi].name);
+            memset(y1, 0, n * ldy * sizeof *y1);
+            memset(y2, 0, n * ldy * sizeof *y2);
+            int rc = airllm_mm(&t.w, x, n, ldx, y1, ldy, 7, 90, &err);
+            rc |= airllm_mm_prepared(&t.w, &act, x, n, ldx, y2, ldy, 7, 90, &err);
+            CHECK(rc == 0 && !memcmp(y1, y2, n * ldy * sizeof *y1), "%s %s: prepared = not",
+                  airllm_mm_impl_name(impls[v]), formats[fi].name);
+            if (act.xp)
+                CHECK(airllm_mm_prepared(&t.w, &act, x + 1, n, ldx, y2, ldy, 0, rows,
+                                         &err) == -1 &&
+                          strstr(err.msg, "prepared for"),
+                      "another x refused: %s", err.msg);
+            airllm_mm_act_release(&act);
+        }
+        set_impl(AIRLLM_MM_IMPL_AUTO);
+        free_weight(&t);
+    }
+    free(x);
+    free(y1);
+    free(y2);
+}
+
 int main(void)
 {
     for (size_t i = 0; i < sizeof all_impls / sizeof all_impls[0]; i++)
@@ -547,6 +591,7 @@ int main(void)
     test_large();
     test_gemm();
     test_gemm_panel();
+    test_prepared();
     test_attention();
     return test_summary();
 }
