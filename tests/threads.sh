@@ -45,6 +45,19 @@ for tag in --threads2--mem-budget0 --threads2; do
     cmp -s "$S/logits--threads1" "$S/logits$tag" && ok "wide model: $tag logits = 1 thread's" ||
         bad "wide model: $tag logits differ from 1 thread's"
 done
+# The same with int8 weights and --int8-activations: x quantized once per
+# product (the 40-token prefill), read by every thread's row jobs, with
+# results that do not depend on how the rows are split.
+"$AIRLLM_QUANT" -q -t int8 "$S/wide" "$S/wide8"
+for opts in "--threads 1" "--threads 2 --mem-budget 0" "--threads 3"; do
+    tag=${opts// /}
+    run 0 "wide int8 model, int8 activations, $opts" "$AIRLLM_RUN" -q --ids "$ids" -n 4 $opts \
+        --int8-activations --dump-logits "$S/l8$tag" "$S/wide8"
+done
+for tag in --threads2--mem-budget0 --threads3; do
+    cmp -s "$S/l8--threads1" "$S/l8$tag" && ok "wide int8, int8 activations: $tag = 1 thread" ||
+        bad "wide int8, int8 activations: $tag logits differ from 1 thread's"
+done
 # airllm-serve: connection threads, the engine thread and the prefetcher,
 # with 4 clients at once (streamed and not) on a streamed model; each
 # answer equals its solo run, and SIGTERM ends the server cleanly (TSan's
