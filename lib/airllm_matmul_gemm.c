@@ -34,7 +34,7 @@
 #include "airllm_matmul_impl.h"
 #include "airllm_quant.h"
 
-#include "airllm_matmul_x86.h"
+#include "airllm_matmul_kernel.h"
 
 #define MR 32
 #define KC 128

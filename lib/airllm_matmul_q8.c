@@ -35,7 +35,7 @@
 
 #include "airllm_impl.h"
 #include "airllm_matmul_impl.h"
-#include "airllm_matmul_x86.h"
+#include "airllm_matmul_kernel.h"
 
 #define MR 32 /* rows per panel */
 #define KC 256 /* columns per decoded chunk */

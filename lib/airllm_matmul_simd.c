@@ -35,22 +35,10 @@
 #include <string.h>
 
 #include "airllm_matmul_impl.h"
+#include "airllm_matmul_kernel.h"
 
-#if defined(__x86_64__) || defined(__i386__)
-#define MM_X86 1
-#include <immintrin.h>
-#endif
 #if defined(__aarch64__)
 #include <arm_neon.h>
-#endif
-
-#define INLINE static inline __attribute__((always_inline))
-/* The loops over rows, tokens and accumulators of a tile have constant
- * bounds once inlined; unrolled, their arrays live in registers. */
-#if defined(__clang__)
-#define UNROLL _Pragma("clang loop unroll(full) vectorize(disable)")
-#else
-#define UNROLL _Pragma("GCC unroll 16")
 #endif
 
 /* The tile functions of one implementation: R = 1 and R = RM rows, T = 1..4
@@ -92,8 +80,6 @@ static inline uint64_t ld_u64(const uint8_t *p)
     memcpy(&u, p, sizeof u);
     return u;
 }
-
-#define T512 __attribute__((target("avx512f,avx512bw,avx2,fma,f16c")))
 
 /* 16 weights of one row from column k (k + 16 <= cols). s: the block's
  * scale (int8) or scaled codebook (4-bit). */

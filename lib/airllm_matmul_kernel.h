@@ -1,7 +1,8 @@
-/* Internal to lib/airllm_matmul_gemm.c and lib/airllm_matmul_q8.c: the
- * AVX-512 helpers both GEMM paths decode weight panels with. Not an API. */
-#ifndef AIRLLM_MATMUL_X86_H
-#define AIRLLM_MATMUL_X86_H
+/* Internal to the kernel files (airllm_matmul_simd.c, _gemm.c, _q8.c):
+ * MM_X86, INLINE and UNROLL, and the AVX-512 16 x 16 transpose both GEMM
+ * paths decode weight panels with. Not an API. */
+#ifndef AIRLLM_MATMUL_KERNEL_H
+#define AIRLLM_MATMUL_KERNEL_H
 
 #if defined(__x86_64__) || defined(__i386__)
 #define MM_X86 1
@@ -9,6 +10,8 @@
 #endif
 
 #define INLINE static inline __attribute__((always_inline))
+/* The loops over rows, tokens and accumulators of a tile have constant
+ * bounds once inlined; unrolled, their arrays live in registers. */
 #if defined(__clang__)
 #define UNROLL _Pragma("clang loop unroll(full) vectorize(disable)")
 #else
@@ -16,6 +19,8 @@
 #endif
 
 #ifdef MM_X86
+/* AVX-512 kernels carry target attributes, so the files build with the
+ * default flags and airllm_matmul.c picks an implementation at run time */
 #define T512 __attribute__((target("avx512f,avx512bw,avx2,fma,f16c")))
 
 /* r[i] word c <- r[c] word i (a 16 x 16 transpose of 32-bit words):
