@@ -44,8 +44,9 @@ typedef struct {
     size_t count;
     const float *x;
     size_t n;
-    airllm_mm_act act; /* x in int8, made once for all jobs when the int8
-                        * path takes w[0] (lib/airllm_matmul.h) */
+    airllm_mm_act act; /* x prepared once for all jobs (int8, or packed for
+                        * the GEMM path) when w[0] takes one of those paths
+                        * (lib/airllm_matmul.h) */
 } mm_job;
 
 static int mm_run(void *ctx, size_t job, int thread, airllm_err *err)

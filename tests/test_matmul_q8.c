@@ -100,7 +100,8 @@ static void quantize_same(void)
           "quantizer: the reference's bytes");
     CHECK(a1[32] == 127 && a1[33] == -14 && a1[34] == -14 && a1[35] == -12 &&
               isnan(s1[2 * 10]) && isnan(s1[3 * 10 + 9]) && s1[10 + 3] == 0.0f,
-          "ties to even, inf and NaN groups, tiny groups: %d %d %d %d", a1[32], a1[33], a1[34], a1[35]);
+          "ties to even, inf and NaN groups, tiny groups: %d %d %d %d", a1[32], a1[33], a1[34],
+          a1[35]);
 }
 
 /* Sentinel-filled y [n][ldy] */
