@@ -7,7 +7,8 @@
 # scalar kernels byte-identical, and identical to the native quant) and a
 # run of the nf4 model; checks that the NEON kernels are the ones picked and
 # agree with the scalar reference; and runs the C unit tests of the kernels
-# (test_matmul, test_quant) and containers under qemu.
+# (test_matmul, test_matmul_q8: the int8 path's reference, test_quant) and
+# containers under qemu.
 #
 #   scripts/test_arm64.sh [NATIVE_BUILD_DIR]
 #
@@ -117,9 +118,9 @@ fi
 
 # ---- the C unit tests of kernels and containers, under qemu (ctest runs
 # them through CMAKE_CROSSCOMPILING_EMULATOR) ----
-tests='^test_(matmul|quant|container|codec|manifest|safetensors)$'
-if cmake --build "$bdir" -j "$(nproc)" --target test_matmul test_quant test_container test_codec \
-        test_manifest test_safetensors >"$T/build.log" 2>&1 &&
+tests='^test_(matmul|matmul_q8|quant|container|codec|manifest|safetensors)$'
+if cmake --build "$bdir" -j "$(nproc)" --target test_matmul test_matmul_q8 test_quant \
+        test_container test_codec test_manifest test_safetensors >"$T/build.log" 2>&1 &&
     (cd "$bdir" && ctest -V -R "$tests") >"$T/ctest.log" 2>&1; then
     ok "unit tests under qemu: $(grep -oE '[0-9]+% tests passed.*' "$T/ctest.log")"
 else
