@@ -38,18 +38,23 @@ static void deferred_check(rt_store *s, int k, size_t ui)
     }
 }
 
-/* When every streamed unit is mapped in place, the prefetch thread's work
- * is page faults and the fast check's hashes, and the compute threads of
- * a batch or a prefill (all cores, rt_model.c) need the cores more: at
- * normal priority the hashes took turns with them, and each matrix waited
- * for its slowest thread (7B nf4 stream, 16 sequences: nice 19 made steps
- * 9% faster; one sequence, which leaves the prefetch thread a core of its
- * own, unchanged). Whatever the thread has not hashed when a unit is
+/* When every streamed unit is mapped in place and checked on load, the
+ * prefetch thread's work is page faults and the hashes, and the compute
+ * threads of a batch or a prefill (all cores, rt_model.c) need the cores
+ * more: at normal priority the hashes took turns with them, and each
+ * matrix waited for its slowest thread (7B nf4 stream, 16 sequences:
+ * nice 19 made steps 9% faster; one sequence, which leaves the prefetch
+ * thread a core of its own, unchanged). Whatever the thread has not hashed when a unit is
  * needed, the model hashes itself (rt_store_acquire). Reading threads
  * (pread, O_DIRECT, zstd) keep their priority: the disk must not wait. */
 static void lower_priority_if_mapped(const rt_store *s)
 {
 #ifdef __linux__
+    /* without a hash (--verify-load=off) the thread's page faults are
+     * what keeps the model from faulting in the pages itself: measured,
+     * nice 19 then made a streamed 7B nf4 token 1.2x slower */
+    if (s->verify_load == RT_VERIFY_OFF)
+        return;
     for (size_t k = 0; k < s->n_stream; k++)
         if (!s->units[s->stream[k]].mapped)
             return;
