@@ -254,11 +254,12 @@ static void test_routing(void)
               strstr(err.msg, "prepared for"),
           "activations prepared for other inputs are refused: %s", err.msg);
 
-    /* bf16 never takes it; prepare leaves the act empty */
+    /* bf16 never takes it: no int8, x packed for the float GEMM path */
     tweight tb = make_weight(&formats[2], rows, cols, 64);
     airllm_mm_act none;
-    CHECK(airllm_mm_act_prepare(&none, &tb.w, x, n, ldx, &err) == 0 && !none.a,
-          "bf16: nothing prepared");
+    CHECK(airllm_mm_act_prepare(&none, &tb.w, x, n, ldx, &err) == 0 && !none.a && none.xp,
+          "bf16: packed for the float path, no int8");
+    airllm_mm_act_release(&none);
     free_weight(&tb);
 
     airllm_mm_set_q8(0);
