@@ -727,8 +727,7 @@ int airllm_mm_prepared(const airllm_mm_weight *w, const airllm_mm_act *act, cons
     /* n >= airllm_mm_gemm_min(): whole panels of 32 rows through the GEMM
      * path (AVX-512 and scalar; AVX2 and NEON keep their tiles), the rows
      * after them below */
-    if (n >= airllm_mm_gemm_min() &&
-        (impl == AIRLLM_MM_IMPL_AVX512 || impl == AIRLLM_MM_IMPL_SCALAR)) {
+    if (airllm_mm_gemm_wanted(w, n, impl)) {
         const float *xp = NULL;
         if (act && act->xp) {
             if (airllm_mm_act_check(act, x, n, ldx, cols, err))
