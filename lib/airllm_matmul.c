@@ -720,7 +720,7 @@ int airllm_mm_prepared(const airllm_mm_weight *w, const airllm_mm_act *act, cons
         j.a_stride = cols / w->block;
         j.absmax = w->absmax + (size_t)row_begin * j.a_stride;
         j.cb = j.kind == MM_Q4 ? codebook(w->enc) : NULL;
-        int q8 = airllm_mm_q8_wanted(w, n, impl, err);
+        int q8 = airllm_mm_q8_wanted(w, impl, err);
         if (q8)
             return q8 < 0 ? -1 : airllm_mm_q8_run(&j, nrows, act, x, n, y + row_begin, ldy, err);
     }

@@ -55,11 +55,10 @@ int airllm_mm_check(const airllm_mm_weight *w, airllm_err *err);
 int airllm_mm(const airllm_mm_weight *w, const float *x, size_t n, size_t ldx, float *y,
               size_t ldy, uint64_t row_begin, uint64_t row_end, airllm_err *err);
 
-/* ---- int8 activations: batch and prefill with quantized weights ----
- * From 10 tokens on (n >= airllm_mm_gemm_min()), with nf4, fp4 or int8
- * weights whose rows hold whole blocks, the AVX-512 implementation on a
- * CPU with AVX512-VNNI multiplies in integers, as llama.cpp's Q8_0 path
- * does: each token's activations are rounded to int8 per 32 columns (scale
+/* ---- int8 activations with quantized weights ----
+ * With nf4, fp4 or int8 weights whose rows hold whole blocks, the
+ * AVX-512 implementation on a CPU with AVX512-VNNI multiplies in
+ * integers, as llama.cpp's Q8_0 path does: each token's activations are rounded to int8 per 32 columns (scale
  * max |x| / 127), the nf4/fp4 codebook to multiples of 1/127, and 64
  * products go in one instruction instead of 16. The result is no longer
  * within the float tolerance of airllm_mm_ref: each product moves by up
@@ -67,7 +66,8 @@ int airllm_mm(const airllm_mm_weight *w, const float *x, size_t n, size_t ldx, f
  * second term for 4-bit only), the same order as the weights' own
  * rounding. docs/runner.md ("int8 activations") gives the measured effect.
  * Every implementation of this path gives the same bits (the scalar
- * reference included), and one token (decode) never takes it.
+ * reference included), at every token count: one token (decode) too,
+ * where it reads each row once with 64 products per instruction.
  * Off by default: on the quantized goldens of tests/data/families it moves
  * logits by up to 0.06 and changes greedy ids of the tiny random models,
  * so it is the user's choice (airllm-run --int8-activations).

@@ -69,7 +69,7 @@ int airllm_mm_act_prepare(airllm_mm_act *act, const airllm_mm_weight *w, const f
     airllm_mm_impl impl;
     if (airllm_mm_check(w, err) || airllm_mm_impl_active(&impl, err))
         return -1;
-    int q8 = airllm_mm_q8_wanted(w, n, impl, err);
+    int q8 = airllm_mm_q8_wanted(w, impl, err);
     if (q8 < 0)
         return -1;
     if (!q8 && !airllm_mm_gemm_wanted(w, n, impl))

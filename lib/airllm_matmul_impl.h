@@ -131,10 +131,9 @@ int airllm_mm_q8_rows(int vnni, const mm_job *j, size_t nrows, const airllm_mm_a
                       float *y, size_t ldy);
 /* 1 if this build and CPU run the VNNI kernels. */
 int airllm_mm_q8_vnni_available(void);
-/* 1 if airllm_mm takes the int8 path for w (checked) at n tokens under
- * impl; -1 on an invalid AIRLLM_MM_Q8. */
-int airllm_mm_q8_wanted(const airllm_mm_weight *w, size_t n, airllm_mm_impl impl,
-                        airllm_err *err);
+/* 1 if airllm_mm takes the int8 path for w (checked) under impl, at any
+ * token count; -1 on an invalid AIRLLM_MM_Q8. */
+int airllm_mm_q8_wanted(const airllm_mm_weight *w, airllm_mm_impl impl, airllm_err *err);
 /* act as the int8 path's quantized x [n, cols], made now. */
 int airllm_mm_act_q8(airllm_mm_act *act, const float *x, size_t n, size_t ldx, size_t cols,
                      airllm_err *err);

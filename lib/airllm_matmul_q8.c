@@ -1,5 +1,5 @@
-/* The int8-activation GEMM path of airllm_mm: batch and prefill (n >=
- * airllm_mm_gemm_min() tokens) with nf4, fp4 or int8 weights, on CPUs with
+/* The int8-activation path of airllm_mm, at every token count (decode,
+ * batch and prefill) with nf4, fp4 or int8 weights, on CPUs with
  * AVX512-VNNI, as llama.cpp's Q8_0 path does for its formats.
  *
  * The arithmetic (docs/runner.md, "int8 activations"), for token t, row i:
@@ -356,6 +356,115 @@ TVNNI static void kernel_q8(const uint8_t *wq, const float *st, size_t block, si
     }
 }
 
+/* Row-wise path for one token (decode), where decoding a panel into wq
+ * would cost more than the products it serves. Each of 16 rows is read in
+ * its own order: 64 weight bytes (64 int8 columns, or 128 nf4/fp4
+ * columns) meet the matching activations in one or two vpdpbusd, lane l
+ * of 128-bit block L holding a partial sum of group L (nf4: the high
+ * nibbles, even columns, against the token's even activations, the low
+ * ones against the odd) or of half a group (int8: group L / 2). reduce16
+ * then adds each row's lanes per block, exactly, into vectors with one
+ * row per lane, and the groups go through the same float chain as
+ * tokens_q8: the same bits as the reference. bench_matmul --q8 1 -n 1,2,3
+ * --hot, SmolLM2's 1536 x 576, one thread: one token 49 GB/s of int8
+ * weights here against 22 with float activations; at two tokens the panel
+ * path is as fast (int8) or 10% slower (nf4), at three it is 1.4x faster
+ * (docs/runner.md). */
+
+/* v[i] (row i; 4 blocks of 4 lanes) -> r[L], lane i = the sum of row i's
+ * block L: pairs of rows, then quads, then a 4 x 4 transpose of blocks. */
+TVNNI INLINE void reduce16(const __m512i v[16], __m512i r[4])
+{
+    __m512i p[8], w[4];
+    UNROLL
+    for (unsigned q = 0; q < 8; q++) /* per block: [a0+a2, b0+b2, a1+a3, b1+b3] */
+        p[q] = _mm512_add_epi32(_mm512_unpacklo_epi32(v[2 * q], v[2 * q + 1]),
+                                _mm512_unpackhi_epi32(v[2 * q], v[2 * q + 1]));
+    UNROLL
+    for (unsigned q = 0; q < 4; q++) /* per block: rows 4q .. 4q + 3 */
+        w[q] = _mm512_add_epi32(_mm512_unpacklo_epi64(p[2 * q], p[2 * q + 1]),
+                                _mm512_unpackhi_epi64(p[2 * q], p[2 * q + 1]));
+    const __m512i x0 = _mm512_shuffle_i32x4(w[0], w[1], 0x44), x1 = _mm512_shuffle_i32x4(w[0], w[1], 0xEE);
+    const __m512i x2 = _mm512_shuffle_i32x4(w[2], w[3], 0x44), x3 = _mm512_shuffle_i32x4(w[2], w[3], 0xEE);
+    r[0] = _mm512_shuffle_i32x4(x0, x2, 0x88);
+    r[1] = _mm512_shuffle_i32x4(x0, x2, 0xDD);
+    r[2] = _mm512_shuffle_i32x4(x1, x3, 0x88);
+    r[3] = _mm512_shuffle_i32x4(x1, x3, 0xDD);
+}
+
+/* y[i] = row + i of j for act's one token (i < nr; rows past nr read row
+ * 0 and are not stored), st the half panel's transposed scales
+ * (st[b * MR + i]). */
+TVNNI INLINE void row16_q8(const mm_kind kind, const mm_job *j, size_t row, size_t nr,
+                           const float *st, __m512i tab, const airllm_mm_act *act, float *y)
+{
+    const size_t cols = j->cols;
+    const int8_t *xa = act->a;
+    const float *xs = act->s;
+    const int32_t *xc = act->c;
+    const uint8_t *rp[16];
+    for (unsigned i = 0; i < 16; i++)
+        rp[i] = j->w + (row + (i < nr ? i : 0)) * j->w_stride;
+    const size_t step = kind == MM_Q4 ? 128 : 64; /* columns per 64 weight bytes */
+    const __m512i nib = _mm512_set1_epi8(0x0F), flip = _mm512_set1_epi8((char)0x80);
+    __m512 f = _mm512_setzero_ps();
+    for (size_t k = 0; k < cols; k += step) {
+        const size_t kc = cols - k < step ? cols - k : step; /* a multiple of 32 */
+        const size_t off = kind == MM_Q4 ? k / 2 : k, bytes = kind == MM_Q4 ? kc / 2 : kc;
+        const __mmask64 m = bytes >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << bytes) - 1);
+        __m512i v[16], r[4];
+        if (kind == MM_I8) {
+            const __m512i a = _mm512_maskz_loadu_epi8(m, xa + k);
+            UNROLL
+            for (unsigned i = 0; i < 16; i++) {
+                _mm_prefetch((const char *)(rp[i] + off + Q8_PF), _MM_HINT_T0);
+                const __m512i w = _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, rp[i] + off), flip);
+                v[i] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, a);
+            }
+        } else {
+            /* the token's even and odd columns of these 128, as the high
+             * and low nibbles hold them (masked-off bytes: zeros) */
+            const __mmask64 m0 = kc >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << kc) - 1);
+            const __mmask64 m1 = kc >= 128 ? ~(__mmask64)0
+                                 : kc <= 64 ? 0
+                                            : (((__mmask64)1 << (kc - 64)) - 1);
+            const __m512i a0 = _mm512_maskz_loadu_epi8(m0, xa + k);
+            const __m512i a1 = _mm512_maskz_loadu_epi8(m1, xa + k + 64);
+            const __m512i ae = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi16_epi8(a0)),
+                                                  _mm512_cvtepi16_epi8(a1), 1);
+            const __m512i ao = _mm512_inserti64x4(
+                _mm512_castsi256_si512(_mm512_cvtepi16_epi8(_mm512_srli_epi16(a0, 8))),
+                _mm512_cvtepi16_epi8(_mm512_srli_epi16(a1, 8)), 1);
+            UNROLL
+            for (unsigned i = 0; i < 16; i++) {
+                _mm_prefetch((const char *)(rp[i] + off + Q8_PF), _MM_HINT_T0);
+                const __m512i w = _mm512_maskz_loadu_epi8(m, rp[i] + off);
+                const __m512i hi = _mm512_shuffle_epi8(
+                    tab, _mm512_and_si512(_mm512_srli_epi16(w, 4), nib));
+                const __m512i lo = _mm512_shuffle_epi8(tab, _mm512_and_si512(w, nib));
+                v[i] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), hi, ae),
+                                           lo, ao);
+            }
+        }
+        reduce16(v, r);
+        if (kind == MM_I8) { /* blocks 0, 1: group k / 32; 2, 3: the next */
+            r[0] = _mm512_add_epi32(r[0], r[1]);
+            r[1] = _mm512_add_epi32(r[2], r[3]);
+        }
+        UNROLL
+        for (unsigned g = 0; g < 4; g++) {
+            if (g * G >= kc)
+                break;
+            const size_t gg = k / G + g;
+            const __m512 sc = _mm512_mul_ps(_mm512_load_ps(st + (gg * G / j->block) * MR),
+                                            _mm512_set1_ps(xs[gg]));
+            const __m512i d = _mm512_add_epi32(r[g], _mm512_set1_epi32(xc[gg]));
+            f = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), sc, f);
+        }
+    }
+    _mm512_mask_storeu_ps(y, nr >= 16 ? 0xFFFF : (__mmask16)((1u << nr) - 1), f);
+}
+
 TVNNI static int q8_rows_vnni(const mm_job *j, size_t nrows, const airllm_mm_act *act, float *y,
                               size_t ldy)
 {
@@ -370,9 +479,19 @@ TVNNI static int q8_rows_vnni(const mm_job *j, size_t nrows, const airllm_mm_act
     const __m512i tab = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)tab8));
     for (size_t row = 0; row < nrows; row += MR) {
         size_t nr = nrows - row < MR ? nrows - row : MR;
+        panel_scales(j, row, nr, nb, st);
+        if (act->n == 1) {
+            for (unsigned h = 0; h < nr; h += 16) {
+                size_t hr = nr - h < 16 ? nr - h : 16;
+                if (j->kind == MM_I8)
+                    row16_q8(MM_I8, j, row + h, hr, st + h, tab, act, y + row + h);
+                else
+                    row16_q8(MM_Q4, j, row + h, hr, st + h, tab, act, y + row + h);
+            }
+            continue;
+        }
         for (size_t t = 0; t < act->n; t++)
             memset(y + t * ldy + row, 0, nr * sizeof *y);
-        panel_scales(j, row, nr, nb, st);
         for (size_t k0 = 0; k0 < j->cols; k0 += KC) {
             size_t kc = j->cols - k0 < KC ? j->cols - k0 : KC;
             for (unsigned h = 0; h < MR; h += 16) {
@@ -456,13 +575,12 @@ static int q8_enabled(airllm_err *err)
     return on;
 }
 
-int airllm_mm_q8_wanted(const airllm_mm_weight *w, size_t n, airllm_mm_impl impl,
-                        airllm_err *err)
+int airllm_mm_q8_wanted(const airllm_mm_weight *w, airllm_mm_impl impl, airllm_err *err)
 {
     int quant = w->enc == AIRLLM_ENC_NF4 || w->enc == AIRLLM_ENC_FP4 ||
                 w->enc == AIRLLM_ENC_INT8;
-    if (!quant || !w->cols || w->cols % w->block || n < airllm_mm_gemm_min() ||
-        impl != AIRLLM_MM_IMPL_AVX512 || !airllm_mm_q8_vnni_available())
+    if (!quant || !w->cols || w->cols % w->block || impl != AIRLLM_MM_IMPL_AVX512 ||
+        !airllm_mm_q8_vnni_available())
         return 0;
     return q8_enabled(err);
 }
@@ -472,7 +590,8 @@ int airllm_mm_q8_used(const airllm_mm_weight *w, size_t n, airllm_err *err)
     airllm_mm_impl impl;
     if (airllm_mm_check(w, err) || airllm_mm_impl_active(&impl, err))
         return -1;
-    return airllm_mm_q8_wanted(w, n, impl, err);
+    (void)n; /* every count: row16_q8 for one token, panels for more */
+    return airllm_mm_q8_wanted(w, impl, err);
 }
 
 int airllm_mm_q8_run(const mm_job *j, size_t nrows, const airllm_mm_act *act, const float *x,

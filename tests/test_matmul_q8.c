@@ -5,8 +5,9 @@
  * blocks of 32..4096, 1..33 tokens, row ranges not starting at 0); the
  * reference against the exact product of the dequantized weights within
  * the bound of its two roundings; airllm_mm's routing (it takes the path
- * from gemm_min tokens, with the same bits, and AIRLLM_MM_Q8 / set_q8
- * turn it off); prepared activations; non-finite inputs.
+ * at every token count, one token row-wise, with the same bits, and
+ * AIRLLM_MM_Q8 / set_q8 turn it off); prepared activations; non-finite
+ * inputs.
  *
  *   test_matmul_q8 */
 #include "airllm_matmul.h"
@@ -218,9 +219,10 @@ static void test_shapes(void)
                             ns[ni], shapes[s].r0);
 }
 
-/* airllm_mm takes the path from gemm_min tokens where VNNI is there, with
- * the reference's bits; below it, and with the path off, the float
- * kernels (within their tolerance of the oracle, not the same bits). */
+/* airllm_mm takes the path where VNNI is there, with the reference's bits,
+ * for many tokens and for one (the row-wise kernel); with the path off,
+ * the float kernels (within their tolerance of the oracle, not the same
+ * bits). */
 static void test_routing(void)
 {
     if (!airllm_mm_q8_vnni_available() || !airllm_mm_impl_available(AIRLLM_MM_IMPL_AVX512)) {
@@ -240,7 +242,7 @@ static void test_routing(void)
     airllm_mm_q8_rows(0, &j, rows, &act, ref, ldy);
 
     CHECK(airllm_mm_q8_used(&t.w, n, &err) == 1, "used at %zu tokens", n);
-    CHECK(airllm_mm_q8_used(&t.w, airllm_mm_gemm_min() - 1, &err) == 0, "not below gemm_min");
+    CHECK(airllm_mm_q8_used(&t.w, 1, &err) == 1, "used at one token");
     CHECK(airllm_mm(&t.w, x, n, ldx, y, ldy, 5, 77, &err) == 0, "mm: %s", err.msg);
     int same = 1;
     for (size_t tk = 0; tk < n; tk++)
@@ -253,6 +255,29 @@ static void test_routing(void)
     CHECK(airllm_mm_prepared(&t.w, &act, x, n - 1, ldx, y2, ldy, 0, rows, &err) == -1 &&
               strstr(err.msg, "prepared for"),
           "activations prepared for other inputs are refused: %s", err.msg);
+
+    /* one token, rows [5, 77): the reference's bits, prepared or not */
+    {
+        airllm_mm_act one;
+        float *y1 = new_y(1, rows), *r1 = new_y(1, rows), *p1 = new_y(1, rows);
+        CHECK(airllm_mm_act_prepare(&one, &t.w, x, 1, ldx, &err) == 0 && one.a,
+              "one token prepared: %s", err.msg);
+        airllm_mm_q8_rows(0, &j, rows, &one, r1, rows);
+        CHECK(airllm_mm(&t.w, x, 1, ldx, y1, rows, 5, 77, &err) == 0, "mm 1: %s", err.msg);
+        CHECK(!memcmp(y1 + 5, r1 + 5, 72 * sizeof *y1), "one token: the reference's bits");
+        CHECK(airllm_mm_prepared(&t.w, &one, x, 1, ldx, p1, rows, 5, 77, &err) == 0 &&
+                  !memcmp(p1 + 5, r1 + 5, 72 * sizeof *p1),
+              "one token, prepared: the reference's bits");
+        airllm_mm_set_q8(0);
+        CHECK(airllm_mm(&t.w, x, 1, ldx, y1, rows, 5, 77, &err) == 0 &&
+                  memcmp(y1 + 5, r1 + 5, 72 * sizeof *y1),
+              "one token, off: float kernels, other bits");
+        airllm_mm_set_q8(1);
+        airllm_mm_act_release(&one);
+        free(y1);
+        free(r1);
+        free(p1);
+    }
 
     /* bf16 never takes it: no int8, x packed for the float GEMM path */
     tweight tb = make_weight(&formats[2], rows, cols, 64);
