@@ -276,9 +276,14 @@ if [[ $CASES == *a* ]]; then
             res=$(best "air prefill $d --mem-budget 100G -t $THREADS" "peer prefill $g")
             read -r a b _ _ <<<"$res"
             row "$label prefill $PLEN" tok/s "≥ 1.0" "$a" "$b"
-            # llama.cpp's Q8_0/Q4_0 prefill rounds activations to int8; so
-            # does airllm-run with --int8-activations (off by default)
+            # llama.cpp's Q8_0/Q4_0 decode and prefill round activations
+            # to int8; so does airllm-run with --int8-activations (off by
+            # default)
             if [ "$ours" != bf16 ]; then
+                res=$(best "air decode $d --mem-budget 100G -t $THREADS --ids $IDS3 -n $NTOK --int8-activations" \
+                    "peer decode $g")
+                read -r a b _ _ <<<"$res"
+                row "$label decode, --int8-activations" tok/s "≥ 1.0" "$a" "$b"
                 res=$(best "air prefill $d --mem-budget 100G -t $THREADS --int8-activations" \
                     "peer prefill $g")
                 read -r a b _ _ <<<"$res"

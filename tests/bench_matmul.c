@@ -7,13 +7,15 @@
  * 256 MiB array with the widest vectors this CPU has.
  *
  *   bench_matmul [-r ROWS] [-c COLS] [-b BLOCK] [-t SECONDS] [-i IMPL] [-f FORMAT]
- *                [--hot] [--no-ref] [-g MIN_TOKENS] [--q8 0|1]
+ *                [--hot] [--no-ref] [-g MIN_TOKENS] [--q8 0|1] [-n N,N,...]
  * --q8 0 keeps float activations at n = 16 (the int8 path of
  * airllm_matmul_q8.c is the default where the CPU has AVX512-VNNI).
  * -g sets the token count from which airllm_mm takes its GEMM path
  * (airllm_matmul_gemm.c; default 10; -g 1000 keeps the tiles, for an A/B).
  * -i / -f keep one implementation (ref, scalar, avx2, ...) / format; --hot
- * uses one copy of W (in cache if small: the kernels' compute limit). Defaults: 4096 x 11008 (a 7B MLP down projection), block 64, 0.5 s per
+ * uses one copy of W (in cache if small: the kernels' compute limit). -n
+ * replaces the token counts (up to 8 of them, each 1 to 64; the first is
+ * the one the others' gains are relative to). Defaults: 4096 x 11008 (a 7B MLP down projection), block 64, 0.5 s per
  * figure. For n > 1 the figure in parentheses is the gain in tokens per
  * second over n = 1. Not run by ctest. */
 #include "airllm_matmul.h"
@@ -208,6 +210,7 @@ int main(int argc, char **argv)
     double seconds = 0.5;
     int with_ref = 1, hot = 0;
     const char *only_impl = NULL, *only_fmt = NULL;
+    size_t ns[8] = {1, 4, 16}, nn = 3, nmax = 16;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-r") && i + 1 < argc)
             rows = strtoull(argv[++i], NULL, 10);
@@ -229,10 +232,25 @@ int main(int argc, char **argv)
             airllm_mm_set_q8(atoi(argv[++i]));
         else if (!strcmp(argv[i], "--no-ref"))
             with_ref = 0;
+        else if (!strcmp(argv[i], "-n") && i + 1 < argc) {
+            char *p = argv[++i];
+            for (nn = 0, nmax = 1; *p && nn < 8; nn++) {
+                char *e;
+                ns[nn] = strtoull(p, &e, 10);
+                if (e == p || ns[nn] < 1 || ns[nn] > 64 || (*e && *e != ','))
+                    break;
+                nmax = ns[nn] > nmax ? ns[nn] : nmax;
+                p = *e ? e + 1 : e;
+            }
+            if (*p || !nn || ns[nn - 1] < 1 || ns[nn - 1] > 64) {
+                fprintf(stderr, "-n: up to 8 token counts, 1 to 64, comma separated\n");
+                return 2;
+            }
+        }
         else {
             fprintf(stderr,
                     "usage: %s [-r ROWS] [-c COLS] [-b BLOCK] [-t SECONDS] [-i IMPL] [-f FORMAT] "
-                    "[--hot] [--no-ref] [-g MIN_TOKENS] [--q8 0|1]\n",
+                    "[--hot] [--no-ref] [-g MIN_TOKENS] [--q8 0|1] [-n N,N,...]\n",
                     argv[0]);
             return 2;
         }
@@ -249,7 +267,13 @@ int main(int argc, char **argv)
            "%.1f GB/s\n",
            (unsigned long long)rows, (unsigned long long)cols, block, how, sum_bw);
     printf("GB/s of weight bytes per call; (xN): tokens/s relative to n = 1\n");
-    printf("%-5s %-7s %8s %9s %16s %16s\n", "fmt", "impl", "MB", "n=1", "n=4", "n=16");
+    printf("%-5s %-7s %8s", "fmt", "impl", "MB");
+    for (size_t ni = 0; ni < nn; ni++) {
+        char h[16];
+        snprintf(h, sizeof h, "n=%zu", ns[ni]);
+        printf(ni ? " %16s" : " %9s", h);
+    }
+    printf("\n");
 
     variant vs[8];
     int nv = 0;
@@ -261,14 +285,13 @@ int main(int argc, char **argv)
         if (airllm_mm_impl_available(all[i]))
             vs[nv++] = (variant){airllm_mm_impl_name(all[i]), 0, all[i]};
 
-    static const size_t ns[] = {1, 4, 16};
     float *src = malloc(n_el * sizeof *src);
-    float *x = malloc(16 * cols * sizeof *x), *y = malloc(16 * rows * sizeof *y);
+    float *x = malloc(nmax * cols * sizeof *x), *y = malloc(nmax * rows * sizeof *y);
     if (!src || !x || !y)
         return 1;
     for (size_t i = 0; i < n_el; i++)
         src[i] = frand();
-    for (size_t i = 0; i < 16 * cols; i++)
+    for (size_t i = 0; i < nmax * cols; i++)
         x[i] = frand();
 
     for (size_t fi = 0; fi < sizeof formats / sizeof formats[0]; fi++) {
@@ -294,7 +317,7 @@ int main(int argc, char **argv)
                 fprintf(stderr, "%s\n", err.msg);
                 return 1;
             }
-            for (size_t ni = 0; ni < 3; ni++) {
+            for (size_t ni = 0; ni < nn; ni++) {
                 size_t n = ns[ni];
                 size_t calls = 0;
                 double t0 = now(), t;
@@ -316,11 +339,11 @@ int main(int argc, char **argv)
                     t = now() - t0;
                 } while (t < seconds);
                 double gbs = (double)bytes * calls / t / 1e9;
-                if (n == 1) {
+                if (ni == 0) {
                     gbs1 = gbs;
                     printf(" %9.2f", gbs);
                 } else {
-                    printf(" %9.2f (x%4.1f)", gbs, gbs * n / gbs1);
+                    printf(" %9.2f (x%4.1f)", gbs, gbs * n / ns[0] / gbs1);
                 }
                 fflush(stdout);
             }
