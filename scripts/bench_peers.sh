@@ -14,7 +14,10 @@
 #   (a) resident, SmolLM2-135M and the Llama-2-7B-shaped checkpoint of
 #       scripts/bench_env.sh: airllm-run bf16, int8 and nf4 (block 32 both)
 #       with --mem-budget 100G against llama.cpp F16 (and BF16), Q8_0 and
-#       Q4_0 GGUFs of the same weights; decode tok/s over BENCH_TOKENS
+#       Q4_0 GGUFs of the same weights, and int8e (int8 with the embeddings
+#       and LM head quantized too, as the Q8_0 GGUF has them) against Q8_0;
+#       quantized ones also with --int8-activations (llama.cpp's Q8_0 and
+#       Q4_0 round activations to int8); decode tok/s over BENCH_TOKENS
 #       greedy steps after the first (prompt ids 1,2,3), prefill tok/s of a
 #       BENCH_PROMPT-token prompt.
 #   (b) bigger than RAM: the 7B-shaped bf16 model, airllm-run --mem-budget 0
@@ -162,7 +165,8 @@ gguf_of() {
     echo "$out"
 }
 # air_dir M KIND: the model converted by this checkout's tools (bf16, int8,
-# nf4; block 32), cached while the checkpoint and the tools are the same.
+# int8e, nf4; block 32), cached while the checkpoint and the tools are the
+# same.
 TOOLS_ST=$(cat "$BIN/airllm-split" "$BIN/airllm-quant" | sha256sum | cut -c1-8)
 air_dir() {
     local m=$1 kind=$2 d
@@ -172,6 +176,10 @@ air_dir() {
         note "writing $d"
         if [ "$kind" = bf16 ]; then
             "$BIN/airllm-split" -q -f "$(hf_of "$m")" "$d" >&2
+        elif [ "$kind" = int8e ]; then
+            # as llama.cpp's Q8_0 GGUFs: token_embd and output are Q8_0 too
+            "$BIN/airllm-quant" -q -f -t int8 -b 32 --include embed,lm_head \
+                "$(air_dir "$m" bf16)" "$d" >&2
         else
             "$BIN/airllm-quant" -q -f -t "$kind" -b 32 "$(air_dir "$m" bf16)" "$d" >&2
         fi
@@ -258,7 +266,7 @@ echo "airllm-run: $(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff 
 # ---------------------------------------------------------------- (a)
 if [[ $CASES == *a* ]]; then
     for m in $MODELS; do
-        for pair in bf16:f16 bf16:bf16 int8:q8_0 nf4:q4_0; do
+        for pair in bf16:f16 bf16:bf16 int8:q8_0 int8e:q8_0 nf4:q4_0; do
             ours=${pair%%:*} theirs=${pair#*:}
             label="(a) $(name_of "$m") $ours / ${theirs^^}"
             if [ -n "$LLAMA_SKIP" ]; then
