@@ -25,11 +25,6 @@
 /* checks                                                              */
 /* ------------------------------------------------------------------ */
 
-static int is_quant(airllm_encoding e)
-{
-    return e == AIRLLM_ENC_NF4 || e == AIRLLM_ENC_FP4 || e == AIRLLM_ENC_INT8;
-}
-
 int airllm_mm_check(const airllm_mm_weight *w, airllm_err *err)
 {
     if (!w)
@@ -41,7 +36,7 @@ int airllm_mm_check(const airllm_mm_weight *w, airllm_err *err)
             return airllm_errf(err, "matmul of dtype %s: only F32, F16 and BF16",
                                name ? name : "unknown");
         }
-    } else if (is_quant(w->enc)) {
+    } else if (airllm_encoding_is_quant(w->enc)) {
         if (airllm_quant_check_block(w->block, err))
             return -1;
     } else if (w->enc == AIRLLM_ENC_ZSTD) {
@@ -56,7 +51,7 @@ int airllm_mm_check(const airllm_mm_weight *w, airllm_err *err)
     if (w->rows && w->cols) {
         if (!w->data)
             return airllm_errf(err, "NULL weight data");
-        if (is_quant(w->enc) && !w->absmax)
+        if (airllm_encoding_is_quant(w->enc) && !w->absmax)
             return airllm_errf(err, "NULL absmax for a quantized weight");
     }
     return 0;
@@ -663,7 +658,8 @@ int airllm_mm_gemm_wanted(const airllm_mm_weight *w, size_t n, airllm_mm_impl im
     if (n < airllm_mm_gemm_min() || !w->rows || !w->cols ||
         (impl != AIRLLM_MM_IMPL_AVX512 && impl != AIRLLM_MM_IMPL_SCALAR))
         return 0;
-    return w->enc == AIRLLM_ENC_RAW || (is_quant(w->enc) && w->cols % w->block == 0);
+    return w->enc == AIRLLM_ENC_RAW ||
+           (airllm_encoding_is_quant(w->enc) && w->cols % w->block == 0);
 }
 
 /* ------------------------------------------------------------------ */

@@ -384,8 +384,12 @@ TVNNI INLINE void reduce16(const __m512i v[16], __m512i r[4])
     for (unsigned q = 0; q < 4; q++) /* per block: rows 4q .. 4q + 3 */
         w[q] = _mm512_add_epi32(_mm512_unpacklo_epi64(p[2 * q], p[2 * q + 1]),
                                 _mm512_unpackhi_epi64(p[2 * q], p[2 * q + 1]));
-    const __m512i x0 = _mm512_shuffle_i32x4(w[0], w[1], 0x44), x1 = _mm512_shuffle_i32x4(w[0], w[1], 0xEE);
-    const __m512i x2 = _mm512_shuffle_i32x4(w[2], w[3], 0x44), x3 = _mm512_shuffle_i32x4(w[2], w[3], 0xEE);
+    /* x0 = [w0.0 w0.1 w1.0 w1.1], x1 = [w0.2 w0.3 w1.2 w1.3], x2, x3 the
+     * same of w2, w3; then r[L] = [w0.L w1.L w2.L w3.L] */
+    const __m512i x0 = _mm512_shuffle_i32x4(w[0], w[1], 0x44);
+    const __m512i x1 = _mm512_shuffle_i32x4(w[0], w[1], 0xEE);
+    const __m512i x2 = _mm512_shuffle_i32x4(w[2], w[3], 0x44);
+    const __m512i x3 = _mm512_shuffle_i32x4(w[2], w[3], 0xEE);
     r[0] = _mm512_shuffle_i32x4(x0, x2, 0x88);
     r[1] = _mm512_shuffle_i32x4(x0, x2, 0xDD);
     r[2] = _mm512_shuffle_i32x4(x1, x3, 0x88);
@@ -577,10 +581,8 @@ static int q8_enabled(airllm_err *err)
 
 int airllm_mm_q8_wanted(const airllm_mm_weight *w, airllm_mm_impl impl, airllm_err *err)
 {
-    int quant = w->enc == AIRLLM_ENC_NF4 || w->enc == AIRLLM_ENC_FP4 ||
-                w->enc == AIRLLM_ENC_INT8;
-    if (!quant || !w->cols || w->cols % w->block || impl != AIRLLM_MM_IMPL_AVX512 ||
-        !airllm_mm_q8_vnni_available())
+    if (!airllm_encoding_is_quant(w->enc) || !w->cols || w->cols % w->block ||
+        impl != AIRLLM_MM_IMPL_AVX512 || !airllm_mm_q8_vnni_available())
         return 0;
     return q8_enabled(err);
 }
