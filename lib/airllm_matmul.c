@@ -653,6 +653,13 @@ int airllm_attn_mix(const float *p, const float *v, size_t vstride, size_t d, si
     return 0;
 }
 
+size_t airllm_mm_row_quantum(size_t n)
+{
+    /* the GEMM and int8 paths' panels are 32 rows (airllm_matmul_gemm.c,
+     * airllm_matmul_q8.c), the tiles 16; from two tokens on, 32 serves both */
+    return n > 1 ? 32 : 16;
+}
+
 int airllm_mm_gemm_wanted(const airllm_mm_weight *w, size_t n, airllm_mm_impl impl)
 {
     if (n < airllm_mm_gemm_min() || !w->rows || !w->cols ||

@@ -104,6 +104,12 @@ void airllm_mm_act_release(airllm_mm_act *act);
 int airllm_mm_prepared(const airllm_mm_weight *w, const airllm_mm_act *act, const float *x,
                        size_t n, size_t ldx, float *y, size_t ldy, uint64_t row_begin,
                        uint64_t row_end, airllm_err *err);
+/* The row count that the kernels take whole at n tokens (16 or 32): a
+ * caller that splits one product into row ranges (one per thread) should
+ * cut them at multiples of it, since the rows of a call past its last
+ * multiple go through slower code (for many tokens, the one-token-order
+ * tiles, which also lay x out again per call). */
+size_t airllm_mm_row_quantum(size_t n);
 
 /* The oracle: same contract, one element at a time (each weight decoded by
  * the formula of docs/quantization.md from its own block), products summed

@@ -73,9 +73,10 @@ static int mm_run(void *ctx, size_t job, int thread, airllm_err *err)
 static int matmul_multi(rt_pool *p, const rt_tensor *const *w, float *const *y, size_t count,
                         const float *x, size_t n, airllm_err *err)
 {
-    /* Jobs of whole stacked rows, in multiples of 16 (whole tiles), none
-     * below MIN_JOB_ELEMS weights, and a multiple of the threads where
-     * there are enough, so that no thread is left with one job more. */
+    /* Jobs of whole stacked rows, in multiples of the kernels' row quantum
+     * (whole tiles or panels), none below MIN_JOB_ELEMS weights, and a
+     * multiple of the threads where there are enough, so that no thread is
+     * left with one job more. */
     const uint64_t MIN_JOB_ELEMS = (uint64_t)1 << 17;
     int th = rt_pool_threads(p);
     mm_job j;
@@ -94,7 +95,11 @@ static int matmul_multi(rt_pool *p, const rt_tensor *const *w, float *const *y, 
     if (jobs > by_size)
         jobs = by_size >= (uint64_t)th ? by_size / th * th : by_size ? by_size : 1;
     uint64_t per = (rows + jobs - 1) / jobs;
-    j.per = (per + 15) / 16 * 16;
+    /* 16 rows for one token; 32 for more: SmolLM2's 576-row matrices cut
+     * in 80-row jobs at a 128-token prefill sent 16 rows of each job to
+     * the tiles, which re-laid x out per call (a tenth of the prefill) */
+    uint64_t q = airllm_mm_row_quantum(n);
+    j.per = (per + q - 1) / q * q;
     airllm_mm_weight mw0 = rt_tensor_mm(w[0]);
     if (airllm_mm_act_prepare(&j.act, &mw0, x, n, (size_t)w[0]->cols, err))
         return -1;
