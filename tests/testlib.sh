@@ -104,3 +104,35 @@ else:
 json.dump(c, open(p, "w"), indent=1)
 EOF
 }
+
+# make_cache SRC REPO REV...: a Hugging Face cache layout of SRC's files,
+# as huggingface_hub lays a download out: REPO/blobs/SHA256,
+# REPO/snapshots/REV/NAME -> ../../blobs/SHA256, and refs/main = the first
+# REV.
+make_cache() {
+    local from=$1 repo=$2 rev f h
+    shift 2
+    mkdir -p "$repo/blobs" "$repo/refs"
+    for rev in "$@"; do
+        mkdir -p "$repo/snapshots/$rev"
+        for f in "$from"/*; do
+            h=$(sha256sum "$f" | cut -c1-64)
+            cp "$f" "$repo/blobs/$h"
+            ln -s "../../blobs/$h" "$repo/snapshots/$rev/$(basename "$f")"
+        done
+    done
+    echo "$1" >"$repo/refs/main"
+}
+
+# offset_of FILE PREFIX: absolute offset in the safetensors FILE of the
+# data of the first tensor (by name) whose name starts with PREFIX.
+offset_of() {
+    python3 - "$1" "$2" <<'PY'
+import json, struct, sys
+f = open(sys.argv[1], "rb")
+n = struct.unpack("<Q", f.read(8))[0]
+h = json.loads(f.read(n))
+k = sorted(k for k in h if k.startswith(sys.argv[2]))[0]
+print(8 + n + h[k]["data_offsets"][0])
+PY
+}

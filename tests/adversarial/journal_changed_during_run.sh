@@ -11,17 +11,6 @@ sharded="$MODELS/stories260K-bf16-sharded"
 single="$MODELS/stories260K"
 s1=model-00001-of-00003.safetensors
 
-offset_of() {
-    python3 - "$1" "$2" <<'PY'
-import json, struct, sys
-f = open(sys.argv[1], "rb")
-n = struct.unpack("<Q", f.read(8))[0]
-h = json.loads(f.read(n))
-k = sorted(k for k in h if k.startswith(sys.argv[2]))[0]
-print(8 + n + h[k]["data_offsets"][0])
-PY
-}
-
 # run_poking WHEN FILE OFFSET keep|touch OPTS...: split HF -> OUT; at the
 # first durable step at which the journal holds a line containing WHEN, 4
 # bytes of FILE at OFFSET are overwritten (mtime kept or not), once.

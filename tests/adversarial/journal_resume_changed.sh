@@ -11,19 +11,6 @@ pristine="$MODELS/stories260K-bf16-sharded"
 s1=model-00001-of-00003.safetensors
 s2=model-00002-of-00003.safetensors
 
-# offset_of FILE PREFIX: absolute offset of the data of the first tensor
-# (by name) whose name starts with PREFIX
-offset_of() {
-    python3 - "$1" "$2" <<'PY'
-import json, struct, sys
-f = open(sys.argv[1], "rb")
-n = struct.unpack("<Q", f.read(8))[0]
-h = json.loads(f.read(n))
-k = sorted(k for k in h if k.startswith(sys.argv[2]))[0]
-print(8 + n + h[k]["data_offsets"][0])
-PY
-}
-
 # poke FILE OFFSET keep|touch: overwrite 4 bytes; keep the mtime or not
 poke() {
     cp -p "$1" "$SCRATCH/mtime.ref"

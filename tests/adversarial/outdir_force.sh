@@ -8,23 +8,6 @@
 
 src="$MODELS/stories260K-bf16-sharded"
 
-# make_cache SRC REPO REV...: a Hugging Face cache layout of SRC's files:
-# REPO/blobs/SHA256 and REPO/snapshots/REV/NAME -> ../../blobs/SHA256.
-make_cache() {
-    local from=$1 repo=$2 rev f h
-    shift 2
-    mkdir -p "$repo/blobs" "$repo/refs"
-    for rev in "$@"; do
-        mkdir -p "$repo/snapshots/$rev"
-        for f in "$from"/*; do
-            h=$(sha256sum "$f" | cut -c1-64)
-            cp "$f" "$repo/blobs/$h"
-            ln -s "../../blobs/$h" "$repo/snapshots/$rev/$(basename "$f")"
-        done
-    done
-    echo "$1" >"$repo/refs/main"
-}
-
 # --- item 1: OUT_DIR is the cache's blobs folder
 repo="$SCRATCH/cache/models--t--stories"
 make_cache "$src" "$repo" r1

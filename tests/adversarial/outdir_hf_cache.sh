@@ -8,23 +8,6 @@
 
 src="$MODELS/stories260K-bf16-sharded"
 
-# make_cache SRC REPO REV...: REPO/blobs/SHA256 and
-# REPO/snapshots/REV/NAME -> ../../blobs/SHA256, as huggingface_hub does.
-make_cache() {
-    local from=$1 repo=$2 rev f h
-    shift 2
-    mkdir -p "$repo/blobs" "$repo/refs"
-    for rev in "$@"; do
-        mkdir -p "$repo/snapshots/$rev"
-        for f in "$from"/*; do
-            h=$(sha256sum "$f" | cut -c1-64)
-            cp "$f" "$repo/blobs/$h"
-            ln -s "../../blobs/$h" "$repo/snapshots/$rev/$(basename "$f")"
-        done
-    done
-    echo "$1" >"$repo/refs/main"
-}
-
 # blobs_intact REPO: every blob still there holds the bytes its name hashes.
 blobs_intact() {
     local b

@@ -9,18 +9,6 @@
 src="$MODELS/stories260K-bf16-sharded"
 single="$MODELS/stories260K"
 
-# make_cache SRC REPO REV: REPO/blobs/SHA256 and REPO/snapshots/REV/NAME ->
-# ../../blobs/SHA256, as huggingface_hub lays a download out.
-make_cache() {
-    local from=$1 repo=$2 rev=$3 f h
-    mkdir -p "$repo/blobs" "$repo/snapshots/$rev"
-    for f in "$from"/*; do
-        h=$(sha256sum "$f" | cut -c1-64)
-        cp "$f" "$repo/blobs/$h"
-        ln -s "../../blobs/$h" "$repo/snapshots/$rev/$(basename "$f")"
-    done
-}
-
 # --- an auxiliary file linked to /etc/passwd
 ev="$SCRATCH/evil"
 cp -a "$single" "$ev"
