@@ -307,6 +307,39 @@ T512 INLINE void avx512_tile(const mm_kind kind, const unsigned R, const unsigne
             chunk512_q4t(R, T, U, p[0], j->w_stride, pf, j->absmax + row * j->a_stride, j->a_stride,
                          k, lg, sidx, cb, x, ldx, acc);
     }
+    if (kind == MM_I8 && T == 1) {
+        /* One token: the block's scale factors out of its sum, so each 16
+         * weights cost a widening, a conversion and an FMA (no multiply by
+         * the scale), and the block one FMA by absmax; the 1 / 127 waits
+         * for the row's sum. */
+        const float *am = j->absmax + row * j->a_stride;
+        for (size_t b = 0; b < cols / j->block; b++) {
+            __m512 t[R512];
+            UNROLL
+            for (unsigned i = 0; i < R; i++)
+                t[i] = _mm512_setzero_ps();
+            for (size_t k = b * j->block; k < (b + 1) * j->block; k += 16) {
+                if (MM_PF_DIST != 0 && k % 32 == 0)
+                    UNROLL
+                    for (unsigned i = 0; i < R; i++)
+                        _mm_prefetch((const char *)(p[i] + k + pf), _MM_HINT_T0);
+                const __m512 xv = _mm512_loadu_ps(x + k);
+                UNROLL
+                for (unsigned i = 0; i < R; i++) {
+                    __m128i q = _mm_loadu_si128((const __m128i *)(const void *)(p[i] + k));
+                    t[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q)), xv, t[i]);
+                }
+            }
+            UNROLL
+            for (unsigned i = 0; i < R; i++)
+                acc[i][0][0] =
+                    _mm512_fmadd_ps(t[i], _mm512_set1_ps(am[i * j->a_stride + b]), acc[i][0][0]);
+        }
+        UNROLL
+        for (unsigned i = 0; i < R; i++)
+            out[i] = _mm512_reduce_add_ps(acc[i][0][0]) / 127.0f;
+        return;
+    }
     if (kind == MM_Q4 || kind == MM_I8 || (kind == MM_Q4T && cols % 128)) {
         /* whole blocks; for MM_Q4T the tail after the last chunk of 128,
          * whose x is in column order (transpose_q4t) */
