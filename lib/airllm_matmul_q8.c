@@ -198,6 +198,23 @@ static void q8_rows_ref(const mm_job *j, size_t r0, size_t r1, const airllm_mm_a
 /* Bytes ahead in each row that the decoder prefetches. */
 #define Q8_PF 512
 
+/* The 16 rows from `row` of j; rows past nr read row 0 again (their
+ * outputs are never stored), so no load leaves the matrix. */
+TVNNI INLINE void row_ptrs16(const mm_job *j, size_t row, size_t nr, const uint8_t *rp[16])
+{
+    for (unsigned i = 0; i < 16; i++)
+        rp[i] = j->w + (row + (i < nr ? i : 0)) * j->w_stride;
+}
+
+/* 64 bytes of 4-bit codes as weights + 128 (tab), byte for byte: hi from
+ * the high nibbles (the even columns), lo from the low (the odd). */
+TVNNI INLINE void codes_q8(__m512i b, __m512i tab, __m512i *hi, __m512i *lo)
+{
+    const __m512i nib = _mm512_set1_epi8(0x0F);
+    *hi = _mm512_shuffle_epi8(tab, _mm512_and_si512(_mm512_srli_epi16(b, 4), nib));
+    *lo = _mm512_shuffle_epi8(tab, _mm512_and_si512(b, nib));
+}
+
 /* Columns [k0, k0 + kc) (kc a multiple of 32, at most KC) of the 16 rows
  * from `row` (rows past nr: row 0 again, their outputs never stored) into
  * wq[quad][h + lane][4], h = 0 or 16. */
@@ -205,15 +222,13 @@ TVNNI INLINE void panel16_q8(const mm_kind kind, const mm_job *j, size_t row, si
                              size_t k0, size_t kc, __m512i tab, uint8_t *wq)
 {
     const uint8_t *rp[16];
-    for (unsigned i = 0; i < 16; i++)
-        rp[i] = j->w + (row + (i < nr ? i : 0)) * j->w_stride;
+    row_ptrs16(j, row, nr, rp);
     const size_t slab = kind == MM_Q4 ? 128 : 64; /* columns per 64 bytes */
     /* lane 4L + m of quad 2c takes word 4L + 2m of p01 (m < 2) or word
      * 4L + 2(m - 2) of p23 (index + 16) below; quad 2c + 1 the next word */
     const __m512i even = _mm512_set_epi32(30, 28, 14, 12, 26, 24, 10, 8, 22, 20, 6, 4, 18, 16, 2,
                                           0);
     const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
-    const __m512i nib = _mm512_set1_epi8(0x0F);
     for (size_t s0 = 0; s0 < kc; s0 += slab) {
         size_t kk = k0 + s0;
         size_t off = kind == MM_Q4 ? kk / 2 : kk;
@@ -239,9 +254,8 @@ TVNNI INLINE void panel16_q8(const mm_kind kind, const mm_job *j, size_t row, si
             UNROLL
             for (unsigned c = 0; c < 16; c++) {
                 /* byte b of a word: columns 2b (high nibble), 2b + 1 */
-                __m512i hi = _mm512_shuffle_epi8(
-                    tab, _mm512_and_si512(_mm512_srli_epi16(r[c], 4), nib));
-                __m512i lo = _mm512_shuffle_epi8(tab, _mm512_and_si512(r[c], nib));
+                __m512i hi, lo;
+                codes_q8(r[c], tab, &hi, &lo);
                 /* per 128-bit lane (rows 4L .. 4L + 3): rows 4L, 4L + 1
                  * and rows 4L + 2, 4L + 3, each as two words of 4 columns */
                 __m512i p01 = _mm512_unpacklo_epi8(hi, lo), p23 = _mm512_unpackhi_epi8(hi, lo);
@@ -407,10 +421,9 @@ TVNNI INLINE void row16_q8(const mm_kind kind, const mm_job *j, size_t row, size
     const float *xs = act->s;
     const int32_t *xc = act->c;
     const uint8_t *rp[16];
-    for (unsigned i = 0; i < 16; i++)
-        rp[i] = j->w + (row + (i < nr ? i : 0)) * j->w_stride;
+    row_ptrs16(j, row, nr, rp);
     const size_t step = kind == MM_Q4 ? 128 : 64; /* columns per 64 weight bytes */
-    const __m512i nib = _mm512_set1_epi8(0x0F), flip = _mm512_set1_epi8((char)0x80);
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
     __m512 f = _mm512_setzero_ps();
     for (size_t k = 0; k < cols; k += step) {
         const size_t kc = cols - k < step ? cols - k : step; /* a multiple of 32 */
@@ -442,10 +455,8 @@ TVNNI INLINE void row16_q8(const mm_kind kind, const mm_job *j, size_t row, size
             UNROLL
             for (unsigned i = 0; i < 16; i++) {
                 _mm_prefetch((const char *)(rp[i] + off + Q8_PF), _MM_HINT_T0);
-                const __m512i w = _mm512_maskz_loadu_epi8(m, rp[i] + off);
-                const __m512i hi = _mm512_shuffle_epi8(
-                    tab, _mm512_and_si512(_mm512_srli_epi16(w, 4), nib));
-                const __m512i lo = _mm512_shuffle_epi8(tab, _mm512_and_si512(w, nib));
+                __m512i hi, lo;
+                codes_q8(_mm512_maskz_loadu_epi8(m, rp[i] + off), tab, &hi, &lo);
                 v[i] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), hi, ae),
                                            lo, ao);
             }
