@@ -87,6 +87,9 @@ typedef struct {
     const float *x; /* what it was made from */
     size_t n, ldx, cols;
     int8_t *a;  /* [n][cols] */
+    int8_t *eo; /* [n][cols]: a with each 8 columns as their 4 even then 4
+                 * odd, the order of the 4-bit panels (n > 1 where the VNNI
+                 * kernels run; else NULL) */
     float *s;   /* [n][cols / 32] */
     int32_t *c; /* [n][cols / 32] */
     float *xp;  /* or x packed for the float GEMM path */

@@ -15,6 +15,7 @@ void airllm_mm_act_release(airllm_mm_act *act)
     if (!act)
         return;
     free(act->a);
+    free(act->eo);
     free(act->s);
     free(act->c);
     free(act->xp);
@@ -45,6 +46,15 @@ int airllm_mm_act_q8(airllm_mm_act *act, const float *x, size_t n, size_t ldx, s
     }
     act_set(act, x, n, ldx, cols);
     airllm_mm_q8_quantize(x, n, ldx, cols, act->a, act->s, act->c);
+    /* the 4-bit panels' order, made once here rather than per row job */
+    if (n > 1 && airllm_mm_q8_vnni_available()) {
+        act->eo = malloc(n * cols);
+        if (!act->eo) {
+            airllm_mm_act_release(act);
+            return airllm_errf(err, "out of memory for %zu x %zu int8 activations", n, cols);
+        }
+        airllm_mm_q8_even_odd(act->a, n * cols, act->eo);
+    }
     return 0;
 }
 

@@ -124,6 +124,11 @@ void airllm_mm_q8_quantize(const float *x, size_t n, size_t ldx, size_t cols, in
 /* The scalar reference of it (the same bytes). */
 void airllm_mm_q8_quantize_ref(const float *x, size_t n, size_t ldx, size_t cols, int8_t *a,
                                float *s, int32_t *c);
+/* eo[8i .. 8i + 7] = a[8i], a[8i + 2], a[8i + 4], a[8i + 6], a[8i + 1],
+ * a[8i + 3], a[8i + 5], a[8i + 7] for len bytes (a multiple of 8): the
+ * activations in the order the VNNI kernels hold 4-bit weights for more
+ * than one token (a group's sum is the same in any order). */
+void airllm_mm_q8_even_odd(const int8_t *a, size_t len, int8_t *eo);
 /* Rows [0, nrows) of j (MM_Q4 or MM_I8, cols % 32 == 0) for act's tokens:
  * y[t * ldy + i]. vnni = 0: the scalar reference; 1: AVX512-VNNI, -1
  * where the build has none, -2 out of memory. Both give the same bits. */

@@ -23,7 +23,10 @@
  * Layout of the AVX-512 path: panels of 32 rows (the last one may be
  * partial: masked loads and stores), chunks of 256 columns decoded into
  * wq [64 quads][32 rows][4 bytes] (8 KiB: 4 columns of a row are one
- * 32-bit lane, the layout vpdpbusd reads) and the rows' scales per group;
+ * 32-bit lane, the layout vpdpbusd reads; for 4-bit weights quad 2q holds
+ * the even and quad 2q + 1 the odd columns of 8q .. 8q + 7, as the nibbles
+ * come, and the tokens' activations are reordered to match once per
+ * product: act->eo) and the rows' scales per group;
  * then for each group of 32 columns the 16 weight vectors stay in
  * registers while every token adds its 16 vpdpbusd (each 64 products, the
  * token's 4 activations broadcast from memory) into two accumulators. */
@@ -150,6 +153,41 @@ void airllm_mm_q8_quantize(const float *x, size_t n, size_t ldx, size_t cols, in
     airllm_mm_q8_quantize_ref(x, n, ldx, cols, a, s, c);
 }
 
+static void even_odd_ref(const int8_t *a, size_t len, int8_t *eo)
+{
+    for (size_t i = 0; i < len; i += 8)
+        for (unsigned b = 0; b < 4; b++) {
+            eo[i + b] = a[i + 2 * b];
+            eo[i + 4 + b] = a[i + 2 * b + 1];
+        }
+}
+
+#ifdef MM_X86
+/* 64 bytes per vpshufb: 8-byte runs never cross a 16-byte lane. */
+__attribute__((target("avx512f,avx512bw"))) static void even_odd_512(const int8_t *a,
+                                                                    size_t len, int8_t *eo)
+{
+    const __m512i order = _mm512_broadcast_i32x4(
+        _mm_setr_epi8(0, 2, 4, 6, 1, 3, 5, 7, 8, 10, 12, 14, 9, 11, 13, 15));
+    size_t i = 0;
+    for (; i + 64 <= len; i += 64)
+        _mm512_storeu_si512(eo + i, _mm512_shuffle_epi8(_mm512_loadu_si512(a + i), order));
+    even_odd_ref(a + i, len - i, eo + i);
+}
+#endif
+
+void airllm_mm_q8_even_odd(const int8_t *a, size_t len, int8_t *eo)
+{
+#ifdef MM_X86
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")) {
+        even_odd_512(a, len, eo);
+        return;
+    }
+#endif
+    even_odd_ref(a, len, eo);
+}
+
 /* ------------------------------------------------------------------ */
 /* scalar reference                                                    */
 /* ------------------------------------------------------------------ */
@@ -224,11 +262,6 @@ TVNNI INLINE void panel16_q8(const mm_kind kind, const mm_job *j, size_t row, si
     const uint8_t *rp[16];
     row_ptrs16(j, row, nr, rp);
     const size_t slab = kind == MM_Q4 ? 128 : 64; /* columns per 64 bytes */
-    /* lane 4L + m of quad 2c takes word 4L + 2m of p01 (m < 2) or word
-     * 4L + 2(m - 2) of p23 (index + 16) below; quad 2c + 1 the next word */
-    const __m512i even = _mm512_set_epi32(30, 28, 14, 12, 26, 24, 10, 8, 22, 20, 6, 4, 18, 16, 2,
-                                          0);
-    const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
     for (size_t s0 = 0; s0 < kc; s0 += slab) {
         size_t kk = k0 + s0;
         size_t off = kind == MM_Q4 ? kk / 2 : kk;
@@ -253,16 +286,13 @@ TVNNI INLINE void panel16_q8(const mm_kind kind, const mm_job *j, size_t row, si
         } else {
             UNROLL
             for (unsigned c = 0; c < 16; c++) {
-                /* byte b of a word: columns 2b (high nibble), 2b + 1 */
+                /* byte b of word c: columns 8c + 2b (high nibble) and
+                 * 8c + 2b + 1; the even ones make quad 2c, the odd ones
+                 * 2c + 1 (the order of act->eo), so no interleave */
                 __m512i hi, lo;
                 codes_q8(r[c], tab, &hi, &lo);
-                /* per 128-bit lane (rows 4L .. 4L + 3): rows 4L, 4L + 1
-                 * and rows 4L + 2, 4L + 3, each as two words of 4 columns */
-                __m512i p01 = _mm512_unpacklo_epi8(hi, lo), p23 = _mm512_unpackhi_epi8(hi, lo);
-                _mm512_store_si512(wq + (s0 / 4 + 2 * c) * 128,
-                                   _mm512_permutex2var_epi32(p01, even, p23));
-                _mm512_store_si512(wq + (s0 / 4 + 2 * c + 1) * 128,
-                                   _mm512_permutex2var_epi32(p01, odd, p23));
+                _mm512_store_si512(wq + (s0 / 4 + 2 * c) * 128, hi);
+                _mm512_store_si512(wq + (s0 / 4 + 2 * c + 1) * 128, lo);
             }
         }
     }
@@ -345,10 +375,11 @@ TVNNI INLINE void tokens_q8(const unsigned T, const uint8_t *wq, const float *co
 }
 
 /* y[t][row + i] for i < nr (the first chunk starts from zero): the sums of
- * the chunk's groups, for every token. */
+ * the chunk's groups, for every token; xa the activations [n][cols] in
+ * wq's column order (act->a for int8 weights, act->eo for 4-bit). */
 TVNNI static void kernel_q8(const uint8_t *wq, const float *st, size_t block, size_t k0,
-                            size_t kc, const airllm_mm_act *act, size_t cols, size_t nr,
-                            float *y, size_t ldy)
+                            size_t kc, const airllm_mm_act *act, const int8_t *xa, size_t cols,
+                            size_t nr, float *y, size_t ldy)
 {
     const float *ws[KC / G]; /* each group's 32 scales */
     for (size_t g = 0; g < kc / G; g++)
@@ -356,7 +387,6 @@ TVNNI static void kernel_q8(const uint8_t *wq, const float *st, size_t block, si
     const __mmask16 m0 = nr >= 16 ? 0xFFFF : (__mmask16)((1u << nr) - 1);
     const __mmask16 m1 = nr >= 32 ? 0xFFFF : nr <= 16 ? 0 : (__mmask16)((1u << (nr - 16)) - 1);
     const size_t g0 = k0 / G, ng = kc / G, n = act->n;
-    const int8_t *xa = act->a;
     const float *xs = act->s;
     const int32_t *xc = act->c;
     size_t t = 0;
@@ -492,6 +522,21 @@ TVNNI static int q8_rows_vnni(const mm_job *j, size_t nrows, const airllm_mm_act
     if (j->kind == MM_Q4)
         code_table(j->cb, tab8);
     const __m512i tab = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)tab8));
+    /* 4-bit panels read the activations even/odd: act's, or made here when
+     * the caller quantized without them */
+    const int8_t *xa = act->a;
+    int8_t *eo_local = NULL;
+    if (j->kind == MM_Q4 && act->n > 1) {
+        if (!act->eo) {
+            eo_local = malloc(act->n * j->cols);
+            if (!eo_local) {
+                free(st);
+                return -2;
+            }
+            airllm_mm_q8_even_odd(act->a, act->n * j->cols, eo_local);
+        }
+        xa = act->eo ? act->eo : eo_local;
+    }
     for (size_t row = 0; row < nrows; row += MR) {
         size_t nr = nrows - row < MR ? nrows - row : MR;
         panel_scales(j, row, nr, nb, st);
@@ -516,9 +561,10 @@ TVNNI static int q8_rows_vnni(const mm_job *j, size_t nrows, const airllm_mm_act
                 else
                     panel16_q8(MM_Q4, j, row + (hr ? h : 0), hr, k0, kc, tab, wq + h * 4);
             }
-            kernel_q8(wq, st, j->block, k0, kc, act, j->cols, nr, y + row, ldy);
+            kernel_q8(wq, st, j->block, k0, kc, act, xa, j->cols, nr, y + row, ldy);
         }
     }
+    free(eo_local);
     free(st);
     return 0;
 }

@@ -105,6 +105,25 @@ static void quantize_same(void)
           a1[35]);
 }
 
+/* The even/odd order of 4-bit panels, against its definition, with
+ * lengths that leave the vector loop a tail. */
+static void even_odd(void)
+{
+    for (size_t len = 8; len <= 200; len += 8) {
+        int8_t a[200], eo[208], want[200];
+        for (size_t i = 0; i < len; i++)
+            a[i] = (int8_t)(i * 37 + 11);
+        memset(eo, 0x55, sizeof eo);
+        airllm_mm_q8_even_odd(a, len, eo);
+        for (size_t i = 0; i < len; i++) /* column 8q + b: even b in the first half */
+            want[i / 8 * 8 + (i % 2) * 4 + i % 8 / 2] = a[i];
+        int tail = 1;
+        for (size_t i = len; i < sizeof eo; i++)
+            tail &= eo[i] == 0x55;
+        CHECK(!memcmp(eo, want, len) && tail, "even/odd order, %zu bytes", len);
+    }
+}
+
 /* Sentinel-filled y [n][ldy] */
 static float *new_y(size_t n, size_t ldy)
 {
@@ -155,6 +174,16 @@ static void check_shape(const format *f, uint64_t rows, uint64_t cols, uint32_t 
               f->name, (unsigned long long)rows, (unsigned long long)cols, block, n,
               (unsigned long long)r0, diff, diff ? first / ldy : 0, diff ? first % ldy : 0,
               diff ? got[first] : 0, diff ? ref[first] : 0);
+        /* activations reordered once by the caller (act.eo, as
+         * airllm_mm_act_prepare makes them) instead of per call: the same */
+        if (n > 1) {
+            act.eo = malloc(n * cols);
+            airllm_mm_q8_even_odd(act.a, n * (size_t)cols, act.eo);
+            CHECK(airllm_mm_q8_rows(1, &j, nr, &act, got, ldy) == 0 &&
+                      !memcmp(got, ref, n * ldy * sizeof *got),
+                  "vnni %s %llux%llu n %zu, act.eo given: the reference's bits", f->name,
+                  (unsigned long long)rows, (unsigned long long)cols, n);
+        }
         free(got);
     }
 
@@ -236,8 +265,8 @@ static void test_routing(void)
     float *x = new_x(n, ldx, cols), *y = new_y(n, ldy), *ref = new_y(n, ldy);
     airllm_mm_act act;
     memset(&act, 0, sizeof act);
-    CHECK(airllm_mm_act_prepare(&act, &t.w, x, n, ldx, &err) == 0 && act.a, "prepared: %s",
-          err.msg);
+    CHECK(airllm_mm_act_prepare(&act, &t.w, x, n, ldx, &err) == 0 && act.a && act.eo,
+          "prepared, with the even/odd order: %s", err.msg);
     mm_job j = job_of(&t, 0, ldx);
     airllm_mm_q8_rows(0, &j, rows, &act, ref, ldy);
 
@@ -365,6 +394,7 @@ int main(void)
     test_env();
     quantize_hand();
     quantize_same();
+    even_odd();
     test_shapes();
     test_routing();
     test_nonfinite();
