@@ -31,6 +31,7 @@ struct airllm_encoder {
     uint8_t *qcodes;
     size_t qcodes_cap;
     uint32_t block;
+    airllm_quant_type qtype;   /* of the current tensor's encoding */
     airllm_ct_qlayout ql;
     float *qabsmax;            /* (ql.nblocks) */
     airllm_qblock_stats *qbs;  /* (ql.nblocks) */
@@ -260,7 +261,7 @@ static size_t elem_size(airllm_dtype dt)
 
 static size_t qcode_bytes(const airllm_encoder *e, uint64_t n)
 {
-    return airllm_quant_code_bytes(e->o.qtype, (size_t)n);
+    return airllm_quant_code_bytes(e->qtype, (size_t)n);
 }
 
 typedef struct {
@@ -289,9 +290,9 @@ static void *qjob_run(void *arg)
         size_t b0 = (size_t)((j->first + off) / block), nb = (m + block - 1) / block;
         size_t coff = qcode_bytes(e, off);
         if (airllm_float_to_f32_array(j->dt, j->src + off * es, m, x, &j->err) ||
-            airllm_quantize(e->o.qtype, x, m, block, e->qcodes + coff, e->qcodes_cap - coff,
+            airllm_quantize(e->qtype, x, m, block, e->qcodes + coff, e->qcodes_cap - coff,
                             e->qabsmax + b0, nb, &j->err) ||
-            airllm_dequantize(e->o.qtype, e->qcodes + coff, qcode_bytes(e, m), e->qabsmax + b0,
+            airllm_dequantize(e->qtype, e->qcodes + coff, qcode_bytes(e, m), e->qabsmax + b0,
                               nb, m, block, y, &j->err) ||
             airllm_quant_block_stats(x, y, m, block, e->qabsmax + b0, e->qbs + b0, &j->err)) {
             airllm_err_prefix(&j->err, "elements from %llu",
@@ -351,6 +352,7 @@ static int quant_begin(airllm_encoder *e, const airllm_ct_tensor *t, airllm_err 
     if (!e->qabsmax || !e->qbs || !e->qcarry)
         return airllm_errf(err, "out of memory for the block scales of %s", t->name);
     e->block = t->enc_param[0];
+    e->qtype = airllm_encoding_quant_type(t->encoding); /* qlayout: a quantized one */
     e->qdone = 0;
     e->qcarry_len = 0;
     return 0;

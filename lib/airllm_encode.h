@@ -43,9 +43,9 @@ typedef struct {
     /* zstd */
     int level;
     uint32_t chunk;            /* bytes per frame, e.g. AIRLLM_ZSTD_CHUNK_DEFAULT */
-    /* quant: the type; block size and double quantization come from each
-     * tensor's enc_param */
-    airllm_quant_type qtype;
+    /* quant: the type, block size and double quantization come from each
+     * tensor's encoding and enc_param, so one encoder serves a model whose
+     * parts have different types (airllm-quant --include lm_head=int8) */
 } airllm_enc_opts;
 
 typedef struct {

@@ -262,6 +262,42 @@ run 0 "a moved code keeps the file consistent" "$AIRLLM_VERIFY" -q "$S/v"
 run 1 "verify --against catches the wrong code" "$AIRLLM_VERIFY" -q --against "$F32" "$S/v"
 expect_err "exceed the nf4 error bound" "names the bound"
 
+# ---- parts in their own type: --include lm_head=int8,embed=fp4 ----
+# (untied synthetic Llama: the head is a tensor of its own)
+rm -rf "$S/psyn" "$S/pt" "$S/pk"
+python3 "$SRC_DIR/scripts/make_synthetic.py" --family llama --dtype BF16 --shards 2 \
+    --out "$S/psyn" >/dev/null
+PT="-t nf4 -b 32 --include lm_head=int8,embed=fp4"
+run 0 "typed parts: quantize" "$Q" -q --json $PT "$S/psyn" "$S/pt"
+python3 - "$S/pt/manifest.json" "$S/last.out" <<'EOF' && ok "typed parts: head int8, embeddings fp4, layers nf4, in options and --json" || bad "typed parts: encodings"
+import json, sys
+m = json.load(open(sys.argv[1]))
+enc = {t["name"]: t["encoding"] for t in m["tensors"]}
+assert enc["lm_head.weight"] == "int8" and enc["model.embed_tokens.weight"] == "fp4", enc
+assert enc["model.layers.1.mlp.down_proj.weight"] == "nf4"
+assert enc["model.norm.weight"] == "raw"
+assert m["tool"]["options"]["include"] == ["embed=fp4", "lm_head=int8"], m["tool"]["options"]
+q = json.load(open(sys.argv[2]))["quant"]
+assert q["type"] == "nf4" and q["lm_head_type"] == "int8" and q["embed_type"] == "fp4", q
+EOF
+run 0 "typed parts: verify --against" "$AIRLLM_VERIFY" -q --against "$S/psyn" "$S/pt"
+run 0 "typed parts: statistics recomputed" $CHECK "$S/pt" "$S/psyn"
+run 0 "typed parts: airllm-run runs it" "$AIRLLM_RUN" -q -n 4 --ids 1,2,3 "$S/pt"
+run 0 "typed parts: rerun is a no-op" "$Q" -q $PT "$S/psyn" "$S/pt"
+run 1 "typed parts: another head type over it" "$Q" -q -t nf4 -b 32 \
+    --include lm_head=nf4,embed=fp4 "$S/psyn" "$S/pt"
+expect_err "use --force" "names --force"
+(AIRLLM_FAULT_STEP=3 "$Q" -q $PT "$S/psyn" "$S/pk" >/dev/null 2>&1 & wait $!) 2>/dev/null
+[ $? -eq 137 ] && ok "typed parts: killed at step 3" || bad "typed parts: not killed at step 3"
+run 1 "typed parts: resume with another head type is refused" "$Q" -q -t nf4 -b 32 \
+    --include lm_head=nf4,embed=fp4 "$S/psyn" "$S/pk"
+run 0 "typed parts: resume with the same types" "$Q" -q $PT "$S/psyn" "$S/pk"
+[ "$(tree_digest "$S/pk")" = "$(tree_digest "$S/pt")" ] &&
+    ok "typed parts: the resumed output equals the uninterrupted one" ||
+    bad "typed parts: resumed output differs"
+run 2 "--include lm_head=q2" "$Q" --include lm_head=q2 "$F32" "$S/x"
+expect_err "unknown type 'q2' for lm_head" "names the type and the part"
+
 # ---- kill at every durable step, then resume ----
 kill_resume() {
     local label=$1 src=$2 args=$3 n=1 steps=0 good=0

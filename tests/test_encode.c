@@ -153,7 +153,7 @@ static void test_quant(airllm_quant_type qt, const float *x, const uint8_t *data
     size_t pieces[2] = {100003, 4u << 20};
     unsigned jobs[2] = {3, 1};
     for (int k = 0; k < 2; k++) {
-        airllm_enc_opts o = {.kind = AIRLLM_ENC_KIND_QUANT, .jobs = jobs[k], .qtype = qt};
+        airllm_enc_opts o = {.kind = AIRLLM_ENC_KIND_QUANT, .jobs = jobs[k]};
         sink s;
         airllm_enc_result r;
         const char *name = airllm_quant_type_name(qt);

@@ -96,6 +96,8 @@ typedef struct {
     airllm_quant_type qtype;
     uint32_t block;
     bool double_quant, inc_embed, inc_lm_head, report;
+    /* --include embed=TYPE, lm_head=TYPE: that part's type; 0: qtype */
+    airllm_quant_type embed_qtype, lm_head_qtype;
 } split_opts;
 
 /* How far a conversion is, for whoever shows it: begin once with the bytes
@@ -170,7 +172,9 @@ typedef struct {
     airllm_mf_file aux[N_AUX]; /* copied config/tokenizer files */
     size_t n_aux;
     /* airllm-quant */
-    bool *quantize;            /* per plan tensor */
+    /* per plan tensor: 0 kept as it is, else the airllm_quant_type it is
+     * quantized to (-t's, or its part's from --include PART=TYPE) */
+    uint8_t *quantize;
     airllm_quant_stats *qstats; /* per plan tensor, when quantized */
     /* OUT_DIR safety */
     int lock_fd;               /* the writer's lock on OUT_DIR, or -1 */
@@ -248,6 +252,8 @@ int quant_feed_frames(split_ctx *s, unit_writer *w, const airllm_ct_tensor *ct,
                       const airllm_ct_tensor *src, airllm_err *err);
 int plan_quant(split_ctx *s, airllm_err *err);
 void quant_summary(const split_ctx *s, cJSON *j);
+/* "embed_type" / "lm_head_type" into q for the parts --include typed. */
+void quant_part_types_json(const split_opts *o, cJSON *q);
 void quant_report(const split_ctx *s);
 
 /* convert_sources.c: the checkpoint's files */

@@ -262,6 +262,13 @@ void fingerprint(const split_ctx *s, char out[AIRLLM_SHA256_HEX])
                  airllm_quant_type_name(s->o.qtype), s->o.block, s->o.double_quant,
                  s->o.inc_embed, s->o.inc_lm_head, c->converted);
         airllm_sha256_update(h, line, strlen(line));
+        /* only when given, so plans made before PART=TYPE keep their print */
+        if (s->o.embed_qtype || s->o.lm_head_qtype) {
+            snprintf(line, sizeof line, "part types %s %s\n",
+                     s->o.embed_qtype ? airllm_quant_type_name(s->o.embed_qtype) : "-",
+                     s->o.lm_head_qtype ? airllm_quant_type_name(s->o.lm_head_qtype) : "-");
+            airllm_sha256_update(h, line, strlen(line));
+        }
     }
     airllm_sha256_update(h, c->config_text, c->config_len);
     for (size_t i = 0; i < c->n_sources; i++) {

@@ -39,6 +39,7 @@ static void add_quant(const split_opts *o, const airllm_manifest *m, cJSON *j)
     }
     cJSON *q = cJSON_AddObjectToObject(j, "quant");
     cJSON_AddStringToObject(q, "type", airllm_quant_type_name(o->qtype));
+    quant_part_types_json(o, q);
     cJSON_AddNumberToObject(q, "block_size", o->block);
     cJSON_AddBoolToObject(q, "double_quant", o->double_quant);
     cJSON_AddNumberToObject(q, "tensors", (double)nq);

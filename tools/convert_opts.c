@@ -10,12 +10,25 @@ static int parse_include(const char *arg, split_opts *o)
     strcpy(buf, arg);
     char *save = NULL;
     for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        if (strcmp(tok, "embed") == 0)
+        /* PART or PART=TYPE (that part in its own type, as llama.cpp keeps
+         * a 4-bit model's output matrix in 8 bits) */
+        char *type = strchr(tok, '=');
+        airllm_quant_type qt = 0;
+        if (type) {
+            *type++ = '\0';
+            if (airllm_quant_type_from_name(type, &qt))
+                return cli_usage_error("--include: unknown type '%s' for %s (nf4, fp4, int8)",
+                                       type, tok);
+        }
+        if (strcmp(tok, "embed") == 0) {
             o->inc_embed = true;
-        else if (strcmp(tok, "lm_head") == 0)
+            o->embed_qtype = qt;
+        } else if (strcmp(tok, "lm_head") == 0) {
             o->inc_lm_head = true;
-        else
+            o->lm_head_qtype = qt;
+        } else {
             return cli_usage_error("--include: unknown part '%s' (lm_head, embed)", tok);
+        }
     }
     return 0;
 }

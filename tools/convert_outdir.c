@@ -52,10 +52,17 @@ char *options_json(const split_opts *o)
         cJSON_AddNumberToObject(j, "block_size", o->block);
         cJSON_AddBoolToObject(j, "double_quant", o->double_quant);
         cJSON *inc = cJSON_AddArrayToObject(j, "include");
-        if (o->inc_embed)
-            cJSON_AddItemToArray(inc, cJSON_CreateString("embed"));
-        if (o->inc_lm_head)
-            cJSON_AddItemToArray(inc, cJSON_CreateString("lm_head"));
+        char part[32];
+        if (o->inc_embed) {
+            snprintf(part, sizeof part, "embed%s%s", o->embed_qtype ? "=" : "",
+                     o->embed_qtype ? airllm_quant_type_name(o->embed_qtype) : "");
+            cJSON_AddItemToArray(inc, cJSON_CreateString(part));
+        }
+        if (o->inc_lm_head) {
+            snprintf(part, sizeof part, "lm_head%s%s", o->lm_head_qtype ? "=" : "",
+                     o->lm_head_qtype ? airllm_quant_type_name(o->lm_head_qtype) : "");
+            cJSON_AddItemToArray(inc, cJSON_CreateString(part));
+        }
     }
     char *text = cJSON_PrintUnformatted(j);
     cJSON_Delete(j);

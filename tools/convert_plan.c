@@ -23,7 +23,7 @@ static void quant_totals(const split_ctx *s, uint64_t *bytes, uint64_t *weights)
         ct.ndim = st->ndim;
         memcpy(ct.shape, st->shape, sizeof ct.shape);
         ct.raw_len = airllm_ckpt_raw_len(&s->ck, t);
-        ct.encoding = airllm_quant_encoding(s->o.qtype);
+        ct.encoding = airllm_quant_encoding((airllm_quant_type)s->quantize[t]);
         ct.enc_param[0] = s->o.block;
         ct.enc_param[1] = s->o.double_quant ? AIRLLM_CT_QFLAG_DOUBLE_QUANT : 0;
         airllm_ct_qlayout l;
@@ -150,7 +150,7 @@ static uint64_t unit_file_bytes(const split_ctx *s, size_t u)
         ct->raw_len = ct->stored_len = airllm_ckpt_raw_len(&s->ck, t);
         if (s->quantize && s->quantize[t]) {
             airllm_ct_qlayout l;
-            ct->encoding = airllm_quant_encoding(s->o.qtype);
+            ct->encoding = airllm_quant_encoding((airllm_quant_type)s->quantize[t]);
             ct->enc_param[0] = s->o.block;
             ct->enc_param[1] = s->o.double_quant ? AIRLLM_CT_QFLAG_DOUBLE_QUANT : 0;
             if (airllm_ct_tensor_qlayout(ct, &l, NULL) == 0)

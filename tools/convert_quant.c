@@ -81,9 +81,15 @@ int plan_quant(split_ctx *s, airllm_err *err)
             strcmp(st->name + nl - 7, ".weight") != 0)
             continue;
         switch (c->units[c->tensors[t].unit].kind) {
-        case AIRLLM_UNIT_LAYER: s->quantize[t] = !is_router(st->name); break;
-        case AIRLLM_UNIT_EMBED: s->quantize[t] = s->o.inc_embed; break;
-        case AIRLLM_UNIT_LM_HEAD: s->quantize[t] = s->o.inc_lm_head; break;
+        case AIRLLM_UNIT_LAYER: s->quantize[t] = is_router(st->name) ? 0 : s->o.qtype; break;
+        case AIRLLM_UNIT_EMBED:
+            if (s->o.inc_embed)
+                s->quantize[t] = s->o.embed_qtype ? s->o.embed_qtype : s->o.qtype;
+            break;
+        case AIRLLM_UNIT_LM_HEAD:
+            if (s->o.inc_lm_head)
+                s->quantize[t] = s->o.lm_head_qtype ? s->o.lm_head_qtype : s->o.qtype;
+            break;
         default: break;
         }
     }
@@ -91,6 +97,14 @@ int plan_quant(split_ctx *s, airllm_err *err)
         cli_info("note: the LM head is tied to the embeddings; add --include embed to "
                  "quantize it");
     return 0;
+}
+
+void quant_part_types_json(const split_opts *o, cJSON *q)
+{
+    if (o->inc_embed && o->embed_qtype)
+        cJSON_AddStringToObject(q, "embed_type", airllm_quant_type_name(o->embed_qtype));
+    if (o->inc_lm_head && o->lm_head_qtype)
+        cJSON_AddStringToObject(q, "lm_head_type", airllm_quant_type_name(o->lm_head_qtype));
 }
 
 /* Size and bits per weight of what was quantized, and the error table. */
@@ -115,6 +129,7 @@ void quant_summary(const split_ctx *s, cJSON *j)
     if (j) {
         cJSON *q = cJSON_AddObjectToObject(j, "quant");
         cJSON_AddStringToObject(q, "type", airllm_quant_type_name(s->o.qtype));
+        quant_part_types_json(&s->o, q);
         cJSON_AddNumberToObject(q, "block_size", s->o.block);
         cJSON_AddBoolToObject(q, "double_quant", s->o.double_quant);
         cJSON_AddNumberToObject(q, "tensors", (double)nq);
@@ -125,11 +140,16 @@ void quant_summary(const split_ctx *s, cJSON *j)
         cJSON_AddNumberToObject(q, "worst_rel_frobenius_error", worst_rel);
         return;
     }
-    char a[32], b[32];
-    cli_info("quantized %llu tensors (%llu weights) to %s, block %u%s: %.3f bits per weight, "
+    char a[32], b[32], parts[64] = "";
+    if (s->o.inc_embed && s->o.embed_qtype)
+        snprintf(parts, sizeof parts, " (embed %s)", airllm_quant_type_name(s->o.embed_qtype));
+    if (s->o.inc_lm_head && s->o.lm_head_qtype)
+        snprintf(parts + strlen(parts), sizeof parts - strlen(parts), " (lm_head %s)",
+                 airllm_quant_type_name(s->o.lm_head_qtype));
+    cli_info("quantized %llu tensors (%llu weights) to %s%s, block %u%s: %.3f bits per weight, "
              "%s -> %s; worst relative Frobenius error %.4g",
              (unsigned long long)nq, (unsigned long long)elems,
-             airllm_quant_type_name(s->o.qtype), s->o.block,
+             airllm_quant_type_name(s->o.qtype), parts, s->o.block,
              s->o.double_quant ? ", double quant" : "", bpw, cli_human_size(qsrc, a),
              cli_human_size(qstored, b), worst_rel);
 }

@@ -249,8 +249,7 @@ static int split_main(split_ctx *sp)
     airllm_enc_opts eo = {.kind = o->zstd  ? AIRLLM_ENC_KIND_ZSTD
                                   : o->quant ? AIRLLM_ENC_KIND_QUANT
                                              : AIRLLM_ENC_KIND_RAW,
-                          .jobs = o->jobs, .level = o->level, .chunk = READ_CHUNK,
-                          .qtype = o->qtype};
+                          .jobs = o->jobs, .level = o->level, .chunk = READ_CHUNK};
     airllm_enc_opts ro = {.kind = AIRLLM_ENC_KIND_RAW, .jobs = 1};
     if (!(sp->enc = airllm_enc_new(&eo, sp->buf_size, &err)) ||
         !(sp->enc_raw = airllm_enc_new(&ro, sp->buf_size, &err)))

@@ -46,7 +46,7 @@ int writer_open(split_ctx *s, size_t unit, unit_writer **out, airllm_err *err)
         ct->stored_len = ct->raw_len;
         ct->encoding = AIRLLM_ENC_RAW;
         if (s->quantize && s->quantize[t]) {
-            ct->encoding = airllm_quant_encoding(s->o.qtype);
+            ct->encoding = airllm_quant_encoding((airllm_quant_type)s->quantize[t]);
             ct->enc_param[0] = s->o.block;
             ct->enc_param[1] = s->o.double_quant ? AIRLLM_CT_QFLAG_DOUBLE_QUANT : 0;
             airllm_ct_qlayout l;
