@@ -15,7 +15,10 @@
 #       scripts/bench_env.sh: airllm-run bf16, int8 and nf4 (block 32 both)
 #       with --mem-budget 100G against llama.cpp F16 (and BF16), Q8_0 and
 #       Q4_0 GGUFs of the same weights, and int8e (int8 with the embeddings
-#       and LM head quantized too, as the Q8_0 GGUF has them) against Q8_0;
+#       and LM head quantized too, as the Q8_0 GGUF has them) against Q8_0,
+#       and nf4h (nf4 layers with the embeddings and LM head in int8:
+#       airllm-quant --include embed=int8,lm_head=int8, as llama.cpp keeps
+#       a Q4_0 model's token_embd and output in 8 bits) against Q4_0;
 #       quantized ones also with --int8-activations (llama.cpp's Q8_0 and
 #       Q4_0 round activations to int8); decode tok/s over BENCH_TOKENS
 #       greedy steps after the first (prompt ids 1,2,3), prefill tok/s of a
@@ -46,6 +49,7 @@
 #   BENCH_RUNS     runs per row, interleaved, the best kept (default 2)
 #   BENCH_CASES    which of a,b,c to run (default abc)
 #   BENCH_MODELS   smol and/or 7b for (a) and (c) (default "smol 7b")
+#   BENCH_PAIRS    (a)'s pairs, OURS:THEIRS (default all six, below)
 #   BENCH_SCARCE_FREE   bytes left free in (b) (default: see below)
 #   BENCH_SCARCE_TOKENS decode steps in (b) (default 5)
 #   BENCH_AIRLLM_TOKENS tokens AirLLM generates in (c) (default 8)
@@ -165,8 +169,8 @@ gguf_of() {
     echo "$out"
 }
 # air_dir M KIND: the model converted by this checkout's tools (bf16, int8,
-# int8e, nf4; block 32), cached while the checkpoint and the tools are the
-# same.
+# int8e, nf4, nf4h; block 32), cached while the checkpoint and the tools are
+# the same.
 TOOLS_ST=$(cat "$BIN/airllm-split" "$BIN/airllm-quant" | sha256sum | cut -c1-8)
 air_dir() {
     local m=$1 kind=$2 d
@@ -179,6 +183,9 @@ air_dir() {
         elif [ "$kind" = int8e ]; then
             # as llama.cpp's Q8_0 GGUFs: token_embd and output are Q8_0 too
             "$BIN/airllm-quant" -q -f -t int8 -b 32 --include embed,lm_head \
+                "$(air_dir "$m" bf16)" "$d" >&2
+        elif [ "$kind" = nf4h ]; then
+            "$BIN/airllm-quant" -q -f -t nf4 -b 32 --include embed=int8,lm_head=int8 \
                 "$(air_dir "$m" bf16)" "$d" >&2
         else
             "$BIN/airllm-quant" -q -f -t "$kind" -b 32 "$(air_dir "$m" bf16)" "$d" >&2
@@ -266,7 +273,7 @@ echo "airllm-run: $(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff 
 # ---------------------------------------------------------------- (a)
 if [[ $CASES == *a* ]]; then
     for m in $MODELS; do
-        for pair in bf16:f16 bf16:bf16 int8:q8_0 int8e:q8_0 nf4:q4_0; do
+        for pair in ${BENCH_PAIRS:-bf16:f16 bf16:bf16 int8:q8_0 int8e:q8_0 nf4:q4_0 nf4h:q4_0}; do
             ours=${pair%%:*} theirs=${pair#*:}
             label="(a) $(name_of "$m") $ours / ${theirs^^}"
             if [ -n "$LLAMA_SKIP" ]; then
