@@ -92,6 +92,10 @@ typedef struct {
                  * kernels run; else NULL) */
     float *s;   /* [n][cols / 32] */
     int32_t *c; /* [n][cols / 32] */
+    /* where the AMX kernels run (n > 1): a and eo as B tiles, and s by
+     * group, per block of 16 tokens (airllm_matmul_amx.c); else NULL */
+    int8_t *bt, *bt_eo;
+    float *sT;
     float *xp;  /* or x packed for the float GEMM path */
 } airllm_mm_act;
 /* Prepares act for x [n, w->cols] when airllm_mm at n tokens takes the

@@ -16,6 +16,9 @@ void airllm_mm_act_release(airllm_mm_act *act)
         return;
     free(act->a);
     free(act->eo);
+    free(act->bt);
+    free(act->bt_eo);
+    free(act->sT);
     free(act->s);
     free(act->c);
     free(act->xp);
@@ -54,6 +57,25 @@ int airllm_mm_act_q8(airllm_mm_act *act, const float *x, size_t n, size_t ldx, s
             return airllm_errf(err, "out of memory for %zu x %zu int8 activations", n, cols);
         }
         airllm_mm_q8_even_odd(act->a, n * cols, act->eo);
+    }
+    /* and the AMX kernels' B tiles, also once here */
+    int amx = n > 1 ? airllm_mm_q8_amx_used(err) : 0;
+    if (amx < 0) {
+        airllm_mm_act_release(act);
+        return -1;
+    }
+    if (amx) {
+        size_t nblk = (n + 15) / 16, groups = cols / AIRLLM_MM_Q8_GROUP;
+        act->bt = malloc(nblk * 16 * cols);
+        act->bt_eo = malloc(nblk * 16 * cols);
+        act->sT = malloc(nblk * groups * 16 * sizeof *act->sT);
+        if (!act->bt || !act->bt_eo || !act->sT) {
+            airllm_mm_act_release(act);
+            return airllm_errf(err, "out of memory for %zu x %zu int8 activations", n, cols);
+        }
+        airllm_mm_q8_amx_pack(act->a, n, cols, act->bt);
+        airllm_mm_q8_amx_pack(act->eo, n, cols, act->bt_eo);
+        airllm_mm_q8_amx_scales(act->s, n, groups, act->sT);
     }
     return 0;
 }

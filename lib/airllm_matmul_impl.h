@@ -129,6 +129,21 @@ void airllm_mm_q8_quantize_ref(const float *x, size_t n, size_t ldx, size_t cols
  * activations in the order the VNNI kernels hold 4-bit weights for more
  * than one token (a group's sum is the same in any order). */
 void airllm_mm_q8_even_odd(const int8_t *a, size_t len, int8_t *eo);
+/* The 16 weights + 128 of a 4-bit codebook (round(127 cb[c]) + 128). */
+void airllm_mm_q8_code_table(const float *cb, uint8_t tab[16]);
+/* AMX (airllm_matmul_amx.c): 1 if the CPU has AMX-INT8 and this process
+ * may use the tile state; _used also reads AIRLLM_MM_AMX (0 turns AMX
+ * off, 1 or unset leaves it on): 1, 0, or -1 on another value. */
+int airllm_mm_q8_amx_available(void);
+int airllm_mm_q8_amx_used(airllm_err *err);
+/* xa [n][cols] as B tiles [ceil(n / 16)][cols / 32][8][16][4] (tokens past
+ * n zero), and s [n][groups] as [ceil(n / 16)][groups][16]. */
+void airllm_mm_q8_amx_pack(const int8_t *xa, size_t n, size_t cols, int8_t *bt);
+void airllm_mm_q8_amx_scales(const float *s, size_t n, size_t groups, float *st);
+/* airllm_mm_q8_rows with AMX, for act->n >= 2: 0, -1 where there is none
+ * or n < 2, -2 out of memory. The same bits as the reference. */
+int airllm_mm_q8_rows_amx(const mm_job *j, size_t nrows, const airllm_mm_act *act, float *y,
+                          size_t ldy);
 /* Rows [0, nrows) of j (MM_Q4 or MM_I8, cols % 32 == 0) for act's tokens:
  * y[t * ldy + i]. vnni = 0: the scalar reference; 1: AVX512-VNNI, -1
  * where the build has none, -2 out of memory. Both give the same bits. */

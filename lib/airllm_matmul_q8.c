@@ -48,7 +48,7 @@ _Static_assert(G == 32, "the kernels take a group as 8 quads of 4 columns");
 
 /* Weight integer plus 128 of each code: int8 q -> q + 128; 4-bit
  * code c -> round(127 cb[c]) + 128. */
-static void code_table(const float *cb, uint8_t tab[16])
+void airllm_mm_q8_code_table(const float *cb, uint8_t tab[16])
 {
     for (unsigned c = 0; c < 16; c++) {
         float v = cb[c] * 127.0f;
@@ -208,7 +208,7 @@ static void q8_rows_ref(const mm_job *j, size_t r0, size_t r1, const airllm_mm_a
 {
     uint8_t tab[16] = {0};
     if (j->kind == MM_Q4)
-        code_table(j->cb, tab);
+        airllm_mm_q8_code_table(j->cb, tab);
     const size_t groups = j->cols / G;
     for (size_t t = 0; t < act->n; t++)
         for (size_t r = r0; r < r1; r++) {
@@ -520,7 +520,7 @@ TVNNI static int q8_rows_vnni(const mm_job *j, size_t nrows, const airllm_mm_act
         return -2;
     uint8_t tab8[16] = {0};
     if (j->kind == MM_Q4)
-        code_table(j->cb, tab8);
+        airllm_mm_q8_code_table(j->cb, tab8);
     const __m512i tab = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)tab8));
     /* 4-bit panels read the activations even/odd: act's, or made here when
      * the caller quantized without them */
@@ -665,7 +665,15 @@ int airllm_mm_q8_run(const mm_job *j, size_t nrows, const airllm_mm_act *act, co
             return -1;
         act = &local;
     }
-    int rc = airllm_mm_q8_rows(1, j, nrows, act, y, ldy);
+    int amx = n > 1 ? airllm_mm_q8_amx_used(err) : 0;
+    if (amx < 0) {
+        if (act == &local)
+            airllm_mm_act_release(&local);
+        return -1;
+    }
+    int rc = amx ? airllm_mm_q8_rows_amx(j, nrows, act, y, ldy) : -1;
+    if (rc == -1) /* no AMX: the VNNI kernels */
+        rc = airllm_mm_q8_rows(1, j, nrows, act, y, ldy);
     if (act == &local)
         airllm_mm_act_release(&local);
     if (rc == -2)

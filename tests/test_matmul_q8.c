@@ -184,6 +184,36 @@ static void check_shape(const format *f, uint64_t rows, uint64_t cols, uint32_t 
                   "vnni %s %llux%llu n %zu, act.eo given: the reference's bits", f->name,
                   (unsigned long long)rows, (unsigned long long)cols, n);
         }
+        /* AMX: B tiles made per call, then given in act, as
+         * airllm_mm_act_prepare makes them */
+        if (n > 1 && airllm_mm_q8_amx_available()) {
+            for (int given = 0; given < 2; given++) {
+                if (given) {
+                    size_t nblk = (n + 15) / 16, groups = (size_t)cols / 32;
+                    act.bt = malloc(nblk * 16 * cols);
+                    act.bt_eo = malloc(nblk * 16 * cols);
+                    act.sT = malloc(nblk * groups * 16 * sizeof *act.sT);
+                    airllm_mm_q8_amx_pack(act.a, n, (size_t)cols, act.bt);
+                    airllm_mm_q8_amx_pack(act.eo, n, (size_t)cols, act.bt_eo);
+                    airllm_mm_q8_amx_scales(act.s, n, groups, act.sT);
+                }
+                float *amx = new_y(n, ldy);
+                CHECK(airllm_mm_q8_rows_amx(&j, nr, &act, amx, ldy) == 0, "amx runs");
+                size_t diff = 0, first = (size_t)-1;
+                for (size_t i = 0; i < n * ldy; i++)
+                    if (memcmp(&ref[i], &amx[i], sizeof *ref)) {
+                        diff++;
+                        first = first == (size_t)-1 ? i : first;
+                    }
+                CHECK(!diff, "amx %s %llux%llu block %u n %zu from row %llu%s: %zu outputs "
+                             "differ, first [%zu][%zu] %.9g vs ref %.9g",
+                      f->name, (unsigned long long)rows, (unsigned long long)cols, block, n,
+                      (unsigned long long)r0, given ? ", tiles given" : "", diff,
+                      diff ? first / ldy : 0, diff ? first % ldy : 0, diff ? amx[first] : 0,
+                      diff ? ref[first] : 0);
+                free(amx);
+            }
+        }
         free(got);
     }
 
@@ -390,7 +420,8 @@ static void test_env(void)
 
 int main(void)
 {
-    printf("AVX512-VNNI kernels: %s\n", airllm_mm_q8_vnni_available() ? "yes" : "no");
+    printf("AVX512-VNNI kernels: %s; AMX: %s\n", airllm_mm_q8_vnni_available() ? "yes" : "no",
+           airllm_mm_q8_amx_available() ? "yes" : "no");
     test_env();
     quantize_hand();
     quantize_same();

@@ -58,6 +58,15 @@ for tag in --threads2--mem-budget0 --threads3; do
     cmp -s "$S/l8--threads1" "$S/l8$tag" && ok "wide int8, int8 activations: $tag = 1 thread" ||
         bad "wide int8, int8 activations: $tag logits differ from 1 thread's"
 done
+# Without the AMX tiles (VNNI panels; where the CPU has no AMX both runs
+# take the panels): the same bits.
+run 0 "wide int8 model, int8 activations, AIRLLM_MM_AMX=0" env AIRLLM_MM_AMX=0 "$AIRLLM_RUN" -q \
+    --ids "$ids" -n 4 --threads 2 --int8-activations --dump-logits "$S/l8noamx" "$S/wide8"
+cmp -s "$S/l8--threads1" "$S/l8noamx" && ok "wide int8, int8 activations: AMX off = on" ||
+    bad "wide int8, int8 activations: logits differ with AIRLLM_MM_AMX=0"
+run 1 "AIRLLM_MM_AMX=2 is refused" env AIRLLM_MM_AMX=2 "$AIRLLM_RUN" -q --ids "$ids" -n 1 \
+    --int8-activations "$S/wide8"
+expect_err "AIRLLM_MM_AMX='2' is not 0 or 1" "names the variable"
 # airllm-serve: connection threads, the engine thread and the prefetcher,
 # with 4 clients at once (streamed and not) on a streamed model; each
 # answer equals its solo run, and SIGTERM ends the server cleanly (TSan's
