@@ -88,12 +88,13 @@ typedef struct {
     size_t n, ldx, cols;
     int8_t *a;  /* [n][cols] */
     int8_t *eo; /* [n][cols]: a with each 8 columns as their 4 even then 4
-                 * odd, the order of the 4-bit panels (n > 1 where the VNNI
-                 * kernels run; else NULL) */
+                 * odd, the order of the 4-bit panels (4-bit weights, n > 1,
+                 * where the VNNI kernels run; else NULL) */
     float *s;   /* [n][cols / 32] */
     int32_t *c; /* [n][cols / 32] */
-    /* where the AMX kernels run (n > 1): a and eo as B tiles, and s by
-     * group, per block of 16 tokens (airllm_matmul_amx.c); else NULL */
+    /* where the AMX kernels run (n > 1): a (int8 weights) or eo (4-bit)
+     * as B tiles, and s by group, per block of 16 tokens
+     * (airllm_matmul_amx.c); else NULL */
     int8_t *bt, *bt_eo;
     float *sT;
     float *xp;  /* or x packed for the float GEMM path */

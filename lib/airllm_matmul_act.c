@@ -34,7 +34,7 @@ static void act_set(airllm_mm_act *act, const float *x, size_t n, size_t ldx, si
 }
 
 int airllm_mm_act_q8(airllm_mm_act *act, const float *x, size_t n, size_t ldx, size_t cols,
-                     airllm_err *err)
+                     mm_kind kind, airllm_err *err)
 {
     memset(act, 0, sizeof *act);
     size_t groups = cols / AIRLLM_MM_Q8_GROUP;
@@ -50,7 +50,7 @@ int airllm_mm_act_q8(airllm_mm_act *act, const float *x, size_t n, size_t ldx, s
     act_set(act, x, n, ldx, cols);
     airllm_mm_q8_quantize(x, n, ldx, cols, act->a, act->s, act->c);
     /* the 4-bit panels' order, made once here rather than per row job */
-    if (n > 1 && airllm_mm_q8_vnni_available()) {
+    if (kind == MM_Q4 && n > 1 && airllm_mm_q8_vnni_available()) {
         act->eo = malloc(n * cols);
         if (!act->eo) {
             airllm_mm_act_release(act);
@@ -58,7 +58,8 @@ int airllm_mm_act_q8(airllm_mm_act *act, const float *x, size_t n, size_t ldx, s
         }
         airllm_mm_q8_even_odd(act->a, n * cols, act->eo);
     }
-    /* and the AMX kernels' B tiles, also once here */
+    /* and the AMX kernels' B tiles in the order of kind's weights, also
+     * once here */
     int amx = n > 1 ? airllm_mm_q8_amx_used(err) : 0;
     if (amx < 0) {
         airllm_mm_act_release(act);
@@ -66,15 +67,14 @@ int airllm_mm_act_q8(airllm_mm_act *act, const float *x, size_t n, size_t ldx, s
     }
     if (amx) {
         size_t nblk = (n + 15) / 16, groups = cols / AIRLLM_MM_Q8_GROUP;
-        act->bt = malloc(nblk * 16 * cols);
-        act->bt_eo = malloc(nblk * 16 * cols);
+        int8_t **bt = kind == MM_Q4 ? &act->bt_eo : &act->bt;
+        *bt = malloc(nblk * 16 * cols);
         act->sT = malloc(nblk * groups * 16 * sizeof *act->sT);
-        if (!act->bt || !act->bt_eo || !act->sT) {
+        if (!*bt || !act->sT) {
             airllm_mm_act_release(act);
             return airllm_errf(err, "out of memory for %zu x %zu int8 activations", n, cols);
         }
-        airllm_mm_q8_amx_pack(act->a, n, cols, act->bt);
-        airllm_mm_q8_amx_pack(act->eo, n, cols, act->bt_eo);
+        airllm_mm_q8_amx_pack(kind == MM_Q4 ? act->eo : act->a, n, cols, *bt);
         airllm_mm_q8_amx_scales(act->s, n, groups, act->sT);
     }
     return 0;
@@ -112,7 +112,8 @@ int airllm_mm_act_prepare(airllm_mm_act *act, const airllm_mm_weight *w, const f
         return airllm_errf(err, "ldx %zu < cols %llu", ldx, (unsigned long long)w->cols);
     size_t cols = (size_t)w->cols;
     if (q8)
-        return airllm_mm_act_q8(act, x, n, ldx, cols, err);
+        return airllm_mm_act_q8(act, x, n, ldx, cols,
+                                w->enc == AIRLLM_ENC_INT8 ? MM_I8 : MM_Q4, err);
     size_t need = airllm_mm_gemm_packed(n, cols);
     act->xp = need ? malloc(need * sizeof *act->xp) : NULL;
     if (!act->xp) /* the GEMM path packs per call then */

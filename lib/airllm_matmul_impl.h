@@ -154,9 +154,10 @@ int airllm_mm_q8_vnni_available(void);
 /* 1 if airllm_mm takes the int8 path for w (checked) under impl, at any
  * token count; -1 on an invalid AIRLLM_MM_Q8. */
 int airllm_mm_q8_wanted(const airllm_mm_weight *w, airllm_mm_impl impl, airllm_err *err);
-/* act as the int8 path's quantized x [n, cols], made now. */
+/* act as the int8 path's quantized x [n, cols], made now, with the
+ * orders the kernels for kind's weights (MM_Q4 or MM_I8) read. */
 int airllm_mm_act_q8(airllm_mm_act *act, const float *x, size_t n, size_t ldx, size_t cols,
-                     airllm_err *err);
+                     mm_kind kind, airllm_err *err);
 /* -1 (message) unless act was prepared for this x, n, ldx and cols. */
 int airllm_mm_act_check(const airllm_mm_act *act, const float *x, size_t n, size_t ldx,
                         size_t cols, airllm_err *err);

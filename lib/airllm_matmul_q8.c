@@ -661,7 +661,7 @@ int airllm_mm_q8_run(const mm_job *j, size_t nrows, const airllm_mm_act *act, co
         if (airllm_mm_act_check(act, x, n, j->ldx, j->cols, err))
             return -1;
     } else {
-        if (airllm_mm_act_q8(&local, x, n, j->ldx, j->cols, err))
+        if (airllm_mm_act_q8(&local, x, n, j->ldx, j->cols, j->kind, err))
             return -1;
         act = &local;
     }

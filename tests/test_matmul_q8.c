@@ -297,6 +297,8 @@ static void test_routing(void)
     memset(&act, 0, sizeof act);
     CHECK(airllm_mm_act_prepare(&act, &t.w, x, n, ldx, &err) == 0 && act.a && act.eo,
           "prepared, with the even/odd order: %s", err.msg);
+    CHECK(!airllm_mm_q8_amx_available() || (act.bt_eo && act.sT && !act.bt),
+          "prepared for AMX: the 4-bit order's B tiles only");
     mm_job j = job_of(&t, 0, ldx);
     airllm_mm_q8_rows(0, &j, rows, &act, ref, ldy);
 
