@@ -141,6 +141,24 @@ static float *new_x(size_t n, size_t ldx, size_t cols)
     return x;
 }
 
+/* got [n][ldy] = ref bit for bit, padding included. */
+static void same_bits(const char *what, const format *f, uint64_t rows, uint64_t cols,
+                      uint32_t block, uint64_t r0, const float *ref, const float *got, size_t n,
+                      size_t ldy)
+{
+    size_t diff = 0, first = (size_t)-1;
+    for (size_t i = 0; i < n * ldy; i++)
+        if (memcmp(&ref[i], &got[i], sizeof *ref)) {
+            diff++;
+            first = first == (size_t)-1 ? i : first;
+        }
+    CHECK(!diff, "%s %s %llux%llu block %u n %zu from row %llu: %zu outputs differ, first "
+                 "[%zu][%zu] %.9g vs ref %.9g",
+          what, f->name, (unsigned long long)rows, (unsigned long long)cols, block, n,
+          (unsigned long long)r0, diff, diff ? first / ldy : 0, diff ? first % ldy : 0,
+          diff ? got[first] : 0, diff ? ref[first] : 0);
+}
+
 /* One shape: VNNI = reference bit for bit (padding untouched), and the
  * reference within the rounding bound of the exact product. */
 static void check_shape(const format *f, uint64_t rows, uint64_t cols, uint32_t block, size_t n,
@@ -163,17 +181,7 @@ static void check_shape(const format *f, uint64_t rows, uint64_t cols, uint32_t 
     if (airllm_mm_q8_vnni_available()) {
         float *got = new_y(n, ldy);
         CHECK(airllm_mm_q8_rows(1, &j, nr, &act, got, ldy) == 0, "vnni runs");
-        size_t diff = 0, first = (size_t)-1;
-        for (size_t i = 0; i < n * ldy; i++)
-            if (memcmp(&ref[i], &got[i], sizeof *ref)) {
-                diff++;
-                first = first == (size_t)-1 ? i : first;
-            }
-        CHECK(!diff, "vnni %s %llux%llu block %u n %zu from row %llu: %zu outputs differ, first "
-                     "[%zu][%zu] %.9g vs ref %.9g",
-              f->name, (unsigned long long)rows, (unsigned long long)cols, block, n,
-              (unsigned long long)r0, diff, diff ? first / ldy : 0, diff ? first % ldy : 0,
-              diff ? got[first] : 0, diff ? ref[first] : 0);
+        same_bits("vnni", f, rows, cols, block, r0, ref, got, n, ldy);
         /* activations reordered once by the caller (act.eo, as
          * airllm_mm_act_prepare makes them) instead of per call: the same */
         if (n > 1) {
@@ -199,18 +207,8 @@ static void check_shape(const format *f, uint64_t rows, uint64_t cols, uint32_t 
                 }
                 float *amx = new_y(n, ldy);
                 CHECK(airllm_mm_q8_rows_amx(&j, nr, &act, amx, ldy) == 0, "amx runs");
-                size_t diff = 0, first = (size_t)-1;
-                for (size_t i = 0; i < n * ldy; i++)
-                    if (memcmp(&ref[i], &amx[i], sizeof *ref)) {
-                        diff++;
-                        first = first == (size_t)-1 ? i : first;
-                    }
-                CHECK(!diff, "amx %s %llux%llu block %u n %zu from row %llu%s: %zu outputs "
-                             "differ, first [%zu][%zu] %.9g vs ref %.9g",
-                      f->name, (unsigned long long)rows, (unsigned long long)cols, block, n,
-                      (unsigned long long)r0, given ? ", tiles given" : "", diff,
-                      diff ? first / ldy : 0, diff ? first % ldy : 0, diff ? amx[first] : 0,
-                      diff ? ref[first] : 0);
+                same_bits(given ? "amx, tiles given" : "amx", f, rows, cols, block, r0, ref, amx,
+                          n, ldy);
                 free(amx);
             }
         }
