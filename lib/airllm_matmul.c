@@ -467,7 +467,7 @@ static void run_straddle(const mm_isa *isa, const airllm_mm_weight *w, const flo
         straddle_span(isa, w, r, 0, k0, x, n, ldx, y + r, ldy);
         mm_job j;
         memset(&j, 0, sizeof j);
-        j.kind = w->enc == AIRLLM_ENC_INT8 ? MM_I8 : MM_Q4;
+        j.kind = airllm_mm_quant_kind(w->enc);
         j.w = w->data + (j.kind == MM_I8 ? b0 * B : b0 * B / 2);
         j.absmax = w->absmax + b0;
         j.a_stride = (size_t)(b1 - b0);
@@ -716,7 +716,7 @@ int airllm_mm_prepared(const airllm_mm_weight *w, const airllm_mm_act *act, cons
             run_straddle(isa, w, x, n, ldx, y, ldy, row_begin, row_end);
             return 0;
         }
-        j.kind = w->enc == AIRLLM_ENC_INT8 ? MM_I8 : MM_Q4;
+        j.kind = airllm_mm_quant_kind(w->enc);
         j.w_stride = j.kind == MM_I8 ? cols : cols / 2; /* cols is a multiple of 32 */
         j.w = w->data + (size_t)row_begin * j.w_stride;
         j.block = w->block;

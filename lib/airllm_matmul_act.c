@@ -112,8 +112,7 @@ int airllm_mm_act_prepare(airllm_mm_act *act, const airllm_mm_weight *w, const f
         return airllm_errf(err, "ldx %zu < cols %llu", ldx, (unsigned long long)w->cols);
     size_t cols = (size_t)w->cols;
     if (q8)
-        return airllm_mm_act_q8(act, x, n, ldx, cols,
-                                w->enc == AIRLLM_ENC_INT8 ? MM_I8 : MM_Q4, err);
+        return airllm_mm_act_q8(act, x, n, ldx, cols, airllm_mm_quant_kind(w->enc), err);
     size_t need = airllm_mm_gemm_packed(n, cols);
     act->xp = need ? malloc(need * sizeof *act->xp) : NULL;
     if (!act->xp) /* the GEMM path packs per call then */

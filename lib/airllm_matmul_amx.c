@@ -19,6 +19,7 @@
  *    buffer across chunks; act->sT holds the scales by group and token.
  * The C, A and B tiles alternate between two sets (tiles 0-2 and 3-5), so
  * one group's store does not wait for the next group's product. */
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,7 +96,6 @@ static void amx_config_make(amx_config *c)
 TAMX static void decode_q4(const uint8_t *const rp[16], size_t k0, size_t kc, __m512i tab,
                            int8_t *a)
 {
-    const __m512i nib = _mm512_set1_epi8(0x0F);
     /* dword d of hi: even columns 8d .. 8d + 6 of these 128; of lo: odd */
     const __m512i lo8 = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
     const __m512i hi8 = _mm512_add_epi32(lo8, _mm512_set1_epi32(8));
@@ -106,9 +106,8 @@ TAMX static void decode_q4(const uint8_t *const rp[16], size_t k0, size_t kc, __
             /* the next chunk of this row (the hardware prefetcher does not
              * follow 16 streams far enough ahead) */
             _mm_prefetch((const char *)(rp[i] + (k0 + s) / 2 + KA / 2), _MM_HINT_T0);
-            __m512i b = _mm512_maskz_loadu_epi8(m, rp[i] + (k0 + s) / 2);
-            __m512i hi = _mm512_shuffle_epi8(tab, _mm512_and_si512(_mm512_srli_epi16(b, 4), nib));
-            __m512i lo = _mm512_shuffle_epi8(tab, _mm512_and_si512(b, nib));
+            __m512i hi, lo;
+            airllm_mm_nibbles(_mm512_maskz_loadu_epi8(m, rp[i] + (k0 + s) / 2), tab, &hi, &lo);
             /* past kc: zeros or garbage inside the row's KA, never read */
             _mm512_store_si512(a + i * KA + s, _mm512_permutex2var_epi32(hi, lo8, lo));
             _mm512_store_si512(a + i * KA + s + 64, _mm512_permutex2var_epi32(hi, hi8, lo));
@@ -161,11 +160,9 @@ TAMX static void rows_amx(const mm_job *j, size_t nrows, const airllm_mm_act *ac
         const size_t nr = nrows - row < 16 ? nrows - row : 16;
         const uint8_t *rp[16];
         const float *ap[16];
-        for (unsigned i = 0; i < 16; i++) { /* rows past nr: row `row` again, not stored */
-            size_t r = row + (i < nr ? i : 0);
-            rp[i] = j->w + r * j->w_stride;
-            ap[i] = j->absmax + r * j->a_stride;
-        }
+        airllm_mm_row_ptrs16(j, row, nr, rp);
+        for (unsigned i = 0; i < 16; i++) /* the same rows' scales */
+            ap[i] = j->absmax + (row + (i < nr ? i : 0)) * j->a_stride;
         memset(facc, 0, nblk * 256 * sizeof *facc);
         for (size_t k0 = 0; k0 < cols; k0 += KA) {
             const size_t kc = cols - k0 < KA ? cols - k0 : KA, ng = kc / G;
@@ -289,12 +286,14 @@ int airllm_mm_q8_rows_amx(const mm_job *j, size_t nrows, const airllm_mm_act *ac
 
 #endif
 
+/* AIRLLM_MM_AMX, -1 until read valid once; then every call (each row
+ * job) reads the remembered value. */
+static _Atomic int amx_env = -1;
+
 int airllm_mm_q8_amx_used(airllm_err *err)
 {
-    const char *e = getenv("AIRLLM_MM_AMX");
-    if (e && *e && strcmp(e, "0") && strcmp(e, "1"))
-        return airllm_errf(err, "AIRLLM_MM_AMX='%s' is not 0 or 1", e);
-    return (!e || strcmp(e, "0")) && airllm_mm_q8_amx_available();
+    int on = airllm_mm_env_switch("AIRLLM_MM_AMX", 1, &amx_env, err);
+    return on < 0 ? -1 : on && airllm_mm_q8_amx_available();
 }
 
 void airllm_mm_q8_amx_pack(const int8_t *xa, size_t n, size_t cols, int8_t *bt)

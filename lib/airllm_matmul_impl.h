@@ -131,9 +131,19 @@ void airllm_mm_q8_quantize_ref(const float *x, size_t n, size_t ldx, size_t cols
 void airllm_mm_q8_even_odd(const int8_t *a, size_t len, int8_t *eo);
 /* The 16 weights + 128 of a 4-bit codebook (round(127 cb[c]) + 128). */
 void airllm_mm_q8_code_table(const float *cb, uint8_t tab[16]);
+/* A 0/1 switch from environment variable name: dflt when unset or
+ * empty, -1 (message) on another value; the first valid reading is kept
+ * in *cache (-1 before) and returned from then on. */
+int airllm_mm_env_switch(const char *name, int dflt, _Atomic int *cache, airllm_err *err);
+/* The kernels' kind of a quantized encoding. */
+static inline mm_kind airllm_mm_quant_kind(airllm_encoding e)
+{
+    return e == AIRLLM_ENC_INT8 ? MM_I8 : MM_Q4;
+}
 /* AMX (airllm_matmul_amx.c): 1 if the CPU has AMX-INT8 and this process
  * may use the tile state; _used also reads AIRLLM_MM_AMX (0 turns AMX
- * off, 1 or unset leaves it on): 1, 0, or -1 on another value. */
+ * off, 1 or unset leaves it on; read once valid): 1, 0, or -1 on another
+ * value. */
 int airllm_mm_q8_amx_available(void);
 int airllm_mm_q8_amx_used(airllm_err *err);
 /* xa [n][cols] as B tiles [ceil(n / 16)][cols / 32][8][16][4] (tokens past

@@ -4,6 +4,8 @@
 #ifndef AIRLLM_MATMUL_KERNEL_H
 #define AIRLLM_MATMUL_KERNEL_H
 
+#include "airllm_matmul_impl.h"
+
 #if defined(__x86_64__) || defined(__i386__)
 #define MM_X86 1
 #include <immintrin.h>
@@ -55,6 +57,25 @@ T512 INLINE void airllm_mm_transpose16(__m512i r[16])
         r[8 + c] = _mm512_shuffle_i32x4(v1, v3, 0x88);
         r[12 + c] = _mm512_shuffle_i32x4(v1, v3, 0xDD);
     }
+}
+
+/* The 16 rows from `row` of j; rows past nr read row 0 again (their
+ * outputs are never stored), so no load leaves the matrix. The int8
+ * kernels' panels and rows (airllm_matmul_q8.c, _amx.c). */
+INLINE void airllm_mm_row_ptrs16(const mm_job *j, size_t row, size_t nr, const uint8_t *rp[16])
+{
+    for (unsigned i = 0; i < 16; i++)
+        rp[i] = j->w + (row + (i < nr ? i : 0)) * j->w_stride;
+}
+
+/* 64 bytes of 4-bit codes looked up in tab (16 bytes, in every 128-bit
+ * lane), byte for byte: hi from the high nibbles (the even columns), lo
+ * from the low (the odd). */
+T512 INLINE void airllm_mm_nibbles(__m512i b, __m512i tab, __m512i *hi, __m512i *lo)
+{
+    const __m512i nib = _mm512_set1_epi8(0x0F);
+    *hi = _mm512_shuffle_epi8(tab, _mm512_and_si512(_mm512_srli_epi16(b, 4), nib));
+    *lo = _mm512_shuffle_epi8(tab, _mm512_and_si512(b, nib));
 }
 #endif /* MM_X86 */
 

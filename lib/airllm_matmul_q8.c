@@ -236,23 +236,6 @@ static void q8_rows_ref(const mm_job *j, size_t r0, size_t r1, const airllm_mm_a
 /* Bytes ahead in each row that the decoder prefetches. */
 #define Q8_PF 512
 
-/* The 16 rows from `row` of j; rows past nr read row 0 again (their
- * outputs are never stored), so no load leaves the matrix. */
-TVNNI INLINE void row_ptrs16(const mm_job *j, size_t row, size_t nr, const uint8_t *rp[16])
-{
-    for (unsigned i = 0; i < 16; i++)
-        rp[i] = j->w + (row + (i < nr ? i : 0)) * j->w_stride;
-}
-
-/* 64 bytes of 4-bit codes as weights + 128 (tab), byte for byte: hi from
- * the high nibbles (the even columns), lo from the low (the odd). */
-TVNNI INLINE void codes_q8(__m512i b, __m512i tab, __m512i *hi, __m512i *lo)
-{
-    const __m512i nib = _mm512_set1_epi8(0x0F);
-    *hi = _mm512_shuffle_epi8(tab, _mm512_and_si512(_mm512_srli_epi16(b, 4), nib));
-    *lo = _mm512_shuffle_epi8(tab, _mm512_and_si512(b, nib));
-}
-
 /* Columns [k0, k0 + kc) (kc a multiple of 32, at most KC) of the 16 rows
  * from `row` (rows past nr: row 0 again, their outputs never stored) into
  * wq[quad][h + lane][4], h = 0 or 16. */
@@ -260,7 +243,7 @@ TVNNI INLINE void panel16_q8(const mm_kind kind, const mm_job *j, size_t row, si
                              size_t k0, size_t kc, __m512i tab, uint8_t *wq)
 {
     const uint8_t *rp[16];
-    row_ptrs16(j, row, nr, rp);
+    airllm_mm_row_ptrs16(j, row, nr, rp);
     const size_t slab = kind == MM_Q4 ? 128 : 64; /* columns per 64 bytes */
     for (size_t s0 = 0; s0 < kc; s0 += slab) {
         size_t kk = k0 + s0;
@@ -290,7 +273,7 @@ TVNNI INLINE void panel16_q8(const mm_kind kind, const mm_job *j, size_t row, si
                  * 8c + 2b + 1; the even ones make quad 2c, the odd ones
                  * 2c + 1 (the order of act->eo), so no interleave */
                 __m512i hi, lo;
-                codes_q8(r[c], tab, &hi, &lo);
+                airllm_mm_nibbles(r[c], tab, &hi, &lo);
                 _mm512_store_si512(wq + (s0 / 4 + 2 * c) * 128, hi);
                 _mm512_store_si512(wq + (s0 / 4 + 2 * c + 1) * 128, lo);
             }
@@ -451,7 +434,7 @@ TVNNI INLINE void row16_q8(const mm_kind kind, const mm_job *j, size_t row, size
     const float *xs = act->s;
     const int32_t *xc = act->c;
     const uint8_t *rp[16];
-    row_ptrs16(j, row, nr, rp);
+    airllm_mm_row_ptrs16(j, row, nr, rp);
     const size_t step = kind == MM_Q4 ? 128 : 64; /* columns per 64 weight bytes */
     const __m512i flip = _mm512_set1_epi8((char)0x80);
     __m512 f = _mm512_setzero_ps();
@@ -486,7 +469,7 @@ TVNNI INLINE void row16_q8(const mm_kind kind, const mm_job *j, size_t row, size
             for (unsigned i = 0; i < 16; i++) {
                 _mm_prefetch((const char *)(rp[i] + off + Q8_PF), _MM_HINT_T0);
                 __m512i hi, lo;
-                codes_q8(_mm512_maskz_loadu_epi8(m, rp[i] + off), tab, &hi, &lo);
+                airllm_mm_nibbles(_mm512_maskz_loadu_epi8(m, rp[i] + off), tab, &hi, &lo);
                 v[i] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), hi, ae),
                                            lo, ao);
             }
@@ -617,23 +600,30 @@ void airllm_mm_set_q8(int on)
     atomic_store(&q8_forced, on ? 1 : 0);
 }
 
+int airllm_mm_env_switch(const char *name, int dflt, _Atomic int *cache, airllm_err *err)
+{
+    int on = atomic_load(cache);
+    if (on >= 0)
+        return on;
+    const char *e = getenv(name);
+    if (!e || !*e)
+        on = dflt;
+    else if (!strcmp(e, "0"))
+        on = 0;
+    else if (!strcmp(e, "1"))
+        on = 1;
+    else
+        return airllm_errf(err, "%s='%s' is not 0 or 1", name, e);
+    atomic_store(cache, on);
+    return on;
+}
+
 static int q8_enabled(airllm_err *err)
 {
     int on = atomic_load(&q8_forced);
     if (on >= 0)
         return on;
-    on = atomic_load(&q8_env);
-    if (on >= 0)
-        return on;
-    const char *e = getenv("AIRLLM_MM_Q8");
-    if (!e || !*e || !strcmp(e, "0"))
-        on = 0;
-    else if (!strcmp(e, "1"))
-        on = 1;
-    else
-        return airllm_errf(err, "AIRLLM_MM_Q8='%s' is not 0 or 1", e);
-    atomic_store(&q8_env, on);
-    return on;
+    return airllm_mm_env_switch("AIRLLM_MM_Q8", 0, &q8_env, err);
 }
 
 int airllm_mm_q8_wanted(const airllm_mm_weight *w, airllm_mm_impl impl, airllm_err *err)
